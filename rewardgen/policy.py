@@ -1,0 +1,102 @@
+"""The policy exchange format: plain arrays, never pickles.
+
+Trainers (which run next to untrusted reward code) export the deterministic actor as named float
+arrays plus a small JSON-able header. The trusted evaluator rebuilds the network from those arrays
+itself, so nothing executable crosses from a worker to the evaluator.
+
+Arrays: ``obs_mean``, ``obs_var`` (observation normalisation), ``w0``, ``b0``, ... ``wK``, ``bK``
+(hidden layers then the action head). The action is ``clip(head(x), -1, 1)``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+MAX_PARAMETERS = 50_000_000
+
+
+class PolicyFormatError(ValueError):
+    """A policy file that does not match the format (wrong keys, shapes, activation)."""
+
+
+@dataclass
+class PolicyExport:
+    arrays: dict[str, np.ndarray]
+    activation: str = "tanh"
+    clip_obs: float = 10.0
+    epsilon: float = 1e-8
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        header = np.frombuffer(f"{self.activation}|{self.clip_obs}|{self.epsilon}".encode(), dtype=np.uint8)
+        np.savez(buf, __header__=header, **{k: np.asarray(v, dtype=np.float32) for k, v in self.arrays.items()})
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "PolicyExport":
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise PolicyFormatError(f"not a policy file: {exc}") from None
+        try:
+            activation, clip_obs, epsilon = bytes(arrays.pop("__header__")).decode().split("|")
+            export = cls(arrays, activation, float(clip_obs), float(epsilon))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise PolicyFormatError("policy file has no valid header") from None
+        export.validate()
+        return export
+
+    def num_layers(self) -> int:
+        return sum(1 for k in self.arrays if k.startswith("w"))
+
+    def validate(self, obs_dim: int | None = None, act_dim: int | None = None) -> None:
+        """Check keys, shapes and sizes so a malformed file fails with a clear message."""
+        if self.activation not in ACTIVATIONS:
+            raise PolicyFormatError(f"unknown activation {self.activation!r}")
+        n = self.num_layers()
+        expected = {"obs_mean", "obs_var"} | {f"w{i}" for i in range(n)} | {f"b{i}" for i in range(n)}
+        if n == 0 or set(self.arrays) != expected:
+            raise PolicyFormatError(f"policy arrays {sorted(self.arrays)} do not match {sorted(expected)}")
+        if sum(a.size for a in self.arrays.values()) > MAX_PARAMETERS:
+            raise PolicyFormatError("policy is implausibly large")
+        width = self.arrays["obs_mean"].shape
+        if len(width) != 1 or self.arrays["obs_var"].shape != width:
+            raise PolicyFormatError("obs_mean/obs_var must be vectors of the same length")
+        prev = width[0]
+        for i in range(n):
+            w, b = self.arrays[f"w{i}"], self.arrays[f"b{i}"]
+            if w.ndim != 2 or w.shape[1] != prev or b.shape != (w.shape[0],):
+                raise PolicyFormatError(f"layer {i} has shapes {w.shape}/{b.shape}, expected (*, {prev})")
+            prev = w.shape[0]
+        if obs_dim is not None and width[0] != obs_dim:
+            raise PolicyFormatError(f"policy expects {width[0]} observations, the task has {obs_dim}")
+        if act_dim is not None and prev != act_dim:
+            raise PolicyFormatError(f"policy outputs {prev} actions, the task has {act_dim}")
+
+
+class DeterministicPolicy:
+    """The actor rebuilt from a PolicyExport: normalise, MLP, clip to [-1, 1]."""
+
+    def __init__(self, export: PolicyExport):
+        export.validate()
+        t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in export.arrays.items()}
+        self._mean, self._std = t["obs_mean"], torch.sqrt(t["obs_var"] + export.epsilon)
+        self._layers = [(t[f"w{i}"], t[f"b{i}"]) for i in range(export.num_layers())]
+        self._act = ACTIVATIONS[export.activation]
+        self._clip = export.clip_obs
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+        x = torch.clamp((x - self._mean) / self._std, -self._clip, self._clip)
+        for i, (w, b) in enumerate(self._layers):
+            x = x @ w.T + b
+            if i < len(self._layers) - 1:
+                x = self._act(x)
+        return torch.clamp(x, -1.0, 1.0).numpy()
