@@ -62,6 +62,17 @@ class Task:
         finally:
             env.close()
 
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping ``task_from_dict`` reads back (paths absolute), for workers and run configs."""
+        raw: dict[str, Any] = {
+            "id": self.id, "description": self.description, "episode_length": self.episode_length,
+            "fitness": self.fitness, "success_threshold": self.success_threshold,
+            "default_steps": self.default_steps, "frame_skip": self.frame_skip,
+            "reset_noise": self.reset_noise, "eval_episodes": self.eval_episodes, "env_kwargs": self.env_kwargs,
+        }
+        raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
+        return raw
+
     @property
     def robot_label(self) -> str:
         return f"{self.env_id} (gymnasium)" if self.env_id else f"{Path(self.mjcf or '').name} (MJCF)"

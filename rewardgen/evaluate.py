@@ -1,0 +1,103 @@
+"""Trusted evaluation: run a trained policy and measure the task's fitness.
+
+This runs in its own process (``python -m rewardgen.evaluate``), started by the orchestrator, and
+imports nothing that loads candidate code. Its inputs are the task spec and a policy file of plain
+arrays (``rewardgen.policy``); its output is one JSON object. Selection uses only its fitness.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardgen.fitness import make_fitness
+from rewardgen.policy import DeterministicPolicy, PolicyExport
+from rewardgen.state import StateBuffers, refresh_derived
+from rewardgen.tasks import Task, task_from_dict
+
+
+def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = None, seed: int = 10_000) -> dict[str, Any]:
+    """Mean trusted fitness of the deterministic policy over ``episodes`` seeded episodes."""
+    episodes = episodes or task.eval_episodes
+    env = task.make_env()
+    export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+    policy = DeterministicPolicy(export)
+    fitness = make_fitness(task.fitness, task.schema)
+    model = env.unwrapped.model
+    buffers = StateBuffers(task.schema, model, 1)
+    results = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        values: list[float] = []
+        env_return, length, done, terminated = 0.0, 0, False, False
+        start_com = env.unwrapped.data.subtree_com[task.schema.robot_root].copy()
+        while not done:
+            action = policy(obs[None, :].astype(np.float32))[0]
+            obs, r, terminated, truncated, _ = env.step(action)
+            data = env.unwrapped.data
+            refresh_derived(model, data)
+            length += 1
+            buffers.fill(0, data, action, length)
+            values.append(float(fitness.per_step(buffers.to_state())[0]))
+            env_return += float(r)
+            done = terminated or truncated
+        end_com = env.unwrapped.data.subtree_com[task.schema.robot_root]
+        results.append({
+            "fitness": fitness.episode_value(values, task.episode_length),
+            "length": length,
+            "terminated": bool(terminated),
+            "env_return": env_return,
+            "com_displacement": [float(v) for v in end_com - start_com],
+        })
+    env.close()
+    values = np.asarray([r["fitness"] for r in results])
+    mean = float(values.mean())
+    return {
+        "fitness": mean,
+        "fitness_std": float(values.std()),
+        "success": bool(mean >= task.success_threshold),
+        "success_threshold": task.success_threshold,
+        "fitness_name": fitness.name,
+        "fitness_doc": fitness.doc,
+        "episodes": results,
+    }
+
+
+def run_trusted_evaluation(task: Task, policy_path: Path, episodes: int | None = None, seed: int = 10_000,
+                           timeout: float = 600.0) -> dict[str, Any]:
+    """Evaluate in a fresh process (the orchestrator's entry point). Raises RuntimeError on failure."""
+    job = {"task": task.to_dict(), "policy_path": str(policy_path), "episodes": episodes, "seed": seed}
+    from rewardgen.sandbox import PACKAGE_PARENT
+
+    import os
+
+    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "rewardgen.evaluate"], input=json.dumps(job).encode(),
+                              capture_output=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"trusted evaluation exceeded {timeout:.0f} s") from None
+    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"trusted evaluation failed: {(err or ['no output'])[-1]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    job = json.loads(sys.stdin.buffer.read())
+    task = task_from_dict(job["task"], where="evaluation job")
+    export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())
+    print(json.dumps(evaluate_policy(task, export, job.get("episodes"), int(job.get("seed", 10_000)))))
+
+
+if __name__ == "__main__":
+    main()
