@@ -1,0 +1,5 @@
+import sys
+
+from rewardgen.cli import main
+
+sys.exit(main())

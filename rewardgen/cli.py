@@ -1,0 +1,366 @@
+"""``rewardgen`` command line: a thin shell over the library.
+
+Every command's bad input ends with one line on stderr and exit code 2; nothing on disk is harmed.
+With ``--json`` the last line of stdout is one JSON object and the progress display goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- progress display
+class RichProgress:
+    """Live progress for evolve/train/resume: one bar per candidate, a table per generation."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TimeElapsedColumn(), console=console, transient=False)
+        self.rows: dict[tuple[int, int], Any] = {}
+        self.lock = threading.Lock()
+        self.steps = 0
+
+    def __enter__(self):
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bars.stop()
+
+    def _row(self, g: int, c: int):
+        key = (g, c)
+        if key not in self.rows:
+            self.rows[key] = self.bars.add_task(f"gen {g} cand {c:<2} waiting", total=self.steps or 1)
+        return self.rows[key]
+
+    def event(self, kind: str, **d: Any) -> None:
+        with self.lock:
+            getattr(self, f"_on_{kind}", lambda **_: None)(**d)
+
+    def _on_run_started(self, run_dir, task, proposer, config):
+        self.console.print(f"[bold]rewardgen evolve[/] task [cyan]{task}[/] - proposer: {proposer}")
+        self.console.print(f"run directory: {run_dir}")
+
+    def _on_proposing(self, generation, proposer):
+        self.console.print(f"generation {generation}: asking the {proposer} for candidates")
+
+    def _on_generation_started(self, generation, candidates, pending, steps):
+        self.steps = steps
+        done = candidates - len(pending)
+        extra = f" ({done} already finished)" if done else ""
+        self.console.print(f"generation {generation}: {candidates} candidates x {steps} env-steps{extra}")
+        for c in pending:
+            self._row(generation, c)
+
+    def _on_candidate_started(self, generation, candidate):
+        self.bars.update(self._row(generation, candidate), description=f"gen {generation} cand {candidate:<2} checking")
+
+    def _on_candidate_progress(self, generation, candidate, steps, total):
+        self.bars.update(self._row(generation, candidate), completed=steps, total=total,
+                         description=f"gen {generation} cand {candidate:<2} training")
+
+    def _on_evaluating(self, generation, candidate):
+        self.bars.update(self._row(generation, candidate), description=f"gen {generation} cand {candidate:<2} evaluating")
+
+    def _on_candidate_finished(self, generation, candidate, status, fitness, error, success):
+        row = self._row(generation, candidate)
+        if status == "ok":
+            text = f"gen {generation} cand {candidate:<2} [green]fitness {fitness:.4g}[/]" + (" (success)" if success else "")
+            self.bars.update(row, description=text, completed=self.bars.tasks[row].total)
+        else:
+            self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
+
+    def _on_generation_finished(self, generation, summary, best):
+        b = summary.get("best")
+        line = f"generation {generation} done: best candidate {b['candidate']} fitness {b['fitness']:.4g}" if b \
+            else f"generation {generation} done: no candidate succeeded"
+        if best:
+            line += f"; best so far gen {best['generation']} cand {best['candidate']} ({best['fitness']:.4g})"
+        self.console.print(line)
+
+
+def _summary_table(summary: dict):
+    from rich.table import Table
+
+    table = Table(title=f"run {Path(summary['run_dir']).name}")
+    for col in ("gen", "cand", "status", "fitness", "success", "error"):
+        table.add_column(col)
+    best = summary.get("best") or {}
+    for gen in summary.get("generations", []):
+        for cand in gen["candidates"]:
+            mark = " *" if (best.get("generation"), best.get("candidate")) == (gen["generation"], cand["candidate"]) else ""
+            fit = "" if cand["fitness"] is None else f"{cand['fitness']:.4g}{mark}"
+            table.add_row(str(gen["generation"]), str(cand["candidate"]), cand["status"], fit,
+                          "yes" if cand.get("success") else "", (cand.get("error") or "")[:70])
+    return table
+
+
+# --------------------------------------------------------------------------- commands
+def _consoles(as_json: bool):
+    from rich.console import Console
+
+    out = Console(stderr=as_json, highlight=False)
+    return out
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_tasks(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rewardgen.tasks import list_tasks
+
+    tasks = list_tasks()
+    if args.json:
+        _emit_json([{"id": t.id, "description": t.description, "robot": t.robot_label,
+                     "fitness": t.fitness, "success_threshold": t.success_threshold,
+                     "default_steps": t.default_steps} for t in tasks])
+        return 0
+    table = Table(title="rewardgen tasks")
+    for col in ("task", "robot", "description", "fitness (success at)", "default steps"):
+        table.add_column(col)
+    for t in tasks:
+        params = ", ".join(f"{k}={v}" for k, v in t.fitness.get("params", {}).items())
+        table.add_row(t.id, t.robot_label, t.description, f"{t.fitness['name']}({params}) >= {t.success_threshold}",
+                      str(t.default_steps))
+    Console().print(table)
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from rewardgen.prompts import task_prompts
+    from rewardgen.tasks import get_task
+
+    task = get_task(args.task)
+    prompts = task_prompts(task)
+    if args.json:
+        _emit_json({"task": task.id, "system": prompts["system"], "user": prompts["task"]})
+        return 0
+    sys.stdout.write("=== system prompt ===\n" + prompts["system"] + "\n=== task prompt ===\n" + prompts["task"])
+    return 0
+
+
+def _config_from_args(args) -> "EvolveConfig":
+    from rewardgen.evolve import EvolveConfig
+
+    return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
+                        steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
+                        num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes)
+
+
+def _run_with_progress(args, fn) -> dict:
+    console = _consoles(args.json)
+    with RichProgress(console) as progress:
+        summary = fn(progress)
+    return summary
+
+
+def cmd_evolve(args) -> int:
+    from rewardgen.evolve import Evolution, start_run
+    from rewardgen.tasks import get_task
+
+    config = _config_from_args(args)
+    config.validate()
+    get_task(config.task)
+    store = start_run(config, Path(args.runs_dir))
+    summary = _run_with_progress(args, lambda progress: Evolution(store, progress).run())
+    return _report_run(args, summary)
+
+
+def _report_run(args, summary: dict) -> int:
+    if args.json:
+        _emit_json({"run_dir": summary["run_dir"], "best": summary["best"], "generations": summary["generations"]})
+    else:
+        from rich.console import Console
+
+        console = Console()
+        console.print(_summary_table(summary))
+        best = summary.get("best")
+        if best:
+            path = Path(summary["run_dir"]) / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}" / "reward.py"
+            console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
+                          f"fitness {best['fitness']:.4g} -> {path}")
+        else:
+            console.print("no candidate finished successfully; see the errors above and each candidate's train.log")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from rewardgen.evolve import resume
+
+    summary = _run_with_progress(args, lambda progress: resume(Path(args.run), progress))
+    return _report_run(args, summary)
+
+
+def cmd_train(args) -> int:
+    from rewardgen.evolve import train_file
+    from rewardgen.tasks import get_task
+
+    path = Path(args.reward)
+    if not path.is_file():
+        raise UsageError(f"no such reward file: {path}")
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    config = _config_from_args(args)
+    config.validate()
+    get_task(config.task)
+    result = _run_with_progress(args, lambda progress: train_file(source, config, Path(args.runs_dir), progress))
+    m = result["metrics"]
+    out = {"run_dir": result["run_dir"], "status": m.get("status"), "fitness": m.get("fitness"),
+           "success": bool(m.get("success")), "error": m.get("error"), "env_steps": m.get("env_steps"),
+           "env_steps_per_second": m.get("env_steps_per_second")}
+    if args.json:
+        _emit_json(out)
+    else:
+        from rich.console import Console
+
+        from rewardgen.reflection import component_table
+
+        console = Console()
+        if m.get("status") == "ok":
+            console.print(f"trusted fitness {m['fitness']:.4g} ({'success' if m.get('success') else 'below the success threshold'})"
+                          f", {m.get('env_steps')} env-steps at {m.get('env_steps_per_second')} steps/s")
+            console.print(component_table(m.get("training", {})), markup=False)
+        else:
+            console.print(f"[red]{m.get('status')}[/]: {m.get('error')}")
+            if m.get("traceback"):
+                console.print(m["traceback"], markup=False)
+        console.print(f"run directory: {result['run_dir']}")
+    return 0 if m.get("status") == "ok" else 1
+
+
+# --------------------------------------------------------------------------- parser
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task id (see `rewardgen tasks`) or path to a task YAML file")
+    p.add_argument("--steps", type=_positive_int, default=None, help="training env-steps per candidate (default: the task's)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
+    p.add_argument("--trainer", default="sb3", choices=["sb3"], help="RL trainer run in the worker (default sb3)")
+    p.add_argument("--num-envs", type=_positive_int, default=8, help="simulated worlds per training batch (default 8)")
+    p.add_argument("--timeout", type=_positive_float, default=None,
+                   help="wall-clock seconds per candidate's training (default: derived from --steps)")
+    p.add_argument("--eval-episodes", type=_positive_int, default=None,
+                   help="episodes of trusted evaluation (default: the task's)")
+    p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("evolve", help="evolve reward functions for a task (propose, train, evaluate, reflect)",
+                       description="Evolve reward functions: K candidates per generation, each trained in a sandboxed "
+                                   "worker and judged by the task's trusted fitness. The offline proposer is used "
+                                   "unless an LLM is configured.")
+    _add_training_args(p)
+    p.add_argument("--samples", type=_positive_int, default=4, help="candidates per generation, K (default 4)")
+    p.add_argument("--generations", type=_positive_int, default=3, help="generations, G (default 3)")
+    p.set_defaults(func=cmd_evolve)
+
+    p = sub.add_parser("resume", help="continue an interrupted run without retraining finished candidates",
+                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9).")
+    p.add_argument("run", help="the run directory, e.g. runs/20261123-120000-halfcheetah-run")
+    p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("train", help="train one reward file and report its trusted fitness",
+                       description="Train one reward file (the reward contract: compute_reward(s) -> (total, dict)) "
+                                   "in a sandboxed worker and report its trusted fitness.")
+    p.add_argument("reward", help="path to a reward .py file")
+    _add_training_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tasks", help="list the available tasks", description="List the tasks in environments/.")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("describe", help="print exactly what a proposer sees for a task",
+                       description="Print the system and task prompts (derived robot schema + task) for a task.")
+    p.add_argument("task", help="task id or path to a task YAML file")
+    p.add_argument("--json", action="store_true", help="print the prompts as JSON")
+    p.set_defaults(func=cmd_describe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    import warnings
+
+    warnings.filterwarnings("ignore", module="gymnasium")
+    from rewardgen.evolve import ConfigError
+    from rewardgen.fitness import FitnessError
+    from rewardgen.runstore import RunStoreError
+    from rewardgen.tasks import TaskError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError) as exc:
+        print(f"rewardgen: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("rewardgen: interrupted; continue with `rewardgen resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

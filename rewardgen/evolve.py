@@ -1,0 +1,325 @@
+"""The evolve loop: propose K rewards, check and train each in a worker, evaluate, reflect, repeat.
+
+The orchestrator (this module) never executes candidate code. It writes every proposal to the run
+store before training starts, runs each candidate in ``rewardgen.sandbox`` workers, gets trusted
+fitness from ``rewardgen.evaluate`` in yet another process, and records everything atomically, so
+that ``resume`` can continue any interrupted run without retraining finished candidates.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from rewardgen.evaluate import run_trusted_evaluation
+from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
+from rewardgen.runstore import RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id
+from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.tasks import Task, get_task, task_from_dict
+
+
+class ConfigError(ValueError):
+    """A run setting that makes no sense (e.g. a non-positive count); the message is for the user."""
+
+
+@dataclass
+class EvolveConfig:
+    """Settings of one run (stored in ``run.json``; ``resume`` reuses them).
+
+    :param task: task id (``rewardgen tasks``) or path to a task YAML file.
+    :param samples: candidates per generation (K).
+    :param generations: number of generations (G).
+    :param steps: training env-steps per candidate; None uses the task's default.
+    :param seed: seeds proposals, training and evaluation.
+    :param workers: candidates trained at once; None sizes it to the machine's cores.
+    :param trainer: training algorithm run in the worker ("sb3").
+    :param proposer: who writes rewards ("offline").
+    :param num_envs: simulated worlds per training batch.
+    :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
+    :param eval_episodes: trusted evaluation episodes; None uses the task's default.
+    :param check_steps: env-steps of the smoke run that checks a candidate before training.
+    :param memory_gb: address-space limit of each worker.
+    """
+
+    task: str
+    samples: int = 4
+    generations: int = 3
+    steps: int | None = None
+    seed: int = 0
+    workers: int | None = None
+    trainer: str = "sb3"
+    proposer: str = "offline"
+    num_envs: int = 8
+    timeout: float | None = None
+    eval_episodes: int | None = None
+    check_steps: int = 256
+    memory_gb: float = 8.0
+
+    def validate(self) -> None:
+        for name in ("samples", "generations", "num_envs", "check_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("steps", "workers", "timeout", "eval_episodes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "EvolveConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class Progress(Protocol):
+    """Receives events as the run goes (the CLI shows them; tests may record them)."""
+
+    def event(self, kind: str, **data: Any) -> None: ...
+
+
+class SilentProgress:
+    def event(self, kind: str, **data: Any) -> None:
+        pass
+
+
+@dataclass
+class CandidateOutcome:
+    generation: int
+    candidate: int
+    status: str
+    fitness: float | None
+    error: str | None = None
+    success: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def default_workers(samples: int) -> int:
+    return max(1, min(samples, os.cpu_count() or 1))
+
+
+def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve") -> RunStore:
+    """Validate the config and task, and create the run directory with its ``run.json``."""
+    config.validate()
+    task = get_task(config.task)
+    proposer_label = get_proposer(config.proposer).label if kind == "evolve" else "user-supplied reward file"
+    steps = config.steps or task.default_steps
+    run = {
+        "kind": kind,
+        "status": "created",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": asdict(config) | {"steps": steps},
+        "task": task.to_dict(),
+        "proposer": proposer_label,
+        "generations": [],
+        "best": None,
+    }
+    return RunStore.create(runs_dir, new_run_id(task.id) + ("-train" if kind == "train" else ""), run)
+
+
+class Evolution:
+    """Runs (or resumes) the run in ``store`` to completion."""
+
+    def __init__(self, store: RunStore, progress: Progress | None = None):
+        self.store = store
+        self.progress = progress or SilentProgress()
+        run = store.read_run()
+        self.config = EvolveConfig.from_dict(run["config"])
+        self.task: Task = task_from_dict(run["task"], where=str(store.path / "run.json"))
+        self.kind = run.get("kind", "evolve")
+        self.steps = int(self.config.steps or self.task.default_steps)
+        self.eval_seed = 10_000 + 1000 * self.config.seed
+
+    # ----- the loop
+    def run(self) -> dict:
+        self.store.lock()
+        try:
+            self._set_status("running")
+            self.progress.event("run_started", run_dir=str(self.store.path), task=self.task.id,
+                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config))
+            for g in range(self.config.generations):
+                self._generation(g)
+            self._set_status("finished")
+            summary = self.summary()
+            self.progress.event("run_finished", summary=summary)
+            return summary
+        except BaseException:
+            self._set_status("interrupted")
+            raise
+        finally:
+            self.store.unlock()
+
+    def _set_status(self, status: str) -> None:
+        run = self.store.read_run()
+        run["status"] = status
+        run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.store.write_run(run)
+
+    def history(self, upto: int) -> list[list[CandidateRecord]]:
+        """Finished candidates of generations before ``upto``, as proposers see them."""
+        out = []
+        for g in range(upto):
+            gen = self.store.read_generation(g) or {"candidates": []}
+            records = []
+            for c in range(len(gen["candidates"])):
+                m = self.store.read_metrics(g, c)
+                if m is None:
+                    continue
+                records.append(CandidateRecord(
+                    generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
+                    fitness=m.get("fitness"), error=m.get("error"),
+                    proposal=gen["candidates"][c], stats=m.get("training") or {}))
+            out.append(records)
+        return out
+
+    def _propose(self, g: int) -> dict:
+        proposer = get_proposer(self.config.proposer)
+        ctx = ProposalContext(task=self.task, schema=self.task.schema, generation=g, samples=self.config.samples,
+                              seed=self.config.seed, history=self.history(g))
+        self.progress.event("proposing", generation=g, proposer=proposer.label)
+        proposals = proposer.propose(ctx)
+        return self.write_generation(g, proposals, proposer.name)
+
+    def write_generation(self, g: int, proposals: list[Proposal], proposer: str) -> dict:
+        """Write every candidate's source, then the generation record that marks it complete."""
+        records = []
+        for c, p in enumerate(proposals):
+            d = self.store.cand_dir(g, c)
+            atomic_write_text(d / "reward.py", p.source)
+            record = p.record(proposer)
+            atomic_write_json(d / "proposal.json", record)
+            records.append(record)
+        gen = {"generation": g, "proposer": proposer, "candidates": records,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_json(self.store.gen_dir(g) / "generation.json", gen)
+        return gen
+
+    def _generation(self, g: int) -> None:
+        gen = self.store.read_generation(g) or self._propose(g)
+        n = len(gen["candidates"])
+        todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
+        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps)
+        workers = min(self.config.workers or default_workers(n), max(1, len(todo)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="candidate") as pool:
+            for fut in [pool.submit(self._candidate, g, c) for c in todo]:
+                fut.result()
+        self._record_generation(g, n)
+
+    # ----- one candidate
+    def _limits(self, wall: float) -> WorkerLimits:
+        return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
+
+    def _candidate(self, g: int, c: int) -> CandidateOutcome:
+        d = self.store.cand_dir(g, c)
+        source = self.store.read_source(g, c)
+        self.progress.event("candidate_started", generation=g, candidate=c)
+        task_dict = self.task.to_dict()
+        seed = self.config.seed * 1000 + g * 100 + c
+        check = run_worker({"mode": "check", "task": task_dict, "source": source, "steps": self.config.check_steps,
+                            "seed": seed}, self._limits(120.0))
+        metrics: dict[str, Any] = {"generation": g, "candidate": c, "check": {
+            "stage": check.stage, "error": check.error, "seconds": round(check.seconds, 2)}}
+        if not check.ok:
+            atomic_write_text(d / "train.log", check.log)
+            return self._finish(d, metrics | {"status": check.stage, "error": check.error,
+                                              "traceback": check.traceback, "fitness": None})
+        timeout = self.config.timeout or 120.0 + self.steps / 100.0
+
+        def on_event(ev: dict) -> None:
+            self.progress.event("candidate_progress", generation=g, candidate=c, steps=ev.get("steps", 0),
+                                total=ev.get("total", self.steps))
+
+        job = {"mode": "train", "task": task_dict, "source": source, "steps": self.steps, "seed": seed,
+               "trainer": self.config.trainer, "num_envs": self.config.num_envs}
+        res = run_worker(job, self._limits(timeout), on_event=on_event)
+        atomic_write_text(d / "train.log", res.log)
+        if not res.ok or res.payload is None:
+            error = res.error or "worker returned no policy"
+            return self._finish(d, metrics | {"status": res.stage if not res.ok else "protocol", "error": error,
+                                              "traceback": res.traceback, "fitness": None,
+                                              "train_seconds": round(res.seconds, 2)})
+        result = res.result or {}
+        atomic_write_bytes(d / "policy.npz", res.payload)
+        metrics |= {"training": result.get("stats", {}), "env_steps": result.get("env_steps"),
+                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
+                    "env_steps_per_second": round(result.get("env_steps", 0) / max(result.get("seconds", 1e-9), 1e-9), 1)}
+        self.progress.event("evaluating", generation=g, candidate=c)
+        try:
+            evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
+        except (RuntimeError, ValueError) as exc:
+            return self._finish(d, metrics | {"status": "evaluation", "error": str(exc), "fitness": None})
+        return self._finish(d, metrics | {"status": "ok", "error": None, "fitness": evaluation["fitness"],
+                                          "success": evaluation["success"], "evaluation": evaluation})
+
+    def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
+        atomic_write_json(d / "metrics.json", metrics)
+        outcome = CandidateOutcome(metrics["generation"], metrics["candidate"], metrics["status"],
+                                   metrics.get("fitness"), metrics.get("error"), bool(metrics.get("success")))
+        self.progress.event("candidate_finished", generation=outcome.generation, candidate=outcome.candidate,
+                            status=outcome.status, fitness=outcome.fitness, error=outcome.error,
+                            success=outcome.success)
+        return outcome
+
+    # ----- summaries
+    def _record_generation(self, g: int, n: int) -> None:
+        candidates = []
+        for c in range(n):
+            m = self.store.read_metrics(g, c) or {}
+            candidates.append({"candidate": c, "status": m.get("status", "missing"), "fitness": m.get("fitness"),
+                               "success": bool(m.get("success")), "error": (m.get("error") or None)})
+        ok = [x for x in candidates if x["status"] == "ok" and x["fitness"] is not None]
+        best = max(ok, key=lambda x: x["fitness"]) if ok else None
+        summary = {"generation": g, "candidates": candidates,
+                   "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
+        run = self.store.read_run()
+        gens = [x for x in run.get("generations", []) if x["generation"] != g] + [summary]
+        run["generations"] = sorted(gens, key=lambda x: x["generation"])
+        run["best"] = _overall_best(run["generations"])
+        self.store.write_run(run)
+        self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"])
+
+    def summary(self) -> dict:
+        run = self.store.read_run()
+        return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
+                "best": run.get("best"), "generations": run.get("generations", [])}
+
+
+def _overall_best(generations: list[dict]) -> dict | None:
+    best = None
+    for gen in generations:
+        b = gen.get("best")
+        if b and (best is None or b["fitness"] > best["fitness"]):
+            best = {"generation": gen["generation"], "candidate": b["candidate"], "fitness": b["fitness"]}
+    return best
+
+
+def evolve(config: EvolveConfig, runs_dir: Path = Path("runs"), progress: Progress | None = None) -> dict:
+    """Start a new run and take it to completion; returns the run summary."""
+    store = start_run(config, runs_dir)
+    return Evolution(store, progress).run()
+
+
+def resume(run_dir: Path, progress: Progress | None = None) -> dict:
+    """Continue an interrupted run; finished candidates are kept as they are."""
+    store = RunStore.open(run_dir)
+    run = store.read_run()
+    if run.get("status") == "finished":
+        return Evolution(store, progress).summary()
+    return Evolution(store, progress).run()
+
+
+def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
+               progress: Progress | None = None) -> dict:
+    """Train one reward source (``rewardgen train``) as a one-candidate run; returns its metrics."""
+    config.samples, config.generations = 1, 1
+    store = start_run(config, runs_dir, kind="train")
+    evo = Evolution(store, progress)
+    evo.write_generation(0, [Proposal(source, origin="user-supplied reward file")], "file")
+    summary = evo.run()
+    metrics = store.read_metrics(0, 0) or {}
+    return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
+
+
+__all__ = ["ConfigError", "EvolveConfig", "Evolution", "evolve", "resume", "train_file", "start_run", "RunStoreError"]

@@ -1,0 +1,81 @@
+"""The proposer interface: given a task and what earlier generations learned, write K rewards."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardgen.schema import Schema
+from rewardgen.tasks import Task
+
+
+@dataclass
+class CandidateRecord:
+    """One finished candidate as proposers see it: code, verdict, trusted fitness, statistics."""
+
+    generation: int
+    candidate: int
+    source: str
+    status: str  # "ok" or the failing stage
+    fitness: float | None
+    error: str | None = None
+    proposal: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.generation}/{self.candidate}"
+
+
+@dataclass
+class ProposalContext:
+    """Everything a proposer may use. ``history[g]`` holds generation g's candidates."""
+
+    task: Task
+    schema: Schema
+    generation: int
+    samples: int
+    seed: int
+    history: list[list[CandidateRecord]] = field(default_factory=list)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+
+    def ranked(self) -> list[CandidateRecord]:
+        """All successful candidates so far, best trusted fitness first."""
+        ok = [c for gen in self.history for c in gen if c.status == "ok" and c.fitness is not None]
+        return sorted(ok, key=lambda c: c.fitness, reverse=True)
+
+
+@dataclass
+class Proposal:
+    """A reward source plus where it came from (recorded in ``proposal.json``)."""
+
+    source: str
+    origin: str
+    parent: str | None = None
+    notes: list[str] = field(default_factory=list)
+    genome: list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, proposer: str) -> dict[str, Any]:
+        return {"proposer": proposer, "origin": self.origin, "parent": self.parent, "notes": self.notes,
+                "genome": self.genome, **self.extra}
+
+
+class Proposer(ABC):
+    #: short id used in run.json and on the command line
+    name: str = "proposer"
+    #: what every output calls it
+    label: str = "proposer"
+
+    @abstractmethod
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        """Return exactly ``ctx.samples`` proposals for generation ``ctx.generation``."""
+
+
+def get_proposer(name: str) -> Proposer:
+    if name == "offline":
+        from rewardgen.proposers.offline import OfflineProposer
+
+        return OfflineProposer()
+    raise ValueError(f"unknown proposer {name!r}; available: offline")

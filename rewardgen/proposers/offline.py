@@ -1,0 +1,185 @@
+"""The offline proposer: real reward code from a library of terms, evolved without an LLM.
+
+Terms are built from the derived schema and the task's goal (the fitness *spec*: which body should
+move along which axis, which two points should meet; never the fitness code). A candidate is a
+genome, a list of ``{term, weight}``; its source is generated from the genome. Generation 0 samples
+term subsets and weights. Later generations take the best candidates so far as parents, apply the
+reflection heuristics to the parent's component statistics (drop constant components, shrink a
+shaping term that dominates, lean on the goal when reward and fitness disagree), then mutate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+
+from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
+from rewardgen.reflection import component_facts
+from rewardgen.schema import Schema
+from rewardgen.tasks import Task
+
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named reward component: ``weight * expr``; ``expr`` is an (N,) expression over ``s``."""
+
+    key: str
+    expr: str
+    lo: float
+    hi: float
+    goal: bool = False
+    doc: str = ""
+
+
+def _point_expr(schema: Schema, name: str) -> str:
+    return f's.body_pos["{name}"]' if name in schema.bodies else f's.site_pos["{name}"]'
+
+
+def term_library(task: Task, schema: Schema) -> dict[str, Term]:
+    """Every term that makes sense for this task and robot, keyed by component name."""
+    terms: list[Term] = []
+    spec, params = task.fitness["name"], task.fitness.get("params", {})
+    root = schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
+        else schema.bodies[0]
+    if spec == "forward_velocity":
+        body, ax = params.get("body", root), _AXES.get(params.get("axis", "x"), 0)
+        sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
+        terms += [
+            Term("progress", f'{sign}s.body_linvel["{body}"][:, {ax}]', 0.5, 3.0, True,
+                 f"velocity of {body} along the goal axis"),
+            Term("progress_com", f"{sign}s.com_vel[:, {ax}]", 0.5, 3.0, True, "centre-of-mass velocity along the goal axis"),
+        ]
+        side = 1 - ax if ax < 2 else 0
+        terms.append(Term("drift", f'-s.body_linvel["{body}"][:, {side}].abs()', 0.05, 0.5, False,
+                          "sideways velocity penalty"))
+    elif spec == "alive_fraction":
+        terms.append(Term("alive", "torch.ones_like(s.step)", 0.5, 2.0, True, "bonus for every step survived"))
+    elif spec == "negative_distance":
+        a, b = _point_expr(schema, params["a"]), _point_expr(schema, params["b"])
+        idx = [_AXES[c] for c in params.get("dims", "xyz")]
+        dist = f"torch.linalg.norm(({a} - {b})[:, {idx}], dim=-1)"
+        terms += [
+            Term("reach", f"-{dist}", 0.5, 5.0, True, f"distance {params['a']} to {params['b']}"),
+            Term("reach_bonus", f"torch.exp(-{dist} / 0.05)", 0.1, 1.0, True, "bonus near the goal"),
+        ]
+    elif spec == "height":
+        body = params.get("body", root)
+        terms.append(Term("height", f's.body_pos["{body}"][:, 2]', 0.5, 3.0, True, f"height of {body}"))
+    terms.append(Term("ctrl", "-(s.action ** 2).sum(dim=-1)", 0.01, 0.3, False, "control effort penalty"))
+    if spec != "alive_fraction":
+        terms.append(Term("alive", "torch.ones_like(s.step)", 0.1, 1.0, False, "survival bonus"))
+    upright_bodies = schema.bodies if len(schema.bodies) <= 4 else (root,)
+    for body in upright_bodies:
+        terms.append(Term(f"upright_{body}", f's.body_up["{body}"][:, 2]', 0.1, 1.0, False, f"{body} kept upright"))
+    model = task.model
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    h0 = float(data.xpos[schema.robot_root][2])
+    if h0 > 0.05:
+        terms.append(Term("posture", f'-(s.body_pos["{root}"][:, 2] - {h0:.3f}).abs()', 0.1, 2.0, False,
+                          f"{root} kept near its initial height {h0:.2f} m"))
+    terms.append(Term("joint_vel", "-(s.qvel ** 2).mean(dim=-1)", 0.001, 0.05, False, "joint speed penalty"))
+    return {t.key: t for t in terms}
+
+
+def render_source(task: Task, genome: list[dict], header: str) -> str:
+    """Reward source for a genome, in the reward contract."""
+    library = term_library(task, task.schema)
+    lines = [f'"""Reward for {task.id}: {header}', "", "Written by rewardgen's offline proposer (term library, no LLM).", '"""',
+             "import torch", "", "", "def compute_reward(s):", "    components = {"]
+    for gene in genome:
+        term = library[gene["term"]]
+        lines.append(f'        "{term.key}": {gene["weight"]:.4g} * ({term.expr}),  # {term.doc}')
+    lines += ["    }", "    total = sum(components.values())", "    return total, components", ""]
+    return "\n".join(lines)
+
+
+def _signature(genome: list[dict]) -> tuple:
+    return tuple(sorted((g["term"], round(math.log(g["weight"]), 1)) for g in genome))
+
+
+class OfflineProposer(Proposer):
+    name = "offline"
+    label = "offline proposer (term library, no LLM)"
+
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        rng = np.random.default_rng([ctx.seed, ctx.generation, 7919])
+        library = term_library(ctx.task, ctx.schema)
+        parents = ctx.ranked()[:2]
+        seen = {_signature(c.proposal["genome"]) for gen in ctx.history for c in gen if c.proposal.get("genome")}
+        proposals = []
+        for i in range(ctx.samples):
+            for _attempt in range(10):
+                if parents:
+                    parent = parents[i % len(parents)]
+                    genome, notes = self._child(parent, library, rng, ctx.history)
+                    origin, parent_ref = f"mutation of {parent.ref}", parent.ref
+                else:
+                    genome, notes = self._fresh(library, rng, canonical=(i == 0 and ctx.generation == 0))
+                    origin, parent_ref = "fresh sample from the term library", None
+                if _signature(genome) not in seen:
+                    break
+            seen.add(_signature(genome))
+            header = origin + ("; " + "; ".join(notes) if notes else "")
+            proposals.append(Proposal(render_source(ctx.task, genome, header), origin=origin, parent=parent_ref,
+                                      notes=notes, genome=genome))
+        return proposals
+
+    @staticmethod
+    def _weight(term: Term, rng: np.random.Generator) -> float:
+        return float(math.exp(rng.uniform(math.log(term.lo), math.log(term.hi))))
+
+    def _fresh(self, library: dict[str, Term], rng: np.random.Generator, canonical: bool) -> tuple[list[dict], list[str]]:
+        goals = [t for t in library.values() if t.goal]
+        shaping = [t for t in library.values() if not t.goal]
+        if canonical:  # goal at full weight plus a light control penalty: the textbook reward
+            chosen = [goals[0]] + [t for t in shaping if t.key == "ctrl"]
+            return [{"term": t.key, "weight": (1.0 if t.goal else 0.05)} for t in chosen], ["canonical start"]
+        chosen = [goals[int(rng.integers(len(goals)))]]
+        chosen += [t for t in goals if t not in chosen and rng.random() < 0.3]
+        chosen += [t for t in shaping if rng.random() < 0.5]
+        return [{"term": t.key, "weight": self._weight(t, rng)} for t in chosen], []
+
+    def _child(self, parent: CandidateRecord, library: dict[str, Term], rng: np.random.Generator,
+               history: list[list[CandidateRecord]]) -> tuple[list[dict], list[str]]:
+        genome = [dict(g) for g in parent.proposal.get("genome") or [] if g["term"] in library]
+        notes: list[str] = []
+        facts = {f.name: f for f in component_facts(parent.stats)}
+        for gene in list(genome):
+            term, fact = library[gene["term"]], facts.get(gene["term"])
+            if fact is None:
+                continue
+            if fact.constant and term.key != "alive" and not term.goal:
+                genome.remove(gene)
+                notes.append(f"dropped {term.key}: constant during training")
+            elif fact.dominant and not term.goal:
+                gene["weight"] *= 0.3
+                notes.append(f"scaled {term.key} down: {fact.share:.0%} of the reward's magnitude")
+        corr = parent.stats.get("reward_fitness_correlation")
+        if corr is not None and corr < 0.0:
+            for gene in genome:
+                gene["weight"] *= 2.0 if library[gene["term"]].goal else 0.5
+            notes.append(f"reward and fitness disagreed (r={corr:.2f}): goal terms up, shaping down")
+        for gene in genome:
+            gene["weight"] = float(np.clip(gene["weight"] * math.exp(rng.normal(0.0, 0.4)), 1e-4, 100.0))
+        present = {g["term"] for g in genome}
+        absent = [t for t in library.values() if t.key not in present]
+        if absent and rng.random() < 0.4:
+            t = absent[int(rng.integers(len(absent)))]
+            genome.append({"term": t.key, "weight": self._weight(t, rng)})
+            notes.append(f"added {t.key}")
+        removable = [g for g in genome if not library[g["term"]].goal]
+        if removable and rng.random() < 0.25:
+            g = removable[int(rng.integers(len(removable)))]
+            genome.remove(g)
+            notes.append(f"removed {g['term']}")
+        if not any(library[g["term"]].goal for g in genome):
+            goal = next(t for t in library.values() if t.goal)
+            genome.insert(0, {"term": goal.key, "weight": 1.0})
+            notes.append(f"restored goal term {goal.key}")
+        return genome, notes

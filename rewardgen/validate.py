@@ -1,0 +1,310 @@
+"""Static validation of candidate reward source (first sandbox layer; see docs/sandbox.md).
+
+The orchestrator runs this before it spawns a worker, and the worker runs it again before it
+loads the code. It only parses (``ast.parse``); it never executes the candidate.
+
+API: ``validate_source(source) -> list[Issue]`` (empty means accepted), and ``ensure_valid(source)``
+which raises ``ValidationError`` carrying the issues. Every ``Issue`` has a 1-based ``line`` (0 when
+the problem is the whole file) and a one-line ``message``.
+
+The rules are deliberately conservative: a reward needs arithmetic on tensors, not reflection,
+files, processes or native code. Name-based rules (banned attribute names wherever they appear)
+are used instead of type inference, so aliasing (``t = torch; t.save(...)``) does not help.
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+from dataclasses import dataclass
+
+MAX_SOURCE_CHARS = 100_000
+ALLOWED_MODULES = frozenset({"torch", "math"})
+
+# torch sub-modules a reward may import or reach (``torch.<x>``): anything else under torch that is
+# a module is refused when imported. Attribute access is governed by BANNED_ATTRIBUTES below.
+BANNED_TORCH_PATHS = frozenset({
+    "torch.save", "torch.load", "torch.ops", "torch.classes", "torch.utils", "torch.hub", "torch.from_file",
+    "torch.jit", "torch.cuda", "torch.multiprocessing", "torch.distributed", "torch.library", "torch.backends",
+    "torch.package", "torch.compile", "torch.compiler", "torch.fx", "torch.export", "torch.onnx",
+    "torch.profiler", "torch.serialization", "torch.overrides", "torch.random", "torch.storage",
+    "torch.autograd.profiler", "torch.autograd.graph", "torch.cpu", "torch.mps", "torch.xpu", "torch.mtia",
+    "torch.accelerator", "torch.monitor", "torch.futures", "torch.testing", "torch.hub", "torch.config",
+    "torch.manual_seed", "torch.seed", "torch.set_num_threads", "torch.set_default_dtype",
+    "torch.set_default_device", "torch.set_default_tensor_type", "torch.set_grad_enabled",
+    "torch.set_printoptions", "torch.set_flush_denormal", "torch.use_deterministic_algorithms",
+    "torch.set_rng_state", "torch.set_num_interop_threads", "torch.set_anomaly_enabled",
+    "torch.set_float32_matmul_precision", "torch.set_warn_always", "torch.set_deterministic_debug_mode",
+    "torch.nn.Module",
+})
+
+# Builtins a reward may not name at all (they execute code, reach objects by name, touch files or
+# the terminal, or end the process).
+BANNED_NAMES = frozenset({
+    "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr", "setattr", "delattr",
+    "__import__", "breakpoint", "input", "help", "exit", "quit", "memoryview", "dir",
+    "classmethod", "staticmethod", "property", "super", "object", "type", "copyright", "credits",
+    "license", "__builtins__", "__loader__", "__spec__",
+})
+
+# Attribute names refused on any object. Grouped by why.
+BANNED_ATTRIBUTES = frozenset({
+    # stdlib modules re-exported by torch (torch.os, torch.sys, ...) and their dangerous members
+    "os", "sys", "subprocess", "builtins", "importlib", "ctypes", "pickle", "io", "shutil", "socket",
+    "inspect", "gc", "types", "marshal", "threading", "multiprocessing", "signal", "pathlib", "tempfile",
+    "platform", "glob", "functools", "warnings", "weakref", "copyreg", "environ", "system", "popen",
+    "spawnl", "spawnv", "execv", "execve", "execl", "fork", "kill", "killpg", "unlink", "rmdir",
+    "rename", "mkdir", "makedirs", "chmod", "chown", "symlink", "putenv", "getenv",
+    # file, serialisation and native-code entry points of torch / numpy
+    "save", "load", "from_file", "ops", "classes", "hub", "jit", "cuda", "utils", "cpp_extension",
+    "multiprocessing", "distributed", "library", "backends", "package", "compile", "compiler", "fx",
+    "export", "onnx", "profiler", "serialization", "overrides", "storage", "untyped_storage",
+    "share_memory_", "numpy", "tofile", "tobytes", "dump", "dumps", "loads", "from_dlpack", "to_dlpack",
+    "set_", "pin_memory", "record_stream", "set_rng_state", "get_rng_state", "manual_seed", "random",
+    "load_state_dict", "state_dict", "dlopen", "cdll", "CDLL", "LoadLibrary",
+    # introspection: frames, code objects, function globals, the class hierarchy
+    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "gi_frame", "gi_code", "cr_frame",
+    "cr_code", "ag_frame", "ag_code", "tb_frame", "tb_next", "func_globals", "mro", "format_map",
+    "gi_yieldfrom", "cr_await",
+})
+BANNED_ATTRIBUTE_PREFIXES = ("register_", "set_default", "co_", "_")
+# Dunder methods a reward-defined class may define.
+ALLOWED_DUNDER_DEFS = frozenset({"__init__", "__call__", "__len__", "__getitem__"})
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One reason the source is refused: ``line`` is 1-based (0 = the whole file)."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+class ValidationError(ValueError):
+    """Raised by ``ensure_valid``; ``issues`` lists every problem found, first one in the message."""
+
+    def __init__(self, issues: list[Issue]):
+        self.issues = list(issues)
+        first = str(self.issues[0]) if self.issues else "invalid reward source"
+        more = f" (and {len(self.issues) - 1} more issue(s))" if len(self.issues) > 1 else ""
+        super().__init__(first + more)
+
+    @property
+    def line(self) -> int:
+        return self.issues[0].line if self.issues else 0
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
+
+
+def module_allowed(dotted: str) -> str | None:
+    """None when a reward may import ``dotted``, else the reason (shared with the worker's import gate)."""
+    top = dotted.split(".")[0]
+    if top not in ALLOWED_MODULES:
+        return f"import of {dotted!r} is not allowed (only {', '.join(sorted(ALLOWED_MODULES))})"
+    if dotted.startswith("torch."):
+        parts = dotted.split(".")
+        for i in range(2, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            if prefix in BANNED_TORCH_PATHS:
+                return f"{prefix} is not available to rewards (file, process, native-code or global-state API)"
+        if any(p.startswith("_") for p in parts[1:]):
+            return f"import of private module {dotted!r} is not allowed"
+    return None
+
+
+def attribute_problem(name: str) -> str | None:
+    """None when ``x.<name>`` is acceptable on any object, else why it is refused."""
+    if _is_dunder(name):
+        return f"access to dunder attribute .{name} is not allowed"
+    if name in BANNED_ATTRIBUTES:
+        return f"access to attribute .{name} is not allowed (file, process, native-code or introspection API)"
+    for prefix in BANNED_ATTRIBUTE_PREFIXES:
+        if name.startswith(prefix):
+            kind = "private attribute" if prefix == "_" else f"attribute starting with {prefix!r}"
+            return f"access to {kind} .{name} is not allowed"
+    return None
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+        self.module_aliases: dict[str, str] = {}
+        self.class_depth = 0
+
+    def add(self, node: ast.AST | None, message: str) -> None:
+        self.issues.append(Issue(getattr(node, "lineno", 0) or 0, message))
+
+    # imports -----------------------------------------------------------------------------------
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            why = module_allowed(alias.name)
+            if why:
+                self.add(node, why)
+            else:
+                local = alias.asname or alias.name.split(".")[0]
+                self.module_aliases[local] = alias.name if alias.asname else alias.name.split(".")[0]
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level:
+            self.add(node, "relative imports are not allowed")
+            return
+        if module == "__future__":
+            return
+        why = module_allowed(module)
+        if why:
+            self.add(node, why)
+            return
+        for alias in node.names:
+            if alias.name == "*":
+                if module != "math":
+                    self.add(node, f"'from {module} import *' is not allowed; import names explicitly")
+                continue
+            full = f"{module}.{alias.name}"
+            why = module_allowed(full) if module.startswith("torch") else None
+            why = why or attribute_problem(alias.name)
+            if why:
+                self.add(node, f"from {module} import {alias.name}: {why}")
+            else:
+                self.module_aliases[alias.asname or alias.name] = full
+
+    # names and attributes -----------------------------------------------------------------------
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in BANNED_NAMES:
+            self.add(node, f"use of {node.id!r} is not allowed")
+        elif _is_dunder(node.id):
+            self.add(node, f"use of dunder name {node.id!r} is not allowed")
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and node.id in self.module_aliases and self.class_depth == 0:
+            pass  # rebinding a module alias locally is harmless
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        why = attribute_problem(node.attr)
+        if why:
+            self.add(node, why)
+        dotted = self._dotted(node)
+        if dotted and dotted.startswith("torch."):
+            banned = module_allowed(dotted)
+            if banned and "private" not in banned:
+                self.add(node, banned)
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and self._root_is_module(node):
+            self.add(node, f"assigning to or deleting {dotted or 'an attribute of a module'} (monkeypatching) "
+                           "is not allowed")
+        self.generic_visit(node)
+
+    def _dotted(self, node: ast.AST) -> str | None:
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id in self.module_aliases:
+            return ".".join([self.module_aliases[node.id], *reversed(parts)])
+        return None
+
+    def _root_is_module(self, node: ast.AST) -> bool:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in self.module_aliases
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and self._root_is_module(node):
+            self.add(node, "assigning into a module's attributes (monkeypatching) is not allowed")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and "__" in node.value:
+            self.add(node, "string literals containing '__' are not allowed (attribute-name tricks)")
+        elif isinstance(node.value, bytes) and b"__" in node.value:
+            self.add(node, "bytes literals containing '__' are not allowed (attribute-name tricks)")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "format":
+            target = func.value
+            if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
+                self.add(node, "str.format is only allowed on a string literal")
+            else:
+                try:
+                    fields = [f for _, f, _, _ in string.Formatter().parse(target.value) if f]
+                except ValueError:
+                    fields = ["?."]
+                if any("." in f or "[" in f for f in fields):
+                    self.add(node, "format fields with attribute or index access are not allowed")
+        self.generic_visit(node)
+
+    # definitions and statements ----------------------------------------------------------------
+    def _check_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if _is_dunder(node.name) and not (self.class_depth and node.name in ALLOWED_DUNDER_DEFS):
+            self.add(node, f"defining {node.name!r} is not allowed")
+        args = node.args
+        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if a is not None and _is_dunder(a.arg):
+                self.add(node, f"dunder parameter name {a.arg!r} is not allowed")
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self._check_def(node)
+        depth, self.class_depth = self.class_depth, 0
+        self.generic_visit(node)
+        self.class_depth = depth
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> None:
+        self.add(node, "async functions are not allowed")
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self.add(node, "await is not allowed")
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if _is_dunder(node.name):
+            self.add(node, f"class name {node.name!r} is not allowed")
+        if node.keywords:
+            self.add(node, "class keywords (metaclass=...) are not allowed")
+        self.class_depth += 1
+        self.generic_visit(node)
+        self.class_depth -= 1
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in node.names:
+            if _is_dunder(name):
+                self.add(node, f"global {name!r} is not allowed")
+
+    def visit_alias(self, node: ast.alias) -> None:  # handled by the import visitors
+        return
+
+
+def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
+    """Every reason ``source`` is refused as a reward (empty list: accepted), in line order."""
+    if not isinstance(source, str):
+        return [Issue(0, f"reward source must be text, got {type(source).__name__}")]
+    if len(source) > MAX_SOURCE_CHARS:
+        return [Issue(0, f"reward source is {len(source)} characters; the limit is {MAX_SOURCE_CHARS}")]
+    if "\x00" in source:
+        return [Issue(0, "reward source contains a NUL character")]
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        return [Issue(exc.lineno or 0, f"SyntaxError: {exc.msg}")]
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return [Issue(0, f"reward source could not be parsed ({type(exc).__name__}: nested too deeply?)")]
+    checker = _Checker()
+    try:
+        checker.visit(tree)
+    except RecursionError:
+        return [Issue(0, "reward source is nested too deeply")]
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "compute_reward"]
+    if not defs:
+        checker.add(None, "the reward must define a top-level function compute_reward(s)")
+    elif not (defs[-1].args.posonlyargs or defs[-1].args.args or defs[-1].args.vararg):
+        checker.add(defs[-1], "compute_reward must take the state as its first argument: compute_reward(s)")
+    unique = sorted(set(checker.issues), key=lambda i: (i.line, i.message))
+    return unique
+
+
+def ensure_valid(source: str, filename: str = "reward.py") -> None:
+    """Raise ``ValidationError`` (message: first issue, with its line) unless ``source`` is accepted."""
+    issues = validate_source(source, filename)
+    if issues:
+        raise ValidationError(issues)
