@@ -24,6 +24,7 @@ each world keeps its own generator and resets are the same as gymnasium's for th
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -82,6 +83,12 @@ class _Sensors:
                 s.intprm[i] = v
         self.slices[key] = slice(self._adr, self._adr + dim)
         self._adr += dim
+
+
+def _compile(spec: mujoco.MjSpec) -> mujoco.MjModel:
+    with warnings.catch_warnings():  # gymnasium's XMLs use attributes MuJoCo now deprecates
+        warnings.simplefilter("ignore")
+        return spec.compile()
 
 
 def _name_everything(spec: mujoco.MjSpec) -> tuple[list[str], list[str]]:
@@ -150,6 +157,8 @@ class BatchSim:
         # its last stage (a full-step predictor no sensor sees); the closest observable is the new
         # state, so the probe then keeps constraints on and provides them.
         self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+        # the probe's integration is thrown away: one forward evaluation is all it needs
+        self._probe_model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
         if not self._rk4:
             self._probe_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
 
@@ -199,7 +208,7 @@ class BatchSim:
         bodies, _ = _name_everything(spec)
         sens = _Sensors(spec)
         self._add_gym_view(sens, bodies)
-        return spec.compile(), sens.slices
+        return _compile(spec), sens.slices
 
     def _add_gym_view(self, sens: "_Sensors", bodies: list[str]) -> None:
         """Sensors for what gymnasium reads from MjData after mj_step: cfrc_ext and xpos."""
@@ -228,8 +237,7 @@ class BatchSim:
             sens.add(f"site{j}", _S.mjSENS_FRAMEPOS, _SITE, sites[s], 3)
         sens.add("com", _S.mjSENS_SUBTREECOM, _BODY, bodies[sc.robot_root], 3)
         sens.add("comvel", _S.mjSENS_SUBTREELINVEL, _BODY, bodies[sc.robot_root], 3)
-        model = spec.compile()
-        return model, sens.slices
+        return _compile(spec), sens.slices
 
     # ------------------------------------------------------------------------------------------
     # per-env rules (gymnasium/envs/mujoco/*_v5.py)
@@ -272,7 +280,15 @@ class BatchSim:
 
     # ------------------------------------------------------------------------------------------
     def _cfrc_ext(self, sens: np.ndarray) -> np.ndarray:
-        """gym's ``data.cfrc_ext[1:]`` (N, nbody-1, 6) from the dynamics model's sensordata."""
+        """gym's ``data.cfrc_ext[1:]`` (N, nbody-1, 6) from gym-view sensordata (cached per array)."""
+        cached = getattr(self, "_cfrc_cache", None)
+        if cached is not None and cached[0] is sens:
+            return cached[1]
+        out = self._cfrc_ext_compute(sens)
+        self._cfrc_cache = (sens, out)
+        return out
+
+    def _cfrc_ext_compute(self, sens: np.ndarray) -> np.ndarray:
         c = sens[:, self._contact_idx]  # (N, B, 9): force, torque, pos (world frame, on body)
         f = -c[..., 0:3]
         t = -c[..., 3:6]
