@@ -62,7 +62,11 @@ def get_trainer(name: str) -> Trainer:
         from rewardgen.trainers.sb3 import SB3Trainer
 
         return SB3Trainer()
-    raise ValueError(f"unknown trainer {name!r}; available: sb3")
+    if name == "ppo":
+        from rewardgen.trainers.ppo import PPOTrainer
+
+        return PPOTrainer()
+    raise ValueError(f"unknown trainer {name!r}; available: ppo, sb3")
 
 
 class TrainingStats:
