@@ -33,8 +33,8 @@ CheckpointFn = Callable[[int, PolicyExport], None]
 
 @dataclass
 class PPOHyperparams:
-    num_envs: int | None = 64  # worlds; None: TrainConfig.num_envs
-    rollout_steps: int = 32  # steps per world per iteration (batch = num_envs * rollout_steps)
+    num_envs: int | None = 128  # worlds; None: TrainConfig.num_envs
+    rollout_steps: int = 16  # steps per world per iteration (batch = num_envs * rollout_steps)
     epochs: int = 5
     minibatches: int = 4
     learning_rate: float = 3e-4
@@ -52,7 +52,9 @@ class PPOHyperparams:
     clip_reward: float = 10.0
     normalize_reward: bool = True
     checkpoints: int = 10  # evenly spaced checkpoints kept in memory (and passed to on_checkpoint)
-    torch_threads: int | None = None  # None: leave torch's setting alone
+    # 1 thread: the update's matrices are tiny and the physics has its own native pool; measured
+    # faster than 2 on 2 cores (docs/benchmarks.md). None leaves torch's setting alone.
+    torch_threads: int | None = 1
     sim_threads: int | None = None  # native physics threads (None: all cores)
 
 

@@ -1,0 +1,223 @@
+"""Benchmarks: training throughput and learning quality, rewardgen PPO vs SB3 PPO, side by side.
+
+``throughput`` measures, in one process and one run: (a) the raw batched simulator with random
+actions (no policy, no reward), (b) rewardgen PPO training with a representative multi-component
+reward, (c) SB3 PPO (its defaults) over 8 gymnasium envs with the same reward; then b/c and b/a,
+plus the peak RSS. ``learning`` compares the two trainers on the env's own reward at equal steps.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rewardgen.batchsim import BatchSim
+from rewardgen.candidate import load_reward
+from rewardgen.fitness import make_fitness
+from rewardgen.tasks import Task, get_task
+from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, TrainOutput
+
+# A reward in the contract that touches what typical candidates touch: a body velocity, heights and
+# orientations, joint velocities, actions and contact forces, five components.
+REPRESENTATIVE_REWARD = '''
+import torch
+
+def compute_reward(s):
+    root = next(iter(s.body_pos))
+    forward = s.body_linvel[root][:, 0]
+    upright = s.body_up[root][:, 2]
+    height = s.body_pos[root][:, 2]
+    effort = -0.1 * (s.action ** 2).sum(dim=1)
+    if len(s.joint_vel):
+        jv = torch.stack([s.joint_vel[j] for j in s.joint_vel], dim=1)
+        smooth = -1e-3 * (jv ** 2).sum(dim=1)
+    else:
+        smooth = torch.zeros_like(forward)
+    contact = -1e-4 * torch.stack([s.contact_force[b] for b in s.contact_force], dim=1).clamp(max=100.0).sum(dim=1)
+    total = forward + 0.1 * upright + 0.05 * height + effort + smooth + contact
+    return total, {"forward": forward, "upright": upright, "height": height, "effort": effort,
+                   "smooth": smooth, "contact": contact}
+'''
+
+TrainRunner = Callable[[Task, str, TrainConfig], TrainOutput]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (MB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def _batch_reward(task: Task, source: str, steps: int, num_envs: int) -> BatchReward:
+    return BatchReward(load_reward(source), make_fitness(task.fitness, task.schema), TrainingStats(steps),
+                       num_envs, task.episode_length)
+
+
+def in_process_ppo(task: Task, source: str, config: TrainConfig, **hp: Any) -> TrainOutput:
+    """Train rewardgen PPO in this process (the default runner for ``throughput``)."""
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+    hparams = PPOHyperparams(**hp)
+    n = int(hparams.num_envs or config.num_envs)
+    return PPOTrainer(hparams).train(task, _batch_reward(task, source, config.steps, n), config, lambda s: None)
+
+
+def raw_sim(task: Task, num_worlds: int, seconds: float, seed: int = 0) -> dict:
+    """(a) BatchSim stepping with random actions, plus bare ``mujoco.rollout`` of the same model."""
+    sim = BatchSim(task, num_worlds, seed=seed)
+    sim.reset()
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, (64, num_worlds, sim.act_dim)).astype(np.float32)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sim.step(actions[steps % 64])
+        sim.state()
+        steps += 1
+    batchsim_sps = steps * num_worlds / (time.perf_counter() - start)
+    # bare physics: mujoco.rollout of the unmodified model, frame skip inside, no sensors/obs/resets
+    import mujoco
+    from mujoco import _rollout
+
+    m = sim.model
+    pool = _rollout.Rollout(nthread=sim.nthread if sim.nthread > 1 else 0)
+    datas = [mujoco.MjData(m) for _ in range(max(sim.nthread, 1))]
+    state = sim._state.copy()
+    out = np.empty((num_worlds, sim.frame_skip, state.shape[1]))
+    sens = np.empty((num_worlds, sim.frame_skip, 0))
+    ctrl = np.empty((num_worlds, sim.frame_skip, m.nu))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        ctrl[:] = actions[steps % 64][:, None, :]
+        pool.rollout([m] * num_worlds, datas, sim.frame_skip, int(mujoco.mjtState.mjSTATE_CTRL), state, None,
+                     ctrl, out, sens, None)
+        state = out[:, -1].copy()
+        steps += 1
+    rollout_sps = steps * num_worlds / (time.perf_counter() - start)
+    sim.close()
+    return {"batchsim_env_steps_per_s": batchsim_sps, "rollout_env_steps_per_s": rollout_sps,
+            "num_worlds": num_worlds, "threads": sim.nthread}
+
+
+def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs: int = 8) -> dict:
+    """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs."""
+    from rewardgen.trainers.sb3 import SB3Trainer
+
+    reward = _batch_reward(task, source, steps, num_envs)
+    start = time.perf_counter()
+    out = SB3Trainer().train(task, reward, TrainConfig(steps=steps, seed=seed, num_envs=num_envs), lambda s: None)
+    seconds = time.perf_counter() - start
+    return {"env_steps": out.env_steps, "seconds": seconds, "env_steps_per_s": out.env_steps / seconds}
+
+
+def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, sim_seconds: float = 5.0,
+               num_worlds: int = 128, repeats: int = 1, seed: int = 0, reward_source: str = REPRESENTATIVE_REWARD,
+               runner: TrainRunner | None = None, **ppo_hp: Any) -> dict:
+    """Side-by-side throughput of (a) raw sim, (b) rewardgen PPO training, (c) SB3 PPO training.
+
+    :param runner: how to run (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput``;
+        default trains in this process. Pass one that routes through the worker isolation.
+    :param repeats: run each measurement this many times; medians are reported.
+    :param ppo_hp: PPOHyperparams overrides for (b) (e.g. rollout_steps=16).
+    """
+    task = get_task(task_id)
+    run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))
+    a_sim, a_roll, b, c, rss = [], [], [], [], []
+    for r in range(repeats):
+        raw = raw_sim(task, num_worlds, sim_seconds, seed=seed + r)
+        a_sim.append(raw["batchsim_env_steps_per_s"])
+        a_roll.append(raw["rollout_env_steps_per_s"])
+        start = time.perf_counter()
+        out = run(task, reward_source, TrainConfig(steps=ppo_steps, seed=seed + r, num_envs=num_worlds))
+        b.append(out.env_steps / (time.perf_counter() - start))
+        rss.append(peak_rss_mb())
+        c.append(sb3_throughput(task, reward_source, sb3_steps, seed=seed + r)["env_steps_per_s"])
+    med = statistics.median
+    result = {
+        "task": task_id, "num_worlds": num_worlds, "repeats": repeats,
+        "a_raw_batchsim_env_steps_per_s": med(a_sim),
+        "a_raw_rollout_env_steps_per_s": med(a_roll),
+        "b_rewardgen_ppo_env_steps_per_s": med(b),
+        "c_sb3_ppo_env_steps_per_s": med(c),
+        "ratio_b_over_c": med([x / y for x, y in zip(b, c)]),
+        "ratio_b_over_a_batchsim": med([x / y for x, y in zip(b, a_sim)]),
+        "ratio_b_over_a_rollout": med([x / y for x, y in zip(b, a_roll)]),
+        "peak_rss_mb": max(rss),
+        "runs": {"a_batchsim": a_sim, "a_rollout": a_roll, "b": b, "c": c},
+    }
+    return result
+
+
+def _fitness(task: Task, export, episodes: int, seed: int) -> float:
+    try:
+        from rewardgen.evaluate import evaluate_policy
+    except ImportError:  # pragma: no cover - evaluate.py is optional at import time
+        evaluate_policy = None
+    if evaluate_policy is not None:
+        return float(evaluate_policy(task, export, episodes, seed)["fitness"])
+    from rewardgen.policy import DeterministicPolicy
+    from rewardgen.state import StateBuffers, refresh_derived
+
+    fit, policy, env = make_fitness(task.fitness, task.schema), DeterministicPolicy(export), task.make_env()
+    buf = StateBuffers(task.schema, env.unwrapped.model, 1)
+    values_all = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        values, done, n = [], False, 0
+        while not done:
+            obs, _, term, trunc, _ = env.step(policy(obs))
+            n += 1
+            refresh_derived(env.unwrapped.model, env.unwrapped.data)
+            buf.fill(0, env.unwrapped.data, np.zeros(env.action_space.shape), n)
+            values.append(float(fit.per_step(buf.to_state())[0]))
+            done = term or trunc
+        values_all.append(fit.episode_value(values, task.episode_length))
+    return float(np.mean(values_all))
+
+
+def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 1, 2), episodes: int | None = None,
+             include_sb3: bool = True, **ppo_hp: Any) -> dict:
+    """rewardgen PPO vs SB3 PPO on the env's own reward at equal steps; median trusted fitness."""
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+    from rewardgen.trainers.sb3 import SB3Trainer
+
+    task = get_task(task_id)
+    episodes = episodes or task.eval_episodes
+    rows: dict[str, list[dict]] = {"rewardgen_ppo": [], "sb3_ppo": []}
+    for seed in seeds:
+        start = time.perf_counter()
+        out = PPOTrainer(PPOHyperparams(**ppo_hp), env_reward=True).train(
+            task, None, TrainConfig(steps=steps, seed=seed), lambda s: None)
+        rows["rewardgen_ppo"].append({"seed": seed, "seconds": time.perf_counter() - start,
+                                      "fitness": _fitness(task, out.policy, episodes, 10_000 + seed)})
+        if include_sb3:
+            start = time.perf_counter()
+            out = _sb3_env_reward(task, steps, seed)
+            rows["sb3_ppo"].append({"seed": seed, "seconds": time.perf_counter() - start,
+                                    "fitness": _fitness(task, out, episodes, 10_000 + seed)})
+    summary = {k: {"median_fitness": statistics.median(r["fitness"] for r in v),
+                   "median_seconds": statistics.median(r["seconds"] for r in v), "runs": v}
+               for k, v in rows.items() if v}
+    return {"task": task_id, "steps": steps, "seeds": list(seeds), "episodes": episodes, **summary,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def _sb3_env_reward(task: Task, steps: int, seed: int):
+    """SB3 PPO exactly as SB3Trainer sets it up, but on the gymnasium env's own reward."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rewardgen.trainers.sb3 import export_policy
+
+    venv = DummyVecEnv([task.make_env for _ in range(8)])
+    venv.seed(seed)
+    venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
+    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=64, n_epochs=10, learning_rate=3e-4,
+                gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=seed, verbose=0)
+    model.learn(total_timesteps=steps)
+    return export_policy(model, venv)
