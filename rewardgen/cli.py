@@ -171,8 +171,11 @@ def cmd_tasks(args) -> int:
                      "default_steps": t.default_steps} for t in tasks])
         return 0
     table = Table(title="rewardgen tasks")
-    for col in ("task", "robot", "description", "fitness (success at)", "default steps"):
-        table.add_column(col)
+    table.add_column("task", no_wrap=True, style="cyan")
+    table.add_column("robot", no_wrap=True)
+    table.add_column("description", ratio=1)
+    table.add_column("fitness (success at)")
+    table.add_column("steps", no_wrap=True)
     for t in tasks:
         params = ", ".join(f"{k}={v}" for k, v in t.fitness.get("params", {}).items())
         table.add_row(t.id, t.robot_label, t.description, f"{t.fitness['name']}({params}) >= {t.success_threshold}",

@@ -1,0 +1,40 @@
+"""Shared test helpers: run the real CLI in a subprocess, and small reward sources."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD_PENDULUM_REWARD = '''
+import torch
+
+def compute_reward(s):
+    alive = torch.ones_like(s.step)
+    upright = s.body_up["pole"][:, 2]
+    return alive + upright, {"alive": alive, "upright": upright}
+'''
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m rewardgen ARGS`` and capture its output (stdin closed, like CI)."""
+    return subprocess.run([sys.executable, "-m", "rewardgen", *args], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})})
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d

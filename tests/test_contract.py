@@ -1,0 +1,83 @@
+"""Broken candidates are recorded with a reason and never stop the run; fitness is out of reach."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from conftest import GOOD_PENDULUM_REWARD, cli, last_json
+from rewardgen.evaluate import evaluate_policy
+from rewardgen.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.policy import PolicyExport
+from rewardgen.proposers.base import Proposal
+from rewardgen.tasks import get_task
+
+BROKEN = {
+    "wrong_shape": ("import torch\ndef compute_reward(s):\n    t = torch.zeros(s.qpos.shape[0], 2)\n"
+                    "    return t, {'a': t}\n", "contract", "shape"),
+    "missing_dict": ("import torch\ndef compute_reward(s):\n    return torch.zeros(s.qpos.shape[0])\n",
+                     "contract", "(total, components)"),
+    "nan": ("import torch\ndef compute_reward(s):\n    t = torch.full((s.qpos.shape[0],), float('nan'))\n"
+            "    return t, {'nan': t}\n", "contract", "non-finite"),
+    "raises": ("import torch\ndef compute_reward(s):\n    return s.body_pos['no_such_body'], {}\n",
+               "runtime", "no_such_body"),
+    "syntax": ("def compute_reward(s)\n    return 1\n", "static", "SyntaxError"),
+}
+
+
+def test_broken_candidates_are_recorded_not_fatal(runs_dir):
+    config = EvolveConfig(task="inverted-pendulum-balance", samples=len(BROKEN) + 1, generations=1, steps=2048,
+                          workers=2, eval_episodes=2)
+    store = start_run(config, runs_dir)
+    evo = Evolution(store)
+    proposals = [Proposal(GOOD_PENDULUM_REWARD, origin="test")] + [Proposal(src, origin=k) for k, (src, _, _) in BROKEN.items()]
+    evo.write_generation(0, proposals, "test")
+    summary = evo.run()
+    assert summary["status"] == "finished"
+    cands = summary["generations"][0]["candidates"]
+    assert cands[0]["status"] == "ok" and cands[0]["fitness"] is not None
+    for c, (name, (_, stage, fragment)) in zip(cands[1:], BROKEN.items()):
+        assert c["status"] == stage, (name, c)
+        assert fragment in c["error"], (name, c["error"])
+        metrics = json.loads((store.cand_dir(0, c["candidate"]) / "metrics.json").read_text())
+        assert metrics["fitness"] is None and metrics["traceback"]
+    assert summary["best"] == {"generation": 0, "candidate": 0, "fitness": cands[0]["fitness"]}
+
+
+MUTATING_REWARD = '''
+import torch
+
+calls = 0
+
+def compute_reward(s):
+    global calls
+    calls += 1
+    # vandalise everything within reach: its own globals, the State tensors it was handed
+    s.qpos.zero_()
+    s.qvel.mul_(1000.0)
+    s.body_pos["pole"].fill_(-5.0)
+    s.body_up["pole"].zero_()
+    alive = torch.ones_like(s.step) * (1.0 + 0.0 * calls)
+    return alive, {"alive": alive}
+'''
+
+
+def test_trusted_fitness_unaffected_by_a_reward_that_mutates_globals_and_state(runs_dir, tmp_path):
+    path = tmp_path / "reward.py"
+    path.write_text(MUTATING_REWARD)
+    res = cli("train", str(path), "--task", "inverted-pendulum-balance", "--steps", "4096",
+              "--eval-episodes", "3", "--runs-dir", str(runs_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    out = last_json(res.stdout)
+    assert out["status"] == "ok"
+    # the same policy, evaluated here from its file by trusted code, gives the same fitness
+    task = get_task("inverted-pendulum-balance")
+    policy_file = next(runs_dir.glob("*/gen-000/cand-00/policy.npz"))
+    metrics = json.loads(policy_file.with_name("metrics.json").read_text())
+    again = evaluate_policy(task, PolicyExport.from_bytes(policy_file.read_bytes()), 3, metrics["evaluation"] and 10_000)
+    assert again["fitness"] == out["fitness"]
+    # the worker-side fitness curve was computed before the reward could vandalise the State
+    curve = [e["fitness"] for e in metrics["training"]["episodes"]]
+    assert curve and all(0.0 < f <= 1.0 for f in curve)
+    assert np.isfinite(out["fitness"]) and 0.0 < out["fitness"] <= 1.0

@@ -1,0 +1,126 @@
+"""Atomic writes, corrupt run directories, and resume after a real kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli, last_json
+from rewardgen import runstore
+from rewardgen.runstore import RunStore, RunStoreError, atomic_write_json
+
+
+def test_atomic_write_keeps_old_content_when_the_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"v": 1})
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runstore.os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_atomic_write_never_exposes_a_partial_file(tmp_path):
+    """A reader polling while a writer rewrites a large file only ever sees whole documents."""
+    target = tmp_path / "run.json"
+    atomic_write_json(target, {"n": 0, "pad": "x" * 200_000})
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+from pathlib import Path
+from rewardgen.runstore import atomic_write_json
+for i in range(1, 150):
+    atomic_write_json(Path({str(target)!r}), {{"n": i, "pad": "x" * 200_000}})
+"""])
+    seen = 0
+    while writer.poll() is None:
+        seen = max(seen, json.loads(target.read_text())["n"])
+    assert writer.returncode == 0
+    assert json.loads(target.read_text())["n"] == 149
+
+
+def test_open_rejects_missing_and_corrupt_runs(tmp_path):
+    with pytest.raises(RunStoreError, match="no run directory"):
+        RunStore.open(tmp_path / "nope")
+    (tmp_path / "r").mkdir()
+    with pytest.raises(RunStoreError, match="not a run directory"):
+        RunStore.open(tmp_path / "r")
+    (tmp_path / "r" / "run.json").write_text("{not json")
+    with pytest.raises(RunStoreError, match="corrupt"):
+        RunStore.open(tmp_path / "r")
+
+
+def test_lock_refuses_a_second_process(tmp_path):
+    store = RunStore.create(tmp_path, "x", {"config": {}, "task": {}, "status": "created"})
+    store.lock()
+    other = RunStore.open(store.path)
+    with pytest.raises(RunStoreError, match="in use"):
+        other.lock()
+    store.unlock()
+    other.lock()
+    other.unlock()
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out |= {int(p) for p in (task / "children").read_text().split()}
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_resume_after_kill_9(runs_dir):
+    """kill -9 the orchestrator mid-run; resume finishes without retraining finished candidates."""
+    args = [sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance", "--samples", "3",
+            "--generations", "2", "--steps", "6000", "--workers", "1", "--runs-dir", str(runs_dir), "--json"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    run_dir = None
+    while time.monotonic() < deadline:
+        dirs = list(runs_dir.iterdir())
+        if dirs and (dirs[0] / "gen-000" / "cand-00" / "metrics.json").exists():
+            run_dir = dirs[0]
+            break
+        time.sleep(0.2)
+    assert run_dir is not None, "the first candidate never finished"
+    assert proc.poll() is None, "the run finished before it could be killed"
+    time.sleep(1.5)  # let the next candidate's worker start
+    workers = _children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    # the workers died with the orchestrator (no orphan keeps training)
+    orphans = [p for p in workers if _alive(p)]
+    assert orphans == [], f"worker processes outlived the orchestrator: {orphans}"
+
+    finished_before = {p: p.read_bytes() for p in run_dir.glob("gen-*/cand-*/metrics.json")}
+    assert finished_before
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+
+    res = cli("resume", str(run_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    summary = last_json(res.stdout)
+    assert [len(g["candidates"]) for g in summary["generations"]] == [3, 3]
+    statuses = [(c["status"], c["error"]) for g in summary["generations"] for c in g["candidates"]]
+    assert all(s == "ok" for s, _ in statuses), statuses
+    for path, content in finished_before.items():
+        assert path.read_bytes() == content, f"{path} was retrained"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "finished" and run["best"]["fitness"] is not None
