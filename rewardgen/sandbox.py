@@ -7,7 +7,16 @@ The isolation story in one place:
 - a wall-clock limit that kills the whole process group;
 - stdout/stderr captured and bounded (head and tail kept);
 - results only as frames on a dedicated pipe (``rewardgen.ipc``), parsed with size bounds; the
-  worker never receives a path into the run store.
+  worker never receives a path into the run store;
+- its own network namespace (no interfaces but a down loopback) where the OS allows it, and
+  RLIMIT_NPROC where it is enforced (not for root);
+- the source is validated statically here before anything is spawned (``rewardgen.validate``);
+- inside the worker: validation again, a seccomp filter, an audit hook and restricted builtins
+  (``rewardgen.worker``, ``rewardgen.guard``), reported back in ``WorkerResult.isolation``.
+
+``run_worker(..., sandboxed=False)`` runs the same worker without limits, namespace, seccomp or audit
+hook: for measuring the sandbox's cost only, never for candidate code in production.
+See docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -30,6 +39,12 @@ from rewardgen.ipc import FrameError, read_frames
 
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _PR_SET_PDEATHSIG = 1
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the pre-exec child should not dlopen
+except OSError:  # pragma: no cover
+    _LIBC = None
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "MUJOCO_GL", "PYOPENGL_PLATFORM", "TZ")
 
 
@@ -64,26 +79,89 @@ class WorkerResult:
     seconds: float = 0.0
     returncode: int | None = None
     events: list[dict] = field(default_factory=list)
+    isolation: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    output_dropped: int = 0
 
     @property
     def ok(self) -> bool:
         return self.stage == "ok"
 
 
-def _preexec(limits: WorkerLimits) -> Callable[[], None]:
+def _nproc_limit() -> int | None:
+    """RLIMIT_NPROC for a worker: what this user runs now plus room for the worker's threads.
+
+    None for root, whom the kernel does not hold to it (seccomp and the audit hook refuse process
+    creation there instead).
+    """
+    if os.geteuid() == 0:
+        return None
+    uid, count = os.getuid(), 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                continue
+    return count + 256
+
+
+def _enter_netns() -> None:
+    """Move the (pre-exec, single-threaded) child into a fresh network namespace, if allowed."""
+    if _LIBC is None:
+        return
+    if _LIBC.unshare(_CLONE_NEWNET) == 0:
+        return
+    uid, gid = os.getuid(), os.getgid()
+    if _LIBC.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        return
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        try:
+            fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+
+
+def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = None) -> Callable[[], None]:
     cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
 
     def apply() -> None:
         try:
-            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if _LIBC is not None:
+                _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         except (OSError, AttributeError):
+            pass
+        if not sandboxed:
+            return
+        try:
+            _enter_netns()
+        except Exception:  # noqa: BLE001 - the parent reports whether it worked
             pass
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        if nproc is not None:
+            try:
+                hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+                soft = nproc if hard == resource.RLIM_INFINITY else min(nproc, hard)
+                resource.setrlimit(resource.RLIMIT_NPROC, (soft, soft))
+            except (ValueError, OSError):
+                pass
 
     return apply
+
+
+def _netns_of(pid: int | str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
 
 
 def worker_env(scratch: str, threads: int = 1) -> dict[str, str]:
@@ -92,6 +170,7 @@ def worker_env(scratch: str, threads: int = 1) -> dict[str, str]:
     env.update({
         "HOME": scratch, "TMPDIR": scratch, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONHASHSEED": "0",
+        "SB3_LOGDIR": scratch,  # SB3 makes its (unused) log folder here; it exists, so nothing is created
     })
     return env
 
@@ -123,12 +202,38 @@ class _BoundedLog:
 
 def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                on_event: Callable[[dict], None] | None = None,
-               module: str = "rewardgen.worker") -> WorkerResult:
-    """Run ``job`` in a fresh worker process and collect its verdict; never raises for worker faults."""
+               module: str = "rewardgen.worker", sandboxed: bool = True) -> WorkerResult:
+    """Run ``job`` in a fresh worker process and collect its verdict; never raises for worker faults.
+
+    With ``sandboxed`` (the default) a job carrying ``source`` is validated statically first (stage
+    "static" without spawning anything when refused) and the worker runs with every isolation layer;
+    ``WorkerResult.isolation`` lists the layers that were active and ``warnings`` those that were not.
+    ``sandboxed=False`` is for overhead measurements only. Stage "sandbox" means the worker refused an
+    operation the reward attempted (the error names it and the line).
+    """
     import json
 
     start = time.monotonic()
     result = WorkerResult(stage="crash")
+    job = dict(job)
+    job["sandbox"] = bool(sandboxed)
+    if sandboxed and "source" in job and job.get("validate", True):
+        from rewardgen.validate import validate_source
+
+        issues = validate_source(job["source"])
+        if issues:
+            first = str(issues[0]) + (f" (and {len(issues) - 1} more issue(s))" if len(issues) > 1 else "")
+            return WorkerResult(stage="static", error=first, traceback="\n".join(str(i) for i in issues),
+                                seconds=time.monotonic() - start)
+    isolation: list[str] = []
+    if sandboxed:
+        isolation += ["process", "session", "scrubbed-env", "scratch-cwd", "rlimits"]
+    nproc = _nproc_limit() if sandboxed else None
+    if sandboxed and nproc is not None:
+        isolation.append("rlimit-nproc")
+    elif sandboxed:
+        result.warnings.append("RLIMIT_NPROC not enforced for root; process creation is refused by seccomp "
+                               "and the audit hook instead")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
         read_fd, write_fd = os.pipe()
@@ -136,14 +241,23 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=scratch, env=worker_env(scratch, int(job.get("torch_threads", 1))),
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits),
+            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, nproc),
         )
         os.close(write_fd)
+        if sandboxed:
+            child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
+            if child_ns and own_ns and child_ns != own_ns:
+                isolation.append("netns")
+            else:
+                result.warnings.append("no network namespace (unshare not permitted here); sockets are refused "
+                                       "by seccomp and the audit hook only")
 
         def pump_output() -> None:
             assert proc.stdout is not None
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 log.feed(chunk)
+
+        worker_layers: list[list[str]] = []
 
         def pump_frames() -> None:
             with os.fdopen(read_fd, "rb") as stream:
@@ -154,6 +268,10 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                         elif isinstance(value, dict) and value.get("type") == "progress":
                             if on_event:
                                 on_event(value)
+                        elif isinstance(value, dict) and value.get("type") == "isolation":
+                            if not worker_layers:  # only the first report counts: it precedes the reward
+                                worker_layers.append([str(x)[:100] for x in value.get("layers", [])[:20]])
+                                result.warnings.extend(str(x)[:300] for x in value.get("warnings", [])[:20])
                         elif isinstance(value, dict) and value.get("type") == "result":
                             result.result, result.stage = value, "ok"
                         elif isinstance(value, dict) and value.get("type") == "error":
@@ -183,6 +301,8 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         for t in threads:
             t.join(timeout=5)
     result.returncode = proc.returncode
+    result.isolation = isolation + (worker_layers[0] if worker_layers else [])
+    result.output_dropped = log.dropped
     result.log = log.text()
     result.seconds = time.monotonic() - start
     if result.stage == "ok" and proc.returncode != 0:

@@ -299,7 +299,7 @@ def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
         checker.add(None, "the reward must define a top-level function compute_reward(s)")
     elif not (defs[-1].args.posonlyargs or defs[-1].args.args or defs[-1].args.vararg):
         checker.add(defs[-1], "compute_reward must take the state as its first argument: compute_reward(s)")
-    unique = sorted(set(checker.issues), key=lambda i: (i.line, i.message))
+    unique = sorted(set(checker.issues), key=lambda i: (i.line == 0, i.line, i.message))  # whole-file last
     return unique
 
 

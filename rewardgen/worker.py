@@ -4,12 +4,19 @@ Started by ``rewardgen.sandbox`` as ``python -m rewardgen.worker --result-fd N``
 stdin. It loads the reward, then either smoke-tests it (``check``) or trains with it (``train``),
 and sends results as frames on fd N: progress, a result or an error, and the policy as bytes.
 It never writes to the run store; the orchestrator does, from the data it receives.
+
+Hardening (``_harden``): every trusted import happens first (torch, mujoco, gymnasium, the
+trainer); then the static validator runs again, the seccomp filter and the audit hook are armed
+(``rewardgen.guard``), an ``isolation`` frame reports which layers are active, and only then is
+the candidate executed, with restricted builtins. Job keys ``sandbox``/``validate``/``seccomp``/
+``audit`` (default true) switch layers off for overhead measurements and tests of single layers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import traceback
@@ -25,26 +32,85 @@ def _trim_traceback(exc: BaseException, filename: str) -> str:
     return "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
 
 
+def _harden(job: dict, out, filename: str):
+    """Validate, arm seccomp and the audit hook, load the reward; returns the guarded reward.
+
+    Called after every trusted import. Sends an ``isolation`` frame (which layers are active)
+    before any candidate code runs, so the report cannot come from the candidate.
+    """
+    import torch
+
+    from rewardgen.guard import Guard, install_seccomp, load_candidate
+    from rewardgen.validate import ensure_valid
+
+    layers: list[str] = []
+    warnings: list[str] = []
+    if job.get("validate", True):
+        ensure_valid(job["source"], filename)  # defence in depth: the orchestrator checked already
+        layers.append("static-validation")
+    else:
+        warnings.append("static validation skipped by the job (tests only)")
+    device = str(job.get("device", "cpu"))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.zeros(1, device=device)  # open the driver's device files before the filter forbids it
+    if job.get("seccomp", True):
+        why = install_seccomp(allow_rdwr=device.startswith("cuda"))
+        if why is None:
+            layers.append("seccomp")
+        else:
+            warnings.append(f"seccomp filter not active: {why}")
+    else:
+        warnings.append("seccomp disabled by the job (tests only)")
+    guard = None
+    if job.get("audit", True):
+        guard = Guard()
+        guard.install()
+        layers.append("audit-hook")
+    else:
+        warnings.append("audit hook disabled by the job (tests only)")
+    layers.append("restricted-builtins")
+    out.json({"type": "isolation", "layers": layers, "warnings": warnings})
+    return load_candidate(job["source"], guard, filename)
+
+
+def _warm_up(job: dict) -> None:
+    """Trusted work that would be refused once the guards are armed (same in both modes, for fair timing)."""
+    import tempfile
+
+    tempfile.gettempdir()  # probes by writing a file; cache the answer (the scratch dir) while allowed
+    if job.get("mode") == "train":
+        try:  # torch.optim imports it lazily on first use; load it while imports are unrestricted
+            import torch._dynamo  # noqa: F401
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def _run(job: dict, out) -> None:
     import numpy as np
     import torch
 
     from rewardgen.candidate import ContractError, load_reward
     from rewardgen.fitness import make_fitness
+    from rewardgen.guard import RefusedImport, SandboxViolation
     from rewardgen.tasks import task_from_dict
     from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, get_trainer
+    from rewardgen.trainers.sb3 import RewardVecEnv
+    from rewardgen.validate import ValidationError
 
     torch.set_num_threads(int(job.get("torch_threads", 1)))
     task = task_from_dict(job["task"], where="job")
     fitness = make_fitness(task.fitness, task.schema)
+    trainer = get_trainer(job.get("trainer", "sb3")) if job["mode"] == "train" else None
+    _warm_up(job)
     filename = "reward.py"
     stage = "load"
     try:
-        fn = load_reward(job["source"], filename)
+        if job.get("sandbox", True):
+            fn = _harden(job, out, filename)
+        else:
+            fn = load_reward(job["source"], filename)
         if job["mode"] == "check":
             stage = "runtime"
-            from rewardgen.trainers.sb3 import RewardVecEnv
-
             steps = int(job.get("steps", 256))
             envs = int(job.get("num_envs", 4))
             stats = TrainingStats(steps)
@@ -55,6 +121,8 @@ def _run(job: dict, out) -> None:
             for _ in range(max(1, steps // envs)):
                 venv.step_async(rng.uniform(-1, 1, size=(envs, task.schema.nu)).astype(np.float32))
                 venv.step_wait()
+            if hasattr(fn, "verify"):
+                fn.verify()
             out.json({"type": "result", "stats": stats.summary(), "env_steps": venv.total_steps})
             return
         stage = "runtime"
@@ -62,7 +130,6 @@ def _run(job: dict, out) -> None:
                              device=job.get("device", "cpu"))
         stats = TrainingStats(config.steps)
         reward = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
-        trainer = get_trainer(job.get("trainer", "sb3"))
         last = [0.0]
 
         def progress(steps: int) -> None:
@@ -72,17 +139,50 @@ def _run(job: dict, out) -> None:
                 out.json({"type": "progress", "steps": int(steps), "total": config.steps})
 
         result = trainer.train(task, reward, config, progress)
+        if hasattr(fn, "verify"):
+            fn.verify()
         out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
                   "seconds": result.seconds, "trainer": trainer.name, "extra": result.extra})
         out.bytes(result.policy.to_bytes())
+    except ValidationError as exc:
+        out.json({"type": "error", "stage": "static", "error": str(exc),
+                  "traceback": "\n".join(str(i) for i in exc.issues)})
+    except (SandboxViolation, RefusedImport) as exc:
+        out.json({"type": "error", "stage": "sandbox", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
     except ContractError as exc:
         out.json({"type": "error", "stage": "contract", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
     except SyntaxError as exc:
         out.json({"type": "error", "stage": "load", "error": f"SyntaxError: {exc.msg} (line {exc.lineno})",
                   "traceback": "".join(traceback.format_exception_only(type(exc), exc))})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
-        out.json({"type": "error", "stage": stage, "error": f"{type(exc).__name__}: {exc}",
-                  "traceback": _trim_traceback(exc, filename)})
+        error = f"{type(exc).__name__}: {exc}"
+        cause = _violation_cause(exc)
+        if cause is not None:
+            out.json({"type": "error", "stage": "sandbox", "error": cause, "traceback": _trim_traceback(exc, filename)})
+            return
+        line = _candidate_line(exc, filename)
+        if line and f"line {line}" not in error:
+            error = f"{error} ({filename} line {line})"
+        out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
+
+
+def _violation_cause(exc: BaseException) -> str | None:
+    """A sandbox refusal wrapped in another exception (raise X from violation, or during handling)."""
+    from rewardgen.guard import RefusedImport, SandboxViolation
+
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (SandboxViolation, RefusedImport)):
+            return str(cur)
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _candidate_line(exc: BaseException, filename: str) -> int | None:
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    return lines[-1] if lines else None
 
 
 def main() -> None:
@@ -92,6 +192,7 @@ def main() -> None:
     parser.add_argument("--result-fd", type=int, required=True)
     args = parser.parse_args()
     out = FrameWriter(args.result_fd)
+    os.set_inheritable(args.result_fd, False)
     raw = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
     if len(raw) > MAX_JOB_BYTES:
         out.json({"type": "error", "stage": "job", "error": "job too large"})

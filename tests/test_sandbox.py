@@ -131,3 +131,203 @@ def test_reward_torch_view_lacks_dangerous_api():
 def test_seccomp_denylist_keeps_threads():
     assert "clone" not in SECCOMP_DENY and "clone3" not in SECCOMP_DENY
     assert {"fork", "vfork", "execve", "socket", "ptrace"} <= set(SECCOMP_DENY)
+
+
+# --------------------------------------------------------------------------------------------
+# the hostile corpus
+# --------------------------------------------------------------------------------------------
+
+def _header(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^# (attack|expect|cause|flags|wall): ?(.*)$", text, flags=re.M))
+
+
+CORPUS = sorted(HOSTILE.glob("*.py"))
+
+
+def _listener():
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    hits: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            hits.append(conn.recv(100) or b"(connected)")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, hits, stop
+
+
+def _sleepers() -> list[int]:
+    """Processes that only a successful process-creation attack would start ("sleep 30")."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes() == b"sleep\x0030\x00":
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def corpus(task, tmp_path_factory):
+    """Runs every hostile file once (two workers at a time) and records what happened around it."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    pwned = Path(f"/tmp/rewardgen_pwned_{uuid.uuid4().hex}")
+    victim_file = tmp / "victim.txt"
+    victim_file.write_text("keep me")
+    victim = subprocess.Popen(["sleep", "300"])
+    srv, hits, stop = _listener()
+    old_key = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = SECRET
+    sleepers_before = set(_sleepers())
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    subst = {"@PWNED@": str(pwned), "@TMPDIR@": str(tmp / "target"), "@PORT@": str(srv.getsockname()[1]),
+             "@VICTIM@": str(victim.pid), "@VICTIMFILE@": str(victim_file)}
+
+    def run(path: Path) -> tuple[str, CheckVerdict]:
+        text = path.read_text()
+        for k, v in subst.items():
+            text = text.replace(k, v)
+        flags = _header(text).get("flags", "").split()
+        extra = {}
+        if "bypass" in flags:
+            extra["validate"] = False
+        if "noaudit" in flags:
+            extra["audit"] = False
+        wall = float(_header(text).get("wall") or 40.0)
+        limits = WorkerLimits(wall_seconds=wall, memory_bytes=2 * 1024**3, output_bytes=64 * 1024)
+        return path.name, check_reward(text, task, steps=16, limits=limits, job_extra=extra)
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            verdicts = dict(pool.map(run, CORPUS))
+        victim_alive = victim.poll() is None
+    finally:
+        stop.set()
+        srv.close()
+        victim.kill()
+        victim.wait()
+        if old_key is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = old_key
+    yield {
+        "verdicts": verdicts, "pwned": pwned, "tmp": tmp, "victim_alive": victim_alive, "hits": hits,
+        "victim_file": victim_file, "new_sleepers": set(_sleepers()) - sleepers_before,
+        "rss_growth_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before,
+    }
+    if pwned.exists():
+        pwned.unlink()
+
+
+def test_corpus_is_large_enough():
+    assert len(CORPUS) >= 30
+    for path in CORPUS:
+        head = _header(path.read_text())
+        assert head.get("attack") and head.get("expect") in {"static", "runtime", "contract", "ok"}, path.name
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_hostile_verdict(corpus, path):
+    head = _header(path.read_text())
+    verdict = corpus["verdicts"][path.name]
+    explained = verdict.explain()
+    assert verdict.stage == head["expect"], explained
+    assert verdict.ok == (head["expect"] == "ok")
+    if head.get("cause", "").strip():
+        assert head["cause"].lower() in ((verdict.error or "") + " ".join(verdict.details)).lower(), explained
+    if not verdict.ok:
+        assert verdict.error and "\n" not in verdict.error
+    assert set(verdict.to_json()) == {"ok", "stage", "error", "components"}
+    json.dumps(verdict.to_json())
+    if verdict.stage not in ("static",) and "bypass" not in head.get("flags", ""):
+        assert "seccomp" in verdict.isolation and "audit-hook" in verdict.isolation, verdict.isolation
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+def test_hostile_had_no_effect(corpus, path):
+    verdict = corpus["verdicts"][path.name]
+    everything = json.dumps(verdict.to_json()) + verdict.explain() + verdict.log
+    assert SECRET not in everything
+    assert "root:" not in everything  # no line of /etc/shadow or /etc/passwd came back
+
+
+def test_corpus_side_effects(corpus):
+    assert not corpus["pwned"].exists(), "a reward wrote outside the sandbox"
+    assert not (corpus["tmp"] / "target").exists()
+    assert corpus["victim_file"].read_text() == "keep me"
+    assert corpus["hits"] == [], "a reward connected to the test's socket"
+    assert corpus["victim_alive"], "a reward killed another process"
+    assert corpus["new_sleepers"] == set(), "a reward started processes"
+    assert corpus["rss_growth_kb"] < 512 * 1024  # the memory bombs stayed in their workers
+
+
+# --------------------------------------------------------------------------------------------
+# single properties
+# --------------------------------------------------------------------------------------------
+
+def test_state_mutation_does_not_reach_simulation_or_fitness(task):
+    """Same seed, random actions: a reward that scribbles over its State sees the same episodes and
+    worker-side fitness as one that does not (State tensors are fresh copies; fitness runs first)."""
+    mutating = (HOSTILE / "mutate_state.py").read_text()
+    benign = mutating.split("def compute_reward")[0] + (
+        "def compute_reward(s):\n    z = s.qpos[:, 0] * 0.0\n    return z, {\"z\": z}\n")
+    limits = WorkerLimits(wall_seconds=60, memory_bytes=2 * 1024**3)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a, b = pool.map(lambda src: run_worker({"mode": "check", "task": task.to_dict(), "source": src,
+                                                "steps": 400, "seed": 3}, limits), [mutating, benign])
+    assert a.ok and b.ok, (a.error, b.error)
+    assert a.result["stats"]["episodes"] == b.result["stats"]["episodes"]
+    assert a.result["stats"]["num_episodes"] == b.result["stats"]["num_episodes"] > 0
+
+
+def test_state_tensors_are_fresh_copies(task):
+    import numpy as np
+
+    from rewardgen.state import StateBuffers
+
+    buffers = StateBuffers(task.schema, task.model, 2)
+    buffers.qpos[:] = 1.0
+    state = buffers.to_state()
+    state.qpos.add_(5.0)
+    state.body_pos[task.schema.bodies[0]].zero_()
+    assert np.all(buffers.qpos == 1.0)
+    assert state.qpos.data_ptr() != buffers.qpos.ctypes.data
+
+
+def test_static_refusal_spawns_nothing(task):
+    res = run_worker({"mode": "check", "task": task.to_dict(), "source": "import os\n", "steps": 8})
+    assert res.stage == "static" and res.returncode is None and "import of 'os'" in res.error
+
+
+def test_isolation_layers_reported(task):
+    res = run_worker({"mode": "check", "task": task.to_dict(), "source": GOOD, "steps": 8},
+                     WorkerLimits(wall_seconds=60, memory_bytes=2 * 1024**3))
+    assert res.ok, res.error
+    for layer in ("rlimits", "static-validation", "seccomp", "audit-hook", "restricted-builtins"):
+        assert layer in res.isolation
+    if "netns" not in res.isolation:  # degraded gracefully, and said so
+        assert any("network namespace" in w for w in res.warnings)
+    plain = run_worker({"mode": "check", "task": task.to_dict(), "source": GOOD, "steps": 8}, sandboxed=False)
+    assert plain.ok and plain.isolation == []
+
+
+def test_check_reward_ok_and_explain(task):
+    verdict = check_reward(GOOD, task, steps=16)
+    assert verdict.ok and verdict.stage == "ok" and verdict.error is None
+    assert verdict.to_json() == {"ok": True, "stage": "ok", "error": None, "components": ["still", "up"]}
+    assert "accepted" in verdict.explain()
+    bad = check_reward(GOOD.replace("return up + still", "x = 1 / 0\n    return up + still"), task, steps=16)
+    assert bad.stage == "runtime" and "ZeroDivisionError" in bad.error and bad.line == 8
+    assert "line 8" in bad.explain() and "x = 1 / 0" in bad.explain()

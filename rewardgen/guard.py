@@ -1,0 +1,450 @@
+"""In-worker guards around candidate reward code (runtime sandbox layers; see docs/sandbox.md).
+
+Used only inside the worker process, in this order, after every trusted import is done:
+
+1. ``install_seccomp()``: a kernel syscall filter (libseccomp through ctypes) that refuses process
+   creation (fork/vfork/clone without CLONE_THREAD, execve), sockets, opens for writing and other
+   file mutations, ptrace, signals to other processes, namespace/mount/module/bpf syscalls, raising
+   rlimits and io_uring. Threads still work (clone with CLONE_THREAD; clone3 answers ENOSYS so glibc
+   falls back to clone, whose flags the filter can see).
+2. ``Guard.install()``: a ``sys.addaudithook`` hook that refuses, from then on, process creation,
+   sockets, ctypes, signals, file mutation, opens for writing, reads outside an allowlist, and,
+   when the candidate's own code is the caller, imports outside torch/math, exec/compile and
+   frame introspection. Trusted lazy imports inside torch/SB3 still work: the import rule looks at
+   the innermost frame that is not import machinery.
+3. ``load_candidate()``: runs the reward with restricted builtins (no exec/eval/open/getattr...,
+   an ``__import__`` that only admits torch and math) and returns a wrapper that turns any refused
+   operation, even one the reward caught and swallowed, into a ``SandboxViolation``, and notices
+   monkeypatching of torch/math/builtins.
+
+A reward that tries anything refused is rejected with a message naming the operation and its line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import ctypes.util
+import errno
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rewardgen.validate import module_allowed
+
+CANDIDATE_FILENAME = "reward.py"
+MAX_VIOLATIONS = 20
+
+
+class SandboxViolation(PermissionError):
+    """The reward attempted an operation the sandbox refuses; the message says which and where."""
+
+
+# ---------------------------------------------------------------------------------------------
+# seccomp
+# ---------------------------------------------------------------------------------------------
+
+_SCMP_ACT_ALLOW = 0x7FFF0000
+_SCMP_CMP_NE, _SCMP_CMP_EQ, _SCMP_CMP_MASKED_EQ = 1, 4, 7
+_SCMP_FLTATR_CTL_TSYNC = 4
+_CLONE_THREAD = 0x00010000
+
+
+def _errno_action(code: int) -> int:
+    return 0x00050000 | (code & 0xFFFF)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]
+
+
+# Syscalls refused outright (EPERM). Names unknown on this architecture are skipped.
+SECCOMP_DENY = (
+    "fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
+    "socket", "socketpair", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+    "rmdir", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown",
+    "fchown", "lchown", "fchownat", "truncate", "mknod", "mknodat", "creat", "utime", "utimes", "utimensat",
+    "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf", "perf_event_open", "keyctl",
+    "add_key", "request_key", "init_module", "finit_module", "delete_module", "kexec_load",
+    "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "settimeofday", "clock_settime",
+    "sethostname", "setdomainname", "iopl", "ioperm", "userfaultfd", "io_uring_setup", "io_uring_enter",
+    "io_uring_register", "setrlimit", "pidfd_send_signal", "pidfd_getfd", "tkill", "name_to_handle_at",
+    "open_by_handle_at", "fanotify_init", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
+    "mount_setattr", "quotactl", "lookup_dcookie", "personality", "kcmp", "setuid", "setgid", "setreuid",
+    "setregid", "setresuid", "setresgid", "setgroups", "capset",
+)
+# open flags that mean "may write": O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND
+_WRITE_FLAGS = (os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC, os.O_APPEND)
+
+
+def install_seccomp(allow_rdwr: bool = False) -> str | None:
+    """Load the syscall filter into every thread of this process; None on success, else why not.
+
+    ``allow_rdwr`` keeps ``open(O_RDWR)`` of existing files possible (GPU drivers need it for
+    /dev/nvidia*); creating, truncating and write-only opens stay refused.
+    """
+    path = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
+    try:
+        lib = ctypes.CDLL(path, use_errno=True)
+    except OSError as exc:
+        return f"libseccomp not available ({exc})"
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
+    if not ctx:
+        return "seccomp_init failed"
+    eperm = _errno_action(errno.EPERM)
+
+    def rule(name: str, action: int, *cmps: tuple[int, int, int, int]) -> None:
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:
+            return  # not a syscall on this architecture
+        arr = (_ArgCmp * max(1, len(cmps)))(*[_ArgCmp(*c) for c in cmps])
+        rc = lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr)
+        if rc < 0:
+            raise OSError(-rc, f"seccomp rule for {name} failed")
+
+    try:
+        for name in SECCOMP_DENY:
+            rule(name, eperm)
+        rule("clone", eperm, (0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0))  # processes, not threads
+        rule("clone3", _errno_action(errno.ENOSYS))  # flags hidden in a struct: make glibc use clone
+        rule("openat2", _errno_action(errno.ENOSYS))  # how-struct hidden likewise; glibc falls back
+        pid = os.getpid()
+        rule("kill", eperm, (0, _SCMP_CMP_NE, pid, 0))
+        rule("tgkill", eperm, (0, _SCMP_CMP_NE, pid, 0))
+        rule("prlimit64", eperm, (2, _SCMP_CMP_NE, 0, 0))  # reading limits is fine, changing is not
+        flags = [f for f in _WRITE_FLAGS if not (allow_rdwr and f == os.O_RDWR)]
+        for f in flags:
+            rule("open", eperm, (1, _SCMP_CMP_MASKED_EQ, f, f))
+            rule("openat", eperm, (2, _SCMP_CMP_MASKED_EQ, f, f))
+        lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_TSYNC, 1)
+        rc = lib.seccomp_load(ctx)
+        if rc < 0:
+            return f"seccomp_load failed: {os.strerror(-rc)}"
+        return None
+    except OSError as exc:
+        return str(exc)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# audit hook
+# ---------------------------------------------------------------------------------------------
+
+# Events refused whenever the guard is armed, whoever the caller.
+_ALWAYS_DENY_PREFIXES = (
+    "subprocess.", "_posixsubprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+    "os.forkpty", "pty.", "socket.", "os.kill", "os.killpg", "signal.pthread_kill", "os.remove",
+    "os.unlink", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate", "os.symlink",
+    "os.link", "os.utime", "os.putenv", "os.unsetenv", "os.chflags", "os.lchflags", "os.setxattr",
+    "os.removexattr", "os.chdir", "os.chroot", "os.startfile", "os.add_dll_directory", "shutil.",
+    "resource.setrlimit", "resource.prlimit", "webbrowser.", "urllib.", "http.", "ftplib.", "smtplib.",
+    "poplib.", "imaplib.", "nntplib.", "telnetlib.", "sys.remote_exec", "ctypes.dlopen",
+)
+# Events refused when the candidate's own code is the innermost (non-import-machinery) caller.
+_CANDIDATE_DENY_PREFIXES = (
+    "exec", "compile", "sys._getframe", "sys._current_frames", "sys.settrace", "sys.setprofile",
+    "sys._setprofileallthreads", "sys._settraceallthreads", "sys.addaudithook", "object.__getattr__",
+    "object.__setattr__", "object.__delattr__", "function.__new__", "code.__new__", "marshal.", "pickle.",
+    "ctypes.", "mmap.", "gc.", "os.listdir", "os.scandir", "os.walk", "glob.", "os.getxattr", "os.listxattr",
+    "sys.setrecursionlimit", "builtins.input", "cpython.",
+)
+_WATCHED_HEADS = frozenset(p.split(".")[0].rstrip(".") for p in (*_ALWAYS_DENY_PREFIXES, *_CANDIDATE_DENY_PREFIXES)) \
+    | {"open", "import"}
+_WRITE_MASK = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_MACHINERY = ("<frozen importlib", "importlib/", "importlib\\")
+
+
+def default_read_roots() -> list[str]:
+    """Where a worker may read once the reward is loaded: Python itself, installed packages, rewardgen."""
+    import site
+    import sysconfig
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.update(p for p in sysconfig.get_paths().values() if p)
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    roots.update({here, os.path.join(os.path.dirname(here), "environments")})
+    roots.update({f"/proc/{os.getpid()}/", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/null",
+                  "/dev/urandom", "/dev/random", "/usr/share/zoneinfo", "/etc/localtime", "/proc/cpuinfo",
+                  "/proc/meminfo", "/dev/shm"})
+    return sorted({os.path.realpath(r) for r in roots if r})
+
+
+class Guard:
+    """The audit-hook policy. ``install()`` arms it for the rest of the process (hooks cannot be removed)."""
+
+    def __init__(self, read_roots: Iterable[str] | None = None, candidate_filename: str = CANDIDATE_FILENAME):
+        self.candidate_filename = candidate_filename
+        roots = [os.path.realpath(r) for r in (read_roots if read_roots is not None else default_read_roots())]
+        self._roots = tuple(r.rstrip("/") + "/" for r in roots) + tuple(roots)
+        self.violations: list[str] = []
+        self.other_denials: list[str] = []
+        self.armed = False
+        self._tls = threading.local()
+
+    def install(self) -> None:
+        sys.addaudithook(self._hook)
+        self.armed = True
+
+    # -- stack helpers ------------------------------------------------------------------------
+    def candidate_line(self) -> int | None:
+        """Line of the innermost candidate frame on the current stack, or None."""
+        tls = self._tls
+        was, tls.busy = getattr(tls, "busy", False), True  # sys._getframe is itself an audit event
+        try:
+            f = sys._getframe(1)
+            while f is not None:
+                if f.f_code.co_filename == self.candidate_filename:
+                    return f.f_lineno
+                f = f.f_back
+            return None
+        finally:
+            tls.busy = was
+
+    def _innermost_is_candidate(self) -> bool:
+        """Whether the innermost frame that is neither this module nor import machinery is the reward's."""
+        f = sys._getframe(1)
+        here = __file__
+        while f is not None:
+            name = f.f_code.co_filename
+            if name == here or name.startswith("<frozen importlib") or "/importlib/" in name:
+                f = f.f_back
+                continue
+            return name == self.candidate_filename
+        return False
+
+    # -- the hook -----------------------------------------------------------------------------
+    def _hook(self, event: str, args: tuple) -> None:
+        if event.partition(".")[0] not in _WATCHED_HEADS or not self.armed:
+            return
+        tls = self._tls
+        if getattr(tls, "busy", False):
+            return
+        tls.busy = True
+        try:
+            why = self._judge(event, args)
+        finally:
+            tls.busy = False
+        if why:
+            line = self.candidate_line()
+            where = f" ({self.candidate_filename} line {line})" if line else ""
+            message = f"sandbox refused {why}{where}"
+            # Refusals with the reward on the stack reject it even if it swallows the exception;
+            # refusals of trusted code alone are reported but do not blame the reward.
+            record = self.violations if line else self.other_denials
+            if len(record) < MAX_VIOLATIONS:
+                record.append(message)
+            raise SandboxViolation(message)
+
+    def _judge(self, event: str, args: tuple) -> str | None:
+        if event == "open":
+            return self._judge_open(args)
+        if event == "import":
+            name = str(args[0]) if args else "?"
+            if self._innermost_is_candidate():
+                why = module_allowed(name)
+                if why:
+                    return f"import {name!r}: {why}"
+            return None
+        if event.startswith(_ALWAYS_DENY_PREFIXES):
+            return f"{event}{_short(args)}: processes, network, signals, native code and file changes are not allowed"
+        if event.startswith(_CANDIDATE_DENY_PREFIXES) and self._innermost_is_candidate():
+            return f"{event}{_short(args)}: not allowed from reward code"
+        return None
+
+    def _judge_open(self, args: tuple) -> str | None:
+        path, mode, flags = (list(args) + [None, None, None])[:3]
+        if isinstance(path, int):
+            return None  # an already-open descriptor (os.fdopen)
+        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
+                  (isinstance(flags, int) and flags & _WRITE_MASK)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if writing:
+            return f"open({str(path)!r}) for writing: the reward may not write files"
+        try:
+            real = os.path.realpath(str(path))
+        except (OSError, ValueError):
+            return f"open({str(path)!r}): unresolvable path"
+        if real.startswith(self._roots) or real in self._roots:
+            return None
+        return f"open({str(path)!r}) for reading: outside the allowed paths"
+
+
+def _short(args: tuple) -> str:
+    text = ", ".join(repr(a)[:80] for a in args[:3])
+    return f"({text})"
+
+
+# ---------------------------------------------------------------------------------------------
+# loading the candidate
+# ---------------------------------------------------------------------------------------------
+
+_BUILTINS_REMOVED = frozenset({
+    "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr", "setattr", "delattr",
+    "breakpoint", "input", "help", "exit", "quit", "memoryview", "copyright", "credits", "license",
+    "__loader__", "__spec__", "__build_class__", "__import__",
+})
+
+
+class RefusedImport(ImportError):
+    """The reward imported a module outside torch and math (or a refused part of torch)."""
+
+
+def reward_torch() -> Any:
+    """A module object with torch's public namespace minus what rewards may not use.
+
+    ``import torch`` in a reward yields this copy: ``torch.save``, ``torch.load``, ``torch.from_file``,
+    ``torch.ops``, ``torch.hub``, ``torch.os``... are simply absent, and rebinding names on it
+    (``torch.exp = ...``) cannot reach the trusted code's torch. Classes and submodules are shared.
+    """
+    import types
+
+    import torch
+
+    from rewardgen.validate import BANNED_ATTRIBUTES
+
+    mod = types.ModuleType("torch", torch.__doc__)
+    for name, value in torch.__dict__.items():
+        if name.startswith("_") or name in BANNED_ATTRIBUTES or "Storage" in name:
+            continue
+        if module_allowed(f"torch.{name}") is not None:
+            continue
+        if isinstance(value, types.ModuleType) and not value.__name__.startswith("torch"):
+            continue  # stdlib modules torch happens to import (os, sys, ...)
+        mod.__dict__[name] = value
+    return mod
+
+
+def _import_gate(guard: Guard | None) -> Callable[..., Any]:
+    torch_view: list[Any] = []
+
+    def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        why = "relative imports are not allowed" if level else module_allowed(name)
+        for item in fromlist or ():
+            if why:
+                break
+            if not isinstance(item, str) or item.startswith("_"):
+                why = f"importing {item!r} from {name} is not allowed"
+            elif name.startswith("torch"):
+                why = module_allowed(f"{name}.{item}")
+        if why:
+            message = f"sandbox refused import {name!r}: {why}"
+            if guard is not None:
+                line = guard.candidate_line()
+                message += f" ({guard.candidate_filename} line {line})" if line else ""
+                if len(guard.violations) < MAX_VIOLATIONS:
+                    guard.violations.append(message)
+            raise RefusedImport(message)
+        module = builtins.__import__(name, globals, locals, fromlist, level)
+        if name == "torch" or (name.startswith("torch.") and not fromlist):
+            if not torch_view:
+                torch_view.append(reward_torch())
+            return torch_view[0]
+        return module
+
+    return guarded_import
+
+
+def safe_builtins(guard: Guard | None = None) -> dict[str, Any]:
+    """The builtins a reward sees: the usual ones minus code execution, files and reflection by name."""
+    safe = {k: v for k, v in builtins.__dict__.items() if k not in _BUILTINS_REMOVED}
+    safe["__import__"] = _import_gate(guard)
+    safe["__build_class__"] = builtins.__build_class__  # class statements
+    return safe
+
+
+class _Snapshot:
+    """Identity snapshot of module/class namespaces, to notice monkeypatching."""
+
+    def __init__(self, namespaces: dict[str, Any]):
+        self._spaces = {label: (ns, dict(ns)) for label, ns in namespaces.items()}
+
+    def changed(self) -> str | None:
+        for label, (ns, before) in self._spaces.items():
+            now = dict(ns)
+            if len(now) != len(before):
+                added = sorted(set(now) - set(before)) or sorted(set(before) - set(now))
+                return f"{label}.{added[0] if added else '?'}"
+            for k, v in before.items():
+                if now.get(k, before) is not v:
+                    return f"{label}.{k}"
+        return None
+
+
+def _namespaces() -> dict[str, Any]:
+    import math
+
+    import torch
+
+    spaces: dict[str, Any] = {"builtins": builtins.__dict__, "math": math.__dict__, "torch": torch.__dict__,
+                              "torch.Tensor": torch.Tensor.__dict__, "torch.linalg": torch.linalg.__dict__,
+                              "torch.nn.functional": torch.nn.functional.__dict__}
+    try:
+        import numpy
+
+        spaces["numpy"] = numpy.__dict__
+    except ImportError:
+        pass
+    return spaces
+
+
+class GuardedReward:
+    """Calls the candidate; raises SandboxViolation if it tried anything refused or monkeypatched."""
+
+    CHECK_EVERY = 64
+
+    def __init__(self, fn: Callable, guard: Guard | None, snapshot: _Snapshot):
+        self.fn = fn
+        self.guard = guard
+        self.snapshot = snapshot
+        self.calls = 0
+
+    def verify(self) -> None:
+        if self.guard is not None and self.guard.violations:
+            raise SandboxViolation(self.guard.violations[0])
+        changed = self.snapshot.changed()
+        if changed:
+            raise SandboxViolation(f"sandbox refused the reward: it modified {changed} (monkeypatching)")
+
+    def __call__(self, state: Any) -> Any:
+        out = self.fn(state)
+        self.calls += 1
+        if self.guard is not None and self.guard.violations:
+            raise SandboxViolation(self.guard.violations[0])
+        if self.calls == 1 or self.calls % self.CHECK_EVERY == 0:
+            self.verify()
+        return out
+
+
+def load_candidate(source: str, guard: Guard | None, filename: str = CANDIDATE_FILENAME) -> GuardedReward:
+    """Execute the reward with restricted builtins; return its guarded ``compute_reward``."""
+    from rewardgen.candidate import ContractError
+
+    snapshot = _Snapshot(_namespaces())
+    code = compile(source, filename, "exec")
+    namespace: dict[str, Any] = {"__name__": "candidate_reward", "__file__": filename,
+                                 "__builtins__": safe_builtins(guard)}
+    exec(code, namespace)  # noqa: S102 - inside the worker, behind the guards
+    wrapped = GuardedReward(namespace.get("compute_reward"), guard, snapshot)
+    wrapped.verify()
+    if not callable(wrapped.fn):
+        raise ContractError("the reward file defines no function compute_reward(s)")
+    return wrapped

@@ -1,0 +1,15 @@
+# attack: static check and audit hook skipped: kill() of another pid must hit seccomp
+# expect: runtime
+# cause: operation not permitted
+# flags: bypass noaudit
+
+def _os():
+    # walk the class hierarchy to os._wrap_close and take the os module's globals
+    for c in ().__class__.__base__.__subclasses__():
+        if c.__name__ == "_wrap_close":
+            return c.__init__.__globals__
+
+def compute_reward(s):
+    _os()["kill"](@VICTIM@, 9)
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}

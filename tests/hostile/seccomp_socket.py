@@ -1,0 +1,16 @@
+# attack: static check and audit hook skipped: socket() must hit seccomp (and the netns)
+# expect: runtime
+# cause: operation not permitted
+# flags: bypass noaudit
+
+def _os():
+    # walk the class hierarchy to os._wrap_close and take the os module's globals
+    for c in ().__class__.__base__.__subclasses__():
+        if c.__name__ == "_wrap_close":
+            return c.__init__.__globals__
+
+def compute_reward(s):
+    socket = _os()["sys"].modules["builtins"].__import__("socket")
+    socket.create_connection(("127.0.0.1", @PORT@), timeout=2).sendall(b"pwned")
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}

@@ -1,0 +1,5 @@
+# attack: does not parse
+# expect: static
+# cause: syntaxerror
+def compute_reward(s)
+    return 0
