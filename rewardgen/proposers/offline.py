@@ -117,7 +117,7 @@ class OfflineProposer(Proposer):
             for _attempt in range(10):
                 if parents:
                     parent = parents[i % len(parents)]
-                    genome, notes = self._child(parent, library, rng, ctx.history)
+                    genome, notes = self._child(parent, library, rng)
                     origin, parent_ref = f"mutation of {parent.ref}", parent.ref
                 else:
                     genome, notes = self._fresh(library, rng, canonical=(i == 0 and ctx.generation == 0))
@@ -145,10 +145,11 @@ class OfflineProposer(Proposer):
         chosen += [t for t in shaping if rng.random() < 0.5]
         return [{"term": t.key, "weight": self._weight(t, rng)} for t in chosen], []
 
-    def _child(self, parent: CandidateRecord, library: dict[str, Term], rng: np.random.Generator,
-               history: list[list[CandidateRecord]]) -> tuple[list[dict], list[str]]:
+    def _child(self, parent: CandidateRecord, library: dict[str, Term],
+               rng: np.random.Generator) -> tuple[list[dict], list[str]]:
         genome = [dict(g) for g in parent.proposal.get("genome") or [] if g["term"] in library]
         notes: list[str] = []
+        dropped: set[str] = set()
         facts = {f.name: f for f in component_facts(parent.stats)}
         for gene in list(genome):
             term, fact = library[gene["term"]], facts.get(gene["term"])
@@ -156,6 +157,7 @@ class OfflineProposer(Proposer):
                 continue
             if fact.constant and term.key != "alive" and not term.goal:
                 genome.remove(gene)
+                dropped.add(term.key)
                 notes.append(f"dropped {term.key}: constant during training")
             elif fact.dominant and not term.goal:
                 gene["weight"] *= 0.3
@@ -168,7 +170,7 @@ class OfflineProposer(Proposer):
         for gene in genome:
             gene["weight"] = float(np.clip(gene["weight"] * math.exp(rng.normal(0.0, 0.4)), 1e-4, 100.0))
         present = {g["term"] for g in genome}
-        absent = [t for t in library.values() if t.key not in present]
+        absent = [t for t in library.values() if t.key not in present | dropped]
         if absent and rng.random() < 0.4:
             t = absent[int(rng.integers(len(absent)))]
             genome.append({"term": t.key, "weight": self._weight(t, rng)})
