@@ -30,7 +30,7 @@ class TrainConfig:
 
     :param steps: environment steps summed over all worlds.
     :param seed: seeds the simulator resets, the policy initialisation and the action noise.
-    :param num_envs: worlds simulated in one batch.
+    :param num_envs: worlds simulated in one batch (a trainer may use its own default instead).
     :param device: torch device for the policy and the reward ("cpu" or "cuda").
     """
 
@@ -149,11 +149,16 @@ class BatchReward:
         self.fitness = fitness
         self.stats = stats
         self.horizon = horizon
+        self._size(num_envs)
+
+    def _size(self, num_envs: int) -> None:
         self._returns = np.zeros(num_envs)
         self._fit_values: list[list[float]] = [[] for _ in range(num_envs)]
         self._lengths = np.zeros(num_envs, dtype=np.int64)
 
     def __call__(self, state: State, step: int) -> np.ndarray:
+        if state.num_worlds != len(self._returns):  # the trainer chose its own batch size
+            self._size(state.num_worlds)
         fit = self.fitness.per_step(state).detach().cpu().numpy()
         total, components = check_output(self.fn(state), state.num_worlds)
         self.stats.record_step(step, total, components)
