@@ -159,7 +159,7 @@ _CANDIDATE_DENY_PREFIXES = (
     "sys._setprofileallthreads", "sys._settraceallthreads", "sys.addaudithook", "object.__getattr__",
     "object.__setattr__", "object.__delattr__", "function.__new__", "code.__new__", "marshal.", "pickle.",
     "ctypes.", "mmap.", "gc.", "os.listdir", "os.scandir", "os.walk", "glob.", "os.getxattr", "os.listxattr",
-    "sys.setrecursionlimit", "builtins.input", "cpython.",
+    "sys.setrecursionlimit", "cpython.",
 )
 _WATCHED_HEADS = frozenset(p.split(".")[0].rstrip(".") for p in (*_ALWAYS_DENY_PREFIXES, *_CANDIDATE_DENY_PREFIXES)) \
     | {"open", "import"}

@@ -68,7 +68,13 @@ class WorkerLimits:
 
 @dataclass
 class WorkerResult:
-    """What came back from a worker. ``stage`` is "ok" or where it failed."""
+    """What came back from a worker. ``stage`` is "ok" or where it failed.
+
+    Stages: "ok", "static" (refused by the validator, nothing spawned), "load", "runtime",
+    "contract", "sandbox" (the reward attempted a refused operation), "timeout", "crash",
+    "protocol", "job". ``isolation`` lists the active layers, ``warnings`` the missing ones;
+    ``checkpoints`` holds ``(env_step, policy bytes)`` of intermediate policies a trainer exported.
+    """
 
     stage: str
     error: str | None = None
@@ -82,6 +88,7 @@ class WorkerResult:
     isolation: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     output_dropped: int = 0
+    checkpoints: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -262,9 +269,17 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         def pump_frames() -> None:
             with os.fdopen(read_fd, "rb") as stream:
                 try:
+                    checkpoint_step: int | None = None
                     for kind, value in read_frames(stream):
-                        if kind == "bytes":
+                        if kind == "bytes" and checkpoint_step is not None:
+                            result.checkpoints.append((checkpoint_step, value))
+                            checkpoint_step = None
+                        elif kind == "bytes":
                             result.payload = value
+                        elif isinstance(value, dict) and value.get("type") == "checkpoint":
+                            step = value.get("step")
+                            ok_step = isinstance(step, int) and len(result.checkpoints) < 1000
+                            checkpoint_step = step if ok_step else None
                         elif isinstance(value, dict) and value.get("type") == "progress":
                             if on_event:
                                 on_event(value)

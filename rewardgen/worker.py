@@ -141,8 +141,16 @@ def _run(job: dict, out) -> None:
         result = trainer.train(task, reward, config, progress)
         if hasattr(fn, "verify"):
             fn.verify()
+        extra = dict(result.extra)
+        checkpoints = extra.pop("checkpoints", None) or []
+        for step, export in checkpoints:  # intermediate policies: a header frame, then the bytes
+            out.json({"type": "checkpoint", "step": int(step)})
+            out.bytes(export.to_bytes())
+        if checkpoints:
+            extra["checkpoint_steps"] = [int(step) for step, _ in checkpoints]
         out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
-                  "seconds": result.seconds, "trainer": trainer.name, "extra": result.extra})
+                  "seconds": result.seconds, "trainer": trainer.name,
+                  "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
         out.bytes(result.policy.to_bytes())
     except ValidationError as exc:
         out.json({"type": "error", "stage": "static", "error": str(exc),
