@@ -1,0 +1,132 @@
+"""Reward debugging (issue 7): each planted defect in tests/debug_rewards/ is flagged, the sound reward is not.
+
+Every file runs once through the sandboxed debug worker (two at a time, in a module fixture) on
+HalfCheetah random rollouts (3 episodes x 300 steps). Each defect file's name is the flag it plants;
+``sound_halfcheetah.py`` is HalfCheetah-v5's own reward written in the contract.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rewardgen.debug import DebugError, DebugReport, analyse, debug_reward
+from rewardgen.policy import PolicyExport
+from rewardgen.tasks import get_task
+
+REWARDS = Path(__file__).parent / "debug_rewards"
+TASK = "halfcheetah-run"
+PLANTED = {  # file -> (flag code, component or None for the total)
+    "dominant": ("dominant", "height"),
+    "constant": ("constant", "bonus"),
+    "wrong_sign": ("wrong_sign", "ctrl_cost"),
+    "growth": ("unbounded_growth", "time_bonus"),
+    "scale": ("scale", "posture"),
+    "anti_correlated": ("anti_correlated", None),
+    "nonfinite": ("nonfinite", "rate"),
+}
+
+
+def random_policy(task) -> PolicyExport:
+    env = task.make_env()
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(0)
+    arrays = {"obs_mean": np.zeros(obs_dim), "obs_var": np.ones(obs_dim),
+              "w0": rng.normal(0, 0.3, (16, obs_dim)), "b0": np.zeros(16),
+              "w1": rng.normal(0, 0.3, (act_dim, 16)), "b1": np.zeros(act_dim)}
+    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, DebugReport]:
+    task = get_task(TASK)
+    names = [*PLANTED, "sound_halfcheetah"]
+
+    def run(name: str) -> DebugReport:
+        return debug_reward((REWARDS / f"{name}.py").read_text(), task, episodes=3, max_steps=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(names, pool.map(run, names)))
+
+
+@pytest.mark.parametrize("name", sorted(PLANTED))
+def test_planted_defect_is_flagged(reports, name):
+    code, component = PLANTED[name]
+    report = reports[name]
+    assert report.flagged(code, component), report.render()
+    flag = next(f for f in report.flags if f.code == code and f.component == component)
+    assert flag.message and "\n" not in flag.message
+
+
+def test_sound_reward_has_no_flags(reports):
+    report = reports["sound_halfcheetah"]
+    assert report.flags == [], report.render()
+    forward = next(c for c in report.components if c.name == "forward")
+    assert forward.corr_step is not None and forward.corr_step > 0.99  # it *is* the fitness
+    assert report.total.corr_step > 0.9
+    assert report.steps == 900 and len(report.episodes) == 3
+
+
+def test_statistics_are_those_of_the_data(reports):
+    report = reports["constant"]
+    bonus = next(c for c in report.components if c.name == "bonus")
+    assert bonus.mean == pytest.approx(0.5) and bonus.std == pytest.approx(0.0, abs=1e-7)
+    assert bonus.constant_fraction == 1.0 and bonus.corr_step is None
+    assert sum(c.share for c in report.components) == pytest.approx(1.0)
+    nonfinite = next(c for c in reports["nonfinite"].components if c.name == "rate")
+    assert nonfinite.nonfinite == 3  # step 1 of each episode divides by zero
+    assert reports["nonfinite"].total.nonfinite == 3
+
+
+def test_json_and_render(reports):
+    for report in reports.values():
+        data = report.to_json()
+        json.dumps(data, allow_nan=False)  # NaN/inf become null
+        assert {"components", "total", "flags", "episodes", "steps"} <= set(data)
+        text = report.render()
+        for c in report.components:
+            assert c.name in text
+    assert "[dominant]" in reports["dominant"].render()
+
+
+def test_trained_policy_rollouts_are_included():
+    task = get_task(TASK)
+    report = debug_reward((REWARDS / "sound_halfcheetah.py").read_text(), task, policy=random_policy(task),
+                          episodes=2, max_steps=100)
+    assert report.rollouts == ["random", "policy"]
+    assert [e["kind"] for e in report.episodes] == ["random", "random", "policy", "policy"]
+    forward = next(c for c in report.components if c.name == "forward")
+    assert set(forward.mean_by_kind) == {"random", "policy"}
+
+
+def test_broken_rewards_raise_debug_error():
+    task = get_task("inverted-pendulum-balance")
+    with pytest.raises(DebugError) as err:
+        debug_reward("import os\ndef compute_reward(s):\n    return s.step, {}\n", task, episodes=1)
+    assert err.value.stage == "static"
+    bad_shape = "import torch\ndef compute_reward(s):\n    return s.qpos, {'x': s.step}\n"
+    with pytest.raises(DebugError) as err:
+        debug_reward(bad_shape, task, episodes=1)
+    assert err.value.stage == "contract" and "shape" in str(err.value)
+
+
+def test_episode_correlation_is_used_when_per_step_fitness_is_constant():
+    """alive_fraction's per-step value is 1: the correlation comes from episode sums vs episode fitness."""
+    lengths = [5, 10, 20, 40]
+    arrays, meta = {}, {"components": ["alive", "lean"], "episodes": [], "fitness_name": "alive_fraction"}
+    for i, n in enumerate(lengths):
+        arrays[f"{i}/fitness"] = np.ones(n)
+        arrays[f"{i}/c/0"] = np.ones(n)
+        arrays[f"{i}/c/1"] = -np.linspace(0, 1, n) * (50 - n)  # longer episodes lean less
+        arrays[f"{i}/total"] = arrays[f"{i}/c/0"] + arrays[f"{i}/c/1"]
+        meta["episodes"].append({"kind": "random", "episode": i, "length": n, "terminated": True,
+                                 "fitness": n / 1000})
+    report = analyse(meta, arrays)
+    alive = report.components[0]
+    assert alive.corr_step is None and alive.corr_episode == pytest.approx(1.0)
+    assert report.flagged("constant", "alive")
