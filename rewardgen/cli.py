@@ -253,13 +253,7 @@ def cmd_train(args) -> int:
     from rewardgen.evolve import train_file
     from rewardgen.tasks import get_task
 
-    path = Path(args.reward)
-    if not path.is_file():
-        raise UsageError(f"no such reward file: {path}")
-    try:
-        source = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    source = _read_reward(args.reward)
     config = _config_from_args(args)
     config.validate()
     get_task(config.task)
@@ -288,6 +282,52 @@ def cmd_train(args) -> int:
     return 0 if m.get("status") == "ok" else 1
 
 
+def _read_reward(path_text: str) -> str:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such reward file: {path}")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def cmd_check(args) -> int:
+    from rewardgen.check import check_reward
+    from rewardgen.tasks import get_task
+
+    source = _read_reward(args.reward)
+    task = get_task(args.task)
+    verdict = check_reward(source, task, steps=args.steps, seed=args.seed)
+    if args.json:
+        _emit_json(verdict.to_json())
+    else:
+        print(verdict.explain())
+    return 0 if verdict.ok else 1
+
+
+def cmd_bench(args) -> int:
+    from rich.console import Console
+
+    from rewardgen import bench
+    from rewardgen.tasks import get_task
+
+    get_task(args.task)
+    console = Console(stderr=args.json)
+    if args.what == "throughput":
+        console.print(f"bench throughput on {args.task}: raw simulation, rewardgen PPO (sandboxed worker), "
+                      f"SB3 PPO over 8 gymnasium envs - side by side in one run")
+        result = bench.throughput(args.task)
+    else:
+        console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {args.steps} steps x {args.seeds} seeds")
+        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
+    if args.json:
+        _emit_json(result)
+    else:
+        console.print_json(json.dumps(result, default=str))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task id (see `rewardgen tasks`) or path to a task YAML file")
@@ -295,8 +335,10 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
     p.add_argument("--workers", type=_positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
-    p.add_argument("--trainer", default="sb3", choices=["sb3"], help="RL trainer run in the worker (default sb3)")
-    p.add_argument("--num-envs", type=_positive_int, default=8, help="simulated worlds per training batch (default 8)")
+    p.add_argument("--trainer", default="sb3", choices=["ppo", "sb3"],
+                   help="RL trainer run in the worker: sb3 (stable-baselines3 PPO, default) or ppo (rewardgen's batched PPO)")
+    p.add_argument("--num-envs", type=_positive_int, default=None,
+                   help="simulated worlds per training batch (default: the trainer's own)")
     p.add_argument("--timeout", type=_positive_float, default=None,
                    help="wall-clock seconds per candidate's training (default: derived from --steps)")
     p.add_argument("--eval-episodes", type=_positive_int, default=None,
@@ -330,6 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reward", help="path to a reward .py file")
     _add_training_args(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("check", help="check a reward file: static checks, then a short sandboxed run",
+                       description="Check a reward file the way evolve does before training: static validation, "
+                                   "then a short run in the sandbox. Exit 0 accepted, 1 rejected, 2 usage error.")
+    p.add_argument("reward", help="path to a reward .py file")
+    p.add_argument("--task", required=True, help="task id or path to a task YAML file")
+    p.add_argument("--steps", type=_positive_int, default=256, help="env-steps of the smoke run (default 256)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"ok", "stage", "error", "components"} as the last line of stdout')
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="benchmarks: training throughput, learning quality",
+                       description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
+                                   "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps.")
+    p.add_argument("what", choices=["throughput", "learning"], help="which benchmark")
+    p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
+    p.add_argument("--steps", type=_positive_int, default=300_000, help="learning: env-steps per run (default 300000)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds (default 3)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("tasks", help="list the available tasks", description="List the tasks in environments/.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

@@ -15,11 +15,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from rewardgen.check import check_reward
 from rewardgen.evaluate import run_trusted_evaluation
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.runstore import RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks import Task, get_task, task_from_dict
+
+
+TRAINERS = ("ppo", "sb3")
 
 
 class ConfigError(ValueError):
@@ -36,9 +40,9 @@ class EvolveConfig:
     :param steps: training env-steps per candidate; None uses the task's default.
     :param seed: seeds proposals, training and evaluation.
     :param workers: candidates trained at once; None sizes it to the machine's cores.
-    :param trainer: training algorithm run in the worker ("sb3").
+    :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
     :param proposer: who writes rewards ("offline").
-    :param num_envs: simulated worlds per training batch.
+    :param num_envs: simulated worlds per training batch; None uses the trainer's default.
     :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
     :param eval_episodes: trusted evaluation episodes; None uses the task's default.
     :param check_steps: env-steps of the smoke run that checks a candidate before training.
@@ -53,20 +57,22 @@ class EvolveConfig:
     workers: int | None = None
     trainer: str = "sb3"
     proposer: str = "offline"
-    num_envs: int = 8
+    num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
     check_steps: int = 256
     memory_gb: float = 8.0
 
     def validate(self) -> None:
-        for name in ("samples", "generations", "num_envs", "check_steps"):
+        for name in ("samples", "generations", "check_steps"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("steps", "workers", "timeout", "eval_episodes"):
+        for name in ("steps", "workers", "timeout", "eval_episodes", "num_envs"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.trainer not in TRAINERS:
+            raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
     @classmethod
     def from_dict(cls, raw: dict) -> "EvolveConfig":
@@ -217,14 +223,18 @@ class Evolution:
         self.progress.event("candidate_started", generation=g, candidate=c)
         task_dict = self.task.to_dict()
         seed = self.config.seed * 1000 + g * 100 + c
-        check = run_worker({"mode": "check", "task": task_dict, "source": source, "steps": self.config.check_steps,
-                            "seed": seed}, self._limits(120.0))
-        metrics: dict[str, Any] = {"generation": g, "candidate": c, "check": {
-            "stage": check.stage, "error": check.error, "seconds": round(check.seconds, 2)}}
+        metrics: dict[str, Any] = {"generation": g, "candidate": c}
+        proposal_error = self._proposal_error(g, c)
+        if proposal_error:
+            return self._finish(d, metrics | {"status": "proposal", "error": proposal_error, "fitness": None})
+        started = time.monotonic()
+        check = check_reward(source, self.task, steps=self.config.check_steps, seed=seed)
+        metrics["check"] = check.to_json() | {"seconds": round(time.monotonic() - started, 2),
+                                              "isolation": check.isolation, "warnings": check.warnings}
         if not check.ok:
             atomic_write_text(d / "train.log", check.log)
             return self._finish(d, metrics | {"status": check.stage, "error": check.error,
-                                              "traceback": check.traceback, "fitness": None})
+                                              "traceback": "\n".join(check.details) or check.error, "fitness": None})
         timeout = self.config.timeout or 120.0 + self.steps / 100.0
 
         def on_event(ev: dict) -> None:
@@ -232,7 +242,9 @@ class Evolution:
                                 total=ev.get("total", self.steps))
 
         job = {"mode": "train", "task": task_dict, "source": source, "steps": self.steps, "seed": seed,
-               "trainer": self.config.trainer, "num_envs": self.config.num_envs}
+               "trainer": self.config.trainer}
+        if self.config.num_envs:
+            job["num_envs"] = self.config.num_envs
         res = run_worker(job, self._limits(timeout), on_event=on_event)
         atomic_write_text(d / "train.log", res.log)
         if not res.ok or res.payload is None:
@@ -252,6 +264,12 @@ class Evolution:
             return self._finish(d, metrics | {"status": "evaluation", "error": str(exc), "fitness": None})
         return self._finish(d, metrics | {"status": "ok", "error": None, "fitness": evaluation["fitness"],
                                           "success": evaluation["success"], "evaluation": evaluation})
+
+    def _proposal_error(self, g: int, c: int) -> str | None:
+        """Why the proposer could not produce this candidate (e.g. an LLM answer without code)."""
+        gen = self.store.read_generation(g) or {}
+        cands = gen.get("candidates", [])
+        return cands[c].get("error") if c < len(cands) else None
 
     def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
         atomic_write_json(d / "metrics.json", metrics)

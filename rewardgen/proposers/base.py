@@ -55,11 +55,12 @@ class Proposal:
     parent: str | None = None
     notes: list[str] = field(default_factory=list)
     genome: list[dict[str, Any]] | None = None
+    error: str | None = None  # set when the proposer failed to produce usable code for this slot
     extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, proposer: str) -> dict[str, Any]:
         return {"proposer": proposer, "origin": self.origin, "parent": self.parent, "notes": self.notes,
-                "genome": self.genome, **self.extra}
+                "genome": self.genome, "error": self.error, **self.extra}
 
 
 class Proposer(ABC):
