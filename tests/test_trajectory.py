@@ -1,0 +1,81 @@
+"""Trajectory analyser (issue 7): records replay the trusted evaluation, summaries state the facts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rewardgen.evaluate import evaluate_policy
+from rewardgen.policy import PolicyExport
+from rewardgen.tasks import get_task
+from rewardgen.trajectory import best_and_worst, episode_facts, record_trajectory, summarize_episode
+
+
+def random_policy(task, seed: int = 1, scale: float = 0.5) -> PolicyExport:
+    env = task.make_env()
+    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(seed)
+    arrays = {"obs_mean": np.zeros(od), "obs_var": np.ones(od), "w0": rng.normal(0, scale, (16, od)),
+              "b0": np.zeros(16), "w1": rng.normal(0, scale, (ad, 16)), "b1": np.zeros(ad)}
+    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
+
+
+@pytest.mark.parametrize("task_id", ["hopper-hop", "inverted-pendulum-balance"])
+def test_record_matches_trusted_evaluation(task_id):
+    task = get_task(task_id)
+    export = random_policy(task)
+    evaluation = evaluate_policy(task, export, episodes=2, seed=10_000)
+    for i, ep in enumerate(evaluation["episodes"]):
+        traj = record_trajectory(task, export, 10_000 + i)
+        assert traj["length"] == ep["length"] and traj["terminated"] == ep["terminated"]
+        assert traj["fitness_value"] == pytest.approx(ep["fitness"], abs=1e-9)
+        assert traj["env_reward"].sum() == pytest.approx(ep["env_return"], rel=1e-6, abs=1e-9)
+        assert np.allclose(traj["com"][-1] - traj["start_com"], ep["com_displacement"], atol=1e-5)
+        n = traj["length"]
+        assert traj["height"].shape == (n,) and traj["com"].shape == (n, 3)
+        assert traj["tilt_deg"].shape == (n, len(task.schema.bodies))
+
+
+def _synthetic(n=200, dt=0.05):
+    """A body that walks 1 m/s for half the episode, then stops, tips over and lies upside-down."""
+    t = np.arange(1, n + 1)
+    x = np.where(t <= n // 2, t * dt * 1.0, (n // 2) * dt)
+    com = np.stack([x, np.zeros(n), np.full(n, 0.5)], axis=1)
+    up = np.where(t <= n // 2, 1.0, np.where(t <= n // 2 + 10, 0.3, -0.9))
+    height = np.where(t <= n // 2, 1.0, 0.2)
+    return {"length": n, "horizon": 1000, "terminated": True, "fitness_value": 0.123, "dt": dt, "seed": 7,
+            "main_body": "torso", "bodies": ["torso"], "height": height, "up_z": up,
+            "tilt_deg": np.degrees(np.arccos(up))[:, None], "com": com, "start_com": np.array([0.0, 0.0, 0.5])}
+
+
+def test_summary_states_the_facts():
+    traj = _synthetic()
+    f = episode_facts(traj)
+    assert f["falls"] == 1 and f["first_fall_step"] == 101
+    assert f["upside_down_fraction"] == pytest.approx(0.45)
+    assert f["displacement"][0] == pytest.approx(5.0)
+    assert f["longest_stall"][1] == 200 and 0.4 < f["stalled_fraction"] < 0.55
+    text = summarize_episode(traj, "worst episode")
+    assert text.startswith("worst episode: seed 7, fitness 0.123; lasted 200 of 1000 steps")
+    assert "ended early by termination" in text
+    assert "torso fell 1 time(s)" in text and "first at step 101" in text
+    assert "upside-down 45% of the time" in text
+    assert "+5.00 m along x" in text
+    assert "until the end" in text
+
+
+def test_best_and_worst_of_an_evaluation():
+    task = get_task("inverted-pendulum-balance")
+    export = random_policy(task, seed=3, scale=0.2)
+    evaluation = evaluate_policy(task, export, episodes=3, seed=10_000)
+    out = best_and_worst(task, export, evaluation, seed=10_000)
+    fits = [e["fitness"] for e in evaluation["episodes"]]
+    assert out["best"]["fitness"] == pytest.approx(max(fits))
+    assert out["worst"]["fitness"] == pytest.approx(min(fits))
+    assert out["best"]["summary"].startswith("best episode: seed")
+    # the cart never tilts, so the summary watches the pole
+    assert "pole" in out["best"]["summary"]
+    json.dumps(out, allow_nan=False)
