@@ -1,0 +1,163 @@
+"""HTML report and TensorBoard scalars (issue 7).
+
+The run directory is built by hand in the run-store layout (training statistics from the real
+``TrainingStats``), with the awkward cases a report must survive: a failed candidate, a corrupt
+metrics.json, a pending candidate, an empty generation, a video, LLM tokens and a lineage.
+The browser test opens the report in headless Debian chromium (skipped when /usr/bin/chromium is
+missing) and saves its screenshot under tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rewardgen.report import lineage, load_run, write_report
+from rewardgen.trainers.base import TrainingStats
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+TASK = {"id": "hopper-hop", "description": "Make the hopper hop forward.", "episode_length": 1000,
+        "fitness": {"name": "forward_velocity", "params": {"body": "torso", "axis": "x"}},
+        "success_threshold": 1.0, "default_steps": 300000, "env": "Hopper-v5"}
+
+
+def training_stats(returns_slope: float, fitness_slope: float, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    stats = TrainingStats(10_000)
+    for step in range(0, 10_000, 100):
+        x = step / 10_000
+        comps = {"forward": torch.tensor(rng.normal(x, 0.1, 8), dtype=torch.float32),
+                 "alive": torch.ones(8),
+                 "ctrl": torch.tensor(-0.1 * rng.random(8), dtype=torch.float32)}
+        stats.record_step(step, sum(comps.values()), comps)
+        stats.record_episode(step, 100, 10 + returns_slope * x + rng.normal(0, 0.1), 0.2 + fitness_slope * x)
+    return stats.summary()
+
+
+REWARD = "import torch\n\ndef compute_reward(s):\n    f = s.body_linvel['torso'][:, 0]\n    return f, {'forward': f}\n"
+
+
+def make_run(root: Path) -> Path:
+    run = root / "20260101-000000-hopper-hop"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({
+        "id": run.name, "kind": "evolve", "status": "interrupted", "config": {"task": "hopper-hop", "samples": 3},
+        "task": TASK, "proposer": "offline proposer", "tokens": {"prompt": 12345, "completion": 678},
+        "generations": [], "best": {"generation": 1, "candidate": 0, "fitness": 0.61}}))
+
+    def cand(g, c, metrics=None, proposal=None, raw_metrics=None):
+        d = run / f"gen-{g:03d}" / f"cand-{c:02d}"
+        d.mkdir(parents=True)
+        (d / "reward.py").write_text(REWARD.replace("f,", f"f * {c + 1},"))
+        (d / "proposal.json").write_text(json.dumps(proposal or {"origin": "fresh sample", "parent": None}))
+        if metrics is not None:
+            (d / "metrics.json").write_text(json.dumps(metrics))
+        if raw_metrics is not None:
+            (d / "metrics.json").write_text(raw_metrics)
+        return d
+
+    trajectories = {"best": {"summary": "best episode: seed 10001, lasted 1000 of 1000 steps."},
+                    "worst": {"summary": "worst episode: seed 10002, torso fell 1 time(s)."}}
+    cand(0, 0, {"status": "ok", "fitness": 0.42, "training": training_stats(5, 0.3), "env_steps": 10_000,
+                "env_steps_per_second": 4000.0, "evaluation": {"fitness": 0.42, "fitness_std": 0.01}})
+    cand(0, 1, {"status": "runtime", "fitness": None, "error": "ZeroDivisionError: float division (reward.py line 4)"})
+    cand(0, 2, raw_metrics="{not json")
+    d = cand(1, 0, {"status": "ok", "fitness": 0.61, "training": training_stats(8, 0.0, seed=1),
+                    "evaluation": {"fitness": 0.61, "trajectories": trajectories}},
+             proposal={"origin": "mutation of 0/0", "parent": "0/0", "notes": ["raised forward weight"]})
+    (d / "rollout.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    cand(1, 1)  # pending: reward.py only
+    (run / "gen-002").mkdir()  # a generation that never got its proposals written
+    return run
+
+
+def test_report_contents(tmp_path):
+    run = make_run(tmp_path)
+    out = write_report(run)
+    assert out == run / "report.html"
+    text = out.read_text()
+    assert text.count("<svg") == 3  # fitness per generation + two trained candidates
+    assert not re.search(r"""(src|href)=['"]https?:""", text)  # self-contained
+    assert "12345" in text and "678" in text  # tokens
+    assert "ZeroDivisionError" in text and "pending" in text
+    assert "unreadable" in text and "metrics.json: unreadable" in text
+    assert "href='gen-001/cand-00/rollout.mp4'" in text
+    assert "possible reward hacking" in text  # 1/0's reward rose with flat fitness
+    assert "torso fell 1 time(s)" in text  # the best candidate's trajectory summaries
+    assert "f * 1," in text  # the best reward's code
+    _, gens, _ = load_run(run)
+    assert [c.ref for c in lineage(gens, gens[1][0])] == ["1/0", "0/0"]
+    other = write_report(run, tmp_path / "elsewhere" / "r.html")
+    assert "href='../20260101-000000-hopper-hop/gen-001/cand-00/rollout.mp4'" in other.read_text()
+
+
+def test_report_on_empty_and_broken_runs(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    text = write_report(empty).read_text()
+    assert "run.json is missing" in text and "none yet" in text
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "run.json").write_text(json.dumps({"status": "created", "task": TASK, "config": {}}))
+    assert "no candidate has been evaluated yet" in write_report(fresh).read_text()
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                   "(apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    from PIL import Image
+
+    run = make_run(tmp_path)
+    report = write_report(run)
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = ARTIFACTS / "report.png"
+    png.unlink(missing_ok=True)
+    flags = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = report.resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<svg") == 3  # the browser parsed every plot
+    shot = subprocess.run([*flags, f"--screenshot={png}", "--window-size=1200,2000", url],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
+    shutil.copy(report, ARTIFACTS / "report.html")
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[:2] == (2000, 1200)
+    colours = len(np.unique(img.reshape(-1, 3), axis=0))
+    non_white = float(np.mean(img.min(axis=2) < 240))
+    assert colours > 50 and non_white > 0.03, (colours, non_white)
+    # the fitness plot's green "best" line is drawn somewhere on the page
+    green = np.all(np.abs(img.astype(int) - [0x1b, 0x78, 0x37]) < 40, axis=2)
+    assert green.sum() > 50
+
+
+def test_tensorboard_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from rewardgen.tblog import read_scalars, write_scalars
+
+    metrics = {"status": "ok", "fitness": 0.5, "env_steps": 10_000, "env_steps_per_second": 1234.5,
+               "train_seconds": 8.1, "evaluation": {"fitness": 0.5, "fitness_std": 0.05},
+               "training": training_stats(8, 0.0), "extra": {"losses": {"policy_loss": -0.01, "value_loss": 0.3}}}
+    logdir = write_scalars(tmp_path / "tb" / "gen-000-cand-00", metrics)
+    scalars = read_scalars(logdir)
+    for tag in ("components/forward", "components/alive", "components/ctrl", "reward/total", "episode/return",
+                "episode/length", "episode/fitness", "fitness/trusted", "perf/env_steps_per_second",
+                "loss/policy_loss", "loss/value_loss", "hacking/alarm"):
+        assert tag in scalars, sorted(scalars)
+    assert len(scalars["components/forward"]) == 10
+    assert scalars["fitness/trusted"] == [(10_000, pytest.approx(0.5))]
+    assert scalars["hacking/alarm"][0][1] == 1.0
+    steps = [s for s, _ in scalars["episode/return"]]
+    assert steps == sorted(steps) and steps[-1] <= 10_000
+    write_scalars(tmp_path / "tb" / "failed", {"status": "runtime", "fitness": None})  # nothing to write, no error
