@@ -15,6 +15,7 @@ Details that matter:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class PPOHyperparams:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_coef: float = 0.2
+    clip_vloss: bool = False  # clip the value update like the policy's (CleanRL's option)
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
@@ -145,24 +147,23 @@ class PPOTrainer(Trainer):
         sim = BatchSim(task, n, seed=config.seed, nthread=hp.sim_threads)
         obs_dim, act_dim = sim.obs_dim, sim.act_dim
         agent = ActorCritic(obs_dim, act_dim, hp.hidden, hp.init_log_std).to(device)
-        optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5)
+        # fused Adam: one kernel for all parameters instead of a dozen small ops per parameter
+        optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5, fused=True)
 
         obs_rms = RunningMeanStd((obs_dim,))
         ret_rms = RunningMeanStd(())
         discounted = np.zeros(n)
         eps = 1e-8
 
-        def normalize(o: np.ndarray) -> torch.Tensor:
-            x = np.clip((o - obs_rms.mean) / np.sqrt(obs_rms.var + eps), -hp.clip_obs, hp.clip_obs)
-            return torch.as_tensor(x, dtype=torch.float32, device=device)
+        def normalize(o: np.ndarray) -> np.ndarray:
+            x = (o - obs_rms.mean) / np.sqrt(obs_rms.var + eps)
+            return np.clip(x, -hp.clip_obs, hp.clip_obs).astype(np.float32)
 
-        # rollout storage
-        obs_buf = torch.zeros((T, n, obs_dim), device=device)
-        act_buf = torch.zeros((T, n, act_dim), device=device)
-        logp_buf = torch.zeros((T, n), device=device)
-        rew_buf = torch.zeros((T, n), device=device)
-        done_buf = torch.zeros((T, n), device=device)
-        val_buf = torch.zeros((T, n), device=device)
+        # rollout storage (numpy during collection; one conversion per iteration)
+        obs_buf = np.zeros((T, n, obs_dim), dtype=np.float32)  # normalised, as the policy saw them
+        act_buf = np.zeros((T, n, act_dim), dtype=np.float32)  # sampled (unclipped) actions
+        rew_buf = np.zeros((T, n), dtype=np.float32)
+        done_buf = np.zeros((T, n), dtype=np.float32)
 
         raw_obs = sim.reset()
         obs_rms.update(raw_obs)
@@ -174,20 +175,27 @@ class PPOTrainer(Trainer):
         next_ckpt = ckpt_every
         global_step = 0
         losses: dict[str, float] = {}
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+
+        def log_prob(mean: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+            z = (act - mean) * torch.exp(-agent.log_std)
+            return (-0.5 * z * z - agent.log_std - half_log_2pi).sum(-1)
 
         for it in range(iterations):
             if hp.anneal_lr:
                 optimizer.param_groups[0]["lr"] = hp.learning_rate * (1.0 - it / iterations)
-            # ---- collect a rollout --------------------------------------------------------------
-            with torch.no_grad():
+            # ---- collect a rollout: per step only the actor's mean, the physics and the reward ----
+            truncations: list[tuple[int, np.ndarray, np.ndarray]] = []
+            with torch.inference_mode():
+                noise = torch.randn((T, n, act_dim), generator=gen, device=device) * agent.log_std.exp()
+                noise_np = noise.cpu().numpy()
                 for t in range(T):
                     x = normalize(raw_obs)
-                    dist = agent.dist(x)
-                    action = dist.mean + dist.stddev * torch.randn(dist.mean.shape, generator=gen, device=device)
-                    obs_buf[t], act_buf[t] = x, action
-                    logp_buf[t] = dist.log_prob(action).sum(-1)
-                    val_buf[t] = agent.value(x)
-                    res = sim.step(action.clamp(-1.0, 1.0).cpu().numpy())
+                    obs_buf[t] = x
+                    mean = agent.actor(torch.from_numpy(x).to(device))
+                    action = mean.cpu().numpy() + noise_np[t]
+                    act_buf[t] = action
+                    res = sim.step(np.clip(action, -1.0, 1.0))
                     global_step += n
                     if self.env_reward:
                         r = res.env_reward.astype(np.float64)
@@ -203,60 +211,79 @@ class PPOTrainer(Trainer):
                         ret_rms.update(discounted)
                         r = np.clip(r / np.sqrt(ret_rms.var + eps), -hp.clip_reward, hp.clip_reward)
                         discounted[done] = 0.0
-                    r_t = torch.as_tensor(r, dtype=torch.float32, device=device)
-                    if res.truncated.any():  # bootstrap: the episode was cut, not ended
+                    rew_buf[t] = r
+                    if res.truncated.any():  # bootstrap later: the episode was cut, not ended
                         idx = np.flatnonzero(res.truncated)
-                        final = normalize(res.final_obs[idx])
-                        r_t[torch.as_tensor(idx, device=device)] += hp.gamma * agent.value(final)
-                    rew_buf[t] = r_t
-                    done_buf[t] = torch.as_tensor(done, dtype=torch.float32, device=device)
+                        truncations.append((t, idx, normalize(res.final_obs[idx])))
+                    done_buf[t] = done
                     raw_obs = res.obs
                     obs_rms.update(raw_obs)
 
-                # ---- GAE --------------------------------------------------------------------------
-                next_value = agent.value(normalize(raw_obs))
-                adv = torch.zeros((T, n), device=device)
-                last = torch.zeros(n, device=device)
-                for t in reversed(range(T)):
-                    nv = next_value if t == T - 1 else val_buf[t + 1]
-                    nonterminal = 1.0 - done_buf[t]
-                    delta = rew_buf[t] + hp.gamma * nv * nonterminal - val_buf[t]
-                    last = delta + hp.gamma * hp.gae_lambda * nonterminal * last
-                    adv[t] = last
-                returns = adv + val_buf
+                # ---- values, log-probs and truncation bootstraps in one batched pass each ------------
+                b_obs = torch.from_numpy(obs_buf.reshape(batch, obs_dim)).to(device)
+                b_act = torch.from_numpy(act_buf.reshape(batch, act_dim)).to(device)
+                b_val = agent.value(b_obs)
+                b_logp = log_prob(agent.actor(b_obs), b_act)
+                values = b_val.cpu().numpy().reshape(T, n)
+                next_value = agent.value(torch.from_numpy(normalize(raw_obs)).to(device)).cpu().numpy()
+                rewards = rew_buf.copy()
+                for t, idx, final in truncations:
+                    rewards[t, idx] += hp.gamma * agent.value(torch.from_numpy(final).to(device)).cpu().numpy()
 
-            # ---- optimise -----------------------------------------------------------------------
-            b_obs, b_act = obs_buf.reshape(batch, obs_dim), act_buf.reshape(batch, act_dim)
-            b_logp, b_adv = logp_buf.reshape(batch), adv.reshape(batch)
-            b_ret, b_val = returns.reshape(batch), val_buf.reshape(batch)
+            # ---- GAE ------------------------------------------------------------------------------
+            adv = np.zeros((T, n), dtype=np.float32)
+            last = np.zeros(n, dtype=np.float32)
+            for t in reversed(range(T)):
+                nv = next_value if t == T - 1 else values[t + 1]
+                nonterminal = 1.0 - done_buf[t]
+                delta = rewards[t] + hp.gamma * nv * nonterminal - values[t]
+                last = delta + hp.gamma * hp.gae_lambda * nonterminal * last
+                adv[t] = last
+            b_adv = torch.from_numpy(adv.reshape(batch)).to(device)
+            b_ret = b_adv + b_val
+            b_obs, b_act, b_val, b_logp = b_obs.clone(), b_act.clone(), b_val.clone(), b_logp.clone()
+            b_ret = b_ret.clone()  # leave inference mode: these take part in autograd below
+
+            # ---- optimise -------------------------------------------------------------------------
             mb = batch // hp.minibatches
+            approx_kl = 0.0
             for _ in range(hp.epochs):
                 perm = torch.randperm(batch, generator=gen, device=device)
                 kl_stop = False
                 for k in range(hp.minibatches):
                     i = perm[k * mb:(k + 1) * mb]
-                    dist = agent.dist(b_obs[i])
-                    logp = dist.log_prob(b_act[i]).sum(-1)
-                    ratio = (logp - b_logp[i]).exp()
+                    obs_i, old_logp = b_obs[i], b_logp[i]
+                    logp = log_prob(agent.actor(obs_i), b_act[i])
+                    log_ratio = logp - old_logp
+                    ratio = log_ratio.exp()
                     a = b_adv[i]
                     a = (a - a.mean()) / (a.std() + 1e-8)
                     pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef)).mean()
-                    v_loss = 0.5 * (agent.value(b_obs[i]) - b_ret[i]).pow(2).mean()
-                    entropy = dist.entropy().sum(-1).mean()
+                    v = agent.value(obs_i)
+                    if hp.clip_vloss:
+                        v_old = b_val[i]
+                        v_clipped = v_old + (v - v_old).clamp(-hp.clip_coef, hp.clip_coef)
+                        v_loss = 0.5 * torch.max((v - b_ret[i]).pow(2), (v_clipped - b_ret[i]).pow(2)).mean()
+                    else:
+                        v_loss = 0.5 * (v - b_ret[i]).pow(2).mean()
+                    entropy = (agent.log_std + 0.5 + half_log_2pi).sum()  # Gaussian: state-independent
                     loss = pg_loss - hp.ent_coef * entropy + hp.vf_coef * v_loss
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     nn.utils.clip_grad_norm_(agent.parameters(), hp.max_grad_norm)
                     optimizer.step()
-                    with torch.no_grad():
-                        approx_kl = float(((ratio - 1) - (logp - b_logp[i])).mean())
-                    if hp.target_kl is not None and approx_kl > hp.target_kl:
-                        kl_stop = True
-                        break
+                    if hp.target_kl is not None:
+                        with torch.no_grad():
+                            approx_kl = float(((ratio - 1) - log_ratio).mean())
+                        if approx_kl > hp.target_kl:
+                            kl_stop = True
+                            break
                 if kl_stop:
                     break
-            losses = {"policy_loss": float(pg_loss), "value_loss": float(v_loss),
-                      "entropy": float(entropy), "approx_kl": approx_kl}
+            with torch.no_grad():
+                approx_kl = float(((ratio - 1) - log_ratio).mean())
+            losses = {"policy_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
+                      "entropy": float(entropy.detach()), "approx_kl": approx_kl}
             progress(global_step)
             if global_step >= next_ckpt or it == iterations - 1:
                 export = self.export(agent, obs_rms)
