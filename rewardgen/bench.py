@@ -1,15 +1,20 @@
 """Benchmarks: training throughput and learning quality, rewardgen PPO vs SB3 PPO, side by side.
 
-``throughput`` measures, in one process and one run: (a) the raw batched simulator with random
-actions (no policy, no reward), (b) rewardgen PPO training with a representative multi-component
-reward, (c) SB3 PPO (its defaults) over 8 gymnasium envs with the same reward; then b/c and b/a,
-plus the peak RSS. ``learning`` compares the two trainers on the env's own reward at equal steps.
+``throughput`` measures in one run, interleaved: (a) the raw batched simulator with random actions
+(no policy, no reward), (b) rewardgen PPO training with a representative multi-component reward,
+by default inside the same sandboxed worker process evolve uses (``run_worker``, mode "train",
+trainer "ppo"; env-steps/s as the worker measured them, and the worker's peak RSS), (c) SB3 PPO
+(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a.
+``learning`` compares the two trainers on the env's own reward at equal steps.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -115,31 +120,93 @@ def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs:
     return {"env_steps": out.env_steps, "seconds": seconds, "env_steps_per_s": out.env_steps / seconds}
 
 
+def _measure_worker_main() -> None:
+    """Entry point of the fresh process ``worker_ppo`` starts: one worker job from stdin, a JSON line out.
+
+    The only child of this process is the worker, so RUSAGE_CHILDREN's max RSS is the worker's.
+    """
+    from rewardgen.sandbox import WorkerLimits, run_worker
+
+    job = json.loads(sys.stdin.read())
+    wall = float(job.pop("wall_seconds", 1800.0))
+    res = run_worker(job, WorkerLimits(wall_seconds=wall))
+    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = res.result or {}
+    print(json.dumps({"stage": res.stage, "error": res.error, "env_steps": r.get("env_steps"),
+                      "seconds": r.get("seconds"), "wall_seconds": res.seconds, "isolation": res.isolation,
+                      "worker_peak_rss_mb": rss_kb / 1024.0 if sys.platform != "darwin" else rss_kb / 2**20}))
+
+
+def worker_ppo(task: Task, source: str, config: TrainConfig, wall_seconds: float = 1800.0) -> dict:
+    """(b) through the isolation evolve uses: ``run_worker`` job mode "train", trainer "ppo" (its defaults).
+
+    Runs in a fresh Python process so the worker's peak RSS can be read exactly. Returns the
+    worker's own ``env_steps`` and ``seconds`` (training time measured inside the worker, from
+    building the simulator to the last update; interpreter start and imports excluded),
+    ``wall_seconds`` (the whole worker, start-up included) and ``worker_peak_rss_mb``.
+    """
+    job = {"mode": "train", "task": task.to_dict(), "source": source, "steps": int(config.steps),
+           "seed": int(config.seed), "trainer": "ppo", "num_envs": int(config.num_envs),
+           "wall_seconds": wall_seconds}
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-c", "from rewardgen.bench import _measure_worker_main as m; m()"],
+                          input=json.dumps(job), capture_output=True, text=True, env=env,
+                          timeout=wall_seconds + 120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker benchmark failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    out = json.loads(lines[-1])
+    if out["stage"] != "ok":
+        raise RuntimeError(f"worker training failed ({out['stage']}): {out['error']}")
+    out["env_steps_per_s"] = out["env_steps"] / out["seconds"]
+    return out
+
+
 def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, sim_seconds: float = 5.0,
-               num_worlds: int = 128, repeats: int = 1, seed: int = 0, reward_source: str = REPRESENTATIVE_REWARD,
+               num_worlds: int | None = None, repeats: int = 3, seed: int = 0,
+               reward_source: str = REPRESENTATIVE_REWARD, in_process: bool = False,
                runner: TrainRunner | None = None, **ppo_hp: Any) -> dict:
     """Side-by-side throughput of (a) raw sim, (b) rewardgen PPO training, (c) SB3 PPO training.
 
-    :param runner: how to run (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput``;
-        default trains in this process. Pass one that routes through the worker isolation.
-    :param repeats: run each measurement this many times; medians are reported.
-    :param ppo_hp: PPOHyperparams overrides for (b) (e.g. rollout_steps=16).
+    :param num_worlds: worlds of (a) and (b); default: the PPO default (``PPOHyperparams.num_envs``).
+    :param repeats: run (a), (b), (c) in turn this many times; medians (and medians of the per-repeat
+        ratios) are reported, so slow phases of a shared machine hit all three alike.
+    :param in_process: train (b) in this process instead of the sandboxed worker (then ``ppo_hp``
+        overrides PPOHyperparams, e.g. rollout_steps=16, and the peak RSS is this process's).
+    :param runner: custom (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput`` (in process).
     """
+    from rewardgen.trainers.ppo import PPOHyperparams
+
     task = get_task(task_id)
+    if ppo_hp and not in_process and runner is None:
+        raise ValueError("PPO hyperparameter overrides need in_process=True (the worker trains with the defaults)")
+    num_worlds = int(num_worlds or PPOHyperparams().num_envs or 8)
+    mode = "in-process" if (in_process or runner is not None) else "worker"
     run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))
-    a_sim, a_roll, b, c, rss = [], [], [], [], []
+    a_sim, a_roll, b, b_wall, c, rss = [], [], [], [], [], []
     for r in range(repeats):
         raw = raw_sim(task, num_worlds, sim_seconds, seed=seed + r)
         a_sim.append(raw["batchsim_env_steps_per_s"])
         a_roll.append(raw["rollout_env_steps_per_s"])
-        start = time.perf_counter()
-        out = run(task, reward_source, TrainConfig(steps=ppo_steps, seed=seed + r, num_envs=num_worlds))
-        b.append(out.env_steps / (time.perf_counter() - start))
-        rss.append(peak_rss_mb())
+        config = TrainConfig(steps=ppo_steps, seed=seed + r, num_envs=num_worlds)
+        if mode == "worker":
+            w = worker_ppo(task, reward_source, config)
+            b.append(w["env_steps_per_s"])
+            b_wall.append(w["env_steps"] / w["wall_seconds"])
+            rss.append(w["worker_peak_rss_mb"])
+            isolation = w["isolation"]
+        else:
+            start = time.perf_counter()
+            out = run(task, reward_source, config)
+            b.append(out.env_steps / (time.perf_counter() - start))
+            rss.append(peak_rss_mb())
         c.append(sb3_throughput(task, reward_source, sb3_steps, seed=seed + r)["env_steps_per_s"])
     med = statistics.median
     result = {
-        "task": task_id, "num_worlds": num_worlds, "repeats": repeats,
+        "task": task_id, "num_worlds": num_worlds, "repeats": repeats, "b_mode": mode,
+        "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
         "a_raw_batchsim_env_steps_per_s": med(a_sim),
         "a_raw_rollout_env_steps_per_s": med(a_roll),
         "b_rewardgen_ppo_env_steps_per_s": med(b),
@@ -150,6 +217,10 @@ def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, 
         "peak_rss_mb": max(rss),
         "runs": {"a_batchsim": a_sim, "a_rollout": a_roll, "b": b, "c": c},
     }
+    if b_wall:  # the worker's whole life, interpreter start and imports included
+        result["b_worker_wall_env_steps_per_s"] = med(b_wall)
+        result["runs"]["b_worker_wall"] = b_wall
+        result["b_worker_isolation"] = isolation
     return result
 
 
