@@ -1,0 +1,98 @@
+"""Rollout videos: a playable H.264/yuv420p mp4, written atomically, camera on the robot, capped length."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rewardgen.policy import PolicyExport
+from rewardgen.tasks import get_task
+from rewardgen.video import _frame_plan, render_rollout
+
+
+def random_export(task_id: str, seed: int = 0) -> PolicyExport:
+    env = get_task(task_id).make_env()
+    o, a = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(seed)
+    return PolicyExport({"obs_mean": np.zeros(o), "obs_var": np.ones(o), "w0": rng.normal(size=(8, o)),
+                         "b0": np.zeros(8), "w1": 0.1 * rng.normal(size=(a, 8)), "b1": np.zeros(a)})
+
+
+def stream_info(path: Path) -> dict:
+    """Codec, pixel format and size of the first video stream, from ffmpeg's own description."""
+    import imageio_ffmpeg
+
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True)
+    line = next(x for x in proc.stderr.splitlines() if "Video:" in x)
+    return {"h264": "h264" in line, "yuv420p": "yuv420p" in line, "line": line}
+
+
+def test_pendulum_video_is_h264_yuv420p_and_atomic(tmp_path: Path) -> None:
+    task = get_task("inverted-pendulum-balance")
+    out = tmp_path / "cand" / "video.mp4"
+    info = render_rollout(task, random_export(task.id), out, seed=3, max_steps=40, width=161, height=121)
+    assert info["path"] == str(out) and out.stat().st_size > 0
+    assert info["width"] == 160 and info["height"] == 120  # even sizes for yuv420p
+    assert 1 < info["frames"] <= 41 and info["seconds"] == pytest.approx(info["frames"] / info["fps"], abs=1e-3)
+    assert info["camera"].startswith("tracking body")
+    s = stream_info(out)
+    assert s["h264"] and s["yuv420p"] and "160x120" in s["line"], s["line"]
+    assert [p.name for p in out.parent.iterdir()] == ["video.mp4"]  # no temp file left behind
+    import imageio_ffmpeg
+
+    frames, secs = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert frames == info["frames"]
+
+
+def test_locomotion_uses_the_track_camera_and_caps_length(tmp_path: Path) -> None:
+    task = get_task("halfcheetah-run")
+    info = render_rollout(task, random_export(task.id), tmp_path / "v.mp4", seed=0, width=96, height=64,
+                          max_seconds=1.0)
+    assert info["camera"] == "track"
+    assert info["fps"] == pytest.approx(20.0) and info["frames"] == 21 and info["steps"] == 20
+
+
+def test_frame_plan_skips_steps_above_30_fps() -> None:
+    assert _frame_plan(0.008, None, 10.0, None, 1000) == (5, 25.0, 1000)  # hopper: 125 Hz -> every 5th step
+    assert _frame_plan(0.05, None, 10.0, None, 1000) == (1, 20.0, 200)
+    assert _frame_plan(0.05, None, 10.0, 50, 1000) == (1, 20.0, 50)
+    assert _frame_plan(0.02, 25, 2.0, None, 1000) == (2, 25.0, 100)
+    with pytest.raises(ValueError):
+        _frame_plan(0.02, 0, 2.0, None, 10)
+
+
+def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path) -> None:
+    """A process that imported mujoco with the default (windowed) backend still gets its video."""
+    code = (
+        "import os; os.environ.pop('MUJOCO_GL', None)\n"
+        "import mujoco, sys, json\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_video import random_export\n"
+        "from rewardgen.video import render_rollout, _gl_backend\n"
+        "from rewardgen.tasks import get_task\n"
+        "assert _gl_backend() not in ('egl', 'osmesa'), _gl_backend()\n"
+        "t = get_task('inverted-pendulum-balance')\n"
+        "print(json.dumps(render_rollout(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"
+    )
+    out = tmp_path / "child.mp4"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MUJOCO_GL"}
+    proc = subprocess.run([sys.executable, "-c", code, str(out), str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file() and stream_info(out)["h264"]
+    assert not list(tmp_path.glob(".policy.*"))
+
+
+def test_bad_arguments_raise(tmp_path: Path) -> None:
+    task = get_task("inverted-pendulum-balance")
+    with pytest.raises(ValueError):
+        render_rollout(task, random_export(task.id), tmp_path / "v.mp4", seed=0, max_steps=0)
+    with pytest.raises(ValueError):  # a policy for another robot
+        render_rollout(task, random_export("halfcheetah-run"), tmp_path / "v.mp4", seed=0, max_steps=5)
+    assert not list(tmp_path.iterdir())
