@@ -111,6 +111,7 @@ class DebugReport:
     total: ComponentStats
     flags: list[Flag]
     rollouts: list[str]
+    isolation: list[str] = field(default_factory=list)  # sandbox layers active in the worker
 
     def flagged(self, code: str, component: str | None = None) -> bool:
         return any(f.code == code and (component is None or f.component == component) for f in self.flags)
@@ -132,6 +133,7 @@ class DebugReport:
             "components": [asdict(c) for c in self.components],
             "total": asdict(self.total),
             "flags": [asdict(f) for f in self.flags],
+            "isolation": list(self.isolation),
         })
 
     def render(self) -> str:
@@ -170,22 +172,27 @@ def _g(x: float | None, digits: int = 4) -> str:
 # ------------------------------------------------------------------------------------------------
 
 def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, episodes: int = 5, seed: int = 0,
-                 *, max_steps: int | None = None, limits: WorkerLimits | None = None) -> DebugReport:
+                 *, max_steps: int | None = None, limits: WorkerLimits | None = None,
+                 job_extra: dict[str, Any] | None = None) -> DebugReport:
     """Run ``source`` in a sandboxed worker on random (and, if given, policy) rollouts and analyse it.
 
     ``max_steps`` caps each episode (default: the task's episode length). Raises ``DebugError`` when
-    the reward cannot run (the message names the stage and the cause).
+    the reward cannot run (the message names the stage and the cause). ``job_extra`` adds worker job
+    keys (tests use ``{"validate": False}`` to exercise the runtime sandbox layers).
     """
     job: dict[str, Any] = {"task": task.to_dict(), "source": source, "episodes": int(episodes), "seed": int(seed)}
     if max_steps:
         job["max_steps"] = int(max_steps)
+    job.update(job_extra or {})
     if policy is not None:
         job["policy_b64"] = base64.b64encode(policy.to_bytes()).decode("ascii")
     res = run_worker(job, limits or DEBUG_LIMITS, module="rewardgen.debug_worker")
     if not res.ok or res.result is None or res.payload is None:
         raise DebugError(f"the reward could not be debugged ({res.stage}): {res.error or 'no data returned'}",
                          stage=res.stage, traceback=res.traceback)
-    return analyse(res.result, _load_arrays(res.payload), task)
+    report = analyse(res.result, _load_arrays(res.payload), task)
+    report.isolation = list(res.isolation)
+    return report
 
 
 def _load_arrays(payload: bytes) -> dict[str, np.ndarray]:

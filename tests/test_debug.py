@@ -130,3 +130,11 @@ def test_episode_correlation_is_used_when_per_step_fitness_is_constant():
     alive = report.components[0]
     assert alive.corr_step is None and alive.corr_episode == pytest.approx(1.0)
     assert report.flagged("constant", "alive")
+
+
+def test_runs_in_the_sandbox(reports):
+    assert {"process", "scrubbed-env", "audit-hook", "restricted-builtins"} <= set(reports["sound_halfcheetah"].isolation)
+    hostile = (Path(__file__).parent / "hostile" / "bypass_read_shadow.py").read_text()
+    with pytest.raises(DebugError) as err:
+        debug_reward(hostile, get_task("inverted-pendulum-balance"), episodes=1, job_extra={"validate": False})
+    assert err.value.stage == "sandbox" and "outside the allowed paths" in str(err.value)
