@@ -230,7 +230,8 @@ def _episodes_of(meta: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
         for k, name in enumerate(names):
             v = arrays.get(f"{i}/c/{k}")
             comps[name] = v if v is not None and len(v) == n else np.full(n, np.nan)
-        eps.append(dict(m, total=arrays.get(f"{i}/total", np.zeros(0)), fitness_steps=arrays.get(f"{i}/fitness", np.zeros(0)),
+        eps.append(dict(m, total=arrays.get(f"{i}/total", np.zeros(0)),
+                        fitness_steps=arrays.get(f"{i}/fitness", np.zeros(0)),
                         components=comps))
     return eps
 

@@ -285,12 +285,14 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
     task = run.get("task") if isinstance(run.get("task"), dict) else {}
     all_c = [c for cands in gens for c in cands]
     best = _best(run, gens)
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rewardgen report: {_e(run.get('id') or run_dir.name)}"
+    title = _e(run.get("id") or run_dir.name)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rewardgen report: {title}"
              f"</title><style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>rewardgen run {_e(run.get('id') or run_dir.name)}</h1>")
     fit = task.get("fitness") or {}
     summary = [
-        ["task", _e(task.get("id", "?")) + f" <span class='muted'>({_e(task.get('env') or task.get('mjcf') or '')})</span>"],
+        ["task", _e(task.get("id", "?"))
+         + f" <span class='muted'>({_e(task.get('env') or task.get('mjcf') or '')})</span>"],
         ["goal", _e(task.get("description", ""))],
         ["fitness", _e(fit.get("name", "?")) + " " + _e(json.dumps(fit.get("params") or {}))
          + f", success at &ge; {_fmt(task.get('success_threshold'))}"],
@@ -334,7 +336,8 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         traj = ((best.metrics or {}).get("evaluation") or {}).get("trajectories")
         if isinstance(traj, dict):
             parts.append("<h3>Evaluation episodes</h3>" + "".join(
-                f"<p><b>{_e(k)}</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>" for k, v in traj.items()))
+                f"<p><b>{_e(k)}</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>"
+                for k, v in traj.items()))
 
     parts.append("<h2>Reward-hacking flags</h2>")
     flagged = [(c, c.hacking) for c in all_c if c.hacking]

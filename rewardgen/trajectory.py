@@ -129,7 +129,8 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     if n == 0:
         return facts
     quarters = [float(q.mean()) for q in np.array_split(h, min(4, n))]
-    facts.update(height_start=float(h[0]), height_mean=float(h.mean()), height_min=float(h.min()), height_max=float(h.max()),
+    facts.update(height_start=float(h[0]), height_mean=float(h.mean()), height_min=float(h.min()),
+                 height_max=float(h.max()),
                  height_min_step=int(np.argmin(h)) + 1, height_end=float(h[-1]), height_quarters=quarters)
     tilt = np.degrees(np.arccos(np.clip(up, -1.0, 1.0)))
     tilt_body, tilts = traj["main_body"], np.asarray(traj.get("tilt_deg", np.zeros((n, 0))))
