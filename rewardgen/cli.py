@@ -200,9 +200,11 @@ def cmd_describe(args) -> int:
 def _config_from_args(args) -> "EvolveConfig":
     from rewardgen.evolve import EvolveConfig
 
+    llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts")
+           if hasattr(args, k)}
     return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
                         steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
-                        num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes)
+                        num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes, **llm)
 
 
 def _run_with_progress(args, fn) -> dict:
@@ -213,10 +215,15 @@ def _run_with_progress(args, fn) -> dict:
 
 
 def cmd_evolve(args) -> int:
-    from rewardgen.evolve import Evolution, start_run
+    from rewardgen.evolve import Evolution, replay_config, start_run
     from rewardgen.tasks import get_task
 
-    config = _config_from_args(args)
+    if args.replay:
+        config = replay_config(Path(args.replay))
+    elif not args.task:
+        raise UsageError("rewardgen evolve: the following arguments are required: --task (or --replay RUN_DIR)")
+    else:
+        config = _config_from_args(args)
     config.validate()
     get_task(config.task)
     store = start_run(config, Path(args.runs_dir))
@@ -329,8 +336,8 @@ def cmd_bench(args) -> int:
 
 
 # --------------------------------------------------------------------------- parser
-def _add_training_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="task id (see `rewardgen tasks`) or path to a task YAML file")
+def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
+    p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
     p.add_argument("--steps", type=_positive_int, default=None, help="training env-steps per candidate (default: the task's)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
@@ -355,9 +362,24 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evolve reward functions: K candidates per generation, each trained in a sandboxed "
                                    "worker and judged by the task's trusted fitness. The offline proposer is used "
                                    "unless an LLM is configured.")
-    _add_training_args(p)
+    _add_training_args(p, task_required=False)
     p.add_argument("--samples", type=_positive_int, default=4, help="candidates per generation, K (default 4)")
     p.add_argument("--generations", type=_positive_int, default=3, help="generations, G (default 3)")
+    llm = p.add_argument_group("proposer")
+    llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
+                     help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
+                          "else the offline proposer; openai: any OpenAI-compatible endpoint; offline: no LLM")
+    llm.add_argument("--model", default="gpt-4o-mini", help="LLM model name (default gpt-4o-mini)")
+    llm.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                                                      "(vLLM, Ollama, llama.cpp server, LM Studio)")
+    llm.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
+    llm.add_argument("--llm-timeout", type=_positive_float, default=120.0,
+                     help="seconds per LLM request before it is retried (default 120)")
+    llm.add_argument("--critic", choices=["sandbox", "llm"], default="sandbox",
+                     help="sandbox (default): check code in the sandbox before training; llm: also an LLM review")
+    llm.add_argument("--prompts", default=None, help="directory of Jinja2 templates overriding prompts/")
+    llm.add_argument("--replay", default=None, metavar="RUN_DIR",
+                     help="re-run a past LLM run from its recorded answers, with no network")
     p.set_defaults(func=cmd_evolve)
 
     p = sub.add_parser("resume", help="continue an interrupted run without retraining finished candidates",

@@ -9,6 +9,7 @@ that ``resume`` can continue any interrupted run without retraining finished can
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -41,7 +42,16 @@ class EvolveConfig:
     :param seed: seeds proposals, training and evaluation.
     :param workers: candidates trained at once; None sizes it to the machine's cores.
     :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
-    :param proposer: who writes rewards ("offline").
+    :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
+    :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
+        offline), "openai" or "offline".
+    :param model: LLM model name.
+    :param base_url: OpenAI-compatible endpoint; None uses OPENAI_BASE_URL or OpenAI's.
+    :param temperature: LLM sampling temperature.
+    :param llm_timeout: seconds per LLM request before the client retries.
+    :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
+    :param prompts: directory of Jinja2 templates overriding ``prompts/``.
+    :param replay: a past run directory whose recorded LLM answers are replayed (no network).
     :param num_envs: simulated worlds per training batch; None uses the trainer's default.
     :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
     :param eval_episodes: trusted evaluation episodes; None uses the task's default.
@@ -57,6 +67,14 @@ class EvolveConfig:
     workers: int | None = None
     trainer: str = "sb3"
     proposer: str = "offline"
+    llm: str = "auto"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    temperature: float = 1.0
+    llm_timeout: float = 120.0
+    critic: str = "sandbox"
+    prompts: str | None = None
+    replay: str | None = None
     num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
@@ -71,6 +89,14 @@ class EvolveConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.llm not in ("auto", "openai", "offline"):
+            raise ConfigError(f"--llm must be auto, openai or offline, got {self.llm!r}")
+        if self.critic not in ("sandbox", "llm"):
+            raise ConfigError(f"--critic must be sandbox or llm, got {self.critic!r}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
+        if self.prompts and not Path(self.prompts, "system.j2").is_file():
+            raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
         if self.trainer not in TRAINERS:
             raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
@@ -102,6 +128,17 @@ class CandidateOutcome:
     extra: dict = field(default_factory=dict)
 
 
+def resolve_proposer(config: EvolveConfig) -> str:
+    """Which proposer ``--llm`` means here and now: "openai" or "offline"."""
+    if config.replay:
+        return "openai"
+    if config.llm == "auto":
+        from rewardgen.llm import llm_configured
+
+        return "openai" if llm_configured(config.base_url) else "offline"
+    return config.llm
+
+
 def default_workers(samples: int) -> int:
     return max(1, min(samples, os.cpu_count() or 1))
 
@@ -110,7 +147,9 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve") -> Run
     """Validate the config and task, and create the run directory with its ``run.json``."""
     config.validate()
     task = get_task(config.task)
-    proposer_label = get_proposer(config.proposer).label if kind == "evolve" else "user-supplied reward file"
+    if kind == "evolve":
+        config.proposer = resolve_proposer(config)
+    proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
     steps = config.steps or task.default_steps
     run = {
         "kind": kind,
@@ -122,7 +161,23 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve") -> Run
         "generations": [],
         "best": None,
     }
-    return RunStore.create(runs_dir, new_run_id(task.id) + ("-train" if kind == "train" else ""), run)
+    store = RunStore.create(runs_dir, new_run_id(task.id) + ("-train" if kind == "train" else ""), run)
+    if config.replay:  # the replayed run's recorded answers become this run's cache
+        source = Path(config.replay) / "llm-cache"
+        if source.is_dir():
+            shutil.copytree(source, store.path / "llm-cache")
+    return store
+
+
+def replay_config(run_dir: Path) -> EvolveConfig:
+    """The config of a past run, set to replay its recorded LLM answers (``evolve --replay``)."""
+    old = RunStore.open(run_dir).read_run()
+    if not (Path(run_dir) / "llm-cache").is_dir():
+        raise ConfigError(f"{run_dir} has no recorded LLM answers to replay (llm-cache/ is missing)")
+    config = EvolveConfig.from_dict(old["config"])
+    config.task = old["task"]["id"]
+    config.llm, config.proposer, config.replay = "openai", "openai", str(Path(run_dir).resolve())
+    return config
 
 
 class Evolution:
@@ -181,14 +236,23 @@ class Evolution:
         return out
 
     def _propose(self, g: int) -> dict:
-        proposer = get_proposer(self.config.proposer)
+        proposer = get_proposer(self.config.proposer, self.config)
         ctx = ProposalContext(task=self.task, schema=self.task.schema, generation=g, samples=self.config.samples,
-                              seed=self.config.seed, history=self.history(g))
+                              seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
+                              run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
+                              check=lambda src: check_reward(src, self.task, steps=self.config.check_steps,
+                                                             seed=self.config.seed))
         self.progress.event("proposing", generation=g, proposer=proposer.label)
         proposals = proposer.propose(ctx)
-        return self.write_generation(g, proposals, proposer.name)
+        if len(proposals) != self.config.samples:
+            raise RuntimeError(f"{proposer.label} returned {len(proposals)} proposals for {self.config.samples} samples")
+        return self.write_generation(g, proposals, proposer.name, tokens=getattr(proposer, "usage", None) or None)
 
-    def write_generation(self, g: int, proposals: list[Proposal], proposer: str) -> dict:
+    def feedback(self, g: int) -> list[dict]:
+        """Human feedback to be used by generation ``g`` (none until the feedback store exists)."""
+        return []
+
+    def write_generation(self, g: int, proposals: list[Proposal], proposer: str, tokens: dict | None = None) -> dict:
         """Write every candidate's source, then the generation record that marks it complete."""
         records = []
         for c, p in enumerate(proposals):
@@ -197,7 +261,7 @@ class Evolution:
             record = p.record(proposer)
             atomic_write_json(d / "proposal.json", record)
             records.append(record)
-        gen = {"generation": g, "proposer": proposer, "candidates": records,
+        gen = {"generation": g, "proposer": proposer, "candidates": records, "tokens": tokens,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(self.store.gen_dir(g) / "generation.json", gen)
         return gen
@@ -289,12 +353,16 @@ class Evolution:
                                "success": bool(m.get("success")), "error": (m.get("error") or None)})
         ok = [x for x in candidates if x["status"] == "ok" and x["fitness"] is not None]
         best = max(ok, key=lambda x: x["fitness"]) if ok else None
-        summary = {"generation": g, "candidates": candidates,
+        tokens = (self.store.read_generation(g) or {}).get("tokens")
+        summary = {"generation": g, "candidates": candidates, "tokens": tokens,
                    "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
         run = self.store.read_run()
         gens = [x for x in run.get("generations", []) if x["generation"] != g] + [summary]
         run["generations"] = sorted(gens, key=lambda x: x["generation"])
         run["best"] = _overall_best(run["generations"])
+        spent = [x["tokens"] for x in run["generations"] if x.get("tokens")]
+        if spent:
+            run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"])
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rewardgen.schema import Schema
@@ -39,6 +41,12 @@ class ProposalContext:
     seed: int
     history: list[list[CandidateRecord]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
+    #: the run directory (the LLM proposer keeps its response cache there)
+    run_dir: Path | None = None
+    #: where requests and responses of this generation are recorded
+    record_dir: Path | None = None
+    #: the candidate check (static + sandboxed smoke run): source -> CheckVerdict
+    check: Callable[[str], Any] | None = None
 
     def ranked(self) -> list[CandidateRecord]:
         """All successful candidates so far, best trusted fitness first."""
@@ -59,6 +67,7 @@ class Proposal:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self, proposer: str) -> dict[str, Any]:
+        """What ``proposal.json`` and ``generation.json`` keep about this proposal."""
         return {"proposer": proposer, "origin": self.origin, "parent": self.parent, "notes": self.notes,
                 "genome": self.genome, "error": self.error, **self.extra}
 
@@ -74,9 +83,18 @@ class Proposer(ABC):
         """Return exactly ``ctx.samples`` proposals for generation ``ctx.generation``."""
 
 
-def get_proposer(name: str) -> Proposer:
+def get_proposer(name: str, config: Any = None) -> Proposer:
+    """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
     if name == "offline":
         from rewardgen.proposers.offline import OfflineProposer
 
         return OfflineProposer()
-    raise ValueError(f"unknown proposer {name!r}; available: offline")
+    if name == "openai":
+        from rewardgen.llm import LLMSettings
+        from rewardgen.proposers.llm import LLMProposer
+
+        settings = LLMSettings(model=config.model, base_url=config.base_url, temperature=config.temperature,
+                               timeout=config.llm_timeout)
+        return LLMProposer(settings, prompts_dir=Path(config.prompts) if config.prompts else None,
+                           critic=config.critic, replay=bool(config.replay))
+    raise ValueError(f"unknown proposer {name!r}; available: offline, openai")

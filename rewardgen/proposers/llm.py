@@ -1,0 +1,175 @@
+"""The LLM proposer: Eureka-style sampling with reflection, a critic before training, and memory.
+
+Per generation: one prompt (system + task + reflection on what came before + human feedback),
+K samples. Each sample's code is extracted, then checked in the candidate sandbox (static checks
+and a short rollout) and optionally reviewed by the LLM (``critic="llm"``). A rejected sample goes
+back to the LLM with the error, up to ``max_fixes`` times. Samples that never become usable are
+returned with an ``error`` (recorded, not trained). A generation with no usable sample is asked
+again ``generation_retries`` times. The trusted fitness's code is never in a prompt; its value is.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rewardgen.extract import extract_code
+from rewardgen.llm import Answer, LLMClient, LLMSettings
+from rewardgen.prompts import render, task_prompts
+from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
+from rewardgen.reflection import component_facts, component_table
+
+
+def _episode_table(stats: dict) -> str:
+    rows = stats.get("episodes") or []
+    if not rows:
+        return "(no episode finished during training)"
+    out = [f"{'step':>9} {'episodes':>9} {'length':>8} {'return':>10} {'fitness':>9}"]
+    for r in rows:
+        out.append(f"{r['step']:>9} {r['episodes']:>9} {r['length']:>8.1f} {r['return']:>10.4g} {r['fitness']:>9.4g}")
+    return "\n".join(out)
+
+
+def _components(record: CandidateRecord) -> list[str]:
+    return sorted((record.stats or {}).get("components", {}))
+
+
+class LLMProposer(Proposer):
+    name = "openai"
+
+    def __init__(self, settings: LLMSettings, prompts_dir: Path | None = None, critic: str = "sandbox",
+                 max_fixes: int = 2, generation_retries: int = 1, replay: bool = False):
+        self.settings = settings
+        self.prompts_dir = prompts_dir
+        self.critic = critic
+        self.max_fixes = max_fixes
+        self.generation_retries = generation_retries
+        self.replay = replay
+        self.usage: dict = {}
+        where = settings.base_url or "the OpenAI API"
+        self.label = f"LLM proposer ({settings.model} at {where}{', replaying recorded answers' if replay else ''})"
+
+    # ----- prompts
+    def _render(self, name: str, **ctx) -> str:
+        return render(name, self.prompts_dir, **ctx)
+
+    def reflection(self, ctx: ProposalContext, compact: bool = False) -> str | None:
+        ranked = ctx.ranked()
+        if not ranked:
+            failures = [c for gen in ctx.history for c in gen if c.status != "ok"]
+            if not failures:
+                return None
+            lines = ["Every candidate so far failed. Their errors:"]
+            lines += [f"- {c.ref} ({c.status}): {(c.error or '')[:300]}" for c in failures[-8:]]
+            lines.append("Write a simpler reward that respects the contract exactly.")
+            return "\n".join(lines)
+        best = ranked[0]
+        by_ref = {c.ref: c for gen in ctx.history for c in gen}
+        tried = []
+        for c in (c for gen in ctx.history for c in gen):
+            parent = by_ref.get(c.proposal.get("parent") or "")
+            if c.status == "ok" and parent is not None and parent.fitness is not None and c.fitness is not None \
+                    and c.fitness <= parent.fitness:
+                tried.append(f"{c.ref} (from {parent.ref}): components {', '.join(_components(c)) or '?'} -> "
+                             f"fitness {c.fitness:.4g}, not better than {parent.fitness:.4g}")
+        last = ctx.history[-1] if ctx.history else []
+        failures = [{"ref": c.ref, "status": c.status, "error": (c.error or "")[:300]} for c in last if c.status != "ok"]
+        corr = (best.stats or {}).get("reward_fitness_correlation")
+        from rewardgen.fitness import make_fitness
+
+        return self._render(
+            "reflection", generation=ctx.generation - 1, best=best,
+            fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc, threshold=ctx.task.success_threshold,
+            component_table=component_table(best.stats or {}), facts=component_facts(best.stats or {}),
+            episode_table=_episode_table(best.stats or {}),
+            correlation="not available" if corr is None else f"{corr:.2f}",
+            hacking=(best.stats or {}).get("hacking", {}).get("message") if isinstance((best.stats or {}).get("hacking"), dict) else None,
+            archive=[] if compact else [{"ref": c.ref, "fitness": c.fitness, "components": _components(c)} for c in ranked[:3]],
+            tried=[] if compact else tried[-8:], failures=failures[:4 if compact else 8])
+
+    def feedback_text(self, ctx: ProposalContext, compact: bool = False) -> str | None:
+        if not ctx.feedback:
+            return None
+        by_ref = {c.ref: c for gen in ctx.history for c in gen}
+        refs = []
+        for f in ctx.feedback:
+            if f.get("kind") == "text" and f.get("candidate"):
+                refs.append(f["candidate"])
+            elif f.get("kind") == "preference":
+                refs += [f"{f['generation']}/{f['best']}"] + ([f"{f['generation']}/{f['worst']}"] if f.get("worst") is not None else [])
+        sources = {} if compact else {r: by_ref[r].source for r in dict.fromkeys(refs) if r in by_ref}
+        return self._render("feedback", feedback=ctx.feedback, sources=sources)
+
+    def messages(self, ctx: ProposalContext, compact: bool = False) -> list[dict]:
+        base = task_prompts(ctx.task, self.prompts_dir)
+        user = [base["task"]]
+        for part in (self.reflection(ctx, compact), self.feedback_text(ctx, compact)):
+            if part:
+                user.append(part)
+        return [{"role": "system", "content": base["system"]}, {"role": "user", "content": "\n\n".join(user)}]
+
+    # ----- sampling
+    def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        client = LLMClient(self.settings, cache_dir=(ctx.run_dir or Path(".")) / "llm-cache",
+                           record_dir=ctx.record_dir, replay=self.replay)
+        compact = False
+        proposals: list[Proposal] = []
+        parent = ctx.ranked()[0].ref if ctx.ranked() else None
+        for attempt in range(1 + self.generation_retries):
+            messages = self.messages(ctx, compact)
+            answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}")
+            if all(a.kind == "context_length" for a in answers) and not compact:
+                compact = True  # the prompt is too long for this model: drop the archive and extra code
+                messages = self.messages(ctx, compact)
+                answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}-compact")
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                proposals = list(pool.map(lambda ia: self._refine(client, ctx, messages, ia[1], ia[0], attempt, parent),
+                                          enumerate(answers)))
+            if any(p.error is None for p in proposals):
+                break
+        self.usage = client.usage.as_dict()
+        return proposals
+
+    def _refine(self, client: LLMClient, ctx: ProposalContext, messages: list[dict], answer: Answer, i: int,
+                attempt: int, parent: str | None) -> Proposal:
+        origin = f"LLM sample {i}" + (f" (generation retry {attempt})" if attempt else "")
+        if answer.text is None:
+            return Proposal("", origin=origin, parent=parent, error=f"LLM request failed: {answer.error}",
+                            extra={"sample": i, "failure": answer.kind})
+        conversation, text, code, notes = list(messages), answer.text, None, []
+        for fix in range(self.max_fixes + 1):
+            code = extract_code(text)
+            if code is None:
+                problem, error = self._render("no_code"), "the answer contained no compute_reward(s)"
+            else:
+                verdict = ctx.check(code) if ctx.check else None
+                if verdict is not None and not verdict.ok:
+                    problem = self._render("execution_error", stage=verdict.stage, error=verdict.error,
+                                           detail="\n".join(verdict.details)[-1500:])
+                    error = f"{verdict.stage}: {verdict.error}"
+                else:
+                    reason = self._review(client, ctx, code, i, fix) if self.critic == "llm" else None
+                    if reason is None:
+                        return Proposal(code, origin=origin, parent=parent, notes=notes,
+                                        extra={"sample": i, "fixes": fix, "cached": answer.cached})
+                    problem, error = self._render("critic_rejection", reason=reason), f"critic: {reason}"
+            notes.append(f"round {fix}: {error}")
+            if fix == self.max_fixes:
+                break
+            conversation += [{"role": "assistant", "content": text}, {"role": "user", "content": problem}]
+            fixed = client.sample(conversation, 1, tag=f"g{ctx.generation}-a{attempt}-s{i}-fix{fix}")[0]
+            if fixed.text is None:
+                return Proposal(code or "", origin=origin, parent=parent, notes=notes,
+                                error=f"LLM request for a fix failed: {fixed.error}", extra={"sample": i})
+            text = fixed.text
+        return Proposal(code or "", origin=origin, parent=parent, notes=notes,
+                        error=f"still unusable after {self.max_fixes} fix(es): {error}", extra={"sample": i})
+
+    def _review(self, client: LLMClient, ctx: ProposalContext, code: str, i: int, fix: int) -> str | None:
+        """The LLM critic's objection, or None when it approves (or cannot answer)."""
+        prompt = [{"role": "user", "content": self._render("critic_review", task=ctx.task, source=code)}]
+        ans = client.sample(prompt, 1, tag=f"g{ctx.generation}-critic-s{i}-{fix}")[0]
+        text = (ans.text or "").strip()
+        if text.upper().startswith("REJECT"):
+            return text.split(":", 1)[1].strip() if ":" in text else "the reviewer rejected it"
+        return None

@@ -1,0 +1,85 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1 for tests (driven by the real openai client).
+
+``ScriptedServer(responder)``: ``responder(request_json, call_index)`` returns a dict:
+- ``{"texts": [...]}``: a 200 answer with one choice per text (``"ignore_n": True`` answers one choice);
+- ``{"status": 429, "retry_after": "0"}`` / ``{"status": 500}``: errors;
+- ``{"status": 400, "code": "context_length_exceeded"}``: a context-length error;
+- ``{"hang": seconds}``: sleep before answering with the default (drives client timeouts).
+Every request body is kept in ``server.requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class ScriptedServer:
+    def __init__(self, responder: Callable[[dict, int], dict]):
+        self.responder = responder
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with server._lock:
+                    index = len(server.requests)
+                    server.requests.append(body)
+                spec = server.responder(body, index)
+                if "hang" in spec:
+                    time.sleep(spec["hang"])
+                    spec = {"texts": ["(too late)"]}
+                status = spec.get("status", 200)
+                if status != 200:
+                    payload = {"error": {"message": spec.get("message", f"scripted error {status}"),
+                                         "type": "scripted", "code": spec.get("code")}}
+                    if spec.get("code") == "context_length_exceeded":
+                        payload["error"]["message"] = "This model's maximum context length is 1024 tokens."
+                    self._send(status, payload, {"Retry-After": spec["retry_after"]} if "retry_after" in spec else {})
+                    return
+                texts = spec["texts"][:1] if spec.get("ignore_n") else spec["texts"]
+                self._send(200, {
+                    "id": f"chatcmpl-{index}", "object": "chat.completion", "created": int(time.time()),
+                    "model": body.get("model", "scripted"),
+                    "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                                for i, t in enumerate(texts)],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 50 * len(texts),
+                              "total_tokens": 100 + 50 * len(texts)},
+                })
+
+            def _send(self, status, payload, headers=None):
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "ScriptedServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
