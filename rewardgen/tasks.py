@@ -1,8 +1,15 @@
 """Task specs (``environments/<task-id>.yaml``) and the simulation environments they name.
 
 A task is a robot (a gymnasium MuJoCo v5 env id, or an MJCF file), a natural-language goal, an
-episode length, and a trusted fitness with a success threshold. The env's own reward is the "human"
-baseline; candidate rewards replace it during training.
+episode length, and a trusted fitness with a success threshold. Candidate rewards replace the env's
+reward during training. The "human" baseline a run is compared with is named by ``baseline``:
+``env`` (the gymnasium env's own reward) or ``sparse`` (``rewardgen.fitness.sparse_reward_source``:
+1 on every step where the success indicator holds), for novel behaviours (a backflip, circling) and
+for MJCF robots, which have no env reward.
+
+Bring your own robot: ``task_from_mjcf`` builds a task from any MJCF file and a fitness string with
+no YAML, checking that the model loads, that the names exist and that the fitness can apply;
+``write_task_yaml`` saves it as a task file that ``load_task_file`` reads back.
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import os
+import re
+
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -20,6 +30,7 @@ import yaml
 from rewardgen.schema import Schema, derive_schema
 
 ENVIRONMENTS_DIR = Path(__file__).resolve().parent.parent / "environments"
+BASELINES = ("env", "sparse")
 
 
 class TaskError(ValueError):
@@ -42,7 +53,18 @@ class Task:
     reset_noise: float = 0.1
     eval_episodes: int = 5
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
+    source: str = field(default="", compare=False)
+    baseline: str = ""  # "env" or "sparse"; "" = the default: env for gymnasium tasks, sparse for MJCF
+
+    @property
+    def baseline_kind(self) -> str:
+        """``env`` (the env's own reward is the human baseline) or ``sparse`` (the sparse success reward)."""
+        return self.baseline or ("env" if self.env_id else "sparse")
+
+    @property
+    def has_env_reward(self) -> bool:
+        """Whether the env's own reward is a meaningful baseline for this task."""
+        return self.baseline_kind == "env"
 
     @cached_property
     def model(self) -> mujoco.MjModel:
@@ -69,6 +91,7 @@ class Task:
             "fitness": self.fitness, "success_threshold": self.success_threshold,
             "default_steps": self.default_steps, "frame_skip": self.frame_skip,
             "reset_noise": self.reset_noise, "eval_episodes": self.eval_episodes, "env_kwargs": self.env_kwargs,
+            "baseline": self.baseline_kind,
         }
         raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
         return raw
@@ -127,6 +150,12 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
     default_steps = _require(raw, "default_steps", int, where)
     if episode_length <= 0 or default_steps <= 0:
         raise TaskError(f"{where}: episode_length and default_steps must be positive")
+    baseline = raw.get("baseline") or ""
+    if baseline and baseline not in BASELINES:
+        raise TaskError(f"{where}: baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+    baseline = baseline or ("env" if env_id else "sparse")
+    if baseline == "env" and not env_id:
+        raise TaskError(f"{where}: baseline 'env' needs a gymnasium env; MJCF tasks have no env reward (use sparse)")
     return Task(
         id=task_id,
         description=_require(raw, "description", str, where).strip(),
@@ -141,6 +170,7 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         eval_episodes=int(raw.get("eval_episodes", 5)),
         env_kwargs=dict(raw.get("env_kwargs") or {}),
         source=where,
+        baseline=baseline,
     )
 
 
@@ -167,3 +197,123 @@ def get_task(name: str, directory: Path = ENVIRONMENTS_DIR) -> Task:
         return load_task_file(candidate)
     known = ", ".join(t.id for t in list_tasks(directory))
     raise TaskError(f"unknown task {name!r}; known tasks: {known}")
+
+
+# ----- bring your own robot
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "robot"
+
+
+def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, episode_length: int = 1000,
+                   default_steps: int = 200_000, success_threshold: float | None = None, frame_skip: int = 5,
+                   task_id: str | None = None, *, reset_noise: float = 0.1, eval_episodes: int = 3,
+                   healthy_z_range: tuple[float, float] | None = None, healthy_body: str | None = None) -> Task:
+    """A task for any MJCF file, without YAML. Raises TaskError / FitnessError with one-line messages.
+
+    :param path: the MJCF (``.xml``) file; stored absolute, so runs and workers find it.
+    :param describe: the goal in words (what the proposer is told), e.g. "make it walk forward".
+    :param fitness: the trusted fitness, e.g. ``"forward_velocity(body=base)"`` (or ``{name, params}``).
+        ``jump_height`` without ``rest`` gets the body's initial height.
+    :param success_threshold: the fitness value that counts as success; None uses
+        ``rewardgen.fitness.DEFAULT_SUCCESS`` for that fitness (generic; give one for your robot).
+    :param frame_skip: physics steps per env step.
+    :param task_id: the task's id in run names; defaults to the file's stem.
+    :param healthy_z_range: (low, high): end an episode when ``healthy_body`` (default: the robot's
+        root body) leaves this height range, like gymnasium's walkers; None never ends early.
+    """
+    from rewardgen.fitness import DEFAULT_SUCCESS, FITNESS_FUNCTIONS, FitnessError, check_applies, parse_fitness
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise TaskError(f"MJCF file not found: {file}")
+    file = file.resolve()
+    try:
+        model = mujoco.MjModel.from_xml_path(str(file))
+    except (ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
+        raise TaskError(f"cannot load MJCF model {file}: {first}") from None
+    if model.nu == 0:
+        raise TaskError(f"MJCF model {file.name} has no actuators: a policy needs actuators to drive the robot")
+    if not isinstance(describe, str) or not describe.strip():
+        raise TaskError("describe the goal in words (e.g. 'make it walk forward')")
+    for name, value in (("episode_length", episode_length), ("default_steps", default_steps),
+                        ("frame_skip", frame_skip), ("eval_episodes", eval_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise TaskError(f"{name} must be a positive integer, got {value!r}")
+    spec = parse_fitness(fitness) if isinstance(fitness, str) else dict(fitness)
+    spec = {"name": spec.get("name"), "params": dict(spec.get("params") or {})}
+    env_kwargs: dict[str, Any] = {}
+    if healthy_z_range is not None:
+        lo, hi = (float(v) for v in healthy_z_range)
+        if not lo < hi:
+            raise TaskError(f"healthy_z_range must be (low, high) with low < high, got {healthy_z_range!r}")
+        env_kwargs["healthy_z_range"] = [lo, hi]
+        if healthy_body is not None:
+            env_kwargs["healthy_body"] = healthy_body
+    elif healthy_body is not None:
+        raise TaskError("healthy_body needs healthy_z_range")
+    if spec["name"] == "jump_height" and "rest" not in spec["params"] and isinstance(spec["params"].get("body"), str):
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["params"]["body"])
+        if body > 0:
+            data = mujoco.MjData(model)
+            mujoco.mj_forward(model, data)
+            spec["params"]["rest"] = round(float(data.xpos[body][2]), 4)
+    if spec["name"] not in FITNESS_FUNCTIONS:
+        raise FitnessError(f"unknown fitness {spec['name']!r}; available: {', '.join(FITNESS_FUNCTIONS)}")
+    if success_threshold is None:
+        success_threshold = DEFAULT_SUCCESS.get(spec["name"], 0.0)
+    task = Task(
+        id=task_id or _slug(file.stem), description=describe.strip(), episode_length=episode_length,
+        fitness=spec, success_threshold=float(success_threshold), default_steps=default_steps,
+        mjcf=str(file), frame_skip=frame_skip, reset_noise=float(reset_noise), eval_episodes=eval_episodes,
+        env_kwargs=env_kwargs, source=str(file), baseline="sparse")
+    try:
+        schema = task.schema
+    except ValueError as exc:
+        raise TaskError(str(exc).splitlines()[0]) from None
+    if healthy_body is not None and healthy_body not in schema.bodies:
+        raise TaskError(f"healthy_body: no body named {healthy_body!r}; bodies are: {', '.join(schema.bodies)}")
+    try:
+        check_applies(spec, task.model, schema, terminates=healthy_z_range is not None)
+    except FitnessError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FitnessError(f"fitness {spec['name']!r}: {exc}") from None
+    return task
+
+
+def write_task_yaml(task: Task, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Save ``task`` as a task file (``rewardgen task new``); ``load_task_file`` reads it back.
+
+    An MJCF path inside the YAML's folder is written relative to it (so the pair can be moved
+    together); any other path stays absolute. Refuses to replace an existing file unless ``overwrite``.
+    """
+    out = Path(path).expanduser().resolve()
+    if out.suffix not in (".yaml", ".yml"):
+        raise TaskError(f"a task file must end in .yaml or .yml, got {out.name}")
+    if out.exists() and not overwrite:
+        raise TaskError(f"{out} already exists; choose another name or remove it")
+    raw = task.to_dict()
+    ordered: dict[str, Any] = {"id": raw["id"], "description": raw["description"]}
+    if task.env_id:
+        ordered["env"] = task.env_id
+    else:
+        mjcf = Path(task.mjcf or "")
+        try:
+            ordered["mjcf"] = str(mjcf.relative_to(out.parent))
+        except ValueError:
+            ordered["mjcf"] = str(mjcf)
+    for key in ("episode_length", "fitness", "success_threshold", "default_steps", "frame_skip", "reset_noise",
+                "eval_episodes", "baseline"):
+        ordered[key] = raw[key]
+    if raw["env_kwargs"]:
+        ordered["env_kwargs"] = raw["env_kwargs"]
+    header = (f"# rewardgen task file (written by rewardgen). Use it with --task {out.name};\n"
+              f"# every field is described in docs/tasks.md.\n")
+    body = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=100)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(header + body)
+    os.replace(tmp, out)
+    return out

@@ -40,12 +40,35 @@ def _point_expr(schema: Schema, name: str) -> str:
     return f's.body_pos["{name}"]' if name in schema.bodies else f's.site_pos["{name}"]'
 
 
+def _end_effector(model: mujoco.MjModel, root: int) -> int:
+    """The deepest body of the robot's tree (ties: the last one): what reaches for things."""
+    best, depth_best = root, -1
+    for b in range(1, model.nbody):
+        if int(model.body_rootid[b]) != root:
+            continue
+        depth, p = 0, b
+        while p != root and p > 0:
+            p, depth = int(model.body_parentid[p]), depth + 1
+        if depth >= depth_best:
+            best, depth_best = b, depth
+    return best
+
+
 def term_library(task: Task, schema: Schema) -> dict[str, Term]:
-    """Every term that makes sense for this task and robot, keyed by component name."""
+    """Every term that makes sense for this task and robot, keyed by component name.
+
+    Goal terms follow the fitness *spec* (the body, axis, direction, target points, radius named in
+    the task), never its code; shaping terms (control effort, survival, posture, uprightness) follow
+    the robot. Uprightness and posture are left out where the goal is to leave them (flips, jumps).
+    """
     terms: list[Term] = []
     spec, params = task.fitness["name"], task.fitness.get("params", {})
     root = schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
         else schema.bodies[0]
+    model = task.model
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    keep_upright, keep_posture = True, True
     if spec == "forward_velocity":
         body, ax = params.get("body", root), _AXES.get(params.get("axis", "x"), 0)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
@@ -59,6 +82,9 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
                           "sideways velocity penalty"))
     elif spec == "alive_fraction":
         terms.append(Term("alive", "torch.ones_like(s.step)", 0.5, 2.0, True, "bonus for every step survived"))
+        if schema.sites:  # the tip of a balancing chain: keep it high
+            tip = schema.sites[-1]
+            terms.append(Term("tip_height", f's.site_pos["{tip}"][:, 2]', 0.1, 1.0, False, f"height of site {tip}"))
     elif spec == "negative_distance":
         a, b = _point_expr(schema, params["a"]), _point_expr(schema, params["b"])
         idx = [_AXES[c] for c in params.get("dims", "xyz")]
@@ -67,20 +93,65 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
             Term("reach", f"-{dist}", 0.5, 5.0, True, f"distance {params['a']} to {params['b']}"),
             Term("reach_bonus", f"torch.exp(-{dist} / 0.05)", 0.1, 1.0, True, "bonus near the goal"),
         ]
+        if params["a"] in schema.bodies:  # an object the robot must move: bring the robot's end to it first
+            a_id = schema.body_ids[schema.bodies.index(params["a"])]
+            if int(model.body_rootid[a_id]) != schema.robot_root:
+                ee_id = _end_effector(model, schema.robot_root)
+                ee = schema.bodies[schema.body_ids.index(ee_id)]
+                terms.append(Term("approach", f'-torch.linalg.norm(s.body_pos["{ee}"] - {a}, dim=-1)', 0.1, 1.0,
+                                  False, f"{ee} (the robot's end) close to {params['a']}"))
     elif spec == "height":
         body = params.get("body", root)
         terms.append(Term("height", f's.body_pos["{body}"][:, 2]', 0.5, 3.0, True, f"height of {body}"))
+        terms.append(Term("rise", f's.body_linvel["{body}"][:, 2].clamp(min=0.0)', 0.05, 0.5, False,
+                          f"upward velocity of {body}"))
+        keep_posture = False
+    elif spec == "rotation":
+        body, ax = params.get("body", root), _AXES.get(params.get("axis", "y"), 1)
+        sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
+        terms += [
+            Term("spin", f'{sign}s.body_angvel["{body}"][:, {ax}]', 0.5, 3.0, True,
+                 f"angular velocity of {body} in the goal direction"),
+            Term("spin_com", f'{sign}s.body_angvel["{body}"][:, {ax}].clamp(max=10.0) * '
+                             f'(s.com_pos[:, 2] > {float(data.subtree_com[schema.robot_root][2]):.3f}).float()',
+                 0.2, 2.0, True, "turning in the goal direction while the centre of mass is above its start"),
+            Term("airborne", "s.com_vel[:, 2].clamp(min=0.0)", 0.05, 1.0, False, "upward centre-of-mass velocity"),
+        ]
+        keep_upright = keep_posture = False
+    elif spec == "jump_height":
+        body = params.get("body", root)
+        rest = float(params.get("rest", 0.0))
+        x0, y0 = float(params.get("x0", 0.0)), float(params.get("y0", 0.0))
+        p = f's.body_pos["{body}"]'
+        terms += [
+            Term("jump", f"({p}[:, 2] - {rest:.4g}).clamp(min=0.0)", 0.5, 5.0, True, f"rise of {body} above rest"),
+            Term("lift", f's.body_linvel["{body}"][:, 2].clamp(min=0.0)', 0.1, 1.0, True, f"upward velocity of {body}"),
+            Term("stay", f"-torch.sqrt(({p}[:, 0] - {x0:.4g}) ** 2 + ({p}[:, 1] - {y0:.4g}) ** 2)", 0.1, 2.0, False,
+                 "distance from the start point"),
+        ]
+        keep_posture = False
+    elif spec == "circle_laps":
+        body = params.get("body", root)
+        radius = float(params.get("radius", 2.0))
+        cx, cy = float(params.get("center_x", 0.0)), float(params.get("center_y", radius))
+        sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
+        p, v = f's.body_pos["{body}"]', f's.body_linvel["{body}"]'
+        dx, dy = f"({p}[:, 0] - {cx:.4g})", f"({p}[:, 1] - {cy:.4g})"
+        r = f"torch.sqrt({dx} ** 2 + {dy} ** 2).clamp(min=0.1)"
+        terms += [
+            Term("orbit", f"{sign}({dx} * {v}[:, 1] - {dy} * {v}[:, 0]) / {r}", 0.5, 3.0, True,
+                 "speed around the centre in the goal direction"),
+            Term("on_circle", f"-({r} - {radius:.4g}).abs()", 0.1, 1.0, False, f"distance from the {radius:g} m circle"),
+        ]
     terms.append(Term("ctrl", "-(s.action ** 2).sum(dim=-1)", 0.01, 0.3, False, "control effort penalty"))
     if spec != "alive_fraction":
         terms.append(Term("alive", "torch.ones_like(s.step)", 0.1, 1.0, False, "survival bonus"))
-    upright_bodies = schema.bodies if len(schema.bodies) <= 4 else (root,)
-    for body in upright_bodies:
-        terms.append(Term(f"upright_{body}", f's.body_up["{body}"][:, 2]', 0.1, 1.0, False, f"{body} kept upright"))
-    model = task.model
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
+    if keep_upright:
+        upright_bodies = schema.bodies if len(schema.bodies) <= 4 else (root,)
+        for body in upright_bodies:
+            terms.append(Term(f"upright_{body}", f's.body_up["{body}"][:, 2]', 0.1, 1.0, False, f"{body} kept upright"))
     h0 = float(data.xpos[schema.robot_root][2])
-    if h0 > 0.05:
+    if keep_posture and h0 > 0.05:
         terms.append(Term("posture", f'-(s.body_pos["{root}"][:, 2] - {h0:.3f}).abs()', 0.1, 2.0, False,
                           f"{root} kept near its initial height {h0:.2f} m"))
     terms.append(Term("joint_vel", "-(s.qvel ** 2).mean(dim=-1)", 0.001, 0.05, False, "joint speed penalty"))
@@ -163,10 +234,12 @@ class OfflineProposer(Proposer):
                 gene["weight"] *= 0.3
                 notes.append(f"scaled {term.key} down: {fact.share:.0%} of the reward's magnitude")
         corr = parent.stats.get("reward_fitness_correlation")
-        if corr is not None and corr < 0.0:
+        hacking = parent.stats.get("hacking")
+        if (corr is not None and corr < 0.0) or hacking:
             for gene in genome:
                 gene["weight"] *= 2.0 if library[gene["term"]].goal else 0.5
-            notes.append(f"reward and fitness disagreed (r={corr:.2f}): goal terms up, shaping down")
+            why = f"r={corr:.2f}" if corr is not None and corr < 0.0 else "reward-hacking alarm"
+            notes.append(f"reward and fitness disagreed ({why}): goal terms up, shaping down")
         for gene in genome:
             gene["weight"] = float(np.clip(gene["weight"] * math.exp(rng.normal(0.0, 0.4)), 1e-4, 100.0))
         present = {g["term"] for g in genome}

@@ -1,0 +1,127 @@
+"""The task suite: every task loads, derives a schema, measures its fitness on a random rollout, and trains.
+
+Training uses the real path (a sandboxed worker, trainer sb3) at the smallest budget SB3 allows
+(one 2048-step rollout and update), two workers at a time; the reward is the task's sparse success
+reward, so ``sparse_reward_source`` is exercised on every task as well.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import cli, last_json
+from rewardgen.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, check_applies, make_fitness, sparse_reward_source
+from rewardgen.proposers.base import ProposalContext
+from rewardgen.proposers.offline import OfflineProposer, term_library
+from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.state import StateBuffers, refresh_derived
+from rewardgen.tasks import list_tasks, task_from_dict
+from rewardgen.validate import validate_source
+
+TASKS = list_tasks()
+IDS = [t.id for t in TASKS]
+
+
+def test_tasks_json_lists_at_least_15_tasks_with_fitness_threshold_and_baseline():
+    res = cli("tasks", "--json", timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    listed = last_json(res.stdout)
+    assert len(listed) >= 15
+    assert {t["id"] for t in listed} == set(IDS)
+    for t in listed:
+        assert t["fitness"]["name"] in FITNESS_FUNCTIONS and isinstance(t["success_threshold"], float)
+    kinds = {t.baseline_kind for t in TASKS}
+    assert kinds == {"env", "sparse"}  # novel behaviours say they have no env reward
+    for t in TASKS:
+        assert t.has_env_reward == (t.baseline_kind == "env")
+        if not t.env_id:
+            assert not t.has_env_reward
+
+
+def _rollout(task, steps: int, seed: int = 0):
+    """Random actions; the States and fitness values the trusted evaluator would compute."""
+    env = task.make_env()
+    model = env.unwrapped.model
+    fitness = make_fitness(task.fitness, task.schema)
+    buffers = StateBuffers(task.schema, model, 1)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    states, values = [], []
+    for i in range(steps):
+        action = rng.uniform(-1, 1, size=model.nu).astype(np.float32)
+        _, _, terminated, truncated, _ = env.step(action)
+        data = env.unwrapped.data
+        refresh_derived(model, data)
+        buffers.fill(0, data, action, i + 1)
+        state = buffers.to_state()
+        states.append(state)
+        values.append(float(fitness.per_step(state)[0]))
+        if terminated or truncated:
+            break
+    env.close()
+    return fitness, states, values
+
+
+@pytest.mark.parametrize("task_id", IDS)
+def test_task_loads_and_its_fitness_measures_a_random_rollout(task_id):
+    task = next(t for t in TASKS if t.id == task_id)
+    assert task_from_dict(json.loads(json.dumps(task.to_dict())), where="round trip").to_dict() == task.to_dict()
+    schema = task.schema
+    assert schema.nu == task.model.nu and schema.bodies
+    assert task.description and task.episode_length > 0 and task.default_steps > 0
+    check_applies(task.fitness, task.model, schema, terminates=True)
+    fitness, states, values = _rollout(task, 40)
+    assert fitness.aggregate in AGGREGATIONS and fitness.doc and fitness.expr
+    assert values and all(math.isfinite(v) for v in values)
+    value = fitness.episode_value(values, task.episode_length)
+    assert math.isfinite(value)
+    # the expression form of the measure (what the sparse reward pays for) agrees with the trusted one
+    scope = {"torch": torch, "math": math}
+    for state in states[:: max(1, len(states) // 8)]:
+        expr_value = eval(fitness.expr, scope, {"s": state})  # noqa: S307 - our own expression
+        expr_value = expr_value.expand(state.num_worlds) if expr_value.dim() == 0 else expr_value
+        assert torch.allclose(expr_value.float(), fitness.per_step(state).float(), atol=1e-5)
+    # a random policy does not succeed (thresholds are not trivially met), except alive fractions
+    if fitness.name != "alive_fraction":
+        assert value < task.success_threshold, (task_id, value)
+    # the offline proposer has goal terms for this fitness and writes valid rewards
+    library = term_library(task, schema)
+    assert any(t.goal for t in library.values())
+    for p in OfflineProposer().propose(ProposalContext(task, schema, 0, 3, seed=2)):
+        assert validate_source(p.source) == []
+
+
+def test_sparse_reward_pays_only_on_track_for_success():
+    task = next(t for t in TASKS if t.id == "halfcheetah-backflip")
+    fitness = make_fitness(task.fitness, task.schema)
+    step = fitness.step_threshold(task.success_threshold, task.episode_length)
+    assert step == pytest.approx(task.success_threshold / task.episode_length)
+    source = sparse_reward_source(task)
+    assert validate_source(source) == []
+    scope: dict = {}
+    exec(compile(source, "reward.py", "exec"), scope)  # noqa: S102 - our own generated source
+    _, states, values = _rollout(task, 30)
+    for state, v in zip(states, values):
+        total, comps = scope["compute_reward"](state)
+        assert set(comps) == {"success"} and float(total[0]) == (1.0 if v >= step else 0.0)
+
+
+def _train(task) -> tuple[str, str, str | None, int]:
+    job = {"mode": "train", "task": task.to_dict(), "source": sparse_reward_source(task), "steps": 256,
+           "seed": 0, "trainer": "sb3", "num_envs": 2}
+    res = run_worker(job, WorkerLimits(wall_seconds=240.0))
+    return task.id, res.stage, res.error, int((res.result or {}).get("env_steps", 0))
+
+
+def test_every_task_trains_for_a_tiny_budget():
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(_train, TASKS))
+    failed = [r for r in results if r[1] != "ok"]
+    assert not failed, failed
+    assert all(steps >= 256 for *_, steps in results)
