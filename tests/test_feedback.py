@@ -181,3 +181,45 @@ def test_concurrent_processes_lose_nothing(run: Path) -> None:
     assert all(p.exitcode == 0 for p in procs)
     texts = {x["text"] for x in feedback.load(run)}
     assert texts == {f"process {i} note {j}" for i in range(4) for j in range(5)}
+
+
+# ----- the terminal prompt (rewardgen evolve --interactive)
+def _console():
+    from rich.console import Console
+
+    return Console(record=True, width=120, force_terminal=False)
+
+
+def _answers(*answers: str):
+    it = iter(answers)
+
+    def input_fn(prompt: str) -> str:
+        try:
+            return next(it)
+        except StopIteration:
+            raise EOFError from None
+    return input_fn
+
+
+def test_terminal_feedback_stores_text_and_one_preference(run: Path) -> None:
+    from rewardgen.interactive import ask_in_terminal
+
+    (run / "gen-000" / "cand-01" / "video.mp4").write_bytes(b"mp4")
+    console = _console()
+    assert ask_in_terminal(run, 0, console, _answers("keep it centred", "7", "x", "2", "2", "0")) is True
+    out = console.export_text()
+    assert "generation 0" in out and "cand-01/video.mp4" in out and "0.12" in out
+    assert "choose one of 0, 1, 2" in out and "must differ from the best" in out
+    items = feedback.load(run)
+    assert [x["kind"] for x in items] == ["text", "preference"]
+    assert items[0]["text"] == "keep it centred" and (items[1]["best"], items[1]["worst"]) == (2, 0)
+
+
+def test_terminal_feedback_skips_on_empty_answers_and_eof(run: Path) -> None:
+    from rewardgen.interactive import ask_in_terminal
+
+    assert ask_in_terminal(run, 0, _console(), _answers("", "")) is False
+    assert ask_in_terminal(run, 0, _console(), _answers()) is False  # no stdin at all
+    assert ask_in_terminal(run, 0, _console(), _answers("", "1")) is True  # best only, then EOF
+    assert [(x["kind"], x["best"], x["worst"]) for x in feedback.load(run)] == [("preference", 1, None)]
+    assert ask_in_terminal(run.parent / "missing", 0, _console(), _answers("hi")) is False

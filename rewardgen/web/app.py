@@ -1,0 +1,384 @@
+"""The web UI: runs, generations side by side (videos, fitness, component curves, reward diffs), feedback.
+
+Server-rendered pages (Jinja2 templates in ``templates/``, SVG charts drawn here); the only
+JavaScript polls ``/runs/<id>/progress.json`` while a generation is being trained.
+
+Routes::
+
+    GET  /                                   runs list
+    GET  /runs/{run}                         fitness per generation, feedback given, "next generation"
+    GET  /runs/{run}/gen/{g}                 the generation's candidates side by side
+    GET  /runs/{run}/gen/{g}/cand/{c}/video.mp4   the rollout video (Range requests supported)
+    GET  /runs/{run}/progress.json           status, finished candidates, background job
+    POST /runs/{run}/feedback                text (+ optional candidate "G/C")
+    POST /runs/{run}/prefer                  generation, best, worst
+    POST /runs/{run}/next                    start the next generation in the background
+
+Every path parameter is checked against a strict pattern and resolved inside ``runs_dir`` before any
+file is touched, so ``..``, absolute paths, symlinks out of the run and encoded variants get a 404.
+Bad input gets a 4xx HTML page that says what was wrong; nothing is written. With a token, every
+request must carry it (``?token=`` once, then the cookie this sets) or it gets a 401.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rewardgen import feedback
+from rewardgen.feedback import FeedbackError, parse_ref, proposed_generations
+from rewardgen.runstore import RUN_FILE, RunStore, RunStoreError
+from rewardgen.video import VIDEO_FILE
+from rewardgen.web.charts import component_chart, fitness_chart
+from rewardgen.web.jobs import JobError, Jobs, run_lock_held
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TOKEN_COOKIE = "rewardgen_token"
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+NUMBER = re.compile(r"^[0-9]{1,6}$")
+MAX_BODY = 64 * 1024
+MAX_SOURCE_SHOWN = 200_000
+
+
+class WebError(Exception):
+    """An error page: HTTP status and a message for the user."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ----- reading the run store (read-only; validation first)
+def _number(raw: str, what: str) -> int:
+    if not NUMBER.match(str(raw)):
+        raise WebError(404, f"{what} must be a number, got {raw!r}")
+    return int(raw)
+
+
+class Runs:
+    def __init__(self, runs_dir: Path):
+        self.root = Path(runs_dir).resolve()
+
+    def store(self, run_id: str) -> RunStore:
+        if not RUN_ID.match(run_id or "") or ".." in run_id:
+            raise WebError(404, f"no run named {run_id!r}")
+        path = (self.root / run_id).resolve()
+        if path.parent != self.root or not (path / RUN_FILE).is_file():
+            raise WebError(404, f"no run named {run_id!r} in {self.root}")
+        try:
+            return RunStore.open(path)
+        except RunStoreError as exc:
+            raise WebError(500, str(exc)) from None
+
+    def list(self) -> list[dict]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for d in sorted(self.root.iterdir(), key=lambda p: p.name, reverse=True):
+            if not d.is_dir() or not RUN_ID.match(d.name) or not (d / RUN_FILE).is_file():
+                continue
+            try:
+                run = json.loads((d / RUN_FILE).read_text())
+                cfg = run.get("config", {})
+                out.append({"id": d.name, "task": (run.get("task") or {}).get("id", "?"), "status": run.get("status"),
+                            "done": len(run.get("generations", [])), "planned": cfg.get("generations"),
+                            "samples": cfg.get("samples"), "best": run.get("best"), "proposer": run.get("proposer"),
+                            "updated": run.get("updated") or run.get("created"), "error": None})
+            except (OSError, ValueError, AttributeError) as exc:
+                out.append({"id": d.name, "error": f"corrupt run.json: {exc}"})
+        return out
+
+
+def _generation_index(store: RunStore, raw: str) -> tuple[int, dict]:
+    g = _number(raw, "generation")
+    try:
+        gen = store.read_generation(g)
+    except RunStoreError as exc:
+        raise WebError(500, str(exc)) from None
+    if gen is None:
+        raise WebError(404, f"generation {g} does not exist in run {store.path.name}")
+    return g, gen
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _source(store: RunStore, g: int, c: int) -> str | None:
+    try:
+        return (store.cand_dir(g, c) / "reward.py").read_text()[:MAX_SOURCE_SHOWN]
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _diff(store: RunStore, g: int, c: int, source: str | None, parent: Any) -> dict:
+    """Unified diff of the candidate's reward against its parent's, as classed lines."""
+    if not parent:
+        return {"parent": None, "lines": [], "note": "no parent: a fresh candidate"}
+    try:
+        pg, pc = parse_ref(str(parent))
+    except FeedbackError:
+        return {"parent": str(parent), "lines": [], "note": f"parent {parent!r} is not a candidate reference"}
+    parent_source = _source(store, pg, pc)
+    if parent_source is None or source is None:
+        return {"parent": f"{pg}/{pc}", "lines": [], "note": f"parent {pg}/{pc} has no readable reward.py"}
+    lines = []
+    for ln in difflib.unified_diff(parent_source.splitlines(), source.splitlines(), f"{pg}/{pc}/reward.py",
+                                   f"{g}/{c}/reward.py", lineterm="", n=2):
+        kind = ("head" if ln.startswith(("---", "+++")) else "hunk" if ln.startswith("@@")
+                else "add" if ln.startswith("+") else "del" if ln.startswith("-") else "ctx")
+        lines.append({"kind": kind, "text": ln})
+    return {"parent": f"{pg}/{pc}", "lines": lines, "note": "" if lines else "identical to its parent"}
+
+
+def _candidates(store: RunStore, run_id: str, g: int, gen: dict) -> list[dict]:
+    out = []
+    for c, proposal in enumerate(gen.get("candidates", [])):
+        d = store.cand_dir(g, c)
+        m = _read_json(d / "metrics.json")
+        prop = _read_json(d / "proposal.json") or (proposal if isinstance(proposal, dict) else {})
+        source = _source(store, g, c)
+        evaluation = m.get("evaluation") or {}
+        out.append({
+            "index": c, "ref": f"{g}/{c}", "finished": bool(m), "status": m.get("status", "pending"),
+            "fitness": m.get("fitness"), "fitness_std": evaluation.get("fitness_std"),
+            "success": m.get("success"), "error": m.get("error"), "traceback": m.get("traceback"),
+            "video": f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None,
+            "chart": component_chart(m.get("training") or {}), "origin": prop.get("origin"),
+            "notes": prop.get("notes") or [], "source": source, "diff": _diff(store, g, c, source, prop.get("parent")),
+            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
+        })
+    return out
+
+
+def progress(store: RunStore, job: dict | None) -> dict:
+    """What the progress endpoint reports: run status, generations done and the current one's candidates."""
+    run = store.read_run()
+    done = [g["generation"] for g in run.get("generations", [])]
+    planned = int((run.get("config") or {}).get("generations") or 0)
+    current = next((g for g in range(max(planned, len(done) + 1)) if g not in done), None)
+    total = finished = 0
+    if current is not None:
+        gen = store.read_generation(current)
+        if gen is not None:
+            total = len(gen.get("candidates", []))
+            finished = sum((store.cand_dir(current, c) / "metrics.json").is_file() for c in range(total))
+    return {"run": store.path.name, "status": run.get("status"), "generations_planned": planned,
+            "generations_finished": len(done), "current_generation": current, "candidates_total": total,
+            "candidates_finished": finished, "busy": bool(job and job.get("running")) or run_lock_held(store.path),
+            "best": run.get("best"), "job": job, "time": time.time()}
+
+
+# ----- the app
+def create_app(runs_dir: Path, token: str | None = None,
+               start_next: Callable[[Path], None] | None = None) -> FastAPI:
+    """The web UI over ``runs_dir``.
+
+    :param token: if set, every request must carry it (query ``?token=`` or the cookie it sets).
+    :param start_next: ``callable(run_dir)`` that starts the run's next generation in the background and
+        returns at once; raise ``JobError`` (or ``ValueError``) with a message to refuse. Default:
+        ``Jobs().start_next`` (``python -m rewardgen resume RUN_DIR`` after adding a generation).
+    """
+    runs = Runs(runs_dir)
+    jobs = Jobs()
+    starter = start_next or jobs.start_next
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.ChainableUndefined)
+    env.filters["fit"] = lambda v: "-" if v is None else f"{v:.4g}"
+    templates = Jinja2Templates(env=env)
+    app = FastAPI(title="rewardgen", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runs, app.state.jobs = runs, jobs
+
+    def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        ctx.setdefault("msg", request.query_params.get("msg", "")[:500])
+        ctx.setdefault("err", request.query_params.get("err", "")[:500])
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+        return page(request, "error.html", status=status, status_code=status, message=message)
+
+    @app.exception_handler(WebError)
+    async def _web_error(request: Request, exc: WebError) -> HTMLResponse:
+        return error_page(request, exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        msg = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return error_page(request, exc.status_code, msg)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        return error_page(request, 400, "bad request: " + "; ".join(str(e.get("msg")) for e in exc.errors()))
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):
+        if token is not None:
+            given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return error_page(request, 401, "this server needs its access token: open the link with "
+                                                "?token=... that `rewardgen serve` printed")
+        if request.method == "POST":
+            origin = request.headers.get("origin")
+            if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+                return error_page(request, 403, f"cross-site request from {origin} refused")
+            try:
+                length = int(request.headers.get("content-length") or 0)
+            except ValueError:
+                length = MAX_BODY + 1
+            if length > MAX_BODY:
+                return error_page(request, 413, f"request too large ({length} bytes; the limit is {MAX_BODY})")
+        response = await call_next(request)
+        if token is not None and request.query_params.get("token") == token:
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request):
+        return page(request, "runs.html", runs=runs.list(), runs_dir=str(runs.root))
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(request: Request, run_id: str):
+        store = runs.store(run_id)
+        run = store.read_run()
+        gens = []
+        g = 0
+        summaries = {s["generation"]: s for s in run.get("generations", [])}
+        while (store.gen_dir(g) / "generation.json").is_file():
+            s = summaries.get(g)
+            gens.append({"generation": g, "finished": s is not None, "best": (s or {}).get("best"),
+                         "candidates": (s or {}).get("candidates", [])})
+            g += 1
+        try:
+            items = feedback.load(store.path)
+        except FeedbackError as exc:
+            items, run["feedback_error"] = [], str(exc)
+        return page(request, "run.html", run=run, run_id=store.path.name, gens=gens,
+                    chart=fitness_chart(run.get("generations", [])), feedback=items, gens_proposed=len(gens),
+                    progress=progress(store, jobs.status(store.path)))
+
+    @app.get("/runs/{run_id}/gen/{gen}", response_class=HTMLResponse)
+    def generation_page(request: Request, run_id: str, gen: str):
+        store = runs.store(run_id)
+        g, record = _generation_index(store, gen)
+        run = store.read_run()
+        finished = g in {s["generation"] for s in run.get("generations", [])}
+        items = [x for x in _safe_feedback(store) if x.get("generation") == g]
+        has_next = (store.gen_dir(g + 1) / "generation.json").is_file()
+        return page(request, "generation.html", run=run, run_id=store.path.name, g=g, finished=finished,
+                    cands=_candidates(store, store.path.name, g, record), feedback=items, has_next=has_next,
+                    gens_proposed=proposed_generations(store), progress=progress(store, jobs.status(store.path)))
+
+    @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
+    def video(run_id: str, gen: str, cand: str):
+        store = runs.store(run_id)
+        g, record = _generation_index(store, gen)
+        c = _number(cand, "candidate")
+        if c >= len(record.get("candidates", [])):
+            raise WebError(404, f"candidate {g}/{c} does not exist")
+        path = (store.cand_dir(g, c) / VIDEO_FILE).resolve()
+        if not path.is_relative_to(store.path.resolve()) or not path.is_file():
+            raise WebError(404, f"candidate {g}/{c} has no video")
+        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/runs/{run_id}/progress.json")
+    def progress_json(run_id: str):
+        store = runs.store(run_id)
+        return JSONResponse(progress(store, jobs.status(store.path)))
+
+    async def form(request: Request) -> dict[str, str]:
+        try:
+            data = await request.form()
+        except Exception as exc:  # malformed body
+            raise WebError(400, f"could not read the form: {exc}") from None
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    def back(run_id: str, gen: str | None, **query: str) -> RedirectResponse:
+        url = f"/runs/{quote(run_id)}" + (f"/gen/{int(gen)}" if gen and NUMBER.match(gen) else "")
+        q = "&".join(f"{k}={quote(v)}" for k, v in query.items())
+        return RedirectResponse(url + (f"?{q}" if q else ""), status_code=303)
+
+    @app.post("/runs/{run_id}/feedback")
+    async def post_feedback(request: Request, run_id: str):
+        store = runs.store(run_id)
+        f = await form(request)
+        try:
+            item = feedback.add_text(store.path, f.get("text", ""), f.get("candidate") or None)
+        except FeedbackError as exc:
+            raise WebError(400, f"feedback not saved: {exc}") from None
+        about = f" about {item['candidate']}" if item["candidate"] else ""
+        return back(store.path.name, f.get("return_gen"),
+                    msg=f"feedback #{item['id']}{about} saved; generation {item['applies_to']} will use it")
+
+    @app.post("/runs/{run_id}/prefer")
+    async def post_prefer(request: Request, run_id: str):
+        store = runs.store(run_id)
+        f = await form(request)
+        gen, best, worst = f.get("generation", ""), f.get("best", ""), f.get("worst", "")
+        if not best:
+            raise WebError(400, "preference not saved: choose the best candidate")
+        try:
+            item = feedback.add_preference(store.path, gen, best=best, worst=worst or None)
+        except FeedbackError as exc:
+            raise WebError(400, f"preference not saved: {exc}") from None
+        text = f"preference #{item['id']} saved: best {item['generation']}/{item['best']}"
+        if item["worst"] is not None:
+            text += f", worst {item['generation']}/{item['worst']}"
+        return back(store.path.name, gen, msg=text)
+
+    @app.post("/runs/{run_id}/next")
+    async def post_next(request: Request, run_id: str):
+        store = runs.store(run_id)
+        try:
+            starter(store.path)
+        except (JobError, ValueError) as exc:
+            raise WebError(409, f"cannot start the next generation: {exc}") from None
+        return back(store.path.name, None, msg="next generation started")
+
+    return app
+
+
+def _safe_feedback(store: RunStore) -> list[dict]:
+    try:
+        return feedback.load(store.path)
+    except FeedbackError:
+        return []
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token."""
+    if host not in LOOPBACK and not token:
+        raise ValueError(f"refusing to serve on {host} without a token: anyone who can reach it could start "
+                         "training runs; pass --token (or bind 127.0.0.1)")
+
+
+def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          start_next: Callable[[Path], None] | None = None) -> None:
+    """Run the web UI with uvicorn until interrupted. ValueError for a non-loopback host without token."""
+    import uvicorn
+
+    check_bind(host, token)
+    app = create_app(Path(runs_dir), token=token, start_next=start_next)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"rewardgen web UI: http://{shown}:{port}/" + (f"?token={quote(token)}" if token else ""), flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

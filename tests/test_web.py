@@ -1,0 +1,277 @@
+"""The web UI through FastAPI's TestClient: pages, videos with Range, forms, errors, traversal, token, jobs."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from rewardgen import feedback  # noqa: E402
+from rewardgen.runstore import atomic_write_json  # noqa: E402
+from rewardgen.web import JobError, Jobs, check_bind, create_app, serve  # noqa: E402
+from test_feedback import fake_run  # noqa: E402
+
+RID = "20260101-000000-fake"
+FAKE_MP4 = b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 8
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    d = tmp_path / "runs"
+    run = fake_run(d, generations=2, samples=2)
+    (run / "gen-000" / "cand-00" / "video.mp4").write_bytes(FAKE_MP4)
+    return d
+
+
+@pytest.fixture
+def started() -> list[Path]:
+    return []
+
+
+@pytest.fixture
+def client(runs: Path, started: list[Path]) -> TestClient:
+    return TestClient(create_app(runs, start_next=started.append), follow_redirects=False)
+
+
+def test_pages_show_runs_generations_and_candidates(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and RID in r.text and "inverted-pendulum-balance" in r.text
+    r = client.get(f"/runs/{RID}")
+    assert r.status_code == 200 and "<svg" in r.text and "trusted fitness per generation" in r.text
+    assert f"/runs/{RID}/gen/1" in r.text
+    r = client.get(f"/runs/{RID}/gen/1")
+    assert r.status_code == 200
+    assert "candidate 1/0" in r.text and "candidate 1/1" in r.text and "reward components" in r.text
+    assert "diff against parent 0/0" in r.text and '<span class="del">-    w = 0.0</span>' in r.text
+    assert '<span class="add">+    w = 1.0</span>' in r.text
+    assert "no video" in r.text and 'name="best"' in r.text
+    r = client.get(f"/runs/{RID}/gen/0")
+    assert f'src="/runs/{RID}/gen/0/cand/0/video.mp4"' in r.text and "no parent" in r.text
+
+
+def test_video_is_served_as_mp4_with_range_requests(client: TestClient) -> None:
+    url = f"/runs/{RID}/gen/0/cand/0/video.mp4"
+    r = client.get(url)
+    assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.content == FAKE_MP4
+    assert r.headers.get("accept-ranges") == "bytes"
+    r = client.get(url, headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == FAKE_MP4[100:200]
+    assert r.headers["content-range"] == f"bytes 100-199/{len(FAKE_MP4)}"
+    r = client.get(url, headers={"Range": "bytes=-16"})
+    assert r.status_code == 206 and r.content == FAKE_MP4[-16:]
+    assert client.get(f"/runs/{RID}/gen/0/cand/1/video.mp4").status_code == 404  # finished, no video
+    assert client.get(f"/runs/{RID}/gen/0/cand/5/video.mp4").status_code == 404
+
+
+@pytest.mark.parametrize("url", [
+    "/runs/..%2F..%2Fetc", "/runs/%2e%2e", "/runs/%2Fetc%2Fpasswd", "/runs/a%00b",
+    f"/runs/{RID}/gen/..%2F..%2Frun.json", f"/runs/{RID}/gen/-1", f"/runs/{RID}/gen/1e3", f"/runs/{RID}/gen/0x1",
+    f"/runs/{RID}/gen/0/cand/..%2F..%2F..%2Frun.json/video.mp4", f"/runs/{RID}/gen/0/cand/-1/video.mp4",
+    f"/runs/{RID}/gen/0/cand/0%2F..%2F1/video.mp4", "/runs/nope", "/runs/nope/progress.json",
+    "/runs/..%2F..%2F..%2F..%2Fetc%2Fpasswd/gen/0/cand/0/video.mp4", "/static/..%2F..%2Fetc/passwd",
+])
+def test_traversal_and_unknown_paths_are_404_html(client: TestClient, url: str) -> None:
+    r = client.get(url)
+    assert r.status_code == 404, (url, r.status_code)
+    assert r.headers["content-type"].startswith("text/html") and "root:" not in r.text
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../x", "/etc", "a/b", "a\\b", ".hidden", "x" * 300])
+def test_run_names_are_checked_before_any_path_is_built(runs: Path, name: str) -> None:
+    """Dot segments never reach the app through HTTP (clients and servers normalise them); the check
+    that would stop them is tested directly."""
+    from rewardgen.web.app import Runs, WebError
+
+    with pytest.raises(WebError) as info:
+        Runs(runs).store(name)
+    assert info.value.status == 404
+
+
+def test_symlinks_out_of_the_runs_dir_are_refused(tmp_path: Path, runs: Path) -> None:
+    outside = fake_run(tmp_path / "elsewhere", run_id="20260101-000000-outside")
+    (runs / "linked").symlink_to(outside)
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(b"secret")
+    video = runs / RID / "gen-000" / "cand-01" / "video.mp4"
+    video.symlink_to(secret)
+    client = TestClient(create_app(runs))
+    assert client.get("/runs/linked").status_code == 404
+    r = client.get(f"/runs/{RID}/gen/0/cand/1/video.mp4")
+    assert r.status_code == 404 and b"secret" not in r.content
+
+
+def test_text_feedback_is_stored_and_escaped(client: TestClient, runs: Path) -> None:
+    r = client.post(f"/runs/{RID}/feedback", data={"text": "<script>alert(1)</script> less wobble", "candidate": "1/1",
+                                                   "return_gen": "1"})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
+    items = feedback.load(runs / RID)
+    assert items[0]["text"] == "<script>alert(1)</script> less wobble" and items[0]["candidate"] == "1/1"
+    page = client.get(r.headers["location"]).text
+    assert "saved" in page and "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    r = client.post(f"/runs/{RID}/feedback", data={"text": "general note"})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}?msg=")
+    assert len(feedback.load(runs / RID)) == 2
+
+
+@pytest.mark.parametrize("path, data, status, message", [
+    ("feedback", {"text": ""}, 400, "feedback text is empty"),
+    ("feedback", {}, 400, "feedback text is empty"),
+    ("feedback", {"text": "x" * 4001}, 400, "the limit is 4000"),
+    ("feedback", {"text": "ok", "candidate": "7/0"}, 400, "generation 7 does not exist"),
+    ("feedback", {"text": "ok", "candidate": "../../x"}, 400, "bad candidate reference"),
+    ("prefer", {"generation": "0", "best": "1", "worst": "1"}, 400, "same candidate"),
+    ("prefer", {"generation": "0"}, 400, "choose the best candidate"),
+    ("prefer", {"generation": "0", "best": "9"}, 400, "does not exist"),
+    ("prefer", {"generation": "x", "best": "0"}, 400, "must be a number"),
+    ("prefer", {"generation": "5", "best": "0"}, 400, "does not exist"),
+])
+def test_bad_forms_get_a_clear_4xx_page_and_change_nothing(client: TestClient, runs: Path, path: str, data: dict,
+                                                           status: int, message: str) -> None:
+    r = client.post(f"/runs/{RID}/{path}", data=data)
+    assert r.status_code == status and message in r.text and r.headers["content-type"].startswith("text/html")
+    assert not (runs / RID / "feedback.json").exists()
+
+
+def test_forms_on_unknown_runs_and_oversized_bodies(client: TestClient) -> None:
+    r = client.post("/runs/nope/feedback", data={"text": "hi"})
+    assert r.status_code == 404 and "no run named" in r.text
+    r = client.post("/runs/..%2F..%2Fetc/prefer", data={"generation": "0", "best": "0"})
+    assert r.status_code == 404
+    r = client.post(f"/runs/{RID}/feedback", data={"text": "x" * 70_000})
+    assert r.status_code == 413 and "too large" in r.text
+
+
+def test_preference_is_stored(client: TestClient, runs: Path) -> None:
+    r = client.post(f"/runs/{RID}/prefer", data={"generation": "1", "best": "1", "worst": "0"})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
+    [item] = feedback.load(runs / RID)
+    assert (item["kind"], item["generation"], item["best"], item["worst"]) == ("preference", 1, 1, 0)
+    assert "best 1/1, worst 1/0" in client.get(f"/runs/{RID}/gen/1").text
+
+
+def test_unfinished_generation_cannot_be_ranked(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    fake_run(runs, generations=1, samples=2, proposed_only=1, status="running")
+    client = TestClient(create_app(runs), follow_redirects=False)
+    page = client.get(f"/runs/{RID}/gen/1").text
+    assert "in progress" in page and 'id="prefer"' not in page and "training..." in page
+    r = client.post(f"/runs/{RID}/prefer", data={"generation": "1", "best": "0"})
+    assert r.status_code == 400 and "has not finished" in r.text
+    p = client.get(f"/runs/{RID}/progress.json").json()
+    assert (p["current_generation"], p["candidates_total"], p["candidates_finished"]) == (1, 2, 0)
+    assert p["generations_finished"] == 1 and p["status"] == "running"
+
+
+def test_concurrent_form_submissions_lose_nothing(runs: Path) -> None:
+    app = create_app(runs)
+    errors: list[str] = []
+
+    def submit(i: int) -> None:
+        with TestClient(app, follow_redirects=False) as c:
+            for j in range(4):
+                r = c.post(f"/runs/{RID}/feedback", data={"text": f"t{i}-{j}"})
+                if r.status_code != 303:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(x["text"] for x in feedback.load(runs / RID)) == sorted(f"t{i}-{j}" for i in range(6) for j in range(4))
+
+
+def test_next_calls_start_next_and_shows_refusals(runs: Path, started: list[Path], client: TestClient) -> None:
+    r = client.post(f"/runs/{RID}/next")
+    assert r.status_code == 303 and started == [(runs / RID).resolve()]
+
+    def busy(run_dir: Path) -> None:
+        raise JobError("the next generation is already running")
+
+    c2 = TestClient(create_app(runs, start_next=busy), follow_redirects=False)
+    r = c2.post(f"/runs/{RID}/next")
+    assert r.status_code == 409 and "already running" in r.text
+    assert c2.post("/runs/nope/next").status_code == 404
+
+
+def test_default_jobs_extend_a_finished_run_and_refuse_a_second_start(tmp_path: Path, runs: Path) -> None:
+    fake_python = tmp_path / "fake-python"
+    fake_python.write_text("#!/bin/sh\necho \"resume $4\"\nsleep 1.5\n")
+    fake_python.chmod(0o755)
+    jobs = Jobs(python=str(fake_python))
+    run = runs / RID
+    jobs.start_next(run)
+    data = json.loads((run / "run.json").read_text())
+    assert data["config"]["generations"] == 3 and data["status"] == "queued"
+    with pytest.raises(JobError, match="already running"):
+        jobs.start_next(run)
+    status = jobs.status(run)
+    assert status["running"]
+    jobs.wait_all(10)
+    assert jobs.status(run)["returncode"] == 0 and any("resume" in ln for ln in jobs.status(run)["log_tail"])
+    # an interrupted run is resumed as it is
+    atomic_write_json(run / "run.json", dict(data, status="interrupted"))
+    jobs.start_next(run)
+    assert json.loads((run / "run.json").read_text())["config"]["generations"] == 3
+    jobs.wait_all(10)
+    # a run another process holds (e.g. `rewardgen evolve --interactive` waiting in a terminal) is refused
+    fd = os.open(run / "run.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(JobError, match="in use by another rewardgen process"):
+            jobs.start_next(run)
+        assert TestClient(create_app(runs)).get(f"/runs/{RID}/progress.json").json()["busy"] is True
+    finally:
+        os.close(fd)
+
+
+def test_token_is_required_on_every_request(runs: Path) -> None:
+    client = TestClient(create_app(runs, token="s3cret"), follow_redirects=False)
+    for url in ("/", f"/runs/{RID}", f"/runs/{RID}/gen/0/cand/0/video.mp4", f"/runs/{RID}/progress.json"):
+        assert client.get(url).status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    assert client.post(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 401
+    assert not (runs / RID / "feedback.json").exists()
+    r = client.get("/?token=s3cret")
+    assert r.status_code == 200 and "rewardgen_token" in r.headers["set-cookie"]
+    assert "httponly" in r.headers["set-cookie"].lower()
+    assert client.get(f"/runs/{RID}").status_code == 200  # the cookie now carries it
+    assert client.post(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 303
+
+
+def test_non_loopback_bind_needs_a_token() -> None:
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "tok")
+    with pytest.raises(ValueError, match="without a token"):
+        check_bind("0.0.0.0", None)
+    with pytest.raises(ValueError, match="without a token"):
+        serve(Path("."), host="192.168.1.5", port=1, token=None)
+
+
+def test_cross_site_posts_are_refused(client: TestClient, runs: Path) -> None:
+    r = client.post(f"/runs/{RID}/feedback", data={"text": "hi"}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and not (runs / RID / "feedback.json").exists()
+    r = client.post(f"/runs/{RID}/feedback", data={"text": "hi"}, headers={"Origin": "http://testserver"})
+    assert r.status_code == 303
+
+
+def test_corrupt_runs_are_listed_not_fatal(runs: Path, client: TestClient) -> None:
+    bad = runs / "20260101-bad"
+    bad.mkdir()
+    (bad / "run.json").write_text("{oops")
+    r = client.get("/")
+    assert r.status_code == 200 and "corrupt run.json" in r.text
+    assert client.get("/runs/20260101-bad").status_code == 500
+    (runs / RID / "feedback.json").write_text("nope")
+    r = client.get(f"/runs/{RID}")
+    assert r.status_code == 200 and "corrupt feedback file" in r.text
+    time.sleep(0)
