@@ -120,13 +120,18 @@ class RichProgress:
         else:
             self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
 
-    def _on_generation_finished(self, generation, summary, best):
+    def _on_warning(self, message):
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def _on_generation_finished(self, generation, summary, best, report=None):
         b = summary.get("best")
         line = f"generation {generation} done: best candidate {b['candidate']} fitness {b['fitness']:.4g}" if b \
             else f"generation {generation} done: no candidate succeeded"
         if best:
             line += f"; best so far gen {best['generation']} cand {best['candidate']} ({best['fitness']:.4g})"
         self.console.print(line)
+        if report:
+            self.console.print(f"report: {report}")
 
 
 def _summary_table(summary: dict):
@@ -335,6 +340,69 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_debug(args) -> int:
+    from rewardgen.debug import DebugError, debug_reward
+    from rewardgen.policy import PolicyExport, PolicyFormatError
+    from rewardgen.tasks import get_task
+
+    source = _read_reward(args.reward)
+    task = get_task(args.task)
+    policy = None
+    if args.policy:
+        path = Path(args.policy)
+        if not path.is_file():
+            raise UsageError(f"no such policy file: {path}")
+        try:
+            policy = PolicyExport.from_bytes(path.read_bytes())
+        except PolicyFormatError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+    try:
+        report = debug_reward(source, task, policy=policy, episodes=args.episodes, seed=args.seed)
+    except DebugError as exc:
+        if args.json:
+            _emit_json({"ok": False, "stage": exc.stage, "error": str(exc)})
+        else:
+            print(f"the reward could not be run ({exc.stage}): {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _emit_json(report.to_json())
+    else:
+        rendered = report.render()
+        if isinstance(rendered, str):
+            print(rendered)
+        else:
+            from rich.console import Console
+
+            Console().print(rendered)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rewardgen.report import write_report
+    from rewardgen.runstore import RunStore
+
+    RunStore.open(Path(args.run))
+    out = write_report(Path(args.run), Path(args.output) if args.output else None)
+    print(out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from rewardgen.export import ExportError, export_reward, parse_candidate
+    from rewardgen.runstore import RunStore
+
+    RunStore.open(Path(args.run))
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    try:
+        path = export_reward(Path(args.run), parse_candidate(args.candidate) if args.candidate else None, out)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
+    print(path)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
@@ -415,6 +483,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds (default 3)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("debug", help="why does this reward not work? per-component statistics and flags",
+                       description="Run a reward (sandboxed) on rollouts of a random policy and, with --policy, a "
+                                   "trained one; report per-component statistics and flag dominant, constant, "
+                                   "wrong-sign, growing, mis-scaled or fitness-opposed terms.")
+    p.add_argument("reward", help="path to a reward .py file")
+    p.add_argument("--task", required=True, help="task id or path to a task YAML file")
+    p.add_argument("--policy", default=None, help="a trained policy.npz (e.g. runs/<id>/gen-000/cand-00/policy.npz)")
+    p.add_argument("--episodes", type=_positive_int, default=5, help="episodes per policy (default 5)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_debug)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run",
+                       description="Write a self-contained HTML report (plots, code, lineage, hacking flags).")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("-o", "--output", default=None, help="output file (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a reward as a standalone file with a gymnasium wrapper",
+                       description="Write compute_reward plus a gymnasium.Wrapper applying it to the task's env, "
+                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best)")
+    p.add_argument("-o", "--output", required=True, help="output .py file")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("tasks", help="list the available tasks", description="List the tasks in environments/.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")

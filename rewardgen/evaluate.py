@@ -96,7 +96,13 @@ def main() -> None:
     job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="evaluation job")
     export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())
-    print(json.dumps(evaluate_policy(task, export, job.get("episodes"), int(job.get("seed", 10_000)))))
+    seed = int(job.get("seed", 10_000))
+    result = evaluate_policy(task, export, job.get("episodes"), seed)
+    if job.get("trajectories", True):
+        from rewardgen.trajectory import best_and_worst
+
+        result["trajectories"] = best_and_worst(task, export, result, seed)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

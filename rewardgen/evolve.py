@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from rewardgen.check import check_reward
 from rewardgen.evaluate import run_trusted_evaluation
+from rewardgen.hacking import hacking_alarm
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
+from rewardgen.report import write_report
 from rewardgen.runstore import RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks import Task, get_task, task_from_dict
@@ -231,7 +233,7 @@ class Evolution:
                 records.append(CandidateRecord(
                     generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
                     fitness=m.get("fitness"), error=m.get("error"),
-                    proposal=gen["candidates"][c], stats=m.get("training") or {}))
+                    proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"))))
             out.append(records)
         return out
 
@@ -318,6 +320,8 @@ class Evolution:
                                               "train_seconds": round(res.seconds, 2)})
         result = res.result or {}
         atomic_write_bytes(d / "policy.npz", res.payload)
+        metrics["hacking"] = hacking_alarm(result.get("stats") or {})
+        metrics["extra"] = result.get("extra") or {}
         metrics |= {"training": result.get("stats", {}), "env_steps": result.get("env_steps"),
                     "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
                     "env_steps_per_second": round(result.get("env_steps", 0) / max(result.get("seconds", 1e-9), 1e-9), 1)}
@@ -337,6 +341,14 @@ class Evolution:
 
     def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
         atomic_write_json(d / "metrics.json", metrics)
+        if metrics.get("training"):
+            try:
+                from rewardgen.tblog import write_scalars
+
+                write_scalars(self.store.path / "tensorboard" / f"gen-{metrics['generation']:03d}-cand-"
+                              f"{metrics['candidate']:02d}", metrics)
+            except Exception as exc:  # noqa: BLE001 - TensorBoard logs are a convenience, never fatal
+                self.progress.event("warning", message=f"TensorBoard scalars not written: {exc}")
         outcome = CandidateOutcome(metrics["generation"], metrics["candidate"], metrics["status"],
                                    metrics.get("fitness"), metrics.get("error"), bool(metrics.get("success")))
         self.progress.event("candidate_finished", generation=outcome.generation, candidate=outcome.candidate,
@@ -364,7 +376,13 @@ class Evolution:
         if spent:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
-        self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"])
+        try:
+            report = write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            report = None
+            self.progress.event("warning", message=f"report not written: {exc}")
+        self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
+                            report=str(report) if report else None)
 
     def summary(self) -> dict:
         run = self.store.read_run()
