@@ -233,7 +233,8 @@ class Evolution:
                 records.append(CandidateRecord(
                     generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
                     fitness=m.get("fitness"), error=m.get("error"),
-                    proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"))))
+                    proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
+                                                                  trajectories=(m.get("evaluation") or {}).get("trajectories"))))
             out.append(records)
         return out
 

@@ -83,7 +83,8 @@ class LLMProposer(Proposer):
             component_table=component_table(best.stats or {}), facts=component_facts(best.stats or {}),
             episode_table=_episode_table(best.stats or {}),
             correlation="not available" if corr is None else f"{corr:.2f}",
-            hacking=(best.stats or {}).get("hacking", {}).get("message") if isinstance((best.stats or {}).get("hacking"), dict) else None,
+            hacking=(best.stats.get("hacking") or {}).get("message") if best.stats else None,
+            trajectories=(best.stats or {}).get("trajectories"),
             archive=[] if compact else [{"ref": c.ref, "fitness": c.fitness, "components": _components(c)} for c in ranked[:3]],
             tried=[] if compact else tried[-8:], failures=failures[:4 if compact else 8])
 
