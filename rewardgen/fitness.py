@@ -381,7 +381,7 @@ def check_applies(spec: dict[str, Any], model: "mujoco.MjModel", schema: Schema,
         return
     body_id = schema.body_ids[schema.bodies.index(body)]
     trans, rot = _freedom(model, body_id)
-    fixed = "" if trans or rot else "; the body is welded to the world"
+    fixed = "" if _chain_joints(model, body_id) else "; the body is welded to the world"
     if name in ("forward_velocity", "circle_laps"):
         need = [_axis(params)] if name == "forward_velocity" else [0, 1]
         missing = [k for k in need if k not in trans]

@@ -71,6 +71,8 @@ class MjcfEnv(MujocoEnv):
             self._healthy_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, healthy_body)
             if self._healthy_body <= 0:
                 raise ValueError(f"healthy_body: no body named {healthy_body!r} in {path.name}")
+        # per instance: models differ in dt, and MujocoEnv checks render_fps against it
+        self.metadata = {"render_modes": list(MjcfEnv.metadata["render_modes"])}
         MujocoEnv.__init__(self, str(path), frame_skip, observation_space=observation_space, **kwargs)
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
 
