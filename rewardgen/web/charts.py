@@ -13,7 +13,9 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
-    if abs(v) >= 1000 or abs(v) < 0.01:
+    if abs(v) >= 1000:
+        return f"{v / 1000:.3g}k" if abs(v) < 1e6 else f"{v:.2g}"
+    if abs(v) < 0.01:
         return f"{v:.2g}"
     return f"{v:.3g}"
 
@@ -61,8 +63,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
     for y in (y0, (y0 + y1) / 2, y1):
         parts.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>')
-    for x in (x0, x1):
-        parts.append(f'<text x="{sx(x):.1f}" y="{top + ph + 12}" font-size="10" text-anchor="middle">{_fmt(x)}</text>')
+    for x, anchor in ((x0, "start"), (x1, "end")):
+        parts.append(f'<text x="{sx(x):.1f}" y="{top + ph + 12}" font-size="10" text-anchor="{anchor}">{_fmt(x)}</text>')
     if x_label:
         parts.append(f'<text x="{left + pw / 2}" y="{top + ph + 24}" font-size="10" text-anchor="middle" '
                      f'fill="#555">{escape(x_label)}</text>')
