@@ -205,8 +205,8 @@ def cmd_describe(args) -> int:
 def _config_from_args(args) -> "EvolveConfig":
     from rewardgen.evolve import EvolveConfig
 
-    llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts")
-           if hasattr(args, k)}
+    llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
+                                         "schedule") if hasattr(args, k)}
     return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
                         steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
                         num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes, **llm)
@@ -433,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p, task_required=False)
     p.add_argument("--samples", type=_positive_int, default=4, help="candidates per generation, K (default 4)")
     p.add_argument("--generations", type=_positive_int, default=3, help="generations, G (default 3)")
+    p.add_argument("--schedule", choices=["halving", "full"], default="halving",
+                   help="halving (default): train all candidates for a slice of the budget, continue the better "
+                        "half from their saved state, up to the full budget; full: every candidate gets it all")
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "

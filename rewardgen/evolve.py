@@ -8,6 +8,8 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
+import base64
+import math
 import os
 import shutil
 import time
@@ -21,7 +23,8 @@ from rewardgen.evaluate import run_trusted_evaluation
 from rewardgen.hacking import hacking_alarm
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.report import write_report
-from rewardgen.runstore import RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text, new_run_id
+from rewardgen.runstore import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                                new_run_id, read_json)
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks import Task, get_task, task_from_dict
 
@@ -43,6 +46,8 @@ class EvolveConfig:
     :param steps: training env-steps per candidate; None uses the task's default.
     :param seed: seeds proposals, training and evaluation.
     :param workers: candidates trained at once; None sizes it to the machine's cores.
+    :param schedule: "halving" (train all for a slice, keep the better half, continue survivors from
+        their saved state to the full budget) or "full" (every candidate gets the full budget).
     :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
     :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
     :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
@@ -68,6 +73,7 @@ class EvolveConfig:
     seed: int = 0
     workers: int | None = None
     trainer: str = "sb3"
+    schedule: str = "halving"
     proposer: str = "offline"
     llm: str = "auto"
     model: str = "gpt-4o-mini"
@@ -99,6 +105,8 @@ class EvolveConfig:
             raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if self.prompts and not Path(self.prompts, "system.j2").is_file():
             raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
+        if self.schedule not in ("full", "halving"):
+            raise ConfigError(f"--schedule must be full or halving, got {self.schedule!r}")
         if self.trainer not in TRAINERS:
             raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
@@ -139,6 +147,31 @@ def resolve_proposer(config: EvolveConfig) -> str:
 
         return "openai" if llm_configured(config.base_url) else "offline"
     return config.llm
+
+
+def rung_fractions(samples: int, schedule: str) -> list[float]:
+    """Budget fractions of the rungs: ``[1.0]`` for "full"; for "halving" with K candidates,
+    ceil(log2 K) + 1 rungs doubling up to the full budget, e.g. K=8: 1/8, 1/4, 1/2, 1."""
+    if schedule == "full" or samples <= 1:
+        return [1.0]
+    rungs = math.ceil(math.log2(samples))
+    return [2.0 ** -(rungs - r) for r in range(rungs + 1)]
+
+
+def merge_training_stats(rungs: list[dict]) -> dict:
+    """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
+    merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
+                              "reward_fitness_correlation": None}
+    for rung in rungs:
+        stats = rung.get("training") or {}
+        offset = int(rung.get("env_steps_total") or 0) - int(rung.get("env_steps") or 0)
+        for name, points in (stats.get("components") or {}).items():
+            merged["components"].setdefault(name, []).extend(dict(p, step=p["step"] + offset) for p in points)
+        merged["total_reward"] += [dict(p, step=p["step"] + offset) for p in stats.get("total_reward") or []]
+        merged["episodes"] += [dict(p, step=p["step"] + offset) for p in stats.get("episodes") or []]
+        merged["num_episodes"] += int(stats.get("num_episodes") or 0)
+        merged["reward_fitness_correlation"] = stats.get("reward_fitness_correlation")
+    return merged
 
 
 def default_workers(samples: int) -> int:
@@ -274,65 +307,137 @@ class Evolution:
         n = len(gen["candidates"])
         todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
         self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps)
-        workers = min(self.config.workers or default_workers(n), max(1, len(todo)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="candidate") as pool:
-            for fut in [pool.submit(self._candidate, g, c) for c in todo]:
-                fut.result()
+        if todo:
+            self._run_rungs(g, n, rung_fractions(n, self.config.schedule))
         self._record_generation(g, n)
 
-    # ----- one candidate
+    # ----- the schedule: rungs of a growing budget; survivors continue from their saved state
+    def _run_rungs(self, g: int, n: int, fractions: list[float]) -> None:
+        """Train every candidate to ``fractions[0]`` of the budget, keep the better half (by trusted
+        fitness), continue those to the next fraction, ... A candidate's fate is sealed in
+        ``metrics.json`` when it fails, is eliminated, or finishes the last rung. Every slice is
+        recorded in ``rung-R.json``, so a resumed run recomputes the same survivors."""
+        participants = list(range(n))
+        workers = self.config.workers or default_workers(n)
+        for r, fraction in enumerate(fractions):
+            target = max(1, int(round(self.steps * fraction)))
+            pending = [c for c in participants if self._rung(g, c, r) is None]
+            if pending:
+                with ThreadPoolExecutor(max_workers=min(workers, len(pending)), thread_name_prefix="candidate") as pool:
+                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions)) for c in pending]:
+                        fut.result()
+            records = {c: self._rung(g, c, r) for c in participants}
+            ok = sorted((c for c in participants if records[c]["status"] == "ok"),
+                        key=lambda c: (-records[c]["fitness"], c))
+            for c in participants:
+                if records[c]["status"] != "ok":
+                    self._seal(g, c, r, "failed")
+            if r == len(fractions) - 1:
+                for c in ok:
+                    self._seal(g, c, r, "final")
+                return
+            keep = ok[: max(1, math.ceil(len(ok) / 2))] if ok else []
+            for c in ok[len(keep):]:
+                self._seal(g, c, r, "eliminated")
+            participants = keep
+            if not participants:
+                return
+
+    def _rung(self, g: int, c: int, r: int) -> dict | None:
+        try:
+            return read_json(self.store.cand_dir(g, c) / f"rung-{r}.json")
+        except FileNotFoundError:
+            return None
+
     def _limits(self, wall: float) -> WorkerLimits:
         return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
 
-    def _candidate(self, g: int, c: int) -> CandidateOutcome:
+    def _slice(self, g: int, c: int, r: int, target: int, rungs: int) -> None:
+        """Check (first rung only), train up to ``target`` env-steps, evaluate; record ``rung-r.json``."""
         d = self.store.cand_dir(g, c)
         source = self.store.read_source(g, c)
-        self.progress.event("candidate_started", generation=g, candidate=c)
-        task_dict = self.task.to_dict()
         seed = self.config.seed * 1000 + g * 100 + c
-        metrics: dict[str, Any] = {"generation": g, "candidate": c}
-        proposal_error = self._proposal_error(g, c)
-        if proposal_error:
-            return self._finish(d, metrics | {"status": "proposal", "error": proposal_error, "fitness": None})
-        started = time.monotonic()
-        check = check_reward(source, self.task, steps=self.config.check_steps, seed=seed)
-        metrics["check"] = check.to_json() | {"seconds": round(time.monotonic() - started, 2),
-                                              "isolation": check.isolation, "warnings": check.warnings}
-        if not check.ok:
-            atomic_write_text(d / "train.log", check.log)
-            return self._finish(d, metrics | {"status": check.stage, "error": check.error,
-                                              "traceback": "\n".join(check.details) or check.error, "fitness": None})
-        timeout = self.config.timeout or 120.0 + self.steps / 100.0
+        record: dict[str, Any] = {"rung": r, "target_steps": target}
 
-        def on_event(ev: dict) -> None:
-            self.progress.event("candidate_progress", generation=g, candidate=c, steps=ev.get("steps", 0),
-                                total=ev.get("total", self.steps))
+        def fail(status: str, error: str | None, **more: Any) -> None:
+            atomic_write_json(d / f"rung-{r}.json", record | {"status": status, "error": error, "fitness": None} | more)
 
-        job = {"mode": "train", "task": task_dict, "source": source, "steps": self.steps, "seed": seed,
-               "trainer": self.config.trainer}
+        if r == 0:
+            self.progress.event("candidate_started", generation=g, candidate=c)
+            proposal_error = self._proposal_error(g, c)
+            if proposal_error:
+                return fail("proposal", proposal_error)
+            started = time.monotonic()
+            check = check_reward(source, self.task, steps=self.config.check_steps, seed=seed)
+            record["check"] = check.to_json() | {"seconds": round(time.monotonic() - started, 2),
+                                                 "isolation": check.isolation, "warnings": check.warnings}
+            if not check.ok:
+                atomic_write_text(d / "train.log", check.log)
+                return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
+        previous = self._rung(g, c, r - 1) if r > 0 else None
+        done_steps = int(previous["env_steps_total"]) if previous else 0
+        job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed,
+               "trainer": self.config.trainer, "steps": max(1, target - done_steps)}
         if self.config.num_envs:
             job["num_envs"] = self.config.num_envs
+        state_file = d / f"state-{r - 1}.npz"
+        if previous and state_file.is_file():
+            job["resume"] = base64.b64encode(state_file.read_bytes()).decode()
+        elif previous:  # the trainer gave no resumable state: train this rung's budget from scratch
+            job["steps"], done_steps = target, 0
+            record["restarted"] = "the trainer returned no resumable state; this rung trained from scratch"
+        timeout = self.config.timeout or 120.0 + job["steps"] / 100.0
+
+        def on_event(ev: dict) -> None:
+            self.progress.event("candidate_progress", generation=g, candidate=c,
+                                steps=done_steps + ev.get("steps", 0), total=self.steps)
+
         res = run_worker(job, self._limits(timeout), on_event=on_event)
-        atomic_write_text(d / "train.log", res.log)
+        with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
+            log.write(f"--- rung {r}: training to {target} env-steps ---\n" + res.log)
         if not res.ok or res.payload is None:
-            error = res.error or "worker returned no policy"
-            return self._finish(d, metrics | {"status": res.stage if not res.ok else "protocol", "error": error,
-                                              "traceback": res.traceback, "fitness": None,
-                                              "train_seconds": round(res.seconds, 2)})
+            return fail(res.stage if not res.ok else "protocol", res.error or "worker returned no policy",
+                        traceback=res.traceback, train_seconds=round(res.seconds, 2))
         result = res.result or {}
         atomic_write_bytes(d / "policy.npz", res.payload)
-        metrics["hacking"] = hacking_alarm(result.get("stats") or {})
-        metrics["extra"] = result.get("extra") or {}
-        metrics |= {"training": result.get("stats", {}), "env_steps": result.get("env_steps"),
-                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
-                    "env_steps_per_second": round(result.get("env_steps", 0) / max(result.get("seconds", 1e-9), 1e-9), 1)}
+        resume_state = getattr(res, "resume_state", None)
+        if resume_state and r < rungs - 1:
+            atomic_write_bytes(d / f"state-{r}.npz", resume_state)
+        steps = int(result.get("env_steps") or 0)
+        record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
+                   "env_steps": steps, "env_steps_total": done_steps + steps,
+                   "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
+                   "env_steps_per_second": round(steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
         self.progress.event("evaluating", generation=g, candidate=c)
         try:
             evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
         except (RuntimeError, ValueError) as exc:
-            return self._finish(d, metrics | {"status": "evaluation", "error": str(exc), "fitness": None})
-        return self._finish(d, metrics | {"status": "ok", "error": None, "fitness": evaluation["fitness"],
-                                          "success": evaluation["success"], "evaluation": evaluation})
+            return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
+        atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
+                                                          "fitness": evaluation["fitness"], "evaluation": evaluation})
+
+    def _seal(self, g: int, c: int, last: int, fate: str) -> None:
+        """Write the candidate's ``metrics.json`` from its rung records (once)."""
+        if self.store.read_metrics(g, c) is not None:
+            return
+        rungs = [self._rung(g, c, r) for r in range(last + 1)]
+        final = rungs[-1]
+        metrics: dict[str, Any] = {"generation": g, "candidate": c, "status": final["status"],
+                                   "error": final.get("error"), "fitness": final.get("fitness"),
+                                   "schedule": self.config.schedule, "fate": fate, "rungs": len(rungs),
+                                   "check": rungs[0].get("check")}
+        for key in ("traceback", "evaluation", "extra", "trainer", "env_steps_per_second", "train_seconds"):
+            if key in final:
+                metrics[key] = final[key]
+        trained = [x for x in rungs if x.get("training")]
+        if trained:
+            metrics["training"] = merge_training_stats(trained)
+            metrics["hacking"] = hacking_alarm(metrics["training"])
+        metrics["env_steps"] = max((int(x.get("env_steps_total") or 0) for x in rungs), default=0)
+        metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
+        if final["status"] == "ok":
+            metrics["success"] = bool(final["evaluation"]["success"])
+        self._finish(self.store.cand_dir(g, c), metrics)
 
     def _proposal_error(self, g: int, c: int) -> str | None:
         """Why the proposer could not produce this candidate (e.g. an LLM answer without code)."""
@@ -341,6 +446,8 @@ class Evolution:
         return cands[c].get("error") if c < len(cands) else None
 
     def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
+        for stale in d.glob("state-*.npz"):  # resumable states are only needed while a candidate is alive
+            stale.unlink()
         atomic_write_json(d / "metrics.json", metrics)
         if metrics.get("training"):
             try:
@@ -363,11 +470,14 @@ class Evolution:
         for c in range(n):
             m = self.store.read_metrics(g, c) or {}
             candidates.append({"candidate": c, "status": m.get("status", "missing"), "fitness": m.get("fitness"),
-                               "success": bool(m.get("success")), "error": (m.get("error") or None)})
+                               "success": bool(m.get("success")), "error": (m.get("error") or None),
+                               "fate": m.get("fate"), "env_steps": m.get("env_steps"),
+                               "steps_spent": m.get("steps_spent", 0)})
         ok = [x for x in candidates if x["status"] == "ok" and x["fitness"] is not None]
         best = max(ok, key=lambda x: x["fitness"]) if ok else None
         tokens = (self.store.read_generation(g) or {}).get("tokens")
         summary = {"generation": g, "candidates": candidates, "tokens": tokens,
+                   "steps_spent": sum(int(x.get("steps_spent") or 0) for x in candidates),
                    "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
         run = self.store.read_run()
         gens = [x for x in run.get("generations", []) if x["generation"] != g] + [summary]
