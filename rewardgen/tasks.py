@@ -309,8 +309,8 @@ def write_task_yaml(task: Task, path: str | os.PathLike, *, overwrite: bool = Fa
         ordered[key] = raw[key]
     if raw["env_kwargs"]:
         ordered["env_kwargs"] = raw["env_kwargs"]
-    header = (f"# rewardgen task file (written by rewardgen). Use it with --task {out.name};\n"
-              f"# every field is described in docs/tasks.md.\n")
+    header = (f"# rewardgen task file. Use it with: rewardgen evolve --task path/to/{out.name}\n"
+              f"# Every field is described in docs/tasks.md.\n")
     body = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=100)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
