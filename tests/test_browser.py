@@ -104,7 +104,8 @@ def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> No
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(20_000)
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)
             page.goto(base + "/")
             page.get_by_role("link", name=run_id).click()
             expect(page.locator("h1")).to_contain_text("inverted-pendulum-balance")
@@ -144,7 +145,9 @@ def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> No
             page.screenshot(path=str(ARTIFACTS / "next-started.png"), full_page=True)
             row = page.locator("#generations tr", has=page.get_by_role("link", name="generation 1"))
             expect(row).to_contain_text("finished", timeout=180_000)
-            expect(page.locator("#next-button")).to_be_enabled()
+            # the page reloads once more when the resume process exits and releases the run
+            expect(page.locator("#next-button")).to_be_enabled(timeout=120_000)
+            expect(page.locator("#next-button")).to_have_text("Start the next generation")
             page.screenshot(path=str(ARTIFACTS / "next-finished.png"), full_page=True)
         finally:
             browser.close()
