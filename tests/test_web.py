@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -274,4 +273,3 @@ def test_corrupt_runs_are_listed_not_fatal(runs: Path, client: TestClient) -> No
     (runs / RID / "feedback.json").write_text("nope")
     r = client.get(f"/runs/{RID}")
     assert r.status_code == 200 and "corrupt feedback file" in r.text
-    time.sleep(0)
