@@ -171,7 +171,7 @@ def cmd_tasks(args) -> int:
 
     tasks = list_tasks()
     if args.json:
-        _emit_json([{"id": t.id, "description": t.description, "robot": t.robot_label,
+        _emit_json([{"id": t.id, "description": t.description, "robot": t.robot_label, "baseline": t.baseline_kind,
                      "fitness": t.fitness, "success_threshold": t.success_threshold,
                      "default_steps": t.default_steps} for t in tasks])
         return 0
@@ -206,10 +206,43 @@ def _config_from_args(args) -> "EvolveConfig":
     from rewardgen.evolve import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
-                                         "schedule") if hasattr(args, k)}
+                                         "schedule", "mode") if hasattr(args, k)}
     return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
                         steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
                         num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes, **llm)
+
+
+def _task_from_env_args(args):
+    from rewardgen.tasks import task_from_mjcf
+
+    if not args.describe or not args.fitness:
+        raise UsageError("--env needs --describe \"what to do\" and --fitness \"name(param=value)\"")
+    extra = {k: v for k, v in (("episode_length", args.episode_length), ("success_threshold", args.success_threshold),
+                               ("frame_skip", args.frame_skip), ("task_id", args.id)) if v is not None}
+    if getattr(args, "steps", None):
+        extra["default_steps"] = args.steps
+    return task_from_mjcf(args.env, args.describe, args.fitness, **extra)
+
+
+def _add_env_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bring your own robot (no task file needed)")
+    g.add_argument("--env", default=None, metavar="ROBOT.xml", help="an MJCF model file to use instead of --task")
+    g.add_argument("--describe", default=None, help='what the robot should do, e.g. "make it walk forward"')
+    g.add_argument("--fitness", default=None,
+                   help='trusted fitness from rewardgen\'s library, e.g. "forward_velocity(body=base)"')
+    g.add_argument("--episode-length", type=_positive_int, default=None, help="steps per episode (default 1000)")
+    g.add_argument("--success-threshold", type=float, default=None, help="fitness that counts as success")
+    g.add_argument("--frame-skip", type=_positive_int, default=None, help="physics steps per env step (default 5)")
+    g.add_argument("--id", default=None, help="task id (default: derived from the file name)")
+
+
+def cmd_task_new(args) -> int:
+    from rewardgen.tasks import write_task_yaml
+
+    task = _task_from_env_args(args)
+    path = write_task_yaml(task, Path(args.output), overwrite=args.force)
+    print(f"wrote {path}; use it with: rewardgen evolve --task {path}")
+    return 0
 
 
 def _run_with_progress(args, fn) -> dict:
@@ -223,15 +256,23 @@ def cmd_evolve(args) -> int:
     from rewardgen.evolve import Evolution, replay_config, start_run
     from rewardgen.tasks import get_task
 
+    task = None
     if args.replay:
-        config = replay_config(Path(args.replay))
+        config, task = replay_config(Path(args.replay))
+    elif args.env:
+        if args.task:
+            raise UsageError("rewardgen evolve: give either --task or --env, not both")
+        task = _task_from_env_args(args)
+        args.task = task.id
+        config = _config_from_args(args)
     elif not args.task:
-        raise UsageError("rewardgen evolve: the following arguments are required: --task (or --replay RUN_DIR)")
+        raise UsageError("rewardgen evolve: the following arguments are required: --task (or --env ROBOT.xml, "
+                         "or --replay RUN_DIR)")
     else:
         config = _config_from_args(args)
     config.validate()
-    get_task(config.task)
-    store = start_run(config, Path(args.runs_dir))
+    task = task or get_task(config.task)
+    store = start_run(config, Path(args.runs_dir), task=task)
     summary = _run_with_progress(args, lambda progress: Evolution(store, progress).run())
     return _report_run(args, summary)
 
@@ -433,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p, task_required=False)
     p.add_argument("--samples", type=_positive_int, default=4, help="candidates per generation, K (default 4)")
     p.add_argument("--generations", type=_positive_int, default=3, help="generations, G (default 3)")
+    p.add_argument("--mode", choices=["code", "params"], default="code",
+                   help="code (default): proposers write reward code; params: they fill weights and targets of a "
+                        "reward template derived from the robot (Language-to-Rewards style)")
+    _add_env_args(p)
     p.add_argument("--schedule", choices=["halving", "full"], default="halving",
                    help="halving (default): train all candidates for a slice of the budget, continue the better "
                         "half from their saved state, up to the full budget; full: every candidate gets it all")
@@ -514,6 +559,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("task", help="task files: `rewardgen task new` writes one for your own robot",
+                       description="Manage task files.")
+    task_sub = p.add_subparsers(dest="task_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    task_sub.required = True
+    q = task_sub.add_parser("new", help="write a task YAML for an MJCF robot",
+                            description="Write a task file for an MJCF model (keep it, edit it, pass it to --task).")
+    _add_env_args(q)
+    q.add_argument("-o", "--output", required=True, help="the YAML file to write")
+    q.add_argument("--steps", type=_positive_int, default=None, help="default training steps")
+    q.add_argument("--force", action="store_true", help="overwrite an existing file")
+    q.set_defaults(func=cmd_task_new)
+
     p = sub.add_parser("tasks", help="list the available tasks", description="List the tasks in environments/.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(func=cmd_tasks)
@@ -533,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="gymnasium")
     from rewardgen.evolve import ConfigError
     from rewardgen.fitness import FitnessError
+    from rewardgen.params import ParamsError
     from rewardgen.runstore import RunStoreError
     from rewardgen.tasks import TaskError
 
@@ -540,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError) as exc:
+    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError) as exc:
         print(f"rewardgen: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

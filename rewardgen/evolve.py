@@ -59,6 +59,8 @@ class EvolveConfig:
     :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
     :param prompts: directory of Jinja2 templates overriding ``prompts/``.
     :param replay: a past run directory whose recorded LLM answers are replayed (no network).
+    :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
+        targets of a reward template built from the schema, Language-to-Rewards style).
     :param num_envs: simulated worlds per training batch; None uses the trainer's default.
     :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
     :param eval_episodes: trusted evaluation episodes; None uses the task's default.
@@ -83,6 +85,7 @@ class EvolveConfig:
     critic: str = "sandbox"
     prompts: str | None = None
     replay: str | None = None
+    mode: str = "code"
     num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
@@ -105,6 +108,8 @@ class EvolveConfig:
             raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if self.prompts and not Path(self.prompts, "system.j2").is_file():
             raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
+        if self.mode not in ("code", "params"):
+            raise ConfigError(f"--mode must be code or params, got {self.mode!r}")
         if self.schedule not in ("full", "halving"):
             raise ConfigError(f"--schedule must be full or halving, got {self.schedule!r}")
         if self.trainer not in TRAINERS:
@@ -178,10 +183,14 @@ def default_workers(samples: int) -> int:
     return max(1, min(samples, os.cpu_count() or 1))
 
 
-def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve") -> RunStore:
-    """Validate the config and task, and create the run directory with its ``run.json``."""
+def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: Task | None = None) -> RunStore:
+    """Validate the config and task, and create the run directory with its ``run.json``.
+
+    ``task`` overrides ``config.task`` (a robot brought as an MJCF file has no task file)."""
     config.validate()
-    task = get_task(config.task)
+    if task is not None:
+        config.task = task.id
+    task = task or get_task(config.task)
     if kind == "evolve":
         config.proposer = resolve_proposer(config)
     proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
@@ -204,15 +213,14 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve") -> Run
     return store
 
 
-def replay_config(run_dir: Path) -> EvolveConfig:
+def replay_config(run_dir: Path) -> tuple[EvolveConfig, Task]:
     """The config of a past run, set to replay its recorded LLM answers (``evolve --replay``)."""
     old = RunStore.open(run_dir).read_run()
     if not (Path(run_dir) / "llm-cache").is_dir():
         raise ConfigError(f"{run_dir} has no recorded LLM answers to replay (llm-cache/ is missing)")
     config = EvolveConfig.from_dict(old["config"])
-    config.task = old["task"]["id"]
     config.llm, config.proposer, config.replay = "openai", "openai", str(Path(run_dir).resolve())
-    return config
+    return config, task_from_dict(old["task"], where=str(Path(run_dir) / "run.json"))
 
 
 class Evolution:
@@ -510,9 +518,10 @@ def _overall_best(generations: list[dict]) -> dict | None:
     return best
 
 
-def evolve(config: EvolveConfig, runs_dir: Path = Path("runs"), progress: Progress | None = None) -> dict:
+def evolve(config: EvolveConfig, runs_dir: Path = Path("runs"), progress: Progress | None = None,
+           task: Task | None = None) -> dict:
     """Start a new run and take it to completion; returns the run summary."""
-    store = start_run(config, runs_dir)
+    store = start_run(config, runs_dir, task=task)
     return Evolution(store, progress).run()
 
 
@@ -526,10 +535,10 @@ def resume(run_dir: Path, progress: Progress | None = None) -> dict:
 
 
 def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
-               progress: Progress | None = None) -> dict:
+               progress: Progress | None = None, task: Task | None = None) -> dict:
     """Train one reward source (``rewardgen train``) as a one-candidate run; returns its metrics."""
     config.samples, config.generations = 1, 1
-    store = start_run(config, runs_dir, kind="train")
+    store = start_run(config, runs_dir, kind="train", task=task)
     evo = Evolution(store, progress)
     evo.write_generation(0, [Proposal(source, origin="user-supplied reward file")], "file")
     summary = evo.run()

@@ -85,6 +85,11 @@ class Proposer(ABC):
 
 def get_proposer(name: str, config: Any = None) -> Proposer:
     """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
+    mode = getattr(config, "mode", "code")
+    if name == "offline-params" or (name == "offline" and mode == "params"):
+        from rewardgen.params import OfflineParamsProposer
+
+        return OfflineParamsProposer()
     if name == "offline":
         from rewardgen.proposers.offline import OfflineProposer
 
@@ -96,5 +101,5 @@ def get_proposer(name: str, config: Any = None) -> Proposer:
         settings = LLMSettings(model=config.model, base_url=config.base_url, temperature=config.temperature,
                                timeout=config.llm_timeout)
         return LLMProposer(settings, prompts_dir=Path(config.prompts) if config.prompts else None,
-                           critic=config.critic, replay=bool(config.replay))
+                           critic=config.critic, replay=bool(config.replay), mode=mode)
     raise ValueError(f"unknown proposer {name!r}; available: offline, openai")

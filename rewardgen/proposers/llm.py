@@ -20,6 +20,17 @@ from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext,
 from rewardgen.reflection import component_facts, component_table
 
 
+def extract_json(text: str) -> str | None:
+    """The JSON object in an answer (fenced or bare), as text, or None."""
+    import re
+
+    fenced = re.search(r"```(?:json)?\s*\n(\{.*?\})\s*```", text, re.DOTALL)
+    if fenced:
+        return fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    return text[start:end + 1] if 0 <= start < end else None
+
+
 def _episode_table(stats: dict) -> str:
     rows = stats.get("episodes") or []
     if not rows:
@@ -38,13 +49,14 @@ class LLMProposer(Proposer):
     name = "openai"
 
     def __init__(self, settings: LLMSettings, prompts_dir: Path | None = None, critic: str = "sandbox",
-                 max_fixes: int = 2, generation_retries: int = 1, replay: bool = False):
+                 max_fixes: int = 2, generation_retries: int = 1, replay: bool = False, mode: str = "code"):
         self.settings = settings
         self.prompts_dir = prompts_dir
         self.critic = critic
         self.max_fixes = max_fixes
         self.generation_retries = generation_retries
         self.replay = replay
+        self.mode = mode
         self.usage: dict = {}
         where = settings.base_url or "the OpenAI API"
         self.label = f"LLM proposer ({settings.model} at {where}{', replaying recorded answers' if replay else ''})"
@@ -104,6 +116,10 @@ class LLMProposer(Proposer):
     def messages(self, ctx: ProposalContext, compact: bool = False) -> list[dict]:
         base = task_prompts(ctx.task, self.prompts_dir)
         user = [base["task"]]
+        if self.mode == "params":
+            from rewardgen.params import reward_template, template_prompt
+
+            user.append(template_prompt(reward_template(ctx.task)))
         for part in (self.reflection(ctx, compact), self.feedback_text(ctx, compact)):
             if part:
                 user.append(part)
@@ -139,10 +155,8 @@ class LLMProposer(Proposer):
                             extra={"sample": i, "failure": answer.kind})
         conversation, text, code, notes = list(messages), answer.text, None, []
         for fix in range(self.max_fixes + 1):
-            code = extract_code(text)
-            if code is None:
-                problem, error = self._render("no_code"), "the answer contained no compute_reward(s)"
-            else:
+            code, problem, error = self._code_of(ctx, text)
+            if code is not None:
                 verdict = ctx.check(code) if ctx.check else None
                 if verdict is not None and not verdict.ok:
                     problem = self._render("execution_error", stage=verdict.stage, error=verdict.error,
@@ -165,6 +179,22 @@ class LLMProposer(Proposer):
             text = fixed.text
         return Proposal(code or "", origin=origin, parent=parent, notes=notes,
                         error=f"still unusable after {self.max_fixes} fix(es): {error}", extra={"sample": i})
+
+    def _code_of(self, ctx: ProposalContext, text: str) -> tuple[str | None, str, str]:
+        """(reward source, follow-up prompt, error) from an answer: code, or template parameters."""
+        if self.mode != "params":
+            code = extract_code(text)
+            return code, self._render("no_code"), "the answer contained no compute_reward(s)"
+        from rewardgen.params import ParamsError, render_params, reward_template, validate_params
+
+        template = reward_template(ctx.task)
+        blob = extract_json(text)
+        try:
+            params = validate_params(template, blob if blob is not None else text)
+        except ParamsError as exc:
+            message = f"your parameters were rejected: {exc}"
+            return None, message + "\nAnswer again with only the corrected JSON object.", str(exc).splitlines()[0]
+        return render_params(template, params), "", ""
 
     def _review(self, client: LLMClient, ctx: ProposalContext, code: str, i: int, fix: int) -> str | None:
         """The LLM critic's objection, or None when it approves (or cannot answer)."""
