@@ -73,7 +73,10 @@ class WorkerResult:
     Stages: "ok", "static" (refused by the validator, nothing spawned), "load", "runtime",
     "contract", "sandbox" (the reward attempted a refused operation), "timeout", "crash",
     "protocol", "job". ``isolation`` lists the active layers, ``warnings`` the missing ones;
-    ``checkpoints`` holds ``(env_step, policy bytes)`` of intermediate policies a trainer exported.
+    ``checkpoints`` holds ``(env_step, policy bytes)`` of intermediate policies a trainer exported;
+    ``resume_state`` the trainer's resumable state (pickle-free bytes; pass it back base64-encoded
+    as the job's ``resume`` to continue training). Executors add stage "lost" (the machine running
+    the worker went away, see ``rewardgen.executors``).
     """
 
     stage: str
@@ -89,6 +92,7 @@ class WorkerResult:
     warnings: list[str] = field(default_factory=list)
     output_dropped: int = 0
     checkpoints: list[tuple[int, bytes]] = field(default_factory=list)
+    resume_state: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -270,12 +274,17 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             with os.fdopen(read_fd, "rb") as stream:
                 try:
                     checkpoint_step: int | None = None
+                    resume_next = False  # the next bytes frame is the resume state
                     for kind, value in read_frames(stream):
-                        if kind == "bytes" and checkpoint_step is not None:
+                        if kind == "bytes" and resume_next:
+                            result.resume_state, resume_next = value, False
+                        elif kind == "bytes" and checkpoint_step is not None:
                             result.checkpoints.append((checkpoint_step, value))
                             checkpoint_step = None
                         elif kind == "bytes":
                             result.payload = value
+                        elif isinstance(value, dict) and value.get("type") == "resume_state":
+                            resume_next, checkpoint_step = True, None
                         elif isinstance(value, dict) and value.get("type") == "checkpoint":
                             step = value.get("step")
                             ok_step = isinstance(step, int) and len(result.checkpoints) < 1000

@@ -10,18 +10,27 @@ trainer); then the static validator runs again, the seccomp filter and the audit
 (``rewardgen.guard``), an ``isolation`` frame reports which layers are active, and only then is
 the candidate executed, with restricted builtins. Job keys ``sandbox``/``validate``/``seccomp``/
 ``audit`` (default true) switch layers off for overhead measurements and tests of single layers.
+
+Train jobs may carry ``resume`` (base64 of a trainer's resume state from an earlier slice, see
+``rewardgen.trainers.base.pack_resume_state``): training continues from it. The trainer's new
+resume state comes back as a ``{"type": "resume_state"}`` header frame followed by a bytes frame,
+sent before the result (so a reader that does not know the header still takes the last bytes frame,
+the policy, as the payload). ``env_reward: true`` trains on the env's own reward (the "human"
+baseline); no candidate source is needed then and none is loaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import sys
 import time
 import traceback
 
-MAX_JOB_BYTES = 4 * 1024 * 1024
+MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
 
 
 def _trim_traceback(exc: BaseException, filename: str) -> str:
@@ -93,19 +102,35 @@ def _run(job: dict, out) -> None:
     from rewardgen.fitness import make_fitness
     from rewardgen.guard import RefusedImport, SandboxViolation
     from rewardgen.tasks import task_from_dict
-    from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, get_trainer
+    from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
     from rewardgen.trainers.sb3 import RewardVecEnv
     from rewardgen.validate import ValidationError
 
     torch.set_num_threads(int(job.get("torch_threads", 1)))
     task = task_from_dict(job["task"], where="job")
     fitness = make_fitness(task.fitness, task.schema)
-    trainer = get_trainer(job.get("trainer", "sb3")) if job["mode"] == "train" else None
+    env_reward = bool(job.get("env_reward", False)) and job["mode"] == "train"
+    resume = None
+    if job["mode"] == "train" and job.get("resume") is not None:
+        try:
+            resume = base64.b64decode(job["resume"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            out.json({"type": "error", "stage": "job", "error": f"job key 'resume' is not base64: {exc}"})
+            return
+    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward) if job["mode"] == "train" else None
+    if resume is not None and not getattr(trainer, "supports_resume", False):
+        out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
+        return
     _warm_up(job)
     filename = "reward.py"
     stage = "load"
     try:
-        if job.get("sandbox", True):
+        if env_reward:  # the env's own reward: trusted code only, no candidate to load or guard against
+            from rewardgen.trainers.sb3 import EnvRewardFn
+
+            out.json({"type": "isolation", "layers": [], "warnings": ["env reward: no candidate code was run"]})
+            fn = EnvRewardFn()
+        elif job.get("sandbox", True):
             fn = _harden(job, out, filename)
         else:
             fn = load_reward(job["source"], filename)
@@ -127,9 +152,11 @@ def _run(job: dict, out) -> None:
             return
         stage = "runtime"
         config = TrainConfig(steps=int(job["steps"]), seed=int(job["seed"]), num_envs=int(job.get("num_envs", 8)),
-                             device=job.get("device", "cpu"))
+                             device=job.get("device", "cpu"), resume=resume)
         stats = TrainingStats(config.steps)
         reward = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
+        if env_reward and trainer.name != "sb3":
+            reward = None  # trainers other than SB3 read the env reward themselves (PPOTrainer(env_reward=True))
         last = [0.0]
 
         def progress(steps: int) -> None:
@@ -142,6 +169,10 @@ def _run(job: dict, out) -> None:
         if hasattr(fn, "verify"):
             fn.verify()
         extra = dict(result.extra)
+        state = extra.pop("resume_state", None)
+        if isinstance(state, (bytes, bytearray)):  # before the result, see the module docstring
+            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(state)})
+            out.bytes(bytes(state))
         checkpoints = extra.pop("checkpoints", None) or []
         for step, export in checkpoints:  # intermediate policies: a header frame, then the bytes
             out.json({"type": "checkpoint", "step": int(step)})
@@ -172,6 +203,22 @@ def _run(job: dict, out) -> None:
         if line and f"line {line}" not in error:
             error = f"{error} ({filename} line {line})"
         out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
+
+
+def _make_trainer(name: str, env_reward: bool):
+    from rewardgen.trainers.base import get_trainer
+
+    if not env_reward:
+        return get_trainer(name)
+    if name == "sb3":
+        from rewardgen.trainers.sb3 import SB3Trainer
+
+        return SB3Trainer(env_reward=True)
+    if name == "ppo":
+        from rewardgen.trainers.ppo import PPOTrainer
+
+        return PPOTrainer(env_reward=True)
+    return get_trainer(name)  # raises for unknown names
 
 
 def _violation_cause(exc: BaseException) -> str | None:

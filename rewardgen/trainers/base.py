@@ -32,12 +32,60 @@ class TrainConfig:
     :param seed: seeds the simulator resets, the policy initialisation and the action noise.
     :param num_envs: worlds simulated in one batch (a trainer may use its own default instead).
     :param device: torch device for the policy and the reward ("cpu" or "cuda").
+    :param resume: trainer state from a previous slice (``TrainOutput.extra["resume_state"]`` of
+        the same trainer, task and batch size): training continues from it, for ``steps`` more
+        env-steps, instead of starting from scratch. See ``pack_resume_state``.
     """
 
     steps: int
     seed: int = 0
     num_envs: int = 8
     device: str = "cpu"
+    resume: bytes | None = None
+
+
+RESUME_FORMAT = "rewardgen-resume"
+MAX_RESUME_BYTES = 256 * 1024 * 1024
+
+
+class ResumeStateError(ValueError):
+    """Resume bytes that are not a trainer state this trainer can continue from."""
+
+
+def pack_resume_state(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A trainer's resumable state as bytes without pickles: an npz of arrays plus a JSON header.
+
+    ``header`` must be JSON-able (it is stored as UTF-8 bytes in the ``__header__`` array);
+    ``arrays`` keys are free-form names (``policy/<param>``, ``optim/<i>/exp_avg`` ...).
+    """
+    import io
+    import json
+
+    buf = io.BytesIO()
+    meta = json.dumps({"format": RESUME_FORMAT, "version": 1, **header}).encode()
+    np.savez(buf, __header__=np.frombuffer(meta, dtype=np.uint8), **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def unpack_resume_state(raw: bytes, trainer: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """``(header, arrays)`` from ``pack_resume_state`` bytes; ResumeStateError when malformed or
+    made by another trainer (``trainer``). Loading never unpickles."""
+    import io
+    import json
+
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_RESUME_BYTES:
+        raise ResumeStateError("resume state must be bytes of at most 256 MiB")
+    try:
+        with np.load(io.BytesIO(bytes(raw)), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        header = json.loads(bytes(arrays.pop("__header__")).decode())
+    except (ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
+        raise ResumeStateError(f"not a resume state: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != RESUME_FORMAT:
+        raise ResumeStateError("not a rewardgen resume state (wrong header)")
+    if trainer is not None and header.get("trainer") != trainer:
+        raise ResumeStateError(f"resume state was made by trainer {header.get('trainer')!r}, not {trainer!r}")
+    return header, arrays
 
 
 @dataclass

@@ -3,10 +3,22 @@
 ``RewardVecEnv`` steps every env, fills one State batch from their MjData *before* any auto-reset,
 calls the reward once for the batch, then resets finished envs. Observations and rewards are
 normalised with ``VecNormalize`` so candidates with very different reward scales train alike.
+
+Resumable (``TrainConfig.resume``): ``resume_state`` packs the policy and value weights
+(``policy.state_dict()``), the Adam moments, the VecNormalize statistics, the env-step counter and
+the torch/numpy/python RNG states as an npz plus a JSON header (``pack_resume_state``; no pickles,
+never ``model.save``); ``restore_state`` puts them back into a freshly built model. A resumed slice
+starts its envs from fresh resets (the simulator state is not carried over) and trains ``steps``
+more env-steps; ``TrainOutput.env_steps`` is the cumulative counter.
+
+``env_reward=True`` trains on the gymnasium env's own reward (the "human" baseline): the rewards
+come from ``env.step`` and ``EnvRewardFn`` passes them through ``BatchReward`` only so that the
+per-episode books (components, worker-side fitness) are kept as for a candidate.
 """
 
 from __future__ import annotations
 
+import random
 import time
 
 import numpy as np
@@ -18,17 +30,36 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from rewardgen.policy import PolicyExport
 from rewardgen.state import StateBuffers, refresh_derived
 from rewardgen.tasks import Task
-from rewardgen.trainers.base import BatchReward, ProgressFn, TrainConfig, Trainer, TrainOutput
+from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainingStats,
+                                     TrainOutput, pack_resume_state, unpack_resume_state)
+
+
+class EnvRewardFn:
+    """The env's own reward in the reward contract's shape; trusted code, fed by ``RewardVecEnv``."""
+
+    def __init__(self) -> None:
+        self.values: np.ndarray | None = None
+
+    def __call__(self, s):
+        if self.values is None:
+            raise RuntimeError("EnvRewardFn called before the env reported its rewards")
+        r = torch.as_tensor(self.values, dtype=torch.float32)
+        return r, {"env_reward": r}
 
 
 class RewardVecEnv(DummyVecEnv):
     """DummyVecEnv whose rewards come from ``BatchReward`` on the pre-reset State of all envs."""
 
-    def __init__(self, task: Task, reward: BatchReward, num_envs: int, seed: int, device: str = "cpu"):
+    def __init__(self, task: Task, reward: BatchReward, num_envs: int, seed: int, device: str = "cpu",
+                 env_reward: bool = False):
         super().__init__([task.make_env for _ in range(num_envs)])
         self.seed(seed)
         self.reward = reward
         self.device = device
+        self.env_reward = env_reward
+        if env_reward and not isinstance(reward.fn, EnvRewardFn):
+            raise ValueError("env_reward=True needs a BatchReward over EnvRewardFn")
+        self._env_rews = np.zeros(num_envs)
         self.total_steps = 0
         first = self.envs[0].unwrapped
         self.buffers = StateBuffers(task.schema, first.model, num_envs)
@@ -37,7 +68,8 @@ class RewardVecEnv(DummyVecEnv):
     def step_wait(self):
         pending = []
         for i, env in enumerate(self.envs):
-            obs, _, terminated, truncated, info = env.step(self.actions[i])
+            obs, env_r, terminated, truncated, info = env.step(self.actions[i])
+            self._env_rews[i] = env_r
             data = env.unwrapped.data
             refresh_derived(env.unwrapped.model, data)
             self._episode_step[i] += 1
@@ -47,7 +79,12 @@ class RewardVecEnv(DummyVecEnv):
             self.buf_infos[i] = info
             pending.append(obs)
         self.total_steps += self.num_envs
-        self.buf_rews[:] = self.reward(self.buffers.to_state(self.device), self.total_steps)
+        if self.env_reward:
+            self.reward.fn.values = self._env_rews.copy()
+            self.reward(self.buffers.to_state(self.device), self.total_steps)  # the books only
+            self.buf_rews[:] = self._env_rews
+        else:
+            self.buf_rews[:] = self.reward(self.buffers.to_state(self.device), self.total_steps)
         self.reward.end_episodes(self.buf_dones, self.total_steps)
         for i, obs in enumerate(pending):
             if self.buf_dones[i]:
@@ -59,14 +96,16 @@ class RewardVecEnv(DummyVecEnv):
 
 
 class _Progress(BaseCallback):
-    def __init__(self, progress: ProgressFn, every: int):
+    """Reports env-steps of this slice (the counter minus where a resumed slice started)."""
+
+    def __init__(self, progress: ProgressFn, every: int, offset: int = 0):
         super().__init__()
-        self._progress, self._every, self._last = progress, every, 0
+        self._progress, self._every, self._offset, self._last = progress, every, offset, offset
 
     def _on_step(self) -> bool:
         if self.num_timesteps - self._last >= self._every:
             self._last = self.num_timesteps
-            self._progress(self.num_timesteps)
+            self._progress(self.num_timesteps - self._offset)
         return True
 
 
@@ -81,19 +120,131 @@ def export_policy(model: PPO, venv: VecNormalize) -> PolicyExport:
     return PolicyExport(arrays, activation="tanh", clip_obs=float(venv.clip_obs), epsilon=float(venv.epsilon))
 
 
+def _rms_arrays(prefix: str, rms) -> dict[str, np.ndarray]:
+    return {f"{prefix}/mean": np.asarray(rms.mean, dtype=np.float64), f"{prefix}/var": np.asarray(rms.var, dtype=np.float64),
+            f"{prefix}/count": np.asarray(rms.count, dtype=np.float64)}
+
+
+def resume_state(model: PPO, venv: VecNormalize, extra_header: dict | None = None) -> bytes:
+    """Everything needed to continue training ``model`` later, as pickle-free bytes."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, tensor in model.policy.state_dict().items():
+        arrays[f"policy/{name}"] = tensor.detach().cpu().numpy()
+    optim = model.policy.optimizer.state_dict()
+    for idx, entry in optim["state"].items():
+        for key, value in entry.items():
+            arrays[f"optim/{int(idx)}/{key}"] = torch.as_tensor(value).detach().cpu().numpy()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
+    arrays |= _rms_arrays("obs_rms", venv.obs_rms) | _rms_arrays("ret_rms", venv.ret_rms)
+    arrays["rng/torch"] = torch.get_rng_state().numpy()
+    np_state = np.random.get_state()
+    arrays["rng/numpy"] = np.asarray(np_state[1], dtype=np.uint32)
+    py_state = random.getstate()
+    arrays["rng/python"] = np.asarray(py_state[1], dtype=np.uint64)
+    header = {
+        "trainer": "sb3",
+        "env_steps": int(model.num_timesteps),
+        "n_updates": int(getattr(model, "_n_updates", 0)),
+        "episode_num": int(getattr(model, "_episode_num", 0)),
+        "num_envs": int(venv.num_envs),
+        "obs_dim": int(venv.observation_space.shape[0]),
+        "act_dim": int(venv.action_space.shape[0]),
+        "optim_param_groups": groups,
+        "optim_state_keys": sorted(int(i) for i in optim["state"]),
+        "rng_numpy": [str(np_state[0]), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "rng_python": [int(py_state[0]), py_state[2]],
+    } | (extra_header or {})
+    return pack_resume_state(header, arrays)
+
+
+def restore_state(model: PPO, venv: VecNormalize, raw: bytes) -> dict:
+    """Load ``resume_state`` bytes into a freshly built ``model``/``venv``; returns the header.
+
+    ResumeStateError when the state does not fit (other trainer, other observation/action sizes)."""
+    header, arrays = unpack_resume_state(raw, trainer="sb3")
+    obs_dim, act_dim = int(venv.observation_space.shape[0]), int(venv.action_space.shape[0])
+    if header.get("obs_dim") != obs_dim or header.get("act_dim") != act_dim:
+        raise ResumeStateError(f"resume state is for obs/act sizes {header.get('obs_dim')}/{header.get('act_dim')}, "
+                               f"this task has {obs_dim}/{act_dim}")
+    own = model.policy.state_dict()
+    loaded = {}
+    for name, tensor in own.items():
+        value = arrays.get(f"policy/{name}")
+        if value is None or tuple(value.shape) != tuple(tensor.shape):
+            raise ResumeStateError(f"resume state lacks or mis-sizes policy parameter {name!r}")
+        loaded[name] = torch.from_numpy(np.array(value)).to(dtype=tensor.dtype)
+    model.policy.load_state_dict(loaded, strict=True)
+    state: dict[int, dict] = {}
+    for key, value in arrays.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(value))
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in header["optim_param_groups"]]
+    try:
+        model.policy.optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ResumeStateError(f"optimizer state does not fit: {exc}") from None
+    for prefix, rms in (("obs_rms", venv.obs_rms), ("ret_rms", venv.ret_rms)):
+        mean, var = arrays[f"{prefix}/mean"], arrays[f"{prefix}/var"]
+        if np.shape(mean) != np.shape(rms.mean):
+            raise ResumeStateError(f"{prefix} has shape {np.shape(mean)}, expected {np.shape(rms.mean)}")
+        rms.mean, rms.var, rms.count = np.array(mean), np.array(var), float(arrays[f"{prefix}/count"])
+    if "rng/torch" in arrays:
+        torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"], dtype=np.uint8)))
+    if "rng/numpy" in arrays and header.get("rng_numpy"):
+        kind, pos, has_gauss, gauss = header["rng_numpy"]
+        np.random.set_state((kind, np.array(arrays["rng/numpy"], dtype=np.uint32), pos, has_gauss, gauss))
+    if "rng/python" in arrays and header.get("rng_python"):
+        version, gauss = header["rng_python"]
+        random.setstate((version, tuple(int(x) for x in arrays["rng/python"]), gauss))
+    model.num_timesteps = int(header["env_steps"])
+    model._n_updates = int(header.get("n_updates", 0))
+    model._episode_num = int(header.get("episode_num", 0))
+    return header
+
+
 class SB3Trainer(Trainer):
     """PPO from stable-baselines3 with a rollout of 2048 steps per update across the batch."""
 
     name = "sb3"
+    supports_resume = True
 
-    def train(self, task: Task, reward: BatchReward, config: TrainConfig, progress: ProgressFn) -> TrainOutput:
-        start = time.perf_counter()
-        venv = VecNormalize(RewardVecEnv(task, reward, config.num_envs, config.seed, config.device),
+    def __init__(self, env_reward: bool = False):
+        """:param env_reward: train on the env's own reward (``reward`` may then be None)."""
+        self.env_reward = env_reward
+
+    def build(self, task: Task, reward: BatchReward | None, config: TrainConfig) -> tuple[PPO, VecNormalize, dict | None]:
+        """The model and its envs, restored from ``config.resume`` when given (header returned)."""
+        if self.env_reward and (reward is None or not isinstance(reward.fn, EnvRewardFn)):
+            from rewardgen.fitness import make_fitness
+
+            reward = BatchReward(EnvRewardFn(), make_fitness(task.fitness, task.schema), TrainingStats(config.steps),
+                                 config.num_envs, task.episode_length)
+        if reward is None:
+            raise ValueError("SB3Trainer needs a reward unless env_reward=True")
+        venv = VecNormalize(RewardVecEnv(task, reward, config.num_envs, config.seed, config.device,
+                                         env_reward=self.env_reward),
                             norm_obs=True, norm_reward=True, gamma=0.99)
         n_steps = max(16, 2048 // config.num_envs)
         model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=64, n_epochs=10, learning_rate=3e-4,
                     gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=config.seed, device=config.device, verbose=0)
-        model.learn(total_timesteps=config.steps, callback=_Progress(progress, every=n_steps * config.num_envs))
-        progress(model.num_timesteps)
+        header = restore_state(model, venv, config.resume) if config.resume is not None else None
+        return model, venv, header
+
+    def train(self, task: Task, reward: BatchReward | None, config: TrainConfig, progress: ProgressFn) -> TrainOutput:
+        start = time.perf_counter()
+        model, venv, header = self.build(task, reward, config)
+        reward = venv.venv.reward
+        begin = int(model.num_timesteps)
+        n_steps = model.n_steps
+        model.learn(total_timesteps=config.steps, reset_num_timesteps=header is None,
+                    callback=_Progress(progress, every=n_steps * config.num_envs, offset=begin))
+        progress(model.num_timesteps - begin)
+        seconds = time.perf_counter() - start
+        done = int(model.num_timesteps) - begin
+        extra = {"resume_state": resume_state(model, venv), "resumed_from": begin, "slice_env_steps": done,
+                 "env_steps_per_second": done / max(seconds, 1e-9)}
+        if self.env_reward:
+            extra["env_reward"] = True
         return TrainOutput(policy=export_policy(model, venv), stats=reward.stats.summary(),
-                           env_steps=int(model.num_timesteps), seconds=time.perf_counter() - start)
+                           env_steps=int(model.num_timesteps), seconds=seconds, extra=extra)
