@@ -1,0 +1,103 @@
+"""Final evaluation (issue 8): the best reward vs. the human (env) and sparse rewards over seeds.
+
+The run directory is made with the library (``start_run``, the candidate's ``reward.py`` and the
+``best`` entry an evolve run records) rather than by running ``rewardgen evolve``, whose training
+final evaluation repeats anyway: that keeps the test under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from rewardgen.evolve import EvolveConfig, start_run
+from rewardgen.final import FinalEvaluationError, _normalise, final_evaluation, read_final
+from rewardgen.policy import PolicyExport
+from rewardgen.runstore import RunStore, RunStoreError, atomic_write_text
+from rewardgen.tasks import get_task
+
+from conftest import GOOD_PENDULUM_REWARD
+
+TASK = "inverted-pendulum-balance"
+
+
+class Recorder:
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, kind: str, **data) -> None:
+        self.events.append((kind, data))
+
+
+@pytest.fixture
+def run_dir(runs_dir: Path) -> Path:
+    store = start_run(EvolveConfig(task=TASK, samples=1, generations=1, steps=2048), runs_dir)
+    atomic_write_text(store.cand_dir(0, 0) / "reward.py", GOOD_PENDULUM_REWARD)
+    run = store.read_run()
+    run["status"] = "finished"
+    run["best"] = {"generation": 0, "candidate": 0, "fitness": 0.03}
+    store.write_run(run)
+    return store.path
+
+
+def test_final_evaluation_three_methods_and_score(run_dir: Path):
+    progress = Recorder()
+    result = final_evaluation(run_dir, seeds=2, steps=2048, progress=progress, episodes=2)
+    assert [row["method"] for row in result["rows"]] == ["evolved", "human", "sparse"]
+    for row in result["rows"]:
+        assert row["seeds"] == 2 and row["ok"] == 2, row["failures"]
+        assert 0.0 <= row["fitness_mean"] <= 1.0 and row["fitness_std"] >= 0.0
+    assert len(result["runs"]) == 6 and result["steps"] == 2048 and result["seeds"] == 2
+    assert len(set(result["train_seeds"])) == 2
+    for r in result["runs"]:
+        policy = run_dir / "final" / f"{r['method']}-seed{r['seed_index']}" / "policy.npz"
+        assert r["policy"] == str(policy.relative_to(run_dir))
+        PolicyExport.from_bytes(policy.read_bytes())
+        assert r["env_steps"] == 2048
+    rows = {row["method"]: row for row in result["rows"]}
+    if result["score"] is None:  # tiny budgets can leave human == sparse
+        assert "human and sparse" in result["score_note"]
+    else:
+        span = abs(rows["human"]["fitness_mean"] - rows["sparse"]["fitness_mean"])
+        expected = (rows["evolved"]["fitness_mean"] - rows["sparse"]["fitness_mean"]) / span
+        assert result["score"] == pytest.approx(expected)
+        assert rows["human"]["human_normalized"] == pytest.approx(1.0)
+        assert rows["sparse"]["human_normalized"] == pytest.approx(0.0)
+    assert read_final(run_dir) == json.loads(json.dumps(result))  # written atomically as final.json
+    kinds = [k for k, _ in progress.events]
+    assert kinds[0] == "final_started" and kinds[-1] == "final_finished" and kinds.count("final_run") == 6
+
+
+def test_normalised_score_is_explained_when_undefined():
+    task = get_task(TASK)
+    rows = lambda e, h, s: {"evolved": {"fitness_mean": e}, "human": {"fitness_mean": h},  # noqa: E731
+                            "sparse": {"fitness_mean": s}}
+    scores, note = _normalise(task, rows(0.5, 0.8, 0.2))
+    assert scores == pytest.approx({"evolved": 0.5, "human": 1.0, "sparse": 0.0}) and note is None
+    scores, note = _normalise(task, rows(0.5, 0.3, 0.3))
+    assert scores is None and "same mean fitness" in note
+    scores, note = _normalise(task, rows(0.5, None, 0.3))
+    assert scores is None and "no successful human" in note
+    novel = dataclasses.replace(task, baseline="sparse")
+    scores, note = _normalise(novel, {"evolved": {"fitness_mean": 0.5}, "sparse": {"fitness_mean": 0.1}})
+    assert scores is None and "no env reward" in note
+
+
+def test_refuses_runs_without_best_and_busy_runs(run_dir: Path):
+    with pytest.raises(FinalEvaluationError):
+        final_evaluation(run_dir, seeds=0)
+    store = RunStore.open(run_dir)
+    store.lock()  # an evolve/resume is working on the run
+    try:
+        with pytest.raises(RunStoreError, match="in use"):
+            final_evaluation(run_dir, seeds=1, steps=2048)
+    finally:
+        store.unlock()
+    run = store.read_run()
+    run["best"] = None
+    store.write_run(run)
+    with pytest.raises(FinalEvaluationError, match="no best reward"):
+        final_evaluation(run_dir, seeds=1)
