@@ -103,6 +103,7 @@ class RichProgress:
             self._row(generation, c)
 
     def _on_candidate_started(self, generation, candidate):
+        self.bars.start()
         self.bars.update(self._row(generation, candidate), description=f"gen {generation} cand {candidate:<2} checking")
 
     def _on_candidate_progress(self, generation, candidate, steps, total):
@@ -122,6 +123,11 @@ class RichProgress:
 
     def _on_warning(self, message):
         self.console.print(f"[yellow]warning:[/] {message}")
+
+    def _on_awaiting_feedback(self, generation, run_dir):
+        self.bars.stop()
+        self.console.print(f"generation {generation} is done: watch the videos (gen-{generation:03d}/cand-*/video.mp4 "
+                           f"in {run_dir}, or `rewardgen serve`) and give feedback")
 
     def _on_generation_finished(self, generation, summary, best, report=None):
         b = summary.get("best")
@@ -206,7 +212,9 @@ def _config_from_args(args) -> "EvolveConfig":
     from rewardgen.evolve import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
-                                         "schedule", "mode") if hasattr(args, k)}
+                                         "schedule", "mode", "interactive") if hasattr(args, k)}
+    if hasattr(args, "no_video"):
+        llm["video"] = not args.no_video
     return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
                         steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
                         num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes, **llm)
@@ -444,6 +452,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_feedback(args) -> int:
+    from rewardgen import feedback
+
+    item = feedback.add_text(Path(args.run), args.text, args.candidate)
+    print(f"feedback stored; generation {item['applies_to']} will use it")
+    return 0
+
+
+def cmd_prefer(args) -> int:
+    from rewardgen import feedback
+
+    ranking = None
+    if args.ranking:
+        try:
+            ranking = [int(x) for x in args.ranking.split(",")]
+        except ValueError:
+            raise UsageError(f"--ranking must be candidate numbers separated by commas, got {args.ranking!r}") from None
+    best = args.best if args.best is not None else (ranking[0] if ranking else None)
+    if best is None:
+        raise UsageError("give --best C (and optionally --worst C) or --ranking C,C,...")
+    item = feedback.add_preference(Path(args.run), args.generation, best, args.worst, ranking)
+    print(f"preference stored; generation {item['applies_to']} will use it")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from rewardgen.web import check_bind, serve
+
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise UsageError(f"no runs directory at {runs_dir}")
+    try:
+        check_bind(args.host, args.token)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"rewardgen web UI on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    serve(runs_dir, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
@@ -478,6 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="code (default): proposers write reward code; params: they fill weights and targets of a "
                         "reward template derived from the robot (Language-to-Rewards style)")
     _add_env_args(p)
+    p.add_argument("--interactive", action="store_true",
+                   help="pause after each generation for text feedback and a best/worst choice in the terminal "
+                        "(or the web UI); Ctrl-C while waiting and `rewardgen resume` later")
+    p.add_argument("--no-video", action="store_true", help="do not render rollout videos of the candidates")
     p.add_argument("--schedule", choices=["halving", "full"], default="halving",
                    help="halving (default): train all candidates for a slice of the budget, continue the better "
                         "half from their saved state, up to the full budget; full: every candidate gets it all")
@@ -559,6 +611,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("feedback", help="give text feedback on a run (used by its next generation)",
+                       description="Store text feedback for a run, optionally about one candidate; the next "
+                                   "generation's proposer uses it.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--text", required=True, help="what you saw and what you want instead")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="the candidate it is about, e.g. 0/2")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("prefer", help="say which candidates of a generation you prefer (ICPL-style)",
+                       description="Store a preference between the candidates of a finished generation; the "
+                                   "preferred one becomes the next generation's parent.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--generation", type=_non_negative_int, required=True, help="the generation")
+    p.add_argument("--best", type=_non_negative_int, default=None, help="the candidate you like most")
+    p.add_argument("--worst", type=_non_negative_int, default=None, help="the candidate you like least")
+    p.add_argument("--ranking", default=None, metavar="C,C,...", help="a full ranking, best first")
+    p.set_defaults(func=cmd_prefer)
+
+    p = sub.add_parser("serve", help="web UI: watch candidates' videos, give feedback, start the next generation",
+                       description="Serve the web UI over a runs directory (127.0.0.1 by default; any other host "
+                                   "needs --token).")
+    p.add_argument("--runs-dir", default="runs", help="the runs directory (default ./runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    p.add_argument("--token", default=None, help="access token, required when binding beyond loopback")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("task", help="task files: `rewardgen task new` writes one for your own robot",
                        description="Manage task files.")
     task_sub = p.add_subparsers(dest="task_command", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -590,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="gymnasium")
     from rewardgen.evolve import ConfigError
     from rewardgen.fitness import FitnessError
+    from rewardgen.feedback import FeedbackError
     from rewardgen.params import ParamsError
     from rewardgen.runstore import RunStoreError
     from rewardgen.tasks import TaskError
@@ -598,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError) as exc:
+    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError, FeedbackError) as exc:
         print(f"rewardgen: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

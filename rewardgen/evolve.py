@@ -12,6 +12,7 @@ import base64
 import math
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
@@ -59,6 +60,8 @@ class EvolveConfig:
     :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
     :param prompts: directory of Jinja2 templates overriding ``prompts/``.
     :param replay: a past run directory whose recorded LLM answers are replayed (no network).
+    :param video: render each finished candidate's policy to ``video.mp4`` (``--no-video`` skips it).
+    :param interactive: pause after each generation for feedback in the terminal (``--interactive``).
     :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
         targets of a reward template built from the schema, Language-to-Rewards style).
     :param num_envs: simulated worlds per training batch; None uses the trainer's default.
@@ -86,6 +89,8 @@ class EvolveConfig:
     prompts: str | None = None
     replay: str | None = None
     mode: str = "code"
+    video: bool = True
+    interactive: bool = False
     num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
@@ -245,6 +250,8 @@ class Evolution:
                                 proposer=self.store.read_run().get("proposer"), config=asdict(self.config))
             for g in range(self.config.generations):
                 self._generation(g)
+                if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
+                    self._ask_feedback(g)
             self._set_status("finished")
             summary = self.summary()
             self.progress.event("run_finished", summary=summary)
@@ -254,6 +261,25 @@ class Evolution:
             raise
         finally:
             self.store.unlock()
+
+    def _needs_feedback(self, g: int) -> bool:
+        """Interactive runs pause once per generation: not again when feedback for g + 1 exists."""
+        return not self.feedback(g + 1) and self.store.read_generation(g + 1) is None
+
+    def _ask_feedback(self, g: int) -> None:
+        from rich.console import Console
+
+        from rewardgen.interactive import ask_in_terminal
+
+        self._set_status("awaiting_feedback")
+        self.progress.event("awaiting_feedback", generation=g, run_dir=str(self.store.path))
+        def ask(prompt: str) -> str:  # prompts on stderr: stdout stays clean for --json
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            return input()
+
+        ask_in_terminal(self.store.path, g, getattr(self.progress, "console", None) or Console(stderr=True), ask)
+        self._set_status("running")
 
     def _set_status(self, status: str) -> None:
         run = self.store.read_run()
@@ -293,8 +319,10 @@ class Evolution:
         return self.write_generation(g, proposals, proposer.name, tokens=getattr(proposer, "usage", None) or None)
 
     def feedback(self, g: int) -> list[dict]:
-        """Human feedback to be used by generation ``g`` (none until the feedback store exists)."""
-        return []
+        """Human feedback given after generation ``g - 1`` finished, for generation ``g`` to use."""
+        from rewardgen.feedback import for_generation
+
+        return for_generation(self.store.path, g)
 
     def write_generation(self, g: int, proposals: list[Proposal], proposer: str, tokens: dict | None = None) -> dict:
         """Write every candidate's source, then the generation record that marks it complete."""
@@ -445,7 +473,23 @@ class Evolution:
         metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
         if final["status"] == "ok":
             metrics["success"] = bool(final["evaluation"]["success"])
+            if self.config.video:
+                metrics["video"] = self._video(g, c)
         self._finish(self.store.cand_dir(g, c), metrics)
+
+    def _video(self, g: int, c: int) -> dict:
+        """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays)."""
+        from rewardgen.policy import PolicyExport
+        from rewardgen.video import VideoError, render_rollout, video_path
+
+        d = self.store.cand_dir(g, c)
+        try:
+            export = PolicyExport.from_bytes((d / "policy.npz").read_bytes())
+            info = render_rollout(self.task, export, video_path(d), seed=self.eval_seed)
+            return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames")}
+        except (VideoError, ValueError, OSError) as exc:
+            self.progress.event("warning", message=f"video of {g}/{c} not rendered: {exc}")
+            return {"error": str(exc)}
 
     def _proposal_error(self, g: int, c: int) -> str | None:
         """Why the proposer could not produce this candidate (e.g. an LLM answer without code)."""

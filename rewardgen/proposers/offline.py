@@ -170,6 +170,46 @@ def render_source(task: Task, genome: list[dict], header: str) -> str:
     return "\n".join(lines)
 
 
+# What people say when they watch a rollout, mapped to term changes: (pattern, terms, factor).
+# A term in ``terms`` that is missing is added; "goal" means every goal term.
+_FEEDBACK_RULES: list[tuple[str, tuple[str, ...], float, str]] = [
+    (r"fall|flip|upside|on its back|tip(s|ped)? over|crash", ("upright", "posture"), 2.0, "keep it upright"),
+    (r"jitter|shak|twitch|vibrat|violent|jerk|smooth|energy|flail", ("ctrl", "joint_vel"), 3.0, "smoother motion"),
+    (r"too slow|slow|faster|lazy|barely moves|stands? still|not moving", ("goal",), 2.0, "more progress"),
+    (r"sideways|drift|lateral|veer", ("drift",), 2.0, "less drift"),
+    (r"too fast|slower", ("goal",), 0.5, "less speed"),
+]
+
+
+def feedback_edits(feedback: list[dict], library: dict[str, Term]) -> list[tuple[str, list[str], float]]:
+    """Text feedback turned into (reason, term keys, factor) edits the offline proposer can apply."""
+    import re
+
+    edits = []
+    for item in feedback:
+        text = (item.get("text") or "").lower() if item.get("kind") == "text" else ""
+        for pattern, names, factor, why in _FEEDBACK_RULES:
+            if text and re.search(pattern, text):
+                keys = [k for k, t in library.items()
+                        if ("goal" in names and t.goal) or any(k == n or k.startswith(n + "_") for n in names)]
+                if keys:
+                    edits.append((f'feedback "{item["text"][:60]}": {why}', keys, factor))
+    return edits
+
+
+def apply_edits(genome: list[dict], notes: list[str], edits, library: dict[str, Term],
+                rng: np.random.Generator) -> tuple[list[dict], list[str]]:
+    for why, keys, factor in edits:
+        present = {g["term"]: g for g in genome}
+        for key in keys:
+            if key in present:
+                present[key]["weight"] = float(np.clip(present[key]["weight"] * factor, 1e-4, 100.0))
+            elif factor > 1.0:
+                genome.append({"term": key, "weight": OfflineProposer._weight(library[key], rng)})
+        notes.append(why)
+    return genome, notes
+
+
 def _signature(genome: list[dict]) -> tuple:
     return tuple(sorted((g["term"], round(math.log(g["weight"]), 1)) for g in genome))
 
@@ -181,7 +221,8 @@ class OfflineProposer(Proposer):
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
         rng = np.random.default_rng([ctx.seed, ctx.generation, 7919])
         library = term_library(ctx.task, ctx.schema)
-        parents = ctx.ranked()[:2]
+        parents = self._parents(ctx)
+        edits = feedback_edits(ctx.feedback, library)
         seen = {_signature(c.proposal["genome"]) for gen in ctx.history for c in gen if c.proposal.get("genome")}
         proposals = []
         for i in range(ctx.samples):
@@ -189,6 +230,7 @@ class OfflineProposer(Proposer):
                 if parents:
                     parent = parents[i % len(parents)]
                     genome, notes = self._child(parent, library, rng)
+                    genome, notes = apply_edits(genome, notes, edits, library, rng)
                     origin, parent_ref = f"mutation of {parent.ref}", parent.ref
                 else:
                     genome, notes = self._fresh(library, rng, canonical=(i == 0 and ctx.generation == 0))
@@ -200,6 +242,25 @@ class OfflineProposer(Proposer):
             proposals.append(Proposal(render_source(ctx.task, genome, header), origin=origin, parent=parent_ref,
                                       notes=notes, genome=genome))
         return proposals
+
+    @staticmethod
+    def _parents(ctx: ProposalContext) -> list[CandidateRecord]:
+        """The person's preferred candidate first (ICPL), then the best by fitness; never the disliked."""
+        by_ref = {c.ref: c for gen in ctx.history for c in gen if c.status == "ok" and c.proposal.get("genome")}
+        preferred, disliked = [], set()
+        for f in ctx.feedback:
+            if f.get("kind") == "preference":
+                ranking = f.get("ranking") or [f["best"]]
+                preferred += [f"{f['generation']}/{x}" for x in ranking[:1]]
+                if f.get("worst") is not None:
+                    disliked.add(f"{f['generation']}/{f['worst']}")
+        ordered = [by_ref[r] for r in reversed(preferred) if r in by_ref]
+        ordered += [c for c in ctx.ranked() if c.proposal.get("genome")]
+        out: list[CandidateRecord] = []
+        for c in ordered:
+            if c.ref not in disliked and c not in out:
+                out.append(c)
+        return out[:2]
 
     @staticmethod
     def _weight(term: Term, rng: np.random.Generator) -> float:
