@@ -148,3 +148,33 @@ def test_env_reward_job_needs_no_source(task):
     assert res.payload and res.resume_state
     assert list(res.result["stats"]["components"]) == ["env_reward"]
     assert any("env reward" in w for w in res.warnings)
+
+
+# ----- rewardgen's PPO -------------------------------------------------------------------------
+
+def test_ppo_resume_continues(task):
+    from rewardgen.trainers.ppo import ActorCritic, PPOHyperparams, PPOTrainer, RunningMeanStd, restore_state
+
+    hp = PPOHyperparams(num_envs=16, rollout_steps=16, checkpoints=1, sim_threads=1)
+    steps = 512
+    one = PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, seed=1), lambda s: None)
+    two = PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, seed=2, resume=one.extra["resume_state"]),
+                               lambda s: None)
+    assert (one.env_steps, two.env_steps) == (steps, 2 * steps)
+    assert two.extra["resumed_from"] == steps and two.extra["slice_env_steps"] == steps
+    assert unpack_resume_state(two.extra["resume_state"], trainer="ppo")[0]["env_steps"] == 2 * steps
+    # restoring into fresh objects gives back exactly slice 1's final actor, critic, moments and statistics
+    _, arrays = unpack_resume_state(one.extra["resume_state"], trainer="ppo")
+    agent = ActorCritic(4, 1, hp.hidden, hp.init_log_std)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5)
+    obs_rms, ret_rms = RunningMeanStd((4,)), RunningMeanStd(())
+    assert restore_state(one.extra["resume_state"], agent, optimizer, obs_rms, ret_rms, torch.Generator()) == steps
+    for name, tensor in agent.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), arrays[f"agent/{name}"], err_msg=name)
+    np.testing.assert_allclose(obs_rms.mean.astype(np.float32), one.policy.arrays["obs_mean"])
+    layers = [m for m in agent.actor if isinstance(m, torch.nn.Linear)]
+    np.testing.assert_array_equal(layers[0].weight.detach().numpy(), one.policy.arrays["w0"])
+    assert optimizer.state_dict()["state"][0]["exp_avg"].abs().sum() > 0
+    with pytest.raises(ResumeStateError, match="trainer 'sb3'"):
+        PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, resume=pack_resume_state(
+            {"trainer": "sb3", "env_steps": 1}, {})), lambda s: None)

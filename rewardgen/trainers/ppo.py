@@ -27,7 +27,8 @@ from torch import nn
 from rewardgen.batchsim import BatchSim
 from rewardgen.policy import PolicyExport
 from rewardgen.tasks import Task
-from rewardgen.trainers.base import BatchReward, ProgressFn, TrainConfig, Trainer, TrainOutput
+from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainOutput,
+                                     pack_resume_state, unpack_resume_state)
 
 CheckpointFn = Callable[[int, PolicyExport], None]
 
@@ -118,6 +119,7 @@ class PPOTrainer(Trainer):
     """
 
     name = "ppo"
+    supports_resume = True  # TrainConfig.resume: see resume_state/restore_state below
 
     def __init__(self, hp: PPOHyperparams | None = None, env_reward: bool = False,
                  on_checkpoint: CheckpointFn | None = None):
@@ -154,6 +156,9 @@ class PPOTrainer(Trainer):
 
         obs_rms = RunningMeanStd((obs_dim,))
         ret_rms = RunningMeanStd(())
+        resumed_from = 0  # env-steps of earlier slices (global_step counts this slice's)
+        if config.resume is not None:
+            resumed_from = restore_state(config.resume, agent, optimizer, obs_rms, ret_rms, gen)
         discounted = np.zeros(n)
         eps = 1e-8
 
@@ -308,8 +313,54 @@ class PPOTrainer(Trainer):
         seconds = time.perf_counter() - start
         stats = reward.stats.summary() if reward is not None else {}
         sim.close()
-        return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=global_step,
+        return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=resumed_from + global_step,
                            seconds=seconds,
-                           extra={"checkpoints": checkpoints, "losses": losses, "num_envs": n,
+                           extra={"resume_state": resume_state(resumed_from + global_step, agent, optimizer, obs_rms,
+                                                               ret_rms, gen),
+                                  "resumed_from": resumed_from, "slice_env_steps": global_step,
+                                  "checkpoints": checkpoints, "losses": losses, "num_envs": n,
                                   "env_steps_per_second": global_step / max(seconds, 1e-9),
                                   "timing": {"setup_s": setup_s, **timing, "total_s": seconds}})
+
+
+# -- resumable state (TrainConfig.resume): npz + JSON header, no pickles --------------------------
+def resume_state(env_steps: int, agent: ActorCritic, optimizer: torch.optim.Optimizer, obs_rms: RunningMeanStd,
+                 ret_rms: RunningMeanStd, gen: torch.Generator) -> bytes:
+    """Weights, Adam moments, normalisation statistics, the env-step counter and the noise RNG."""
+    arrays = {f"agent/{k}": v.detach().cpu().numpy() for k, v in agent.state_dict().items()}
+    optim = optimizer.state_dict()
+    for idx, entry in optim["state"].items():
+        for key, value in entry.items():
+            arrays[f"optim/{int(idx)}/{key}"] = torch.as_tensor(value).detach().cpu().numpy()
+    for name, rms in (("obs_rms", obs_rms), ("ret_rms", ret_rms)):
+        arrays |= {f"{name}/mean": np.asarray(rms.mean), f"{name}/var": np.asarray(rms.var),
+                   f"{name}/count": np.asarray(rms.count)}
+    arrays["rng/generator"] = gen.get_state().numpy()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
+    return pack_resume_state({"trainer": "ppo", "env_steps": int(env_steps), "optim_param_groups": groups}, arrays)
+
+
+def restore_state(raw: bytes, agent: ActorCritic, optimizer: torch.optim.Optimizer, obs_rms: RunningMeanStd,
+                  ret_rms: RunningMeanStd, gen: torch.Generator) -> int:
+    """Load ``resume_state`` bytes into a freshly built trainer; returns the env-steps done before."""
+    header, arrays = unpack_resume_state(raw, trainer="ppo")
+    own = agent.state_dict()
+    loaded = {}
+    for key, tensor in own.items():
+        value = arrays.get(f"agent/{key}")
+        if value is None or tuple(value.shape) != tuple(tensor.shape):
+            raise ResumeStateError(f"resume state lacks or mis-sizes parameter {key!r} (other task or hidden sizes?)")
+        loaded[key] = torch.from_numpy(np.array(value))
+    agent.load_state_dict(loaded)
+    state: dict[int, dict] = {}
+    for key, value in arrays.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(value))
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in header["optim_param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for name, rms in (("obs_rms", obs_rms), ("ret_rms", ret_rms)):
+        rms.mean, rms.var = np.array(arrays[f"{name}/mean"]), np.array(arrays[f"{name}/var"])
+        rms.count = float(arrays[f"{name}/count"])
+    gen.set_state(torch.from_numpy(np.array(arrays["rng/generator"], dtype=np.uint8)))
+    return int(header["env_steps"])
