@@ -212,7 +212,8 @@ def _config_from_args(args) -> "EvolveConfig":
     from rewardgen.evolve import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
-                                         "schedule", "mode", "interactive") if hasattr(args, k)}
+                                         "schedule", "mode", "interactive", "executor", "ray_address")
+           if hasattr(args, k)}
     if hasattr(args, "no_video"):
         llm["video"] = not args.no_video
     return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
@@ -375,7 +376,21 @@ def cmd_bench(args) -> int:
 
     get_task(args.task)
     console = Console(stderr=args.json)
-    if args.what == "throughput":
+    if args.what == "schedule":
+        from rewardgen.schedule_bench import compare_schedules
+
+        console.print(f"bench schedule on {args.task}: full vs successive halving, {args.samples} candidates, "
+                      f"same proposals and seeds")
+        result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer)
+        if not args.json:
+            for name in ("full", "halving"):
+                r = result[name]
+                best = r["best"] or {}
+                console.print(f"{name:>8}: {r['env_steps']:>9} env-steps, best candidate {best.get('candidate')} "
+                              f"fitness {best.get('fitness')}")
+            console.print(f"halving used {result['steps_ratio']:.0%} of full's env-steps; "
+                          f"same best: {result.get('same_best')}")
+    elif args.what == "throughput":
         console.print(f"bench throughput on {args.task}: raw simulation, rewardgen PPO (sandboxed worker), "
                       f"SB3 PPO over 8 gymnasium envs - side by side in one run")
         result = bench.throughput(args.task)
@@ -384,7 +399,7 @@ def cmd_bench(args) -> int:
         result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
     if args.json:
         _emit_json(result)
-    else:
+    elif args.what != "schedule":
         console.print_json(json.dumps(result, default=str))
     return 0
 
@@ -492,6 +507,46 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_final(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rewardgen.executors import make_executor
+    from rewardgen.final import final_evaluation
+
+    console = Console(stderr=args.json)
+    executor = make_executor(args.executor, ray_address=args.ray_address)
+
+    class _Progress:
+        def event(self, kind: str, **d: Any) -> None:
+            if kind == "final_run":
+                fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+                console.print(f"  {d['method']} seed {d['seed_index']}: {d['status']}{fit}")
+
+    try:
+        result = final_evaluation(Path(args.run), seeds=args.seeds, steps=args.steps, executor=executor,
+                                  progress=_Progress(), episodes=args.episodes)
+    finally:
+        executor.close()
+    if args.json:
+        _emit_json(result)
+        return 0
+    table = Table(title=f"final evaluation of {Path(args.run).name}")
+    for col in ("method", "seeds ok", "fitness mean", "fitness std", "success rate", "normalised score"):
+        table.add_column(col)
+    def f(v: float | None) -> str:
+        return "" if v is None else f"{v:.4g}"
+
+    for row in result["rows"]:
+        table.add_row(row["label"], f"{row['ok']}/{row['seeds']}", f(row["fitness_mean"]), f(row["fitness_std"]),
+                      f(row["success_rate"]), f(row.get("human_normalized")))
+    console.print(table)
+    score = result.get("score")
+    console.print(f"human-normalised score of the evolved reward: {score:.3f}" if score is not None
+                  else f"human-normalised score: n/a ({result.get('score_note')})")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
@@ -530,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pause after each generation for text feedback and a best/worst choice in the terminal "
                         "(or the web UI); Ctrl-C while waiting and `rewardgen resume` later")
     p.add_argument("--no-video", action="store_true", help="do not render rollout videos of the candidates")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default): worker processes here; ray: each candidate a Ray task (rewardgen[ray])")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
     p.add_argument("--schedule", choices=["halving", "full"], default="halving",
                    help="halving (default): train all candidates for a slice of the budget, continue the better "
                         "half from their saved state, up to the full budget; full: every candidate gets it all")
@@ -577,10 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks: training throughput, learning quality",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps.")
-    p.add_argument("what", choices=["throughput", "learning"], help="which benchmark")
+    p.add_argument("what", choices=["throughput", "learning", "schedule"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=_positive_int, default=300_000, help="learning: env-steps per run (default 300000)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds (default 3)")
+    p.add_argument("--samples", type=_positive_int, default=8, help="schedule: candidates (default 8)")
+    p.add_argument("--schedule-steps", type=_positive_int, default=None,
+                   help="schedule: full budget per candidate (default: the task's)")
+    p.add_argument("--trainer", choices=["ppo", "sb3"], default="sb3", help="schedule: trainer (default sb3)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
     p.set_defaults(func=cmd_bench)
 
@@ -610,6 +672,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .py file")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("final", help="final evaluation: retrain the best reward with several seeds vs baselines",
+                       description="Retrain the run's best reward with several seeds, and the env's own (human) "
+                                   "reward and a sparse success reward at the same budget; report trusted fitness "
+                                   "and the human-normalised score (method - sparse) / |human - sparse|.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--seeds", type=_positive_int, default=5, help="training seeds per method (default 5)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="env-steps per training (default: the run's)")
+    p.add_argument("--episodes", type=_positive_int, default=None, help="evaluation episodes per policy")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="where training runs")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
+    p.set_defaults(func=cmd_final)
 
     p = sub.add_parser("feedback", help="give text feedback on a run (used by its next generation)",
                        description="Store text feedback for a run, optionally about one candidate; the next "
@@ -670,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     from rewardgen.evolve import ConfigError
     from rewardgen.fitness import FitnessError
     from rewardgen.feedback import FeedbackError
+    from rewardgen.final import FinalEvaluationError
     from rewardgen.params import ParamsError
     from rewardgen.runstore import RunStoreError
     from rewardgen.tasks import TaskError
@@ -678,7 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError, FeedbackError) as exc:
+    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError, FeedbackError,
+            FinalEvaluationError) as exc:
         print(f"rewardgen: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

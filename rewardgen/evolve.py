@@ -26,7 +26,7 @@ from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext,
 from rewardgen.report import write_report
 from rewardgen.runstore import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                 new_run_id, read_json)
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks import Task, get_task, task_from_dict
 
 
@@ -60,6 +60,8 @@ class EvolveConfig:
     :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
     :param prompts: directory of Jinja2 templates overriding ``prompts/``.
     :param replay: a past run directory whose recorded LLM answers are replayed (no network).
+    :param executor: "local" (worker processes on this machine) or "ray" (Ray tasks on a cluster).
+    :param ray_address: the Ray cluster to join (None starts or finds a local one).
     :param video: render each finished candidate's policy to ``video.mp4`` (``--no-video`` skips it).
     :param interactive: pause after each generation for feedback in the terminal (``--interactive``).
     :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
@@ -91,6 +93,8 @@ class EvolveConfig:
     mode: str = "code"
     video: bool = True
     interactive: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
     num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
@@ -113,6 +117,8 @@ class EvolveConfig:
             raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if self.prompts and not Path(self.prompts, "system.j2").is_file():
             raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
         if self.mode not in ("code", "params"):
             raise ConfigError(f"--mode must be code or params, got {self.mode!r}")
         if self.schedule not in ("full", "halving"):
@@ -240,6 +246,17 @@ class Evolution:
         self.kind = run.get("kind", "evolve")
         self.steps = int(self.config.steps or self.task.default_steps)
         self.eval_seed = 10_000 + 1000 * self.config.seed
+        self._executor = None
+
+    @property
+    def executor(self):
+        """Where training jobs run: local worker processes, or Ray tasks (created on first use)."""
+        if self._executor is None:
+            from rewardgen.executors import make_executor
+
+            self._executor = make_executor(self.config.executor, workers=self.config.workers,
+                                           ray_address=self.config.ray_address)
+        return self._executor
 
     # ----- the loop
     def run(self) -> dict:
@@ -260,6 +277,9 @@ class Evolution:
             self._set_status("interrupted")
             raise
         finally:
+            if self._executor is not None:
+                self._executor.close()
+                self._executor = None
             self.store.unlock()
 
     def _needs_feedback(self, g: int) -> bool:
@@ -354,7 +374,7 @@ class Evolution:
         ``metrics.json`` when it fails, is eliminated, or finishes the last rung. Every slice is
         recorded in ``rung-R.json``, so a resumed run recomputes the same survivors."""
         participants = list(range(n))
-        workers = self.config.workers or default_workers(n)
+        workers = n if self.config.executor == "ray" else (self.config.workers or default_workers(n))
         for r, fraction in enumerate(fractions):
             target = max(1, int(round(self.steps * fraction)))
             pending = [c for c in participants if self._rung(g, c, r) is None]
@@ -412,7 +432,7 @@ class Evolution:
                 return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
-        job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed,
+        job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
                "trainer": self.config.trainer, "steps": max(1, target - done_steps)}
         if self.config.num_envs:
             job["num_envs"] = self.config.num_envs
@@ -428,7 +448,7 @@ class Evolution:
             self.progress.event("candidate_progress", generation=g, candidate=c,
                                 steps=done_steps + ev.get("steps", 0), total=self.steps)
 
-        res = run_worker(job, self._limits(timeout), on_event=on_event)
+        res = self.executor.submit(job, self._limits(timeout), on_event).result()
         with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
             log.write(f"--- rung {r}: training to {target} env-steps ---\n" + res.log)
         if not res.ok or res.payload is None:
@@ -439,11 +459,13 @@ class Evolution:
         resume_state = getattr(res, "resume_state", None)
         if resume_state and r < rungs - 1:
             atomic_write_bytes(d / f"state-{r}.npz", resume_state)
-        steps = int(result.get("env_steps") or 0)
+        extra = result.get("extra") or {}
+        steps = int(extra.get("slice_env_steps") or 0) if "resume" in job else int(result.get("env_steps") or 0)
         record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
                    "env_steps": steps, "env_steps_total": done_steps + steps,
                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
-                   "env_steps_per_second": round(steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
+                   "env_steps_per_second": round(float(extra.get("env_steps_per_second") or 0)
+                                                 or steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
         self.progress.event("evaluating", generation=g, candidate=c)
         try:
             evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)

@@ -339,6 +339,18 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
                 f"<p><b>{_e(k)}</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>"
                 for k, v in traj.items()))
 
+    final = _read_json(run_dir / "final.json", notes) if (run_dir / "final.json").is_file() else None
+    if isinstance(final, dict) and final.get("rows"):
+        parts.append("<h2>Final evaluation</h2>")
+        parts.append(f"<p class='muted'>{_e(final.get('protocol', ''))}; {final.get('seeds')} seeds x "
+                     f"{final.get('steps')} env-steps</p>")
+        parts.append(_table([[_e(r.get("label", r.get("method"))), f"{r.get('ok')}/{r.get('seeds')}",
+                              _fmt(r.get("fitness_mean")), _fmt(r.get("fitness_std")), _fmt(r.get("success_rate")),
+                              _fmt(r.get("human_normalized"))] for r in final["rows"]],
+                            ["method", "seeds ok", "fitness mean", "fitness std", "success rate",
+                             "human-normalised score"]))
+        if final.get("score") is None and final.get("score_note"):
+            parts.append(f"<p class='muted'>{_e(final['score_note'])}</p>")
     parts.append("<h2>Reward-hacking flags</h2>")
     flagged = [(c, c.hacking) for c in all_c if c.hacking]
     if flagged:
