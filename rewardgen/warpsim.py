@@ -103,7 +103,10 @@ def load_warp() -> tuple[Any, Any]:
     if not getattr(wp.config, "_rewardgen_cache_set", False):
         wp.config.kernel_cache_dir = str(kernel_cache_dir())
         wp.config._rewardgen_cache_set = True
-    wp.config.quiet = True
+    if hasattr(wp, "LOG_WARNING"):  # no init banner / per-module load lines in worker logs
+        wp.config.log_level = wp.LOG_WARNING
+    else:  # older warp
+        wp.config.quiet = True
     wp.init()
     try:
         import mujoco_warp as mjw

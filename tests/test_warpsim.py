@@ -1,0 +1,102 @@
+"""The MuJoCo Warp backend (rewardgen.warpsim) against the CPU backend (BatchSim), on Warp's CPU device.
+
+One test on purpose: Warp compiles MuJoCo Warp's kernels for the CPU on first use (about half a
+minute to a minute on 2 cores for this model), then loads them from the persistent kernel cache
+(``REWARDGEN_WARP_CACHE`` or ``~/.cache/rewardgen/warp``; a few seconds). Skipped when
+``rewardgen[gpu]`` (warp-lang, mujoco-warp) is not installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("warp", reason="the Warp backend needs warp-lang: pip install 'rewardgen[gpu]'")
+pytest.importorskip("mujoco_warp", reason="the Warp backend needs mujoco-warp: pip install 'rewardgen[gpu]'")
+
+from rewardgen.batchsim import BatchSim  # noqa: E402
+from rewardgen.tasks import get_task  # noqa: E402
+from rewardgen.warpsim import WarpSim, WarpUnavailable, make_sim  # noqa: E402
+
+FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "com_pos", "com_vel")
+NAMED = ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",
+         "site_pos", "contact_force")
+
+
+def _assert_states_close(a, b, atol: float) -> None:
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(a, f).numpy(), getattr(b, f).numpy(), atol=atol, err_msg=f)
+    for f in NAMED:
+        na, nb = getattr(a, f), getattr(b, f)
+        assert list(na) == list(nb), f
+        for name in nb:
+            np.testing.assert_allclose(na[name].numpy(), nb[name].numpy(), atol=atol, err_msg=f"{f}[{name}]")
+
+
+def test_warp_cpu_matches_batchsim_state_obs_reward_and_resets():
+    task = get_task("inverted-pendulum-balance")
+    n = 4
+    ws = make_sim(task, n, seed=0, sim="warp", device="cpu")
+    bs = make_sim(task, n, seed=0, sim="cpu", nthread=1)
+    assert isinstance(ws, WarpSim) and isinstance(bs, BatchSim)
+    assert (ws.obs_dim, ws.act_dim) == (bs.obs_dim, bs.act_dim)
+    with pytest.raises(ValueError, match="unknown simulator"):
+        make_sim(task, n, sim="jax")
+
+    # resets: the task's noise (InvertedPendulum: U(-0.01, 0.01) around the initial pose)
+    obs = ws.reset()
+    bs.reset()
+    assert obs.shape == (n, ws.obs_dim) and np.all(np.abs(obs) <= 0.01 + 1e-6)
+    assert np.abs(obs).max() > 0  # noise was drawn
+    # same start state in both backends, then the same actions: the same trajectory (float32 vs float64)
+    # (re-synced each step: a world that ends is reset from each backend's own generator)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        for i in range(n):
+            ws.set_world_state(i, bs.qpos[i], bs.qvel[i])
+        action = rng.uniform(-0.5, 0.5, (n, ws.act_dim)).astype(np.float32)
+        rw, rb = ws.step(action), bs.step(action)
+        np.testing.assert_allclose(rw.final_obs, rb.final_obs, atol=1e-5)
+        live = ~rb.done
+        np.testing.assert_allclose(rw.obs[live], rb.obs[live], atol=1e-5)
+        np.testing.assert_allclose(rw.env_reward, rb.env_reward, atol=1e-6)
+        assert (rw.terminated == rb.terminated).all() and (rw.truncated == rb.truncated).all()
+        _assert_states_close(ws.state("cpu"), bs.state("cpu"), atol=1e-5)
+
+    # the State is a copy: writing into it does not move the simulation
+    s = ws.state("cpu")
+    before = ws.qpos.copy()
+    s.qpos.fill_(123.0)
+    s.body_pos["pole"].fill_(123.0)
+    assert np.array_equal(ws.qpos, before)
+    assert not torch.equal(ws.state("cpu").qpos, s.qpos)
+
+    # termination: world 1's pole past 0.2 rad ends its episode; it alone is reset
+    qpos = ws.qpos
+    qpos[1, 1] = 0.5
+    ws.set_world_state(1, qpos[1], ws.qvel[1])
+    res = ws.step(np.zeros((n, ws.act_dim), np.float32))
+    assert res.terminated.tolist() == [False, True, False, False] and not res.truncated.any()
+    assert abs(res.final_obs[1, 1]) > 0.2 and ws.state("cpu").qpos[1, 1] > 0.2  # State: before the reset
+    assert np.all(np.abs(res.obs[1]) <= 0.01 + 1e-6)  # fresh reset draw
+    np.testing.assert_allclose(ws.qpos[1], res.obs[1, :2], atol=1e-7)
+    steps = ws.episode_step.tolist()
+    assert steps[1] == 0 and min(steps[0], steps[2], steps[3]) >= 1
+    np.testing.assert_allclose(res.obs[[0, 2, 3]], res.final_obs[[0, 2, 3]])
+
+    # time limit: truncated (not terminated), then reset
+    ws.episode_length = max(steps) + 1
+    res = ws.step(np.zeros((n, ws.act_dim), np.float32))
+    expect = [s + 1 >= ws.episode_length for s in steps]
+    assert res.truncated.tolist() == expect and not res.terminated.any()
+    assert ws.episode_step.tolist() == [0 if e else s + 1 for s, e in zip(steps, expect)]
+    ws.close()
+    bs.close()
+
+    # a device that does not exist is a clear error, not a crash
+    import warp as wp
+
+    if not wp.is_cuda_available():
+        with pytest.raises(WarpUnavailable, match="not available"):
+            WarpSim(task, 2, device="cuda")
