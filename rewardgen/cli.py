@@ -208,7 +208,7 @@ def cmd_describe(args) -> int:
     return 0
 
 
-def _config_from_args(args) -> "EvolveConfig":
+def _config_from_args(args):
     from rewardgen.evolve import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",

@@ -19,15 +19,10 @@ Non-finite values are kept (the debugger counts them); wrong shapes or types are
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
-import json
-import os
-import sys
 import traceback
 
-MAX_JOB_BYTES = 8 * 1024 * 1024
 
 
 def _as_batch(label: str, value, n: int):
@@ -175,18 +170,9 @@ def _run(job: dict, out) -> None:
 
 
 def main() -> None:
-    from rewardgen.ipc import FrameWriter
+    from rewardgen.worker import serve
 
-    parser = argparse.ArgumentParser(prog="rewardgen.debug_worker")
-    parser.add_argument("--result-fd", type=int, required=True)
-    args = parser.parse_args()
-    out = FrameWriter(args.result_fd)
-    os.set_inheritable(args.result_fd, False)
-    raw = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
-    if len(raw) > MAX_JOB_BYTES:
-        out.json({"type": "error", "stage": "job", "error": "job too large"})
-        return
-    _run(json.loads(raw), out)
+    serve(_run, "rewardgen.debug_worker")
 
 
 if __name__ == "__main__":

@@ -72,20 +72,28 @@ def run_trusted_evaluation(task: Task, policy_path: Path, episodes: int | None =
                            timeout: float = 600.0) -> dict[str, Any]:
     """Evaluate in a fresh process (the orchestrator's entry point). Raises RuntimeError on failure."""
     job = {"task": task.to_dict(), "policy_path": str(policy_path), "episodes": episodes, "seed": seed}
-    from rewardgen.sandbox import PACKAGE_PARENT
+    return run_json_module("rewardgen.evaluate", job, timeout, "trusted evaluation")
 
+
+def run_json_module(module: str, job: dict[str, Any], timeout: float, what: str,
+                    env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m module`` (trusted rewardgen code) with ``job`` on stdin; its last stdout line
+    is the JSON answer. RuntimeError, naming ``what``, on a timeout or failure."""
     import os
 
-    env = dict(os.environ, PYTHONPATH=PACKAGE_PARENT, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    from rewardgen.sandbox import PACKAGE_PARENT
+
+    pythonpath = os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
+    full_env = dict(os.environ, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
     try:
-        proc = subprocess.run([sys.executable, "-m", "rewardgen.evaluate"], input=json.dumps(job).encode(),
-                              capture_output=True, timeout=timeout, env=env)
+        proc = subprocess.run([sys.executable, "-m", module], input=json.dumps(job).encode(),
+                              capture_output=True, timeout=timeout, env=full_env)
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"trusted evaluation exceeded {timeout:.0f} s") from None
+        raise RuntimeError(f"{what} exceeded {timeout:.0f} s") from None
     lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
     if proc.returncode != 0 or not lines:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RuntimeError(f"trusted evaluation failed: {(err or ['no output'])[-1]}")
+        raise RuntimeError(f"{what} failed: {(err or ['no output'])[-1]}")
     return json.loads(lines[-1])
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -191,7 +190,7 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
 
 def _render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None,
                      width: int, height: int, fps: float | None, max_seconds: float, timeout: float) -> dict:
-    from rewardgen.sandbox import PACKAGE_PARENT
+    from rewardgen.evaluate import run_json_module
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(prefix=".policy.", suffix=".npz", dir=path.parent) as pol:
@@ -199,19 +198,10 @@ def _render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, ma
         pol.flush()
         job = {"task": task.to_dict(), "policy_path": pol.name, "path": str(path), "seed": seed,
                "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
-        pythonpath = os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
-        env = dict(os.environ, MUJOCO_GL="egl", PYTHONPATH=pythonpath, OMP_NUM_THREADS="1")
         try:
-            proc = subprocess.run([sys.executable, "-m", "rewardgen.video"], input=json.dumps(job).encode(),
-                                  capture_output=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise VideoError(f"rendering exceeded {timeout:.0f} s") from None
-    lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise VideoError(f"rendering failed: {(err or ['no output'])[-1]}")
-    return json.loads(lines[-1])
-
+            return run_json_module("rewardgen.video", job, timeout, "rendering", env={"MUJOCO_GL": "egl"})
+        except RuntimeError as exc:
+            raise VideoError(str(exc)) from None
 
 def main() -> None:
     job = json.loads(sys.stdin.buffer.read())

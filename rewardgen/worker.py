@@ -240,10 +240,11 @@ def _candidate_line(exc: BaseException, filename: str) -> int | None:
     return lines[-1] if lines else None
 
 
-def main() -> None:
+def serve(run, prog: str) -> None:
+    """A worker's entry point: read the job from stdin (bounded), answer with frames on --result-fd."""
     from rewardgen.ipc import FrameWriter
 
-    parser = argparse.ArgumentParser(prog="rewardgen.worker")
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--result-fd", type=int, required=True)
     args = parser.parse_args()
     out = FrameWriter(args.result_fd)
@@ -252,7 +253,11 @@ def main() -> None:
     if len(raw) > MAX_JOB_BYTES:
         out.json({"type": "error", "stage": "job", "error": "job too large"})
         return
-    _run(json.loads(raw), out)
+    run(json.loads(raw), out)
+
+
+def main() -> None:
+    serve(_run, "rewardgen.worker")
 
 
 if __name__ == "__main__":
