@@ -562,6 +562,22 @@ def make_sim(task: Task, num_worlds: int, seed: int = 0, sim: str = "cpu", devic
     raise ValueError(f"unknown simulator {sim!r}; choose one of: {', '.join(SIMS)}")
 
 
+def prewarm(task: Task, device: str = "cuda") -> None:
+    """Load warp and compile/load every kernel a WarpSim of ``task`` launches, in this process.
+
+    The sandboxed worker calls this before it installs seccomp and the audit hook (which refuse the
+    ``ctypes`` loads and cache writes this needs); a WarpSim built afterwards, of any size, only
+    launches modules that are already loaded (and captures its CUDA graphs, which opens no files).
+    """
+    sim = WarpSim(task, 2, device=device, output="torch", graph=False)
+    sim.reset()
+    for _ in range(2):
+        sim.step(torch.zeros((2, sim.act_dim), device=sim.device))
+    sim.state()
+    sim.synchronize()
+    sim.close()
+
+
 def warp_throughput(task_id: str, num_worlds: int = 4096, seconds: float = 10.0, device: str = "cuda",
                     seed: int = 0) -> dict:
     """Physics-only env-steps/s of MuJoCo Warp for a task (random constant actions, no policy, no reward),
