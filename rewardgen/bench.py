@@ -109,13 +109,38 @@ def raw_sim(task: Task, num_worlds: int, seconds: float, seed: int = 0) -> dict:
             "num_worlds": num_worlds, "threads": sim.nthread}
 
 
+class _torch_threads:
+    """Run a block with ``n`` torch threads (as the worker does: 1), then restore the setting.
+
+    SB3 with torch's default (one thread per core) was measured up to 30x slower on the shared 2-core
+    machine (OpenMP threads spinning against the physics and other work), so (c) runs as SB3 runs
+    in the worker, with one thread.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
 def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs: int = 8) -> dict:
-    """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs."""
+    """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs, 1 torch thread."""
     from rewardgen.trainers.sb3 import SB3Trainer
 
     reward = _batch_reward(task, source, steps, num_envs)
     start = time.perf_counter()
-    out = SB3Trainer().train(task, reward, TrainConfig(steps=steps, seed=seed, num_envs=num_envs), lambda s: None)
+    with _torch_threads(1):
+        out = SB3Trainer().train(task, reward, TrainConfig(steps=steps, seed=seed, num_envs=num_envs),
+                                 lambda s: None)
     seconds = time.perf_counter() - start
     return {"env_steps": out.env_steps, "seconds": seconds, "env_steps_per_s": out.env_steps / seconds}
 
@@ -290,5 +315,6 @@ def _sb3_env_reward(task: Task, steps: int, seed: int):
     venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=64, n_epochs=10, learning_rate=3e-4,
                 gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=seed, verbose=0)
-    model.learn(total_timesteps=steps)
+    with _torch_threads(1):
+        model.learn(total_timesteps=steps)
     return export_policy(model, venv)
