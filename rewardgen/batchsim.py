@@ -44,6 +44,24 @@ _CONTACT_FORCE, _CONTACT_TORQUE, _CONTACT_POS = 2, 4, 16  # contact sensor data 
 _REDUCE_NETFORCE = 3
 
 
+#: gymnasium env classes whose reset, termination and observation rules BatchSim reproduces
+FAITHFUL_ENVS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "AntEnv", "MjcfEnv")
+
+
+def unsupported_reason(task) -> str | None:
+    """Why BatchSim cannot stand in for this task's env (None when it can)."""
+    env = task.make_env()
+    try:
+        kind = type(env.unwrapped).__name__
+    finally:
+        env.close()
+    if kind not in FAITHFUL_ENVS:
+        return f"BatchSim does not model {kind}'s termination and observation rules"
+    if kind == "MjcfEnv" and task.env_kwargs.get("healthy_z_range"):
+        return "BatchSim does not model the healthy-height termination of this MJCF task"
+    return None
+
+
 @dataclass
 class StepResult:
     """What one ``BatchSim.step`` returns; arrays have leading dimension N.

@@ -212,7 +212,8 @@ def _config_from_args(args):
     from rewardgen.evolve import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
-                                         "schedule", "mode", "interactive", "executor", "ray_address")
+                                         "schedule", "mode", "interactive", "executor", "ray_address", "sim",
+                                         "device")
            if hasattr(args, k)}
     if hasattr(args, "no_video"):
         llm["video"] = not args.no_video
@@ -390,6 +391,11 @@ def cmd_bench(args) -> int:
                               f"fitness {best.get('fitness')}")
             console.print(f"halving used {result['steps_ratio']:.0%} of full's env-steps; "
                           f"same best: {result.get('same_best')}")
+    elif args.what == "throughput" and args.sim == "warp":
+        from rewardgen.warpsim import warp_throughput
+
+        console.print(f"bench throughput on {args.task}: MuJoCo Warp on {args.device}")
+        result = warp_throughput(args.task, device=args.device)
     elif args.what == "throughput":
         console.print(f"bench throughput on {args.task}: raw simulation, rewardgen PPO (sandboxed worker), "
                       f"SB3 PPO over 8 gymnasium envs - side by side in one run")
@@ -554,14 +560,17 @@ def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
     p.add_argument("--workers", type=_positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
-    p.add_argument("--trainer", default="sb3", choices=["ppo", "sb3"],
-                   help="RL trainer run in the worker: sb3 (stable-baselines3 PPO, default) or ppo (rewardgen's batched PPO)")
+    p.add_argument("--trainer", default="ppo", choices=["ppo", "sb3"],
+                   help="RL trainer run in the worker: ppo (rewardgen's batched PPO, default) or sb3 (stable-baselines3 PPO)")
     p.add_argument("--num-envs", type=_positive_int, default=None,
                    help="simulated worlds per training batch (default: the trainer's own)")
     p.add_argument("--timeout", type=_positive_float, default=None,
                    help="wall-clock seconds per candidate's training (default: derived from --steps)")
     p.add_argument("--eval-episodes", type=_positive_int, default=None,
                    help="episodes of trusted evaluation (default: the task's)")
+    p.add_argument("--sim", choices=["cpu", "warp"], default="cpu",
+                   help="batched simulator for --trainer ppo: cpu (default) or warp (MuJoCo Warp, rewardgen[gpu])")
+    p.add_argument("--device", default="cpu", help="training device: cpu (default), cuda, cuda:N")
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
 
 
@@ -642,7 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive_int, default=8, help="schedule: candidates (default 8)")
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
-    p.add_argument("--trainer", choices=["ppo", "sb3"], default="sb3", help="schedule: trainer (default sb3)")
+    p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
+    p.add_argument("--device", default="cpu", help="throughput with --sim warp: device, e.g. cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
     p.set_defaults(func=cmd_bench)
 

@@ -62,6 +62,8 @@ class EvolveConfig:
     :param replay: a past run directory whose recorded LLM answers are replayed (no network).
     :param executor: "local" (worker processes on this machine) or "ray" (Ray tasks on a cluster).
     :param ray_address: the Ray cluster to join (None starts or finds a local one).
+    :param sim: batched simulator of the ppo trainer: "cpu" (mujoco.rollout) or "warp" (MuJoCo Warp).
+    :param device: torch / Warp device for training ("cpu", "cuda", "cuda:1").
     :param video: render each finished candidate's policy to ``video.mp4`` (``--no-video`` skips it).
     :param interactive: pause after each generation for feedback in the terminal (``--interactive``).
     :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
@@ -79,7 +81,7 @@ class EvolveConfig:
     steps: int | None = None
     seed: int = 0
     workers: int | None = None
-    trainer: str = "sb3"
+    trainer: str = "ppo"
     schedule: str = "halving"
     proposer: str = "offline"
     llm: str = "auto"
@@ -95,6 +97,8 @@ class EvolveConfig:
     interactive: bool = False
     executor: str = "local"
     ray_address: str | None = None
+    sim: str = "cpu"
+    device: str = "cpu"
     num_envs: int | None = None
     timeout: float | None = None
     eval_episodes: int | None = None
@@ -117,6 +121,10 @@ class EvolveConfig:
             raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
         if self.prompts and not Path(self.prompts, "system.j2").is_file():
             raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
+        if self.sim not in ("cpu", "warp"):
+            raise ConfigError(f"--sim must be cpu or warp, got {self.sim!r}")
+        if self.sim == "warp" and self.trainer != "ppo":
+            raise ConfigError("--sim warp needs --trainer ppo")
         if self.executor not in ("local", "ray"):
             raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
         if self.mode not in ("code", "params"):
@@ -190,6 +198,23 @@ def merge_training_stats(rungs: list[dict]) -> dict:
     return merged
 
 
+def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
+    """The trainer that can run ``task``: ppo's batched simulator covers the tasks whose env rules it
+    reproduces; other tasks train with sb3 (and a note saying so)."""
+    if trainer != "ppo":
+        return trainer, None
+    from rewardgen.batchsim import unsupported_reason
+
+    reason = unsupported_reason(task)
+    return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
+
+
+def ppo_worlds(steps: int) -> int:
+    """Worlds per PPO batch for a budget: enough updates (about 100 of 16 steps each) on small budgets,
+    the trainer's full batch of 128 worlds on large ones."""
+    return int(min(128, max(16, 2 ** round(math.log2(max(steps, 1) / (16 * 100))))))
+
+
 def default_workers(samples: int) -> int:
     return max(1, min(samples, os.cpu_count() or 1))
 
@@ -247,6 +272,7 @@ class Evolution:
         self.steps = int(self.config.steps or self.task.default_steps)
         self.eval_seed = 10_000 + 1000 * self.config.seed
         self._executor = None
+        self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)
 
     @property
     def executor(self):
@@ -265,6 +291,8 @@ class Evolution:
             self._set_status("running")
             self.progress.event("run_started", run_dir=str(self.store.path), task=self.task.id,
                                 proposer=self.store.read_run().get("proposer"), config=asdict(self.config))
+            if self.trainer_note:
+                self.progress.event("warning", message=self.trainer_note)
             for g in range(self.config.generations):
                 self._generation(g)
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
@@ -433,9 +461,11 @@ class Evolution:
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
         job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
-               "trainer": self.config.trainer, "steps": max(1, target - done_steps)}
-        if self.config.num_envs:
-            job["num_envs"] = self.config.num_envs
+               "trainer": self.trainer, "steps": max(1, target - done_steps)}
+        if self.config.num_envs or self.trainer == "ppo":
+            job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps)
+        if self.config.sim != "cpu":
+            job["sim"], job["device"] = self.config.sim, self.config.device
         state_file = d / f"state-{r - 1}.npz"
         if previous and state_file.is_file():
             job["resume"] = base64.b64encode(state_file.read_bytes()).decode()

@@ -88,7 +88,9 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     config = run.get("config") or {}
     steps = int(steps or config.get("steps") or task.default_steps)
     episodes = episodes or config.get("eval_episodes") or task.eval_episodes
-    trainer = config.get("trainer", "sb3")
+    from rewardgen.evolve import effective_trainer
+
+    trainer, _ = effective_trainer(task, config.get("trainer", "sb3"))
     config_seed = int(config.get("seed", 0))
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),

@@ -15,7 +15,7 @@ from rewardgen.tasks import get_task
 
 
 def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, seed: int = 0,
-                      runs_dir: Path | None = None, trainer: str = "sb3", eval_episodes: int | None = None,
+                      runs_dir: Path | None = None, trainer: str = "ppo", eval_episodes: int | None = None,
                       progress: Progress | None = None) -> dict:
     """Run one generation under each schedule and return steps spent and best fitness of each."""
     task = get_task(task_id)

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import replace
 
 MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
 
@@ -92,6 +93,11 @@ def _warm_up(job: dict) -> None:
             import torch._dynamo  # noqa: F401
         except Exception:  # noqa: BLE001
             pass
+        if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache: before the guards
+            from rewardgen.tasks import task_from_dict
+            from rewardgen.warpsim import prewarm
+
+            prewarm(task_from_dict(job["task"], where="job"), job.get("device") or "cuda")
 
 
 def _run(job: dict, out) -> None:
@@ -117,7 +123,7 @@ def _run(job: dict, out) -> None:
         except (binascii.Error, TypeError, ValueError) as exc:
             out.json({"type": "error", "stage": "job", "error": f"job key 'resume' is not base64: {exc}"})
             return
-    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward) if job["mode"] == "train" else None
+    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward, job) if job["mode"] == "train" else None
     if resume is not None and not getattr(trainer, "supports_resume", False):
         out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
         return
@@ -205,19 +211,25 @@ def _run(job: dict, out) -> None:
         out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
 
 
-def _make_trainer(name: str, env_reward: bool):
+def _make_trainer(name: str, env_reward: bool, job: dict | None = None):
     from rewardgen.trainers.base import get_trainer
 
+    job = job or {}
+    if name == "ppo":
+        from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+        hp = PPOHyperparams()
+        if job.get("num_envs"):
+            hp = replace(hp, num_envs=int(job["num_envs"]))
+        if job.get("sim", "cpu") != "cpu":
+            hp = replace(hp, sim=str(job["sim"]), sim_device=job.get("device"))
+        return PPOTrainer(hp, env_reward=env_reward)
     if not env_reward:
         return get_trainer(name)
     if name == "sb3":
         from rewardgen.trainers.sb3 import SB3Trainer
 
         return SB3Trainer(env_reward=True)
-    if name == "ppo":
-        from rewardgen.trainers.ppo import PPOTrainer
-
-        return PPOTrainer(env_reward=True)
     return get_trainer(name)  # raises for unknown names
 
 

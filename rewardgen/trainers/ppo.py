@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -61,6 +61,8 @@ class PPOHyperparams:
     # faster than 2 on 2 cores (docs/benchmarks.md). None leaves torch's setting alone.
     torch_threads: int | None = 1
     sim_threads: int | None = None  # native physics threads (None: all cores)
+    sim: str = "cpu"  # "cpu" (BatchSim on mujoco.rollout) or "warp" (MuJoCo Warp, rewardgen[gpu])
+    sim_device: str | None = None  # Warp device; None: TrainConfig.device
 
 
 class RunningMeanStd:
@@ -148,7 +150,12 @@ class PPOTrainer(Trainer):
         gen = torch.Generator(device=device).manual_seed(config.seed)
         n = int(hp.num_envs or config.num_envs)
         T = hp.rollout_steps
-        sim = BatchSim(task, n, seed=config.seed, nthread=hp.sim_threads)
+        if hp.sim == "cpu":
+            sim = BatchSim(task, n, seed=config.seed, nthread=hp.sim_threads)
+        else:
+            from rewardgen.warpsim import make_sim
+
+            sim = make_sim(task, n, seed=config.seed, sim=hp.sim, device=hp.sim_device or config.device)
         obs_dim, act_dim = sim.obs_dim, sim.act_dim
         agent = ActorCritic(obs_dim, act_dim, hp.hidden, hp.init_log_std).to(device)
         # fused Adam: one kernel for all parameters instead of a dozen small ops per parameter
