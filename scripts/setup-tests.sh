@@ -12,4 +12,4 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "note: browser tests will be skipped; install Debian's chromium (apt-get install chromium)" >&2
   fi
 fi
-pip install -q -c constraints.txt -e ".[test,ray]"
+pip install -q -c constraints.txt -e ".[test,ray,gpu]"

@@ -210,7 +210,8 @@ def test_evolve_with_llm_reflects_and_replays(runs_dir, tmp_path):
     with ScriptedServer(lambda body, i: {"texts": [CHEETAH] * body.get("n", 1)}) as server:
         res = cli("evolve", "--task", "halfcheetah-run", "--llm", "openai", "--base-url", server.base_url,
                   "--model", "scripted-model", "--samples", "4", "--generations", "2", "--steps", "20000",
-                  "--trainer", "ppo", "--eval-episodes", "1", "--runs-dir", str(runs_dir), "--json", timeout=900)
+                  "--trainer", "ppo", "--eval-episodes", "1", "--no-video", "--runs-dir", str(runs_dir), "--json",
+                  timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]
         out = last_json(res.stdout)
         assert "LLM proposer (scripted-model" in res.stderr
