@@ -47,8 +47,8 @@ class EvolveConfig:
     :param steps: training env-steps per candidate; None uses the task's default.
     :param seed: seeds proposals, training and evaluation.
     :param workers: candidates trained at once; None sizes it to the machine's cores.
-    :param schedule: "halving" (train all for a slice, keep the better half, continue survivors from
-        their saved state to the full budget) or "full" (every candidate gets the full budget).
+    :param schedule: "halving" (train all for a fifth of the budget, keep the best 3/8, continue them
+        from their saved state to half the budget, keep the best third, finish those) or "full" (every candidate gets the full budget).
     :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
     :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
     :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
@@ -173,13 +173,24 @@ def resolve_proposer(config: EvolveConfig) -> str:
     return config.llm
 
 
+#: (budget fraction, share of the rung's candidates that continue) for the "halving" schedule
+HALVING_RUNGS = [(0.2, 0.375), (0.5, 1 / 3), (1.0, 0.0)]
+
+
 def rung_fractions(samples: int, schedule: str) -> list[float]:
-    """Budget fractions of the rungs: ``[1.0]`` for "full"; for "halving" with K candidates,
-    ceil(log2 K) + 1 rungs doubling up to the full budget, e.g. K=8: 1/8, 1/4, 1/2, 1."""
+    """Budget fractions of the rungs: ``[1.0]`` for "full"; for "halving", HALVING_RUNGS' fractions.
+
+    The first rung is a fifth of the budget: shorter slices (1/8) ranked halfcheetah candidates by
+    noise (docs/benchmarks.md). With K=8 the schedule spends 3 of 8 full budgets (37.5%)."""
     if schedule == "full" or samples <= 1:
         return [1.0]
-    rungs = math.ceil(math.log2(samples))
-    return [2.0 ** -(rungs - r) for r in range(rungs + 1)]
+    return [f for f, _ in HALVING_RUNGS]
+
+
+def survivors(count: int, rung: int) -> int:
+    """How many of ``count`` ranked candidates continue after ``rung`` (at least one)."""
+    share = HALVING_RUNGS[min(rung, len(HALVING_RUNGS) - 1)][1]
+    return max(1, math.ceil(count * share))
 
 
 def merge_training_stats(rungs: list[dict]) -> dict:
@@ -420,7 +431,7 @@ class Evolution:
                 for c in ok:
                     self._seal(g, c, r, "final")
                 return
-            keep = ok[: max(1, math.ceil(len(ok) / 2))] if ok else []
+            keep = ok[: survivors(len(ok), r)] if ok else []
             for c in ok[len(keep):]:
                 self._seal(g, c, r, "eliminated")
             participants = keep
