@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from mujoco import _rollout
 
-from rewardgen.state import Named, State
+from rewardgen.state import State
 from rewardgen.tasks import Task
 
 _S = mujoco.mjtSensor
@@ -553,17 +553,7 @@ class BatchSim:
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(x).to(device) if str(device) != "cpu" else torch.from_numpy(x.copy())
 
-        return State(
-            qpos=t(a["qpos"]), qvel=t(a["qvel"]), action=t(a["action"]), ctrl=t(a["ctrl"]),
-            dt=float(sc.dt), step=t(a["step"]),
-            body_pos=Named(sc.bodies, t(a["body_pos"])), body_quat=Named(sc.bodies, t(a["body_quat"])),
-            body_linvel=Named(sc.bodies, t(a["body_linvel"])),
-            body_angvel=Named(sc.bodies, t(a["body_angvel"])), body_up=Named(sc.bodies, t(a["body_up"])),
-            joint_pos=Named(sc.joints, t(a["joint_pos"])), joint_vel=Named(sc.joints, t(a["joint_vel"])),
-            site_pos=Named(sc.sites, t(a["site_pos"])),
-            com_pos=t(a["com_pos"]), com_vel=t(a["com_vel"]),
-            contact_force=Named(sc.bodies, t(a["contact_force"])),
-        )
+        return State.from_arrays(sc, a, t)
 
     def close(self) -> None:
         self._env.close()

@@ -7,8 +7,9 @@ so writing into them cannot change the simulation. Named fields are read-only ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -69,6 +70,23 @@ class State:
     @property
     def num_worlds(self) -> int:
         return int(self.qpos.shape[0])
+
+    @classmethod
+    def from_arrays(cls, schema: Schema, arrays: Mapping[str, Any], convert: Callable[[Any], torch.Tensor]) -> "State":
+        """Assemble a State from stacked per-field arrays (``arrays[field]``), each through ``convert``
+        (which must copy, so the reward never holds simulator memory)."""
+        c, a = convert, arrays
+        return cls(
+            qpos=c(a["qpos"]), qvel=c(a["qvel"]), action=c(a["action"]), ctrl=c(a["ctrl"]),
+            dt=float(schema.dt), step=c(a["step"]),
+            body_pos=Named(schema.bodies, c(a["body_pos"])), body_quat=Named(schema.bodies, c(a["body_quat"])),
+            body_linvel=Named(schema.bodies, c(a["body_linvel"])),
+            body_angvel=Named(schema.bodies, c(a["body_angvel"])), body_up=Named(schema.bodies, c(a["body_up"])),
+            joint_pos=Named(schema.joints, c(a["joint_pos"])), joint_vel=Named(schema.joints, c(a["joint_vel"])),
+            site_pos=Named(schema.sites, c(a["site_pos"])),
+            com_pos=c(a["com_pos"]), com_vel=c(a["com_vel"]),
+            contact_force=Named(schema.bodies, c(a["contact_force"])),
+        )
 
 
 def refresh_derived(model: mujoco.MjModel, data: mujoco.MjData) -> None:
@@ -141,22 +159,4 @@ class StateBuffers:
 
     def to_state(self, device: str | torch.device = "cpu") -> State:
         """A State holding copies of the buffers (the reward cannot write back into them)."""
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.tensor(a, device=device)
-
-        sc = self.schema
-        return State(
-            qpos=t(self.qpos), qvel=t(self.qvel), action=t(self.action), ctrl=t(self.ctrl),
-            dt=float(sc.dt), step=t(self.step),
-            body_pos=Named(sc.bodies, t(self.body_pos)),
-            body_quat=Named(sc.bodies, t(self.body_quat)),
-            body_linvel=Named(sc.bodies, t(self.body_linvel)),
-            body_angvel=Named(sc.bodies, t(self.body_angvel)),
-            body_up=Named(sc.bodies, t(self.body_up)),
-            joint_pos=Named(sc.joints, t(self.joint_pos)),
-            joint_vel=Named(sc.joints, t(self.joint_vel)),
-            site_pos=Named(sc.sites, t(self.site_pos)),
-            com_pos=t(self.com_pos), com_vel=t(self.com_vel),
-            contact_force=Named(sc.bodies, t(self.contact_force)),
-        )
+        return State.from_arrays(self.schema, vars(self), lambda a: torch.tensor(a, device=device))

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from rewardgen.batchsim import BatchSim, StepResult
-from rewardgen.state import Named, State
+from rewardgen.state import State
 from rewardgen.tasks import Task, get_task
 
 SIMS = ("cpu", "warp")
@@ -519,20 +519,7 @@ class WarpSim:
         a, sc = self.state_tensors(), self.schema
         dev = self.device if device is None else torch.device(device)
 
-        def t(x: torch.Tensor) -> torch.Tensor:
-            return x.to(dev, copy=True)
-
-        return State(
-            qpos=t(a["qpos"]), qvel=t(a["qvel"]), action=t(a["action"]), ctrl=t(a["ctrl"]),
-            dt=float(sc.dt), step=t(a["step"]),
-            body_pos=Named(sc.bodies, t(a["body_pos"])), body_quat=Named(sc.bodies, t(a["body_quat"])),
-            body_linvel=Named(sc.bodies, t(a["body_linvel"])),
-            body_angvel=Named(sc.bodies, t(a["body_angvel"])), body_up=Named(sc.bodies, t(a["body_up"])),
-            joint_pos=Named(sc.joints, t(a["joint_pos"])), joint_vel=Named(sc.joints, t(a["joint_vel"])),
-            site_pos=Named(sc.sites, t(a["site_pos"])),
-            com_pos=t(a["com_pos"]), com_vel=t(a["com_vel"]),
-            contact_force=Named(sc.bodies, t(a["contact_force"])),
-        )
+        return State.from_arrays(sc, a, lambda x: x.to(dev, copy=True))
 
     def synchronize(self) -> None:
         """Wait for the device to finish (timing)."""
