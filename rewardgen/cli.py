@@ -132,15 +132,18 @@ def _summary_table(summary: dict):
     from rich.table import Table
 
     table = Table(title=f"run {Path(summary['run_dir']).name}")
-    for col in ("gen", "cand", "status", "fitness", "success", "error"):
+    for col in ("gen", "cand", "status", "fitness", "success", "trained", "error"):
         table.add_column(col)
     best = summary.get("best") or {}
     for gen in summary.get("generations", []):
         for cand in gen["candidates"]:
             mark = " *" if (best.get("generation"), best.get("candidate")) == (gen["generation"], cand["candidate"]) else ""
             fit = "" if cand["fitness"] is None else f"{cand['fitness']:.4g}{mark}"
+            trained = f"{cand['env_steps']} steps" if cand.get("env_steps") else ""
+            if cand.get("fate") == "eliminated":
+                trained += " (cut early)"
             table.add_row(str(gen["generation"]), str(cand["candidate"]), cand["status"], fit,
-                          "yes" if cand.get("success") else "", (cand.get("error") or "")[:70])
+                          "yes" if cand.get("success") else "", trained, (cand.get("error") or "")[:60])
     return table
 
 
