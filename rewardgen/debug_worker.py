@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import io
-import traceback
 
 
 
@@ -58,14 +57,11 @@ def _run(job: dict, out) -> None:
     import numpy as np
     import torch
 
-    from rewardgen.candidate import ContractError
     from rewardgen.fitness import make_fitness
-    from rewardgen.guard import RefusedImport, SandboxViolation
     from rewardgen.policy import DeterministicPolicy, PolicyExport
     from rewardgen.state import StateBuffers, refresh_derived
     from rewardgen.tasks import task_from_dict
-    from rewardgen.validate import ValidationError
-    from rewardgen.worker import _candidate_line, _harden, _trim_traceback, _violation_cause
+    from rewardgen.worker import _harden, report_failure
 
     torch.set_num_threads(1)
     task = task_from_dict(job["task"], where="debug job")
@@ -145,26 +141,8 @@ def _run(job: dict, out) -> None:
         out.json({"type": "result", "components": names, "episodes": meta,
                   "fitness_name": fitness.name, "fitness_aggregate": fitness.aggregate})
         out.bytes(buf.getvalue())
-    except ValidationError as exc:
-        out.json({"type": "error", "stage": "static", "error": str(exc),
-                  "traceback": "\n".join(str(i) for i in exc.issues)})
-    except (SandboxViolation, RefusedImport) as exc:
-        out.json({"type": "error", "stage": "sandbox", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    except ContractError as exc:
-        out.json({"type": "error", "stage": "contract", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    except SyntaxError as exc:
-        out.json({"type": "error", "stage": "load", "error": f"SyntaxError: {exc.msg} (line {exc.lineno})",
-                  "traceback": "".join(traceback.format_exception_only(type(exc), exc))})
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
-        cause = _violation_cause(exc)
-        if cause is not None:
-            out.json({"type": "error", "stage": "sandbox", "error": cause, "traceback": _trim_traceback(exc, filename)})
-            return
-        error = f"{type(exc).__name__}: {exc}"
-        line = _candidate_line(exc, filename)
-        if line and f"line {line}" not in error:
-            error = f"{error} ({filename} line {line})"
-        out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
+        report_failure(out, exc, stage, filename)
     finally:
         env.close()
 

@@ -104,13 +104,13 @@ def _run(job: dict, out) -> None:
     import numpy as np
     import torch
 
-    from rewardgen.candidate import ContractError, load_reward
+    import rewardgen.guard  # noqa: F401 - with candidate and validate: loaded before the guards arm
+    import rewardgen.validate  # noqa: F401 - (report_failure uses them after)
+    from rewardgen.candidate import load_reward
     from rewardgen.fitness import make_fitness
-    from rewardgen.guard import RefusedImport, SandboxViolation
     from rewardgen.tasks import task_from_dict
     from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
     from rewardgen.trainers.sb3 import RewardVecEnv
-    from rewardgen.validate import ValidationError
 
     torch.set_num_threads(int(job.get("torch_threads", 1)))
     task = task_from_dict(job["task"], where="job")
@@ -189,22 +189,30 @@ def _run(job: dict, out) -> None:
                   "seconds": result.seconds, "trainer": trainer.name,
                   "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
         out.bytes(result.policy.to_bytes())
-    except ValidationError as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
+        report_failure(out, exc, stage, filename)
+
+
+def report_failure(out, exc: BaseException, stage: str, filename: str) -> None:
+    """Send the verdict for an exception raised while loading or running the candidate."""
+    from rewardgen.candidate import ContractError
+    from rewardgen.guard import RefusedImport, SandboxViolation
+    from rewardgen.validate import ValidationError
+
+    if isinstance(exc, ValidationError):
         out.json({"type": "error", "stage": "static", "error": str(exc),
                   "traceback": "\n".join(str(i) for i in exc.issues)})
-    except (SandboxViolation, RefusedImport) as exc:
+    elif isinstance(exc, (SandboxViolation, RefusedImport)):
         out.json({"type": "error", "stage": "sandbox", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    except ContractError as exc:
+    elif isinstance(exc, ContractError):
         out.json({"type": "error", "stage": "contract", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    except SyntaxError as exc:
+    elif isinstance(exc, SyntaxError):
         out.json({"type": "error", "stage": "load", "error": f"SyntaxError: {exc.msg} (line {exc.lineno})",
                   "traceback": "".join(traceback.format_exception_only(type(exc), exc))})
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
+    elif (cause := _violation_cause(exc)) is not None:
+        out.json({"type": "error", "stage": "sandbox", "error": cause, "traceback": _trim_traceback(exc, filename)})
+    else:
         error = f"{type(exc).__name__}: {exc}"
-        cause = _violation_cause(exc)
-        if cause is not None:
-            out.json({"type": "error", "stage": "sandbox", "error": cause, "traceback": _trim_traceback(exc, filename)})
-            return
         line = _candidate_line(exc, filename)
         if line and f"line {line}" not in error:
             error = f"{error} ({filename} line {line})"
