@@ -38,3 +38,11 @@ def runs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()
     return d
+
+
+@pytest.fixture(autouse=True)
+def _no_llm_from_the_environment(monkeypatch):
+    """Tests choose their proposer: a key or base URL in the tester's environment must not switch
+    `--llm auto` to a real endpoint (tests that need an LLM start their own server)."""
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
