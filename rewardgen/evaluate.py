@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,24 @@ from rewardgen.state import StateBuffers, refresh_derived
 from rewardgen.tasks import Task, task_from_dict
 
 
+def policy_steps(env, policy: DeterministicPolicy, buffers: StateBuffers,
+                 obs: np.ndarray) -> Iterator[tuple[np.ndarray, float, bool, bool]]:
+    """Run the deterministic policy from ``obs`` (just after ``env.reset``) until the episode ends.
+
+    After each step, world 0 of ``buffers`` holds that step's State; yields
+    ``(action, env reward, terminated, truncated)``. Evaluation and trajectory recording share it, so
+    a recorded trajectory is exactly an evaluation episode."""
+    model, length, done = env.unwrapped.model, 0, False
+    while not done:
+        action = policy(obs[None, :].astype(np.float32))[0]
+        obs, r, terminated, truncated, _ = env.step(action)
+        refresh_derived(model, env.unwrapped.data)
+        length += 1
+        buffers.fill(0, env.unwrapped.data, action, length)
+        done = bool(terminated or truncated)
+        yield action, float(r), bool(terminated), bool(truncated)
+
+
 def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = None, seed: int = 10_000) -> dict[str, Any]:
     """Mean trusted fitness of the deterministic policy over ``episodes`` seeded episodes."""
     episodes = episodes or task.eval_episodes
@@ -28,24 +47,17 @@ def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = Non
     export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
     policy = DeterministicPolicy(export)
     fitness = make_fitness(task.fitness, task.schema)
-    model = env.unwrapped.model
-    buffers = StateBuffers(task.schema, model, 1)
+    buffers = StateBuffers(task.schema, env.unwrapped.model, 1)
     results = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         values: list[float] = []
-        env_return, length, done, terminated = 0.0, 0, False, False
+        env_return, length, terminated = 0.0, 0, False
         start_com = env.unwrapped.data.subtree_com[task.schema.robot_root].copy()
-        while not done:
-            action = policy(obs[None, :].astype(np.float32))[0]
-            obs, r, terminated, truncated, _ = env.step(action)
-            data = env.unwrapped.data
-            refresh_derived(model, data)
+        for _, r, terminated, _ in policy_steps(env, policy, buffers, obs):
             length += 1
-            buffers.fill(0, data, action, length)
             values.append(float(fitness.per_step(buffers.to_state())[0]))
-            env_return += float(r)
-            done = terminated or truncated
+            env_return += r
         end_com = env.unwrapped.data.subtree_com[task.schema.robot_root]
         results.append({
             "fitness": fitness.episode_value(values, task.episode_length),

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from rewardgen.evaluate import policy_steps
 from rewardgen.fitness import make_fitness
 from rewardgen.policy import DeterministicPolicy, PolicyExport
-from rewardgen.state import StateBuffers, refresh_derived
+from rewardgen.state import StateBuffers
 from rewardgen.tasks import Task
 
 FALL_TILT_DEG = 60.0
@@ -70,14 +71,9 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
         start_com = env.unwrapped.data.subtree_com[schema.robot_root].copy()
         rows: dict[str, list] = {k: [] for k in ("height", "up_z", "tilt_deg", "com", "com_vel", "fitness",
                                                  "env_reward", "action_sq")}
-        done, terminated, length = False, False, 0
-        while not done:
-            action = policy(obs[None, :].astype(np.float32))[0]
-            obs, r, terminated, truncated, _ = env.step(action)
-            data = env.unwrapped.data
-            refresh_derived(model, data)
+        terminated, length = False, 0
+        for action, r, terminated, _ in policy_steps(env, policy, buffers, obs):
             length += 1
-            buffers.fill(0, data, action, length)
             rows["fitness"].append(float(fitness.per_step(buffers.to_state())[0]))
             up = buffers.body_up[0]
             rows["height"].append(float(buffers.body_pos[0, bi, 2]))
@@ -87,7 +83,6 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
             rows["com_vel"].append(buffers.com_vel[0].copy())
             rows["env_reward"].append(float(r))
             rows["action_sq"].append(float(np.sum(np.square(action))))
-            done = terminated or truncated
     finally:
         env.close()
     out: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
