@@ -31,30 +31,41 @@ def load_reward(source: str, filename: str = "reward.py") -> RewardFn:
     return fn
 
 
-def check_output(result: Any, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Validate ``(total, components)`` for a batch of ``n`` worlds; return float32 tensors."""
+def check_output(result: Any, n: int, finite: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Validate ``(total, components)`` for a batch of ``n`` worlds; return float32 tensors.
+
+    ``finite=False`` leaves the NaN/inf check to the caller (``nonfinite_error`` on counts it kept
+    on the device), so training on a GPU need not read every step's values back to the host.
+    """
     if not isinstance(result, tuple) or len(result) != 2:
         raise ContractError(f"compute_reward must return (total, components), got {type(result).__name__}")
     total, components = result
     if not isinstance(components, dict):
         raise ContractError(f"the second value must be a dict of components, got {type(components).__name__}")
-    total = _as_batch("total", total, n)
+    total = _as_batch("total", total, n, finite)
     checked: dict[str, torch.Tensor] = {}
     for name, value in components.items():
         if not isinstance(name, str) or not name:
             raise ContractError(f"component names must be non-empty strings, got {name!r}")
-        checked[name] = _as_batch(f"component {name!r}", value, n)
+        checked[name] = _as_batch(f"component {name!r}", value, n, finite)
     return total, checked
 
 
-def _as_batch(label: str, value: Any, n: int) -> torch.Tensor:
+def nonfinite_error(labels: list[str], bad_counts: list[int], n: int) -> ContractError | None:
+    """The error ``check_output`` raises for the first of ``labels`` with non-finite values, if any."""
+    for label, bad in zip(labels, bad_counts):
+        if bad:
+            return ContractError(f"{label} has {int(bad)} non-finite value(s) (NaN or inf) out of {n}")
+    return None
+
+
+def _as_batch(label: str, value: Any, n: int, finite: bool = True) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise ContractError(f"{label} must be a torch.Tensor of shape ({n},), got {type(value).__name__}")
     if tuple(value.shape) != (n,):
         raise ContractError(f"{label} has shape {tuple(value.shape)}, expected ({n},)")
     value = value.detach().to(torch.float32)
-    bad = int((~torch.isfinite(value)).sum())
-    if bad:
-        raise ContractError(f"{label} has {bad} non-finite value(s) (NaN or inf) out of {n}")
+    if finite and (err := nonfinite_error([label], [int((~torch.isfinite(value)).sum())], n)):
+        raise err
     return value
 

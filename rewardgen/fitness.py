@@ -81,6 +81,57 @@ class Fitness:
         return float(success_threshold)
 
 
+class EpisodeFitness:
+    """``Fitness.episode_value`` for a batch of worlds, kept incrementally on the worlds' device.
+
+    Training closes thousands of episodes; keeping every per-step value in Python lists (and reading
+    each to the host) would cost a host round trip per step on a GPU. This keeps what each
+    aggregation needs (sum, max, a ring of the last ``tail`` values) as float64 tensors instead.
+    """
+
+    def __init__(self, fitness: Fitness, num_worlds: int, horizon: int, device: torch.device | str = "cpu"):
+        self.fitness, self.horizon, self.n = fitness, max(int(horizon), 1), int(num_worlds)
+        dev, f64 = torch.device(device), torch.float64
+        self.device = dev
+        self.count = torch.zeros(self.n, dtype=torch.int64, device=dev)
+        self.total = torch.zeros(self.n, dtype=f64, device=dev)
+        self.best = torch.full((self.n,), -math.inf, dtype=f64, device=dev)
+        self.ring = torch.zeros((self.n, max(int(fitness.tail), 1)), dtype=f64, device=dev)
+        self._rows = torch.arange(self.n, device=dev)
+
+    def add(self, values: torch.Tensor) -> None:
+        """One step's per-step fitness values, shape (num_worlds,)."""
+        v = values.detach().to(self.device, torch.float64)
+        agg = self.fitness.aggregate
+        if agg in ("horizon", "total"):
+            self.total += v
+        elif agg == "max":
+            torch.maximum(self.best, v, out=self.best)
+        else:
+            self.ring[self._rows, self.count % self.ring.shape[1]] = v
+        self.count += 1
+
+    def value(self) -> torch.Tensor:
+        """Every world's episode value so far (as ``episode_value`` of its values; 0 with none)."""
+        agg, empty = self.fitness.aggregate, self.count == 0
+        if agg == "horizon":
+            out = self.total / self.horizon
+        elif agg == "total":
+            out = self.total.clone()
+        elif agg == "max":
+            out = self.best.clone()
+        else:
+            out = self.ring.sum(dim=1) / self.count.clamp(min=1, max=self.ring.shape[1])
+        return out.masked_fill(empty, 0.0)
+
+    def close(self, done: torch.Tensor) -> None:
+        """Start new episodes for worlds where ``done`` (bool, (num_worlds,))."""
+        self.count.masked_fill_(done, 0)
+        self.total.masked_fill_(done, 0.0)
+        self.best.masked_fill_(done, -math.inf)
+        self.ring.masked_fill_(done[:, None], 0.0)
+
+
 def _num(params: dict, key: str, default: float | None = None, *, positive: bool = False) -> float:
     value = params.get(key, default)
     if value is None:

@@ -154,7 +154,7 @@ def _run(job: dict, out) -> None:
                 venv.step_wait()
             if hasattr(fn, "verify"):
                 fn.verify()
-            out.json({"type": "result", "stats": stats.summary(), "env_steps": venv.total_steps})
+            out.json({"type": "result", "stats": reward.summary(), "env_steps": venv.total_steps})
             return
         stage = "runtime"
         config = TrainConfig(steps=int(job["steps"]), seed=int(job["seed"]), num_envs=int(job.get("num_envs", 8)),

@@ -81,3 +81,61 @@ def test_trusted_fitness_unaffected_by_a_reward_that_mutates_globals_and_state(r
     curve = [e["fitness"] for e in metrics["training"]["episodes"]]
     assert curve and all(0.0 < f <= 1.0 for f in curve)
     assert np.isfinite(out["fitness"]) and 0.0 < out["fitness"] <= 1.0
+
+
+def test_episode_books_kept_on_the_device_match_the_per_episode_rules():
+    """BatchReward's device-side books (EpisodeFitness, returns, lengths) give every closed episode the
+    value Fitness.episode_value gives its list of per-step values, for each aggregation; and a NaN
+    component is reported, by name, at the next flush."""
+    import pytest
+    import torch
+
+    from rewardgen.candidate import ContractError
+    from rewardgen.fitness import EpisodeFitness, Fitness
+    from rewardgen.trainers.base import BatchReward, TrainingStats
+
+    rng = np.random.default_rng(0)
+    n, horizon = 5, 7
+    for aggregate, tail in (("horizon", 1), ("total", 1), ("max", 1), ("final", 3)):
+        fit = Fitness("f", {}, lambda s: s, aggregate, tail=tail)
+        books, open_lists, closed = EpisodeFitness(fit, n, horizon), [[] for _ in range(n)], []
+        for _ in range(40):
+            v = rng.normal(size=n)
+            books.add(torch.as_tensor(v))
+            for i in range(n):
+                open_lists[i].append(float(v[i]))
+            done = rng.random(n) < 0.2
+            values = books.value().numpy()
+            for i in np.flatnonzero(done):
+                closed.append((values[i], fit.episode_value(open_lists[i], horizon)))
+                open_lists[i] = []
+            books.close(torch.as_tensor(done))
+        assert len(closed) > 10
+        np.testing.assert_allclose(*np.asarray(closed).T, atol=1e-12, err_msg=aggregate)
+
+    task = get_task("inverted-pendulum-balance")
+    from rewardgen.fitness import make_fitness
+    from rewardgen.state import StateBuffers
+
+    env = task.make_env()
+    env.reset(seed=0)
+    buffers = StateBuffers(task.schema, env.unwrapped.model, 2)
+    for i in range(2):
+        buffers.fill(i, env.unwrapped.data, np.zeros(1), 1)
+
+    def nan_later(s):
+        bad = torch.full((2,), float("nan")) if s.step[0] > 2 else torch.zeros(2)
+        return torch.ones(2), {"fine": torch.ones(2), "broken": bad}
+
+    reward = BatchReward(nan_later, make_fitness(task.fitness, task.schema), TrainingStats(10), 2, task.episode_length)
+    for step in (1, 2):
+        out = reward(buffers.to_state(), step)
+        assert out.tolist() == [1.0, 1.0]
+        reward.end_episodes(np.array([step == 2, False]), step)
+    reward.flush()
+    assert reward.stats.episode_returns == [2.0]  # world 0's episode: two steps of reward 1
+    for i in range(2):
+        buffers.fill(i, env.unwrapped.data, np.zeros(1), 3)
+    reward(buffers.to_state(), 3)  # no error yet: the check waits for the flush
+    with pytest.raises(ContractError, match="component 'broken' has 2 non-finite"):
+        reward.flush()

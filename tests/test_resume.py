@@ -171,7 +171,7 @@ def test_ppo_resume_continues(task):
     assert restore_state(one.extra["resume_state"], agent, optimizer, obs_rms, ret_rms, torch.Generator()) == steps
     for name, tensor in agent.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), arrays[f"agent/{name}"], err_msg=name)
-    np.testing.assert_allclose(obs_rms.mean.astype(np.float32), one.policy.arrays["obs_mean"])
+    np.testing.assert_allclose(obs_rms.mean.numpy().astype(np.float32), one.policy.arrays["obs_mean"])
     layers = [m for m in agent.actor if isinstance(m, torch.nn.Linear)]
     np.testing.assert_array_equal(layers[0].weight.detach().numpy(), one.policy.arrays["w0"])
     assert optimizer.state_dict()["state"][0]["exp_avg"].abs().sum() > 0

@@ -100,3 +100,30 @@ def test_warp_cpu_matches_batchsim_state_obs_reward_and_resets():
     if not wp.is_cuda_available():
         with pytest.raises(WarpUnavailable, match="not available"):
             WarpSim(task, 2, device="cuda")
+
+
+def test_ppo_trains_on_warp_with_reward_and_books_on_the_sim_device():
+    """PPO's rollout over WarpSim's torch output (no numpy in the loop): a reward, its episode books
+    and a resumed second slice, on Warp's CPU device (kernels already loaded by the test above)."""
+    from rewardgen.candidate import load_reward
+    from rewardgen.fitness import make_fitness
+    from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+    task = get_task("inverted-pendulum-balance")
+    source = ("import torch\n\ndef compute_reward(s):\n    up = s.body_up['pole'][:, 2]\n"
+              "    effort = -0.01 * (s.action ** 2).sum(dim=1)\n    return up + effort, {'up': up, 'effort': effort}\n")
+    hp = PPOHyperparams(num_envs=8, rollout_steps=8, sim="warp", sim_device="cpu", checkpoints=1)
+    steps = 128
+    reward = BatchReward(load_reward(source), make_fitness(task.fitness, task.schema), TrainingStats(steps), 8,
+                         task.episode_length)
+    one = PPOTrainer(hp).train(task, reward, TrainConfig(steps, seed=0), lambda s: None)
+    assert one.env_steps == steps
+    assert set(one.stats["components"]) == {"up", "effort"}
+    up = one.stats["components"]["up"][-1]
+    assert 0.9 < up["mean"] <= 1.0 and up["max"] <= 1.0 + 1e-6  # the pole starts upright: cos(tilt)
+    assert one.stats["num_episodes"] > 0  # a random policy drops the pole: episodes were closed on the device
+    assert all(np.isfinite(a).all() for a in one.policy.arrays.values())
+    two = PPOTrainer(hp).train(task, reward, TrainConfig(steps, seed=0, resume=one.extra["resume_state"]),
+                               lambda s: None)
+    assert two.env_steps == 2 * steps and two.extra["resumed_from"] == steps

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rewardgen.candidate import RewardFn, check_output
-from rewardgen.fitness import Fitness
+from rewardgen.candidate import ContractError, RewardFn, check_output, nonfinite_error
+from rewardgen.fitness import EpisodeFitness, Fitness
 from rewardgen.policy import PolicyExport
 from rewardgen.state import State
 from rewardgen.tasks import Task
@@ -122,6 +122,8 @@ class TrainingStats:
 
     Reflection shows the proposer how each component evolved (Eureka-style), the episode length,
     the worker-side fitness curve, and how well the candidate's episode return tracks fitness.
+    Per-step sums, minima and maxima are accumulated as tensors on the reward's device and read
+    back only by ``summary``.
     """
 
     def __init__(self, total_steps: int, points: int = 10):
@@ -138,15 +140,20 @@ class TrainingStats:
     def _bucket(self, step: int) -> dict:
         return self._buckets[min(self.points - 1, step * self.points // self.total_steps)]
 
-    def record_step(self, step: int, total: torch.Tensor, components: dict[str, torch.Tensor]) -> None:
+    def record_step(self, step: int, names: tuple[str, ...], values: torch.Tensor) -> None:
+        """One step's values: ``values[k]`` (shape (len(names), worlds)) is component ``names[k]``."""
         bucket = self._bucket(step)
         bucket["last_step"] = step
-        for name, value in (("__total__", total), *components.items()):
-            acc = bucket["components"].setdefault(name, [0.0, 0, math.inf, -math.inf])
-            acc[0] += float(value.sum())
-            acc[1] += int(value.numel())
-            acc[2] = min(acc[2], float(value.min()))
-            acc[3] = max(acc[3], float(value.max()))
+        acc = bucket["components"].get(names)
+        v = values.to(torch.float64)
+        s, lo, hi = v.sum(dim=1), v.amin(dim=1), v.amax(dim=1)
+        if acc is None:
+            bucket["components"][names] = [s, v.shape[1], lo, hi]
+        else:
+            acc[0] = acc[0] + s
+            acc[1] += v.shape[1]
+            acc[2] = torch.minimum(acc[2], lo)
+            acc[3] = torch.maximum(acc[3], hi)
 
     def record_episode(self, step: int, length: int, episode_return: float, fitness: float) -> None:
         self._bucket(step)["episodes"].append((length, episode_return, fitness))
@@ -157,7 +164,14 @@ class TrainingStats:
         components: dict[str, list[dict]] = {}
         episodes: list[dict] = []
         for b in self._buckets:
-            for name, (s, n, lo, hi) in b["components"].items():
+            merged: dict[str, list[float]] = {}
+            for names, (s, n, lo, hi) in b["components"].items():
+                for name, si, li, hi_ in zip(names, s.tolist(), lo.tolist(), hi.tolist()):
+                    m = merged.setdefault(name, [0.0, 0, math.inf, -math.inf])
+                    m[0] += si
+                    m[1] += n
+                    m[2], m[3] = min(m[2], li), max(m[3], hi_)
+            for name, (s, n, lo, hi) in merged.items():
                 components.setdefault(name, []).append(
                     {"step": b["last_step"], "mean": s / max(n, 1), "min": lo, "max": hi})
             if b["episodes"]:
@@ -190,6 +204,11 @@ class BatchReward:
     The worker-side fitness (``fitness``) is computed before the reward runs, from the same State,
     so a reward that writes into its State tensors cannot move it. It feeds reflection only;
     selection uses the trusted evaluator's fitness.
+
+    Everything per step stays on the State's device (returns, lengths, fitness aggregation, the
+    component statistics and the non-finite counts): nothing is read back to the host until
+    ``flush``, which a trainer calls once per rollout (and which raises the ``ContractError`` of a
+    reward that produced NaN or inf since the last flush). ``summary`` flushes first.
     """
 
     def __init__(self, fn: RewardFn, fitness: Fitness, stats: TrainingStats, num_envs: int, horizon: int):
@@ -197,31 +216,69 @@ class BatchReward:
         self.fitness = fitness
         self.stats = stats
         self.horizon = horizon
-        self._size(num_envs)
+        self._size(num_envs, torch.device("cpu"))
 
-    def _size(self, num_envs: int) -> None:
-        self._returns = np.zeros(num_envs)
-        self._fit_values: list[list[float]] = [[] for _ in range(num_envs)]
-        self._lengths = np.zeros(num_envs, dtype=np.int64)
+    def _size(self, num_envs: int, device: torch.device) -> None:
+        self.n, self.device = int(num_envs), device
+        self._returns = torch.zeros(self.n, dtype=torch.float64, device=device)
+        self._lengths = torch.zeros(self.n, dtype=torch.int64, device=device)
+        self._fit = EpisodeFitness(self.fitness, self.n, self.horizon, device)
+        self._closed: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._bad: torch.Tensor | None = None  # non-finite counts per row of ``_labels``
+        self._labels: tuple[str, ...] = ()
 
-    def __call__(self, state: State, step: int) -> np.ndarray:
-        if state.num_worlds != len(self._returns):  # the trainer chose its own batch size
-            self._size(state.num_worlds)
-        fit = self.fitness.per_step(state).detach().cpu().numpy()
-        total, components = check_output(self.fn(state), state.num_worlds)
-        self.stats.record_step(step, total, components)
-        rewards = total.cpu().numpy().astype(np.float64)
-        self._returns += rewards
+    def __call__(self, state: State, step: int) -> torch.Tensor:
+        """The candidate's total reward for this step: float32, shape (worlds,), on the State's device."""
+        device = state.qpos.device
+        if state.num_worlds != self.n or device != self.device:  # the trainer chose its own batch
+            self._size(state.num_worlds, device)
+        self._fit.add(self.fitness.per_step(state))
+        total, components = check_output(self.fn(state), self.n, finite=False)
+        names = ("__total__", *components)
+        try:
+            values = torch.stack([total, *components.values()]).to(device)
+        except RuntimeError as exc:  # components on different devices than each other
+            raise ContractError(f"reward tensors must be on the State's device ({device}): {exc}") from None
+        bad = (~torch.isfinite(values)).sum(dim=1)
+        if names != self._labels:
+            self._check_finite()
+            self._labels, self._bad = names, bad
+        else:
+            self._bad = self._bad + bad
+        self.stats.record_step(step, names, values)
+        self._returns += values[0]
         self._lengths += 1
-        for i, v in enumerate(fit):
-            self._fit_values[i].append(float(v))
-        return rewards
+        return values[0]
 
-    def end_episodes(self, done: np.ndarray, step: int) -> None:
+    def end_episodes(self, done: torch.Tensor | np.ndarray, step: int) -> None:
         """Close the episodes of worlds flagged ``done`` (call after ``__call__`` for that step)."""
-        for i in np.flatnonzero(done):
-            fit = self.fitness.episode_value(self._fit_values[i], self.horizon)
-            self.stats.record_episode(step, int(self._lengths[i]), float(self._returns[i]), fit)
-            self._returns[i] = 0.0
-            self._lengths[i] = 0
-            self._fit_values[i] = []
+        done = torch.as_tensor(done, device=self.device).to(torch.bool)
+        self._closed.append((step, done, self._returns.clone(), self._lengths.clone(), self._fit.value()))
+        self._returns.masked_fill_(done, 0.0)
+        self._lengths.masked_fill_(done, 0)
+        self._fit.close(done)
+
+    def flush(self) -> None:
+        """Record the episodes closed since the last flush; raise if a reward value was NaN or inf."""
+        self._check_finite()
+        if not self._closed:
+            return
+        steps = [c[0] for c in self._closed]
+        done, returns, lengths, fits = (torch.stack([c[k] for c in self._closed]).cpu().numpy() for k in range(1, 5))
+        self._closed = []
+        for t, i in zip(*np.nonzero(done)):
+            self.stats.record_episode(steps[t], int(lengths[t, i]), float(returns[t, i]), float(fits[t, i]))
+
+    def _check_finite(self) -> None:
+        if self._bad is None:
+            return
+        labels = ["total" if k == "__total__" else f"component {k!r}" for k in self._labels]
+        err = nonfinite_error(labels, self._bad.tolist(), self.n)
+        self._bad = torch.zeros_like(self._bad)
+        if err is not None:
+            raise err
+
+    def summary(self) -> dict:
+        """``TrainingStats.summary`` after a ``flush``."""
+        self.flush()
+        return self.stats.summary()

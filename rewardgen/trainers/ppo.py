@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgen.batchsim import BatchSim
 from rewardgen.policy import PolicyExport
 from rewardgen.tasks import Task
 from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainOutput,
                                      pack_resume_state, unpack_resume_state)
+from rewardgen.warpsim import make_sim
 
 CheckpointFn = Callable[[int, PolicyExport], None]
 
@@ -66,19 +66,22 @@ class PPOHyperparams:
 
 
 class RunningMeanStd:
-    """Parallel-algorithm running mean/variance (float64), as SB3's VecNormalize keeps it."""
+    """Parallel-algorithm running mean/variance (float64, on the training device), as SB3's
+    VecNormalize keeps it."""
 
-    def __init__(self, shape: tuple[int, ...] = ()):
-        self.mean = np.zeros(shape)
-        self.var = np.ones(shape)
+    def __init__(self, shape: tuple[int, ...] = (), device: torch.device | str = "cpu"):
+        self.mean = torch.zeros(shape, dtype=torch.float64, device=device)
+        self.var = torch.ones(shape, dtype=torch.float64, device=device)
         self.count = 1e-4
 
-    def update(self, x: np.ndarray) -> None:
-        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+    def update(self, x: torch.Tensor) -> None:
+        x = x.to(torch.float64)
+        b_var, b_mean = torch.var_mean(x, dim=0, correction=0)
+        b_count = x.shape[0]
         delta = b_mean - self.mean
         total = self.count + b_count
-        self.mean = self.mean + delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.mean = self.mean + delta * (b_count / total)
+        m2 = self.var * self.count + b_var * b_count + delta.square() * (self.count * b_count / total)
         self.var = m2 / total
         self.count = total
 
@@ -131,7 +134,8 @@ class PPOTrainer(Trainer):
 
     # -- export ----------------------------------------------------------------------------------
     def export(self, agent: ActorCritic, obs_rms: RunningMeanStd) -> PolicyExport:
-        arrays = {"obs_mean": obs_rms.mean.astype(np.float32), "obs_var": obs_rms.var.astype(np.float32)}
+        arrays = {"obs_mean": obs_rms.mean.cpu().numpy().astype(np.float32),
+                  "obs_var": obs_rms.var.cpu().numpy().astype(np.float32)}
         layers = [m for m in agent.actor if isinstance(m, nn.Linear)]
         for i, lin in enumerate(layers):
             arrays[f"w{i}"] = lin.weight.detach().cpu().numpy().copy()
@@ -150,36 +154,41 @@ class PPOTrainer(Trainer):
         gen = torch.Generator(device=device).manual_seed(config.seed)
         n = int(hp.num_envs or config.num_envs)
         T = hp.rollout_steps
-        if hp.sim == "cpu":
-            sim = BatchSim(task, n, seed=config.seed, nthread=hp.sim_threads)
-        else:
-            from rewardgen.warpsim import make_sim
-
-            sim = make_sim(task, n, seed=config.seed, sim=hp.sim, device=hp.sim_device or config.device)
+        # BatchSim hands back numpy arrays (viewed as CPU tensors without copying); WarpSim hands back
+        # tensors on its device. Either way the whole rollout below stays on ``device``.
+        sim = make_sim(task, n, seed=config.seed, sim=hp.sim, device=hp.sim_device or config.device,
+                       nthread=hp.sim_threads, output="torch")
         obs_dim, act_dim = sim.obs_dim, sim.act_dim
+
+        def on_device(x) -> torch.Tensor:
+            return torch.as_tensor(x, device=device)
+
         agent = ActorCritic(obs_dim, act_dim, hp.hidden, hp.init_log_std).to(device)
         # fused Adam: one kernel for all parameters instead of a dozen small ops per parameter
         optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5, fused=True)
 
-        obs_rms = RunningMeanStd((obs_dim,))
-        ret_rms = RunningMeanStd(())
+        obs_rms = RunningMeanStd((obs_dim,), device)
+        ret_rms = RunningMeanStd((), device)
         resumed_from = 0  # env-steps of earlier slices (global_step counts this slice's)
         if config.resume is not None:
             resumed_from = restore_state(config.resume, agent, optimizer, obs_rms, ret_rms, gen)
-        discounted = np.zeros(n)
+        discounted = torch.zeros(n, dtype=torch.float64, device=device)
         eps = 1e-8
 
-        def normalize(o: np.ndarray) -> np.ndarray:
-            x = (o - obs_rms.mean) / np.sqrt(obs_rms.var + eps)
-            return np.clip(x, -hp.clip_obs, hp.clip_obs).astype(np.float32)
+        def normalize(o: torch.Tensor) -> torch.Tensor:
+            x = (o - obs_rms.mean) / torch.sqrt(obs_rms.var + eps)
+            return x.clamp(-hp.clip_obs, hp.clip_obs).to(torch.float32)
 
-        # rollout storage (numpy during collection; one conversion per iteration)
-        obs_buf = np.zeros((T, n, obs_dim), dtype=np.float32)  # normalised, as the policy saw them
-        act_buf = np.zeros((T, n, act_dim), dtype=np.float32)  # sampled (unclipped) actions
-        rew_buf = np.zeros((T, n), dtype=np.float32)
-        done_buf = np.zeros((T, n), dtype=np.float32)
+        # rollout storage, on the device
+        def buffer(*shape: int) -> torch.Tensor:
+            return torch.zeros((T, n, *shape), dtype=torch.float32, device=device)
 
-        raw_obs = sim.reset()
+        obs_buf = buffer(obs_dim)  # normalised, as the policy saw them
+        act_buf = buffer(act_dim)  # sampled (unclipped) actions
+        rew_buf, done_buf = buffer(), buffer()
+        final_buf, trunc_buf = buffer(obs_dim), buffer()  # observations that ended in a time limit
+
+        raw_obs = on_device(sim.reset())
         obs_rms.update(raw_obs)
         batch = n * T
         iterations = max(1, -(-int(config.steps) // batch))
@@ -202,75 +211,73 @@ class PPOTrainer(Trainer):
             if hp.anneal_lr:
                 optimizer.param_groups[0]["lr"] = hp.learning_rate * (1.0 - it / iterations)
             # ---- collect a rollout: per step only the actor's mean, the physics and the reward ----
-            truncations: list[tuple[int, np.ndarray, np.ndarray]] = []
             t_collect = clock()
             with torch.inference_mode():
                 noise = torch.randn((T, n, act_dim), generator=gen, device=device) * agent.log_std.exp()
-                noise_np = noise.cpu().numpy()
                 for t in range(T):
                     x = normalize(raw_obs)
                     obs_buf[t] = x
-                    mean = agent.actor(torch.from_numpy(x).to(device))
-                    action = mean.cpu().numpy() + noise_np[t]
+                    action = agent.actor(x) + noise[t]
                     act_buf[t] = action
                     t0 = clock()
-                    res = sim.step(np.clip(action, -1.0, 1.0))
+                    res = sim.step(action.clamp(-1.0, 1.0))
                     t1 = clock()
                     timing["sim_s"] += t1 - t0
                     global_step += n
+                    terminated, truncated = on_device(res.terminated), on_device(res.truncated)
+                    done = terminated | truncated
                     if self.env_reward:
-                        r = res.env_reward.astype(np.float64)
+                        r = on_device(res.env_reward).to(torch.float64)
                         if reward is not None:
                             reward(sim.state(device), global_step)
                     else:
-                        r = reward(sim.state(device), global_step)
-                    done = res.done
+                        r = reward(sim.state(device), global_step).to(torch.float64)
                     if reward is not None:
                         reward.end_episodes(done, global_step)
                     timing["reward_s"] += clock() - t1
                     if hp.normalize_reward:
                         discounted = discounted * hp.gamma + r
                         ret_rms.update(discounted)
-                        r = np.clip(r / np.sqrt(ret_rms.var + eps), -hp.clip_reward, hp.clip_reward)
-                        discounted[done] = 0.0
+                        r = (r / torch.sqrt(ret_rms.var + eps)).clamp(-hp.clip_reward, hp.clip_reward)
+                        discounted.masked_fill_(done, 0.0)
                     rew_buf[t] = r
-                    if res.truncated.any():  # bootstrap later: the episode was cut, not ended
-                        idx = np.flatnonzero(res.truncated)
-                        truncations.append((t, idx, normalize(res.final_obs[idx])))
                     done_buf[t] = done
-                    raw_obs = res.obs
+                    # bootstrap later from the observation a time limit cut (the episode was not over)
+                    trunc_buf[t] = truncated
+                    final_buf[t] = normalize(on_device(res.final_obs))
+                    raw_obs = on_device(res.obs)
                     obs_rms.update(raw_obs)
 
                 # ---- values, log-probs and truncation bootstraps in one batched pass each ------------
-                b_obs = torch.from_numpy(obs_buf.reshape(batch, obs_dim)).to(device)
-                b_act = torch.from_numpy(act_buf.reshape(batch, act_dim)).to(device)
+                b_obs = obs_buf.reshape(batch, obs_dim)
+                b_act = act_buf.reshape(batch, act_dim)
                 b_val = agent.value(b_obs)
                 b_logp = log_prob(agent.actor(b_obs), b_act)
-                values = b_val.cpu().numpy().reshape(T, n)
-                next_value = agent.value(torch.from_numpy(normalize(raw_obs)).to(device)).cpu().numpy()
-                rewards = rew_buf.copy()
-                for t, idx, final in truncations:
-                    rewards[t, idx] += hp.gamma * agent.value(torch.from_numpy(final).to(device)).cpu().numpy()
+                values = b_val.reshape(T, n)
+                next_value = agent.value(normalize(raw_obs))
+                bootstrap = agent.value(final_buf.reshape(batch, obs_dim)).reshape(T, n)
+                rewards = rew_buf + hp.gamma * bootstrap * trunc_buf
 
-            # ---- GAE ------------------------------------------------------------------------------
-            adv = np.zeros((T, n), dtype=np.float32)
-            last = np.zeros(n, dtype=np.float32)
-            for t in reversed(range(T)):
-                nv = next_value if t == T - 1 else values[t + 1]
-                nonterminal = 1.0 - done_buf[t]
-                delta = rewards[t] + hp.gamma * nv * nonterminal - values[t]
-                last = delta + hp.gamma * hp.gae_lambda * nonterminal * last
-                adv[t] = last
-            b_adv = torch.from_numpy(adv.reshape(batch)).to(device)
-            b_ret = b_adv + b_val
+                # ---- GAE ----------------------------------------------------------------------------
+                adv = torch.zeros((T, n), dtype=torch.float32, device=device)
+                last = torch.zeros(n, dtype=torch.float32, device=device)
+                for t in reversed(range(T)):
+                    nv = next_value if t == T - 1 else values[t + 1]
+                    nonterminal = 1.0 - done_buf[t]
+                    delta = rewards[t] + hp.gamma * nv * nonterminal - values[t]
+                    last = delta + hp.gamma * hp.gae_lambda * nonterminal * last
+                    adv[t] = last
+            # leave inference mode: these take part in autograd below
             b_obs, b_act, b_val, b_logp = b_obs.clone(), b_act.clone(), b_val.clone(), b_logp.clone()
-            b_ret = b_ret.clone()  # leave inference mode: these take part in autograd below
+            b_adv = adv.reshape(batch).clone()
+            b_ret = b_adv + b_val
+            if reward is not None:
+                reward.flush()  # the rollout's episode books to the host, once; raises on NaN rewards
 
             # ---- optimise -------------------------------------------------------------------------
             t_update = clock()
             timing["collect_s"] += t_update - t_collect
             mb = batch // hp.minibatches
-            approx_kl = 0.0
             for _ in range(hp.epochs):
                 perm = torch.randperm(batch, generator=gen, device=device)
                 kl_stop = False
@@ -318,7 +325,7 @@ class PPOTrainer(Trainer):
                 next_ckpt += ckpt_every
 
         seconds = time.perf_counter() - start
-        stats = reward.stats.summary() if reward is not None else {}
+        stats = reward.summary() if reward is not None else {}
         sim.close()
         return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=resumed_from + global_step,
                            seconds=seconds,
@@ -340,7 +347,7 @@ def resume_state(env_steps: int, agent: ActorCritic, optimizer: torch.optim.Opti
         for key, value in entry.items():
             arrays[f"optim/{int(idx)}/{key}"] = torch.as_tensor(value).detach().cpu().numpy()
     for name, rms in (("obs_rms", obs_rms), ("ret_rms", ret_rms)):
-        arrays |= {f"{name}/mean": np.asarray(rms.mean), f"{name}/var": np.asarray(rms.var),
+        arrays |= {f"{name}/mean": rms.mean.cpu().numpy(), f"{name}/var": rms.var.cpu().numpy(),
                    f"{name}/count": np.asarray(rms.count)}
     arrays["rng/generator"] = gen.get_state().numpy()
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
@@ -367,7 +374,8 @@ def restore_state(raw: bytes, agent: ActorCritic, optimizer: torch.optim.Optimiz
     groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in header["optim_param_groups"]]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     for name, rms in (("obs_rms", obs_rms), ("ret_rms", ret_rms)):
-        rms.mean, rms.var = np.array(arrays[f"{name}/mean"]), np.array(arrays[f"{name}/var"])
+        rms.mean = torch.as_tensor(np.array(arrays[f"{name}/mean"]), dtype=torch.float64, device=rms.mean.device)
+        rms.var = torch.as_tensor(np.array(arrays[f"{name}/var"]), dtype=torch.float64, device=rms.var.device)
         rms.count = float(arrays[f"{name}/count"])
     gen.set_state(torch.from_numpy(np.array(arrays["rng/generator"], dtype=np.uint8)))
     return int(header["env_steps"])

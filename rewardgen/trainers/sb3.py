@@ -84,8 +84,9 @@ class RewardVecEnv(DummyVecEnv):
             self.reward(self.buffers.to_state(self.device), self.total_steps)  # the books only
             self.buf_rews[:] = self._env_rews
         else:
-            self.buf_rews[:] = self.reward(self.buffers.to_state(self.device), self.total_steps)
+            self.buf_rews[:] = self.reward(self.buffers.to_state(self.device), self.total_steps).cpu().numpy()
         self.reward.end_episodes(self.buf_dones, self.total_steps)
+        self.reward.flush()  # a few envs on the CPU: nothing to gain from keeping the books pending
         for i, obs in enumerate(pending):
             if self.buf_dones[i]:
                 self.buf_infos[i]["terminal_observation"] = obs
@@ -246,5 +247,5 @@ class SB3Trainer(Trainer):
                  "env_steps_per_second": done / max(seconds, 1e-9)}
         if self.env_reward:
             extra["env_reward"] = True
-        return TrainOutput(policy=export_policy(model, venv), stats=reward.stats.summary(),
+        return TrainOutput(policy=export_policy(model, venv), stats=reward.summary(),
                            env_steps=int(model.num_timesteps), seconds=seconds, extra=extra)
