@@ -477,6 +477,9 @@ class Evolution:
             job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps)
         if self.config.sim != "cpu":
             job["sim"], job["device"] = self.config.sim, self.config.device
+            if self.config.device.startswith("cuda") and self.config.executor != "ray":
+                # the local workers share the device: each caps torch's allocations at its share
+                job["gpu_memory_fraction"] = 1.0 / (self.config.workers or default_workers(self.config.samples))
         state_file = d / f"state-{r - 1}.npz"
         if previous and state_file.is_file():
             job["resume"] = base64.b64encode(state_file.read_bytes()).decode()

@@ -138,7 +138,8 @@ def _enter_netns() -> None:
             pass
 
 
-def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = None) -> Callable[[], None]:
+def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = None,
+             address_limit: bool = True) -> Callable[[], None]:
     cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
 
     def apply() -> None:
@@ -154,7 +155,8 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = N
         except Exception:  # noqa: BLE001 - the parent reports whether it worked
             pass
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        if address_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         if nproc is not None:
@@ -245,6 +247,12 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     elif sandboxed:
         result.warnings.append("RLIMIT_NPROC not enforced for root; process creation is refused by seccomp "
                                "and the audit hook instead")
+    # a CUDA context reserves far more address space than any useful RLIMIT_AS: GPU jobs are bounded
+    # by torch's per-process memory fraction on the device instead (job "gpu_memory_fraction")
+    address_limit = not str(job.get("device", "cpu")).startswith("cuda")
+    if sandboxed and not address_limit:
+        result.warnings.append("RLIMIT_AS not applied to a CUDA job (the driver reserves huge address space); "
+                               "device memory is capped by the job's gpu_memory_fraction")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
         read_fd, write_fd = os.pipe()
@@ -252,7 +260,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=scratch, env=worker_env(scratch, int(job.get("torch_threads", 1))),
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, nproc),
+            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, nproc, address_limit),
         )
         os.close(write_fd)
         if sandboxed:

@@ -63,6 +63,8 @@ def _harden(job: dict, out, filename: str):
     device = str(job.get("device", "cpu"))
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.zeros(1, device=device)  # open the driver's device files before the filter forbids it
+        if job.get("gpu_memory_fraction"):  # candidates sharing one GPU: each gets its slice of memory
+            torch.cuda.set_per_process_memory_fraction(float(job["gpu_memory_fraction"]), torch.device(device))
     if job.get("seccomp", True):
         why = install_seccomp(allow_rdwr=device.startswith("cuda"))
         if why is None:
