@@ -199,7 +199,7 @@ def forward_velocity(schema: Schema, params: dict) -> Fitness:
 def alive_fraction(schema: Schema, params: dict) -> Fitness:
     """Fraction of the episode horizon survived before termination (0..1)."""
     _known(params, (), "alive_fraction")
-    return Fitness("alive_fraction", params, lambda s: torch.ones(s.num_worlds), "horizon",
+    return Fitness("alive_fraction", params, lambda s: torch.ones(s.num_worlds, device=s.qpos.device), "horizon",
                    doc="fraction of the episode horizon survived without termination",
                    expr="torch.ones_like(s.step)", unit="fraction")
 

@@ -37,7 +37,7 @@ def training_stats(returns_slope: float, fitness_slope: float, seed: int = 0) ->
         comps = {"forward": torch.tensor(rng.normal(x, 0.1, 8), dtype=torch.float32),
                  "alive": torch.ones(8),
                  "ctrl": torch.tensor(-0.1 * rng.random(8), dtype=torch.float32)}
-        stats.record_step(step, sum(comps.values()), comps)
+        stats.record_step(step, ("__total__", *comps), torch.stack([sum(comps.values()), *comps.values()]))
         stats.record_episode(step, 100, 10 + returns_slope * x + rng.normal(0, 0.1), 0.2 + fitness_slope * x)
     return stats.summary()
 
