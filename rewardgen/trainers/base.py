@@ -221,8 +221,7 @@ class BatchReward:
     def _size(self, num_envs: int, device: torch.device) -> None:
         self.n, self.device = int(num_envs), device
         self._returns = torch.zeros(self.n, dtype=torch.float64, device=device)
-        self._lengths = torch.zeros(self.n, dtype=torch.int64, device=device)
-        self._fit = EpisodeFitness(self.fitness, self.n, self.horizon, device)
+        self._fit = EpisodeFitness(self.fitness, self.n, self.horizon, device)  # its count: episode lengths
         self._closed: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._bad: torch.Tensor | None = None  # non-finite counts per row of ``_labels``
         self._labels: tuple[str, ...] = ()
@@ -247,15 +246,13 @@ class BatchReward:
             self._bad = self._bad + bad
         self.stats.record_step(step, names, values)
         self._returns += values[0]
-        self._lengths += 1
         return values[0]
 
     def end_episodes(self, done: torch.Tensor | np.ndarray, step: int) -> None:
         """Close the episodes of worlds flagged ``done`` (call after ``__call__`` for that step)."""
         done = torch.as_tensor(done, device=self.device).to(torch.bool)
-        self._closed.append((step, done, self._returns.clone(), self._lengths.clone(), self._fit.value()))
+        self._closed.append((step, done, self._returns.clone(), self._fit.count.clone(), self._fit.value()))
         self._returns.masked_fill_(done, 0.0)
-        self._lengths.masked_fill_(done, 0)
         self._fit.close(done)
 
     def flush(self) -> None:
