@@ -546,9 +546,10 @@ class BatchSim:
             raise RuntimeError("step() first: the State describes the worlds after a step")
         return self._state_arrays
 
-    def state(self, device: str | torch.device = "cpu") -> State:
-        """The reward's State for the last step (each world as it was before any auto-reset)."""
-        a, sc = self.state_arrays(), self.schema
+    def state(self, device: str | torch.device = "cpu", arrays: dict[str, np.ndarray] | None = None) -> State:
+        """The reward's State for the last step (each world as it was before any auto-reset), or for
+        an earlier step's ``state_arrays()`` (each step builds new arrays, so they stay valid)."""
+        a, sc = (self.state_arrays() if arrays is None else arrays), self.schema
 
         def t(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(x).to(device) if str(device) != "cpu" else torch.from_numpy(x.copy())

@@ -61,3 +61,17 @@ def test_ppo_is_reproducible_and_registered():
     for k, v in a.policy.arrays.items():
         np.testing.assert_array_equal(v, b.policy.arrays[k])
     assert isinstance(get_trainer("ppo"), PPOTrainer)
+
+
+def test_helper_thread_changes_nothing():
+    """The helper thread (step t+1's physics while step t's reward is booked; the critic's backward
+    pass beside the actor's) must give the single-threaded loop's results exactly: same policy, same
+    episode books (the pendulum falls often early on, so resets are in)."""
+    seq = PPOHyperparams(num_envs=16, rollout_steps=16, epochs=2, minibatches=2, use_helper_thread=False)
+    par = PPOHyperparams(num_envs=16, rollout_steps=16, epochs=2, minibatches=2, use_helper_thread=True)
+    _, a, _ = _train(2048, seq, seed=5)
+    _, b, _ = _train(2048, par, seed=5)
+    assert a.stats["num_episodes"] > 16
+    assert a.stats == b.stats and a.extra["losses"] == b.extra["losses"]
+    for k, v in a.policy.arrays.items():
+        np.testing.assert_array_equal(v, b.policy.arrays[k])

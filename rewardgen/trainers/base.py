@@ -251,6 +251,8 @@ class BatchReward:
     def end_episodes(self, done: torch.Tensor | np.ndarray, step: int) -> None:
         """Close the episodes of worlds flagged ``done`` (call after ``__call__`` for that step)."""
         done = torch.as_tensor(done, device=self.device).to(torch.bool)
+        if self.device.type == "cpu" and not bool(done.any()):
+            return  # most steps end no episode; asking costs a device sync on a GPU, nothing here
         self._closed.append((step, done, self._returns.clone(), self._fit.count.clone(), self._fit.value()))
         self._returns.masked_fill_(done, 0.0)
         self._fit.close(done)

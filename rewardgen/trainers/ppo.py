@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,10 @@ class PPOHyperparams:
     sim_threads: int | None = None  # native physics threads (None: all cores)
     sim: str = "cpu"  # "cpu" (BatchSim on mujoco.rollout) or "warp" (MuJoCo Warp, rewardgen[gpu])
     sim_device: str | None = None  # Warp device; None: TrainConfig.device
+    # CPU: a helper thread runs step t+1's physics while this one books step t's reward (candidate
+    # code, episode books, normalisation), and the critic's backward pass while this one does the
+    # actor's. Same results to the bit, faster on 2 cores (docs/benchmarks.md).
+    use_helper_thread: bool = True
 
 
 class RunningMeanStd:
@@ -159,6 +164,12 @@ class PPOTrainer(Trainer):
         sim = make_sim(task, n, seed=config.seed, sim=hp.sim, device=hp.sim_device or config.device,
                        nthread=hp.sim_threads, output="torch")
         obs_dim, act_dim = sim.obs_dim, sim.act_dim
+        # one helper thread (CPU only; on a GPU the kernels are asynchronous already): the physics of
+        # step t+1 while this thread books step t's reward, the critic's backward pass while this one
+        # does the actor's. Neither changes a single number (tests/test_ppo.py).
+        on_cpu = hp.sim == "cpu" and device.type == "cpu"
+        helper = ThreadPoolExecutor(1, thread_name_prefix="rewardgen-ppo") if on_cpu and hp.use_helper_thread else None
+        physics = helper
 
         def on_device(x) -> torch.Tensor:
             return torch.as_tensor(x, device=device)
@@ -175,8 +186,10 @@ class PPOTrainer(Trainer):
         discounted = torch.zeros(n, dtype=torch.float64, device=device)
         eps = 1e-8
 
-        def normalize(o: torch.Tensor) -> torch.Tensor:
-            x = (o - obs_rms.mean) / torch.sqrt(obs_rms.var + eps)
+        def normalize(o: torch.Tensor, mean: torch.Tensor | None = None, var: torch.Tensor | None = None) -> torch.Tensor:
+            mean = obs_rms.mean if mean is None else mean
+            var = obs_rms.var if var is None else var
+            x = (o - mean) / torch.sqrt(var + eps)
             return x.clamp(-hp.clip_obs, hp.clip_obs).to(torch.float32)
 
         # rollout storage, on the device
@@ -203,6 +216,50 @@ class PPOTrainer(Trainer):
         setup_s = clock() - start
         half_log_2pi = 0.5 * math.log(2 * math.pi)
 
+        def book(t: int, res, arrays, step: int, mean: torch.Tensor, var: torch.Tensor) -> None:
+            """Step ``t``'s reward, episode books, reward normalisation and bootstrap inputs. Nothing
+            here decides an action, so with BatchSim it runs while the next step's physics does."""
+            nonlocal discounted
+            terminated, truncated = on_device(res.terminated), on_device(res.truncated)
+            done = terminated | truncated
+            if reward is not None:  # the State of step t (the simulator may be a step further by now)
+                state = sim.state(device) if arrays is None else sim.state(device, arrays)
+            if self.env_reward:
+                r = on_device(res.env_reward).to(torch.float64)
+                if reward is not None:
+                    reward(state, step)
+            else:
+                r = reward(state, step).to(torch.float64)
+            if reward is not None:
+                reward.end_episodes(done, step)
+            if hp.normalize_reward:
+                discounted = discounted * hp.gamma + r
+                ret_rms.update(discounted)
+                r = (r / torch.sqrt(ret_rms.var + eps)).clamp(-hp.clip_reward, hp.clip_reward)
+                discounted.masked_fill_(done, 0.0)
+            rew_buf[t] = r
+            done_buf[t] = done
+            # bootstrap later from the observation a time limit cut (the episode was not over)
+            trunc_buf[t] = truncated
+            final_buf[t] = normalize(on_device(res.final_obs), mean, var)
+
+        def value_passes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            """After a rollout: values of its observations, of the next ones, of those a time limit cut."""
+            with torch.inference_mode():  # (thread-local: the helper thread enters it itself)
+                return (agent.value(obs_buf.reshape(batch, obs_dim)), agent.value(normalize(raw_obs)),
+                        agent.value(final_buf.reshape(batch, obs_dim)))
+
+        def value_loss(obs_i: torch.Tensor, ret_i: torch.Tensor, old_v: torch.Tensor) -> torch.Tensor:
+            """The critic's share of a minibatch's PPO loss, backpropagated (weighted by vf_coef)."""
+            v = agent.value(obs_i)
+            if hp.clip_vloss:
+                v_clipped = old_v + (v - old_v).clamp(-hp.clip_coef, hp.clip_coef)
+                loss = 0.5 * torch.max((v - ret_i).pow(2), (v_clipped - ret_i).pow(2)).mean()
+            else:
+                loss = 0.5 * (v - ret_i).pow(2).mean()
+            (hp.vf_coef * loss).backward()
+            return loss
+
         def log_prob(mean: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
             z = (act - mean) * torch.exp(-agent.log_std)
             return (-0.5 * z * z - agent.log_std - half_log_2pi).sum(-1)
@@ -214,48 +271,47 @@ class PPOTrainer(Trainer):
             t_collect = clock()
             with torch.inference_mode():
                 noise = torch.randn((T, n, act_dim), generator=gen, device=device) * agent.log_std.exp()
+                pending = None  # the step whose reward is booked while the next step's physics runs
                 for t in range(T):
                     x = normalize(raw_obs)
                     obs_buf[t] = x
                     action = agent.actor(x) + noise[t]
                     act_buf[t] = action
                     t0 = clock()
-                    res = sim.step(action.clamp(-1.0, 1.0))
-                    t1 = clock()
-                    timing["sim_s"] += t1 - t0
-                    global_step += n
-                    terminated, truncated = on_device(res.terminated), on_device(res.truncated)
-                    done = terminated | truncated
-                    if self.env_reward:
-                        r = on_device(res.env_reward).to(torch.float64)
-                        if reward is not None:
-                            reward(sim.state(device), global_step)
+                    if physics is not None:
+                        stepping = physics.submit(sim.step, action.clamp(-1.0, 1.0))
+                        if pending is not None:
+                            book(*pending)
+                            pending = None
+                        t1 = clock()
+                        res = stepping.result()
                     else:
-                        r = reward(sim.state(device), global_step).to(torch.float64)
-                    if reward is not None:
-                        reward.end_episodes(done, global_step)
-                    timing["reward_s"] += clock() - t1
-                    if hp.normalize_reward:
-                        discounted = discounted * hp.gamma + r
-                        ret_rms.update(discounted)
-                        r = (r / torch.sqrt(ret_rms.var + eps)).clamp(-hp.clip_reward, hp.clip_reward)
-                        discounted.masked_fill_(done, 0.0)
-                    rew_buf[t] = r
-                    done_buf[t] = done
-                    # bootstrap later from the observation a time limit cut (the episode was not over)
-                    trunc_buf[t] = truncated
-                    final_buf[t] = normalize(on_device(res.final_obs))
+                        t1 = clock()
+                        res = sim.step(action.clamp(-1.0, 1.0))
+                    timing["sim_s"] += clock() - t1
+                    timing["reward_s"] += t1 - t0
+                    global_step += n
+                    arrays = sim.state_arrays() if physics is not None and reward is not None else None
+                    # obs_rms.update replaces mean/var, so these references keep this step's statistics
+                    pending = (t, res, arrays, global_step, obs_rms.mean, obs_rms.var)
+                    if physics is None:
+                        t0 = clock()
+                        book(*pending)
+                        pending = None
+                        timing["reward_s"] += clock() - t0
                     raw_obs = on_device(res.obs)
                     obs_rms.update(raw_obs)
+                if pending is not None:
+                    book(*pending)
 
                 # ---- values, log-probs and truncation bootstraps in one batched pass each ------------
                 b_obs = obs_buf.reshape(batch, obs_dim)
                 b_act = act_buf.reshape(batch, act_dim)
-                b_val = agent.value(b_obs)
+                critic_passes = helper.submit(value_passes) if helper is not None else None
                 b_logp = log_prob(agent.actor(b_obs), b_act)
+                b_val, next_value, bootstrap = critic_passes.result() if critic_passes else value_passes()
                 values = b_val.reshape(T, n)
-                next_value = agent.value(normalize(raw_obs))
-                bootstrap = agent.value(final_buf.reshape(batch, obs_dim)).reshape(T, n)
+                bootstrap = bootstrap.reshape(T, n)
                 rewards = rew_buf + hp.gamma * bootstrap * trunc_buf
 
                 # ---- GAE ----------------------------------------------------------------------------
@@ -280,27 +336,26 @@ class PPOTrainer(Trainer):
             mb = batch // hp.minibatches
             for _ in range(hp.epochs):
                 perm = torch.randperm(batch, generator=gen, device=device)
+                # shuffled once per epoch; the minibatches are then contiguous slices of these
+                e_obs, e_act, e_logp, e_adv, e_ret, e_val = (x[perm] for x in (b_obs, b_act, b_logp, b_adv, b_ret, b_val))
                 kl_stop = False
                 for k in range(hp.minibatches):
-                    i = perm[k * mb:(k + 1) * mb]
-                    obs_i, old_logp = b_obs[i], b_logp[i]
-                    logp = log_prob(agent.actor(obs_i), b_act[i])
-                    log_ratio = logp - old_logp
+                    i = slice(k * mb, (k + 1) * mb)
+                    obs_i = e_obs[i]
+                    optimizer.zero_grad(set_to_none=True)
+                    # The critic's loss touches only the critic's weights and the actor's only the
+                    # actor's, so backpropagating them separately gives the summed loss's gradients
+                    # exactly; on the CPU the critic's half runs on the helper thread meanwhile.
+                    critic_half = helper.submit(value_loss, obs_i, e_ret[i], e_val[i]) if helper is not None else None
+                    logp = log_prob(agent.actor(obs_i), e_act[i])
+                    log_ratio = logp - e_logp[i]
                     ratio = log_ratio.exp()
-                    a = b_adv[i]
+                    a = e_adv[i]
                     a = (a - a.mean()) / (a.std() + 1e-8)
                     pg_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - hp.clip_coef, 1 + hp.clip_coef)).mean()
-                    v = agent.value(obs_i)
-                    if hp.clip_vloss:
-                        v_old = b_val[i]
-                        v_clipped = v_old + (v - v_old).clamp(-hp.clip_coef, hp.clip_coef)
-                        v_loss = 0.5 * torch.max((v - b_ret[i]).pow(2), (v_clipped - b_ret[i]).pow(2)).mean()
-                    else:
-                        v_loss = 0.5 * (v - b_ret[i]).pow(2).mean()
                     entropy = (agent.log_std + 0.5 + half_log_2pi).sum()  # Gaussian: state-independent
-                    loss = pg_loss - hp.ent_coef * entropy + hp.vf_coef * v_loss
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (pg_loss - hp.ent_coef * entropy).backward()
+                    v_loss = critic_half.result() if critic_half is not None else value_loss(obs_i, e_ret[i], e_val[i])
                     nn.utils.clip_grad_norm_(agent.parameters(), hp.max_grad_norm)
                     optimizer.step()
                     if hp.target_kl is not None:
@@ -327,6 +382,8 @@ class PPOTrainer(Trainer):
         seconds = time.perf_counter() - start
         stats = reward.summary() if reward is not None else {}
         sim.close()
+        if helper is not None:
+            helper.shutdown()
         return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=resumed_from + global_step,
                            seconds=seconds,
                            extra={"resume_state": resume_state(resumed_from + global_step, agent, optimizer, obs_rms,
