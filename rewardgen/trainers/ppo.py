@@ -243,11 +243,13 @@ class PPOTrainer(Trainer):
             trunc_buf[t] = truncated
             final_buf[t] = normalize(on_device(res.final_obs), mean, var)
 
-        def value_passes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            """After a rollout: values of its observations, of the next ones, of those a time limit cut."""
+        def value_passes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            """After a rollout: values of its observations, of the next ones, of those a time limit cut
+            (None on the CPU when no world hit the time limit: most rollouts; asking would sync a GPU)."""
             with torch.inference_mode():  # (thread-local: the helper thread enters it itself)
+                cut = device.type != "cpu" or bool(trunc_buf.any())
                 return (agent.value(obs_buf.reshape(batch, obs_dim)), agent.value(normalize(raw_obs)),
-                        agent.value(final_buf.reshape(batch, obs_dim)))
+                        agent.value(final_buf.reshape(batch, obs_dim)).reshape(T, n) if cut else None)
 
         def value_loss(obs_i: torch.Tensor, ret_i: torch.Tensor, old_v: torch.Tensor) -> torch.Tensor:
             """The critic's share of a minibatch's PPO loss, backpropagated (weighted by vf_coef)."""
@@ -311,8 +313,7 @@ class PPOTrainer(Trainer):
                 b_logp = log_prob(agent.actor(b_obs), b_act)
                 b_val, next_value, bootstrap = critic_passes.result() if critic_passes else value_passes()
                 values = b_val.reshape(T, n)
-                bootstrap = bootstrap.reshape(T, n)
-                rewards = rew_buf + hp.gamma * bootstrap * trunc_buf
+                rewards = rew_buf + hp.gamma * bootstrap * trunc_buf if bootstrap is not None else rew_buf
 
                 # ---- GAE ----------------------------------------------------------------------------
                 adv = torch.zeros((T, n), dtype=torch.float32, device=device)
