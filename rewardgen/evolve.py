@@ -419,7 +419,8 @@ class Evolution:
             pending = [c for c in participants if self._rung(g, c, r) is None]
             if pending:
                 with ThreadPoolExecutor(max_workers=min(workers, len(pending)), thread_name_prefix="candidate") as pool:
-                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions)) for c in pending]:
+                    threads = self.executor.cpu_threads(min(workers, len(pending)))
+                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions), threads) for c in pending]:
                         fut.result()
             records = {c: self._rung(g, c, r) for c in participants}
             ok = sorted((c for c in participants if records[c]["status"] == "ok"),
@@ -447,8 +448,9 @@ class Evolution:
     def _limits(self, wall: float) -> WorkerLimits:
         return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
 
-    def _slice(self, g: int, c: int, r: int, target: int, rungs: int) -> None:
-        """Check (first rung only), train up to ``target`` env-steps, evaluate; record ``rung-r.json``."""
+    def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1) -> None:
+        """Check (first rung only), train up to ``target`` env-steps, evaluate; record ``rung-r.json``.
+        ``cpu_threads``: the training job's share of the cores while this rung's slices run together."""
         d = self.store.cand_dir(g, c)
         source = self.store.read_source(g, c)
         seed = self.config.seed * 1000 + g * 100 + c
@@ -472,7 +474,7 @@ class Evolution:
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
         job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
-               "trainer": self.trainer, "steps": max(1, target - done_steps)}
+               "trainer": self.trainer, "steps": max(1, target - done_steps), "cpu_threads": cpu_threads}
         if self.config.num_envs or self.trainer == "ppo":
             job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps)
         if self.config.sim != "cpu":

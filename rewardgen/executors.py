@@ -55,6 +55,12 @@ class Executor:
         """What a run records about where its jobs ran."""
         return {"executor": self.name}
 
+    def cpu_threads(self, concurrent: int) -> int:
+        """CPU threads one job should use when ``concurrent`` jobs run at once (goes in the job as
+        ``cpu_threads``: the worker sizes its physics pool to it and uses PPO's helper thread only
+        with two or more)."""
+        return 1
+
     def __enter__(self) -> "Executor":
         return self
 
@@ -83,6 +89,10 @@ class LocalExecutor(Executor):
 
     def describe(self) -> dict:
         return {"executor": self.name, "max_workers": self.max_workers}
+
+    def cpu_threads(self, concurrent: int) -> int:
+        # more busy threads than cores made two HalfCheetah workers 7-12% slower in all (docs/benchmarks.md)
+        return max(1, default_workers() // max(1, min(int(concurrent), self.max_workers)))
 
 
 def _run_local(job: dict, limits: WorkerLimits, on_event: EventFn | None, module: str) -> WorkerResult:
@@ -204,6 +214,9 @@ class RayExecutor(Executor):
     def describe(self) -> dict:
         return {"executor": self.name, "address": self.address, "num_cpus_per_task": self.num_cpus_per_task,
                 "num_gpus_per_task": self.num_gpus_per_task, "retries": self.retries}
+
+    def cpu_threads(self, concurrent: int) -> int:
+        return max(1, int(self.num_cpus_per_task))  # what Ray reserved for the task
 
 
 def _describe_ray_error(exc: BaseException) -> str:

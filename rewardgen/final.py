@@ -118,6 +118,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
                     job["source"] = sources[method]
                 if config.get("num_envs"):
                     job["num_envs"] = int(config["num_envs"])
+                job["cpu_threads"] = executor.cpu_threads(seeds * len(methods))
                 pending[executor.submit(job, limits)] = (method, k)
         runs: list[dict] = []
         while pending:

@@ -233,6 +233,9 @@ def _make_trainer(name: str, env_reward: bool, job: dict | None = None):
             hp = replace(hp, num_envs=int(job["num_envs"]))
         if job.get("sim", "cpu") != "cpu":
             hp = replace(hp, sim=str(job["sim"]), sim_device=job.get("device"))
+        if job.get("cpu_threads"):  # this job's share of the machine's cores (Executor.cpu_threads)
+            threads = max(1, int(job["cpu_threads"]))
+            hp = replace(hp, sim_threads=threads, use_helper_thread=threads >= 2)
         return PPOTrainer(hp, env_reward=env_reward)
     if not env_reward:
         return get_trainer(name)

@@ -75,3 +75,23 @@ def test_helper_thread_changes_nothing():
     assert a.stats == b.stats and a.extra["losses"] == b.extra["losses"]
     for k, v in a.policy.arrays.items():
         np.testing.assert_array_equal(v, b.policy.arrays[k])
+
+
+def test_jobs_get_their_share_of_the_cores():
+    """Workers running side by side must not each start a physics pool over every core plus the helper
+    thread (measured 7-12% slower in all); a lone worker uses the whole machine."""
+    from rewardgen.executors import LocalExecutor, default_workers
+    from rewardgen.worker import _make_trainer
+
+    cores = default_workers()
+    pool = LocalExecutor(max_workers=cores)
+    try:
+        assert pool.cpu_threads(1) == cores
+        assert pool.cpu_threads(cores) == 1 and pool.cpu_threads(10 * cores) == 1
+    finally:
+        pool.close()
+    alone = _make_trainer("ppo", False, {"cpu_threads": 2}).hp
+    shared = _make_trainer("ppo", False, {"cpu_threads": 1}).hp
+    assert (alone.sim_threads, alone.use_helper_thread) == (2, True)
+    assert (shared.sim_threads, shared.use_helper_thread) == (1, False)
+    assert _make_trainer("ppo", False, {}).hp.use_helper_thread  # `rewardgen train`: the whole machine
