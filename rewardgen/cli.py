@@ -373,15 +373,18 @@ def cmd_bench(args) -> int:
 
         console.print(f"bench schedule on {args.task}: full vs successive halving, {args.samples} candidates, "
                       f"same proposals and seeds")
-        result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer)
+        result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
+                                   seed=args.seed)
         if not args.json:
             for name in ("full", "halving"):
                 r = result[name]
                 best = r["best"] or {}
                 console.print(f"{name:>8}: {r['env_steps']:>9} env-steps, best candidate {best.get('candidate')} "
                               f"fitness {best.get('fitness')}")
-            console.print(f"halving used {result['steps_ratio']:.0%} of full's env-steps; "
-                          f"same best: {result.get('same_best')}")
+            gap = result.get("fitness_gap")
+            console.print(f"halving used {result['steps_ratio']:.1%} of full's env-steps; "
+                          f"same best: {result.get('same_best')}"
+                          + (f"; its best is {gap:.1%} below full's" if gap is not None else ""))
     elif args.what == "throughput" and args.sim == "warp":
         from rewardgen.warpsim import warp_throughput
 
@@ -634,7 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: training throughput, learning quality",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
-                                   "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps.")
+                                   "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
+                                   "schedule: the same candidates under --schedule full and halving: env-steps "
+                                   "spent and best trusted fitness of each.")
     p.add_argument("what", choices=["throughput", "learning", "schedule"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=_positive_int, default=300_000, help="learning: env-steps per run (default 300000)")
@@ -643,6 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--seed", type=_non_negative_int, default=0,
+                   help="schedule: run seed; candidates' training seeds derive from it (default 0)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
     p.add_argument("--device", default="cpu", help="throughput with --sim warp: device, e.g. cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")

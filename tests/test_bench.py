@@ -37,3 +37,41 @@ def test_learning_compares_both_trainers():
     for k in ("rewardgen_ppo", "sb3_ppo"):
         assert len(r[k]["runs"]) == 1 and r[k]["median_seconds"] > 0
         assert isinstance(r[k]["median_fitness"], float)
+
+
+def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
+    """`rewardgen bench schedule` on a tiny budget: the same proposals under both schedules; halving
+    trains everyone to a fifth, continues the better ones from their saved state (never from scratch),
+    seals the others as eliminated, and spends what its rungs add up to."""
+    import json
+    from pathlib import Path
+
+    from conftest import cli, last_json
+
+    res = cli("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--schedule-steps", "4096",
+              "--json", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = last_json(res.stdout)
+    full, halving = Path(out["full"]["run_dir"]), Path(out["halving"]["run_dir"])
+    for c in range(3):
+        assert (full / f"gen-000/cand-{c:02d}/reward.py").read_text() == \
+            (halving / f"gen-000/cand-{c:02d}/reward.py").read_text()
+    assert out["full"]["env_steps"] == 3 * 4096  # 16 worlds x 16 steps per batch divides 4096
+    # rungs at 1/5, 1/2, 1 of the budget (whole batches: 1024, 2048, 4096) keeping 2 of 3, then 1 of 2
+    assert out["halving"]["env_steps"] == 3 * 1024 + 2 * 1024 + 1 * 2048
+    assert out["steps_ratio"] == out["halving"]["env_steps"] / out["full"]["env_steps"]
+    metrics = [json.loads((halving / f"gen-000/cand-{c:02d}/metrics.json").read_text()) for c in range(3)]
+    assert sorted(m["fate"] for m in metrics) == ["eliminated", "eliminated", "final"]
+    winner = next(m for m in metrics if m["fate"] == "final")
+    assert winner["rungs"] == 3 and winner["env_steps"] == winner["steps_spent"] == 4096
+    assert out["halving"]["best"]["candidate"] == winner["candidate"]
+    first_out = next(m for m in metrics if m["rungs"] == 1)
+    second_out = next(m for m in metrics if m["rungs"] == 2)
+    def rung_fitness(m: dict, r: int) -> float:  # the trusted fitness the cut after rung r ranked by
+        return json.loads((halving / f"gen-000/cand-{m['candidate']:02d}/rung-{r}.json").read_text())["fitness"]
+
+    assert rung_fitness(first_out, 0) <= min(rung_fitness(second_out, 0), rung_fitness(winner, 0))
+    assert rung_fitness(second_out, 1) <= rung_fitness(winner, 1)
+    for r, done_before in ((1, 1024), (2, 2048)):
+        rung = json.loads((halving / f"gen-000/cand-{winner['candidate']:02d}/rung-{r}.json").read_text())
+        assert rung["extra"]["resumed_from"] == done_before and "restarted" not in rung
