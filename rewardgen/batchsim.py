@@ -62,6 +62,26 @@ def unsupported_reason(task) -> str | None:
     return None
 
 
+def read_env(sim, task: Task) -> None:
+    """Copy onto a batched simulator what it reproduces of the task's gymnasium env (BatchSim and
+    WarpSim alike): the env itself (``_env``, closed by ``close``), the unwrapped env ``u``, its class
+    name ``kind``, ``model``, ``frame_skip``, ``dt``, ``episode_length``, ``schema``, ``act_dim``,
+    ``obs_dim``, ``nq``/``nv``/``nu``, and ``_rescale``: the RescaleAction wrapper's function, or None."""
+    env = task.make_env()
+    sim._env, sim._rescale = env, None
+    w = env
+    while isinstance(w, gym.Wrapper):
+        if isinstance(w, gym.wrappers.RescaleAction):
+            sim._rescale = w.func
+        w = w.env
+    u = env.unwrapped
+    sim.u, sim.kind, sim.model = u, type(u).__name__, u.model
+    sim.frame_skip, sim.dt = int(u.frame_skip), float(u.dt)
+    sim.episode_length, sim.schema = int(task.episode_length), task.schema
+    sim.act_dim, sim.obs_dim = int(env.action_space.shape[0]), int(env.observation_space.shape[0])
+    sim.nq, sim.nv, sim.nu = u.model.nq, u.model.nv, u.model.nu
+
+
 @dataclass
 class StepResult:
     """What one ``BatchSim.step`` returns; arrays have leading dimension N.
@@ -139,28 +159,11 @@ class BatchSim:
                  world_seeds: list[int] | None = None):
         self.task = task
         self.n = int(num_worlds)
-        env = task.make_env()
-        self._env = env
-        self._rescale = None
-        w = env
-        while isinstance(w, gym.Wrapper):
-            if isinstance(w, gym.wrappers.RescaleAction):
-                self._rescale = w.func
-            w = w.env
-        u = env.unwrapped
-        self.u = u
-        self.kind = type(u).__name__
-        self.model = u.model
-        self.frame_skip = int(u.frame_skip)
-        self.dt = float(u.dt)
-        self.episode_length = int(task.episode_length)
-        self.schema = task.schema
-        self.act_dim = int(env.action_space.shape[0])
-        self.obs_dim = int(env.observation_space.shape[0])
+        read_env(self, task)
+        u = self.u
         self.init_qpos = np.array(u.init_qpos, dtype=np.float64)
         self.init_qvel = np.array(u.init_qvel, dtype=np.float64)
         m = self.model
-        self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
 
         # --- models with sensors -------------------------------------------------------------
         self._dyn_model, self._dyn = self._dynamics_model(mujoco.MjSpec.from_file(u.fullpath))

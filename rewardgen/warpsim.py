@@ -47,12 +47,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 import torch
 
-from rewardgen.batchsim import BatchSim, StepResult
+from rewardgen.batchsim import BatchSim, StepResult, read_env
 from rewardgen.state import State
 from rewardgen.tasks import Task, get_task
 
@@ -155,28 +154,11 @@ class WarpSim:
         if self.n <= 0:
             raise ValueError("num_worlds must be positive")
 
-        env = task.make_env()
-        self._env = env
-        self._rescale = False
-        w = env
-        while isinstance(w, gym.Wrapper):
-            if isinstance(w, gym.wrappers.RescaleAction):
-                self._rescale = True
-            w = w.env
-        u = env.unwrapped
-        self.u = u
-        self.kind = type(u).__name__
+        read_env(self, task)
+        u = self.u
         if self.kind not in _KNOWN_KINDS:
             raise ValueError(f"WarpSim does not know the rules of {self.kind}")
-        self.model = u.model
-        self.frame_skip = int(u.frame_skip)
-        self.dt = float(u.dt)
-        self.episode_length = int(task.episode_length)
-        self.schema = task.schema
-        self.act_dim = int(env.action_space.shape[0])
-        self.obs_dim = int(env.observation_space.shape[0])
         m = self.model
-        self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
 
         # the env's model as loaded from its file, with the env's options (BatchSim does the same)
@@ -454,7 +436,7 @@ class WarpSim:
         tensor); auto-reset. StepResult holds numpy arrays or device tensors (``output``)."""
         v = self._v
         a = torch.as_tensor(action, dtype=torch.float32, device=self.device).reshape(self.n, self.act_dim)
-        ctrl = (self._act_low + (self._act_high - self._act_low) * (a + 1.0) * 0.5) if self._rescale else a
+        ctrl = (self._act_low + (self._act_high - self._act_low) * (a + 1.0) * 0.5) if self._rescale is not None else a
         self._last_action.copy_(a)
         self._last_ctrl.copy_(ctrl)
         v["ctrl"].copy_(ctrl)
