@@ -65,10 +65,11 @@ def _batch_reward(task: Task, source: str, steps: int, num_envs: int) -> BatchRe
 
 
 def in_process_ppo(task: Task, source: str, config: TrainConfig, **hp: Any) -> TrainOutput:
-    """Train rewardgen PPO in this process (the default runner for ``throughput``)."""
+    """Train rewardgen PPO in this process (the default runner for ``throughput``); ``hp`` over the
+    task's own settings (``Task.ppo``) over the defaults, as the worker does."""
     from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 
-    hparams = PPOHyperparams(**hp)
+    hparams = PPOHyperparams(**(task.ppo | hp))
     n = int(hparams.num_envs or config.num_envs)
     return PPOTrainer(hparams).train(task, _batch_reward(task, source, config.steps, n), config, lambda s: None)
 
@@ -207,7 +208,7 @@ def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, 
     task = get_task(task_id)
     if ppo_hp and not in_process and runner is None:
         raise ValueError("PPO hyperparameter overrides need in_process=True (the worker trains with the defaults)")
-    num_worlds = int(num_worlds or PPOHyperparams().num_envs or 8)
+    num_worlds = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
     mode = "in-process" if (in_process or runner is not None) else "worker"
     run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))
     a_sim, a_roll, b, b_wall, c, rss = [], [], [], [], [], []
@@ -278,7 +279,8 @@ def _fitness(task: Task, export, episodes: int, seed: int) -> float:
 
 def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 1, 2), episodes: int | None = None,
              include_sb3: bool = True, **ppo_hp: Any) -> dict:
-    """rewardgen PPO vs SB3 PPO on the env's own reward at equal steps; median trusted fitness."""
+    """rewardgen PPO vs SB3 PPO on the env's own reward at equal steps; median trusted fitness.
+    rewardgen PPO trains with the task's own settings (``Task.ppo``) under ``ppo_hp``."""
     from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
     from rewardgen.trainers.sb3 import SB3Trainer
 
@@ -287,7 +289,7 @@ def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 
     rows: dict[str, list[dict]] = {"rewardgen_ppo": [], "sb3_ppo": []}
     for seed in seeds:
         start = time.perf_counter()
-        out = PPOTrainer(PPOHyperparams(**ppo_hp), env_reward=True).train(
+        out = PPOTrainer(PPOHyperparams(**(task.ppo | ppo_hp)), env_reward=True).train(
             task, None, TrainConfig(steps=steps, seed=seed), lambda s: None)
         rows["rewardgen_ppo"].append({"seed": seed, "seconds": time.perf_counter() - start,
                                       "fitness": _fitness(task, out.policy, episodes, 10_000 + seed)})

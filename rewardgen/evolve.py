@@ -220,10 +220,10 @@ def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
     return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
 
 
-def ppo_worlds(steps: int) -> int:
+def ppo_worlds(steps: int, most: int = 128) -> int:
     """Worlds per PPO batch for a budget: enough updates (about 100 of 16 steps each) on small budgets,
-    the trainer's full batch of 128 worlds on large ones."""
-    return int(min(128, max(16, 2 ** round(math.log2(max(steps, 1) / (16 * 100))))))
+    the trainer's full batch (128 worlds, or the task's own ``ppo.num_envs``) on large ones."""
+    return int(min(most, max(min(16, most), 2 ** round(math.log2(max(steps, 1) / (16 * 100))))))
 
 
 def default_workers(samples: int) -> int:
@@ -476,7 +476,7 @@ class Evolution:
         job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
                "trainer": self.trainer, "steps": max(1, target - done_steps), "cpu_threads": cpu_threads}
         if self.config.num_envs or self.trainer == "ppo":
-            job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps)
+            job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps, self.task.ppo.get("num_envs", 128))
         if self.config.sim != "cpu":
             job["sim"], job["device"] = self.config.sim, self.config.device
             if self.config.device.startswith("cuda") and self.config.executor != "ray":

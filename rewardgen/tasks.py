@@ -55,6 +55,9 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     source: str = field(default="", compare=False)
     baseline: str = ""  # "env" or "sparse"; "" = the default: env for gymnasium tasks, sparse for MJCF
+    # rewardgen PPO settings this task trains better with (PPOHyperparams fields, see PPO_TASK_KEYS);
+    # explicit settings of a caller still win
+    ppo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline_kind(self) -> str:
@@ -94,6 +97,8 @@ class Task:
             "baseline": self.baseline_kind,
         }
         raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
+        if self.ppo:
+            raw["ppo"] = dict(self.ppo)
         return raw
 
     @property
@@ -156,6 +161,7 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
     baseline = baseline or ("env" if env_id else "sparse")
     if baseline == "env" and not env_id:
         raise TaskError(f"{where}: baseline 'env' needs a gymnasium env; MJCF tasks have no env reward (use sparse)")
+    ppo = _ppo_settings(raw.get("ppo"), where)
     return Task(
         id=task_id,
         description=_require(raw, "description", str, where).strip(),
@@ -171,7 +177,35 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         env_kwargs=dict(raw.get("env_kwargs") or {}),
         source=where,
         baseline=baseline,
+        ppo=ppo,
     )
+
+
+#: PPOHyperparams fields a task file may set under ``ppo:``, with their types
+PPO_TASK_KEYS: dict[str, type] = {
+    "num_envs": int, "rollout_steps": int, "epochs": int, "minibatches": int, "learning_rate": float,
+    "gamma": float, "gae_lambda": float, "clip_coef": float, "ent_coef": float, "init_log_std": float,
+}
+
+
+def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TaskError(f"{where}: 'ppo' must be a mapping like {{epochs: 10, minibatches: 32}}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = PPO_TASK_KEYS.get(key)
+        if kind is None:
+            raise TaskError(f"{where}: ppo.{key} is not a setting a task may give; "
+                            f"choose from {', '.join(PPO_TASK_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise TaskError(f"{where}: ppo.{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        value = kind(value)
+        if kind is int and value <= 0 or key == "learning_rate" and value <= 0:
+            raise TaskError(f"{where}: ppo.{key} must be positive, got {value!r}")
+        out[key] = value
+    return out
 
 
 def load_task_file(path: Path) -> Task:
@@ -309,6 +343,8 @@ def write_task_yaml(task: Task, path: str | os.PathLike, *, overwrite: bool = Fa
         ordered[key] = raw[key]
     if raw["env_kwargs"]:
         ordered["env_kwargs"] = raw["env_kwargs"]
+    if raw.get("ppo"):
+        ordered["ppo"] = raw["ppo"]
     header = (f"# rewardgen task file. Use it with: rewardgen evolve --task path/to/{out.name}\n"
               f"# Every field is described in docs/tasks.md.\n")
     body = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=100)

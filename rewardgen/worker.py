@@ -125,7 +125,7 @@ def _run(job: dict, out) -> None:
         except (binascii.Error, TypeError, ValueError) as exc:
             out.json({"type": "error", "stage": "job", "error": f"job key 'resume' is not base64: {exc}"})
             return
-    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward, job) if job["mode"] == "train" else None
+    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward, job, task.ppo) if job["mode"] == "train" else None
     if resume is not None and not getattr(trainer, "supports_resume", False):
         out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
         return
@@ -221,14 +221,16 @@ def report_failure(out, exc: BaseException, stage: str, filename: str) -> None:
         out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
 
 
-def _make_trainer(name: str, env_reward: bool, job: dict | None = None):
+def _make_trainer(name: str, env_reward: bool, job: dict | None = None, task_ppo: dict | None = None):
+    """The job's trainer; for PPO, the task's own settings (``Task.ppo``) over the defaults, and the
+    job's ``num_envs``, ``sim`` and ``cpu_threads`` over those."""
     from rewardgen.trainers.base import get_trainer
 
     job = job or {}
     if name == "ppo":
         from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 
-        hp = PPOHyperparams()
+        hp = PPOHyperparams(**(task_ppo or {}))
         if job.get("num_envs"):
             hp = replace(hp, num_envs=int(job["num_envs"]))
         if job.get("sim", "cpu") != "cpu":

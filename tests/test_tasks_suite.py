@@ -125,3 +125,26 @@ def test_every_task_trains_for_a_tiny_budget():
     failed = [r for r in results if r[1] != "ok"]
     assert not failed, failed
     assert all(steps >= 256 for *_, steps in results)
+
+
+def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
+    """A task's `ppo:` settings survive the trip to a worker (to_dict / task_from_dict / a written YAML),
+    bad ones are refused with the key named, and the worker's trainer takes them under the job's own."""
+    from rewardgen.tasks import TaskError, get_task, load_task_file, write_task_yaml
+    from rewardgen.worker import _make_trainer
+
+    hopper = get_task("hopper-hop")
+    assert hopper.ppo["epochs"] == 10 and hopper.ppo["minibatches"] == 32
+    again = task_from_dict(hopper.to_dict(), where="job")
+    assert again.ppo == hopper.ppo
+    written = load_task_file(write_task_yaml(hopper, tmp_path / "hop.yaml"))
+    assert written.ppo == hopper.ppo
+    assert get_task("halfcheetah-run").ppo == {}
+    raw = hopper.to_dict()
+    for bad, says in (({"epoch": 3}, "ppo.epoch"), ({"epochs": 2.5}, "ppo.epochs must be an integer"),
+                      ({"epochs": 0}, "ppo.epochs must be positive"), ({"gamma": True}, "ppo.gamma"),
+                      ([1, 2], "'ppo' must be a mapping")):
+        with pytest.raises(TaskError, match=says):
+            task_from_dict(raw | {"ppo": bad}, where="t.yaml")
+    hp = _make_trainer("ppo", False, {"num_envs": 16}, hopper.ppo).hp
+    assert (hp.epochs, hp.minibatches, hp.rollout_steps, hp.num_envs) == (10, 32, 32, 16)
