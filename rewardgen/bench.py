@@ -207,7 +207,8 @@ def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, 
 
     task = get_task(task_id)
     if ppo_hp and not in_process and runner is None:
-        raise ValueError("PPO hyperparameter overrides need in_process=True (the worker trains with the defaults)")
+        raise ValueError("PPO hyperparameter overrides need in_process=True "
+                         "(the worker trains with the task's settings over the defaults)")
     num_worlds = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
     mode = "in-process" if (in_process or runner is not None) else "worker"
     run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))

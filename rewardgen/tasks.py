@@ -202,7 +202,7 @@ def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
             raise TaskError(f"{where}: ppo.{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
         value = kind(value)
-        if kind is int and value <= 0 or key == "learning_rate" and value <= 0:
+        if (kind is int or key == "learning_rate") and value <= 0:
             raise TaskError(f"{where}: ppo.{key} must be positive, got {value!r}")
         out[key] = value
     return out
