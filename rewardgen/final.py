@@ -108,17 +108,17 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     try:
         _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
         pending: dict[Future, tuple[str, int]] = {}
+        cpu_threads = executor.cpu_threads(seeds * len(methods))  # every job is queued at once
         for k in range(seeds):
             for method in methods:
                 job = {"mode": "train", "task": task.to_dict(), "steps": steps, "seed": train_seed(config_seed, k),
-                       "trainer": trainer}
+                       "trainer": trainer, "cpu_threads": cpu_threads}
                 if method == "human":
                     job["env_reward"] = True
                 else:
                     job["source"] = sources[method]
                 if config.get("num_envs"):
                     job["num_envs"] = int(config["num_envs"])
-                job["cpu_threads"] = executor.cpu_threads(seeds * len(methods))
                 pending[executor.submit(job, limits)] = (method, k)
         runs: list[dict] = []
         while pending:
