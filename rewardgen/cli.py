@@ -643,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["throughput", "learning", "schedule"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=_positive_int, default=300_000, help="learning: env-steps per run (default 300000)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds (default 3)")
+    p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
+                   "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
     p.add_argument("--samples", type=_positive_int, default=8, help="schedule: candidates (default 8)")
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
