@@ -63,6 +63,13 @@ def test_ppo_is_reproducible_and_registered():
     assert isinstance(get_trainer("ppo"), PPOTrainer)
 
 
+def test_batch_the_minibatches_do_not_divide_trains():
+    """7 worlds x 10 steps = 70 samples in 4 minibatches of 17: the last 2 sit out each epoch."""
+    _, out, seen = _train(2000, PPOHyperparams(num_envs=7, rollout_steps=10, minibatches=4))
+    assert seen[-1] == out.env_steps == 2030
+    assert all(np.isfinite(v) for v in out.extra["losses"].values())
+
+
 def test_helper_thread_changes_nothing():
     """The helper thread (step t+1's physics while step t's reward is booked; the critic's backward
     pass beside the actor's) must give the single-threaded loop's results exactly: same policy, same

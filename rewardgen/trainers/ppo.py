@@ -339,8 +339,9 @@ class PPOTrainer(Trainer):
                 perm = torch.randperm(batch, generator=gen, device=device)
                 # shuffled once per epoch; the minibatches are then contiguous slices of these
                 e_obs, e_act, e_logp, e_adv, e_ret, e_val = (x[perm] for x in (b_obs, b_act, b_logp, b_adv, b_ret, b_val))
-                # each minibatch's advantages normalised (and negated) at once, outside autograd
-                e_adv = e_adv.reshape(hp.minibatches, mb)
+                # each minibatch's advantages normalised (and negated) at once, outside autograd (a batch
+                # that minibatches do not divide leaves its last few samples out, as the slices below do)
+                e_adv = e_adv[:hp.minibatches * mb].reshape(hp.minibatches, mb)
                 e_adv = -((e_adv - e_adv.mean(dim=1, keepdim=True)) / (e_adv.std(dim=1, keepdim=True) + 1e-8))
                 kl_stop = False
                 for k in range(hp.minibatches):
