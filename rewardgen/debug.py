@@ -37,7 +37,6 @@ Flags (``Flag.code``), each with a one-line explanation:
 from __future__ import annotations
 
 import base64
-import io
 import json
 import math
 import re
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from rewardgen.policy import PolicyExport
+from rewardgen.policy import load_npz
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks import Task
 
@@ -196,8 +196,9 @@ def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, ep
 
 
 def _load_arrays(payload: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-        return {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
+    from rewardgen.sandbox.ipc import MAX_POLICY_BYTES
+
+    return {k: np.asarray(v, dtype=np.float64) for k, v in load_npz(payload, MAX_POLICY_BYTES, 100_000).items()}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Worker process for ``rewardgen.debug``: runs a candidate reward on rollouts and sends raw per-step data.
 
 Started by ``rewardgen.sandbox.run_worker(job, limits, module="rewardgen.debug_worker")``. Like
-``rewardgen.worker`` it does every trusted import first, then hardens itself with the same layers
-(``rewardgen.worker._harden``: static validation, seccomp, audit hook, restricted builtins), and only
-then executes the candidate. Nothing is written to disk; the data leaves as frames on the result fd.
+``rewardgen.worker`` it runs no candidate code itself: the candidate runs in its jail
+(``rewardgen.worker.open_jail``), which sees each step's State and answers the reward. Nothing is
+written to disk; the data leaves as frames on the result fd.
 
 Job keys: ``task`` (``Task.to_dict()``), ``source``, ``episodes``, ``seed``, optional ``policy_b64``
 (base64 of ``PolicyExport.to_bytes()``), optional ``max_steps`` (cap on steps per episode).
@@ -61,7 +61,7 @@ def _run(job: dict, out) -> None:
     from rewardgen.policy import DeterministicPolicy, PolicyExport
     from rewardgen.state import StateBuffers, refresh_derived
     from rewardgen.tasks import task_from_dict
-    from rewardgen.worker import _harden, report_failure
+    from rewardgen.worker import CANDIDATE_FILENAME, open_jail, report_failure
 
     torch.set_num_threads(1)
     task = task_from_dict(job["task"], where="debug job")
@@ -78,18 +78,15 @@ def _run(job: dict, out) -> None:
     model = env.unwrapped.model
     buffers = StateBuffers(task.schema, model, 1)
     rng = np.random.default_rng(seed)
-    import tempfile
-
-    tempfile.gettempdir()  # cache while file creation is still allowed (see rewardgen.worker._warm_up)
-    filename = "reward.py"
     stage = "load"
+    fn = None
     try:
         if job.get("sandbox", True):
-            fn = _harden(job, out, filename)
+            fn = open_jail(job, out, task.schema, 1)
         else:
             from rewardgen.candidate import load_reward
 
-            fn = load_reward(job["source"], filename)
+            fn = load_reward(job["source"], CANDIDATE_FILENAME)
         stage = "runtime"
         names: list[str] = []
         meta: list[dict] = []
@@ -142,9 +139,11 @@ def _run(job: dict, out) -> None:
                   "fitness_name": fitness.name, "fitness_aggregate": fitness.aggregate})
         out.bytes(buf.getvalue())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
-        report_failure(out, exc, stage, filename)
+        report_failure(out, exc, stage)
     finally:
         env.close()
+        if hasattr(fn, "close"):
+            fn.close()
 
 
 def main() -> None:

@@ -87,26 +87,48 @@ def run_trusted_evaluation(task: Task, policy_path: Path, episodes: int | None =
     return run_json_module("rewardgen.evaluate", job, timeout, "trusted evaluation")
 
 
+EVALUATOR_MEMORY_BYTES = 4 * 1024**3
+_SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
 def run_json_module(module: str, job: dict[str, Any], timeout: float, what: str,
-                    env: dict[str, str] | None = None) -> dict[str, Any]:
+                    env: dict[str, str] | None = None, memory_bytes: int = EVALUATOR_MEMORY_BYTES) -> dict[str, Any]:
     """Run ``python -m module`` (trusted rewardgen code) with ``job`` on stdin; its last stdout line
-    is the JSON answer. RuntimeError, naming ``what``, on a timeout or failure."""
+    is the JSON answer. RuntimeError, naming ``what``, on a timeout or failure.
+
+    It reads files a worker produced, so it gets limits of its own (address space ``memory_bytes``,
+    no core dumps, dies with this process) and no secrets from the environment."""
     import os
+    import resource
 
     from rewardgen.sandbox import PACKAGE_PARENT
+    from rewardgen.sandbox.process import set_parent_death_signal
+
+    def limits() -> None:
+        set_parent_death_signal()
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
     pythonpath = os.pathsep.join(p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
-    full_env = dict(os.environ, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("OPENAI_") and not any(m in k.upper() for m in _SECRET_MARKERS)}
+    full_env = dict(clean, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
     try:
         proc = subprocess.run([sys.executable, "-m", module], input=json.dumps(job).encode(),
-                              capture_output=True, timeout=timeout, env=full_env)
+                              capture_output=True, timeout=timeout, env=full_env, preexec_fn=limits)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{what} exceeded {timeout:.0f} s") from None
     lines = proc.stdout.decode("utf-8", "replace").strip().splitlines()
     if proc.returncode != 0 or not lines:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RuntimeError(f"{what} failed: {(err or ['no output'])[-1]}")
-    return json.loads(lines[-1])
+        raise RuntimeError(f"{what} failed: {(err or ['no output'])[-1][:500]}")
+    try:
+        answer = json.loads(lines[-1])
+    except ValueError:
+        raise RuntimeError(f"{what} failed: its answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise RuntimeError(f"{what} failed: its answer is not a JSON object")
+    return answer
 
 
 def main() -> None:

@@ -116,7 +116,6 @@ def _result_to_data(result: WorkerResult) -> dict:
 def _result_from_data(data: dict) -> WorkerResult:
     known = {f.name for f in dataclasses.fields(WorkerResult)}
     fields = {k: v for k, v in data.items() if k in known}
-    fields["checkpoints"] = [(int(s), bytes(b)) for s, b in fields.get("checkpoints") or []]
     return WorkerResult(**fields)
 
 

@@ -18,10 +18,54 @@ import torch
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
 MAX_PARAMETERS = 50_000_000
+MAX_POLICY_BYTES = 4 * MAX_PARAMETERS + 4096
+_NPZ_DTYPES = frozenset({"<f4", "<f8", "|u1", "<i8", "<i4", "|b1"})
 
 
 class PolicyFormatError(ValueError):
     """A policy file that does not match the format (wrong keys, shapes, activation)."""
+
+
+def load_npz(raw: bytes, max_bytes: int, max_arrays: int = 4096) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` made by ``np.savez``, read without trusting it: each member's
+    declared shape and dtype are checked (plain numbers only, no objects or pickles) and the total
+    size bounded by ``max_bytes`` *before* anything is decompressed, and no member may inflate to
+    more than it declared. A zip bomb costs its reader ``max_bytes`` at most. ValueError otherwise."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"not an npz archive: {exc}") from None
+    if len(members) > max_arrays:
+        raise ValueError(f"npz archive has {len(members)} members, more than {max_arrays}")
+    arrays: dict[str, np.ndarray] = {}
+    budget = max_bytes
+    with archive:
+        for member in members:
+            if not member.filename.endswith(".npy"):
+                raise ValueError(f"npz member {member.filename[:80]!r} is not an array")
+            try:
+                with archive.open(member) as fp:
+                    version = np.lib.format.read_magic(fp)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, fortran, dtype = read_header(fp)
+                    if dtype.str not in _NPZ_DTYPES:
+                        raise ValueError(f"array {member.filename[:80]!r} has dtype {dtype.str}, not plain numbers")
+                    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    if nbytes < 0 or nbytes > budget:
+                        raise ValueError(f"npz arrays declare more than {max_bytes} bytes")
+                    budget -= nbytes
+                    data = fp.read(nbytes + 1)  # decompresses at most one byte past the declared size
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
+                raise ValueError(f"unreadable npz member {member.filename[:80]!r}: {exc}") from None
+            if len(data) != nbytes:
+                raise ValueError(f"array {member.filename[:80]!r} does not hold the {nbytes} bytes it declares")
+            array = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order="F" if fortran else "C")
+            arrays[member.filename[:-4]] = array
+    return arrays
 
 
 @dataclass
@@ -40,9 +84,8 @@ class PolicyExport:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "PolicyExport":
         try:
-            with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, EOFError) as exc:
+            arrays = load_npz(raw, MAX_POLICY_BYTES, max_arrays=64)
+        except ValueError as exc:
             raise PolicyFormatError(f"not a policy file: {exc}") from None
         try:
             activation, clip_obs, epsilon = bytes(arrays.pop("__header__")).decode().split("|")

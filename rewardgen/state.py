@@ -44,6 +44,21 @@ class Named(Mapping[str, torch.Tensor]):
     def __repr__(self) -> str:
         return f"Named({list(self._names)})"
 
+    @property
+    def stacked(self) -> torch.Tensor:
+        """All names at once: the (N, K, ...) tensor the views index."""
+        return self._stacked
+
+
+def field_shapes(schema: Schema) -> dict[str, tuple[int, ...]]:
+    """Each array field of the State and its shape per world, in a fixed order (the reward jail lays
+    its shared memory out by it)."""
+    nb, nj, ns = len(schema.bodies), len(schema.joints), len(schema.sites)
+    return {"qpos": (schema.nq,), "qvel": (schema.nv,), "action": (schema.nu,), "ctrl": (schema.nu,), "step": (),
+            "body_pos": (nb, 3), "body_quat": (nb, 4), "body_linvel": (nb, 3), "body_angvel": (nb, 3),
+            "body_up": (nb, 3), "joint_pos": (nj,), "joint_vel": (nj,), "site_pos": (ns, 3), "com_pos": (3,),
+            "com_vel": (3,), "contact_force": (nb,)}
+
 
 @dataclass(frozen=True, eq=False)
 class State:
@@ -70,6 +85,15 @@ class State:
     @property
     def num_worlds(self) -> int:
         return int(self.qpos.shape[0])
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """Every array field as one stacked tensor (named fields as (N, K, ...)), keyed as ``field_shapes``."""
+        out = {}
+        for name in ("qpos", "qvel", "action", "ctrl", "step", "body_pos", "body_quat", "body_linvel", "body_angvel",
+                     "body_up", "joint_pos", "joint_vel", "site_pos", "com_pos", "com_vel", "contact_force"):
+            value = getattr(self, name)
+            out[name] = value.stacked if isinstance(value, Named) else value
+        return out
 
     @classmethod
     def from_arrays(cls, schema: Schema, arrays: Mapping[str, Any], convert: Callable[[Any], torch.Tensor]) -> "State":

@@ -196,6 +196,30 @@ class _Checker(ast.NodeVisitor):
                            "is not allowed")
         self.generic_visit(node)
 
+    # match statements: class patterns read attributes by bare name, captures bind names --------
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        for name in node.kwd_attrs:  # ``case C(attr=x)`` reads C-instance.attr like ``x = obj.attr``
+            why = attribute_problem(name)
+            if why:
+                self.add(node, f"match pattern {name}=...: {why}")
+        self.generic_visit(node)
+
+    def _capture(self, node: ast.AST, name: str | None) -> None:
+        if name and (name in BANNED_NAMES or _is_dunder(name) or name.startswith("_")):
+            self.add(node, f"match pattern may not bind the name {name!r}")
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        self._capture(node, node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        self._capture(node, node.name)
+        self.generic_visit(node)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self._capture(node, node.rest)
+        self.generic_visit(node)
+
     def _dotted(self, node: ast.AST) -> str | None:
         parts: list[str] = []
         while isinstance(node, ast.Attribute):

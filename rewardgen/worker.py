@@ -1,22 +1,23 @@
-"""Worker process entry point: the only place candidate reward code ever runs.
+"""The training worker: trusted code that trains a policy on a candidate's reward without running it.
 
-Started by ``rewardgen.sandbox`` as ``python -m rewardgen.worker --result-fd N`` with a job on
-stdin. It loads the reward, then either smoke-tests it (``check``) or trains with it (``train``),
-and sends results as frames on fd N: progress, a result or an error, and the policy as bytes.
-It never writes to the run store; the orchestrator does, from the data it receives.
+Started by ``rewardgen.sandbox.run_worker`` as ``python -m rewardgen.worker --result-fd N`` with a
+job on stdin. It holds the simulator, the trainer, the policy and the result pipe; the candidate's
+code runs only in its jail (``rewardgen.sandbox.jail``), a forked, locked child that sees State
+batches in shared memory and answers ``total`` and the components, validated here. The worker
+either smoke-tests the reward (``check``: random actions through the real State path) or trains
+with it (``train``), and sends frames on fd N: an ``isolation`` frame (the jail's layers, observed
+from outside, before any candidate code runs), progress, a result or an error, the trainer's resume
+state and the policy as bytes. It never writes to the run store; the orchestrator does, from the
+data it receives and validates (``rewardgen.sandbox.ipc``).
 
-Hardening (``_harden``): every trusted import happens first (torch, mujoco, gymnasium, the
-trainer); then the static validator runs again, the seccomp filter and the audit hook are armed
-(``rewardgen.guard``), an ``isolation`` frame reports which layers are active, and only then is
-the candidate executed, with restricted builtins. Job keys ``sandbox``/``validate``/``seccomp``/
-``audit`` (default true) switch layers off for overhead measurements and tests of single layers.
+Job keys ``sandbox``/``validate``/``seccomp``/``audit``/``namespaces`` (default true) switch layers
+off, for overhead measurements and the tests that prove each layer on its own.
 
 Train jobs may carry ``resume`` (base64 of a trainer's resume state from an earlier slice, see
 ``rewardgen.trainers.base.pack_resume_state``): training continues from it. The trainer's new
 resume state comes back as a ``{"type": "resume_state"}`` header frame followed by a bytes frame,
-sent before the result (so a reader that does not know the header still takes the last bytes frame,
-the policy, as the payload). ``env_reward: true`` trains on the env's own reward (the "human"
-baseline); no candidate source is needed then and none is loaded.
+sent before the result; the policy is the last bytes frame. ``env_reward: true`` trains on the
+env's own reward (the "human" baseline); no candidate source is needed then and no jail is made.
 """
 
 from __future__ import annotations
@@ -28,74 +29,44 @@ import json
 import os
 import sys
 import time
-import traceback
 from dataclasses import replace
 
 MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
+CANDIDATE_FILENAME = "reward.py"
 
 
-def _trim_traceback(exc: BaseException, filename: str) -> str:
-    """The traceback frames from the candidate's file when there are any, else the whole one."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if f.filename == filename]
-    lines = traceback.format_list(own) if own else traceback.format_list(frames[-3:])
-    return "".join(lines) + "".join(traceback.format_exception_only(type(exc), exc))
-
-
-def _harden(job: dict, out, filename: str):
-    """Validate, arm seccomp and the audit hook, load the reward; returns the guarded reward.
-
-    Called after every trusted import. Sends an ``isolation`` frame (which layers are active)
-    before any candidate code runs, so the report cannot come from the candidate.
-    """
-    import torch
-
-    from rewardgen.guard import Guard, install_seccomp, load_candidate
+def open_jail(job: dict, out, schema, capacity: int):
+    """Validate the candidate (trusted side), start its jail and report the jail's isolation layers
+    (as the trusted side observed them) before any candidate code runs; returns the jail, which
+    is called like the reward. Raises ``ValidationError`` or ``JailError`` for a failing candidate."""
+    from rewardgen.sandbox.jail import Jail, JailOptions
     from rewardgen.validate import ensure_valid
 
     layers: list[str] = []
     warnings: list[str] = []
     if job.get("validate", True):
-        ensure_valid(job["source"], filename)  # defence in depth: the orchestrator checked already
+        ensure_valid(job["source"], CANDIDATE_FILENAME)  # defence in depth: the orchestrator checked already
         layers.append("static-validation")
     else:
         warnings.append("static validation skipped by the job (tests only)")
-    device = str(job.get("device", "cpu"))
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.zeros(1, device=device)  # open the driver's device files before the filter forbids it
-        if job.get("gpu_memory_fraction"):  # candidates sharing one GPU: each gets its slice of memory
-            torch.cuda.set_per_process_memory_fraction(float(job["gpu_memory_fraction"]), torch.device(device))
-    if job.get("seccomp", True):
-        why = install_seccomp(allow_rdwr=device.startswith("cuda"))
-        if why is None:
-            layers.append("seccomp")
-        else:
-            warnings.append(f"seccomp filter not active: {why}")
-    else:
-        warnings.append("seccomp disabled by the job (tests only)")
-    guard = None
-    if job.get("audit", True):
-        guard = Guard()
-        guard.install()
-        layers.append("audit-hook")
-    else:
-        warnings.append("audit hook disabled by the job (tests only)")
-    layers.append("restricted-builtins")
-    out.json({"type": "isolation", "layers": layers, "warnings": warnings})
-    return load_candidate(job["source"], guard, filename)
+    options = JailOptions(audit=bool(job.get("audit", True)), seccomp=bool(job.get("seccomp", True)),
+                          namespaces=bool(job.get("namespaces", True)))
+    jail = Jail(job["source"], schema, capacity, options, CANDIDATE_FILENAME)
+    out.json({"type": "isolation", "layers": layers + jail.layers, "warnings": warnings + jail.warnings})
+    if jail.load_error is not None:
+        jail.close()
+        raise jail.load_error
+    return jail
 
 
 def _warm_up(job: dict) -> None:
-    """Trusted work that would be refused once the guards are armed (same in both modes, for fair timing)."""
-    import tempfile
-
-    tempfile.gettempdir()  # probes by writing a file; cache the answer (the scratch dir) while allowed
+    """Trusted work done once before training (same with and without the sandbox, for fair timing)."""
     if job.get("mode") == "train":
-        try:  # torch.optim imports it lazily on first use; load it while imports are unrestricted
+        try:  # torch.optim imports it lazily on first use
             import torch._dynamo  # noqa: F401
         except Exception:  # noqa: BLE001
             pass
-        if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache: before the guards
+        if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache
             from rewardgen.tasks import task_from_dict
             from rewardgen.warpsim import prewarm
 
@@ -106,8 +77,6 @@ def _run(job: dict, out) -> None:
     import numpy as np
     import torch
 
-    import rewardgen.guard  # noqa: F401 - with candidate and validate: loaded before the guards arm
-    import rewardgen.validate  # noqa: F401 - (report_failure uses them after)
     from rewardgen.candidate import load_reward
     from rewardgen.fitness import make_fitness
     from rewardgen.tasks import task_from_dict
@@ -130,8 +99,12 @@ def _run(job: dict, out) -> None:
         out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
         return
     _warm_up(job)
-    filename = "reward.py"
+    if job["mode"] == "check":
+        capacity = int(job.get("num_envs", 4))
+    else:
+        capacity = int(getattr(getattr(trainer, "hp", None), "num_envs", None) or job.get("num_envs", 8))
     stage = "load"
+    fn = None
     try:
         if env_reward:  # the env's own reward: trusted code only, no candidate to load or guard against
             from rewardgen.trainers.sb3 import EnvRewardFn
@@ -139,9 +112,9 @@ def _run(job: dict, out) -> None:
             out.json({"type": "isolation", "layers": [], "warnings": ["env reward: no candidate code was run"]})
             fn = EnvRewardFn()
         elif job.get("sandbox", True):
-            fn = _harden(job, out, filename)
-        else:
-            fn = load_reward(job["source"], filename)
+            fn = open_jail(job, out, task.schema, capacity)
+        else:  # overhead measurements only: the candidate in this process, no isolation at all
+            fn = load_reward(job["source"], CANDIDATE_FILENAME)
         if job["mode"] == "check":
             stage = "runtime"
             steps = int(job.get("steps", 256))
@@ -181,44 +154,28 @@ def _run(job: dict, out) -> None:
         if isinstance(state, (bytes, bytearray)):  # before the result, see the module docstring
             out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(state)})
             out.bytes(bytes(state))
-        checkpoints = extra.pop("checkpoints", None) or []
-        for step, export in checkpoints:  # intermediate policies: a header frame, then the bytes
-            out.json({"type": "checkpoint", "step": int(step)})
-            out.bytes(export.to_bytes())
-        if checkpoints:
-            extra["checkpoint_steps"] = [int(step) for step, _ in checkpoints]
+        extra.pop("checkpoints", None)  # intermediate policies stay here: nothing downstream reads them
         out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
                   "seconds": result.seconds, "trainer": trainer.name,
                   "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
         out.bytes(result.policy.to_bytes())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
-        report_failure(out, exc, stage, filename)
+        report_failure(out, exc, stage)
+    finally:
+        if hasattr(fn, "close"):
+            fn.close()
 
 
-def report_failure(out, exc: BaseException, stage: str, filename: str) -> None:
-    """Send the verdict for an exception raised while loading or running the candidate."""
-    from rewardgen.candidate import ContractError
-    from rewardgen.guard import RefusedImport, SandboxViolation
-    from rewardgen.validate import ValidationError
+def report_failure(out, exc: BaseException, stage: str) -> None:
+    """Send the verdict for an exception raised while loading or running the candidate: the jail's
+    own record for a failure inside it, else the same classification made here."""
+    from rewardgen.sandbox.jail import JailError, failure_record
 
-    if isinstance(exc, ValidationError):
-        out.json({"type": "error", "stage": "static", "error": str(exc),
-                  "traceback": "\n".join(str(i) for i in exc.issues)})
-    elif isinstance(exc, (SandboxViolation, RefusedImport)):
-        out.json({"type": "error", "stage": "sandbox", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    elif isinstance(exc, ContractError):
-        out.json({"type": "error", "stage": "contract", "error": str(exc), "traceback": _trim_traceback(exc, filename)})
-    elif isinstance(exc, SyntaxError):
-        out.json({"type": "error", "stage": "load", "error": f"SyntaxError: {exc.msg} (line {exc.lineno})",
-                  "traceback": "".join(traceback.format_exception_only(type(exc), exc))})
-    elif (cause := _violation_cause(exc)) is not None:
-        out.json({"type": "error", "stage": "sandbox", "error": cause, "traceback": _trim_traceback(exc, filename)})
+    if isinstance(exc, JailError):
+        record = {"stage": exc.stage, "error": exc.error, "traceback": exc.traceback}
     else:
-        error = f"{type(exc).__name__}: {exc}"
-        line = _candidate_line(exc, filename)
-        if line and f"line {line}" not in error:
-            error = f"{error} ({filename} line {line})"
-        out.json({"type": "error", "stage": stage, "error": error, "traceback": _trim_traceback(exc, filename)})
+        record = failure_record(exc, stage, CANDIDATE_FILENAME)
+    out.json({"type": "error", **record})
 
 
 def _make_trainer(name: str, env_reward: bool, job: dict | None = None, task_ppo: dict | None = None):
@@ -248,28 +205,9 @@ def _make_trainer(name: str, env_reward: bool, job: dict | None = None, task_ppo
     return get_trainer(name)  # raises for unknown names
 
 
-def _violation_cause(exc: BaseException) -> str | None:
-    """A sandbox refusal wrapped in another exception (raise X from violation, or during handling)."""
-    from rewardgen.guard import RefusedImport, SandboxViolation
-
-    seen = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, (SandboxViolation, RefusedImport)):
-            return str(cur)
-        cur = cur.__cause__ or cur.__context__
-    return None
-
-
-def _candidate_line(exc: BaseException, filename: str) -> int | None:
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-    return lines[-1] if lines else None
-
-
 def serve(run, prog: str) -> None:
     """A worker's entry point: read the job from stdin (bounded), answer with frames on --result-fd."""
-    from rewardgen.ipc import FrameWriter
+    from rewardgen.sandbox.ipc import FrameWriter
 
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--result-fd", type=int, required=True)

@@ -17,7 +17,7 @@ import torch
 
 from rewardgen.candidate import ContractError, RewardFn, check_output, nonfinite_error
 from rewardgen.fitness import EpisodeFitness, Fitness
-from rewardgen.policy import PolicyExport
+from rewardgen.policy import PolicyExport, load_npz
 from rewardgen.state import State
 from rewardgen.tasks import Task
 
@@ -70,16 +70,14 @@ def pack_resume_state(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
 def unpack_resume_state(raw: bytes, trainer: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """``(header, arrays)`` from ``pack_resume_state`` bytes; ResumeStateError when malformed or
     made by another trainer (``trainer``). Loading never unpickles."""
-    import io
     import json
 
     if not isinstance(raw, (bytes, bytearray)) or len(raw) > MAX_RESUME_BYTES:
         raise ResumeStateError("resume state must be bytes of at most 256 MiB")
     try:
-        with np.load(io.BytesIO(bytes(raw)), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = dict(load_npz(bytes(raw), MAX_RESUME_BYTES))
         header = json.loads(bytes(arrays.pop("__header__")).decode())
-    except (ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
         raise ResumeStateError(f"not a resume state: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != RESUME_FORMAT:
         raise ResumeStateError("not a rewardgen resume state (wrong header)")

@@ -11,6 +11,9 @@ def _os():
 
 def compute_reward(s):
     socket = _os()["sys"].modules["builtins"].__import__("socket")
-    socket.create_connection(("127.0.0.1", @PORT@), timeout=2).sendall(b"pwned")
+    sock = socket.socket()  # (create_connection would first need the idna codec, which the jail cannot load)
+    sock.settimeout(2)
+    sock.connect(("127.0.0.1", @PORT@))
+    sock.sendall(b"pwned")
     z = s.qpos[:, 0] * 0.0
     return z, {"z": z}

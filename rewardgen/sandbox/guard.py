@@ -1,31 +1,22 @@
-"""In-worker guards around candidate reward code (runtime sandbox layers; see docs/sandbox.md).
+"""Python-level guards inside the reward jail: clear messages for honest mistakes, not a boundary.
 
-Used only inside the worker process, in this order, after every trusted import is done:
+The boundary is the jail process and the kernel (``rewardgen.sandbox.jail``); reflection tricks can
+reach past anything here, and what they reach is a locked process holding nothing. What these give
+is a precise message ("sandbox refused open('/etc/passwd') (reward.py line 7)") where the kernel
+would only say EPERM. Installed in the jail after it is locked, before the candidate runs:
 
-1. ``install_seccomp()``: a kernel syscall filter (libseccomp through ctypes) that refuses process
-   creation (fork/vfork/clone without CLONE_THREAD, execve), sockets, opens for writing and other
-   file mutations, ptrace, signals to other processes, namespace/mount/module/bpf syscalls, raising
-   rlimits and io_uring. Threads still work (clone with CLONE_THREAD; clone3 answers ENOSYS so glibc
-   falls back to clone, whose flags the filter can see).
-2. ``Guard.install()``: a ``sys.addaudithook`` hook that refuses, from then on, process creation,
-   sockets, ctypes, signals, file mutation, opens for writing, reads outside an allowlist, and,
-   when the candidate's own code is the caller, imports outside torch/math, exec/compile and
-   frame introspection. Trusted lazy imports inside torch/SB3 still work: the import rule looks at
-   the innermost frame that is not import machinery.
-3. ``load_candidate()``: runs the reward with restricted builtins (no exec/eval/open/getattr...,
+1. ``Guard.install()``: a ``sys.addaudithook`` hook that refuses, from then on, process creation,
+   sockets, ctypes, signals, file access, and, when the candidate's own code is the caller, imports
+   outside torch/math, exec/compile and frame introspection.
+2. ``load_candidate()``: runs the reward with restricted builtins (no exec/eval/open/getattr...,
    an ``__import__`` that only admits torch and math) and returns a wrapper that turns any refused
    operation, even one the reward caught and swallowed, into a ``SandboxViolation``, and notices
    monkeypatching of torch/math/builtins.
-
-A reward that tries anything refused is rejected with a message naming the operation and its line.
 """
 
 from __future__ import annotations
 
 import builtins
-import ctypes
-import ctypes.util
-import errno
 import os
 import sys
 import threading
@@ -40,103 +31,6 @@ MAX_VIOLATIONS = 20
 
 class SandboxViolation(PermissionError):
     """The reward attempted an operation the sandbox refuses; the message says which and where."""
-
-
-# ---------------------------------------------------------------------------------------------
-# seccomp
-# ---------------------------------------------------------------------------------------------
-
-_SCMP_ACT_ALLOW = 0x7FFF0000
-_SCMP_CMP_NE, _SCMP_CMP_EQ, _SCMP_CMP_MASKED_EQ = 1, 4, 7
-_SCMP_FLTATR_CTL_TSYNC = 4
-_CLONE_THREAD = 0x00010000
-
-
-def _errno_action(code: int) -> int:
-    return 0x00050000 | (code & 0xFFFF)
-
-
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
-# Syscalls refused outright (EPERM). Names unknown on this architecture are skipped.
-SECCOMP_DENY = (
-    "fork", "vfork", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
-    "socket", "socketpair", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
-    "rmdir", "link", "linkat", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown",
-    "fchown", "lchown", "fchownat", "truncate", "mknod", "mknodat", "creat", "utime", "utimes", "utimensat",
-    "futimesat", "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
-    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf", "perf_event_open", "keyctl",
-    "add_key", "request_key", "init_module", "finit_module", "delete_module", "kexec_load",
-    "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "settimeofday", "clock_settime",
-    "sethostname", "setdomainname", "iopl", "ioperm", "userfaultfd", "io_uring_setup", "io_uring_enter",
-    "io_uring_register", "setrlimit", "pidfd_send_signal", "pidfd_getfd", "tkill", "name_to_handle_at",
-    "open_by_handle_at", "fanotify_init", "move_mount", "open_tree", "fsopen", "fsmount", "fspick",
-    "mount_setattr", "quotactl", "lookup_dcookie", "personality", "kcmp", "setuid", "setgid", "setreuid",
-    "setregid", "setresuid", "setresgid", "setgroups", "capset",
-)
-# open flags that mean "may write": O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND
-_WRITE_FLAGS = (os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC, os.O_APPEND)
-
-
-def install_seccomp(allow_rdwr: bool = False) -> str | None:
-    """Load the syscall filter into every thread of this process; None on success, else why not.
-
-    ``allow_rdwr`` keeps ``open(O_RDWR)`` of existing files possible (GPU drivers need it for
-    /dev/nvidia*); creating, truncating and write-only opens stay refused.
-    """
-    path = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-    try:
-        lib = ctypes.CDLL(path, use_errno=True)
-    except OSError as exc:
-        return f"libseccomp not available ({exc})"
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                           ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-    ctx = lib.seccomp_init(_SCMP_ACT_ALLOW)
-    if not ctx:
-        return "seccomp_init failed"
-    eperm = _errno_action(errno.EPERM)
-
-    def rule(name: str, action: int, *cmps: tuple[int, int, int, int]) -> None:
-        nr = lib.seccomp_syscall_resolve_name(name.encode())
-        if nr < 0:
-            return  # not a syscall on this architecture
-        arr = (_ArgCmp * max(1, len(cmps)))(*[_ArgCmp(*c) for c in cmps])
-        rc = lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), arr)
-        if rc < 0:
-            raise OSError(-rc, f"seccomp rule for {name} failed")
-
-    try:
-        for name in SECCOMP_DENY:
-            rule(name, eperm)
-        rule("clone", eperm, (0, _SCMP_CMP_MASKED_EQ, _CLONE_THREAD, 0))  # processes, not threads
-        rule("clone3", _errno_action(errno.ENOSYS))  # flags hidden in a struct: make glibc use clone
-        rule("openat2", _errno_action(errno.ENOSYS))  # how-struct hidden likewise; glibc falls back
-        pid = os.getpid()
-        rule("kill", eperm, (0, _SCMP_CMP_NE, pid, 0))
-        rule("tgkill", eperm, (0, _SCMP_CMP_NE, pid, 0))
-        rule("prlimit64", eperm, (2, _SCMP_CMP_NE, 0, 0))  # reading limits is fine, changing is not
-        flags = [f for f in _WRITE_FLAGS if not (allow_rdwr and f == os.O_RDWR)]
-        for f in flags:
-            rule("open", eperm, (1, _SCMP_CMP_MASKED_EQ, f, f))
-            rule("openat", eperm, (2, _SCMP_CMP_MASKED_EQ, f, f))
-        lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_TSYNC, 1)
-        rc = lib.seccomp_load(ctx)
-        if rc < 0:
-            return f"seccomp_load failed: {os.strerror(-rc)}"
-        return None
-    except OSError as exc:
-        return str(exc)
-    finally:
-        lib.seccomp_release(ctx)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +73,7 @@ def default_read_roots() -> list[str]:
         roots.add(site.getusersitepackages())
     except AttributeError:
         pass
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the rewardgen package
     roots.update({here, os.path.join(os.path.dirname(here), "environments")})
     roots.update({f"/proc/{os.getpid()}/", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/null",
                   "/dev/urandom", "/dev/random", "/usr/share/zoneinfo", "/etc/localtime", "/proc/cpuinfo",
@@ -195,7 +89,6 @@ class Guard:
         roots = [os.path.realpath(r) for r in (read_roots if read_roots is not None else default_read_roots())]
         self._roots = tuple(r.rstrip("/") + "/" for r in roots) + tuple(roots)
         self.violations: list[str] = []
-        self.other_denials: list[str] = []
         self.armed = False
         self._tls = threading.local()
 
@@ -248,9 +141,8 @@ class Guard:
             message = f"sandbox refused {why}{where}"
             # Refusals with the reward on the stack reject it even if it swallows the exception;
             # refusals of trusted code alone are reported but do not blame the reward.
-            record = self.violations if line else self.other_denials
-            if len(record) < MAX_VIOLATIONS:
-                record.append(message)
+            if line and len(self.violations) < MAX_VIOLATIONS:
+                self.violations.append(message)
             raise SandboxViolation(message)
 
     def _judge(self, event: str, args: tuple) -> str | None:

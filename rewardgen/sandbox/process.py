@@ -1,21 +1,20 @@
-"""Running untrusted reward code: one worker process per job, data back through a pipe.
+"""The worker process: one fresh interpreter per job, data back through a pipe.
 
-The isolation story in one place:
-- a fresh interpreter (``python -m rewardgen.worker``) in its own session and process group, in
-  an empty scratch directory, with a scrubbed environment (no API keys or other secrets);
-- resource limits: address space, CPU time, file size, no core dumps; it dies with the orchestrator;
-- a wall-clock limit that kills the whole process group;
+A worker (``python -m rewardgen.worker``, or ``rewardgen.debug_worker``) is trusted code that trains
+or debugs with a candidate's reward; the candidate itself runs only in the worker's jail
+(``rewardgen.sandbox.jail``). Around the worker, as defence in depth and to bound what a job costs:
+- its own session and process group, an empty scratch directory, a scrubbed environment (no API
+  keys or other secrets), its own network namespace where the OS allows it;
+- resource limits (address space, CPU time, file size, no core dumps); it dies with the
+  orchestrator (parent-death signal); a wall-clock limit kills its whole process group;
 - stdout/stderr captured and bounded (head and tail kept);
-- results only as frames on a dedicated pipe (``rewardgen.ipc``), parsed with size bounds; the
-  worker never receives a path into the run store;
-- its own network namespace (no interfaces but a down loopback) where the OS allows it, and
-  RLIMIT_NPROC where it is enforced (not for root);
-- the source is validated statically here before anything is spawned (``rewardgen.validate``);
-- inside the worker: validation again, a seccomp filter, an audit hook and restricted builtins
-  (``rewardgen.worker``, ``rewardgen.guard``), reported back in ``WorkerResult.isolation``.
+- results only as frames on a dedicated pipe (``rewardgen.sandbox.ipc``), each frame checked
+  against what a worker may send, the bytes of one worker bounded in all; the worker never
+  receives a path into the run store;
+- the candidate's source validated statically before anything is spawned.
 
-``run_worker(..., sandboxed=False)`` runs the same worker without limits, namespace, seccomp or audit
-hook: for measuring the sandbox's cost only, never for candidate code in production.
+``run_worker(..., sandboxed=False)`` runs the same worker without limits, namespace or jail (the
+candidate in the worker's own process): for measuring the sandbox's cost only, never in production.
 See docs/sandbox.md.
 """
 
@@ -35,9 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.ipc import FrameError, read_frames
+from rewardgen.sandbox.ipc import (MAX_POLICY_BYTES, MAX_RESUME_BYTES, MAX_WORKER_BYTES, FrameError, SchemaError,
+                                    check_frame, read_frames)
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding the rewardgen package
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
@@ -73,7 +73,6 @@ class WorkerResult:
     Stages: "ok", "static" (refused by the validator, nothing spawned), "load", "runtime",
     "contract", "sandbox" (the reward attempted a refused operation), "timeout", "crash",
     "protocol", "job". ``isolation`` lists the active layers, ``warnings`` the missing ones;
-    ``checkpoints`` holds ``(env_step, policy bytes)`` of intermediate policies a trainer exported;
     ``resume_state`` the trainer's resumable state (pickle-free bytes; pass it back base64-encoded
     as the job's ``resume`` to continue training). Executors add stage "lost" (the machine running
     the worker went away, see ``rewardgen.executors``).
@@ -87,11 +86,9 @@ class WorkerResult:
     log: str = ""
     seconds: float = 0.0
     returncode: int | None = None
-    events: list[dict] = field(default_factory=list)
     isolation: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     output_dropped: int = 0
-    checkpoints: list[tuple[int, bytes]] = field(default_factory=list)
     resume_state: bytes | None = None
 
     @property
@@ -99,23 +96,13 @@ class WorkerResult:
         return self.stage == "ok"
 
 
-def _nproc_limit() -> int | None:
-    """RLIMIT_NPROC for a worker: what this user runs now plus room for the worker's threads.
-
-    None for root, whom the kernel does not hold to it (seccomp and the audit hook refuse process
-    creation there instead).
-    """
-    if os.geteuid() == 0:
-        return None
-    uid, count = os.getuid(), 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    count += len(os.listdir(f"/proc/{entry.name}/task"))
-            except OSError:
-                continue
-    return count + 256
+def set_parent_death_signal() -> None:
+    """In a just-forked child: die (SIGKILL) when the process that started it dies."""
+    try:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
 
 
 def _enter_netns() -> None:
@@ -138,16 +125,11 @@ def _enter_netns() -> None:
             pass
 
 
-def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = None,
-             address_limit: bool = True) -> Callable[[], None]:
+def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool = True) -> Callable[[], None]:
     cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
 
     def apply() -> None:
-        try:
-            if _LIBC is not None:
-                _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
+        set_parent_death_signal()
         if not sandboxed:
             return
         try:
@@ -159,13 +141,6 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, nproc: int | None = N
             resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        if nproc is not None:
-            try:
-                hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-                soft = nproc if hard == resource.RLIM_INFINITY else min(nproc, hard)
-                resource.setrlimit(resource.RLIMIT_NPROC, (soft, soft))
-            except (ValueError, OSError):
-                pass
 
     return apply
 
@@ -240,13 +215,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                 seconds=time.monotonic() - start)
     isolation: list[str] = []
     if sandboxed:
-        isolation += ["process", "session", "scrubbed-env", "scratch-cwd", "rlimits"]
-    nproc = _nproc_limit() if sandboxed else None
-    if sandboxed and nproc is not None:
-        isolation.append("rlimit-nproc")
-    elif sandboxed:
-        result.warnings.append("RLIMIT_NPROC not enforced for root; process creation is refused by seccomp "
-                               "and the audit hook instead")
+        isolation += ["worker-process", "worker-session", "scrubbed-env", "scratch-cwd", "worker-rlimits"]
     # a CUDA context reserves far more address space than any useful RLIMIT_AS: GPU jobs are bounded
     # by torch's per-process memory fraction on the device instead (job "gpu_memory_fraction")
     address_limit = not str(job.get("device", "cpu")).startswith("cuda")
@@ -260,16 +229,16 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             cwd=scratch, env=worker_env(scratch, int(job.get("torch_threads", 1))),
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, nproc, address_limit),
+            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, address_limit),
         )
         os.close(write_fd)
         if sandboxed:
             child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
             if child_ns and own_ns and child_ns != own_ns:
-                isolation.append("netns")
+                isolation.append("worker-netns")
             else:
-                result.warnings.append("no network namespace (unshare not permitted here); sockets are refused "
-                                       "by seccomp and the audit hook only")
+                result.warnings.append("no network namespace for the worker (unshare not permitted here); the "
+                                       "reward's jail is refused sockets by its own namespace and seccomp")
 
         def pump_output() -> None:
             assert proc.stdout is not None
@@ -279,39 +248,44 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         worker_layers: list[list[str]] = []
 
         def pump_frames() -> None:
+            """Frames in the order a worker sends them, each checked (``check_frame``) before use; the
+            bytes one worker may send are bounded in all. The first bad frame ends the reading: stage
+            "protocol", and the worker is killed (nothing after it is believed)."""
+            debug = module == "rewardgen.debug_worker"
+            received = 0
+            expect_resume = False  # the next bytes frame is the resume state
             with os.fdopen(read_fd, "rb") as stream:
                 try:
-                    checkpoint_step: int | None = None
-                    resume_next = False  # the next bytes frame is the resume state
                     for kind, value in read_frames(stream):
-                        if kind == "bytes" and resume_next:
-                            result.resume_state, resume_next = value, False
-                        elif kind == "bytes" and checkpoint_step is not None:
-                            result.checkpoints.append((checkpoint_step, value))
-                            checkpoint_step = None
-                        elif kind == "bytes":
-                            result.payload = value
-                        elif isinstance(value, dict) and value.get("type") == "resume_state":
-                            resume_next, checkpoint_step = True, None
-                        elif isinstance(value, dict) and value.get("type") == "checkpoint":
-                            step = value.get("step")
-                            ok_step = isinstance(step, int) and len(result.checkpoints) < 1000
-                            checkpoint_step = step if ok_step else None
-                        elif isinstance(value, dict) and value.get("type") == "progress":
-                            if on_event:
-                                on_event(value)
-                        elif isinstance(value, dict) and value.get("type") == "isolation":
-                            if not worker_layers:  # only the first report counts: it precedes the reward
-                                worker_layers.append([str(x)[:100] for x in value.get("layers", [])[:20]])
-                                result.warnings.extend(str(x)[:300] for x in value.get("warnings", [])[:20])
-                        elif isinstance(value, dict) and value.get("type") == "result":
+                        received += len(value) if isinstance(value, bytes) else 0
+                        if received > MAX_WORKER_BYTES:
+                            raise FrameError(f"more than {MAX_WORKER_BYTES} bytes in all")
+                        if kind == "bytes":
+                            if expect_resume and len(value) <= MAX_RESUME_BYTES:
+                                result.resume_state, expect_resume = value, False
+                            elif not expect_resume and len(value) <= MAX_POLICY_BYTES and result.payload is None:
+                                result.payload = value
+                            else:
+                                raise FrameError("an unexpected or oversized bytes frame")
+                            continue
+                        value = check_frame(value, debug)
+                        kind = value["type"]
+                        if kind == "resume_state":
+                            expect_resume = True
+                        elif kind == "progress" and on_event:
+                            on_event(value)
+                        elif kind == "isolation" and not worker_layers:  # the first report precedes the reward
+                            worker_layers.append(value.get("layers", []))
+                            result.warnings.extend(value.get("warnings", []))
+                        elif kind == "result":
                             result.result, result.stage = value, "ok"
-                        elif isinstance(value, dict) and value.get("type") == "error":
-                            result.stage = str(value.get("stage", "runtime"))
-                            result.error = str(value.get("error", ""))[:4000]
-                            result.traceback = str(value.get("traceback", ""))[:20000]
-                except FrameError as exc:
+                        elif kind == "error":
+                            result.stage, result.error = value["stage"], value.get("error", "")
+                            result.traceback = value.get("traceback", "")
+                except (FrameError, SchemaError) as exc:
                     result.stage, result.error = "protocol", f"worker sent malformed data: {exc}"
+                    result.result = result.payload = result.resume_state = None
+                    _kill_group(proc)
 
         threads = [threading.Thread(target=pump_output, daemon=True), threading.Thread(target=pump_frames, daemon=True)]
         for t in threads:
