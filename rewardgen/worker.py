@@ -50,7 +50,8 @@ def open_jail(job: dict, out, schema, capacity: int):
     else:
         warnings.append("static validation skipped by the job (tests only)")
     options = JailOptions(audit=bool(job.get("audit", True)), seccomp=bool(job.get("seccomp", True)),
-                          namespaces=bool(job.get("namespaces", True)))
+                          namespaces=bool(job.get("namespaces", True)),
+                          memory_bytes=int(job["jail_memory_bytes"]) if job.get("jail_memory_bytes") else None)
     jail = Jail(job["source"], schema, capacity, options, CANDIDATE_FILENAME)
     out.json({"type": "isolation", "layers": layers + jail.layers, "warnings": warnings + jail.warnings})
     if jail.load_error is not None:
@@ -60,12 +61,19 @@ def open_jail(job: dict, out, schema, capacity: int):
 
 
 def _warm_up(job: dict) -> None:
-    """Trusted work done once before training (same with and without the sandbox, for fair timing)."""
+    """Trusted work done once before training (same with and without the sandbox, for fair timing):
+    lazy imports, the GPU's memory share, Warp's kernels. After the jail is forked, so the jail never
+    inherits a device context."""
     if job.get("mode") == "train":
         try:  # torch.optim imports it lazily on first use
             import torch._dynamo  # noqa: F401
         except Exception:  # noqa: BLE001
             pass
+        device = str(job.get("device", "cpu"))
+        if device.startswith("cuda") and job.get("gpu_memory_fraction"):
+            import torch  # candidates sharing one GPU: each worker gets its slice of the device's memory
+
+            torch.cuda.set_per_process_memory_fraction(float(job["gpu_memory_fraction"]), torch.device(device))
         if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache
             from rewardgen.tasks import task_from_dict
             from rewardgen.warpsim import prewarm
@@ -98,7 +106,6 @@ def _run(job: dict, out) -> None:
     if resume is not None and not getattr(trainer, "supports_resume", False):
         out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
         return
-    _warm_up(job)
     if job["mode"] == "check":
         capacity = int(job.get("num_envs", 4))
     else:
@@ -115,6 +122,8 @@ def _run(job: dict, out) -> None:
             fn = open_jail(job, out, task.schema, capacity)
         else:  # overhead measurements only: the candidate in this process, no isolation at all
             fn = load_reward(job["source"], CANDIDATE_FILENAME)
+        # only now may this process touch a GPU: the jail was forked before any device was opened
+        _warm_up(job)
         if job["mode"] == "check":
             stage = "runtime"
             steps = int(job.get("steps", 256))

@@ -134,7 +134,7 @@ def test_episode_correlation_is_used_when_per_step_fitness_is_constant():
 
 def test_runs_in_the_sandbox(reports):
     layers = set(reports["sound_halfcheetah"].isolation)
-    assert {"process", "scrubbed-env", "audit-hook", "restricted-builtins"} <= layers
+    assert {"jail-process", "seccomp", "scrubbed-env", "audit-hook", "restricted-builtins"} <= layers
     hostile = (Path(__file__).parent / "hostile" / "bypass_read_shadow.py").read_text()
     with pytest.raises(DebugError) as err:
         debug_reward(hostile, get_task("inverted-pendulum-balance"), episodes=1, job_extra={"validate": False})

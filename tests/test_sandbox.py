@@ -16,7 +16,9 @@ import resource
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -185,6 +187,49 @@ def _sleepers() -> list[int]:
     return found
 
 
+def _sched_facts(pid: int) -> dict:
+    """What a signal or scheduling attack on ``pid`` would change: its state (T = stopped), nice value,
+    scheduling policy and CPU affinity."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return {"state": fields[0], "nice": int(fields[16]), "policy": int(fields[38]),
+            "affinity": sorted(os.sched_getaffinity(pid))}
+
+
+def _sysv_objects() -> dict[str, list[str]]:
+    """SysV shared memory segments, message queues and semaphore sets of this IPC namespace."""
+    out = {}
+    for kind in ("shm", "msg", "sem"):
+        try:
+            out[kind] = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+        except OSError:
+            out[kind] = []
+    return out
+
+
+def _workers(scratch: Path) -> list[int]:
+    """Worker and jail processes of this corpus: their HOME is a scratch folder under ``scratch`` (a
+    jail is a fork of its worker, with the same environment)."""
+    found = []
+    marker = f"HOME={scratch}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _gone(pids: set[int], seconds: float = 5.0) -> set[int]:
+    """``pids`` still alive after up to ``seconds`` (a jail dies a moment after its worker)."""
+    deadline = time.monotonic() + seconds
+    while pids and time.monotonic() < deadline:
+        pids = {p for p in pids if Path(f"/proc/{p}").exists()}
+        time.sleep(0.05)
+    return pids
+
+
 @pytest.fixture(scope="module")
 def corpus(task, tmp_path_factory):
     """Runs every hostile file once (two workers at a time) and records what happened around it."""
@@ -198,8 +243,13 @@ def corpus(task, tmp_path_factory):
     os.environ["OPENAI_API_KEY"] = SECRET
     sleepers_before = set(_sleepers())
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    victim_before = _sched_facts(victim.pid)
+    ipc_before = _sysv_objects()
+    scratch = tmp / "scratch"  # every worker's scratch folder (and so its HOME) is made under it
+    scratch.mkdir()
+    old_tempdir, tempfile.tempdir = tempfile.tempdir, str(scratch)
     subst = {"@PWNED@": str(pwned), "@TMPDIR@": str(tmp / "target"), "@PORT@": str(srv.getsockname()[1]),
-             "@VICTIM@": str(victim.pid), "@VICTIMFILE@": str(victim_file)}
+             "@VICTIM@": str(victim.pid), "@VICTIMFILE@": str(victim_file), "@ORCH@": str(os.getpid())}
 
     def run(path: Path) -> tuple[str, CheckVerdict]:
         text = path.read_text()
@@ -219,7 +269,9 @@ def corpus(task, tmp_path_factory):
         with ThreadPoolExecutor(max_workers=2) as pool:
             verdicts = dict(pool.map(run, CORPUS))
         victim_alive = victim.poll() is None
+        victim_after = _sched_facts(victim.pid)
     finally:
+        tempfile.tempdir = old_tempdir
         stop.set()
         srv.close()
         victim.kill()
@@ -231,6 +283,8 @@ def corpus(task, tmp_path_factory):
     yield {
         "verdicts": verdicts, "pwned": pwned, "tmp": tmp, "victim_alive": victim_alive, "hits": hits,
         "victim_file": victim_file, "new_sleepers": set(_sleepers()) - sleepers_before,
+        "victim_before": victim_before, "victim_after": victim_after, "ipc_before": ipc_before,
+        "ipc_after": _sysv_objects(), "leftover_workers": _gone(set(_workers(scratch))),
         "rss_growth_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before,
     }
     if pwned.exists():
@@ -278,6 +332,9 @@ def test_corpus_side_effects(corpus):
     assert corpus["victim_alive"], "a reward killed another process"
     assert corpus["new_sleepers"] == set(), "a reward started processes"
     assert corpus["rss_growth_kb"] < 512 * 1024  # the memory bombs stayed in their workers
+    assert corpus["victim_after"] == corpus["victim_before"], "a reward stopped or re-scheduled a sibling"
+    assert corpus["ipc_after"] == corpus["ipc_before"], "a reward left SysV IPC objects behind"
+    assert corpus["leftover_workers"] == set(), "a worker or jail outlived its command"
 
 
 # --------------------------------------------------------------------------------------------

@@ -448,7 +448,7 @@ class Jail:
             name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
             why = {signal.SIGXCPU: "it exceeded the CPU-time limit", signal.SIGXFSZ: "it exceeded the file-size limit",
                    signal.SIGSYS: "it made a system call of another architecture",
-                   signal.SIGKILL: "killed, most likely for exceeding the memory limit",
+                   signal.SIGKILL: "its CPU-time hard limit, the system's out-of-memory killer, or its worker's end",
                    signal.SIGSEGV: "it crashed (segmentation fault; out of memory or stack)"}.get(sig, "")
             return JailError("runtime", f"the reward process was killed by {name}" + (f": {why}" if why else ""))
         return JailError("runtime", f"the reward process exited unexpectedly (code {code})")
@@ -624,6 +624,8 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
             layers.append("empty-root")
         else:
             warnings.append(f"the reward process still sees the host's files by path ({why})")
+    # PID 1 of a namespace ignores signals it has no handler for, the CPU limit's SIGXCPU too: say so
+    signal.signal(signal.SIGXCPU, lambda *_: os._exit(128 + signal.SIGXCPU))
     _set_limits(options)
     layers.append("rlimits")
     _drop_capabilities()
@@ -757,18 +759,20 @@ def _empty_root() -> str | None:  # pragma: no cover
 
 
 def _set_limits(options: JailOptions) -> None:  # pragma: no cover
-    def cap(limit: int, value: int) -> None:
+    def cap(limit: int, value: int, grace: int = 0) -> None:
+        """Lower ``limit`` to ``value`` (never raise it); the hard limit ``grace`` above the soft one."""
         try:
             hard = resource.getrlimit(limit)[1]
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(limit, (value, value))
+            new_hard = value + grace if hard == resource.RLIM_INFINITY else min(value + grace, hard)
+            resource.setrlimit(limit, (value, new_hard))
         except (ValueError, OSError):
             pass
 
     if options.memory_bytes:
         cap(resource.RLIMIT_AS, int(options.memory_bytes))
-    if options.cpu_seconds:
-        cap(resource.RLIMIT_CPU, int(options.cpu_seconds))
+    if options.cpu_seconds:  # SIGXCPU at the soft limit (a clear verdict), SIGKILL a second later
+        cap(resource.RLIMIT_CPU, int(options.cpu_seconds), grace=1)
     for limit in (resource.RLIMIT_FSIZE, resource.RLIMIT_CORE, resource.RLIMIT_NPROC, resource.RLIMIT_MEMLOCK,
                   resource.RLIMIT_MSGQUEUE, resource.RLIMIT_RTPRIO, resource.RLIMIT_NICE):
         cap(limit, 0)

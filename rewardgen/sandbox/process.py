@@ -205,6 +205,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     result = WorkerResult(stage="crash")
     job = dict(job)
     job["sandbox"] = bool(sandboxed)
+    job["jail_memory_bytes"] = int(limits.memory_bytes)  # the jail's own RLIMIT_AS, CUDA jobs included
     if sandboxed and "source" in job and job.get("validate", True):
         from rewardgen.validate import validate_source
 

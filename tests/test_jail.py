@@ -1,0 +1,272 @@
+"""The reward jail and the trusted side's defences (issue 16), layer by layer.
+
+The hostile corpus (tests/test_sandbox.py, tests/hostile/jail_*.py) attacks through reward code;
+these tests check what the corpus cannot see from inside: the layers as observed from outside the
+jail, that the jail dies with its trainer, that a forged result changes nothing the orchestrator
+believes, that a lying worker fails its candidate without crashing the run or poisoning resume,
+and that the evaluator reads a policy file without inflating it first.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rewardgen.candidate import load_reward
+from rewardgen.evolve import Evolution, EvolveConfig, resume, start_run
+from rewardgen.executors import LocalExecutor
+from rewardgen.policy import PolicyExport, PolicyFormatError
+from rewardgen.proposers.base import Proposal
+from rewardgen.sandbox import Jail, JailOptions, WorkerLimits, run_worker
+from rewardgen.sandbox.ipc import SchemaError, check_frame
+from rewardgen.state import StateBuffers
+from rewardgen.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTILE = ROOT / "tests" / "hostile"
+TASK_ID = "inverted-pendulum-balance"
+
+GOOD = '''
+import math
+import torch
+
+def compute_reward(s):
+    up = torch.cos(s.qpos[:, 1])
+    still = -0.01 * (s.qvel ** 2).sum(dim=-1) + 0.1 * s.body_linvel["pole"][:, 0]
+    return up + still, {"up": up, "still": still}
+'''
+ZERO = '''
+def compute_reward(s):
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}
+'''
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task(TASK_ID)
+
+
+def _random_state(task, n: int, seed: int = 0):
+    buffers = StateBuffers(task.schema, task.model, n)
+    rng = np.random.default_rng(seed)
+    for name, value in vars(buffers).items():
+        if isinstance(value, np.ndarray) and value.dtype == np.float32:
+            value[:] = rng.normal(size=value.shape)
+    return buffers.to_state()
+
+
+def test_layers_are_observed_from_outside(task):
+    with Jail(GOOD, task.schema, 8) as jail:
+        assert jail.load_error is None
+        expected = {"seccomp", "no-new-privs", "no-capabilities", "userns", "pidns", "ipcns", "mntns", "netns",
+                    "empty-root", "rlimits", "audit-hook", "restricted-builtins"}
+        assert expected <= set(jail.layers), (jail.layers, jail.warnings)
+        status = Path(f"/proc/{jail._jail_pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        assert fields["Seccomp"].strip() == "2" and fields["NoNewPrivs"].strip() == "1"
+        assert int(fields["CapEff"], 16) == 0 and int(fields["CapBnd"], 16) == 0
+        if os.geteuid() == 0:  # the jail's root is nobody outside its user namespace
+            assert fields["Uid"].split()[:2] == ["65534", "65534"]
+        # it holds no descriptor but stdout/stderr and its two channel ends: not the worker's result pipe
+        assert set(os.listdir(f"/proc/{jail._jail_pid}/fd")) <= {"1", "2", "3", "4"}
+        # and it sees no process but itself
+        assert Path(f"/proc/{jail._jail_pid}/status").read_text().count("NSpid") == 1
+        assert fields["NSpid"].split()[-1] == "1"
+
+
+def test_jail_answers_like_the_reward_in_process(task):
+    state = _random_state(task, 16)
+    expected_total, expected = load_reward(GOOD)(state)
+    with Jail(GOOD, task.schema, 16) as jail:
+        for _ in range(3):
+            total, components = jail(state)
+            assert torch.equal(total, expected_total)
+            assert list(components) == ["up", "still"]
+            assert all(torch.equal(components[k], expected[k]) for k in expected)
+        small = _random_state(task, 5, seed=1)
+        total, _ = jail(small)
+        assert torch.equal(total, load_reward(GOOD)(small)[0])
+        jail.verify()
+
+
+def test_jail_degrades_and_says_so(task):
+    with Jail(GOOD, task.schema, 4, JailOptions(namespaces=False)) as jail:
+        assert "pidns" not in jail.layers and "seccomp" in jail.layers
+        assert any("namespaces" in w for w in jail.warnings), jail.warnings
+        assert jail(_random_state(task, 4))[0].shape == (4,)
+    with Jail(GOOD, task.schema, 4, JailOptions(seccomp=False, audit=False)) as jail:
+        assert "seccomp" not in jail.layers and "pidns" in jail.layers
+        assert any("seccomp" in w for w in jail.warnings) and any("audit" in w for w in jail.warnings)
+
+
+def test_jail_dies_with_its_trainer(tmp_path):
+    """kill -9 of the trusted process takes the jail with it (parent-death signals; the jail cannot
+    clear its own: prctl is not in its seccomp allowlist)."""
+    script = (f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n"
+              "from rewardgen.sandbox import Jail\nfrom rewardgen.tasks import get_task\n"
+              f"j = Jail({ZERO!r}, get_task({TASK_ID!r}).schema, 2)\n"
+              "print(j._jail_pid, j._pid, flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    jail_pid, middle_pid = map(int, proc.stdout.readline().split())
+    assert Path(f"/proc/{jail_pid}").exists()
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (Path(f"/proc/{jail_pid}").exists() or Path(f"/proc/{middle_pid}").exists()):
+        time.sleep(0.05)
+    assert not Path(f"/proc/{jail_pid}").exists() and not Path(f"/proc/{middle_pid}").exists()
+
+
+def test_forged_result_changes_nothing(task):
+    """A reward that pays zero and writes a forged result (a smuggled policy, 10^9 env-steps) onto the
+    worker's result pipe trains exactly as the honest zero reward does: same env-steps, same weights."""
+    forger = (HOSTILE / "jail_forge_result.py").read_text()
+    limits = WorkerLimits(wall_seconds=120, memory_bytes=4 * 1024**3)
+    results = []
+    for source, extra in ((forger, {"validate": False, "audit": False}), (ZERO, {})):
+        job = {"mode": "train", "task": task.to_dict(), "source": source, "steps": 2048, "seed": 5,
+               "trainer": "ppo", "num_envs": 16, **extra}
+        results.append(run_worker(job, limits))
+    forged, honest = results
+    assert forged.ok and honest.ok, (forged.error, honest.error)
+    assert forged.result["env_steps"] == honest.result["env_steps"] < 10**6
+    assert forged.result["trainer"] == "ppo"
+    assert forged.payload == honest.payload and b"forged" not in forged.payload
+
+
+EVIL_SOURCES = {mode: ZERO + f"# EVIL: {mode}\n" for mode in ("bad-env-steps", "bytes-flood", "forged-stage", "garbage")}
+
+
+@pytest.mark.parametrize("mode", list(EVIL_SOURCES))
+def test_lying_worker_is_a_protocol_failure(task, mode):
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    job = {"mode": "train", "task": task.to_dict(), "source": EVIL_SOURCES[mode], "steps": 64, "seed": 0}
+    res = run_worker(job, WorkerLimits(wall_seconds=60), module="tests.evil_worker")
+    assert res.stage == "protocol" and "malformed" in res.error, (res.stage, res.error)
+    assert res.result is None and res.payload is None
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 64 * 1024  # KiB: no pile-up
+
+
+def test_lying_worker_fails_its_candidate_not_the_run(tmp_path):
+    config = EvolveConfig(task=TASK_ID, samples=3, generations=1, steps=1024, workers=2, eval_episodes=1,
+                          schedule="full", video=False)
+    store = start_run(config, tmp_path / "runs")
+    evo = Evolution(store)
+    evo._executor = LocalExecutor(2, module="tests.evil_worker")
+    proposals = [Proposal(GOOD, origin="honest"), Proposal(EVIL_SOURCES["bad-env-steps"], origin="evil"),
+                 Proposal(EVIL_SOURCES["bytes-flood"], origin="evil")]
+    evo.write_generation(0, proposals, "test")
+    summary = evo.run()
+    assert summary["status"] == "finished"
+    cands = summary["generations"][0]["candidates"]
+    assert cands[0]["status"] == "ok" and cands[0]["fitness"] is not None
+    assert cands[1]["status"] == "protocol" and "env_steps" in cands[1]["error"]
+    assert cands[2]["status"] == "protocol" and "bytes frame" in cands[2]["error"]
+    assert summary["best"]["candidate"] == 0
+    again = resume(store.path)  # the malformed results poisoned nothing
+    assert again["best"] == summary["best"] and again["status"] == "finished"
+
+
+def test_frame_schema_refuses_what_no_worker_sends():
+    check_frame({"type": "result", "env_steps": 5, "seconds": 1.0, "stats": {"components": {"a": []}}})
+    bad = [
+        {"type": "result", "env_steps": "5"},
+        {"type": "result", "env_steps": 5.5},
+        {"type": "result", "env_steps": True},
+        {"type": "result", "env_steps": -1},
+        {"type": "result", "env_steps": 5, "stats": {"components": {"x" * 500: []}}},
+        {"type": "result", "env_steps": 5, "stats": {"components": {"\udce9": []}}},
+        {"type": "result", "env_steps": 5, "stats": {"components": {f"c{i}": [] for i in range(100)}}},
+        {"type": "result", "env_steps": 5, "stats": {"episodes": [{"fitness": "high"}]}},
+        {"type": "result", "env_steps": 5, "extra": {"slice_env_steps": "all"}},
+        {"type": "error", "stage": "ok", "error": "fine"},
+        {"type": "progress", "steps": None, "total": 1},
+        {"type": "checkpoint", "step": 1},
+        ["not", "an", "object"],
+    ]
+    for frame in bad:
+        with pytest.raises(SchemaError):
+            check_frame(frame)
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()  # (the magic string, then the header)
+
+
+def _bomb(declared: tuple[int, ...], inflated_bytes: int) -> bytes:
+    """An npz whose member w0 declares ``declared`` but inflates to ``inflated_bytes`` of zeros."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in (("obs_mean", np.zeros(4, np.float32)), ("obs_var", np.ones(4, np.float32)),
+                          ("b0", np.zeros(1, np.float32))):
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            zf.writestr(f"{name}.npy", buf.getvalue())
+        with zf.open("w0.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header(declared))
+            chunk = b"\0" * (16 * 1024 * 1024)
+            for _ in range(inflated_bytes // len(chunk)):
+                member.write(chunk)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("declared", [(1, 4), (2_000_000_000, 4)], ids=["lies-small", "declares-huge"])
+def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
+    raw = _bomb(declared, 1024 * 1024 * 1024)
+    assert len(raw) < 8 * 1024 * 1024  # a small file...
+    path = tmp_path / "policy.npz"
+    path.write_bytes(raw)
+    code = ("import json, resource, sys\nfrom pathlib import Path\nfrom rewardgen.policy import PolicyExport, "
+            "PolicyFormatError\nbase = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            f"try:\n    PolicyExport.from_bytes(Path({str(path)!r}).read_bytes())\n    print('loaded')\n"
+            "except PolicyFormatError as exc:\n    print(json.dumps({'error': str(exc), "
+            "'grew_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "bytes" in answer["error"]
+    assert answer["grew_kb"] < 64 * 1024  # ...that never became a gigabyte in memory
+    with pytest.raises(PolicyFormatError):
+        PolicyExport.from_bytes(raw)
+
+
+def test_evaluator_has_limits_and_no_secrets(tmp_path, monkeypatch):
+    """The trusted evaluator reads worker output: it runs with an address-space limit and without
+    the orchestrator's secrets."""
+    from rewardgen.evaluate import EVALUATOR_MEMORY_BYTES, run_json_module
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "probe_limits.py").write_text(
+        "import json, os, resource\nprint(json.dumps({'as': resource.getrlimit(resource.RLIMIT_AS)[0], "
+        "'secrets': [k for k, v in os.environ.items() if v in ('sk-test-secret', 'tok-secret')]}))\n")
+    monkeypatch.setenv("PYTHONPATH", str(probe))
+    answer = run_json_module("probe_limits", {}, 60, "probe")
+    assert answer["as"] == EVALUATOR_MEMORY_BYTES
+    assert answer["secrets"] == []
+
+
+def test_killed_jail_is_reported_not_fatal(task):
+    """A jail that dies (here: its CPU limit) fails the candidate with the reason; the worker reports it."""
+    spin = "def compute_reward(s):\n    while True:\n        pass\n"
+    with Jail(spin, task.schema, 2, JailOptions(cpu_seconds=1)) as jail:
+        with pytest.raises(Exception) as info:
+            jail(_random_state(task, 2))
+    assert "SIGXCPU" in str(info.value) and "CPU-time limit" in str(info.value)
+    assert signal.SIGXCPU  # (named in the message above)
