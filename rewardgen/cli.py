@@ -14,16 +14,24 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rewardgen.errors import UserError, one_line
+
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported in one line with exit code 2."""
+class UsageError(UserError):
+    """Bad input on the command line: reported in one line with exit code 2.
+
+    ``prog`` names the command in the printed line (``rewardgen evolve: error: ...``)."""
+
+    def __init__(self, message: str, prog: str = "rewardgen"):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 def _number(kind: type, ok, wanted: str):
@@ -42,6 +50,7 @@ def _number(kind: type, ok, wanted: str):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+_port = _number(int, lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535")
 
 
 # --------------------------------------------------------------------------- progress display
@@ -188,15 +197,23 @@ def cmd_tasks(args) -> int:
 
 def cmd_describe(args) -> int:
     from rewardgen.prompts import task_prompts
-    from rewardgen.tasks import get_task
 
-    task = get_task(args.task)
+    task = _task(args.task)
     prompts = task_prompts(task)
     if args.json:
         _emit_json({"task": task.id, "system": prompts["system"], "user": prompts["task"]})
         return 0
     sys.stdout.write("=== system prompt ===\n" + prompts["system"] + "\n=== task prompt ===\n" + prompts["task"])
     return 0
+
+
+def _task(name: str):
+    """The task ``name`` (an id or a YAML path), checked to build its env: TaskError (exit 2) if not."""
+    from rewardgen.tasks import check_loads, get_task
+
+    task = get_task(name)
+    check_loads(task)
+    return task
 
 
 def _config_from_args(args):
@@ -255,24 +272,23 @@ def _run_with_progress(args, fn) -> dict:
 
 def cmd_evolve(args) -> int:
     from rewardgen.evolve import Evolution, replay_config, start_run
-    from rewardgen.tasks import get_task
 
     task = None
     if args.replay:
         config, task = replay_config(Path(args.replay))
     elif args.env:
         if args.task:
-            raise UsageError("rewardgen evolve: give either --task or --env, not both")
+            raise UsageError("give either --task or --env, not both", prog="rewardgen evolve")
         task = _task_from_env_args(args)
         args.task = task.id
         config = _config_from_args(args)
     elif not args.task:
-        raise UsageError("rewardgen evolve: the following arguments are required: --task (or --env ROBOT.xml, "
-                         "or --replay RUN_DIR)")
+        raise UsageError("the following arguments are required: --task (or --env ROBOT.xml, or --replay RUN_DIR)",
+                         prog="rewardgen evolve")
     else:
         config = _config_from_args(args)
     config.validate()
-    task = task or get_task(config.task)
+    task = task or _task(config.task)
     store = start_run(config, Path(args.runs_dir), task=task)
     summary = _run_with_progress(args, lambda progress: Evolution(store, progress).run())
     return _report_run(args, summary)
@@ -305,12 +321,11 @@ def cmd_resume(args) -> int:
 
 def cmd_train(args) -> int:
     from rewardgen.evolve import train_file
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
     config = _config_from_args(args)
     config.validate()
-    get_task(config.task)
+    _task(config.task)
     result = _run_with_progress(args, lambda progress: train_file(source, config, Path(args.runs_dir), progress))
     m = result["metrics"]
     out = {"run_dir": result["run_dir"], "status": m.get("status"), "fitness": m.get("fitness"),
@@ -348,10 +363,9 @@ def _read_reward(path_text: str) -> str:
 
 def cmd_check(args) -> int:
     from rewardgen.check import check_reward
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
-    task = get_task(args.task)
+    task = _task(args.task)
     verdict = check_reward(source, task, steps=args.steps, seed=args.seed)
     if args.json:
         _emit_json(verdict.to_json())
@@ -364,9 +378,8 @@ def cmd_bench(args) -> int:
     from rich.console import Console
 
     from rewardgen import bench
-    from rewardgen.tasks import get_task
 
-    get_task(args.task)
+    _task(args.task)
     console = Console(stderr=args.json)
     if args.what == "schedule":
         from rewardgen.schedule_bench import compare_schedules
@@ -405,12 +418,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_debug(args) -> int:
-    from rewardgen.debug import DebugError, debug_reward
+    from rewardgen.debug import DebugError, PolicyMismatch, check_policy_fits, debug_reward
     from rewardgen.policy import PolicyExport, PolicyFormatError
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
-    task = get_task(args.task)
+    task = _task(args.task)
     policy = None
     if args.policy:
         path = Path(args.policy)
@@ -420,6 +432,10 @@ def cmd_debug(args) -> int:
             policy = PolicyExport.from_bytes(path.read_bytes())
         except PolicyFormatError as exc:
             raise UsageError(f"{path}: {exc}") from None
+        try:
+            check_policy_fits(policy, task)
+        except PolicyMismatch as exc:
+            raise UsageError(f"--policy {path}: {exc}", prog="rewardgen debug") from None
     try:
         report = debug_reward(source, task, policy=policy, episodes=args.episodes, seed=args.seed)
     except DebugError as exc:
@@ -446,23 +462,42 @@ def cmd_report(args) -> int:
     from rewardgen.runstore import RunStore
 
     RunStore.open(Path(args.run))
-    out = write_report(Path(args.run), Path(args.output) if args.output else None)
+    out = _writable_output(Path(args.output)) if args.output else Path(args.run) / "report.html"
+    try:
+        out = write_report(Path(args.run), out)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}", prog="rewardgen report") from None
     print(out)
     return 0
 
 
+def _writable_output(out: Path) -> Path:
+    """``out`` when a file can be written there: UsageError (one line) for a directory, a missing or
+    unwritable folder, before any work is done."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a directory; give a file name")
+    folder = out.parent
+    if not folder.exists():
+        raise UsageError(f"-o {out}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"-o {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {out}: cannot write to {folder} (permission denied)")
+    return out
+
+
 def cmd_export(args) -> int:
-    from rewardgen.export import ExportError, export_reward, parse_candidate
+    from rewardgen.export import export_reward, parse_candidate
     from rewardgen.runstore import RunStore
 
     RunStore.open(Path(args.run))
-    out = Path(args.output)
+    out = _writable_output(Path(args.output))
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
     try:
         path = export_reward(Path(args.run), parse_candidate(args.candidate) if args.candidate else None, out)
-    except ExportError as exc:
-        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen export") from None
     print(path)
     return 0
 
@@ -502,9 +537,32 @@ def cmd_serve(args) -> int:
         check_bind(args.host, args.token)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print(f"rewardgen web UI on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    serve(runs_dir, host=args.host, port=args.port, token=args.token)
+    _check_port_free(args.host, args.port)
+    serve(runs_dir, host=args.host, port=args.port, token=args.token)  # it prints the URL once bound
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, the way the server will, so a busy port or a bad address is one line
+    (UsageError) before anything says the UI started."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"cannot serve on --host {host}: {getattr(exc, 'strerror', None) or exc}",
+                         prog="rewardgen serve") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another `rewardgen serve`?); "
+                                 f"stop it or choose another with --port", prog="rewardgen serve") from None
+            raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", prog="rewardgen serve") from None
 
 
 def cmd_final(args) -> int:
@@ -635,7 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="benchmarks: training throughput, learning quality",
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
                                    "schedule: the same candidates under --schedule full and halving: env-steps "
@@ -719,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "needs --token).")
     p.add_argument("--runs-dir", default="runs", help="the runs directory (default ./runs)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     p.add_argument("--token", default=None, help="access token, required when binding beyond loopback")
     p.set_defaults(func=cmd_serve)
 
@@ -752,21 +810,12 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="gymnasium")
-    from rewardgen.evolve import ConfigError
-    from rewardgen.fitness import FitnessError
-    from rewardgen.feedback import FeedbackError
-    from rewardgen.final import FinalEvaluationError
-    from rewardgen.params import ParamsError
-    from rewardgen.runstore import RunStoreError
-    from rewardgen.tasks import TaskError
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError, FeedbackError,
-            FinalEvaluationError) as exc:
-        print(f"rewardgen: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # every user error, from any module: one line, exit 2
+        print(f"{getattr(exc, 'prog', 'rewardgen')}: error: {one_line(exc, 1000)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rewardgen: interrupted; continue with `rewardgen resume RUN_DIR`", file=sys.stderr)

@@ -8,6 +8,8 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import base64
 import math
 import os
@@ -27,13 +29,13 @@ from rewardgen.report import write_report
 from rewardgen.runstore import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                 new_run_id, read_json)
 from rewardgen.sandbox import WorkerLimits
-from rewardgen.tasks import Task, get_task, task_from_dict
+from rewardgen.tasks import Task, check_loads, get_task, task_from_dict
 
 
 TRAINERS = ("ppo", "sb3")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A run setting that makes no sense (e.g. a non-positive count); the message is for the user."""
 
 
@@ -238,6 +240,7 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: 
     if task is not None:
         config.task = task.id
     task = task or get_task(config.task)
+    check_loads(task)  # an env that cannot be built fails here, before the run directory exists
     if kind == "evolve":
         config.proposer = resolve_proposer(config)
     proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
