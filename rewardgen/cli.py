@@ -466,7 +466,7 @@ def cmd_report(args) -> int:
     try:
         out = write_report(Path(args.run), out)
     except OSError as exc:
-        raise UsageError(f"cannot write the report to {out}: {exc.strerror or exc}", prog="rewardgen report") from None
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen report") from None
     print(out)
     return 0
 
