@@ -16,6 +16,7 @@ from typing import Any
 
 from rewardgen.errors import UserError, one_line
 
+EXIT_FAILED = 1  # the command ran but produced nothing usable (a run with no trained candidate)
 EXIT_USAGE = 2
 
 
@@ -72,6 +73,7 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc):
+        self._llm_done()
         self.bars.stop()
 
     def _row(self, g: int, c: int):
@@ -92,6 +94,7 @@ class RichProgress:
         self.console.print(f"generation {generation}: asking the {proposer} for candidates")
 
     def _on_generation_started(self, generation, candidates, pending, steps):
+        self._llm_done()
         self.steps = steps
         done = candidates - len(pending)
         extra = f" ({done} already finished)" if done else ""
@@ -119,7 +122,20 @@ class RichProgress:
             self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
 
     def _on_warning(self, message):
-        self.console.print(f"[yellow]warning:[/] {message}")
+        self.console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+
+    def _on_llm_status(self, generation, in_flight, answered, failed):
+        """While the LLM is asked: one live row with the requests in flight and the time so far."""
+        text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
+            (f", {failed} failed" if failed else "")
+        if getattr(self, "_llm_row", None) is None:
+            self._llm_row = self.bars.add_task(text, total=None)
+        self.bars.update(self._llm_row, description=text)
+
+    def _llm_done(self):
+        if getattr(self, "_llm_row", None) is not None:
+            self.bars.remove_task(self._llm_row)
+            self._llm_row = None
 
     def _on_awaiting_feedback(self, generation, run_dir):
         self.bars.stop()
@@ -290,7 +306,25 @@ def cmd_evolve(args) -> int:
     config.validate()
     task = task or _task(config.task)
     store = start_run(config, Path(args.runs_dir), task=task)
-    summary = _run_with_progress(args, lambda progress: Evolution(store, progress).run())
+    return _run_or_stop(args, lambda progress: Evolution(store, progress).run(), store.path)
+
+
+def _run_or_stop(args, fn, run_dir: Path) -> int:
+    """Run an evolve/resume with progress; a run the LLM endpoint stopped ends in one line, exit 1."""
+    from rewardgen.evolve import EndpointFailure
+
+    try:
+        summary = _run_with_progress(args, fn)
+    except EndpointFailure as exc:
+        if args.json:
+            from rewardgen.runstore import RunStore
+
+            run = RunStore(run_dir).read_run()
+            _emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
+                        "error": str(exc)})
+        print(f"rewardgen: the run stopped: {one_line(exc, 1000)} (once fixed: rewardgen resume {run_dir})",
+              file=sys.stderr)
+        return EXIT_FAILED
     return _report_run(args, summary)
 
 
@@ -307,16 +341,19 @@ def _report_run(args, summary: dict) -> int:
             path = Path(summary["run_dir"]) / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}" / "reward.py"
             console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
                           f"fitness {best['fitness']:.4g} -> {path}")
-        else:
-            console.print("no candidate finished successfully; see the errors above and each candidate's train.log")
+    from rewardgen.evolve import failure_summary
+
+    cause = failure_summary(summary.get("generations") or [])
+    if cause:  # nothing usable came out of the run: say why in one line, exit non-zero
+        print(f"rewardgen: {cause} (details: rewardgen report {summary['run_dir']})", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
 def cmd_resume(args) -> int:
     from rewardgen.evolve import resume
 
-    summary = _run_with_progress(args, lambda progress: resume(Path(args.run), progress))
-    return _report_run(args, summary)
+    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
 
 
 def cmd_train(args) -> int:
