@@ -133,8 +133,9 @@ class RichProgress:
         self.bars.update(self._llm_row, description=text)
 
     def _llm_done(self):
-        if getattr(self, "_llm_row", None) is not None:
-            self.bars.remove_task(self._llm_row)
+        row = getattr(self, "_llm_row", None)
+        if row is not None:  # kept (rows are looked up by position), shown as done
+            self.bars.update(row, total=1, completed=1)
             self._llm_row = None
 
     def _on_awaiting_feedback(self, generation, run_dir):

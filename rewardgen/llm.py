@@ -191,9 +191,22 @@ class _Choice:
     completion_tokens: int = 0
 
 
+class _Predicates:
+    """``usable(text)`` (callable) plus ``answered(text)``: the answer holds code at all, even broken."""
+
+    def __init__(self, usable: Callable[[str], bool], answered: Callable[[str], bool] | None):
+        self.usable, self.answered = usable, answered or usable
+
+    def __call__(self, text: str) -> bool:
+        return self.usable(text)
+
+
 def _pick(choice: _Choice, usable: Callable[[str], bool] | None) -> tuple[str, str]:
-    """(text, source) of a choice: the content when usable, else code from a tool call or the reasoning."""
-    if usable is None or usable(choice.content):
+    """(text, source) of a choice: the content when it holds an answer (even a broken one: a fix
+    round repairs it), else usable code from a tool call or the reasoning (drafts in the thinking
+    are never preferred to the answer)."""
+    answered = getattr(usable, "answered", usable)
+    if usable is None or usable(choice.content) or answered(choice.content):
         return choice.content, "content"
     for source, texts in (("tool_calls", choice.tools), ("reasoning", [choice.reasoning, choice.thinking])):
         for text in texts:
@@ -414,13 +427,14 @@ class LLMClient:
             self.on_status(*state)
 
     # ----- the one public call
-    def sample(self, messages: list[dict], k: int, tag: str,
-               usable: Callable[[str], bool] | None = None) -> list[Answer]:
+    def sample(self, messages: list[dict], k: int, tag: str, usable: Callable[[str], bool] | None = None,
+               answered: Callable[[str], bool] | None = None) -> list[Answer]:
         """``k`` independent completions of ``messages``; cached slots are served from the cache.
 
         ``usable(text)`` tells whether an answer holds what was asked for (code): an answer cut by
         the output limit that is not usable is asked again with more room; code is looked for in
-        tool calls and reasoning when the content has none."""
+        tool calls and reasoning when the content has no answer at all (``answered(text)`` false)."""
+        usable = _Predicates(usable, answered) if usable else None
         slots = [f"{tag}#{i}" for i in range(k)]
         keys = [self._key(messages, s) for s in slots]
         answers: list[Answer | None] = [None] * k
@@ -468,7 +482,7 @@ class LLMClient:
         if isinstance(choice, LLMError):
             return self._failure(choice)
         text, source = _pick(choice, usable)
-        if choice.finish_reason == "length" and not (usable and usable(text)):
+        if choice.finish_reason == "length" and not (usable and usable(text) and _complete_block(text)):
             return self._longer(messages, choice, tag, usable)
         if not text.strip():
             again = self._call(messages, 1, tag)  # an empty choice is asked for once more
@@ -501,7 +515,7 @@ class LLMClient:
             if not got:
                 break
             text, source = _pick(got[0], usable)
-            if got[0].finish_reason != "length" or (usable and usable(text)):
+            if got[0].finish_reason != "length" or (usable and usable(text) and _complete_block(text)):
                 if text.strip():
                     return Answer(text, source=source, finish_reason=got[0].finish_reason)
                 break
@@ -564,7 +578,8 @@ class LLMClient:
                     self.sleep(delay)
                     continue
                 if err.kind in RETRYABLE_KINDS and retries:
-                    err = LLMError(f"{err} (after {retries} retries)", err.kind, err.fatal)
+                    # a server still unreachable after the retries will not be reached by the next request
+                    err = LLMError(f"{err} (after {retries} retries)", err.kind, err.kind == "connection")
                 with self._lock:
                     self.usage.failed += 1
                     if err.fatal and self.fatal is None:
@@ -594,8 +609,6 @@ class LLMClient:
         """Change how requests are made when the server said what it refuses; True to ask again."""
         a = self.adapt
         if err.kind == "param":
-            import openai  # noqa: F401 - classify needed it already
-
             param = next((p for p in OPTIONAL_PARAMS if f"parameter {p!r}" in str(err)), None)
             if param is None or param in a.dropped:
                 return False
@@ -617,6 +630,12 @@ class LLMClient:
                          "asking without it", max_tokens=None)
             return True
         return False
+
+
+def _complete_block(text: str) -> bool:
+    """Whether a cut answer still holds a closed code block (code cut mid-way may parse and be wrong)."""
+    return text.count("```") >= 2 and text.count("```") % 2 == 0 or text.lstrip().startswith("{") and \
+        text.rstrip().endswith("}")
 
 
 def _said(err: LLMError) -> str:

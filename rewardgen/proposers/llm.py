@@ -171,6 +171,10 @@ class LLMProposer(Proposer):
         except SyntaxError:
             return False
 
+    def _answered(self, text: str) -> bool:
+        """Whether an answer holds code (or JSON) at all, even broken: then it is the answer to fix."""
+        return (extract_json(text or "") if self.mode == "params" else extract_code(text)) is not None
+
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
         event = ctx.event or (lambda kind, **data: None)
         client = LLMClient(self.settings, cache_dir=(ctx.run_dir or Path(".")) / "llm-cache",
@@ -185,7 +189,7 @@ class LLMProposer(Proposer):
             compact = client.adapt.compact
             messages = self.messages(ctx, compact)
             tag = f"g{ctx.generation}-a{attempt}" + ("-compact" if compact else "")
-            answers = client.sample(messages, ctx.samples, tag=tag, usable=self._usable)
+            answers = client.sample(messages, ctx.samples, tag=tag, usable=self._usable, answered=self._answered)
             fresh = [a for a in answers if not a.cached]
             if fresh and all(a.kind == "context_length" for a in fresh) and not compact:
                 full = sum(len(m["content"]) for m in messages)
@@ -194,7 +198,7 @@ class LLMProposer(Proposer):
                                f"prompt ({sum(len(m['content']) for m in messages)} characters: task and contract, "
                                f"no code, tables or trajectories) for the rest of the run", compact=True)
                 answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}-compact",
-                                        usable=self._usable)
+                                        usable=self._usable, answered=self._answered)
                 if all(a.kind == "context_length" for a in answers if not a.cached):
                     answers = [a if a.kind != "context_length" else Answer(
                         None, f"{a.error}; even the compact prompt ({sum(len(m['content']) for m in messages)} "
@@ -242,7 +246,7 @@ class LLMProposer(Proposer):
             # the answer goes back without its thinking (split_thinking removed it)
             conversation += [{"role": "assistant", "content": text}, {"role": "user", "content": problem}]
             fixed = client.sample(conversation, 1, tag=f"g{ctx.generation}-a{attempt}-s{i}-fix{fix}",
-                                  usable=self._usable)[0]
+                                  usable=self._usable, answered=self._answered)[0]
             if fixed.text is None:
                 return Proposal(code or "", origin=origin, parent=parent, notes=notes,
                                 error=f"LLM request for a fix failed: {fixed.error}",
