@@ -1,6 +1,7 @@
 """``rewardgen`` command line: a thin shell over the library.
 
-Every command's bad input ends with one line on stderr and exit code 2; nothing on disk is harmed.
+Every command's bad input ends with one line on stderr and exit code 2 (any ``UserError``, mapped in
+``main``); nothing on disk is harmed. A run with nothing usable ends with one line and exit code 1.
 With ``--json`` the last line of stdout is one JSON object and the progress display goes to stderr.
 """
 
@@ -665,7 +666,10 @@ def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.")
+    parser = _Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.",
+                     epilog="Exit codes: 0 done; 1 the command ran but produced nothing usable (e.g. a run in which "
+                            "no candidate trained, or the LLM endpoint failed: the cause is named in one line); "
+                            "2 bad input (one line on stderr, nothing on disk changed).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -693,7 +697,8 @@ def build_parser() -> argparse.ArgumentParser:
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
-                          "else the offline proposer; openai: any OpenAI-compatible endpoint; offline: no LLM")
+                          "else the offline proposer; openai: any OpenAI-compatible endpoint (OpenAI's own needs "
+                          "OPENAI_API_KEY); offline: no LLM. How rewardgen copes with each server: docs/llm.md")
     llm.add_argument("--model", default="gpt-4o-mini", help="LLM model name (default gpt-4o-mini)")
     llm.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                                       "(vLLM, Ollama, llama.cpp server, LM Studio)")

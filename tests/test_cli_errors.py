@@ -10,7 +10,6 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from conftest import GOOD_PENDULUM_REWARD, cli, traceback_runs
 from rewardgen.policy import PolicyExport
