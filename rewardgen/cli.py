@@ -123,7 +123,9 @@ class RichProgress:
             self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
 
     def _on_warning(self, message):
-        self.console.print(f"[yellow]warning:[/] {message}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)  # "[Errno 2]" stays text
 
     def _on_llm_status(self, generation, in_flight, answered, failed):
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
