@@ -120,7 +120,10 @@ class RichProgress:
             text = f"gen {generation} cand {candidate:<2} [green]fitness {fitness:.4g}[/]" + (" (success)" if success else "")
             self.bars.update(row, description=text, completed=self.bars.tasks[row].total)
         else:
-            self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
+            from rich.markup import escape
+
+            self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: "
+                                              f"{escape((error or '')[:60])}")
 
     def _on_warning(self, message):
         from rich.markup import escape
