@@ -1,6 +1,7 @@
 """``rewardgen`` command line: a thin shell over the library.
 
-Every command's bad input ends with one line on stderr and exit code 2; nothing on disk is harmed.
+Every command's bad input ends with one line on stderr and exit code 2 (any ``UserError``, mapped in
+``main``); nothing on disk is harmed. A run with nothing usable ends with one line and exit code 1.
 With ``--json`` the last line of stdout is one JSON object and the progress display goes to stderr.
 """
 
@@ -14,16 +15,25 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rewardgen.errors import UserError, one_line
+
+EXIT_FAILED = 1  # the command ran but produced nothing usable (a run with no trained candidate)
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported in one line with exit code 2."""
+class UsageError(UserError):
+    """Bad input on the command line: reported in one line with exit code 2.
+
+    ``prog`` names the command in the printed line (``rewardgen evolve: error: ...``)."""
+
+    def __init__(self, message: str, prog: str = "rewardgen"):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 def _number(kind: type, ok, wanted: str):
@@ -42,6 +52,7 @@ def _number(kind: type, ok, wanted: str):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer")
 _non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
+_port = _number(int, lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535")
 
 
 # --------------------------------------------------------------------------- progress display
@@ -63,6 +74,7 @@ class RichProgress:
         return self
 
     def __exit__(self, *exc):
+        self._llm_done()
         self.bars.stop()
 
     def _row(self, g: int, c: int):
@@ -83,6 +95,7 @@ class RichProgress:
         self.console.print(f"generation {generation}: asking the {proposer} for candidates")
 
     def _on_generation_started(self, generation, candidates, pending, steps):
+        self._llm_done()
         self.steps = steps
         done = candidates - len(pending)
         extra = f" ({done} already finished)" if done else ""
@@ -107,10 +120,29 @@ class RichProgress:
             text = f"gen {generation} cand {candidate:<2} [green]fitness {fitness:.4g}[/]" + (" (success)" if success else "")
             self.bars.update(row, description=text, completed=self.bars.tasks[row].total)
         else:
-            self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: {(error or '')[:60]}")
+            from rich.markup import escape
+
+            self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: "
+                                              f"{escape((error or '')[:60])}")
 
     def _on_warning(self, message):
-        self.console.print(f"[yellow]warning:[/] {message}")
+        from rich.markup import escape
+
+        self.console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)  # "[Errno 2]" stays text
+
+    def _on_llm_status(self, generation, in_flight, answered, failed):
+        """While the LLM is asked: one live row with the requests in flight and the time so far."""
+        text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
+            (f", {failed} failed" if failed else "")
+        if getattr(self, "_llm_row", None) is None:
+            self._llm_row = self.bars.add_task(text, total=None)
+        self.bars.update(self._llm_row, description=text)
+
+    def _llm_done(self):
+        row = getattr(self, "_llm_row", None)
+        if row is not None:  # kept (rows are looked up by position), shown as done
+            self.bars.update(row, total=1, completed=1)
+            self._llm_row = None
 
     def _on_awaiting_feedback(self, generation, run_dir):
         self.bars.stop()
@@ -188,15 +220,23 @@ def cmd_tasks(args) -> int:
 
 def cmd_describe(args) -> int:
     from rewardgen.prompts import task_prompts
-    from rewardgen.tasks import get_task
 
-    task = get_task(args.task)
+    task = _task(args.task)
     prompts = task_prompts(task)
     if args.json:
         _emit_json({"task": task.id, "system": prompts["system"], "user": prompts["task"]})
         return 0
     sys.stdout.write("=== system prompt ===\n" + prompts["system"] + "\n=== task prompt ===\n" + prompts["task"])
     return 0
+
+
+def _task(name: str):
+    """The task ``name`` (an id or a YAML path), checked to build its env: TaskError (exit 2) if not."""
+    from rewardgen.tasks import check_loads, get_task
+
+    task = get_task(name)
+    check_loads(task)
+    return task
 
 
 def _config_from_args(args):
@@ -255,26 +295,43 @@ def _run_with_progress(args, fn) -> dict:
 
 def cmd_evolve(args) -> int:
     from rewardgen.evolve import Evolution, replay_config, start_run
-    from rewardgen.tasks import get_task
 
     task = None
     if args.replay:
         config, task = replay_config(Path(args.replay))
     elif args.env:
         if args.task:
-            raise UsageError("rewardgen evolve: give either --task or --env, not both")
+            raise UsageError("give either --task or --env, not both", prog="rewardgen evolve")
         task = _task_from_env_args(args)
         args.task = task.id
         config = _config_from_args(args)
     elif not args.task:
-        raise UsageError("rewardgen evolve: the following arguments are required: --task (or --env ROBOT.xml, "
-                         "or --replay RUN_DIR)")
+        raise UsageError("the following arguments are required: --task (or --env ROBOT.xml, or --replay RUN_DIR)",
+                         prog="rewardgen evolve")
     else:
         config = _config_from_args(args)
     config.validate()
-    task = task or get_task(config.task)
+    task = task or _task(config.task)
     store = start_run(config, Path(args.runs_dir), task=task)
-    summary = _run_with_progress(args, lambda progress: Evolution(store, progress).run())
+    return _run_or_stop(args, lambda progress: Evolution(store, progress).run(), store.path)
+
+
+def _run_or_stop(args, fn, run_dir: Path) -> int:
+    """Run an evolve/resume with progress; a run the LLM endpoint stopped ends in one line, exit 1."""
+    from rewardgen.evolve import EndpointFailure
+
+    try:
+        summary = _run_with_progress(args, fn)
+    except EndpointFailure as exc:
+        if args.json:
+            from rewardgen.runstore import RunStore
+
+            run = RunStore(run_dir).read_run()
+            _emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
+                        "error": str(exc)})
+        print(f"rewardgen: the run stopped: {one_line(exc, 1000)} (once fixed: rewardgen resume {run_dir})",
+              file=sys.stderr)
+        return EXIT_FAILED
     return _report_run(args, summary)
 
 
@@ -291,26 +348,28 @@ def _report_run(args, summary: dict) -> int:
             path = Path(summary["run_dir"]) / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}" / "reward.py"
             console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
                           f"fitness {best['fitness']:.4g} -> {path}")
-        else:
-            console.print("no candidate finished successfully; see the errors above and each candidate's train.log")
+    from rewardgen.evolve import failure_summary
+
+    cause = failure_summary(summary.get("generations") or [])
+    if cause:  # nothing usable came out of the run: say why in one line, exit non-zero
+        print(f"rewardgen: {cause} (details: rewardgen report {summary['run_dir']})", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
 def cmd_resume(args) -> int:
     from rewardgen.evolve import resume
 
-    summary = _run_with_progress(args, lambda progress: resume(Path(args.run), progress))
-    return _report_run(args, summary)
+    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
 
 
 def cmd_train(args) -> int:
     from rewardgen.evolve import train_file
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
     config = _config_from_args(args)
     config.validate()
-    get_task(config.task)
+    _task(config.task)
     result = _run_with_progress(args, lambda progress: train_file(source, config, Path(args.runs_dir), progress))
     m = result["metrics"]
     out = {"run_dir": result["run_dir"], "status": m.get("status"), "fitness": m.get("fitness"),
@@ -348,10 +407,9 @@ def _read_reward(path_text: str) -> str:
 
 def cmd_check(args) -> int:
     from rewardgen.check import check_reward
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
-    task = get_task(args.task)
+    task = _task(args.task)
     verdict = check_reward(source, task, steps=args.steps, seed=args.seed)
     if args.json:
         _emit_json(verdict.to_json())
@@ -364,9 +422,8 @@ def cmd_bench(args) -> int:
     from rich.console import Console
 
     from rewardgen import bench
-    from rewardgen.tasks import get_task
 
-    get_task(args.task)
+    _task(args.task)
     console = Console(stderr=args.json)
     if args.what == "schedule":
         from rewardgen.schedule_bench import compare_schedules
@@ -405,12 +462,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_debug(args) -> int:
-    from rewardgen.debug import DebugError, debug_reward
+    from rewardgen.debug import DebugError, PolicyMismatch, check_policy_fits, debug_reward
     from rewardgen.policy import PolicyExport, PolicyFormatError
-    from rewardgen.tasks import get_task
 
     source = _read_reward(args.reward)
-    task = get_task(args.task)
+    task = _task(args.task)
     policy = None
     if args.policy:
         path = Path(args.policy)
@@ -420,6 +476,10 @@ def cmd_debug(args) -> int:
             policy = PolicyExport.from_bytes(path.read_bytes())
         except PolicyFormatError as exc:
             raise UsageError(f"{path}: {exc}") from None
+        try:
+            check_policy_fits(policy, task)
+        except PolicyMismatch as exc:
+            raise UsageError(f"--policy {path}: {exc}", prog="rewardgen debug") from None
     try:
         report = debug_reward(source, task, policy=policy, episodes=args.episodes, seed=args.seed)
     except DebugError as exc:
@@ -446,23 +506,42 @@ def cmd_report(args) -> int:
     from rewardgen.runstore import RunStore
 
     RunStore.open(Path(args.run))
-    out = write_report(Path(args.run), Path(args.output) if args.output else None)
+    out = _writable_output(Path(args.output)) if args.output else Path(args.run) / "report.html"
+    try:
+        out = write_report(Path(args.run), out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen report") from None
     print(out)
     return 0
 
 
+def _writable_output(out: Path) -> Path:
+    """``out`` when a file can be written there: UsageError (one line) for a directory, a missing or
+    unwritable folder, before any work is done."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a directory; give a file name")
+    folder = out.parent
+    if not folder.exists():
+        raise UsageError(f"-o {out}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"-o {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {out}: cannot write to {folder} (permission denied)")
+    return out
+
+
 def cmd_export(args) -> int:
-    from rewardgen.export import ExportError, export_reward, parse_candidate
+    from rewardgen.export import export_reward, parse_candidate
     from rewardgen.runstore import RunStore
 
     RunStore.open(Path(args.run))
-    out = Path(args.output)
+    out = _writable_output(Path(args.output))
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
     try:
         path = export_reward(Path(args.run), parse_candidate(args.candidate) if args.candidate else None, out)
-    except ExportError as exc:
-        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen export") from None
     print(path)
     return 0
 
@@ -502,9 +581,32 @@ def cmd_serve(args) -> int:
         check_bind(args.host, args.token)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    print(f"rewardgen web UI on http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    serve(runs_dir, host=args.host, port=args.port, token=args.token)
+    _check_port_free(args.host, args.port)
+    serve(runs_dir, host=args.host, port=args.port, token=args.token)  # it prints the URL once bound
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, the way the server will, so a busy port or a bad address is one line
+    (UsageError) before anything says the UI started."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"cannot serve on --host {host}: {getattr(exc, 'strerror', None) or exc}",
+                         prog="rewardgen serve") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another `rewardgen serve`?); "
+                                 f"stop it or choose another with --port", prog="rewardgen serve") from None
+            raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", prog="rewardgen serve") from None
 
 
 def cmd_final(args) -> int:
@@ -569,7 +671,10 @@ def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.")
+    parser = _Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.",
+                     epilog="Exit codes: 0 done; 1 the command ran but produced nothing usable (e.g. a run in which "
+                            "no candidate trained, or the LLM endpoint failed: the cause is named in one line); "
+                            "2 bad input (one line on stderr, nothing on disk changed).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -597,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
-                          "else the offline proposer; openai: any OpenAI-compatible endpoint; offline: no LLM")
+                          "else the offline proposer; openai: any OpenAI-compatible endpoint (OpenAI's own needs "
+                          "OPENAI_API_KEY); offline: no LLM. How rewardgen copes with each server: docs/llm.md")
     llm.add_argument("--model", default="gpt-4o-mini", help="LLM model name (default gpt-4o-mini)")
     llm.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
                                                       "(vLLM, Ollama, llama.cpp server, LM Studio)")
@@ -635,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="benchmarks: training throughput, learning quality",
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
                                    "schedule: the same candidates under --schedule full and halving: env-steps "
@@ -719,7 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "needs --token).")
     p.add_argument("--runs-dir", default="runs", help="the runs directory (default ./runs)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 1-65535 (default 8000)")
     p.add_argument("--token", default=None, help="access token, required when binding beyond loopback")
     p.set_defaults(func=cmd_serve)
 
@@ -752,21 +858,12 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="gymnasium")
-    from rewardgen.evolve import ConfigError
-    from rewardgen.fitness import FitnessError
-    from rewardgen.feedback import FeedbackError
-    from rewardgen.final import FinalEvaluationError
-    from rewardgen.params import ParamsError
-    from rewardgen.runstore import RunStoreError
-    from rewardgen.tasks import TaskError
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         return args.func(args)
-    except (UsageError, TaskError, FitnessError, RunStoreError, ConfigError, ParamsError, FeedbackError,
-            FinalEvaluationError) as exc:
-        print(f"rewardgen: error: {exc}", file=sys.stderr)
+    except UserError as exc:  # every user error, from any module: one line, exit 2
+        print(f"{getattr(exc, 'prog', 'rewardgen')}: error: {one_line(exc, 1000)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("rewardgen: interrupted; continue with `rewardgen resume RUN_DIR`", file=sys.stderr)

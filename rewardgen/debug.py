@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.policy import PolicyExport
-from rewardgen.policy import load_npz
+from rewardgen.errors import UserError
+from rewardgen.policy import PolicyExport, PolicyFormatError, load_npz
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks import Task
 
@@ -171,6 +171,24 @@ def _g(x: float | None, digits: int = 4) -> str:
 # running the reward (sandboxed)
 # ------------------------------------------------------------------------------------------------
 
+class PolicyMismatch(UserError):
+    """A policy whose observation or action size is not the task's (e.g. a policy of another task)."""
+
+
+def check_policy_fits(policy: PolicyExport, task: Task) -> None:
+    """PolicyMismatch (one line) unless ``policy`` maps the task's observations to its actions; checked
+    in this process before any worker starts, so the reward is never blamed for a wrong policy."""
+    env = task.make_env()
+    try:
+        obs_dim, act_dim = int(env.observation_space.shape[0]), int(env.action_space.shape[0])
+    finally:
+        env.close()
+    try:
+        policy.validate(obs_dim=obs_dim, act_dim=act_dim)
+    except PolicyFormatError as exc:
+        raise PolicyMismatch(f"the policy does not fit task {task.id}: {exc} (is it a policy of another task?)") from None
+
+
 def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, episodes: int = 5, seed: int = 0,
                  *, max_steps: int | None = None, limits: WorkerLimits | None = None,
                  job_extra: dict[str, Any] | None = None) -> DebugReport:
@@ -185,6 +203,7 @@ def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, ep
         job["max_steps"] = int(max_steps)
     job.update(job_extra or {})
     if policy is not None:
+        check_policy_fits(policy, task)
         job["policy_b64"] = base64.b64encode(policy.to_bytes()).decode("ascii")
     res = run_worker(job, limits or DEBUG_LIMITS, module="rewardgen.debug_worker")
     if not res.ok or res.result is None or res.payload is None:

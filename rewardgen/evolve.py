@@ -8,6 +8,8 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError, one_line
+
 import base64
 import math
 import os
@@ -27,14 +29,19 @@ from rewardgen.report import write_report
 from rewardgen.runstore import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
                                 new_run_id, read_json)
 from rewardgen.sandbox import WorkerLimits
-from rewardgen.tasks import Task, get_task, task_from_dict
+from rewardgen.tasks import Task, check_loads, get_task, task_from_dict
 
 
 TRAINERS = ("ppo", "sb3")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A run setting that makes no sense (e.g. a non-positive count); the message is for the user."""
+
+
+class EndpointFailure(RuntimeError):
+    """A generation got no usable candidate because every LLM request failed; the run stops
+    (status "failed", its ``error`` in run.json) and ``resume`` asks that generation again."""
 
 
 @dataclass
@@ -238,8 +245,15 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: 
     if task is not None:
         config.task = task.id
     task = task or get_task(config.task)
+    check_loads(task)  # an env that cannot be built fails here, before the run directory exists
     if kind == "evolve":
         config.proposer = resolve_proposer(config)
+        if config.proposer == "openai" and not config.replay:
+            from rewardgen.llm import missing_key_problem
+
+            problem = missing_key_problem(config.base_url)
+            if problem:
+                raise ConfigError(problem)
     proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
     steps = config.steps or task.default_steps
     run = {
@@ -312,6 +326,9 @@ class Evolution:
             summary = self.summary()
             self.progress.event("run_finished", summary=summary)
             return summary
+        except EndpointFailure as exc:
+            self._set_status("failed", error=str(exc))
+            raise
         except BaseException:
             self._set_status("interrupted")
             raise
@@ -340,9 +357,13 @@ class Evolution:
         ask_in_terminal(self.store.path, g, getattr(self.progress, "console", None) or Console(stderr=True), ask)
         self._set_status("running")
 
-    def _set_status(self, status: str) -> None:
+    def _set_status(self, status: str, error: str | None = None) -> None:
         run = self.store.read_run()
         run["status"] = status
+        if error:
+            run["error"] = error
+        else:
+            run.pop("error", None)
         run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.store.write_run(run)
 
@@ -370,11 +391,15 @@ class Evolution:
                               seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
                               run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
                               check=lambda src: check_reward(src, self.task, steps=self.config.check_steps,
-                                                             seed=self.config.seed))
+                                                             seed=self.config.seed),
+                              event=self.progress.event)
         self.progress.event("proposing", generation=g, proposer=proposer.label)
         proposals = proposer.propose(ctx)
         if len(proposals) != self.config.samples:
             raise RuntimeError(f"{proposer.label} returned {len(proposals)} proposals for {self.config.samples} samples")
+        failure = getattr(proposer, "failure", None)
+        if failure:  # nothing usable because of the endpoint: stop here; resume asks this generation again
+            raise EndpointFailure(failure)
         return self.write_generation(g, proposals, proposer.name, tokens=getattr(proposer, "usage", None) or None)
 
     def feedback(self, g: int) -> list[dict]:
@@ -621,6 +646,25 @@ class Evolution:
                 "best": run.get("best"), "generations": run.get("generations", [])}
 
 
+def failure_summary(generations: list[dict]) -> str | None:
+    """One line naming the dominant cause when no candidate of any generation trained successfully
+    (None when one did): e.g. "no candidate of the 8 trained successfully: 6 failed at runtime: ..."."""
+    from collections import Counter
+
+    cands = [c for gen in generations for c in gen.get("candidates", [])]
+    if not cands or any(c.get("status") == "ok" for c in cands):
+        return None
+    stages = {"proposal": "were never usable rewards", "static": "failed the static checks",
+              "contract": "broke the reward contract", "runtime": "failed at runtime", "timeout": "timed out",
+              "evaluation": "failed the trusted evaluation"}
+    causes = Counter((c.get("status") or "?", one_line(c.get("error") or "no error recorded", 300)) for c in cands)
+    (status, error), count = causes.most_common(1)[0]
+    per_status = Counter(c.get("status") or "?" for c in cands)[status]
+    what = stages.get(status, f"failed ({status})")
+    return (f"no candidate of the {len(cands)} trained successfully: {per_status} {what}"
+            + (f", {count} of them with: {error}" if count < per_status else f": {error}"))
+
+
 def _overall_best(generations: list[dict]) -> dict | None:
     best = None
     for gen in generations:
@@ -658,4 +702,4 @@ def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
     return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
 
 
-__all__ = ["ConfigError", "EvolveConfig", "Evolution", "evolve", "resume", "train_file", "start_run", "RunStoreError"]
+__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "resume", "train_file", "start_run", "RunStoreError"]

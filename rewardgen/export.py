@@ -14,6 +14,8 @@ Everything after the reward uses names starting with ``RG_``/``_rg_`` (plus ``Re
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError, one_line
+
 import json
 import re
 from pathlib import Path
@@ -21,8 +23,13 @@ from pathlib import Path
 from rewardgen.runstore import RunStoreError, atomic_write_text, read_json
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The run or candidate cannot be exported; the message is for the user."""
+
+
+#: candidate statuses (metrics.json) of a reward that does not work: exporting it would mislead
+BROKEN = {"static": "failed the static checks", "contract": "broke the reward contract",
+          "runtime": "failed at runtime", "proposal": "was never a usable reward"}
 
 
 def parse_candidate(text: str) -> tuple[int, int]:
@@ -65,11 +72,22 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
         source = (cand_dir / "reward.py").read_text()
     except (OSError, UnicodeDecodeError):
         raise ExportError(f"no reward for candidate {g}/{c} ({cand_dir / 'reward.py'} is missing)") from None
-    fitness = None
+    metrics: dict = {}
     try:
-        fitness = (read_json(cand_dir / "metrics.json") or {}).get("fitness")
+        metrics = read_json(cand_dir / "metrics.json") or {}
     except (FileNotFoundError, RunStoreError):
         pass
+    metrics = metrics if isinstance(metrics, dict) else {}
+    fitness = metrics.get("fitness")
+    try:
+        compile(source, str(cand_dir / "reward.py"), "exec")
+    except SyntaxError as exc:
+        raise ExportError(f"candidate {g}/{c} cannot be exported: its reward.py does not parse (SyntaxError: "
+                          f"{exc.msg}, line {exc.lineno}); nothing was written") from None
+    if metrics.get("status") in BROKEN:
+        why = one_line(metrics.get("error") or "no detail", 200)
+        raise ExportError(f"candidate {g}/{c} cannot be exported: it {BROKEN[metrics['status']]} when checked "
+                          f"({why}); nothing was written; pick another with --candidate")
     text = render_export(source, task, origin=f"{run_dir.name} candidate {g}/{c}", fitness=fitness)
     compile(text, str(out), "exec")  # never write a file that does not parse
     atomic_write_text(Path(out), text)

@@ -16,6 +16,24 @@ _CODE_START = re.compile(r"^(import |from \S+ import |def |class |@|[A-Za-z_][A-
 _PROSE_LANGS = {"text", "txt", "markdown", "md", "json", "yaml", "bash", "sh", "console", "output"}
 
 
+_THINK = re.compile(r"<(think|thinking|reasoning)>(.*?)(?:</\1>|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def split_thinking(text: str | None) -> tuple[str, str]:
+    """(answer without its ``<think>`` blocks, the thinking). A lone ``</think>`` (servers that
+    strip the opening tag) ends the thinking too."""
+    if not text:
+        return "", ""
+    thinking = [m.group(2) for m in _THINK.finditer(text)]
+    answer = _THINK.sub("", text)
+    close = re.search(r"</(think|thinking|reasoning)>", answer, re.IGNORECASE)
+    if close:
+        thinking.append(answer[:close.start()])
+        answer = answer[close.end():]
+    return answer.strip(), "\n".join(thinking).strip()
+
+
+
 def _defined_names(code: str) -> set[str]:
     try:
         tree = ast.parse(code)
@@ -83,7 +101,16 @@ def _from_plain(text: str) -> str | None:
 
 
 def extract_code(text: str | None) -> str | None:
-    """The reward source in ``text``, or None when it holds no ``compute_reward`` definition."""
+    """The reward source in ``text``, or None when it holds no ``compute_reward`` definition.
+
+    ``<think>`` blocks are left out (their drafts and decoys are not the answer); code only inside
+    the thinking is used when the answer itself has none."""
     if not text or not text.strip():
         return None
-    return _from_fences(text) or _from_plain(text)
+    answer, thinking = split_thinking(text)
+    for part in (answer, thinking):
+        if part:
+            code = _from_fences(part) or _from_plain(part)
+            if code:
+                return code
+    return None

@@ -26,6 +26,8 @@ message is for the user, and changes nothing.
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import fcntl
 import json
 import os
@@ -44,7 +46,7 @@ AWAITING = "awaiting_feedback"
 _REF = re.compile(r"^\s*(\d{1,6})\s*/\s*(\d{1,6})\s*$")
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError):
     """Feedback that cannot be stored (unknown run or candidate, empty or oversized text, ...)."""
 
 

@@ -24,6 +24,8 @@ evolve/resume of the same run.
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import math
 import time
 from concurrent.futures import Future, wait, FIRST_COMPLETED
@@ -44,7 +46,7 @@ LABELS = {"evolved": "best evolved reward", "human": "env's own reward (human)",
 FINAL_FILE = "final.json"
 
 
-class FinalEvaluationError(ValueError):
+class FinalEvaluationError(UserError):
     """The run cannot be finally evaluated (no best reward, bad arguments); the message is for the user."""
 
 

@@ -26,6 +26,8 @@ the pace that reaches the threshold by the episode's end.
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import ast
 import math
 from collections.abc import Callable
@@ -45,7 +47,7 @@ AGGREGATIONS = ("horizon", "final", "max", "total")
 TWO_PI = 2.0 * math.pi
 
 
-class FitnessError(ValueError):
+class FitnessError(UserError):
     """A fitness spec that names an unknown function, parameter or model element."""
 
 

@@ -58,7 +58,7 @@ class MjcfEnv(MujocoEnv):
         try:
             model = mujoco.MjModel.from_xml_path(str(path))
         except (ValueError, OSError) as exc:
-            raise ValueError(f"cannot load MJCF model {model_path}: {str(exc).splitlines()[0]}") from None
+            raise ValueError(f"cannot load MJCF model {model_path}: {' '.join(str(exc).split())}") from None
         self._skip = _position_prefix(model)
         obs_dim = model.nq - self._skip + model.nv
         observation_space = spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float64)

@@ -22,6 +22,8 @@ offline proposer.
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import json
 import math
 from dataclasses import dataclass, field
@@ -39,7 +41,7 @@ from rewardgen.tasks import Task
 _AXES = {"x": 0, "y": 1, "z": 2}
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError):
     """Parameters that do not fit the template; ``problems`` lists each one, the message says all."""
 
     def __init__(self, message: str, problems: list[str] | None = None):

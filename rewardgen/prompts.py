@@ -15,7 +15,9 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 def environment(directory: Path | None = None) -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(directory or PROMPTS_DIR)),
+    # a --prompts folder overrides templates one by one; any it lacks come from prompts/
+    folders = [str(directory), str(PROMPTS_DIR)] if directory else [str(PROMPTS_DIR)]
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(folders),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                               autoescape=False)
 

@@ -18,9 +18,12 @@ A candidate whose ``metrics.json`` exists is finished and is never retrained.
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError
+
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,14 +32,30 @@ from typing import Any
 RUN_FILE = "run.json"
 
 
-class RunStoreError(ValueError):
+class RunStoreError(UserError):
     """A run directory that is missing, corrupt or busy; the message is for the user."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename), with the permissions a
+    plain ``open()`` would give (``mode`` less the umask), not the temp file's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -72,6 +91,23 @@ def read_json(path: Path) -> Any:
         raise RunStoreError(f"corrupt file {path}: {exc}") from None
 
 
+def check_runs_dir(runs_dir: Path) -> Path:
+    """``runs_dir``, created if missing; RunStoreError (one line, for the user) when it is a file or
+    cannot be created or written."""
+    runs_dir = Path(runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise RunStoreError(f"--runs-dir {runs_dir} is not a directory")
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunStoreError(f"cannot create the runs directory {runs_dir} ({exc.strerror or exc}); "
+                            f"choose another with --runs-dir") from None
+    if not os.access(runs_dir, os.W_OK | os.X_OK):
+        raise RunStoreError(f"cannot write to the runs directory {runs_dir}: permission denied "
+                            f"(choose another with --runs-dir)")
+    return runs_dir
+
+
 def new_run_id(task_id: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{task_id}"
 
@@ -86,15 +122,28 @@ class RunStore:
     # ----- creation and loading
     @classmethod
     def create(cls, runs_dir: Path, run_id: str, run: dict) -> "RunStore":
-        path = Path(runs_dir) / run_id
+        """Create ``runs_dir/run_id`` (a suffix when taken) with its ``run.json``.
+
+        Raises RunStoreError, with nothing left behind, when ``runs_dir`` is not a directory that
+        can be written (a file, /proc, a read-only mount, no permission)."""
+        runs_dir = check_runs_dir(Path(runs_dir))
+        path = runs_dir / run_id
         suffix = 1
         while path.exists():
             suffix += 1
-            path = Path(runs_dir) / f"{run_id}-{suffix}"
-        path.mkdir(parents=True)
+            path = runs_dir / f"{run_id}-{suffix}"
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise RunStoreError(f"cannot create a run in {runs_dir} ({exc.strerror or exc}); "
+                                f"choose a writable --runs-dir") from None
         store = cls(path)
-        run = dict(run, id=path.name)
-        store.write_run(run)
+        try:
+            store.write_run(dict(run, id=path.name))
+        except OSError as exc:
+            shutil.rmtree(path, ignore_errors=True)  # never leave a run without its run.json
+            raise RunStoreError(f"cannot write a run in {runs_dir} ({exc.strerror or exc}); "
+                                f"choose a writable --runs-dir") from None
         return store
 
     @classmethod

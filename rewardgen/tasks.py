@@ -14,6 +14,8 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 
 from __future__ import annotations
 
+from rewardgen.errors import UserError, one_line
+
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +35,7 @@ ENVIRONMENTS_DIR = Path(__file__).resolve().parent.parent / "environments"
 BASELINES = ("env", "sparse")
 
 
-class TaskError(ValueError):
+class TaskError(UserError):
     """A task that does not exist or does not make sense; the message is for the user."""
 
 
@@ -149,6 +151,8 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
     env_id, mjcf = raw.get("env"), raw.get("mjcf")
     if bool(env_id) == bool(mjcf):
         raise TaskError(f"{where}: give exactly one of 'env' (gymnasium id) or 'mjcf' (model file)")
+    if env_id:
+        _check_env_id(env_id, where)
     if mjcf and base_dir is not None and not Path(mjcf).is_absolute():
         mjcf = str((base_dir / mjcf).resolve())
     episode_length = _require(raw, "episode_length", int, where)
@@ -179,6 +183,32 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         baseline=baseline,
         ppo=ppo,
     )
+
+
+def _check_env_id(env_id: Any, where: str) -> None:
+    """A gymnasium id that is registered (``module:Id`` ids are imported when made, so not checked)."""
+    if not isinstance(env_id, str):
+        raise TaskError(f"{where}: 'env' must be a gymnasium env id like HalfCheetah-v5, got {env_id!r}")
+    if ":" in env_id or env_id in gym.registry:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else \
+        " (MuJoCo ids look like HalfCheetah-v5; or give 'mjcf: robot.xml' for a model file)"
+    raise TaskError(f"{where}: unknown gymnasium env id {env_id!r}{hint}")
+
+
+def check_loads(task: "Task") -> None:
+    """Build the task's env once (its schema), turning any failure into a one-line TaskError, so a
+    run is never created for a task whose robot cannot be simulated."""
+    try:
+        task.schema  # noqa: B018 - builds the env and derives the schema (cached)
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gymnasium, mujoco and import errors all mean "cannot load"
+        raise TaskError(f"task {task.id} ({task.source or task.robot_label}): the environment cannot be built: "
+                        f"{type(exc).__name__}: {one_line(exc, 300)}") from None
 
 
 #: PPOHyperparams fields a task file may set under ``ppo:``, with their types
@@ -229,6 +259,11 @@ def get_task(name: str, directory: Path = ENVIRONMENTS_DIR) -> Task:
     candidate = directory / f"{name}.yaml"
     if candidate.is_file():
         return load_task_file(candidate)
+    if path.suffix in (".yaml", ".yml") or os.sep in name:
+        if path.is_dir():
+            raise TaskError(f"{path} is a directory, not a task file")
+        raise TaskError(f"no such task file: {name}" + ("" if path.suffix in (".yaml", ".yml") else
+                                                        " (a task file ends in .yaml or .yml)"))
     known = ", ".join(t.id for t in list_tasks(directory))
     raise TaskError(f"unknown task {name!r}; known tasks: {known}")
 
@@ -265,8 +300,7 @@ def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, 
     try:
         model = mujoco.MjModel.from_xml_path(str(file))
     except (ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or ["unknown error"])[0]
-        raise TaskError(f"cannot load MJCF model {file}: {first}") from None
+        raise TaskError(f"cannot load MJCF model {file}: {one_line(exc) or 'unknown error'}") from None
     if model.nu == 0:
         raise TaskError(f"MJCF model {file.name} has no actuators: a policy needs actuators to drive the robot")
     if not isinstance(describe, str) or not describe.strip():

@@ -22,11 +22,32 @@ def compute_reward(s):
 '''
 
 
+#: every CLI call of the test session: (args, result); checked for tracebacks after each test
+CLI_RUNS: list[tuple[list[str], subprocess.CompletedProcess]] = []
+
+
 def cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m rewardgen ARGS`` and capture its output (stdin closed, like CI)."""
-    return subprocess.run([sys.executable, "-m", "rewardgen", *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          env={**os.environ, **(env or {})})
+    res = subprocess.run([sys.executable, "-m", "rewardgen", *args], cwd=cwd or ROOT, capture_output=True,
+                         text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                         env={**os.environ, **(env or {})})
+    CLI_RUNS.append((list(args), res))
+    return res
+
+
+def traceback_runs(runs: list[tuple[list[str], subprocess.CompletedProcess]]) -> list[list[str]]:
+    """The arguments of the CLI calls whose stderr holds a Python traceback."""
+    return [args for args, res in runs if "Traceback (most recent call last)" in (res.stderr or "")]
+
+
+@pytest.fixture(autouse=True)
+def _no_traceback_on_cli_stderr():
+    """Every CLI call of every test: a traceback on stderr fails the test (errors are one line)."""
+    start = len(CLI_RUNS)
+    yield
+    bad = traceback_runs(CLI_RUNS[start:])
+    if bad:
+        pytest.fail(f"rewardgen printed a traceback on stderr for: {bad}", pytrace=False)
 
 
 def last_json(stdout: str) -> dict:

@@ -3,7 +3,11 @@
 ``ScriptedServer(responder)``: ``responder(request_json, call_index)`` returns a dict:
 - ``{"texts": [...]}``: a 200 answer with one choice per text (``"ignore_n": True`` answers one choice);
 - ``{"status": 429, "retry_after": "0"}`` / ``{"status": 500}``: errors;
-- ``{"status": 400, "code": "context_length_exceeded"}``: a context-length error;
+- ``{"status": 400, "code": "context_length_exceeded"}``: a context-length error; any status with
+  ``message``/``code``/``param``/``type``, or ``body`` (a server's own error body, verbatim);
+- ``"finish_reason"`` (one, or one per choice), ``"reasoning"`` (one per choice, in
+  ``reasoning_field``, default ``reasoning_content``), ``"tool_args"`` (code as tool-call arguments),
+  ``"completion_tokens"`` per choice;
 - ``{"hang": seconds}``: sleep before answering with the default (drives client timeouts).
 Every request body is kept in ``server.requests``.
 """
@@ -39,20 +43,34 @@ class ScriptedServer:
                     spec = {"texts": ["(too late)"]}
                 status = spec.get("status", 200)
                 if status != 200:
-                    payload = {"error": {"message": spec.get("message", f"scripted error {status}"),
-                                         "type": "scripted", "code": spec.get("code")}}
-                    if spec.get("code") == "context_length_exceeded":
-                        payload["error"]["message"] = "This model's maximum context length is 1024 tokens."
+                    if "body" in spec:  # a server's own error body, verbatim
+                        payload = spec["body"]
+                    else:
+                        payload = {"error": {"message": spec.get("message", f"scripted error {status}"),
+                                             "type": spec.get("type", "scripted"), "code": spec.get("code"),
+                                             "param": spec.get("param")}}
+                        if spec.get("code") == "context_length_exceeded" and "message" not in spec:
+                            payload["error"]["message"] = "This model's maximum context length is 1024 tokens."
                     self._send(status, payload, {"Retry-After": spec["retry_after"]} if "retry_after" in spec else {})
                     return
                 texts = spec["texts"][:1] if spec.get("ignore_n") else spec["texts"]
+                choices = []
+                for i, t in enumerate(texts):
+                    message = {"role": "assistant", "content": t}
+                    if spec.get("reasoning"):  # vLLM / DeepSeek: reasoning in its own field
+                        message[spec.get("reasoning_field", "reasoning_content")] = spec["reasoning"][i]
+                    if spec.get("tool_args"):  # code returned as a tool call's arguments
+                        message["tool_calls"] = [{"id": f"call-{index}-{i}", "type": "function", "function": {
+                            "name": "submit_reward", "arguments": spec["tool_args"][i]}}]
+                    reasons = spec.get("finish_reason", "stop")
+                    choices.append({"index": i, "message": message,
+                                    "finish_reason": reasons[i] if isinstance(reasons, list) else reasons})
+                tokens = spec.get("completion_tokens", 50)
                 self._send(200, {
                     "id": f"chatcmpl-{index}", "object": "chat.completion", "created": int(time.time()),
-                    "model": body.get("model", "scripted"),
-                    "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                                for i, t in enumerate(texts)],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 50 * len(texts),
-                              "total_tokens": 100 + 50 * len(texts)},
+                    "model": body.get("model", "scripted"), "choices": choices,
+                    "usage": {"prompt_tokens": 100, "completion_tokens": tokens * len(texts),
+                              "total_tokens": 100 + tokens * len(texts)},
                 })
 
             def _send(self, status, payload, headers=None):

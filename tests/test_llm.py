@@ -149,7 +149,8 @@ def test_hangs_empty_answers_and_refused_connections_fail_samples_not_the_run(ta
     with ScriptedServer(lambda body, i: {"texts": [""] * body.get("n", 1)}) as server:
         props = _proposer(server.base_url, generation_retries=1).propose(_ctx(task, tmp_path / "empty", samples=2))
         assert all(p.error and "empty" in p.error for p in props)
-        assert len(server.requests) == 2  # the generation was asked once more, then reported
+        # each empty choice is asked for once more (2), then the generation once more (3 again), then reported
+        assert len(server.requests) == 6 and sum(b.get("n", 1) for b in server.requests) == 8
     with ScriptedServer(lambda body, i: {"texts": [PROSE] * body.get("n", 1)}) as server:
         props = _proposer(server.base_url, generation_retries=0).propose(_ctx(task, tmp_path / "prose", samples=1))
         assert "no compute_reward" in props[0].error

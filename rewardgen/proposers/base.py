@@ -47,6 +47,8 @@ class ProposalContext:
     record_dir: Path | None = None
     #: the candidate check (static + sandboxed smoke run): source -> CheckVerdict
     check: Callable[[str], Any] | None = None
+    #: progress events for the user: ``event("warning", message=...)``, ``event("llm_status", ...)``
+    event: Callable[..., None] | None = None
 
     def ranked(self) -> list[CandidateRecord]:
         """All successful candidates so far, best trusted fitness first."""

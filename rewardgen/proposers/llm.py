@@ -41,8 +41,25 @@ def _episode_table(stats: dict) -> str:
     return "\n".join(out)
 
 
+def _request_failure(record: CandidateRecord) -> bool:
+    """A candidate that never existed because an LLM request failed (refused, empty, cut): not a
+    reward failure, so it is not fed back to the model as one."""
+    return bool((record.proposal or {}).get("failure") or (record.proposal or {}).get("fix_failure")) \
+        and record.status == "proposal"
+
+
 def _components(record: CandidateRecord) -> list[str]:
     return sorted((record.stats or {}).get("components", {}))
+
+
+def dominant_request_failure(proposals: list[Proposal], samples: int, generation: int) -> str:
+    """One line naming the most common request failure of a generation's proposals."""
+    from collections import Counter
+
+    causes = Counter((p.error or "").removeprefix("LLM request failed: ") for p in proposals if p.error)
+    cause, count = causes.most_common(1)[0]
+    share = f"all {samples}" if count == len(proposals) else f"{count} of {samples}"
+    return f"{share} LLM samples of generation {generation} failed: {cause}"
 
 
 class LLMProposer(Proposer):
@@ -58,6 +75,8 @@ class LLMProposer(Proposer):
         self.replay = replay
         self.mode = mode
         self.usage: dict = {}
+        self.failure: str | None = None  # why a generation got nothing because of the endpoint (one line)
+        self.adaptations: list[str] = []
         where = settings.base_url or "the OpenAI API"
         self.label = f"LLM proposer ({settings.model} at {where}{', replaying recorded answers' if replay else ''})"
 
@@ -68,7 +87,7 @@ class LLMProposer(Proposer):
     def reflection(self, ctx: ProposalContext, compact: bool = False) -> str | None:
         ranked = ctx.ranked()
         if not ranked:
-            failures = [c for gen in ctx.history for c in gen if c.status != "ok"]
+            failures = [c for gen in ctx.history for c in gen if c.status != "ok" and not _request_failure(c)]
             if not failures:
                 return None
             lines = ["Every candidate so far failed. Their errors:"]
@@ -85,10 +104,16 @@ class LLMProposer(Proposer):
                 tried.append(f"{c.ref} (from {parent.ref}): components {', '.join(_components(c)) or '?'} -> "
                              f"fitness {c.fitness:.4g}, not better than {parent.fitness:.4g}")
         last = ctx.history[-1] if ctx.history else []
-        failures = [{"ref": c.ref, "status": c.status, "error": (c.error or "")[:300]} for c in last if c.status != "ok"]
+        failures = [{"ref": c.ref, "status": c.status, "error": (c.error or "")[:300]} for c in last
+                    if c.status != "ok" and not _request_failure(c)]
         corr = (best.stats or {}).get("reward_fitness_correlation")
         from rewardgen.fitness import make_fitness
 
+        if compact:  # the prompt did not fit: the facts in a few lines, no code, tables or trajectories
+            return self._render(
+                "reflection_compact", generation=ctx.generation - 1, best=best, threshold=ctx.task.success_threshold,
+                facts=component_facts(best.stats or {})[:8],
+                failures=[dict(f, error=f["error"].splitlines()[0][:120] if f["error"] else "") for f in failures[:2]])
         return self._render(
             "reflection", generation=ctx.generation - 1, best=best,
             fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc, threshold=ctx.task.success_threshold,
@@ -126,25 +151,70 @@ class LLMProposer(Proposer):
         return [{"role": "system", "content": base["system"]}, {"role": "user", "content": "\n\n".join(user)}]
 
     # ----- sampling
+    def _usable(self, text: str) -> bool:
+        """Whether an answer holds what is asked for: reward code that parses (or a JSON object)."""
+        import ast
+        import json
+
+        if self.mode == "params":
+            blob = extract_json(text or "")
+            try:
+                return isinstance(json.loads(blob), dict) if blob else False
+            except ValueError:
+                return False
+        code = extract_code(text)
+        if code is None:
+            return False
+        try:
+            ast.parse(code)
+            return True
+        except SyntaxError:
+            return False
+
+    def _answered(self, text: str) -> bool:
+        """Whether an answer holds code (or JSON) at all, even broken: then it is the answer to fix."""
+        return (extract_json(text or "") if self.mode == "params" else extract_code(text)) is not None
+
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
+        event = ctx.event or (lambda kind, **data: None)
         client = LLMClient(self.settings, cache_dir=(ctx.run_dir or Path(".")) / "llm-cache",
-                           record_dir=ctx.record_dir, replay=self.replay)
-        compact = False
+                           record_dir=ctx.record_dir, replay=self.replay,
+                           notify=lambda message: event("warning", message=f"LLM: {message}"),
+                           on_status=lambda flying, done, failed: event("llm_status", generation=ctx.generation,
+                                                                        in_flight=flying, answered=done, failed=failed))
         proposals: list[Proposal] = []
         parent = ctx.ranked()[0].ref if ctx.ranked() else None
+        self.failure = None
         for attempt in range(1 + self.generation_retries):
+            compact = client.adapt.compact
             messages = self.messages(ctx, compact)
-            answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}")
-            if all(a.kind == "context_length" for a in answers) and not compact:
-                compact = True  # the prompt is too long for this model: drop the archive and extra code
-                messages = self.messages(ctx, compact)
-                answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}-compact")
+            tag = f"g{ctx.generation}-a{attempt}" + ("-compact" if compact else "")
+            answers = client.sample(messages, ctx.samples, tag=tag, usable=self._usable, answered=self._answered)
+            fresh = [a for a in answers if not a.cached]
+            if fresh and all(a.kind == "context_length" for a in fresh) and not compact:
+                full = sum(len(m["content"]) for m in messages)
+                messages = self.messages(ctx, compact=True)
+                client.adapted(f"the prompt ({full} characters) is longer than the model's context: using the compact "
+                               f"prompt ({sum(len(m['content']) for m in messages)} characters: task and contract, "
+                               f"no code, tables or trajectories) for the rest of the run", compact=True)
+                answers = client.sample(messages, ctx.samples, tag=f"g{ctx.generation}-a{attempt}-compact",
+                                        usable=self._usable, answered=self._answered)
+                if all(a.kind == "context_length" for a in answers if not a.cached):
+                    answers = [a if a.kind != "context_length" else Answer(
+                        None, f"{a.error}; even the compact prompt ({sum(len(m['content']) for m in messages)} "
+                              "characters) does not fit: raise the server's context size (llama.cpp --ctx-size, "
+                              "vLLM --max-model-len, Ollama num_ctx) or use a model with a longer context",
+                        "context_length", fatal=True) for a in answers]
             with ThreadPoolExecutor(max_workers=2) as pool:
                 proposals = list(pool.map(lambda ia: self._refine(client, ctx, messages, ia[1], ia[0], attempt, parent),
                                           enumerate(answers)))
-            if any(p.error is None for p in proposals):
+            if any(p.error is None for p in proposals) or client.fatal is not None \
+                    or any(a.fatal for a in answers):
                 break
         self.usage = client.usage.as_dict()
+        self.adaptations = list(client.adapt.notes)
+        if not any(p.error is None for p in proposals) and all(p.extra.get("failure") for p in proposals):
+            self.failure = dominant_request_failure(proposals, ctx.samples, ctx.generation)
         return proposals
 
     def _refine(self, client: LLMClient, ctx: ProposalContext, messages: list[dict], answer: Answer, i: int,
@@ -154,6 +224,8 @@ class LLMProposer(Proposer):
             return Proposal("", origin=origin, parent=parent, error=f"LLM request failed: {answer.error}",
                             extra={"sample": i, "failure": answer.kind})
         conversation, text, code, notes = list(messages), answer.text, None, []
+        if answer.source != "content":
+            notes.append(f"the code came from the model's {answer.source.replace('_', ' ')}, not its answer text")
         for fix in range(self.max_fixes + 1):
             code, problem, error = self._code_of(ctx, text)
             if code is not None:
@@ -171,11 +243,14 @@ class LLMProposer(Proposer):
             notes.append(f"round {fix}: {error}")
             if fix == self.max_fixes:
                 break
+            # the answer goes back without its thinking (split_thinking removed it)
             conversation += [{"role": "assistant", "content": text}, {"role": "user", "content": problem}]
-            fixed = client.sample(conversation, 1, tag=f"g{ctx.generation}-a{attempt}-s{i}-fix{fix}")[0]
+            fixed = client.sample(conversation, 1, tag=f"g{ctx.generation}-a{attempt}-s{i}-fix{fix}",
+                                  usable=self._usable, answered=self._answered)[0]
             if fixed.text is None:
                 return Proposal(code or "", origin=origin, parent=parent, notes=notes,
-                                error=f"LLM request for a fix failed: {fixed.error}", extra={"sample": i})
+                                error=f"LLM request for a fix failed: {fixed.error}",
+                                extra={"sample": i, "fix_failure": fixed.kind})
             text = fixed.text
         return Proposal(code or "", origin=origin, parent=parent, notes=notes,
                         error=f"still unusable after {self.max_fixes} fix(es): {error}", extra={"sample": i})
