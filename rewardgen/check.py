@@ -71,8 +71,8 @@ class CheckVerdict:
                     lines.append(f"    {self.line:4d} | {src[self.line - 1].rstrip()}")
         for d in self.details:
             lines.extend("  " + x for x in d.rstrip().splitlines())
-        if self.warnings:
-            lines.append("  sandbox notes: " + "; ".join(self.warnings))
+        # ``warnings`` (e.g. "RLIMIT_NPROC not enforced for root") describe the sandbox, not the reward;
+        # they stay in the candidate's metrics.json ("check" -> "warnings") and docs/sandbox.md.
         return "\n".join(lines)
 
 

@@ -193,6 +193,16 @@ def survivors(count: int, rung: int) -> int:
     return max(1, math.ceil(count * share))
 
 
+def schedule_plan(count: int, steps: int, fractions: list[float]) -> list[dict]:
+    """Each rung's target env-steps and how many of ``count`` candidates are expected to train in it
+    (all of them ok); the progress display estimates the time left from it."""
+    plan, alive = [], count
+    for r, fraction in enumerate(fractions):
+        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
+        alive = survivors(alive, r) if alive else 0
+    return plan
+
+
 def merge_training_stats(rungs: list[dict]) -> dict:
     """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
     merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
@@ -301,7 +311,8 @@ class Evolution:
         try:
             self._set_status("running")
             self.progress.event("run_started", run_dir=str(self.store.path), task=self.task.id,
-                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config))
+                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config),
+                                run_kind=self.kind, steps=self.steps)
             if self.trainer_note:
                 self.progress.event("warning", message=self.trainer_note)
             for g in range(self.config.generations):
@@ -309,6 +320,7 @@ class Evolution:
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
                     self._ask_feedback(g)
             self._set_status("finished")
+            self._write_report()  # again: the one written after the last generation still said "running"
             summary = self.summary()
             self.progress.event("run_finished", summary=summary)
             return summary
@@ -401,10 +413,12 @@ class Evolution:
         gen = self.store.read_generation(g) or self._propose(g)
         n = len(gen["candidates"])
         todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
-        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps)
+        fractions = rung_fractions(n, self.config.schedule)
+        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps,
+                            schedule=self.config.schedule, plan=schedule_plan(len(todo), self.steps, fractions))
         if todo:
-            self._run_rungs(g, n, rung_fractions(n, self.config.schedule))
-        self._record_generation(g, n)
+            self._run_rungs(g, n, fractions)
+        self._record_generation(g, n, resumed=not todo)
 
     # ----- the schedule: rungs of a growing budget; survivors continue from their saved state
     def _run_rungs(self, g: int, n: int, fractions: list[float]) -> None:
@@ -435,6 +449,8 @@ class Evolution:
             keep = ok[: survivors(len(ok), r)] if ok else []
             for c in ok[len(keep):]:
                 self._seal(g, c, r, "eliminated")
+            self.progress.event("rung_finished", generation=g, rung=r, rungs=len(fractions), continuing=keep,
+                                next_target=max(1, int(round(self.steps * fractions[r + 1]))))
             participants = keep
             if not participants:
                 return
@@ -459,8 +475,9 @@ class Evolution:
         def fail(status: str, error: str | None, **more: Any) -> None:
             atomic_write_json(d / f"rung-{r}.json", record | {"status": status, "error": error, "fitness": None} | more)
 
+        self.progress.event("candidate_started", generation=g, candidate=c, rung=r, rungs=rungs, target=target,
+                            budget=self.steps)
         if r == 0:
-            self.progress.event("candidate_started", generation=g, candidate=c)
             proposal_error = self._proposal_error(g, c)
             if proposal_error:
                 return fail("proposal", proposal_error)
@@ -492,7 +509,10 @@ class Evolution:
 
         def on_event(ev: dict) -> None:
             self.progress.event("candidate_progress", generation=g, candidate=c,
-                                steps=done_steps + ev.get("steps", 0), total=self.steps)
+                                steps=done_steps + ev.get("steps", 0), total=target, budget=self.steps,
+                                rung=r, rungs=rungs)
+
+        on_event({"steps": 0})  # checked (or continuing): training now
 
         res = self.executor.submit(job, self._limits(timeout), on_event).result()
         with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
@@ -581,11 +601,12 @@ class Evolution:
                                    metrics.get("fitness"), metrics.get("error"), bool(metrics.get("success")))
         self.progress.event("candidate_finished", generation=outcome.generation, candidate=outcome.candidate,
                             status=outcome.status, fitness=outcome.fitness, error=outcome.error,
-                            success=outcome.success)
+                            success=outcome.success, fate=metrics.get("fate"), env_steps=metrics.get("env_steps"),
+                            budget=self.steps, rungs=metrics.get("rungs"))
         return outcome
 
     # ----- summaries
-    def _record_generation(self, g: int, n: int) -> None:
+    def _record_generation(self, g: int, n: int, resumed: bool = False) -> None:
         candidates = []
         for c in range(n):
             m = self.store.read_metrics(g, c) or {}
@@ -607,13 +628,17 @@ class Evolution:
         if spent:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
-        try:
-            report = write_report(self.store.path)
-        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
-            report = None
-            self.progress.event("warning", message=f"report not written: {exc}")
+        report = self._write_report()
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
-                            report=str(report) if report else None)
+                            report=str(report) if report else None, resumed=resumed)
+
+    def _write_report(self) -> Path | None:
+        """(Re)write ``report.html``; a failure is a warning, never fatal."""
+        try:
+            return write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            self.progress.event("warning", message=f"report not written: {exc}")
+            return None
 
     def summary(self) -> dict:
         run = self.store.read_run()
