@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ class RichProgress:
         self.state: dict[tuple[int, int], dict] = {}
         self.gen_rows: dict[int, Any] = {}
         self.plans: dict[int, int] = {}
+        self.first_target: dict[int, int] = {}
+        self.started: dict[int, float] = {}
         self.resumed: set[int] = set()
         self.lock = threading.Lock()
         self.steps = 0
@@ -104,8 +107,8 @@ class RichProgress:
     def _row(self, g: int, c: int):
         key = (g, c)
         if key not in self.rows:
-            self.rows[key] = self.bars.add_task(f"{self._label(g, c)} queued", total=self.steps or 1, start=False,
-                                                count="", eta="")
+            self.rows[key] = self.bars.add_task(f"{self._label(g, c)} queued", start=False, count="", eta="",
+                                                total=self.first_target.get(g) or self.steps or 1)
             self.state[key] = {"steps": 0}
         return self.rows[key]
 
@@ -113,15 +116,20 @@ class RichProgress:
         return f"{human_steps(min(done, total))}/{human_steps(total)}"
 
     def _update_eta(self, g: int) -> None:
+        """The generation row: env-steps trained of those the schedule plans, and the time left at the
+        rate so far (wall time since the generation started, so checks, evaluations and videos count);
+        no estimate before the first slice of training is done."""
         row = self.gen_rows.get(g)
         if row is None:
             return
-        done = sum(min(st.get("steps", 0), self.plans.get(g, 0)) for (gg, _), st in self.state.items() if gg == g)
         total = max(self.plans.get(g, 1), 1)
-        self.bars.update(row, completed=min(done, total), total=total)
-        left = next(t for t in self.bars.tasks if t.id == row).time_remaining
-        self.bars.update(row, count=f"{human_steps(min(done, total))}/{human_steps(total)}",
-                         eta=f"about {_clock(left)} left" if left is not None and done else "")
+        done = min(sum(st.get("steps", 0) for (gg, _), st in self.state.items() if gg == g), total)
+        eta = ""
+        if done >= self.first_target.get(g, total) and g in self.started:
+            left = (time.monotonic() - self.started[g]) * (total - done) / done
+            eta = f"about {_clock(left)} left"
+        self.bars.update(row, completed=done, total=total, count=f"{human_steps(done)}/{human_steps(total)}",
+                         eta=eta)
 
     def event(self, kind: str, **d: Any) -> None:
         with self.lock:
@@ -165,9 +173,10 @@ class RichProgress:
             total += p["candidates"] * (p["target"] - prev)
             prev = p["target"]
         self.plans[generation] = total
-        if len(pending) > 1:
-            self.gen_rows[generation] = self.bars.add_task(f"gen {generation} all", total=max(total, 1), count="",
-                                                           eta="")
+        self.first_target[generation] = plan[0]["target"]
+        self.started[generation] = time.monotonic()
+        self.gen_rows[generation] = self.bars.add_task(f"gen {generation} overall", total=max(total, 1), count="",
+                                                       eta="")
         for c in pending:
             self._row(generation, c)
 
@@ -535,9 +544,9 @@ def cmd_train(args) -> int:
             verdict = (f"success: at or above the threshold {task.success_threshold:g}" if m.get("success")
                        else f"below the success threshold {task.success_threshold:g}")
             fitness_name = task.fitness.get("name", "fitness")
-            console.print(f"trusted fitness ({term(fitness_name)}): [bold]{m['fitness']:.4g}[/] ({verdict}); "
-                          f"{human_steps(m.get('env_steps'))} env-steps at "
-                          f"{human_steps(round(m.get('env_steps_per_second') or 0))} steps/s")
+            console.print(f"trusted fitness ({term(fitness_name)}): [bold]{m['fitness']:.4g}[/], {verdict}")
+            console.print(f"trained {human_steps(m.get('env_steps'))} env-steps at "
+                          f"{human_steps(round(m.get('env_steps_per_second') or 0))} env-steps/s")
             table = _components_table(m.get("training") or {})
             if table is not None:
                 console.print(table)
