@@ -231,3 +231,26 @@ def test_real_report_in_chromium_plays_its_videos(small_real_run, tmp_path):
             assert boxes >= 7
         finally:
             browser.close()
+
+
+def test_tensorboard_survives_a_component_name_with_a_surrogate(tmp_path):
+    pytest.importorskip("tensorboard")
+    from rewardgen.tblog import read_scalars, write_scalars
+
+    training = training_stats(1, 1)
+    training["components"] = {"odd\udcffname": training["components"]["forward"]}
+    logdir = write_scalars(tmp_path / "tb", {"status": "ok", "fitness": 0.5, "env_steps": 10_000, "training": training})
+    scalars = read_scalars(logdir)
+    assert "components/odd\\udcffname" in scalars and "episode/return" in scalars  # logging went on after it
+
+
+def test_report_escapes_hostile_text(tmp_path):
+    run = make_run(tmp_path)
+    m = run / "gen-000" / "cand-00" / "metrics.json"
+    data = json.loads(m.read_text())
+    data["training"]["components"]["<img src=x onerror=alert(1)>\udcff"] = data["training"]["components"]["forward"]
+    data["error"] = "<script>alert(1)</script>"
+    m.write_text(json.dumps(data))
+    text = write_report(run).read_text()
+    assert "<img src=x" not in text and "<script>alert" not in text and "&lt;img src=x" in text
+    text.encode("utf-8")

@@ -429,3 +429,30 @@ def test_untrusted_text_with_surrogates_and_markup_renders(client: Client, runs:
     assert "<script>alert" not in r.text and "<b>bold" not in r.text and "&lt;b&gt;bold&lt;/b&gt;" in r.text
     assert 'id="prefer"' in r.text  # the preference form is still there
     assert client.get(f"/runs/{RID}").status_code == 200
+
+
+def test_run_page_says_budget_and_halving_and_draws_the_threshold(runs: Path) -> None:
+    run = json.loads((runs / RID / "run.json").read_text())
+    run["config"] |= {"steps": 1_000_000, "schedule": "halving", "samples": 4}
+    run["task"] |= {"success_threshold": 0.9, "fitness": {"name": "alive_fraction", "params": {}}}
+    atomic_write_json(runs / RID / "run.json", run)
+    text = Client(create_app(runs)).get(f"/runs/{RID}").text
+    assert "1000000 training steps each" not in text and "budget 1M training env-steps per candidate" in text
+    assert "successive halving" in text and "cut early" in text
+    assert "success threshold (0.9)" in text and 'class="hline"' in text
+    assert "trusted fitness (alive_fraction)" in text
+    # every generation gets a tick label, not only the first and the last
+    chart = text[text.index('<svg'):text.index('</svg>')]
+    assert chart.count('text-anchor="middle">0</text>') == 1 and chart.count('text-anchor="middle">1</text>') == 1
+
+
+def test_job_log_tail_shows_only_the_latest_job_and_each_line_once(tmp_path: Path) -> None:
+    from rewardgen.web.jobs import tail
+
+    log = tmp_path / "web-job.log"
+    log.write_text("\n--- 2026-01-01 rewardgen resume\ngeneration 0 done: best 1\nold line\n"
+                   "\n--- 2026-01-02 rewardgen resume\ngeneration 0: already finished\n"
+                   "gen 1 cand 0 training\rgen 1 cand 0 fitness 0.5\ngeneration 1 done: best 0\n"
+                   "generation 1 done: best 0\n")
+    assert tail(log) == ["--- 2026-01-02 rewardgen resume", "generation 0: already finished",
+                         "gen 1 cand 0 fitness 0.5", "generation 1 done: best 0"]

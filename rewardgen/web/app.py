@@ -187,7 +187,7 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict) -> list[dict]:
             "video": f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None,
             "chart": component_chart(m.get("training") or {}), "origin": prop.get("origin"),
             "notes": prop.get("notes") or [], "source": source, "diff": _diff(store, g, c, source, prop.get("parent")),
-            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
+            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"), "fate": m.get("fate"),
         })
     return out
 
@@ -357,8 +357,14 @@ def create_app(runs_dir: Path, token: str | None = None,
             items = feedback.load(store.path)
         except FeedbackError as exc:
             items, run["feedback_error"] = [], str(exc)
+        task = run.get("task") if isinstance(run.get("task"), dict) else {}
+        threshold = task.get("success_threshold")
+        fit_name = (task.get("fitness") or {}).get("name") if isinstance(task.get("fitness"), dict) else None
+        chart = fitness_chart(run.get("generations", []),
+                              threshold=threshold if isinstance(threshold, (int, float)) else None,
+                              fitness_label=f"trusted fitness ({fit_name})" if fit_name else "trusted fitness")
         return page(request, "run.html", run=run, run_id=store.path.name, gens=gens,
-                    chart=fitness_chart(run.get("generations", [])), feedback=items, gens_proposed=len(gens),
+                    chart=chart, feedback=items, gens_proposed=len(gens),
                     progress=progress(store, jobs.status(store.path)))
 
     @app.get("/runs/{run_id}/gen/{gen}", response_class=HTMLResponse)
