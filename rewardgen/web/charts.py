@@ -98,7 +98,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
         return top + (1 - (y - y0) / (y1 - y0)) * ph
 
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
-    for y in nice_ticks(y0, y1, most=max(3, ph // 30)):
+    for y in nice_ticks(y0, y1, most=max(4, ph // 26)):
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#eee"/>'
                      f'<text x="{left - 4}" y="{sy(y) + 3.5:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>')
     # about one label per 55 px, so that labels such as "1.25M" never run into each other
