@@ -69,13 +69,19 @@ class RichProgress:
 
     def __init__(self, console):
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
 
         self.console = console
         self.live = console.is_terminal
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=24),
-                             TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
-                             TextColumn("{task.fields[eta]}"), console=console, transient=False,
-                             disable=not self.live)
+        # the description gives way (cut with an ellipsis) so that the bar, the counts and the time
+        # left keep their width at 80 columns
+        self.bars = Progress(TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True,
+                                                                                   overflow="ellipsis")),
+                             BarColumn(bar_width=12 if console.width < 100 else 24),
+                             TextColumn("{task.fields[count]}", table_column=Column(no_wrap=True)),
+                             TimeElapsedColumn(),
+                             TextColumn("{task.fields[eta]}", table_column=Column(no_wrap=True)),
+                             console=console, transient=False, disable=not self.live, expand=True)
         self.rows: dict[tuple[int, int], Any] = {}
         self.state: dict[tuple[int, int], dict] = {}
         self.gen_rows: dict[int, Any] = {}
@@ -127,7 +133,7 @@ class RichProgress:
         eta = ""
         if done >= self.first_target.get(g, total) and g in self.started:
             left = (time.monotonic() - self.started[g]) * (total - done) / done
-            eta = f"about {_clock(left)} left"
+            eta = f"~{_clock(left)} left"
         self.bars.update(row, completed=done, total=total, count=f"{human_steps(done)}/{human_steps(total)}",
                          eta=eta)
 
@@ -163,7 +169,8 @@ class RichProgress:
         how = ""
         if plan and len(plan) > 1:
             how = (" under successive halving: all train to " + human_steps(plan[0]["target"]) + ", the best "
-                   + ", then ".join(f"{p['candidates']} continue to {human_steps(p['target'])}" for p in plan[1:]))
+                   + ", then ".join(f"{p['candidates']} go{'es' if p['candidates'] == 1 else ''} on to "
+                                    f"{human_steps(p['target'])}" for p in plan[1:]))
         if self.kind != "train":
             self.print(f"generation {generation}: {candidates} {noun}, budget {human_steps(steps)} env-steps "
                        f"each{how}{extra}")
@@ -201,6 +208,15 @@ class RichProgress:
         self.bars.update(self._row(generation, candidate),
                          description=f"{self._label(generation, candidate)} evaluating")
 
+    def _on_slice_finished(self, generation, candidate, rung, rungs, fitness, **_):
+        if rung < rungs - 1:
+            self.bars.update(self._row(generation, candidate),
+                             description=f"{self._label(generation, candidate)} fitness {fitness:.3g}, waiting")
+
+    def _on_rendering_video(self, generation, candidate, **_):
+        self.bars.update(self._row(generation, candidate),
+                         description=f"{self._label(generation, candidate)} rendering its video")
+
     def _on_rung_finished(self, generation, rung, rungs, continuing, next_target, **_):
         for c in continuing:
             self.bars.update(self._row(generation, c), description=f"{self._label(generation, c)} queued for "
@@ -214,18 +230,19 @@ class RichProgress:
         self.state[key]["steps"] = steps
         label = self._label(generation, candidate)
         if status == "ok":
-            text = f"{label} [green]fitness {fitness:.4g}[/]" + (" (success)" if success else "")
+            text = f"{label} [green]fitness {fitness:.3g}[/]" + (" (success)" if success else "")
             if fate == "eliminated":
-                text += f" [dim]cut by halving at {human_steps(steps)} of {human_steps(budget or self.steps)}[/]"
+                text += ", [dim]cut early[/]"  # by halving; the count column says at how many steps
         else:
             text = f"{label} [red]{term(status)}[/]: {one_line(error, 60)}"
         own = max(steps, 1)  # the bar ends at the candidate's own budget: what it actually trained
-        self.bars.update(row, description=text, total=own, completed=own if status == "ok" else 0,
-                         count=human_steps(steps) + " steps" if steps else "")
+        count = f"{human_steps(steps)}/{human_steps(budget or self.steps)}" if fate == "eliminated" else \
+            (human_steps(steps) + " steps" if steps else "")
+        self.bars.update(row, description=text, total=own, completed=own if status == "ok" else 0, count=count)
         self.bars.stop_task(row)
         self._update_eta(generation)
         if not self.live:
-            self.print(text)
+            self.print(text + (f" at {count} env-steps" if fate == "eliminated" else ""))
 
     def _on_warning(self, message, **_):
         self.print(f"[yellow]warning:[/] {term(message)}")

@@ -539,6 +539,8 @@ class Evolution:
             return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
         atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
+        self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
+                            fitness=evaluation["fitness"])
 
     def _seal(self, g: int, c: int, last: int, fate: str) -> None:
         """Write the candidate's ``metrics.json`` from its rung records (once)."""
@@ -571,6 +573,7 @@ class Evolution:
         from rewardgen.video import VideoError, render_rollout, video_path
 
         d = self.store.cand_dir(g, c)
+        self.progress.event("rendering_video", generation=g, candidate=c)
         try:
             export = PolicyExport.from_bytes((d / "policy.npz").read_bytes())
             info = render_rollout(self.task, export, video_path(d), seed=self.eval_seed)
