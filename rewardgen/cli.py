@@ -283,7 +283,9 @@ def _summary_table(summary: dict, budget: int | None = None):
                   caption_justify="left")
     for col in ("gen", "cand", "status", "fitness", "success", "trained"):
         table.add_column(col, no_wrap=True)
-    table.add_column("error", overflow="fold", max_width=60)
+    errors = any(c.get("error") for gen in summary.get("generations", []) for c in gen["candidates"])
+    if errors:  # no empty squeezed column when every candidate ran
+        table.add_column("error", overflow="fold", max_width=60)
     best = summary.get("best") or {}
     for gen in summary.get("generations", []):
         for cand in gen["candidates"]:
@@ -292,8 +294,9 @@ def _summary_table(summary: dict, budget: int | None = None):
             trained = f"{human_steps(cand['env_steps'])} steps" if cand.get("env_steps") else ""
             if cand.get("fate") == "eliminated":
                 trained += " (cut by halving)"
-            table.add_row(str(gen["generation"]), str(cand["candidate"]), term(cand["status"]), fit,
-                          "yes" if cand.get("success") else "", trained, one_line(cand.get("error"), 120))
+            cells = [str(gen["generation"]), str(cand["candidate"]), term(cand["status"]), fit,
+                     "yes" if cand.get("success") else "", trained]
+            table.add_row(*cells, *([one_line(cand.get("error"), 120)] if errors else []))
     return table
 
 
