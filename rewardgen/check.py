@@ -71,7 +71,7 @@ class CheckVerdict:
                     lines.append(f"    {self.line:4d} | {src[self.line - 1].rstrip()}")
         for d in self.details:
             lines.extend("  " + x for x in d.rstrip().splitlines())
-        if self.warnings:
+        if self.warnings:  # isolation layers this machine could not give (none where every layer works)
             lines.append("  sandbox notes: " + "; ".join(self.warnings))
         return "\n".join(lines)
 

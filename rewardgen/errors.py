@@ -13,10 +13,10 @@ class UserError(ValueError):
     """Bad input from the user (a file, a setting, a run directory); the message is for the user."""
 
 
-def one_line(text: object, limit: int = 400) -> str:
+def flatten(text: object, limit: int = 400) -> str:
     """``text`` as one line: newlines and runs of whitespace become single spaces, cut at ``limit``."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
-__all__ = ["UserError", "one_line"]
+__all__ = ["UserError", "flatten"]

@@ -8,7 +8,7 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, one_line
+from rewardgen.errors import UserError, flatten
 
 import base64
 import math
@@ -200,6 +200,16 @@ def survivors(count: int, rung: int) -> int:
     return max(1, math.ceil(count * share))
 
 
+def schedule_plan(count: int, steps: int, fractions: list[float]) -> list[dict]:
+    """Each rung's target env-steps and how many of ``count`` candidates are expected to train in it
+    (all of them ok); the progress display estimates the time left from it."""
+    plan, alive = [], count
+    for r, fraction in enumerate(fractions):
+        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
+        alive = survivors(alive, r) if alive else 0
+    return plan
+
+
 def merge_training_stats(rungs: list[dict]) -> dict:
     """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
     merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
@@ -315,7 +325,8 @@ class Evolution:
         try:
             self._set_status("running")
             self.progress.event("run_started", run_dir=str(self.store.path), task=self.task.id,
-                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config))
+                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config),
+                                run_kind=self.kind, steps=self.steps)
             if self.trainer_note:
                 self.progress.event("warning", message=self.trainer_note)
             for g in range(self.config.generations):
@@ -323,6 +334,7 @@ class Evolution:
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
                     self._ask_feedback(g)
             self._set_status("finished")
+            self._write_report()  # again: the one written after the last generation still said "running"
             summary = self.summary()
             self.progress.event("run_finished", summary=summary)
             return summary
@@ -426,10 +438,12 @@ class Evolution:
         gen = self.store.read_generation(g) or self._propose(g)
         n = len(gen["candidates"])
         todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
-        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps)
+        fractions = rung_fractions(n, self.config.schedule)
+        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps,
+                            schedule=self.config.schedule, plan=schedule_plan(len(todo), self.steps, fractions))
         if todo:
-            self._run_rungs(g, n, rung_fractions(n, self.config.schedule))
-        self._record_generation(g, n)
+            self._run_rungs(g, n, fractions)
+        self._record_generation(g, n, resumed=not todo)
 
     # ----- the schedule: rungs of a growing budget; survivors continue from their saved state
     def _run_rungs(self, g: int, n: int, fractions: list[float]) -> None:
@@ -460,6 +474,8 @@ class Evolution:
             keep = ok[: survivors(len(ok), r)] if ok else []
             for c in ok[len(keep):]:
                 self._seal(g, c, r, "eliminated")
+            self.progress.event("rung_finished", generation=g, rung=r, rungs=len(fractions), continuing=keep,
+                                next_target=max(1, int(round(self.steps * fractions[r + 1]))))
             participants = keep
             if not participants:
                 return
@@ -484,8 +500,9 @@ class Evolution:
         def fail(status: str, error: str | None, **more: Any) -> None:
             atomic_write_json(d / f"rung-{r}.json", record | {"status": status, "error": error, "fitness": None} | more)
 
+        self.progress.event("candidate_started", generation=g, candidate=c, rung=r, rungs=rungs, target=target,
+                            budget=self.steps)
         if r == 0:
-            self.progress.event("candidate_started", generation=g, candidate=c)
             proposal_error = self._proposal_error(g, c)
             if proposal_error:
                 return fail("proposal", proposal_error)
@@ -517,7 +534,10 @@ class Evolution:
 
         def on_event(ev: dict) -> None:
             self.progress.event("candidate_progress", generation=g, candidate=c,
-                                steps=done_steps + ev.get("steps", 0), total=self.steps)
+                                steps=done_steps + ev.get("steps", 0), total=target, budget=self.steps,
+                                rung=r, rungs=rungs)
+
+        on_event({"steps": 0})  # checked (or continuing): training now
 
         res = self.executor.submit(job, self._limits(timeout), on_event).result()
         with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
@@ -544,6 +564,8 @@ class Evolution:
             return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
         atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
+        self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
+                            fitness=evaluation["fitness"])
 
     def _seal(self, g: int, c: int, last: int, fate: str) -> None:
         """Write the candidate's ``metrics.json`` from its rung records (once)."""
@@ -576,6 +598,7 @@ class Evolution:
         from rewardgen.video import VideoError, render_rollout, video_path
 
         d = self.store.cand_dir(g, c)
+        self.progress.event("rendering_video", generation=g, candidate=c)
         try:
             export = PolicyExport.from_bytes((d / "policy.npz").read_bytes())
             info = render_rollout(self.task, export, video_path(d), seed=self.eval_seed)
@@ -606,11 +629,12 @@ class Evolution:
                                    metrics.get("fitness"), metrics.get("error"), bool(metrics.get("success")))
         self.progress.event("candidate_finished", generation=outcome.generation, candidate=outcome.candidate,
                             status=outcome.status, fitness=outcome.fitness, error=outcome.error,
-                            success=outcome.success)
+                            success=outcome.success, fate=metrics.get("fate"), env_steps=metrics.get("env_steps"),
+                            budget=self.steps, rungs=metrics.get("rungs"))
         return outcome
 
     # ----- summaries
-    def _record_generation(self, g: int, n: int) -> None:
+    def _record_generation(self, g: int, n: int, resumed: bool = False) -> None:
         candidates = []
         for c in range(n):
             m = self.store.read_metrics(g, c) or {}
@@ -632,13 +656,17 @@ class Evolution:
         if spent:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
-        try:
-            report = write_report(self.store.path)
-        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
-            report = None
-            self.progress.event("warning", message=f"report not written: {exc}")
+        report = self._write_report()
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
-                            report=str(report) if report else None)
+                            report=str(report) if report else None, resumed=resumed)
+
+    def _write_report(self) -> Path | None:
+        """(Re)write ``report.html``; a failure is a warning, never fatal."""
+        try:
+            return write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            self.progress.event("warning", message=f"report not written: {exc}")
+            return None
 
     def summary(self) -> dict:
         run = self.store.read_run()
@@ -657,7 +685,7 @@ def failure_summary(generations: list[dict]) -> str | None:
     stages = {"proposal": "were never usable rewards", "static": "failed the static checks",
               "contract": "broke the reward contract", "runtime": "failed at runtime", "timeout": "timed out",
               "evaluation": "failed the trusted evaluation"}
-    causes = Counter((c.get("status") or "?", one_line(c.get("error") or "no error recorded", 300)) for c in cands)
+    causes = Counter((c.get("status") or "?", flatten(c.get("error") or "no error recorded", 300)) for c in cands)
     (status, error), count = causes.most_common(1)[0]
     per_status = Counter(c.get("status") or "?" for c in cands)[status]
     what = stages.get(status, f"failed ({status})")

@@ -14,7 +14,7 @@ Everything after the reward uses names starting with ``RG_``/``_rg_`` (plus ``Re
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, one_line
+from rewardgen.errors import UserError, flatten
 
 import json
 import re
@@ -85,7 +85,7 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
         raise ExportError(f"candidate {g}/{c} cannot be exported: its reward.py does not parse (SyntaxError: "
                           f"{exc.msg}, line {exc.lineno}); nothing was written") from None
     if metrics.get("status") in BROKEN:
-        why = one_line(metrics.get("error") or "no detail", 200)
+        why = flatten(metrics.get("error") or "no detail", 200)
         raise ExportError(f"candidate {g}/{c} cannot be exported: it {BROKEN[metrics['status']]} when checked "
                           f"({why}); nothing was written; pick another with --candidate")
     text = render_export(source, task, origin=f"{run_dir.name} candidate {g}/{c}", fitness=fitness)

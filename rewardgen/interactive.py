@@ -14,6 +14,7 @@ from typing import Any, Callable
 from rewardgen import feedback
 from rewardgen.feedback import FeedbackError
 from rewardgen.runstore import RunStore, RunStoreError
+from rewardgen.safetext import one_line, term
 from rewardgen.video import VIDEO_FILE
 
 MAX_TRIES = 3
@@ -43,9 +44,9 @@ def _show(run_dir: Path, generation: int, console: Any) -> list[dict]:
     for r in rows:
         fit = "-" if r["fitness"] is None else f"{r['fitness']:.4g}"
         video = str(Path(r["video"]).relative_to(run_dir)) if r["video"] else None
-        table.add_row(str(r["candidate"]), r["status"], fit, video or (r["error"] or "")[:200])
+        table.add_row(str(r["candidate"]), term(r["status"]), fit, term(video) if video else one_line(r["error"], 200))
     console.print(table)
-    console.print(f"run directory: {run_dir}", soft_wrap=True)
+    console.print(f"run directory: {term(run_dir)}", soft_wrap=True)
     return rows
 
 
@@ -59,7 +60,7 @@ def _ask(input_fn: Callable[[str], str], console: Any, prompt: str, store: Calla
             store(answer)
             return True
         except FeedbackError as exc:
-            console.print(f"[red]{exc}[/red]")
+            console.print(f"[red]{term(exc)}[/red]")
     console.print("skipped")
     return False
 
@@ -70,7 +71,7 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
     try:
         rows = _show(run_dir, generation, console)
     except (RunStoreError, OSError) as exc:
-        console.print(f"[red]cannot show generation {generation}: {exc}[/red]")
+        console.print(f"[red]cannot show generation {generation}: {term(exc)}[/red]")
         return False
     finished = [r["candidate"] for r in rows if r["status"] != "running"]
     console.print("Your feedback goes to the proposer of the next generation. Press Enter to skip a question.")
@@ -100,7 +101,7 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
             feedback.add_preference(run_dir, generation, best=choice["best"], worst=choice.get("worst"))
             given = True
     except FeedbackError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{term(exc)}[/red]")
     return given
 
 

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.errors import one_line
+from rewardgen.errors import flatten
 from rewardgen.extract import split_thinking
 from rewardgen.runstore import atomic_write_json, read_json
 
@@ -267,15 +267,15 @@ def classify(exc: BaseException, settings: LLMSettings, request: dict) -> LLMErr
         return LLMError(f"request timed out: no answer from {where} within {settings.timeout:g} s (raise "
                         "--llm-timeout for a slow server)", "timeout")
     if isinstance(exc, openai.APIConnectionError):
-        cause = one_line(exc.__cause__ or exc, 160)
+        cause = flatten(exc.__cause__ or exc, 160)
         hint = ("check the network, or point --base-url at a local server" if where == DEFAULT_ENDPOINT
                 else "is the server running? check --base-url")
         return LLMError(f"cannot reach {where} ({cause}): {hint}", "connection")
     if not isinstance(exc, openai.APIStatusError):
-        return LLMError(f"{type(exc).__name__}: {one_line(exc, 200)}", "error", fatal=False)
+        return LLMError(f"{type(exc).__name__}: {flatten(exc, 200)}", "error", fatal=False)
     status = exc.status_code
     message, code, param = _error_fields(exc)
-    said = one_line(message, 240)
+    said = flatten(message, 240)
     if status == 401:
         key = "OPENAI_API_KEY is not set" if not os.environ.get("OPENAI_API_KEY") else "OPENAI_API_KEY was refused"
         return LLMError(f"401 the API key was refused by {where} ({key}): set OPENAI_API_KEY to a valid key for "
@@ -641,7 +641,7 @@ def _complete_block(text: str) -> bool:
 def _said(err: LLMError) -> str:
     text = str(err)
     start, end = text.find("("), text.rfind(")")
-    return one_line(text[start + 1:end], 160) if 0 <= start < end else one_line(text, 160)
+    return flatten(text[start + 1:end], 160) if 0 <= start < end else flatten(text, 160)
 
 
 def _empty_reason(choice: _Choice) -> str:

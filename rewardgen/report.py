@@ -1,20 +1,23 @@
 """``write_report``: one self-contained HTML file describing a run, readable while it is still going.
 
 Everything is read from the run store (``run.json``, ``gen-NNN/generation.json``, each candidate's
-``metrics.json``, ``proposal.json``, ``reward.py``); nothing is executed. Plots are matplotlib
-figures (Agg backend) embedded inline as SVG, so the file opens anywhere without network access.
-Videos (``rollout.mp4`` in a candidate directory) are linked by a path relative to the report.
+``metrics.json``, ``rung-R.json``, ``proposal.json``, ``reward.py``); nothing is executed. Plots are
+matplotlib figures (Agg backend) embedded inline as SVG, so the file opens anywhere without network
+access. Each candidate's rollout video (``video.mp4``, written by ``rewardgen.video``) is shown in a
+``<video>`` element by a path relative to the report.
 
-Sections: summary (task, status, proposer, best, LLM tokens if ``run.json`` has ``tokens``),
-fitness per generation (best, median, every candidate), the best reward's code and its lineage
-(``proposal.json`` ``parent`` refs like ``"0/1"``), reward-hacking flags, every candidate (status,
-fitness, error, component curves, episode return vs worker-side fitness through training, trajectory
-summaries when the evaluation has them). Missing or corrupt files become notes, never errors.
+Sections: summary (task, goal, fitness and its meaning, status, proposer, setup in words, best, LLM
+tokens if ``run.json`` has ``tokens``); "which reward won and why" (the winner marked, its diff
+against its parent, its components' shares, winner and runner-up side by side with their trajectory
+summaries, videos); fitness per generation; the schedule (what successive halving is, and each
+candidate's fate: how far it trained and where it was cut); lineage; final evaluation; reward-hacking
+flags; every candidate. Missing or corrupt files become notes, never errors. Every piece of text from
+the run (reward code, errors, component names, LLM notes) goes through ``rewardgen.safetext.html``.
 """
 
 from __future__ import annotations
 
-import html
+import difflib
 import io
 import json
 import math
@@ -28,6 +31,8 @@ from typing import Any
 
 from rewardgen.hacking import hacking_alarm
 from rewardgen.runstore import atomic_write_text
+from rewardgen.safetext import html as _html
+from rewardgen.video import VIDEO_FILE
 
 REPORT_NAME = "report.html"
 
@@ -41,6 +46,7 @@ class Cand:
     proposal: dict = field(default_factory=dict)
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    rungs: list[dict] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -89,6 +95,15 @@ def _numbered(parent: Path, prefix: str) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def _numbered_files(parent: Path, prefix: str) -> list[tuple[int, Path]]:
+    out = []
+    for p in parent.glob(f"{prefix}-*.json"):
+        m = re.fullmatch(rf"{prefix}-(\d+)\.json", p.name)
+        if m and p.is_file():
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
 def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
     """(run.json or {}, candidates per generation, notes about missing/corrupt files)."""
     notes: list[str] = []
@@ -111,6 +126,10 @@ def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
                 cand.source = (cdir / "reward.py").read_text()
             except (OSError, UnicodeDecodeError):
                 cand.source = None
+            for r, rpath in _numbered_files(cdir, "rung"):
+                rec = _read_json(rpath, cand.notes)
+                if isinstance(rec, dict):
+                    cand.rungs.append(rec | {"rung": r})
             cands.append(cand)
         gens.append(cands)
     return run, gens, notes
@@ -131,6 +150,23 @@ def _plt():
     return plt
 
 
+def _steps_axis(ax) -> None:
+    """Env-step x axis: at most 5 ticks, labelled 0, 25k, 50k, 1M, never run together."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=2))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+
+
+def _short(v: float) -> str:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
 def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
@@ -141,25 +177,32 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _fitness_plot(gens: list[list[Cand]], threshold: float | None) -> str | None:
+def _fitness_plot(gens: list[list[Cand]], threshold: float | None, best: "Cand | None" = None,
+                  fitness_name: str = "trusted fitness") -> str | None:
     pts = [(c.g, c.fitness) for cands in gens for c in cands if c.fitness is not None and c.status == "ok"]
     if not pts:
         return None
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7, 3))
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, color="#999", label="candidates", zorder=2)
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=16, color="#999", label="a candidate", zorder=2)
     xs = sorted({p[0] for p in pts})
-    best = [max(f for g, f in pts if g == x) for x in xs]
+    best_per = [max(f for g, f in pts if g == x) for x in xs]
     med = [statistics.median(f for g, f in pts if g == x) for x in xs]
-    ax.plot(xs, best, "o-", color="#1b7837", label="best", zorder=3)
+    ax.plot(xs, best_per, "o-", color="#1b7837", label="best of the generation", zorder=3)
     ax.plot(xs, med, "s--", color="#2166ac", label="median", zorder=3)
+    if best is not None and best.fitness is not None:
+        ax.scatter([best.g], [best.fitness], marker="*", s=160, color="#f0a030", edgecolor="#333", zorder=5,
+                   label=f"winner {best.ref}")
     if threshold is not None and math.isfinite(threshold):
-        ax.axhline(threshold, color="#b2182b", lw=1, ls=":", label="success threshold")
+        ax.axhline(threshold, color="#b2182b", lw=1, ls=":", label=f"success threshold ({threshold:g})")
     ax.set_xlabel("generation")
-    ax.set_ylabel("trusted fitness")
-    ax.set_xticks(xs)
-    ax.legend(loc="best", fontsize=7)
-    ax.set_title("fitness per generation")
+    ax.set_ylabel(fitness_name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(10, max(1, len(xs)))))
+    if len(xs) == 1:
+        ax.set_xlim(xs[0] - 0.5, xs[0] + 0.5)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
     return _svg(fig)
 
 
@@ -171,39 +214,53 @@ def _candidate_plot(cand: Cand) -> str | None:
     if not comps and not total and not eps:
         return None
     plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 2.8))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 2.9), gridspec_kw={"wspace": 0.55})
     for name, points in comps.items():
         pts = [(p["step"], p["mean"]) for p in points or [] if _finite(p.get("step")) and _finite(p.get("mean"))]
         if pts:
-            a1.plot(*zip(*pts), marker=".", label=name)
+            a1.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=_clean(name)[:40])
     tp = [(p["step"], p["mean"]) for p in total if _finite(p.get("step")) and _finite(p.get("mean"))]
     if tp:
         a1.plot(*zip(*tp), "k--", lw=1.2, label="total")
     a1.set_title("reward components (mean per step)")
-    a1.set_xlabel("env step")
+    a1.set_xlabel("training env-steps")
+    _steps_axis(a1)
     if comps or tp:
-        a1.legend(fontsize=6, loc="best")
+        a1.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ep = [(p["step"], p["return"], p["fitness"]) for p in eps
           if _finite(p.get("step")) and _finite(p.get("return")) and _finite(p.get("fitness"))]
     if ep:
         s, r, f = zip(*ep)
-        a2.plot(s, r, "o-", color="#d6604d", label="episode return (candidate reward)")
+        a2.plot(s, r, "o-", color="#d6604d", ms=3, label="episode return (its reward)")
         a2.set_ylabel("return", color="#d6604d")
         b2 = a2.twinx()
-        b2.plot(s, f, "s-", color="#1b7837", label="fitness (worker-side)")
+        b2.plot(s, f, "s-", color="#1b7837", ms=3, label="fitness while training")
         if cand.fitness is not None:
-            b2.scatter([s[-1]], [cand.fitness], marker="*", s=80, color="#1b7837", zorder=5, label="trusted fitness")
+            b2.scatter([s[-1]], [cand.fitness], marker="*", s=90, color="#f0a030", edgecolor="#333", zorder=5,
+                       label="trusted fitness (evaluation)")
         b2.set_ylabel("fitness", color="#1b7837")
         b2.grid(False)
+        lo, hi = min(list(f) + [cand.fitness or f[0]]), max(list(f) + [cand.fitness or f[0]])
+        pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 0.1
+        b2.set_ylim(lo - pad, hi + pad)
+        if len(s) == 1:
+            a2.set_xlim(s[0] * 0.5, s[0] * 1.5 + 1)
         lines = a2.get_legend_handles_labels()
         lines2 = b2.get_legend_handles_labels()
-        a2.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=6, loc="best")
+        a2.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=6, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
     else:
         a2.text(0.5, 0.5, "no finished training episodes", ha="center", va="center", transform=a2.transAxes)
-    a2.set_title("reward vs fitness through training")
-    a2.set_xlabel("env step")
-    fig.suptitle(f"candidate {cand.ref}", fontsize=9)
+    a2.set_title("its reward vs fitness through training")
+    a2.set_xlabel("training env-steps")
+    _steps_axis(a2)
     return _svg(fig)
+
+
+def _clean(x: Any) -> str:
+    from rewardgen.safetext import clean
+
+    return clean(x)
 
 
 def _finite(x: Any) -> bool:
@@ -223,11 +280,18 @@ pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:10px;overflow-x:auto;fon
 .ok{color:#1b7837;font-weight:600} .bad{color:#b2182b;font-weight:600} .muted{color:#777}
 .flag{background:#fff4e5;border-left:4px solid #f0a030;padding:6px 10px;margin:6px 0}
 .plot svg{max-width:100%;height:auto} .cand{border:1px solid #e5e5e5;padding:8px 12px;margin:12px 0}
+.winner{background:#fff8e1} .star{color:#e69500} tr.winner td{font-weight:600}
+.why{border:2px solid #f0c060;border-radius:6px;padding:4px 14px 10px;background:#fffdf5}
+.side{display:flex;gap:14px;flex-wrap:wrap} .side>div{flex:1 1 420px;min-width:300px}
+.diff .add{color:#1b5e20;background:#e8f5e9;display:block} .diff .del{color:#b71c1c;background:#ffebee;display:block}
+.diff .hunk{color:#6a1b9a;display:block} .diff .ctx{display:block}
+.share{display:inline-block;height:9px;background:#4a90d9;vertical-align:middle;margin-right:6px}
+video{max-width:100%;background:#000;display:block;margin:6px 0}
 """
 
 
 def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+    return str(_html(x))
 
 
 def _fmt(x: Any) -> str:
@@ -236,9 +300,18 @@ def _fmt(x: Any) -> str:
     return _e(x)
 
 
-def _table(rows: list[list[str]], head: list[str]) -> str:
+def _steps(n: Any) -> str:
+    if not _finite(n):
+        return "-"
+    n = int(n)
+    return f"{n:,}"
+
+
+def _table(rows: list[list[str]], head: list[str], row_class: list[str] | None = None) -> str:
     out = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows]
+    for i, r in enumerate(rows):
+        cls = f" class='{row_class[i]}'" if row_class and row_class[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
     return "".join(out) + "</table>"
 
 
@@ -270,6 +343,11 @@ def _best(run: dict, gens: list[list[Cand]]) -> Cand | None:
     return max(ok, key=lambda c: c.fitness) if ok else None
 
 
+def _runner_up(gens: list[list[Cand]], best: Cand | None) -> Cand | None:
+    ok = [c for cands in gens for c in cands if c.status == "ok" and c.fitness is not None and c is not best]
+    return max(ok, key=lambda c: c.fitness) if ok else None
+
+
 def _tokens_html(tokens: Any) -> str:
     if isinstance(tokens, dict):
         flat = []
@@ -279,29 +357,204 @@ def _tokens_html(tokens: Any) -> str:
     return f"<pre>{_e(json.dumps(tokens, indent=2))}</pre>"
 
 
+def fate_text(c: Cand, budget: int | None) -> str:
+    """What the schedule did with a candidate, in words."""
+    m = c.metrics or {}
+    steps = m.get("env_steps")
+    of = f" of {_steps(budget)}" if budget else ""
+    fate = m.get("fate")
+    if c.metrics is None:
+        return "not finished"
+    if fate == "eliminated":
+        return f"cut by halving after rung {m.get('rungs', '?')}: trained {_steps(steps)}{of} env-steps"
+    if fate == "failed" or c.status != "ok":
+        return f"failed ({c.status}) after {_steps(steps or 0)}{of} env-steps"
+    if fate == "final":
+        return f"trained the full budget: {_steps(steps)}{of} env-steps"
+    return f"trained {_steps(steps)}{of} env-steps" if steps else "-"
+
+
+def component_shares(c: Cand) -> list[tuple[str, float, float | None]]:
+    """(component, mean per step at the end of training, share of the magnitude), largest first."""
+    rows = []
+    for name, points in (c.training.get("components") or {}).items():
+        pts = [p for p in points or [] if isinstance(p, dict) and _finite(p.get("mean"))]
+        if pts:
+            rows.append((name, float(pts[-1]["mean"])))
+    total = sum(abs(v) for _, v in rows)
+    return sorted(((n, v, abs(v) / total if total else None) for n, v in rows), key=lambda r: -(r[2] or 0))
+
+
+def _shares_html(c: Cand) -> str:
+    rows = component_shares(c)
+    if not rows:
+        return "<p class='muted'>no component statistics</p>"
+    return _table([[_e(n), _fmt(v), (f"<span class='share' style='width:{int(100 * sh)}px'></span>{sh:.0%}"
+                                    if sh is not None else "-")] for n, v, sh in rows],
+                  ["component", "mean per step (end of training)", "share of the reward"])
+
+
+def _diff_html(gens: list[list[Cand]], c: Cand) -> str:
+    ref = _parse_ref(c.proposal.get("parent"))
+    index = {(x.g, x.c): x for cands in gens for x in cands}
+    if ref is None or ref not in index:
+        return "<p class='muted'>no parent: a fresh proposal</p>"
+    parent = index[ref]
+    if parent.source is None or c.source is None:
+        return f"<p class='muted'>parent {parent.ref} has no readable reward.py</p>"
+    lines = list(difflib.unified_diff(parent.source.splitlines(), c.source.splitlines(),
+                                      f"{parent.ref}/reward.py", f"{c.ref}/reward.py", lineterm="", n=2))
+    if not lines:
+        return f"<p class='muted'>identical to its parent {parent.ref}</p>"
+    out = []
+    for ln in lines[2:]:
+        kind = "hunk" if ln.startswith("@@") else "add" if ln.startswith("+") else "del" if ln.startswith("-") else "ctx"
+        out.append(f"<span class='{kind}'>{_e(ln) or '&nbsp;'}</span>")
+    pf = _fmt(parent.fitness) if parent.fitness is not None else _e(parent.status)
+    return (f"<p>against its parent <a href='#cand-{parent.g}-{parent.c}'>{parent.ref}</a> (fitness {pf}):</p>"
+            f"<pre class='diff'>{''.join(out)}</pre>")
+
+
+def _video_html(c: Cand, out_dir: Path, width: int = 480) -> str:
+    video = c.path / VIDEO_FILE
+    if not video.is_file():
+        err = ((c.metrics or {}).get("video") or {}).get("error") if isinstance((c.metrics or {}).get("video"), dict) else None
+        return f"<p class='muted'>no video{': ' + _e(err) if err else ''}</p>" if c.status == "ok" else ""
+    rel = Path(os.path.relpath(video, out_dir)).as_posix()
+    return (f"<video src='{_e(rel)}' controls muted playsinline preload='metadata' width='{width}'></video>"
+            f"<p class='muted'><a href='{_e(rel)}'>{_e(rel)}</a></p>")
+
+
+def _trajectories(c: Cand) -> dict:
+    traj = ((c.metrics or {}).get("evaluation") or {}).get("trajectories")
+    return traj if isinstance(traj, dict) else {}
+
+
+def _side_html(c: Cand, title: str, budget: int | None, out_dir: Path) -> str:
+    m = c.metrics or {}
+    ev = m.get("evaluation") or {}
+    std = f" &plusmn; {_fmt(ev['fitness_std'])}" if _finite(ev.get("fitness_std")) else ""
+    parts = [f"<div><h3>{title}: <a href='#cand-{c.g}-{c.c}'>{c.ref}</a></h3>",
+             f"<p>trusted fitness <b>{_fmt(c.fitness)}</b>{std}"
+             + (" <span class='ok'>success</span>" if m.get("success") else "") + "</p>",
+             f"<p class='muted'>{fate_text(c, budget)}</p>", _video_html(c, out_dir, 400)]
+    for key, v in _trajectories(c).items():
+        parts.append(f"<p><b>{_e(key)} episode</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>")
+    if not _trajectories(c):
+        parts.append("<p class='muted'>no trajectory summaries</p>")
+    top = component_shares(c)[:4]
+    if top:
+        parts.append("<p class='muted'>largest components: "
+                     + ", ".join(f"{_e(n)} {sh:.0%}" for n, _, sh in top if sh is not None) + "</p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _why_html(gens: list[list[Cand]], best: Cand, runner: Cand | None, budget: int | None,
+              threshold: Any, out_dir: Path) -> str:
+    parts = ["<div class='why' id='why'><h2>Which reward won, and why</h2>"]
+    success = (best.metrics or {}).get("success")
+    verdict = ""
+    if _finite(threshold):
+        verdict = (" <span class='ok'>(reaches the success threshold "
+                   f"{_fmt(float(threshold))})</span>" if success else
+                   f" <span class='bad'>(below the success threshold {_fmt(float(threshold))})</span>")
+    parts.append(f"<p><span class='star'>&#9733;</span> The winner is candidate <b>{best.ref}</b> with trusted "
+                 f"fitness <b>{_fmt(best.fitness)}</b>{verdict}.")
+    if runner is not None and runner.fitness is not None and best.fitness is not None:
+        gap = best.fitness - runner.fitness
+        parts.append(f" The runner-up, {runner.ref}, scored {_fmt(runner.fitness)} ({_fmt(gap)} lower).")
+        rs, bs = (runner.metrics or {}).get("env_steps"), (best.metrics or {}).get("env_steps")
+        if _finite(rs) and _finite(bs) and rs < bs:
+            parts.append(f" Note that the runner-up trained {_steps(rs)} env-steps against the winner's "
+                         f"{_steps(bs)}: it was cut by the schedule, so part of the gap is budget.")
+    parts.append("</p>")
+    origin = best.proposal.get("origin")
+    notes = "; ".join(_clean(n) for n in best.proposal.get("notes") or [])
+    if origin or notes:
+        parts.append(f"<p>How it was made: {_e(origin or '')}" + (f" &mdash; {_e(notes)}" if notes else "") + "</p>")
+    parts.append("<h3>What changed: its diff</h3>" + _diff_html(gens, best))
+    parts.append("<h3>What it pays for: component shares</h3>" + _shares_html(best))
+    parts.append("<h3>What the policies did: winner and runner-up side by side</h3><div class='side'>")
+    parts.append(_side_html(best, "<span class='star'>&#9733;</span> winner", budget, out_dir))
+    parts.append(_side_html(runner, "runner-up", budget, out_dir) if runner else
+                 "<div><p class='muted'>no other evaluated candidate to compare with</p></div>")
+    parts.append("</div></div>")
+    return "".join(parts)
+
+
+SCHEDULE_TEXT = {
+    "halving": ("Successive halving: every candidate first trains a fifth of the budget and is evaluated; the "
+                "best 3/8 continue (from their saved state) to half the budget, the best third of those to the "
+                "full budget. A candidate cut early trained fewer env-steps: its fitness is measured at that "
+                "smaller budget."),
+    "full": "Full schedule: every candidate trains the full budget.",
+}
+
+
+def _setup_text(run: dict) -> str:
+    cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+    bits = []
+    if cfg.get("samples") is not None and cfg.get("generations") is not None:
+        bits.append(f"{_e(cfg['samples'])} candidates per generation, {_e(cfg['generations'])} generation(s)")
+    if cfg.get("steps"):
+        bits.append(f"budget {_steps(cfg['steps'])} env-steps per candidate")
+    if cfg.get("schedule"):
+        bits.append(f"schedule: {_e(cfg['schedule'])}")
+    if cfg.get("trainer"):
+        bits.append(f"trainer: {_e(cfg['trainer'])}" + (f" on {_e(cfg['device'])}" if cfg.get("device") not in
+                                                        (None, "cpu") else ""))
+    if cfg.get("mode") == "params":
+        bits.append("mode: params (template weights)")
+    if cfg.get("seed") is not None:
+        bits.append(f"seed {_e(cfg['seed'])}")
+    if cfg.get("proposer") == "openai" or cfg.get("replay"):
+        bits.append(f"LLM model {_e(cfg.get('model'))}" + (f" at {_e(cfg['base_url'])}" if cfg.get("base_url") else ""))
+    if cfg.get("replay"):
+        bits.append("replaying recorded LLM answers")
+    if cfg.get("interactive"):
+        bits.append("interactive (human feedback between generations)")
+    return "; ".join(bits) or "<span class='muted'>unknown</span>"
+
+
+def _fitness_text(task: dict, gens: list[list[Cand]]) -> str:
+    fit = task.get("fitness") if isinstance(task.get("fitness"), dict) else {}
+    params = fit.get("params") or {}
+    name = _e(fit.get("name", "?")) + (f"({_e(', '.join(f'{k}={v}' for k, v in params.items()))})" if params else "")
+    doc = next((ev.get("fitness_doc") for cands in gens for c in cands
+                for ev in [(c.metrics or {}).get("evaluation") or {}] if ev.get("fitness_doc")), None)
+    text = f"<b>{name}</b>" + (f": {_e(doc)}" if doc else "")
+    thr = task.get("success_threshold")
+    if _finite(thr):
+        text += f"; success at &ge; {_fmt(float(thr))}"
+    return text
+
+
 def render_html(run_dir: Path, out_dir: Path) -> str:
     """The report's HTML text (links relative to ``out_dir``)."""
     run, gens, notes = load_run(run_dir)
     task = run.get("task") if isinstance(run.get("task"), dict) else {}
+    cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+    budget = cfg.get("steps") if _finite(cfg.get("steps")) else None
     all_c = [c for cands in gens for c in cands]
     best = _best(run, gens)
+    runner = _runner_up(gens, best)
     title = _e(run.get("id") or run_dir.name)
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rewardgen report: {title}"
              f"</title><style>{_CSS}</style></head><body>"]
-    parts.append(f"<h1>rewardgen run {_e(run.get('id') or run_dir.name)}</h1>")
-    fit = task.get("fitness") or {}
+    parts.append(f"<h1>rewardgen run {title}</h1>")
     summary = [
         ["task", _e(task.get("id", "?"))
          + f" <span class='muted'>({_e(task.get('env') or task.get('mjcf') or '')})</span>"],
         ["goal", _e(task.get("description", ""))],
-        ["fitness", _e(fit.get("name", "?")) + " " + _e(json.dumps(fit.get("params") or {}))
-         + f", success at &ge; {_fmt(task.get('success_threshold'))}"],
+        ["fitness", _fitness_text(task, gens)],
         ["status", _e(run.get("status", "unknown"))],
         ["proposer", _e(run.get("proposer", "?"))],
-        ["config", _e(json.dumps(run.get("config") or {}))],
+        ["setup", _setup_text(run)],
         ["candidates", f"{len(all_c)} in {len(gens)} generation(s): "
-         + ", ".join(f"{n} {s}" for s, n in sorted(_count(c.status for c in all_c).items()))],
-        ["best", (f"generation {best.g}, candidate {best.c}: fitness <b>{_fmt(best.fitness)}</b>" if best
+         + ", ".join(f"{n} {_e(s)}" for s, n in sorted(_count(c.status for c in all_c).items()))],
+        ["best", (f"<span class='star'>&#9733;</span> <a href='#cand-{best.g}-{best.c}'>candidate {best.ref}</a>: "
+                  f"fitness <b>{_fmt(best.fitness)}</b> (<a href='#why'>why it won</a>)" if best
                   else "<span class='muted'>none yet</span>")],
         ["report written", _e(time.strftime("%Y-%m-%d %H:%M:%S"))],
     ]
@@ -311,9 +564,15 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
     if notes:
         parts.append("<div class='flag'>" + "<br>".join(_e(n) for n in notes) + "</div>")
 
+    if best is not None:
+        parts.append(_why_html(gens, best, runner, budget, task.get("success_threshold"), out_dir))
+    else:
+        parts.append("<h2>Which reward won, and why</h2><p class='muted'>no candidate has been evaluated yet</p>")
     parts.append("<h2>Fitness per generation</h2>")
     threshold = task.get("success_threshold")
-    svg = _safe(lambda: _fitness_plot(gens, threshold if _finite(threshold) else None))
+    fit_name = ((task.get("fitness") or {}).get("name") if isinstance(task.get("fitness"), dict) else None)
+    svg = _safe(lambda: _fitness_plot(gens, threshold if _finite(threshold) else None, best,
+                                      f"trusted fitness ({_clean(fit_name)})" if fit_name else "trusted fitness"))
     parts.append(f"<div class='plot'>{svg}</div>" if svg else "<p class='muted'>no evaluated candidate yet</p>")
     rows = []
     for g, cands in enumerate(gens):
@@ -323,28 +582,33 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
     if rows:
         parts.append(_table(rows, ["generation", "candidates", "evaluated", "best", "median"]))
 
-    parts.append("<h2>Best reward</h2>")
-    if best is None:
-        parts.append("<p class='muted'>no candidate has been evaluated yet</p>")
-    else:
-        parts.append(f"<p>generation {best.g}, candidate {best.c}, fitness <b>{_fmt(best.fitness)}</b></p>")
+    parts.append("<h2>The schedule: how far each candidate trained</h2>")
+    parts.append(f"<p>{_e(SCHEDULE_TEXT.get(cfg.get('schedule'), 'Schedule: ' + str(cfg.get('schedule', '?'))))}</p>")
+    srows, sclass = [], []
+    for c in all_c:
+        per_rung = ", ".join(f"{_steps(r.get('env_steps_total'))}: {_fmt(r.get('fitness'))}" for r in c.rungs
+                             if r.get("status") == "ok") or "-"
+        srows.append([_star(c, best) + f"<a href='#cand-{c.g}-{c.c}'>{c.ref}</a>", _e(c.status),
+                      _fmt(c.fitness) if c.fitness is not None else "-", _e(fate_text(c, budget)), per_rung])
+        sclass.append("winner" if c is best else "")
+    if srows:
+        parts.append(_table(srows, ["candidate", "status", "fitness", "fate", "fitness after each rung "
+                                    "(env-steps: fitness)"], sclass))
+
+    if best is not None:
+        parts.append("<h2>The winning reward</h2>")
         parts.append(f"<pre>{_e(best.source or '(reward.py missing)')}</pre>")
         chain = lineage(gens, best)
         lrows = [[c.ref, _fmt(c.fitness) if c.fitness is not None else _e(c.status), _e(c.proposal.get("origin", "")),
                   _e("; ".join(map(str, c.proposal.get("notes") or [])))] for c in chain]
         parts.append("<h3>Lineage (newest first)</h3>" + _table(lrows, ["candidate", "fitness", "origin", "notes"]))
-        traj = ((best.metrics or {}).get("evaluation") or {}).get("trajectories")
-        if isinstance(traj, dict):
-            parts.append("<h3>Evaluation episodes</h3>" + "".join(
-                f"<p><b>{_e(k)}</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>"
-                for k, v in traj.items()))
 
     final = _read_json(run_dir / "final.json", notes) if (run_dir / "final.json").is_file() else None
     if isinstance(final, dict) and final.get("rows"):
         parts.append("<h2>Final evaluation</h2>")
-        parts.append(f"<p class='muted'>{_e(final.get('protocol', ''))}; {final.get('seeds')} seeds x "
-                     f"{final.get('steps')} env-steps</p>")
-        parts.append(_table([[_e(r.get("label", r.get("method"))), f"{r.get('ok')}/{r.get('seeds')}",
+        parts.append(f"<p class='muted'>{_e(final.get('protocol', ''))}; {_e(final.get('seeds'))} seeds x "
+                     f"{_e(final.get('steps'))} env-steps</p>")
+        parts.append(_table([[_e(r.get("label", r.get("method"))), f"{_e(r.get('ok'))}/{_e(r.get('seeds'))}",
                               _fmt(r.get("fitness_mean")), _fmt(r.get("fitness_std")), _fmt(r.get("success_rate")),
                               _fmt(r.get("human_normalized"))] for r in final["rows"]],
                             ["method", "seeds ok", "fitness mean", "fitness std", "success rate",
@@ -360,20 +624,26 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         parts.append("<p>none: no candidate's reward rose while its fitness stayed flat or fell</p>")
 
     parts.append("<h2>Candidates</h2>")
-    rows = []
+    rows, classes = [], []
     for c in all_c:
         st = c.status
         cls = "ok" if st == "ok" else ("muted" if st in ("pending", "unreadable") else "bad")
         err = (c.metrics or {}).get("error")
-        rows.append([f"<a href='#cand-{c.g}-{c.c}'>{c.ref}</a>", f"<span class='{cls}'>{_e(st)}</span>",
-                     _fmt(c.fitness) if c.fitness is not None else "-", _e(c.proposal.get("origin", "")),
-                     "&#9888; hacking?" if c.hacking else "", _e(str(err)[:200]) if err else ""])
+        rows.append([_star(c, best) + f"<a href='#cand-{c.g}-{c.c}'>{c.ref}</a>", f"<span class='{cls}'>{_e(st)}</span>",
+                     _fmt(c.fitness) if c.fitness is not None else "-", _e(fate_text(c, budget)),
+                     _e(c.proposal.get("origin", "")), "&#9888; hacking?" if c.hacking else "",
+                     _e(str(err)[:200]) if err else ""])
+        classes.append("winner" if c is best else "")
     if rows:
-        parts.append(_table(rows, ["candidate", "status", "fitness", "origin", "flags", "error"]))
+        parts.append(_table(rows, ["candidate", "status", "fitness", "fate", "origin", "flags", "error"], classes))
     for c in all_c:
-        parts.append(_candidate_html(c, out_dir))
+        parts.append(_candidate_html(c, out_dir, gens, best, budget))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _star(c: Cand, best: Cand | None) -> str:
+    return "<span class='star' title='the winner'>&#9733;</span> " if c is best else ""
 
 
 def _count(items) -> dict[str, int]:
@@ -390,13 +660,18 @@ def _safe(fn) -> str | None:
         return f"<p class='bad'>plot failed: {_e(type(exc).__name__)}: {_e(str(exc)[:200])}</p>"
 
 
-def _candidate_html(c: Cand, out_dir: Path) -> str:
+def _candidate_html(c: Cand, out_dir: Path, gens: list[list[Cand]] | None = None, best: Cand | None = None,
+                    budget: int | None = None) -> str:
     m = c.metrics or {}
-    parts = [f"<div class='cand' id='cand-{c.g}-{c.c}'><h3>candidate {c.ref}: {_e(c.status)}"
+    win = c is best
+    parts = [f"<div class='cand{' winner' if win else ''}' id='cand-{c.g}-{c.c}'><h3>{_star(c, best)}"
+             f"candidate {c.ref}{' (the winner)' if win else ''}: {_e(c.status)}"
              + (f", fitness {_fmt(c.fitness)}" if c.fitness is not None else "") + "</h3>"]
     if c.proposal.get("origin") or c.proposal.get("parent"):
         parts.append(f"<p class='muted'>origin: {_e(c.proposal.get('origin', ''))}"
                      + (f"; parent {_e(c.proposal.get('parent'))}" if c.proposal.get("parent") else "") + "</p>")
+    if c.metrics is not None:
+        parts.append(f"<p class='muted'>{_e(fate_text(c, budget))}</p>")
     if m.get("error"):
         parts.append(f"<p class='bad'>{_e(str(m['error'])[:1000])}</p>")
     if c.hacking:
@@ -405,6 +680,7 @@ def _candidate_html(c: Cand, out_dir: Path) -> str:
     if isinstance(debug, dict) and debug.get("flags"):
         parts.append("".join(f"<div class='flag'>[{_e(f.get('code'))}] {_e(f.get('message'))}</div>"
                              for f in debug["flags"] if isinstance(f, dict)))
+    parts.append(_video_html(c, out_dir))
     svg = _safe(lambda: _candidate_plot(c))
     if svg:
         parts.append(f"<div class='plot'>{svg}</div>")
@@ -418,14 +694,13 @@ def _candidate_html(c: Cand, out_dir: Path) -> str:
         facts.append(f"reward/fitness correlation over training episodes: {corr:+.2f}")
     if facts:
         parts.append("<p class='muted'>" + " &middot; ".join(facts) + "</p>")
-    video = c.path / "rollout.mp4"
-    if video.is_file():
-        rel = os.path.relpath(video, out_dir)
-        parts.append(f"<p><a href='{_e(rel)}'>rollout video ({_e(rel)})</a></p>"
-                     f"<video src='{_e(rel)}' controls width='480' preload='none'></video>")
+    for key, v in _trajectories(c).items():
+        parts.append(f"<p><b>{_e(key)} episode</b>: {_e(v.get('summary') if isinstance(v, dict) else v)}</p>")
     if c.notes:
         parts.append("<p class='muted'>" + "; ".join(_e(n) for n in c.notes) + "</p>")
     if c.source:
+        if gens is not None and c.proposal.get("parent"):
+            parts.append(f"<details><summary>diff against its parent</summary>{_diff_html(gens, c)}</details>")
         parts.append(f"<details><summary>reward.py</summary><pre>{_e(c.source)}</pre></details>")
     parts.append("</div>")
     return "".join(parts)

@@ -14,7 +14,7 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, one_line
+from rewardgen.errors import UserError, flatten
 
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -208,7 +208,7 @@ def check_loads(task: "Task") -> None:
         raise
     except Exception as exc:  # noqa: BLE001 - gymnasium, mujoco and import errors all mean "cannot load"
         raise TaskError(f"task {task.id} ({task.source or task.robot_label}): the environment cannot be built: "
-                        f"{type(exc).__name__}: {one_line(exc, 300)}") from None
+                        f"{type(exc).__name__}: {flatten(exc, 300)}") from None
 
 
 #: PPOHyperparams fields a task file may set under ``ppo:``, with their types
@@ -300,7 +300,7 @@ def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, 
     try:
         model = mujoco.MjModel.from_xml_path(str(file))
     except (ValueError, OSError) as exc:
-        raise TaskError(f"cannot load MJCF model {file}: {one_line(exc) or 'unknown error'}") from None
+        raise TaskError(f"cannot load MJCF model {file}: {flatten(exc) or 'unknown error'}") from None
     if model.nu == 0:
         raise TaskError(f"MJCF model {file.name} has no actuators: a policy needs actuators to drive the robot")
     if not isinstance(describe, str) or not describe.strip():

@@ -55,6 +55,7 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
     from torch.utils.tensorboard import SummaryWriter
 
     from rewardgen.hacking import hacking_alarm
+    from rewardgen.safetext import clean
 
     logdir = Path(logdir)
     logdir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,9 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
     try:
         def add(tag: str, value: Any, step: Any) -> None:
             if _num(value) and _num(step):
-                writer.add_scalar(tag, float(value), int(step))
+                # component names come from reward code: a lone surrogate in one made the protobuf
+                # encoder raise and stopped the candidate's logging
+                writer.add_scalar(clean(tag), float(value), int(step))
                 steps_seen.append(int(step))
 
         for p in training.get("total_reward") or []:

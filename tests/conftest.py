@@ -67,3 +67,44 @@ def _no_llm_from_the_environment(monkeypatch):
     `--llm auto` to a real endpoint (tests that need an LLM start their own server)."""
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
+
+
+class RecordingProgress:
+    """The CLI's live display (``rewardgen.cli.RichProgress``) on a recorded terminal, with every bar's
+    state captured after each event: what a person would have seen, event by event."""
+
+    def __init__(self, width: int = 110):
+        import io
+
+        from rich.console import Console
+
+        from rewardgen.cli import RichProgress
+
+        self.file = io.StringIO()
+        self.console = Console(file=self.file, force_terminal=True, width=width, color_system=None)
+        self.display = RichProgress(self.console)
+        self.events: list[tuple[str, dict]] = []
+        self.frames: list[list[dict]] = []
+
+    def event(self, kind: str, **data) -> None:
+        self.display.event(kind, **data)
+        self.events.append((kind, data))
+        self.frames.append([{"description": t.description, "completed": t.completed, "total": t.total,
+                             "count": t.fields.get("count", ""), "eta": t.fields.get("eta", "")}
+                            for t in self.display.bars.tasks])
+
+
+@pytest.fixture(scope="session")
+def small_real_run(tmp_path_factory):
+    """A real run, small: inverted pendulum, 3 candidates x 2 generations, 3000 env-steps under the
+    halving schedule, one worker (so candidates queue), videos rendered; watched by the CLI's
+    display. Returns (run_dir, RecordingProgress)."""
+    from rewardgen.evolve import EvolveConfig, evolve
+
+    runs = tmp_path_factory.mktemp("small-real-run") / "runs"
+    progress = RecordingProgress()
+    config = EvolveConfig(task="inverted-pendulum-balance", samples=3, generations=2, steps=3000, workers=1,
+                          llm="offline")
+    with progress.display:
+        summary = evolve(config, runs, progress)
+    return Path(summary["run_dir"]), progress

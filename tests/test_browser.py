@@ -149,6 +149,18 @@ def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> No
             expect(page.locator("#next-button")).to_be_enabled(timeout=120_000)
             expect(page.locator("#next-button")).to_have_text("Start the next generation")
             page.screenshot(path=str(ARTIFACTS / "next-finished.png"), full_page=True)
+
+            # a component name with a lone surrogate (reward code chooses it) must not hide the page
+            metrics = browser_run / "gen-000" / "cand-00" / "metrics.json"
+            m = json.loads(metrics.read_text())
+            comps = m["training"]["components"]
+            comps["odd\udcffname"] = next(iter(comps.values()))
+            metrics.write_text(json.dumps(m))
+            r = page.goto(f"{base}/runs/{run_id}/gen/0")
+            assert r.status == 200
+            expect(page.locator("#cand-0 svg.chart")).to_contain_text("odd\\udcffname")
+            expect(page.locator("#prefer")).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "generation-surrogate.png"), full_page=True)
         finally:
             browser.close()
 

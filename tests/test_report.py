@@ -1,10 +1,11 @@
 """HTML report and TensorBoard scalars (issue 7).
 
-The run directory is built by hand in the run-store layout (training statistics from the real
-``TrainingStats``), with the awkward cases a report must survive: a failed candidate, a corrupt
-metrics.json, a pending candidate, an empty generation, a video, LLM tokens and a lineage.
-The browser test opens the report in headless Debian chromium (skipped when /usr/bin/chromium is
-missing) and saves its screenshot under tests/artifacts/.
+Two sources: a real small evolve (``small_real_run`` in conftest: real training, evaluation and
+videos) for what a report must show, and a run directory built by hand in the run-store layout
+(training statistics from the real ``TrainingStats``) for the awkward cases it must survive: a
+failed candidate, a corrupt metrics.json, a pending candidate, an empty generation, LLM tokens,
+hostile text. The browser tests open the reports in headless Debian chromium (skipped when
+/usr/bin/chromium is missing) and save screenshots under tests/artifacts/.
 """
 
 from __future__ import annotations
@@ -70,10 +71,9 @@ def make_run(root: Path) -> Path:
                 "env_steps_per_second": 4000.0, "evaluation": {"fitness": 0.42, "fitness_std": 0.01}})
     cand(0, 1, {"status": "runtime", "fitness": None, "error": "ZeroDivisionError: float division (reward.py line 4)"})
     cand(0, 2, raw_metrics="{not json")
-    d = cand(1, 0, {"status": "ok", "fitness": 0.61, "training": training_stats(8, 0.0, seed=1),
-                    "evaluation": {"fitness": 0.61, "trajectories": trajectories}},
-             proposal={"origin": "mutation of 0/0", "parent": "0/0", "notes": ["raised forward weight"]})
-    (d / "rollout.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    cand(1, 0, {"status": "ok", "fitness": 0.61, "training": training_stats(8, 0.0, seed=1),
+                "evaluation": {"fitness": 0.61, "trajectories": trajectories}},
+         proposal={"origin": "mutation of 0/0", "parent": "0/0", "notes": ["raised forward weight"]})
     cand(1, 1)  # pending: reward.py only
     (run / "gen-002").mkdir()  # a generation that never got its proposals written
     return run
@@ -85,18 +85,19 @@ def test_report_contents(tmp_path):
     assert out == run / "report.html"
     text = out.read_text()
     assert text.count("<svg") == 3  # fitness per generation + two trained candidates
+    assert "<video" not in text  # no candidate here has a video file
     assert not re.search(r"""(src|href)=['"]https?:""", text)  # self-contained
     assert "12345" in text and "678" in text  # tokens
     assert "ZeroDivisionError" in text and "pending" in text
     assert "unreadable" in text and "metrics.json: unreadable" in text
-    assert "href='gen-001/cand-00/rollout.mp4'" in text
     assert "possible reward hacking" in text  # 1/0's reward rose with flat fitness
     assert "torso fell 1 time(s)" in text  # the best candidate's trajectory summaries
     assert "f * 1," in text  # the best reward's code
     _, gens, _ = load_run(run)
     assert [c.ref for c in lineage(gens, gens[1][0])] == ["1/0", "0/0"]
-    other = write_report(run, tmp_path / "elsewhere" / "r.html")
-    assert "href='../20260101-000000-hopper-hop/gen-001/cand-00/rollout.mp4'" in other.read_text()
+    assert "Which reward won, and why" in text and "winner is candidate <b>1/0</b>" in text
+    assert "runner-up, 0/0" in text and "identical to its parent 0/0" in text
+    assert "forward_velocity(body=torso, axis=x)" in text and "{}" not in text.split("<h2>")[0]
 
 
 def test_report_on_empty_and_broken_runs(tmp_path):
@@ -162,3 +163,94 @@ def test_tensorboard_scalars(tmp_path):
     steps = [s for s, _ in scalars["episode/return"]]
     assert steps == sorted(steps) and steps[-1] <= 10_000
     write_scalars(tmp_path / "tb" / "failed", {"status": "runtime", "fitness": None})  # nothing to write, no error
+
+
+# ------------------------------------------------------------------------------------------------
+# the report of a real run
+# ------------------------------------------------------------------------------------------------
+
+def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run):
+    run_dir, _ = small_real_run
+    report = run_dir / "report.html"  # written by the run itself, not by this test
+    text = report.read_text()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "finished"
+    status_row = re.search(r"<td>status</td><td>([^<]*)</td>", text)
+    assert status_row and status_row.group(1) == "finished"  # was "running": written before the final status
+    # every candidate's rollout video: a <video> whose file exists, relative to the report
+    srcs = re.findall(r"<video src='([^']+)'", text)
+    cands = sorted(run_dir.glob("gen-*/cand-*/video.mp4"))
+    assert len(cands) == 6 and len(set(srcs)) == 6, (srcs, cands)
+    for src in srcs:
+        assert (report.parent / src).is_file() and (report.parent / src).stat().st_size > 1000, src
+    # the winner, marked, and why
+    best = run["best"]
+    ref = f"{best['generation']}/{best['candidate']}"
+    assert f"winner is candidate <b>{ref}</b>" in text
+    assert text.count("class='winner'") >= 2 and "(the winner)" in text
+    why = text[text.index("id='why'"):text.index("<h2>Fitness per generation")]
+    assert "component shares" in why and "share of the reward" in why and "runner-up" in why
+    assert why.count("best episode</b>") == 2  # trajectory summaries of winner and runner-up side by side
+    assert "its diff" in why and ("against its parent" in why or "no parent" in why)
+    # the schedule: halving explained, each candidate's fate with its own budget
+    assert "Successive halving" in text
+    fates = [json.loads((d / "metrics.json").read_text()) for d in sorted(run_dir.glob("gen-*/cand-*"))]
+    cut = [m for m in fates if m["fate"] == "eliminated"]
+    assert cut, "halving with 3 candidates cuts some"
+    for m in cut:
+        assert f"cut by halving after rung {m['rungs']}: trained {m['env_steps']:,} of 3,000 env-steps" in text
+    # the setup in words, not a JSON dump; no LLM model for the offline proposer; fitness explained
+    assert "gpt-4o-mini" not in text and '"llm_timeout"' not in text and "budget 3,000 env-steps" in text
+    assert "alive_fraction</b>: fraction of the episode horizon survived" in text and "alive_fraction {}" not in text
+
+
+def test_real_report_in_chromium_plays_its_videos(small_real_run, tmp_path):
+    """The report's <video> elements load in a real browser (duration > 0), and a screenshot is kept."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    run_dir, _ = small_real_run
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto((run_dir / "report.html").resolve().as_uri())
+            durations = page.evaluate("""async () => Promise.all([...document.querySelectorAll('video')].map(v =>
+                new Promise(resolve => {
+                  if (v.readyState >= 1) return resolve(v.duration);
+                  v.addEventListener('loadedmetadata', () => resolve(v.duration), {once: true});
+                  v.addEventListener('error', () => resolve(-1), {once: true});
+                  v.load();
+                })))""")
+            assert len(durations) >= 6 and all(d > 0 for d in durations), durations
+            page.screenshot(path=str(ARTIFACTS / "report-real.png"), full_page=True)
+            # the plots: tick labels of the env-step axes do not overlap
+            boxes = page.evaluate("""() => [...document.querySelectorAll('.plot svg')].length""")
+            assert boxes >= 7
+        finally:
+            browser.close()
+
+
+def test_tensorboard_survives_a_component_name_with_a_surrogate(tmp_path):
+    pytest.importorskip("tensorboard")
+    from rewardgen.tblog import read_scalars, write_scalars
+
+    training = training_stats(1, 1)
+    training["components"] = {"odd\udcffname": training["components"]["forward"]}
+    logdir = write_scalars(tmp_path / "tb", {"status": "ok", "fitness": 0.5, "env_steps": 10_000, "training": training})
+    scalars = read_scalars(logdir)
+    assert "components/odd\\udcffname" in scalars and "episode/return" in scalars  # logging went on after it
+
+
+def test_report_escapes_hostile_text(tmp_path):
+    run = make_run(tmp_path)
+    m = run / "gen-000" / "cand-00" / "metrics.json"
+    data = json.loads(m.read_text())
+    data["training"]["components"]["<img src=x onerror=alert(1)>\udcff"] = data["training"]["components"]["forward"]
+    data["error"] = "<script>alert(1)</script>"
+    m.write_text(json.dumps(data))
+    text = write_report(run).read_text()
+    assert "<img src=x" not in text and "<script>alert" not in text and "&lt;img src=x" in text
+    text.encode("utf-8")

@@ -19,6 +19,18 @@ from rewardgen.web import JobError, Jobs, check_bind, create_app, serve  # noqa:
 from test_feedback import fake_run  # noqa: E402
 
 RID = "20260101-000000-fake"
+
+
+class Client(TestClient):
+    """A TestClient addressed as the server is (http://127.0.0.1), with ``form`` for a POST that
+    carries the server's CSRF token like the pages' forms do (``post`` sends exactly what it is given)."""
+
+    def __init__(self, app, **kw):
+        kw.setdefault("base_url", "http://127.0.0.1")
+        super().__init__(app, **kw)
+
+    def form(self, url: str, data: dict | None = None, **kw):
+        return self.post(url, data={**(data or {}), "csrf": self.app.state.csrf}, **kw)
 FAKE_MP4 = b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 8
 
 
@@ -36,11 +48,11 @@ def started() -> list[Path]:
 
 
 @pytest.fixture
-def client(runs: Path, started: list[Path]) -> TestClient:
-    return TestClient(create_app(runs, start_next=started.append), follow_redirects=False)
+def client(runs: Path, started: list[Path]) -> Client:
+    return Client(create_app(runs, start_next=started.append), follow_redirects=False)
 
 
-def test_pages_show_runs_generations_and_candidates(client: TestClient) -> None:
+def test_pages_show_runs_generations_and_candidates(client: Client) -> None:
     r = client.get("/")
     assert r.status_code == 200 and RID in r.text and "inverted-pendulum-balance" in r.text
     r = client.get(f"/runs/{RID}")
@@ -56,7 +68,7 @@ def test_pages_show_runs_generations_and_candidates(client: TestClient) -> None:
     assert f'src="/runs/{RID}/gen/0/cand/0/video.mp4"' in r.text and "no parent" in r.text
 
 
-def test_video_is_served_as_mp4_with_range_requests(client: TestClient) -> None:
+def test_video_is_served_as_mp4_with_range_requests(client: Client) -> None:
     url = f"/runs/{RID}/gen/0/cand/0/video.mp4"
     r = client.get(url)
     assert r.status_code == 200 and r.headers["content-type"] == "video/mp4" and r.content == FAKE_MP4
@@ -77,7 +89,7 @@ def test_video_is_served_as_mp4_with_range_requests(client: TestClient) -> None:
     f"/runs/{RID}/gen/0/cand/0%2F..%2F1/video.mp4", "/runs/nope", "/runs/nope/progress.json",
     "/runs/..%2F..%2F..%2F..%2Fetc%2Fpasswd/gen/0/cand/0/video.mp4", "/static/..%2F..%2Fetc/passwd",
 ])
-def test_traversal_and_unknown_paths_are_404_html(client: TestClient, url: str) -> None:
+def test_traversal_and_unknown_paths_are_404_html(client: Client, url: str) -> None:
     r = client.get(url)
     assert r.status_code == 404, (url, r.status_code)
     assert r.headers["content-type"].startswith("text/html") and "root:" not in r.text
@@ -101,21 +113,21 @@ def test_symlinks_out_of_the_runs_dir_are_refused(tmp_path: Path, runs: Path) ->
     secret.write_bytes(b"secret")
     video = runs / RID / "gen-000" / "cand-01" / "video.mp4"
     video.symlink_to(secret)
-    client = TestClient(create_app(runs))
+    client = Client(create_app(runs))
     assert client.get("/runs/linked").status_code == 404
     r = client.get(f"/runs/{RID}/gen/0/cand/1/video.mp4")
     assert r.status_code == 404 and b"secret" not in r.content
 
 
-def test_text_feedback_is_stored_and_escaped(client: TestClient, runs: Path) -> None:
-    r = client.post(f"/runs/{RID}/feedback", data={"text": "<script>alert(1)</script> less wobble", "candidate": "1/1",
+def test_text_feedback_is_stored_and_escaped(client: Client, runs: Path) -> None:
+    r = client.form(f"/runs/{RID}/feedback", data={"text": "<script>alert(1)</script> less wobble", "candidate": "1/1",
                                                    "return_gen": "1"})
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
     items = feedback.load(runs / RID)
     assert items[0]["text"] == "<script>alert(1)</script> less wobble" and items[0]["candidate"] == "1/1"
     page = client.get(r.headers["location"]).text
     assert "saved" in page and "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
-    r = client.post(f"/runs/{RID}/feedback", data={"text": "general note"})
+    r = client.form(f"/runs/{RID}/feedback", data={"text": "general note"})
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}?msg=")
     assert len(feedback.load(runs / RID)) == 2
 
@@ -132,24 +144,24 @@ def test_text_feedback_is_stored_and_escaped(client: TestClient, runs: Path) -> 
     ("prefer", {"generation": "x", "best": "0"}, 400, "must be a number"),
     ("prefer", {"generation": "5", "best": "0"}, 400, "does not exist"),
 ])
-def test_bad_forms_get_a_clear_4xx_page_and_change_nothing(client: TestClient, runs: Path, path: str, data: dict,
+def test_bad_forms_get_a_clear_4xx_page_and_change_nothing(client: Client, runs: Path, path: str, data: dict,
                                                            status: int, message: str) -> None:
-    r = client.post(f"/runs/{RID}/{path}", data=data)
+    r = client.form(f"/runs/{RID}/{path}", data=data)
     assert r.status_code == status and message in r.text and r.headers["content-type"].startswith("text/html")
     assert not (runs / RID / "feedback.json").exists()
 
 
-def test_forms_on_unknown_runs_and_oversized_bodies(client: TestClient) -> None:
-    r = client.post("/runs/nope/feedback", data={"text": "hi"})
+def test_forms_on_unknown_runs_and_oversized_bodies(client: Client) -> None:
+    r = client.form("/runs/nope/feedback", data={"text": "hi"})
     assert r.status_code == 404 and "no run named" in r.text
-    r = client.post("/runs/..%2F..%2Fetc/prefer", data={"generation": "0", "best": "0"})
+    r = client.form("/runs/..%2F..%2Fetc/prefer", data={"generation": "0", "best": "0"})
     assert r.status_code == 404
-    r = client.post(f"/runs/{RID}/feedback", data={"text": "x" * 70_000})
+    r = client.form(f"/runs/{RID}/feedback", data={"text": "x" * 70_000})
     assert r.status_code == 413 and "too large" in r.text
 
 
-def test_preference_is_stored(client: TestClient, runs: Path) -> None:
-    r = client.post(f"/runs/{RID}/prefer", data={"generation": "1", "best": "1", "worst": "0"})
+def test_preference_is_stored(client: Client, runs: Path) -> None:
+    r = client.form(f"/runs/{RID}/prefer", data={"generation": "1", "best": "1", "worst": "0"})
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
     [item] = feedback.load(runs / RID)
     assert (item["kind"], item["generation"], item["best"], item["worst"]) == ("preference", 1, 1, 0)
@@ -159,10 +171,10 @@ def test_preference_is_stored(client: TestClient, runs: Path) -> None:
 def test_unfinished_generation_cannot_be_ranked(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     fake_run(runs, generations=1, samples=2, proposed_only=1, status="running")
-    client = TestClient(create_app(runs), follow_redirects=False)
+    client = Client(create_app(runs), follow_redirects=False)
     page = client.get(f"/runs/{RID}/gen/1").text
     assert "in progress" in page and 'id="prefer"' not in page and "training..." in page
-    r = client.post(f"/runs/{RID}/prefer", data={"generation": "1", "best": "0"})
+    r = client.form(f"/runs/{RID}/prefer", data={"generation": "1", "best": "0"})
     assert r.status_code == 400 and "has not finished" in r.text
     p = client.get(f"/runs/{RID}/progress.json").json()
     assert (p["current_generation"], p["candidates_total"], p["candidates_finished"]) == (1, 2, 0)
@@ -174,9 +186,9 @@ def test_concurrent_form_submissions_lose_nothing(runs: Path) -> None:
     errors: list[str] = []
 
     def submit(i: int) -> None:
-        with TestClient(app, follow_redirects=False) as c:
+        with Client(app, follow_redirects=False) as c:
             for j in range(4):
-                r = c.post(f"/runs/{RID}/feedback", data={"text": f"t{i}-{j}"})
+                r = c.form(f"/runs/{RID}/feedback", data={"text": f"t{i}-{j}"})
                 if r.status_code != 303:
                     errors.append(r.text)
 
@@ -189,17 +201,17 @@ def test_concurrent_form_submissions_lose_nothing(runs: Path) -> None:
     assert sorted(x["text"] for x in feedback.load(runs / RID)) == sorted(f"t{i}-{j}" for i in range(6) for j in range(4))
 
 
-def test_next_calls_start_next_and_shows_refusals(runs: Path, started: list[Path], client: TestClient) -> None:
-    r = client.post(f"/runs/{RID}/next")
+def test_next_calls_start_next_and_shows_refusals(runs: Path, started: list[Path], client: Client) -> None:
+    r = client.form(f"/runs/{RID}/next")
     assert r.status_code == 303 and started == [(runs / RID).resolve()]
 
     def busy(run_dir: Path) -> None:
         raise JobError("the next generation is already running")
 
-    c2 = TestClient(create_app(runs, start_next=busy), follow_redirects=False)
-    r = c2.post(f"/runs/{RID}/next")
+    c2 = Client(create_app(runs, start_next=busy), follow_redirects=False)
+    r = c2.form(f"/runs/{RID}/next")
     assert r.status_code == 409 and "already running" in r.text
-    assert c2.post("/runs/nope/next").status_code == 404
+    assert c2.form("/runs/nope/next").status_code == 404
 
 
 def test_default_jobs_extend_a_finished_run_and_refuse_a_second_start(tmp_path: Path, runs: Path) -> None:
@@ -228,23 +240,23 @@ def test_default_jobs_extend_a_finished_run_and_refuse_a_second_start(tmp_path: 
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(JobError, match="in use by another rewardgen process"):
             jobs.start_next(run)
-        assert TestClient(create_app(runs)).get(f"/runs/{RID}/progress.json").json()["busy"] is True
+        assert Client(create_app(runs)).get(f"/runs/{RID}/progress.json").json()["busy"] is True
     finally:
         os.close(fd)
 
 
 def test_token_is_required_on_every_request(runs: Path) -> None:
-    client = TestClient(create_app(runs, token="s3cret"), follow_redirects=False)
+    client = Client(create_app(runs, token="s3cret"), follow_redirects=False)
     for url in ("/", f"/runs/{RID}", f"/runs/{RID}/gen/0/cand/0/video.mp4", f"/runs/{RID}/progress.json"):
         assert client.get(url).status_code == 401
     assert client.get("/?token=wrong").status_code == 401
-    assert client.post(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 401
+    assert client.form(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 401
     assert not (runs / RID / "feedback.json").exists()
     r = client.get("/?token=s3cret")
     assert r.status_code == 200 and "rewardgen_token" in r.headers["set-cookie"]
     assert "httponly" in r.headers["set-cookie"].lower()
     assert client.get(f"/runs/{RID}").status_code == 200  # the cookie now carries it
-    assert client.post(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 303
+    assert client.form(f"/runs/{RID}/feedback", data={"text": "hi"}).status_code == 303
 
 
 def test_non_loopback_bind_needs_a_token() -> None:
@@ -256,14 +268,140 @@ def test_non_loopback_bind_needs_a_token() -> None:
         serve(Path("."), host="192.168.1.5", port=1, token=None)
 
 
-def test_cross_site_posts_are_refused(client: TestClient, runs: Path) -> None:
-    r = client.post(f"/runs/{RID}/feedback", data={"text": "hi"}, headers={"Origin": "http://evil.example"})
-    assert r.status_code == 403 and not (runs / RID / "feedback.json").exists()
-    r = client.post(f"/runs/{RID}/feedback", data={"text": "hi"}, headers={"Origin": "http://testserver"})
+def test_cross_site_posts_are_refused(client: Client, runs: Path, started: list[Path]) -> None:
+    url = f"/runs/{RID}/feedback"
+    for origin in ("http://evil.example", "null", "NULL", "http://127.0.0.1.evil.example", "file://",
+                   "http://localhost.evil.example:8000"):
+        r = client.form(url, data={"text": "hi"}, headers={"Origin": origin})
+        assert r.status_code == 403 and "refused" in r.text, origin
+    # `Origin: null` (sandboxed iframe, data: or file: page) must not start training either
+    assert client.form(f"/runs/{RID}/next", headers={"Origin": "null"}).status_code == 403
+    r = client.form(url, data={"text": "hi"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    assert not (runs / RID / "feedback.json").exists() and started == []
+    r = client.form(url, data={"text": "hi"}, headers={"Origin": "http://127.0.0.1"})
     assert r.status_code == 303
 
 
-def test_corrupt_runs_are_listed_not_fatal(runs: Path, client: TestClient) -> None:
+def test_state_changing_requests_need_the_servers_csrf_token(client: Client, runs: Path,
+                                                             started: list[Path]) -> None:
+    url = f"/runs/{RID}/feedback"
+    for data in ({"text": "hi"}, {"text": "hi", "csrf": ""}, {"text": "hi", "csrf": "x" * 43}):
+        r = client.post(url, data=data)
+        assert r.status_code == 403 and "CSRF token" in r.text
+    assert client.post(f"/runs/{RID}/next").status_code == 403
+    assert client.post(f"/runs/{RID}/prefer", data={"generation": "1", "best": "1"}).status_code == 403
+    # another server (another start) has another token
+    other = create_app(runs)
+    assert other.state.csrf != client.app.state.csrf
+    assert client.post(url, data={"text": "hi", "csrf": other.state.csrf}).status_code == 403
+    assert not (runs / RID / "feedback.json").exists() and started == []
+    # every form on the pages carries the token, so the UI itself works
+    page = client.get(f"/runs/{RID}/gen/1").text
+    forms = page.count("<form ")
+    assert forms >= 3 and page.count(f'name="csrf" value="{client.app.state.csrf}"') == forms
+    assert client.post(url, data={"text": "hi"}, headers={"X-CSRF-Token": client.app.state.csrf}).status_code == 303
+
+
+@pytest.mark.parametrize("host, ok", [
+    ("127.0.0.1:8765", True), ("localhost:8765", True), ("[::1]:8765", True), ("LOCALHOST:8765", True),
+    ("127.0.0.1:8000", False), ("evil.example:8765", False), ("evil.example", False), ("", False),
+    ("127.0.0.1.nip.io:8765", False), ("user@127.0.0.1:8765", False), ("127.0.0.1:8765/x", False),
+])
+def test_host_header_is_checked_against_the_served_address(runs: Path, host: str, ok: bool) -> None:
+    """DNS rebinding: a foreign name that resolves to 127.0.0.1 reaches the server with its own Host."""
+    client = Client(create_app(runs, host="127.0.0.1", port=8765), follow_redirects=False)
+    for method, url in (("GET", "/"), ("GET", f"/runs/{RID}"), ("GET", f"/runs/{RID}/progress.json"),
+                        ("POST", f"/runs/{RID}/feedback")):
+        data = {"text": "hi", "csrf": client.app.state.csrf} if method == "POST" else None
+        r = client.request(method, url, data=data, headers={"Host": host})
+        if ok:
+            assert r.status_code in (200, 303), (method, url, r.status_code)
+        else:
+            assert r.status_code == 421 and RID not in r.text, (method, url, r.status_code)
+    assert (runs / RID / "feedback.json").exists() == ok
+
+
+def test_configured_host_and_wildcard_bind() -> None:
+    from rewardgen.web.app import host_checker
+
+    named = host_checker("rig.lab.example", 8000)
+    assert named("rig.lab.example:8000") and named("127.0.0.1:8000") and not named("other.example:8000")
+    assert host_checker("0.0.0.0", 8000)("anything:1")  # needs --token, checked by check_bind
+
+
+def test_bodies_are_bounded_while_streaming(client: Client, runs: Path) -> None:
+    """No Content-Length (a chunked body): the limit holds on the bytes actually read."""
+    sent = []
+
+    def body():
+        chunk = b"text=" + b"x" * 16_379
+        for _ in range(64):  # 1 MiB offered
+            sent.append(len(chunk))
+            yield chunk
+            chunk = b"x" * 16_384
+
+    r = client.post(f"/runs/{RID}/feedback", content=body(),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413 and "too large" in r.text and sum(sent) == 2**20  # (TestClient sends it all)
+    assert not (runs / RID / "feedback.json").exists()
+    # a lying Content-Length does not help either
+    r = client.post(f"/runs/{RID}/feedback", content=b"text=" + b"y" * 100_000,
+                    headers={"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "10"})
+    assert r.status_code in (400, 413) and not (runs / RID / "feedback.json").exists()
+
+
+def test_a_real_server_stops_reading_a_huge_chunked_body(runs: Path) -> None:
+    """Against uvicorn over a socket: 64 MiB offered in chunks, the server answers 413 and hangs up
+    long before it has all of it."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(runs, port=port)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(600):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        assert server.started
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        head = (f"POST /runs/{RID}/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(head.encode())
+        chunk = b"%x\r\n" % 65536 + b"x" * 65536 + b"\r\n"
+        sent = 0
+        try:
+            for _ in range(1024):  # 64 MiB
+                sock.sendall(chunk)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                part = sock.recv(4096)
+                if not part:
+                    break
+                answer += part
+        except (ConnectionResetError, socket.timeout):
+            pass
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent < 32 * 2**20, sent  # it hung up: the socket buffers, not the server, took the rest
+        assert not (runs / RID / "feedback.json").exists()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_corrupt_runs_are_listed_not_fatal(runs: Path, client: Client) -> None:
     bad = runs / "20260101-bad"
     bad.mkdir()
     (bad / "run.json").write_text("{oops")
@@ -273,3 +411,48 @@ def test_corrupt_runs_are_listed_not_fatal(runs: Path, client: TestClient) -> No
     (runs / RID / "feedback.json").write_text("nope")
     r = client.get(f"/runs/{RID}")
     assert r.status_code == 200 and "corrupt feedback file" in r.text
+
+
+def test_untrusted_text_with_surrogates_and_markup_renders(client: Client, runs: Path) -> None:
+    """A component name with a lone surrogate (json.loads gives one for "\\udcff") used to turn the
+    generation page into a 500; reward errors and names are shown escaped, never as markup."""
+    d = runs / RID / "gen-001" / "cand-00"
+    m = json.loads((d / "metrics.json").read_text())
+    curve = m["training"]["components"]["alive"]
+    m["training"]["components"] = {"bad\udcffname": curve, "<b>bold</b>": curve}
+    m["status"], m["error"] = "runtime", "boom \udcfe <script>alert(1)</script>"
+    (d / "metrics.json").write_text(json.dumps(m))
+    (d / "proposal.json").write_text(json.dumps({"origin": "llm \ud800 <i>x</i>", "parent": "0/0", "notes": ["\udcff"]}))
+    r = client.get(f"/runs/{RID}/gen/1")
+    assert r.status_code == 200, r.text[-500:]
+    assert "bad\\udcffname" in r.text and "boom \\udcfe &lt;script&gt;" in r.text and "llm \\ud800 &lt;i&gt;" in r.text
+    assert "<script>alert" not in r.text and "<b>bold" not in r.text and "&lt;b&gt;bold&lt;/b&gt;" in r.text
+    assert 'id="prefer"' in r.text  # the preference form is still there
+    assert client.get(f"/runs/{RID}").status_code == 200
+
+
+def test_run_page_says_budget_and_halving_and_draws_the_threshold(runs: Path) -> None:
+    run = json.loads((runs / RID / "run.json").read_text())
+    run["config"] |= {"steps": 1_000_000, "schedule": "halving", "samples": 4}
+    run["task"] |= {"success_threshold": 0.9, "fitness": {"name": "alive_fraction", "params": {}}}
+    atomic_write_json(runs / RID / "run.json", run)
+    text = Client(create_app(runs)).get(f"/runs/{RID}").text
+    assert "1000000 training steps each" not in text and "budget 1M training env-steps per candidate" in text
+    assert "successive halving" in text and "cut early" in text
+    assert "success threshold (0.9)" in text and 'class="hline"' in text
+    assert "trusted fitness (alive_fraction)" in text
+    # every generation gets a tick label, not only the first and the last
+    chart = text[text.index('<svg'):text.index('</svg>')]
+    assert chart.count('text-anchor="middle">0</text>') == 1 and chart.count('text-anchor="middle">1</text>') == 1
+
+
+def test_job_log_tail_shows_only_the_latest_job_and_each_line_once(tmp_path: Path) -> None:
+    from rewardgen.web.jobs import tail
+
+    log = tmp_path / "web-job.log"
+    log.write_text("\n--- 2026-01-01 rewardgen resume\ngeneration 0 done: best 1\nold line\n"
+                   "\n--- 2026-01-02 rewardgen resume\ngeneration 0: already finished\n"
+                   "gen 1 cand 0 training\rgen 1 cand 0 fitness 0.5\ngeneration 1 done: best 0\n"
+                   "generation 1 done: best 0\n")
+    assert tail(log) == ["--- 2026-01-02 rewardgen resume", "generation 0: already finished",
+                         "gen 1 cand 0 fitness 0.5", "generation 1 done: best 0"]

@@ -18,6 +18,23 @@ Every path parameter is checked against a strict pattern and resolved inside ``r
 file is touched, so ``..``, absolute paths, symlinks out of the run and encoded variants get a 404.
 Bad input gets a 4xx HTML page that says what was wrong; nothing is written. With a token, every
 request must carry it (``?token=`` once, then the cookie this sets) or it gets a 401.
+
+Protection of the local server (it can save feedback that reaches the next LLM prompt and start
+training jobs):
+
+- ``Host``: a request must name the server as it was bound (``127.0.0.1``, ``localhost`` or ``[::1]``
+  with its port, or the ``--host`` given); anything else gets a 421, so a foreign site whose name
+  resolves to 127.0.0.1 (DNS rebinding) can neither read pages nor post. A wildcard bind
+  (``0.0.0.0``, ``::``) needs a token and accepts any name.
+- State-changing requests (every POST) need the per-server CSRF token that each form carries (a new
+  random one each time the server starts), and are refused when ``Origin`` is ``null`` (sandboxed
+  iframes, ``data:`` and ``file:`` pages) or names another site, or ``Sec-Fetch-Site`` says
+  cross-site.
+- Bodies are bounded while they are read (``MAX_BODY`` bytes, chunked bodies included), not by
+  trusting ``Content-Length``.
+
+Every value a template shows goes through ``rewardgen.safetext.html`` (the Jinja ``finalize``), so
+component names with lone surrogates, reward errors and feedback are escaped in one place.
 """
 
 from __future__ import annotations
@@ -26,10 +43,11 @@ import difflib
 import hmac
 import json
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -41,12 +59,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rewardgen import feedback
 from rewardgen.feedback import FeedbackError, parse_ref, proposed_generations
 from rewardgen.runstore import RUN_FILE, RunStore, RunStoreError
+from rewardgen.safetext import clean, html
 from rewardgen.video import VIDEO_FILE
 from rewardgen.web.charts import component_chart, fitness_chart
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOKEN_COOKIE = "rewardgen_token"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARD = ("0.0.0.0", "::", "")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 NUMBER = re.compile(r"^[0-9]{1,6}$")
 MAX_BODY = 64 * 1024
@@ -164,7 +187,7 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict) -> list[dict]:
             "video": f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None,
             "chart": component_chart(m.get("training") or {}), "origin": prop.get("origin"),
             "notes": prop.get("notes") or [], "source": source, "diff": _diff(store, g, c, source, prop.get("parent")),
-            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
+            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"), "fate": m.get("fate"),
         })
     return out
 
@@ -188,24 +211,76 @@ def progress(store: RunStore, job: dict | None) -> dict:
 
 
 # ----- the app
+class BodyTooLarge(Exception):
+    """A request body passed ``MAX_BODY`` while it was being read."""
+
+
+def _host_name(value: str) -> tuple[str, int | None] | None:
+    """("name", port or None) of a Host header value, names lower-cased, IPv6 without brackets."""
+    try:
+        parts = urlsplit("//" + value.strip())
+        name, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not name or parts.path or parts.query or parts.username is not None:
+        return None
+    return name.lower().rstrip("."), port
+
+
+def host_checker(host: str | None, port: int | None) -> Callable[[str | None], bool]:
+    """Whether a ``Host`` header names this server: a loopback name (127.0.0.1, localhost, [::1]) or
+    the bound ``host``, with ``port`` (any port when None). A wildcard bind accepts every name."""
+    bound = (host or "127.0.0.1").strip("[]").lower()
+    if bound in WILDCARD:
+        return lambda value: True
+    names = {bound, *LOOPBACK}
+
+    def ok(value: str | None) -> bool:
+        parsed = _host_name(value or "")
+        if parsed is None:
+            return False
+        name, given_port = parsed
+        if name not in names:
+            return False
+        return port is None or given_port == port or (given_port is None and port == 80)
+    return ok
+
+
+def origin_allowed(origin: str, host_ok: Callable[[str | None], bool]) -> bool:
+    """An ``Origin`` header (when present) must be this server; ``null`` never is."""
+    if origin.strip().lower() == "null":
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and host_ok(parts.netloc)
+
+
 def create_app(runs_dir: Path, token: str | None = None,
-               start_next: Callable[[Path], None] | None = None) -> FastAPI:
+               start_next: Callable[[Path], None] | None = None, host: str | None = "127.0.0.1",
+               port: int | None = None) -> FastAPI:
     """The web UI over ``runs_dir``.
 
     :param token: if set, every request must carry it (query ``?token=`` or the cookie it sets).
     :param start_next: ``callable(run_dir)`` that starts the run's next generation in the background and
         returns at once; raise ``JobError`` (or ``ValueError``) with a message to refuse. Default:
         ``Jobs().start_next`` (``python -m rewardgen resume RUN_DIR`` after adding a generation).
+    :param host, port: where the server is reached; requests whose ``Host`` header names anything
+        else (other than 127.0.0.1, localhost, [::1] at ``port``) get a 421. ``port=None`` accepts
+        any port.
     """
     runs = Runs(runs_dir)
     jobs = Jobs()
     starter = start_next or jobs.start_next
+    csrf = secrets.token_urlsafe(32)
+    host_ok = host_checker(host, port)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.ChainableUndefined)
+                             undefined=jinja2.ChainableUndefined, finalize=html)
     env.filters["fit"] = lambda v: "-" if v is None else f"{v:.4g}"
+    env.filters["steps"] = _steps
+    env.globals["csrf_field"] = CSRF_FIELD
+    env.globals["csrf_token"] = csrf
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="rewardgen", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.runs, app.state.jobs = runs, jobs
+    app.state.runs, app.state.jobs, app.state.csrf = runs, jobs, csrf
 
     def page(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         ctx.setdefault("msg", request.query_params.get("msg", "")[:500])
@@ -219,6 +294,12 @@ def create_app(runs_dir: Path, token: str | None = None,
     async def _web_error(request: Request, exc: WebError) -> HTMLResponse:
         return error_page(request, exc.status, exc.message)
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> HTMLResponse:
+        response = error_page(request, 413, f"request too large (the limit is {MAX_BODY} bytes)")
+        response.headers["Connection"] = "close"
+        return response
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
         msg = "no such page" if exc.status_code == 404 else str(exc.detail)
@@ -230,15 +311,21 @@ def create_app(runs_dir: Path, token: str | None = None,
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
+        if not host_ok(request.headers.get("host")):
+            return error_page(request, 421, f"this server does not answer to the name "
+                                            f"{request.headers.get('host', '')!r}; open it as http://127.0.0.1"
+                                            + (f":{port}" if port else "") + "/")
         if token is not None:
             given = request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return error_page(request, 401, "this server needs its access token: open the link with "
                                                 "?token=... that `rewardgen serve` printed")
-        if request.method == "POST":
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
-            if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-                return error_page(request, 403, f"cross-site request from {origin} refused")
+            if origin is not None and not origin_allowed(origin, host_ok):
+                return error_page(request, 403, f"cross-site request from origin {origin!r} refused")
+            if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+                return error_page(request, 403, "cross-site request refused")
             try:
                 length = int(request.headers.get("content-length") or 0)
             except ValueError:
@@ -270,8 +357,14 @@ def create_app(runs_dir: Path, token: str | None = None,
             items = feedback.load(store.path)
         except FeedbackError as exc:
             items, run["feedback_error"] = [], str(exc)
+        task = run.get("task") if isinstance(run.get("task"), dict) else {}
+        threshold = task.get("success_threshold")
+        fit_name = (task.get("fitness") or {}).get("name") if isinstance(task.get("fitness"), dict) else None
+        chart = fitness_chart(run.get("generations", []),
+                              threshold=threshold if isinstance(threshold, (int, float)) else None,
+                              fitness_label=f"trusted fitness ({fit_name})" if fit_name else "trusted fitness")
         return page(request, "run.html", run=run, run_id=store.path.name, gens=gens,
-                    chart=fitness_chart(run.get("generations", [])), feedback=items, gens_proposed=len(gens),
+                    chart=chart, feedback=items, gens_proposed=len(gens),
                     progress=progress(store, jobs.status(store.path)))
 
     @app.get("/runs/{run_id}/gen/{gen}", response_class=HTMLResponse)
@@ -304,11 +397,25 @@ def create_app(runs_dir: Path, token: str | None = None,
         return JSONResponse(progress(store, jobs.status(store.path)))
 
     async def form(request: Request) -> dict[str, str]:
+        """The urlencoded form of a POST, read at most ``MAX_BODY`` bytes (chunked bodies too), with the
+        server's CSRF token checked before anything is done."""
+        kind = request.headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip()
+        if kind != "application/x-www-form-urlencoded":
+            raise WebError(415, f"expected a form (application/x-www-form-urlencoded), got {kind!r}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise BodyTooLarge()
         try:
-            data = await request.form()
-        except Exception as exc:  # malformed body
+            data = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100))
+        except (UnicodeDecodeError, ValueError) as exc:  # malformed body
             raise WebError(400, f"could not read the form: {exc}") from None
-        return {k: v for k, v in data.items() if isinstance(v, str)}
+        given = data.pop(CSRF_FIELD, None) or request.headers.get(CSRF_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), csrf.encode()):
+            raise WebError(403, "this form is stale or came from another site (its CSRF token is missing or "
+                                "wrong); reload the page and try again")
+        return data
 
     def back(run_id: str, gen: str | None, **query: str) -> RedirectResponse:
         url = f"/runs/{quote(run_id)}" + (f"/gen/{int(gen)}" if gen and NUMBER.match(gen) else "")
@@ -346,6 +453,7 @@ def create_app(runs_dir: Path, token: str | None = None,
     @app.post("/runs/{run_id}/next")
     async def post_next(request: Request, run_id: str):
         store = runs.store(run_id)
+        await form(request)
         try:
             starter(store.path)
         except (JobError, ValueError) as exc:
@@ -355,14 +463,23 @@ def create_app(runs_dir: Path, token: str | None = None,
     return app
 
 
+def _steps(v: Any) -> str:
+    """Env-steps for people: 1000000 -> "1M", 300000 -> "300k", 2048 -> "2048"."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "-" if v is None else str(v)
+    v = int(v)
+    for div, unit in ((1_000_000, "M"), (1_000, "k")):
+        if abs(v) >= div and v % (div // 100) == 0:
+            return f"{v / div:g}{unit}"
+    return str(v)
+
+
 def _safe_feedback(store: RunStore) -> list[dict]:
     try:
         return feedback.load(store.path)
     except FeedbackError:
         return []
 
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -378,7 +495,7 @@ def serve(runs_dir: Path, host: str = "127.0.0.1", port: int = 8000, token: str 
     import uvicorn
 
     check_bind(host, token)
-    app = create_app(Path(runs_dir), token=token, start_next=start_next)
+    app = create_app(Path(runs_dir), token=token, start_next=start_next, host=host, port=port)
     shown = f"[{host}]" if ":" in host else host
     print(f"rewardgen web UI: http://{shown}:{port}/" + (f"?token={quote(token)}" if token else ""), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,23 +1,53 @@
-"""Small inline SVG charts drawn on the server (no JavaScript, no chart library)."""
+"""Small inline SVG charts drawn on the server (no JavaScript, no chart library).
+
+Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k; whole numbers only on an integer axis such as
+generations, each one labelled when there are few), an axis label with its unit, and optional
+horizontal reference lines (the task's success threshold). Every label goes through
+``rewardgen.safetext.html``.
+"""
 
 from __future__ import annotations
 
 import math
-from html import escape
 
 from markupsafe import Markup
+
+from rewardgen.safetext import html as escape
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
 
 
 def _fmt(v: float) -> str:
+    """Short tick label: 0, 0.05, 12.5, 75k, 1.25M."""
     if v == 0:
         return "0"
-    if abs(v) >= 1000:
-        return f"{v / 1000:.3g}k" if abs(v) < 1e6 else f"{v:.2g}"
-    if abs(v) < 0.01:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e4:
+        return f"{v / 1e3:.3g}k"
+    if a < 0.01:
         return f"{v:.2g}"
-    return f"{v:.3g}"
+    return f"{v:.4g}" if a >= 1000 else f"{v:.3g}"
+
+
+def nice_ticks(lo: float, hi: float, most: int = 6, integer: bool = False) -> list[float]:
+    """At most ``most`` round tick values covering [lo, hi] (whole numbers when ``integer``)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+        return []
+    if hi == lo:
+        return [lo]
+    raw = (hi - lo) / max(1, most - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1.0, math.ceil(step))
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks, k = [], 0
+    while first + k * step <= hi + 1e-9 * step:
+        ticks.append(round(first + k * step, 10))
+        k += 1
+    return ticks
 
 
 def _finite(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -26,14 +56,17 @@ def _finite(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360, height: int = 180,
-               title: str = "", x_label: str = "", dots: dict[str, list[tuple[float, float]]] | None = None,
-               empty: str = "no data") -> Markup:
-    """Polylines for ``series`` (name -> [(x, y)]) and scattered points for ``dots``, with a legend."""
+               title: str = "", x_label: str = "", y_label: str = "",
+               dots: dict[str, list[tuple[float, float]]] | None = None,
+               hlines: dict[str, float] | None = None, integer_x: bool = False, empty: str = "no data") -> Markup:
+    """Polylines for ``series`` (name -> [(x, y)]), scattered points for ``dots`` and dashed horizontal
+    ``hlines`` (label -> y), with ticks on both axes, axis labels and a legend."""
     lines = {k: _finite(v) for k, v in series.items()}
     scatter = {k: _finite(v) for k, v in (dots or {}).items()}
+    refs = {k: float(v) for k, v in (hlines or {}).items() if v is not None and math.isfinite(float(v))}
     every = [p for v in list(lines.values()) + list(scatter.values()) for p in v]
-    left, right, top, bottom = 46, 8, 18 if title else 8, 30
-    legend_rows = len(lines) + len(scatter)
+    left, right, top, bottom = (60 if y_label else 46), 10, 18 if title else 8, 32
+    legend_rows = len(lines) + len(scatter) + len(refs)
     legend_h = 14 * legend_rows
     h_total = height + legend_h
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h_total}" '
@@ -44,7 +77,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
         parts.append(f'<text x="{width / 2}" y="{height / 2}" font-size="11" text-anchor="middle" '
                      f'fill="#888">{escape(empty)}</text></svg>')
         return Markup("".join(parts))
-    xs, ys = [p[0] for p in every], [p[1] for p in every]
+    xs, ys = [p[0] for p in every], [p[1] for p in every] + list(refs.values())
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
@@ -52,6 +85,10 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
     if y1 == y0:
         pad = abs(y0) * 0.1 or 1.0
         y0, y1 = y0 - pad, y1 + pad
+    pad_y = (y1 - y0) * 0.05
+    y0, y1 = y0 - pad_y, y1 + pad_y
+    if integer_x:  # half a step of margin so the first and last generation's dots are not on the frame
+        x0, x1 = x0 - 0.3, x1 + 0.3
     pw, ph = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -61,30 +98,49 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
         return top + (1 - (y - y0) / (y1 - y0)) * ph
 
     parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
-    for y in (y0, (y0 + y1) / 2, y1):
-        parts.append(f'<text x="{left - 4}" y="{sy(y) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>')
-    for x, anchor in ((x0, "start"), (x1, "end")):
-        parts.append(f'<text x="{sx(x):.1f}" y="{top + ph + 12}" font-size="10" text-anchor="{anchor}">{_fmt(x)}</text>')
+    for y in nice_ticks(y0, y1, most=max(4, ph // 26)):
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" stroke="#eee"/>'
+                     f'<text x="{left - 4}" y="{sy(y) + 3.5:.1f}" font-size="10" text-anchor="end">{_fmt(y)}</text>')
+    # about one label per 55 px, so that labels such as "1.25M" never run into each other
+    for x in nice_ticks(x0, x1, most=max(2, pw // 55), integer=integer_x):
+        parts.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{top + ph}" y2="{top + ph + 3}" stroke="#999"/>'
+                     f'<text x="{sx(x):.1f}" y="{top + ph + 13}" font-size="10" text-anchor="middle">{_fmt(x)}</text>')
     if x_label:
-        parts.append(f'<text x="{left + pw / 2}" y="{top + ph + 24}" font-size="10" text-anchor="middle" '
+        parts.append(f'<text x="{left + pw / 2}" y="{top + ph + 26}" font-size="10" text-anchor="middle" '
                      f'fill="#555">{escape(x_label)}</text>')
+    if y_label:
+        cy = top + ph / 2
+        parts.append(f'<text x="12" y="{cy:.1f}" font-size="10" text-anchor="middle" fill="#555" '
+                     f'transform="rotate(-90 12 {cy:.1f})">{escape(y_label)}</text>')
     if y0 < 0 < y1:
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(0):.1f}" y2="{sy(0):.1f}" stroke="#ddd" '
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(0):.1f}" y2="{sy(0):.1f}" stroke="#ccc" '
                      f'stroke-dasharray="3,3"/>')
     names = list(lines) + list(scatter)
+    row = 0
     for i, name in enumerate(names):
         color = PALETTE[i % len(PALETTE)]
         if name in lines:
             pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in lines[name])
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{pts}">'
                          f'<title>{escape(name)}</title></polyline>')
+            if len(lines[name]) <= 30:
+                parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}"/>'
+                             for x, y in lines[name])
         else:
             for x, y in scatter[name]:
                 parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}" fill-opacity="0.7">'
                              f'<title>{escape(name)}: {_fmt(y)} (x={_fmt(x)})</title></circle>')
-        ly = height + 14 * i + 10
+        ly = height + 14 * row + 10
+        row += 1
         parts.append(f'<rect x="{left}" y="{ly - 8}" width="10" height="3" fill="{color}"/>'
                      f'<text x="{left + 14}" y="{ly}" font-size="10">{escape(name)}</text>')
+    for name, y in refs.items():
+        parts.append(f'<line class="hline" x1="{left}" x2="{left + pw}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
+                     f'stroke="#b2182b" stroke-width="1.2" stroke-dasharray="6,3"><title>{escape(name)}</title></line>')
+        ly = height + 14 * row + 10
+        row += 1
+        parts.append(f'<line x1="{left}" x2="{left + 10}" y1="{ly - 6.5}" y2="{ly - 6.5}" stroke="#b2182b" '
+                     f'stroke-dasharray="3,2"/><text x="{left + 14}" y="{ly}" font-size="10">{escape(name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -101,11 +157,13 @@ def component_chart(training: dict, *, width: int = 320, height: int = 160) -> M
     if isinstance(total, list):
         series["total"] = [(p.get("step"), p.get("mean")) for p in total if isinstance(p, dict)]
     return line_chart(series, width=width, height=height, title="reward components (mean per step)",
-                      x_label="training env-steps", empty="no training statistics")
+                      x_label="training env-steps", y_label="reward per step", empty="no training statistics")
 
 
-def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 220) -> Markup:
-    """Trusted fitness of every candidate (dots) and the best so far (line), per generation."""
+def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 220, threshold: float | None = None,
+                  fitness_label: str = "trusted fitness") -> Markup:
+    """Trusted fitness of every candidate (dots) and the best so far (line), per generation, with the
+    task's success threshold as a dashed line. ``fitness_label`` names the measure and its unit."""
     dots, best, so_far = [], [], None
     for gen in sorted(generations, key=lambda g: g.get("generation", 0)):
         g = gen.get("generation", 0)
@@ -117,6 +175,7 @@ def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 22
             so_far = b if so_far is None else max(so_far, b)
         if so_far is not None:
             best.append((g, so_far))
+    hlines = {f"success threshold ({_fmt(threshold)})": threshold} if threshold is not None else None
     return line_chart({"best so far": best}, dots={"candidates": dots}, width=width, height=height,
-                      title="trusted fitness per generation", x_label="generation",
-                      empty="no finished generation yet")
+                      title="trusted fitness per generation", x_label="generation", y_label=fitness_label,
+                      hlines=hlines, integer_x=True, empty="no finished generation yet")

@@ -66,8 +66,17 @@ def tail(path: Path, lines: int = 8, max_bytes: int = 8192) -> list[str]:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return []
-    # progress bars redraw with carriage returns; keep the last state of each line
-    return [ln.rsplit("\r", 1)[-1] for ln in text.splitlines() if ln.strip()][-lines:]
+    # only the latest job's part of the log (each start writes a "--- ... rewardgen resume" marker)
+    marker = text.rfind("\n--- ")
+    if marker >= 0:
+        text = text[marker + 1:]
+    # progress bars redraw with carriage returns; keep the last state of each line, and each line once
+    out: list[str] = []
+    for ln in text.split("\n"):  # not splitlines(): it splits at "\r" too
+        ln = ln.rsplit("\r", 1)[-1].rstrip()
+        if ln.strip() and ln not in out:
+            out.append(ln)
+    return out[-lines:]
 
 
 class Jobs:
