@@ -64,12 +64,20 @@ def test_check_shows_a_hostile_exception_message_as_text(tmp_path):
 
 
 def test_check_prints_component_names_with_surrogates(tmp_path):
+    """A name that is not valid text is refused by the jail's contract (it never reaches the run store
+    or a page), and said readably; a name that looks like markup is shown as typed."""
     odd = tmp_path / "reward.py"
     odd.write_text("import torch\n\ndef compute_reward(s):\n    a = torch.ones_like(s.step)\n"
                    "    return a, {'bad\\udcffname': a, '[red]x[/red]': a}\n")
     res = cli("check", str(odd), "--task", "inverted-pendulum-balance", "--steps", "16")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stdout.startswith("rejected") and "bad\\udcffname" in res.stdout and "Traceback" not in res.stderr
+    markup = tmp_path / "markup.py"
+    markup.write_text("import torch\n\ndef compute_reward(s):\n    a = torch.ones_like(s.step)\n"
+                      "    return a, {'[red]x[/red]': a}\n")
+    res = cli("check", str(markup), "--task", "inverted-pendulum-balance", "--steps", "16")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.startswith("accepted") and "bad\\udcffname" in res.stdout and "[red]x[/red]" in res.stdout
+    assert res.stdout.startswith("accepted") and "[red]x[/red]" in res.stdout
 
 
 def test_mujoco_deprecation_warning_and_log_file_are_gone(tmp_path):

@@ -138,7 +138,10 @@ class SharedState:
         if n > self.capacity:
             raise ValueError(f"a State of {n} worlds does not fit a jail made for {self.capacity}")
         for name, tensor in state.arrays().items():
-            self._tensor_inputs[name][:n].copy_(tensor)
+            if tensor.device.type == "cpu":
+                np.copyto(self.inputs[name][:n], tensor.detach().numpy())
+            else:  # from a GPU: one device-to-host copy per field, straight into shared memory
+                self._tensor_inputs[name][:n].copy_(tensor)
         return n
 
     def state(self, n: int) -> State:
@@ -146,7 +149,13 @@ class SharedState:
         writing into it changes nothing anyone else reads and a tensor kept from an earlier call
         keeps its values."""
         block = np.frombuffer(self.buf, np.uint8, self.input_bytes).copy()
-        return State.from_arrays(self.schema, {k: v[:n] for k, v in self._views(block).items()}, torch.from_numpy)
+        arrays = {name: torch.from_numpy(np.ndarray((n, *shape), np.float32, buffer=block, offset=self.offsets[name]))
+                  for name, shape in self.shapes.items()}
+        return State.from_arrays(self.schema, arrays, _same)
+
+
+def _same(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def failure_record(exc: BaseException, stage: str, filename: str = CANDIDATE_FILENAME) -> dict[str, str]:
@@ -161,8 +170,9 @@ def failure_record(exc: BaseException, stage: str, filename: str = CANDIDATE_FIL
         return {"stage": "static", "error": str(exc), "traceback": "\n".join(str(i) for i in exc.issues)}
     if isinstance(exc, (SandboxViolation, RefusedImport)):
         return {"stage": "sandbox", "error": str(exc), "traceback": _trim_traceback(exc, filename)}
-    if isinstance(exc, ContractError):
-        return {"stage": "contract", "error": str(exc), "traceback": _trim_traceback(exc, filename)}
+    if isinstance(exc, ContractError):  # raised by the contract's checks: only the candidate's frames matter
+        own = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        return {"stage": "contract", "error": str(exc), "traceback": "".join(traceback.format_list(own))}
     if isinstance(exc, SyntaxError):
         return {"stage": "load", "error": f"SyntaxError: {exc.msg} (line {exc.lineno})",
                 "traceback": "".join(traceback.format_exception_only(type(exc), exc))}
@@ -203,12 +213,13 @@ def component_name_error(name: Any) -> str | None:
         return f"component names must be non-empty strings, got {name!r}"[:200]
     if len(name) > MAX_NAME_CHARS:
         return f"component name {name[:40]!r}... is longer than {MAX_NAME_CHARS} characters"
-    if not name.isprintable():
-        return f"component name {name.encode('utf-8', 'backslashreplace').decode()[:60]!r} has unprintable characters"
+    shown = name.encode("unicode_escape").decode("ascii")  # lone surrogates, control codes: \\udcff, \\x1b
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return "component names must be valid Unicode text (no lone surrogates)"
+        return f"component name '{shown[:60]}' is not valid Unicode text (a lone surrogate)"
+    if not name.isprintable():
+        return f"component name '{shown[:60]}' has unprintable characters"
     return None
 
 
@@ -491,6 +502,8 @@ def _warm_up(shared: SharedState) -> None:
         raise ValueError("warm-up")
     except ValueError as exc:
         failure_record(exc, "runtime")
+    component_name_error("warm-up \udcff")  # loads the codecs the messages use
+    _valid_text("warm-up \udcff")
     _WARMED.append(True)
 
 
@@ -498,8 +511,14 @@ def _error_from(payload: bytes) -> JailError:
     record = _json_object(payload)
     stage = record.get("stage")
     stage = stage if stage in STAGES else "runtime"
-    error = str(record.get("error") or "the reward failed")[:4000]
-    return JailError(stage, error, str(record.get("traceback") or "")[:20000])
+    error = _valid_text(record.get("error") or "the reward failed")[:4000]
+    return JailError(stage, error, _valid_text(record.get("traceback") or "")[:20000])
+
+
+def _valid_text(value: Any) -> str:
+    """``value`` as text that encodes as UTF-8: lone surrogates become visible ``\\udcff`` escapes (a
+    reward's exception message is its own to choose)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _names_from(payload: bytes) -> tuple[str, ...]:
@@ -671,16 +690,16 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
                 continue
             with torch.no_grad():
                 total, components = check_output(fn(shared.state(n)), n, finite=False)
-            if len(components) > MAX_COMPONENTS:
-                raise ContractError(f"a reward may return at most {MAX_COMPONENTS} components, "
-                                    f"got {len(components)}")
-            for name in components:
-                if (why := component_name_error(name)) is not None:
-                    raise ContractError(why)
+            names = tuple(components)
+            if names != sent:  # (checked again, for security, by the trusted side)
+                if len(names) > MAX_COMPONENTS:
+                    raise ContractError(f"a reward may return at most {MAX_COMPONENTS} components, got {len(names)}")
+                for name in names:
+                    if (why := component_name_error(name)) is not None:
+                        raise ContractError(why)
             shared.outputs[0, :n] = total.numpy()
             for k, value in enumerate(components.values()):
                 shared.outputs[1 + k, :n] = value.numpy()
-            names = tuple(components)
             payload = b"" if names == sent else json.dumps(list(names)).encode()
             sent = names
             _reply(_OK, len(names), payload)
