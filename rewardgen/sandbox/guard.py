@@ -229,6 +229,12 @@ def _import_gate(guard: Guard | None) -> Callable[..., Any]:
     torch_view: list[Any] = []
 
     def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if type(fromlist) is list and not fromlist and not level and isinstance(name, str) \
+                and name.startswith("torch."):
+            # torch's C++ importing its own modules through PyImport_Import (fromlist: an empty list;
+            # an import statement passes None or a tuple) while a reward's frame is current, e.g.
+            # ``torch.tensor([1.0])`` reaching torch.storage: torch's business, not the reward's
+            return builtins.__import__(name, globals, locals, fromlist, level)
         why = "relative imports are not allowed" if level else module_allowed(name)
         for item in fromlist or ():
             if why:
