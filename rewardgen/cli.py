@@ -592,7 +592,7 @@ def cmd_train(args) -> int:
     source = _read_reward(args.reward)
     config = _config_from_args(args)
     config.validate()
-    _task(config.task)
+    task = _task(config.task)
     issues = validate_source(source)
     if issues:  # refused before anything runs: no run directory for a file that cannot be trained
         if args.json:
