@@ -247,6 +247,7 @@ class Jail:
         self.warnings: list[str] = []
         self._names: tuple[str, ...] = ()
         self.load_error: JailError | None = None
+        self._pending: tuple[int, torch.device] | None = None  # (worlds, device) of a submitted call
         self._pid: int | None = None  # the intermediate process (the jail's parent), our child
         self._jail_pid: int | None = None
         req_r, self._req = os.pipe()
@@ -357,10 +358,24 @@ class Jail:
 
     # -- calls ---------------------------------------------------------------------------------
     def __call__(self, state: State) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.submit(state)
+        return self.collect()
+
+    def submit(self, state: State) -> None:
+        """Hand ``state`` to the jail and return at once (one call at a time: ``collect`` next)."""
         if self.load_error is not None:
             raise self.load_error
+        if self._pending is not None:
+            raise RuntimeError("Jail.submit twice without collect")
         n = self.shared.write(state)
         self._send(_OP_CALL, n)
+        self._pending = (n, state.qpos.device)
+
+    def collect(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The answer to the last ``submit``: ``(total, components)``, checked (JailError if it failed)."""
+        if self._pending is None:
+            raise RuntimeError("Jail.collect without submit")
+        (n, device), self._pending = self._pending, None
         kind, count, payload = self._reply(timeout=None)
         if kind == _ERROR:
             raise _error_from(payload)
@@ -371,7 +386,7 @@ class Jail:
         if count != len(self._names):
             raise JailError("contract", f"the reward process reported {count} components for "
                                         f"{len(self._names)} names")
-        values = torch.from_numpy(self.shared.outputs[: 1 + count, :n].copy()).to(state.qpos.device)
+        values = torch.from_numpy(self.shared.outputs[: 1 + count, :n].copy()).to(device)
         return values[0], {name: values[1 + k] for k, name in enumerate(self._names)}
 
     def verify(self) -> None:

@@ -214,6 +214,7 @@ class BatchReward:
         self.fitness = fitness
         self.stats = stats
         self.horizon = horizon
+        self._prefetched: State | None = None
         self._size(num_envs, torch.device("cpu"))
 
     def _size(self, num_envs: int, device: torch.device) -> None:
@@ -224,13 +225,27 @@ class BatchReward:
         self._bad: torch.Tensor | None = None  # non-finite counts per row of ``_labels``
         self._labels: tuple[str, ...] = ()
 
+    def prefetch(self, state: State) -> None:
+        """Let a reward that runs elsewhere (the jail: ``submit``/``collect``) start on ``state`` now; the
+        call for the same State collects its answer. Changes no number: calls stay in order."""
+        if self._prefetched is None and hasattr(self.fn, "submit"):
+            self.fn.submit(state)
+            self._prefetched = state
+
     def __call__(self, state: State, step: int) -> torch.Tensor:
         """The candidate's total reward for this step: float32, shape (worlds,), on the State's device."""
         device = state.qpos.device
         if state.num_worlds != self.n or device != self.device:  # the trainer chose its own batch
             self._size(state.num_worlds, device)
         self._fit.add(self.fitness.per_step(state))
-        total, components = check_output(self.fn(state), self.n, finite=False)
+        if self._prefetched is not None:
+            if self._prefetched is not state:
+                raise RuntimeError("BatchReward called for another State than the one prefetched")
+            self._prefetched = None
+            answer = self.fn.collect()
+        else:
+            answer = self.fn(state)
+        total, components = check_output(answer, self.n, finite=False)
         names = ("__total__", *components)
         try:
             values = torch.stack([total, *components.values()]).to(device)

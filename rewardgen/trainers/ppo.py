@@ -219,15 +219,15 @@ class PPOTrainer(Trainer):
         setup_s = clock() - start
         half_log_2pi = 0.5 * math.log(2 * math.pi)
 
-        def book(t: int, res, arrays, step: int, mean: torch.Tensor, var: torch.Tensor) -> None:
+        def book(t: int, res, state, step: int, mean: torch.Tensor, var: torch.Tensor) -> None:
             """Step ``t``'s reward, episode books, reward normalisation and bootstrap inputs. Nothing
             here decides an action, so with the helper thread it runs while the next step's physics does."""
             nonlocal discounted
             t0 = clock()
             terminated, truncated = on_device(res.terminated), on_device(res.truncated)
             done = terminated | truncated
-            if reward is not None:  # the State of step t (the simulator may be a step further by now)
-                state = sim.state(device) if arrays is None else sim.state(device, arrays)
+            if reward is not None and state is None:  # (with the helper thread: made when step t ended)
+                state = sim.state(device)
             if self.env_reward:
                 r = on_device(res.env_reward).to(torch.float64)
                 if reward is not None:
@@ -294,10 +294,12 @@ class PPOTrainer(Trainer):
                     res = stepping.result() if stepping is not None else sim.step(action.clamp(-1.0, 1.0))
                     timing["sim_s"] += clock() - t0
                     global_step += n
-                    # each step builds new State arrays, and obs_rms.update replaces mean/var: these
-                    # references keep this step's values for a booking after the next step
-                    arrays = sim.state_arrays() if helper is not None and reward is not None else None
-                    pending = (t, res, arrays, global_step, obs_rms.mean, obs_rms.var)
+                    # the State is a copy, and obs_rms.update replaces mean/var: these references keep
+                    # this step's values for a booking after the next step
+                    state = sim.state(device) if helper is not None and reward is not None else None
+                    if state is not None:  # a jailed reward starts on it now, beside this thread's next action
+                        reward.prefetch(state)
+                    pending = (t, res, state, global_step, obs_rms.mean, obs_rms.var)
                     if helper is None:
                         book(*pending)
                         pending = None
