@@ -270,3 +270,32 @@ def test_killed_jail_is_reported_not_fatal(task):
             jail(_random_state(task, 2))
     assert "SIGXCPU" in str(info.value) and "CPU-time limit" in str(info.value)
     assert signal.SIGXCPU  # (named in the message above)
+
+
+def test_a_machine_without_namespaces_degrades_and_says_so(tmp_path):
+    """Where the kernel refuses ``unshare`` (containers, hardened distributions), ``rewardgen check``
+    still works: the jail keeps its seccomp filter and rlimits, and the verdict says which layers are
+    missing. The refusal is real: a seccomp filter on the whole command answers EPERM to unshare."""
+    reward = tmp_path / "reward.py"
+    reward.write_text(GOOD)
+    wrapper = (
+        "import ctypes, ctypes.util, errno, os, sys\n"
+        "lib = ctypes.CDLL(ctypes.util.find_library('seccomp'))\n"
+        "lib.seccomp_init.restype = ctypes.c_void_p\n"
+        "lib.seccomp_init.argtypes = [ctypes.c_uint32]\n"
+        "lib.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]\n"
+        "lib.seccomp_load.argtypes = [ctypes.c_void_p]\n"
+        "ctx = lib.seccomp_init(0x7FFF0000)\n"
+        "nr = lib.seccomp_syscall_resolve_name(b'unshare')\n"
+        "assert lib.seccomp_rule_add(ctx, 0x00050000 | errno.EPERM, nr, 0) == 0\n"
+        "assert lib.seccomp_load(ctx) == 0\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'rewardgen', 'check', sys.argv[1], '--task', "
+        f"{TASK_ID!r}, '--steps', '16', '--json'])\n")
+    res = subprocess.run([sys.executable, "-c", wrapper, str(reward)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["ok"] is True
+    text = subprocess.run([sys.executable, "-c", wrapper.replace(", '--json'", ""), str(reward)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300).stdout
+    assert text.startswith("accepted")
+    assert "no user/PID/IPC/mount/network namespaces" in text and "seccomp and rlimits still apply" in text
