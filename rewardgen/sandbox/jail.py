@@ -689,7 +689,7 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
         _reply(_OK, 0, b"")
     sent: tuple[str, ...] | None = None
     while True:
-        head = _read_all(_REQ_FD, _REQUEST.size)
+        head = _read_exact(_REQ_FD, _REQUEST.size, None)
         if len(head) < _REQUEST.size:
             return
         op, n = _REQUEST.unpack(head)
@@ -738,17 +738,6 @@ def _reply_error(record: dict) -> None:  # pragma: no cover
     record = {k: str(record.get(k, ""))[:limit] for k, limit in (("stage", 20), ("error", 4000),
                                                                     ("traceback", 20000))}
     _reply(_ERROR, 0, json.dumps(record).encode("utf-8", "backslashreplace")[:MAX_MESSAGE_BYTES])
-
-
-def _read_all(fd: int, n: int) -> bytes:  # pragma: no cover
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, n - got)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
 
 
 def _open_fds() -> list[int]:
