@@ -285,6 +285,8 @@ class Jail:
         made = _read_exact(sync_r, 1, 60.0)
         if made == b"N":
             self._map_ids()
+        elif made == b"-" and not options.namespaces:
+            self.warnings.append("namespaces disabled by the job (tests only)")
         elif made == b"-":
             self.warnings.append("no user/PID/IPC/mount/network namespaces for the reward process (unshare "
                                  "not permitted here); seccomp and rlimits still apply")
