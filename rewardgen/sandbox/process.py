@@ -90,6 +90,7 @@ class WorkerResult:
     warnings: list[str] = field(default_factory=list)
     output_dropped: int = 0
     resume_state: bytes | None = None
+    started: str = ""
 
     @property
     def ok(self) -> bool:
@@ -225,14 +226,11 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                "device memory is capped by the job's gpu_memory_fraction")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
-        read_fd, write_fd = os.pipe()
-        proc = subprocess.Popen(
-            [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=scratch, env=worker_env(scratch, int(job.get("torch_threads", 1))),
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, address_limit),
-        )
-        os.close(write_fd)
+        env = worker_env(scratch, int(job.get("torch_threads", 1)))
+        proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
+        result.started = how
+        if how.startswith("fresh") and how != "fresh":
+            result.warnings.append(how)
         if sandboxed:
             child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
             if child_ns and own_ns and child_ns != own_ns:
@@ -242,9 +240,9 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                        "reward's jail is refused sockets by its own namespace and seccomp")
 
         def pump_output() -> None:
-            assert proc.stdout is not None
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-                log.feed(chunk)
+            with stdout:
+                for chunk in iter(lambda: stdout.read1(65536), b""):
+                    log.feed(chunk)
 
         worker_layers: list[list[str]] = []
 
@@ -292,9 +290,8 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         for t in threads:
             t.start()
         try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
+            with stdin:
+                stdin.write(json.dumps(job).encode())
         except BrokenPipeError:
             pass
         try:
@@ -322,11 +319,102 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+class _Fresh:
+    """A worker started as a fresh process (the fallback when there is no zygote)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Forked:
+    """A worker forked by the zygote (``rewardgen.sandbox.zygote``)."""
+
+    def __init__(self, child):
+        self.child = child
+        self.pid = child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.child.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.child.wait(timeout)
+
+    def kill_group(self) -> None:
+        self.child.kill()
+
+
+def _rlimits(limits: WorkerLimits, address_limit: bool) -> list[tuple[int, int, int]]:
+    cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
+    out = [(resource.RLIMIT_CORE, 0, 0)]
+    if address_limit:
+        out.append((resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes))
+    return out + [(resource.RLIMIT_CPU, cpu, cpu), (resource.RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes)]
+
+
+_RESULT_FD = 3  # the result pipe's number in a zygote's child
+
+
+def _start(module: str, scratch: str, env: dict[str, str], limits: WorkerLimits, sandboxed: bool,
+           address_limit: bool):
+    """Start the worker: forked from this command's zygote when there is one, else a fresh process.
+    Returns (process handle, its stdin to write, its output to read, the result pipe's read end,
+    how it started: "zygote", or "fresh" plus why there was no zygote)."""
+    from rewardgen.sandbox import zygote
+
+    why = None
+    z = zygote.shared()
+    if z is not None:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        read_fd, write_fd = os.pipe()
+        request = zygote.SpawnRequest(
+            module=module, argv=["--result-fd", str(_RESULT_FD)], env=env, cwd=scratch,
+            fds={0: in_r, 1: out_w, 2: out_w, _RESULT_FD: write_fd},
+            rlimits=_rlimits(limits, address_limit) if sandboxed else [], netns=sandboxed)
+        try:
+            child = z.spawn(request)
+        except zygote.ZygoteUnavailable as exc:
+            for fd in (in_r, in_w, out_r, out_w, read_fd, write_fd):
+                os.close(fd)
+            why = str(exc)
+        else:
+            for fd in (in_r, out_w, write_fd):
+                os.close(fd)
+            return _Forked(child), os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), read_fd, "zygote"
+    read_fd, write_fd = os.pipe()
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        proc = subprocess.Popen(
+            [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=scratch, env=env, pass_fds=(write_fd,), start_new_session=True,
+            preexec_fn=_preexec(limits, sandboxed, address_limit),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    how = "fresh" if why is None else f"started a fresh worker process: no zygote ({why})"
+    return _Fresh(proc), proc.stdin, proc.stdout, read_fd, how
+
+
+def _kill_group(proc) -> None:
+    proc.kill_group()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
