@@ -91,6 +91,8 @@ class WorkerResult:
     output_dropped: int = 0
     resume_state: bytes | None = None
     started: str = ""
+    check: dict[str, Any] | None = None
+    timeout_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,8 +174,10 @@ class _BoundedLog:
         self.head = bytearray()
         self.tail = bytearray()
         self.dropped = 0
+        self.total = 0
 
     def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
         room = self.half - len(self.head)
         if room > 0:
             self.head += chunk[:room]
@@ -245,6 +249,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                     log.feed(chunk)
 
         worker_layers: list[list[str]] = []
+        check_done = threading.Event()
 
         def pump_frames() -> None:
             """Frames in the order a worker sends them, each checked (``check_frame``) before use; the
@@ -276,6 +281,10 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                         elif kind == "isolation" and not worker_layers:  # the first report precedes the reward
                             worker_layers.append(value.get("layers", []))
                             result.warnings.extend(value.get("warnings", []))
+                        elif kind == "check" and result.check is None:
+                            result.check = dict(value, seconds=round(time.monotonic() - start, 3),
+                                                output_bytes=log.total)
+                            check_done.set()
                         elif kind == "result":
                             result.result, result.stage = value, "ok"
                         elif kind == "error":
@@ -294,12 +303,26 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                 stdin.write(json.dumps(job).encode())
         except BrokenPipeError:
             pass
+        check = job.get("check") if isinstance(job.get("check"), dict) else None
+        check_seconds = float(check.get("seconds") or 0) if check else 0.0
         try:
-            proc.wait(timeout=limits.wall_seconds)
+            if 0 < check_seconds < limits.wall_seconds:  # the folded smoke check has its own, shorter limit
+                try:
+                    proc.wait(timeout=check_seconds)
+                except subprocess.TimeoutExpired:
+                    if not check_done.is_set():
+                        _kill_group(proc)
+                        result.stage = "timeout"
+                        result.error = (f"worker exceeded the check's wall-clock limit of {check_seconds:.0f} s "
+                                        "and was killed")
+                        result.timeout_seconds = check_seconds
+                        raise
+            proc.wait(timeout=max(0.0, limits.wall_seconds - (time.monotonic() - start)))
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            result.stage = "timeout"
-            result.error = f"worker exceeded the wall-clock limit of {limits.wall_seconds:.0f} s and was killed"
+            if result.stage != "timeout":
+                _kill_group(proc)
+                result.stage = "timeout"
+                result.error = f"worker exceeded the wall-clock limit of {limits.wall_seconds:.0f} s and was killed"
         finally:
             _kill_group(proc)  # whatever the worker started dies with it
         for t in threads:

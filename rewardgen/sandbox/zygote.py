@@ -109,7 +109,9 @@ def zygote_env(scratch: str) -> dict[str, str]:
     env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
     env.update({"HOME": scratch, "TMPDIR": scratch, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1",
                 "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "SB3_LOGDIR": scratch})
+                "SB3_LOGDIR": scratch,
+                # its children render videos headless: mujoco picks its GL backend when imported (here)
+                "MUJOCO_GL": os.environ.get("MUJOCO_GL") if os.environ.get("MUJOCO_GL") in ("egl", "osmesa") else "egl"})
     if os.environ.get("PYOPENGL_PLATFORM"):
         env["PYOPENGL_PLATFORM"] = os.environ["PYOPENGL_PLATFORM"]
     return env
@@ -338,6 +340,21 @@ def _zygote_preexec() -> None:
 
 _SHARED: Zygote | None = None
 _SHARED_LOCK = threading.Lock()
+
+
+def prestart() -> None:
+    """Start this command's zygote in the background now (the first job then finds it ready)."""
+    z = shared()
+    if z is not None:
+        def start() -> None:
+            with z._lock:
+                if z._sock is None and z.error is None:
+                    try:
+                        z.start()
+                    except ZygoteUnavailable as exc:
+                        z.error = str(exc)
+
+        threading.Thread(target=start, name="rewardgen-zygote-start", daemon=True).start()
 
 
 def shared() -> Zygote | None:
