@@ -99,6 +99,8 @@ class RichProgress:
         self.steps = steps
         done = candidates - len(pending)
         extra = f" ({done} already finished)" if done else ""
+        left = getattr(self, "_estimate", None)
+        extra += f", ~{_duration(left[0])} left" if left and left[1] == "measured" else ""
         self.console.print(f"generation {generation}: {candidates} candidates x {steps} env-steps{extra}")
         for c in pending:
             self._row(generation, c)
@@ -124,6 +126,15 @@ class RichProgress:
 
             self.bars.update(row, description=f"gen {generation} cand {candidate:<2} [red]{status}[/]: "
                                               f"{escape((error or '')[:60])}")
+
+    def _on_estimate(self, seconds_left, seconds_total, basis, **_):
+        """The run's duration: printed up front (a guess) and once measured; kept for generation starts."""
+        shown = getattr(self, "_estimate_shown", set())
+        self._estimate = (seconds_left, basis)
+        if basis not in shown:
+            self._estimate_shown = shown | {basis}
+            what = "estimated duration" if basis == "guess" else "estimated time left (measured)"
+            self.console.print(f"{what}: ~{_duration(seconds_left)}")
 
     def _on_warning(self, message):
         from rich.markup import escape
@@ -158,6 +169,11 @@ class RichProgress:
         self.console.print(line)
         if report:
             self.console.print(f"report: {report}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _summary_table(summary: dict):

@@ -301,6 +301,7 @@ class Evolution:
         self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)
         self._checked: dict[str, tuple[CheckVerdict, float]] = {}  # source hash -> the proposer's verdict
         self._video_lock = threading.Lock()
+        self._estimate: Estimate | None = None
         self._video_pool: ThreadPoolExecutor | None = None
         self._video_jobs: dict[tuple[int, int], Any] = {}
 
@@ -328,6 +329,8 @@ class Evolution:
 
                 zygote.prestart()  # its imports overlap with the proposer's work
             self._queue_missing_videos()
+            self._estimate = self._new_estimate()
+            self.progress.event("estimate", **self._estimate.fields())
             for g in range(self.config.generations):
                 self._generation(g)
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
@@ -353,6 +356,29 @@ class Evolution:
                 self._executor.close()
                 self._executor = None
             self.store.unlock()
+
+    def _new_estimate(self) -> Estimate:
+        """The run's planned env-steps, what earlier processes already trained, and the cores."""
+        k, gens = self.config.samples, self.config.generations
+        planned = gens * planned_env_steps(k, self.steps, self.config.schedule)
+        done, left = 0, 0
+        for g in range(gens):
+            gen = self.store.read_generation(g)
+            for c in range(len((gen or {}).get("candidates", [])) or k):
+                if gen is not None and self.store.read_metrics(g, c) is not None:
+                    m = self.store.read_metrics(g, c) or {}
+                    # a finished candidate spent all it ever will: count it as its planned share
+                    done += int(m.get("steps_spent") or 0) if m.get("status") == "ok" else 0
+                    continue
+                left += 1
+                for r in range(3):
+                    rung = self._rung(g, c, r) if gen is not None else None
+                    if rung and rung.get("status") == "ok":
+                        done += int(rung.get("env_steps") or 0)
+        from rewardgen.executors import default_workers as cores
+
+        cores_used = cores() if self.config.executor == "local" else max(1, k)
+        return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
 
     def _needs_feedback(self, g: int) -> bool:
         """Interactive runs pause once per generation: not again when feedback for g + 1 exists."""
@@ -557,7 +583,8 @@ class Evolution:
                             "seconds": CHECK_LIMITS.wall_seconds}
         limits = self._limits(timeout)
         res = self.executor.submit(job, limits, on_event).result()
-        if "check" in job:
+        if "check" in job and (res.check is not None or res.stage not in ("protocol", "lost")):
+            # (a worker that lied, or a lost machine, says nothing about the candidate: failed as such below)
             check = verdict_from_result(res, source, WorkerLimits(wall_seconds=CHECK_LIMITS.wall_seconds,
                                                                   memory_bytes=limits.memory_bytes,
                                                                   output_bytes=CHECK_LIMITS.output_bytes))
@@ -579,6 +606,9 @@ class Evolution:
             atomic_write_bytes(d / f"state-{r}.npz", resume_state)
         extra = result.get("extra") or {}
         steps = int(extra.get("slice_env_steps") or 0) if "resume" in job else int(result.get("env_steps") or 0)
+        if self._estimate is not None:
+            self._estimate.add(steps)
+            self.progress.event("estimate", **self._estimate.fields())
         record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
                    "env_steps": steps, "env_steps_total": done_steps + steps,
                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
@@ -620,8 +650,8 @@ class Evolution:
 
     # ----- videos: rendered off the critical path, at the lowest CPU priority, while training goes on
     def _queue_video(self, g: int, c: int) -> None:
-        """Render the candidate's video in the background (one at a time, ``SCHED_IDLE``); its
-        ``metrics.json`` gets ``video`` when the file is there. ``_wait_videos`` waits for them."""
+        """Render the candidate's video in the background (one at a time, ``SCHED_IDLE``); ``video.json``
+        (file, length, frames, or the error) is written when it is done. ``_wait_videos`` waits."""
         with self._video_lock:
             if (g, c) in self._video_jobs:
                 return
@@ -631,10 +661,8 @@ class Evolution:
 
     def _render_video(self, g: int, c: int) -> None:
         info = self._video(g, c)
-        with self._video_lock:  # the only writer of a sealed candidate's metrics.json
-            metrics = self.store.read_metrics(g, c)
-            if metrics is not None:
-                atomic_write_json(self.store.cand_dir(g, c) / "metrics.json", metrics | {"video": info})
+        # beside metrics.json, which stays as it was sealed
+        atomic_write_json(self.store.cand_dir(g, c) / "video.json", info)
         self.progress.event("video_ready", generation=g, candidate=c, video=info)
 
     def _wait_videos(self, generation: int | None = None) -> bool:
@@ -653,7 +681,7 @@ class Evolution:
             gen = self.store.read_generation(g)
             for c in range(len((gen or {}).get("candidates", []))):
                 m = self.store.read_metrics(g, c)
-                if m is not None and m.get("status") == "ok" and "video" not in m:
+                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / "video.json").is_file():
                     self._queue_video(g, c)
 
     def _video(self, g: int, c: int) -> dict:
@@ -736,6 +764,54 @@ class Evolution:
         run = self.store.read_run()
         return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
                 "best": run.get("best"), "generations": run.get("generations", [])}
+
+
+#: env-steps/s per core assumed before anything was measured (the first finished slice replaces it)
+GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
+#: seconds per candidate besides its env-steps assumed before anything was measured
+GUESSED_OVERHEAD_S = 1.5
+
+
+def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
+    """Env-steps one generation trains when every candidate succeeds (halving: the rungs' shares)."""
+    fractions = rung_fractions(samples, schedule)
+    total, alive, before = 0, samples, 0.0
+    for r, f in enumerate(fractions):
+        total += alive * int(round(steps * (f - before)))
+        before = f
+        alive = survivors(alive, r)
+    return total
+
+
+class Estimate:
+    """How long the run will take: planned env-steps over a rate, refined as slices finish.
+
+    Up front (``basis`` "guess") the rate is ``GUESSED_STEPS_PER_CORE`` times the cores plus
+    ``GUESSED_OVERHEAD_S`` per candidate; once this process has trained something, the rate is what
+    it measured: env-steps trained here over the wall time since it started (overheads included)."""
+
+    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int):
+        self.planned, self.done, self.here = int(planned), int(done), 0
+        self.candidates_left = candidates_left
+        self.guess_rate = GUESSED_STEPS_PER_CORE.get(trainer, 1_500.0) * max(1, cores)
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, env_steps: int) -> None:
+        with self.lock:
+            self.done += int(env_steps)
+            self.here += int(env_steps)
+
+    def fields(self) -> dict[str, Any]:
+        with self.lock:
+            elapsed = time.monotonic() - self.started
+            left_steps = max(0, self.planned - self.done)
+            if self.here > 0 and elapsed > 0:
+                left, basis = left_steps * elapsed / self.here, "measured"
+            else:
+                left, basis = left_steps / self.guess_rate + self.candidates_left * GUESSED_OVERHEAD_S, "guess"
+            return {"seconds_left": round(left, 1), "seconds_total": round(elapsed + left, 1), "basis": basis,
+                    "env_steps_planned": self.planned, "env_steps_done": self.done}
 
 
 class _Slot:
