@@ -357,6 +357,15 @@ def prestart() -> None:
         threading.Thread(target=start, name="rewardgen-zygote-start", daemon=True).start()
 
 
+def reset_shared() -> None:
+    """Stop this command's zygote; the next job starts a new one (benchmarks: one per measured run)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        old, _SHARED = _SHARED, None
+    if old is not None:
+        old.close()
+
+
 def shared() -> Zygote | None:
     """This command's zygote (made on first use), or None when switched off (``REWARDGEN_ZYGOTE=0``)."""
     global _SHARED
