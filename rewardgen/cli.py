@@ -925,6 +925,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.func in (cmd_evolve, cmd_train, cmd_resume):
+            from rewardgen.sandbox import zygote
+
+            zygote.prestart()  # its imports overlap this command's own (docs/speed.md)
         return args.func(args)
     except UserError as exc:  # every user error, from any module: one line, exit 2
         print(f"{getattr(exc, 'prog', 'rewardgen')}: error: {one_line(exc, 1000)}", file=sys.stderr)

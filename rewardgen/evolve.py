@@ -615,11 +615,15 @@ class Evolution:
                    "env_steps_per_second": round(float(extra.get("env_steps_per_second") or 0)
                                                  or steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
         slot.release()  # training is over: the next slice may train while this one is evaluated
+        if r == rungs - 1 and self.config.video:  # its last policy: the video renders beside the evaluation
+            self._queue_video(g, c)
         self.progress.event("evaluating", generation=g, candidate=c)
+        started = time.monotonic()
         try:
             evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
         except (RuntimeError, ValueError) as exc:
             return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
+        record["evaluation_seconds"] = round(time.monotonic() - started, 2)
         atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
 

@@ -233,7 +233,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         env = worker_env(scratch, int(job.get("torch_threads", 1)))
         proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
         result.started = how
-        if how.startswith("fresh") and how != "fresh":
+        if how not in ("zygote", "fresh"):  # the zygote was wanted and failed: say so
             result.warnings.append(how)
         if sandboxed:
             child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")

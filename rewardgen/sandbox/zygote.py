@@ -315,7 +315,10 @@ class Zygote:
                 pass
 
     def close(self) -> None:
-        """Stop the zygote (end-of-file on its socket; it kills what is left of its children)."""
+        """Stop the zygote (end-of-file on its socket; it kills what is left of its children). One
+        still importing is killed at once (``prestart`` for a command that then failed fast)."""
+        if self._sock is None and self._proc is not None:
+            self._kill()
         with self._lock:
             if self._sock is not None:
                 self._sock.close()
@@ -427,6 +430,9 @@ def _serve(control_fd: int) -> None:  # pragma: no cover - runs in the zygote pr
                     closing = True
                     for pid in list(jobs):
                         _killpg(pid)
+                    _reap(jobs, by_sock)
+                    if not jobs:
+                        return
                     continue
                 _fork_job(msg, fds, control, wake_r, wake_w, jobs, by_sock)
             elif fd in by_sock:
@@ -675,6 +681,7 @@ def main() -> None:  # pragma: no cover
     if len(sys.argv) != 2:
         sys.exit("usage: python -m rewardgen.sandbox.zygote CONTROL_FD (started by rewardgen itself)")
     _serve(int(sys.argv[1]))
+    os._exit(0)  # nothing to flush or save: skip tearing down torch and friends
 
 
 if __name__ == "__main__":  # pragma: no cover
