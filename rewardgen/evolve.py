@@ -677,6 +677,10 @@ class Evolution:
             fut.result()
         return bool(jobs)
 
+    def _videos_pending(self, generation: int) -> bool:
+        with self._video_lock:
+            return any(not f.done() for (g, _), f in self._video_jobs.items() if g == generation)
+
     def _queue_missing_videos(self) -> None:
         """On resume: videos of finished candidates that a killed run had not rendered yet."""
         if not self.config.video:
@@ -753,7 +757,10 @@ class Evolution:
         if spent:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
-        report = self._write_report()
+        if g == self.config.generations - 1 and self._videos_pending(g):
+            report = self.store.path / "report.html"  # written once its videos are there (``run``)
+        else:
+            report = self._write_report()
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
                             report=str(report) if report else None)
 

@@ -3,7 +3,7 @@
 Everything is read from the run store (``run.json``, ``gen-NNN/generation.json``, each candidate's
 ``metrics.json``, ``proposal.json``, ``reward.py``); nothing is executed. Plots are matplotlib
 figures (Agg backend) embedded inline as SVG, so the file opens anywhere without network access.
-Videos (``rollout.mp4`` in a candidate directory) are linked by a path relative to the report.
+Videos (``video.mp4``, or the older ``rollout.mp4``, in a candidate directory) are linked by a path relative to the report.
 
 Sections: summary (task, status, proposer, best, LLM tokens if ``run.json`` has ``tokens``),
 fitness per generation (best, median, every candidate), the best reward's code and its lineage
@@ -418,8 +418,9 @@ def _candidate_html(c: Cand, out_dir: Path) -> str:
         facts.append(f"reward/fitness correlation over training episodes: {corr:+.2f}")
     if facts:
         parts.append("<p class='muted'>" + " &middot; ".join(facts) + "</p>")
-    video = c.path / "rollout.mp4"
-    if video.is_file():
+    # evolve writes video.mp4 (rewardgen.video.VIDEO_FILE); rollout.mp4 is the older name
+    video = next((c.path / n for n in ("video.mp4", "rollout.mp4") if (c.path / n).is_file()), None)
+    if video is not None:
         rel = os.path.relpath(video, out_dir)
         parts.append(f"<p><a href='{_e(rel)}'>rollout video ({_e(rel)})</a></p>"
                      f"<video src='{_e(rel)}' controls width='480' preload='none'></video>")

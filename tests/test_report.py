@@ -73,7 +73,8 @@ def make_run(root: Path) -> Path:
     d = cand(1, 0, {"status": "ok", "fitness": 0.61, "training": training_stats(8, 0.0, seed=1),
                     "evaluation": {"fitness": 0.61, "trajectories": trajectories}},
              proposal={"origin": "mutation of 0/0", "parent": "0/0", "notes": ["raised forward weight"]})
-    (d / "rollout.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    (d / "rollout.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # the older name
+    (run / "gen-000" / "cand-00" / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # what evolve writes
     cand(1, 1)  # pending: reward.py only
     (run / "gen-002").mkdir()  # a generation that never got its proposals written
     return run
@@ -89,7 +90,8 @@ def test_report_contents(tmp_path):
     assert "12345" in text and "678" in text  # tokens
     assert "ZeroDivisionError" in text and "pending" in text
     assert "unreadable" in text and "metrics.json: unreadable" in text
-    assert "href='gen-001/cand-00/rollout.mp4'" in text
+    assert "href='gen-001/cand-00/rollout.mp4'" in text  # the older name
+    assert "href='gen-000/cand-00/video.mp4'" in text and "<video src='gen-000/cand-00/video.mp4'" in text
     assert "possible reward hacking" in text  # 1/0's reward rose with flat fitness
     assert "torso fell 1 time(s)" in text  # the best candidate's trajectory summaries
     assert "f * 1," in text  # the best reward's code

@@ -232,6 +232,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
         env = worker_env(scratch, int(job.get("torch_threads", 1)))
         proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
+        spawned = time.monotonic()  # the wall-clock limits count from here (not the zygote's own start)
         result.started = how
         if how not in ("zygote", "fresh"):  # the zygote was wanted and failed: say so
             result.warnings.append(how)
@@ -317,7 +318,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                         "and was killed")
                         result.timeout_seconds = check_seconds
                         raise
-            proc.wait(timeout=max(0.0, limits.wall_seconds - (time.monotonic() - start)))
+            proc.wait(timeout=max(0.0, limits.wall_seconds - (time.monotonic() - spawned)))
         except subprocess.TimeoutExpired:
             if result.stage != "timeout":
                 _kill_group(proc)

@@ -84,6 +84,7 @@ PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.worker", "rewardg
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _MAX_FDS = 8
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 _START_TIMEOUT = 120.0
 _ENV_PASSED = ("PATH", "LANG", "LC_ALL", "TZ")
 
@@ -154,8 +155,8 @@ class ZygoteChild:
         self._sock.settimeout(timeout)
         try:
             data = self._sock.recv(4096)
-        except TimeoutError:
-            raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout) from None
+        except (TimeoutError, BlockingIOError):  # (a timeout of 0 makes the socket non-blocking)
+            raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout or 0.0) from None
         except OSError:
             data = b""
         finally:
@@ -595,6 +596,8 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
             _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != zygote:
             return 70
+        if _LIBC is not None:  # "rg:worker" in ps/top rather than the zygote's command line
+            _LIBC.prctl(_PR_SET_NAME, ("rg:" + str(req["module"]).rsplit(".", 1)[-1])[:15].encode(), 0, 0, 0)
         # descriptors: first out of the way (above every target), then into place; the rest closed
         high = max([*fds, *fds.values(), sync_w, 2]) + 1
         parked: dict[int, int] = {}
