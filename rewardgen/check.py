@@ -129,8 +129,22 @@ def check_reward(source: str, task: Any, steps: int = 256, seed: int = 0, *,
     task_dict = task if isinstance(task, dict) else task.to_dict()
     job = {"mode": "check", "task": task_dict, "source": source, "steps": int(steps), "seed": int(seed),
            **job_extra}
-    res = run_worker(job, limits)
+    return verdict_from_result(run_worker(job, limits), source, limits)
+
+
+def verdict_from_result(res: WorkerResult, source: str, limits: WorkerLimits = CHECK_LIMITS) -> CheckVerdict:
+    """The check's verdict from a worker's result: a mode "check" job's, or a train job that carried
+    ``check`` (the smoke check folded into its training: ``res.check`` holds what the check frame
+    said; an error before that frame is the check's failure, one after it is training's)."""
     common = {"isolation": res.isolation, "warnings": res.warnings, "source": source, "log": res.log}
+    if res.check is not None:
+        comps = sorted((res.check.get("stats") or {}).get("components", {}))
+        if int(res.check.get("output_bytes") or 0) > limits.output_bytes:
+            return CheckVerdict(ok=False, stage="runtime", components=comps,
+                                error=f"output flood: the reward printed more than {limits.output_bytes} bytes "
+                                      f"({int(res.check['output_bytes']) - limits.output_bytes} bytes over)",
+                                **common)
+        return CheckVerdict(ok=True, stage="ok", components=comps, **common)
     if res.stage == "ok":
         comps = sorted((res.result or {}).get("stats", {}).get("components", {}))
         if res.output_dropped:
@@ -144,6 +158,8 @@ def check_reward(source: str, task: Any, steps: int = 256, seed: int = 0, *,
         return CheckVerdict(ok=False, stage="contract", error=res.error,
                             line=_line_of(res.error) or _line_of(res.traceback),
                             details=[res.traceback] if res.traceback else [], **common)
+    if res.timeout_seconds:
+        limits = WorkerLimits(wall_seconds=res.timeout_seconds, memory_bytes=limits.memory_bytes)
     error = _runtime_cause(res, limits)
     line = _line_of(error) or _line_of(res.traceback)
     if line and "line" not in error:

@@ -178,6 +178,8 @@ class RichProgress:
             return
         noun = "candidate" if candidates == 1 else "candidates"
         extra = f" ({done} already finished)" if done else ""
+        left = getattr(self, "_estimate", None)
+        extra += f", ~{_duration(left[0])} left" if left and left[1] == "measured" else ""
         how = ""
         if plan and len(plan) > 1:
             how = (" under successive halving: all train to " + human_steps(plan[0]["target"]) + ", the best "
@@ -259,6 +261,15 @@ class RichProgress:
     def _on_warning(self, message, **_):
         self.print(f"[yellow]warning:[/] {term(message)}")
 
+    def _on_estimate(self, seconds_left, seconds_total, basis, **_):
+        """The run's duration: printed up front (a guess) and once measured; kept for generation starts."""
+        shown = getattr(self, "_estimate_shown", set())
+        self._estimate = (seconds_left, basis)
+        if basis not in shown:
+            self._estimate_shown = shown | {basis}
+            what = "estimated duration" if basis == "guess" else "estimated time left (measured)"
+            self.print(f"{what}: ~{_duration(seconds_left)}")
+
     def _on_llm_status(self, generation, in_flight, answered, failed, **_):
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
         text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
@@ -300,6 +311,18 @@ def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _summary_table(summary: dict, budget: int | None = None):
@@ -663,6 +686,10 @@ def cmd_bench(args) -> int:
     from rewardgen import bench
 
     _task(args.task)
+    args.steps_given = args.steps is not None
+    args.steps = args.steps or 300_000
+    if args.what == "schedule":
+        args.samples = args.samples or 8
     console = Console(stderr=args.json)
     if args.what == "schedule":
         from rewardgen.schedule_bench import compare_schedules
@@ -681,6 +708,29 @@ def cmd_bench(args) -> int:
             console.print(f"halving used {result['steps_ratio']:.1%} of full's env-steps; "
                           f"same best: {result.get('same_best')}"
                           + (f"; its best is {gap:.1%} below full's" if gap is not None else ""))
+    elif args.what == "evolve":
+        from rewardgen.evolve_bench import bench_evolve
+
+        if args.sim != "cpu":
+            raise UserError("bench evolve measures the CPU simulator only (the Warp path: bench throughput --sim warp)")
+        quick = args.quick
+        steps = 4096 if quick and not args.steps_given else args.steps
+        samples = args.samples or (2 if quick else 4)
+        repeats = args.repeats or (1 if quick else 3)
+        halving = args.halving_steps or (4096 if quick else None)
+        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {steps} env-steps, full "
+                      f"schedule, with and without video; halving at {halving or 'the default'} budget), "
+                      f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {_loadavg()}")
+        result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
+                              workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
+                              say=lambda line: console.print(line, highlight=False))
+        if not args.json:
+            console.print(f"trainer alone: {result['trainer_alone_env_steps_per_s']:,.0f} env-steps/s (median)")
+            for row in ("full", "full+video", "halving"):
+                r = result[row]
+                console.print(f"{row:>10}: {r['env_steps_per_s']:,.0f} env-steps/s, efficiency {r['efficiency']:.2f}, "
+                              f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
+                              f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
     elif args.what == "throughput" and args.sim == "warp":
         from rewardgen.warpsim import warp_throughput
 
@@ -695,7 +745,7 @@ def cmd_bench(args) -> int:
         result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
     if args.json:
         _emit_json(result)
-    elif args.what != "schedule":
+    elif args.what not in ("schedule", "evolve"):
         console.print_json(json.dumps(result, default=str))
     return 0
 
@@ -980,17 +1030,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training)",
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training), "
+                       "evolve (evolve's speed against its trainer's)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
                                    "schedule: the same candidates under --schedule full and halving: env-steps "
-                                   "spent and best trusted fitness of each.")
-    p.add_argument("what", choices=["throughput", "learning", "schedule"], help="which benchmark")
+                                   "spent and best trusted fitness of each. "
+                                   "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
+                                   "generations (K candidates x --steps, full schedule with and without video; "
+                                   "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
+                                   "alone) and per-candidate fixed overhead, medians over --repeats.")
+    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
-    p.add_argument("--steps", type=_positive_int, default=300_000, help="learning: env-steps per run (default 300000)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
                    "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
-    p.add_argument("--samples", type=_positive_int, default=8, help="schedule: candidates (default 8)")
+    p.add_argument("--samples", type=_positive_int, default=None, help="schedule: candidates (default 8); evolve: "
+                   "candidates per generation (default 4)")
+    p.add_argument("--repeats", type=_positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead)")
+    p.add_argument("--halving-steps", type=_positive_int, default=None,
+                   help="evolve: budget per candidate of the halving row (default: the task's)")
+    p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
+                   "1 evaluation episode) that checks the benchmark works, not the machine")
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
@@ -1100,6 +1164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.func in (cmd_evolve, cmd_train, cmd_resume):
+            from rewardgen.sandbox import zygote
+
+            zygote.prestart()  # its imports overlap this command's own (docs/speed.md)
         return args.func(args)
     except UserError as exc:  # every user error, from any module: one line, exit 2
         print(f"{getattr(exc, 'prog', 'rewardgen')}: error: {one_line(exc, 1000, markup=False)}", file=sys.stderr)

@@ -15,13 +15,14 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from rewardgen.check import check_reward
+from rewardgen.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.evaluate import run_trusted_evaluation
 from rewardgen.hacking import hacking_alarm
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
@@ -308,6 +309,11 @@ class Evolution:
         self.eval_seed = 10_000 + 1000 * self.config.seed
         self._executor = None
         self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)
+        self._checked: dict[str, tuple[CheckVerdict, float]] = {}  # source hash -> the proposer's verdict
+        self._video_lock = threading.Lock()
+        self._estimate: Estimate | None = None
+        self._video_pool: ThreadPoolExecutor | None = None
+        self._video_jobs: dict[tuple[int, int], Any] = {}
 
     @property
     def executor(self):
@@ -329,10 +335,20 @@ class Evolution:
                                 run_kind=self.kind, steps=self.steps)
             if self.trainer_note:
                 self.progress.event("warning", message=self.trainer_note)
+            if self.config.executor == "local":
+                from rewardgen.sandbox import zygote
+
+                zygote.prestart()  # its imports overlap with the proposer's work
+            self._queue_missing_videos()
+            self._estimate = self._new_estimate()
+            self.progress.event("estimate", **self._estimate.fields())
             for g in range(self.config.generations):
                 self._generation(g)
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
+                    self._wait_videos(g)  # the person looks at them next
                     self._ask_feedback(g)
+            if self._wait_videos():
+                self._write_report()
             self._set_status("finished")
             self._write_report()  # again: the one written after the last generation still said "running"
             summary = self.summary()
@@ -345,10 +361,36 @@ class Evolution:
             self._set_status("interrupted")
             raise
         finally:
+            if self._video_pool is not None:
+                self._video_pool.shutdown(wait=True, cancel_futures=True)
+                self._video_pool = None
             if self._executor is not None:
                 self._executor.close()
                 self._executor = None
             self.store.unlock()
+
+    def _new_estimate(self) -> Estimate:
+        """The run's planned env-steps, what earlier processes already trained, and the cores."""
+        k, gens = self.config.samples, self.config.generations
+        planned = gens * planned_env_steps(k, self.steps, self.config.schedule)
+        done, left = 0, 0
+        for g in range(gens):
+            gen = self.store.read_generation(g)
+            for c in range(len((gen or {}).get("candidates", [])) or k):
+                if gen is not None and self.store.read_metrics(g, c) is not None:
+                    m = self.store.read_metrics(g, c) or {}
+                    # a finished candidate spent all it ever will: count it as its planned share
+                    done += int(m.get("steps_spent") or 0) if m.get("status") == "ok" else 0
+                    continue
+                left += 1
+                for r in range(3):
+                    rung = self._rung(g, c, r) if gen is not None else None
+                    if rung and rung.get("status") == "ok":
+                        done += int(rung.get("env_steps") or 0)
+        from rewardgen.executors import default_workers as cores
+
+        cores_used = cores() if self.config.executor == "local" else max(1, k)
+        return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
 
     def _needs_feedback(self, g: int) -> bool:
         """Interactive runs pause once per generation: not again when feedback for g + 1 exists."""
@@ -402,8 +444,7 @@ class Evolution:
         ctx = ProposalContext(task=self.task, schema=self.task.schema, generation=g, samples=self.config.samples,
                               seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
                               run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
-                              check=lambda src: check_reward(src, self.task, steps=self.config.check_steps,
-                                                             seed=self.config.seed),
+                              check=self._proposer_check,
                               event=self.progress.event)
         self.progress.event("proposing", generation=g, proposer=proposer.label)
         proposals = proposer.propose(ctx)
@@ -413,6 +454,13 @@ class Evolution:
         if failure:  # nothing usable because of the endpoint: stop here; resume asks this generation again
             raise EndpointFailure(failure)
         return self.write_generation(g, proposals, proposer.name, tokens=getattr(proposer, "usage", None) or None)
+
+    def _proposer_check(self, source: str) -> CheckVerdict:
+        """The proposer's smoke check of a source; remembered, so the candidate is not checked twice."""
+        started = time.monotonic()
+        verdict = check_reward(source, self.task, steps=self.config.check_steps, seed=self.config.seed)
+        self._checked[_source_key(source)] = (verdict, round(time.monotonic() - started, 2))
+        return verdict
 
     def feedback(self, g: int) -> list[dict]:
         """Human feedback given after generation ``g - 1`` finished, for generation ``g`` to use."""
@@ -457,9 +505,13 @@ class Evolution:
             target = max(1, int(round(self.steps * fraction)))
             pending = [c for c in participants if self._rung(g, c, r) is None]
             if pending:
-                with ThreadPoolExecutor(max_workers=min(workers, len(pending)), thread_name_prefix="candidate") as pool:
+                # ``workers`` slices train at once; a slice that finished training gives its slot to the
+                # next one while its trusted evaluation runs (one more thread per slot for that)
+                slots = threading.BoundedSemaphore(min(workers, len(pending)))
+                with ThreadPoolExecutor(max_workers=min(2 * workers, len(pending)), thread_name_prefix="candidate") as pool:
                     threads = self.executor.cpu_threads(min(workers, len(pending)))
-                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions), threads) for c in pending]:
+                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions), threads, slots)
+                                for c in pending]:
                         fut.result()
             records = {c: self._rung(g, c, r) for c in participants}
             ok = sorted((c for c in participants if records[c]["status"] == "ok"),
@@ -489,9 +541,15 @@ class Evolution:
     def _limits(self, wall: float) -> WorkerLimits:
         return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
 
-    def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1) -> None:
-        """Check (first rung only), train up to ``target`` env-steps, evaluate; record ``rung-r.json``.
-        ``cpu_threads``: the training job's share of the cores while this rung's slices run together."""
+    def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
+               slots: threading.Semaphore | None = None) -> None:
+        """Check (first rung only, folded into the training), train up to ``target`` env-steps,
+        evaluate; record ``rung-r.json``. ``cpu_threads``: the training job's share of the cores
+        while this rung's slices run together; ``slots``: held while checking and training only."""
+        with _Slot(slots) as slot:
+            return self._train_slice(g, c, r, target, rungs, cpu_threads, slot)
+
+    def _train_slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int, slot: "_Slot") -> None:
         d = self.store.cand_dir(g, c)
         source = self.store.read_source(g, c)
         seed = self.config.seed * 1000 + g * 100 + c
@@ -506,13 +564,14 @@ class Evolution:
             proposal_error = self._proposal_error(g, c)
             if proposal_error:
                 return fail("proposal", proposal_error)
-            started = time.monotonic()
-            check = check_reward(source, self.task, steps=self.config.check_steps, seed=seed)
-            record["check"] = check.to_json() | {"seconds": round(time.monotonic() - started, 2),
-                                                 "isolation": check.isolation, "warnings": check.warnings}
-            if not check.ok:
-                atomic_write_text(d / "train.log", check.log)
-                return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
+            known = self._checked.get(_source_key(source))  # the proposer checked this source already
+            if known is not None:
+                check, seconds = known
+                record["check"] = check.to_json() | {"seconds": seconds, "isolation": check.isolation,
+                                                     "warnings": check.warnings, "by": "proposer"}
+                if not check.ok:
+                    atomic_write_text(d / "train.log", check.log)
+                    return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
         job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
@@ -539,7 +598,22 @@ class Evolution:
 
         on_event({"steps": 0})  # checked (or continuing): training now
 
-        res = self.executor.submit(job, self._limits(timeout), on_event).result()
+        if r == 0 and "check" not in record:  # the smoke check, folded into the start of the training
+            job["check"] = {"steps": self.config.check_steps, "seed": seed, "num_envs": 4,
+                            "seconds": CHECK_LIMITS.wall_seconds}
+        limits = self._limits(timeout)
+        res = self.executor.submit(job, limits, on_event).result()
+        if "check" in job and (res.check is not None or res.stage not in ("protocol", "lost")):
+            # (a worker that lied, or a lost machine, says nothing about the candidate: failed as such below)
+            check = verdict_from_result(res, source, WorkerLimits(wall_seconds=CHECK_LIMITS.wall_seconds,
+                                                                  memory_bytes=limits.memory_bytes,
+                                                                  output_bytes=CHECK_LIMITS.output_bytes))
+            seconds = (res.check or {}).get("seconds", res.seconds)
+            record["check"] = check.to_json() | {"seconds": round(float(seconds), 2), "isolation": check.isolation,
+                                                 "warnings": check.warnings, "by": "training worker"}
+            if not check.ok:
+                atomic_write_text(d / "train.log", check.log)
+                return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
         with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
             log.write(f"--- rung {r}: training to {target} env-steps ---\n" + res.log)
         if not res.ok or res.payload is None:
@@ -552,16 +626,24 @@ class Evolution:
             atomic_write_bytes(d / f"state-{r}.npz", resume_state)
         extra = result.get("extra") or {}
         steps = int(extra.get("slice_env_steps") or 0) if "resume" in job else int(result.get("env_steps") or 0)
+        if self._estimate is not None:
+            self._estimate.add(steps)
+            self.progress.event("estimate", **self._estimate.fields())
         record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
                    "env_steps": steps, "env_steps_total": done_steps + steps,
                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
                    "env_steps_per_second": round(float(extra.get("env_steps_per_second") or 0)
                                                  or steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
+        slot.release()  # training is over: the next slice may train while this one is evaluated
+        if r == rungs - 1 and self.config.video:  # its last policy: the video renders beside the evaluation
+            self._queue_video(g, c)
         self.progress.event("evaluating", generation=g, candidate=c)
+        started = time.monotonic()
         try:
             evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
         except (RuntimeError, ValueError) as exc:
             return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
+        record["evaluation_seconds"] = round(time.monotonic() - started, 2)
         atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
         self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
@@ -588,22 +670,65 @@ class Evolution:
         metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
         if final["status"] == "ok":
             metrics["success"] = bool(final["evaluation"]["success"])
-            if self.config.video:
-                metrics["video"] = self._video(g, c)
         self._finish(self.store.cand_dir(g, c), metrics)
+        if final["status"] == "ok" and self.config.video:
+            self._queue_video(g, c)
+
+    # ----- videos: rendered off the critical path, at the lowest CPU priority, while training goes on
+    def _queue_video(self, g: int, c: int) -> None:
+        """Render the candidate's video in the background (one at a time, ``SCHED_IDLE``); ``video.json``
+        (file, length, frames, or the error) is written when it is done. ``_wait_videos`` waits."""
+        with self._video_lock:
+            if (g, c) in self._video_jobs:
+                return
+            if self._video_pool is None:
+                self._video_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video")
+            self._video_jobs[(g, c)] = self._video_pool.submit(self._render_video, g, c)
+
+    def _render_video(self, g: int, c: int) -> None:
+        info = self._video(g, c)
+        # beside metrics.json, which stays as it was sealed
+        atomic_write_json(self.store.cand_dir(g, c) / "video.json", info)
+        self.progress.event("video_ready", generation=g, candidate=c, video=info)
+
+    def _wait_videos(self, generation: int | None = None) -> bool:
+        """Wait for the queued videos (of ``generation``, or all); True when any was waited for."""
+        with self._video_lock:
+            jobs = [f for (g, _), f in self._video_jobs.items() if generation is None or g == generation]
+        for fut in jobs:
+            fut.result()
+        return bool(jobs)
+
+    def _videos_pending(self, generation: int) -> bool:
+        with self._video_lock:
+            return any(not f.done() for (g, _), f in self._video_jobs.items() if g == generation)
+
+    def _queue_missing_videos(self) -> None:
+        """On resume: videos of finished candidates that a killed run had not rendered yet."""
+        if not self.config.video:
+            return
+        for g in range(self.config.generations):
+            gen = self.store.read_generation(g)
+            for c in range(len((gen or {}).get("candidates", []))):
+                m = self.store.read_metrics(g, c)
+                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / "video.json").is_file():
+                    self._queue_video(g, c)
 
     def _video(self, g: int, c: int) -> dict:
-        """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays)."""
-        from rewardgen.policy import PolicyExport
-        from rewardgen.video import VideoError, render_rollout, video_path
+        """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays),
+        in a process forked from the zygote at idle priority."""
+        from rewardgen.evaluate import run_json_module
+        from rewardgen.video import video_path
 
         d = self.store.cand_dir(g, c)
         self.progress.event("rendering_video", generation=g, candidate=c)
+        job = {"task": self.task.to_dict(), "policy_path": str((d / "policy.npz").resolve()),
+               "path": str(video_path(d).resolve()), "seed": self.eval_seed}
         try:
-            export = PolicyExport.from_bytes((d / "policy.npz").read_bytes())
-            info = render_rollout(self.task, export, video_path(d), seed=self.eval_seed)
-            return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames")}
-        except (VideoError, ValueError, OSError) as exc:
+            info = run_json_module("rewardgen.video", job, 600.0, "rendering", env={"MUJOCO_GL": "egl"}, idle=True)
+            return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames"),
+                    "render_seconds": info.get("render_seconds")}
+        except (RuntimeError, ValueError, OSError) as exc:
             self.progress.event("warning", message=f"video of {g}/{c} not rendered: {exc}")
             return {"error": str(exc)}
 
@@ -656,7 +781,10 @@ class Evolution:
         if spent:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
-        report = self._write_report()
+        if g == self.config.generations - 1 and self._videos_pending(g):
+            report = self.store.path / "report.html"  # written once its videos are there (``run``)
+        else:
+            report = self._write_report()
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
                             report=str(report) if report else None, resumed=resumed)
 
@@ -668,10 +796,92 @@ class Evolution:
             self.progress.event("warning", message=f"report not written: {exc}")
             return None
 
+    def _write_report(self):
+        try:
+            return write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            self.progress.event("warning", message=f"report not written: {exc}")
+            return None
+
     def summary(self) -> dict:
         run = self.store.read_run()
         return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
                 "best": run.get("best"), "generations": run.get("generations", [])}
+
+
+#: env-steps/s per core assumed before anything was measured (the first finished slice replaces it)
+GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
+#: seconds per candidate besides its env-steps assumed before anything was measured
+GUESSED_OVERHEAD_S = 1.5
+
+
+def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
+    """Env-steps one generation trains when every candidate succeeds (halving: the rungs' shares)."""
+    fractions = rung_fractions(samples, schedule)
+    total, alive, before = 0, samples, 0.0
+    for r, f in enumerate(fractions):
+        total += alive * int(round(steps * (f - before)))
+        before = f
+        alive = survivors(alive, r)
+    return total
+
+
+class Estimate:
+    """How long the run will take: planned env-steps over a rate, refined as slices finish.
+
+    Up front (``basis`` "guess") the rate is ``GUESSED_STEPS_PER_CORE`` times the cores plus
+    ``GUESSED_OVERHEAD_S`` per candidate; once this process has trained something, the rate is what
+    it measured: env-steps trained here over the wall time since it started (overheads included)."""
+
+    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int):
+        self.planned, self.done, self.here = int(planned), int(done), 0
+        self.candidates_left = candidates_left
+        self.guess_rate = GUESSED_STEPS_PER_CORE.get(trainer, 1_500.0) * max(1, cores)
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, env_steps: int) -> None:
+        with self.lock:
+            self.done += int(env_steps)
+            self.here += int(env_steps)
+
+    def fields(self) -> dict[str, Any]:
+        with self.lock:
+            elapsed = time.monotonic() - self.started
+            left_steps = max(0, self.planned - self.done)
+            if self.here > 0 and elapsed > 0:
+                left, basis = left_steps * elapsed / self.here, "measured"
+            else:
+                left, basis = left_steps / self.guess_rate + self.candidates_left * GUESSED_OVERHEAD_S, "guess"
+            return {"seconds_left": round(left, 1), "seconds_total": round(elapsed + left, 1), "basis": basis,
+                    "env_steps_planned": self.planned, "env_steps_done": self.done}
+
+
+class _Slot:
+    """Holds one of ``sem``'s slots from ``with`` until ``release`` or the block's end (once)."""
+
+    def __init__(self, sem: threading.Semaphore | None):
+        self.sem, self.held = sem, False
+
+    def __enter__(self) -> "_Slot":
+        if self.sem is not None:
+            self.sem.acquire()
+            self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.sem.release()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _source_key(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def failure_summary(generations: list[dict]) -> str | None:

@@ -10,6 +10,8 @@ Layout::
     runs/<id>/gen-NNN/cand-NN/train.log      the worker's captured output (bounded)
     runs/<id>/gen-NNN/cand-NN/policy.npz     the trained actor (plain arrays)
     runs/<id>/gen-NNN/cand-NN/metrics.json   verdict, trusted fitness, training statistics (written last)
+    runs/<id>/gen-NNN/cand-NN/video.mp4      the policy's rollout, rendered in the background after sealing
+    runs/<id>/gen-NNN/cand-NN/video.json     the video's length and frames, or why it was not rendered
 
 Every write is a temp file in the same directory, fsync'd, then renamed over the target, so a
 reader (or a run resumed after ``kill -9``) sees either the old file or the new one, never half.

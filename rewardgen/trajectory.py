@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.evaluate import policy_steps
+from rewardgen.evaluate import run_episode
 from rewardgen.fitness import make_fitness
 from rewardgen.policy import DeterministicPolicy, PolicyExport
 from rewardgen.state import StateBuffers
@@ -55,47 +55,35 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
     ``tilt_deg`` (T, bodies), ``com`` and ``com_vel`` (T, 3), ``fitness`` (trusted per-step value),
     ``env_reward``, ``action_sq`` (sum of squared actions). Scalars: ``seed``, ``length``,
     ``horizon``, ``terminated``, ``fitness_value`` (``Fitness.episode_value``, as evaluate reports it),
-    ``dt``, ``main_body``, ``bodies``, ``start_com`` (3,).
+    ``dt``, ``main_body``, ``bodies``, ``start_com`` (3,). The episode runs through
+    ``rewardgen.evaluate.run_episode``, as the trusted evaluation's do.
     """
     env = task.make_env()
     try:
         export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
         policy = DeterministicPolicy(export)
         fitness = make_fitness(task.fitness, task.schema)
-        schema = task.schema
-        model = env.unwrapped.model
-        buffers = StateBuffers(schema, model, 1)
-        body = main_body(task)
-        bi = schema.body_index(body)
-        obs, _ = env.reset(seed=seed)
-        start_com = env.unwrapped.data.subtree_com[schema.robot_root].copy()
-        rows: dict[str, list] = {k: [] for k in ("height", "up_z", "tilt_deg", "com", "com_vel", "fitness",
-                                                 "env_reward", "action_sq")}
-        terminated, length = False, 0
-        for action, r, terminated, _ in policy_steps(env, policy, buffers, obs):
-            length += 1
-            rows["fitness"].append(float(fitness.per_step(buffers.to_state())[0]))
-            up = buffers.body_up[0]
-            rows["height"].append(float(buffers.body_pos[0, bi, 2]))
-            rows["up_z"].append(float(up[bi, 2]))
-            rows["tilt_deg"].append(np.degrees(np.arccos(np.clip(up[:, 2], -1.0, 1.0))))
-            rows["com"].append(buffers.com_pos[0].copy())
-            rows["com_vel"].append(buffers.com_vel[0].copy())
-            rows["env_reward"].append(float(r))
-            rows["action_sq"].append(float(np.sum(np.square(action))))
+        run = run_episode(task, env, policy, fitness, seed, task.schema.body_index(main_body(task)))
     finally:
         env.close()
-    out: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+    return trajectory_from_episode(task, fitness, run, seed)
+
+
+def trajectory_from_episode(task: Task, fitness, run: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``record_trajectory``'s dict from a recorded ``run_episode``."""
+    schema = task.schema
+    out: dict[str, Any] = {k: np.asarray(v, dtype=np.float64) for k, v in run["rows"].items()}
     n = len(out["height"])
     out["tilt_deg"] = out["tilt_deg"].reshape(n, len(schema.bodies))
     out["com"] = out["com"].reshape(n, 3)
     out["com_vel"] = out["com_vel"].reshape(n, 3)
     out["step"] = np.arange(1, n + 1)
     out["time"] = out["step"] * float(schema.dt)
-    out.update(seed=int(seed), length=int(length), horizon=int(task.episode_length), terminated=bool(terminated),
-               fitness_value=fitness.episode_value(list(out["fitness"]), task.episode_length),
-               dt=float(schema.dt), main_body=body, bodies=list(schema.bodies),
-               start_com=np.asarray(start_com, dtype=np.float64))
+    out.update(seed=int(seed), length=int(run["length"]), horizon=int(task.episode_length),
+               terminated=bool(run["terminated"]),
+               fitness_value=fitness.episode_value(list(run["values"]), task.episode_length),
+               dt=float(schema.dt), main_body=main_body(task), bodies=list(schema.bodies),
+               start_com=np.asarray(run["start_com"], dtype=np.float64))
     return out
 
 
@@ -204,18 +192,19 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
 
 
 def best_and_worst(task: Task, export: PolicyExport, evaluation: dict[str, Any] | None = None,
-                   seed: int = 10_000) -> dict[str, Any]:
+                   seed: int = 10_000, recorded: dict[int, dict] | None = None) -> dict[str, Any]:
     """Summaries of the best and the worst episode of an evaluation.
 
     ``evaluation`` is ``evaluate_policy``'s output for the same ``seed`` (episode i used seed + i);
     only its per-episode fitness is read, to pick the two episodes, which are then replayed. Without
     it every one of ``task.eval_episodes`` episodes is recorded. Returns ``{"best": {...}, "worst":
-    {...}}`` each with ``episode``, ``seed``, ``fitness``, ``summary`` and ``facts``.
+    {...}}`` each with ``episode``, ``seed``, ``fitness``, ``summary`` and ``facts``. ``recorded``:
+    trajectories the evaluation already recorded (``evaluate_policy(record=True)``), not replayed.
     """
     if evaluation and evaluation.get("episodes"):
         fits = [float(e["fitness"]) for e in evaluation["episodes"]]
         picks = {"best": int(np.argmax(fits)), "worst": int(np.argmin(fits))}
-        trajs = {i: record_trajectory(task, export, seed + i) for i in set(picks.values())}
+        trajs = {i: (recorded or {}).get(i) or record_trajectory(task, export, seed + i) for i in set(picks.values())}
     else:
         trajs = {i: record_trajectory(task, export, seed + i) for i in range(task.eval_episodes)}
         fits = [trajs[i]["fitness_value"] for i in sorted(trajs)]

@@ -10,6 +10,11 @@ from outside, before any candidate code runs), progress, a result or an error, t
 state and the policy as bytes. It never writes to the run store; the orchestrator does, from the
 data it receives and validates (``rewardgen.sandbox.ipc``).
 
+A train job may carry ``check`` (``{"steps", "seed", "num_envs", "seconds"}``): the candidate's
+smoke check (what mode ``check`` does) runs first on the same jail, a ``{"type": "check"}`` frame
+says it passed, then training starts; an error before that frame is the check's verdict. The
+orchestrator kills the worker when no check frame came within ``seconds`` (``run_worker``).
+
 Job keys ``sandbox``/``validate``/``seccomp``/``audit``/``namespaces`` (default true) switch layers
 off, for overhead measurements and the tests that prove each layer on its own.
 
@@ -82,14 +87,12 @@ def _warm_up(job: dict) -> None:
 
 
 def _run(job: dict, out) -> None:
-    import numpy as np
     import torch
 
     from rewardgen.candidate import load_reward
     from rewardgen.fitness import make_fitness
     from rewardgen.tasks import task_from_dict
     from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
-    from rewardgen.trainers.sb3 import RewardVecEnv
 
     torch.set_num_threads(int(job.get("torch_threads", 1)))
     task = task_from_dict(job["task"], where="job")
@@ -110,6 +113,8 @@ def _run(job: dict, out) -> None:
         capacity = int(job.get("num_envs", 4))
     else:
         capacity = int(getattr(getattr(trainer, "hp", None), "num_envs", None) or job.get("num_envs", 8))
+        if isinstance(job.get("check"), dict):
+            capacity = max(capacity, int(job["check"].get("num_envs", 4)))
     stage = "load"
     fn = None
     try:
@@ -126,20 +131,11 @@ def _run(job: dict, out) -> None:
         _warm_up(job)
         if job["mode"] == "check":
             stage = "runtime"
-            steps = int(job.get("steps", 256))
-            envs = int(job.get("num_envs", 4))
-            stats = TrainingStats(steps)
-            reward = BatchReward(fn, fitness, stats, envs, task.episode_length)
-            venv = RewardVecEnv(task, reward, envs, int(job.get("seed", 0)))
-            venv.reset()
-            rng = np.random.default_rng(int(job.get("seed", 0)))
-            for _ in range(max(1, steps // envs)):
-                venv.step_async(rng.uniform(-1, 1, size=(envs, task.schema.nu)).astype(np.float32))
-                venv.step_wait()
-            if hasattr(fn, "verify"):
-                fn.verify()
-            out.json({"type": "result", "stats": reward.summary(), "env_steps": venv.total_steps})
+            out.json({"type": "result", **_smoke(job, task, fn, fitness)})
             return
+        if isinstance(job.get("check"), dict):  # the candidate's smoke check, folded into its training
+            stage = "runtime"
+            out.json({"type": "check", **_smoke(job["check"], task, fn, fitness)})
         stage = "runtime"
         config = TrainConfig(steps=int(job["steps"]), seed=int(job["seed"]), num_envs=int(job.get("num_envs", 8)),
                              device=job.get("device", "cpu"), resume=resume)
@@ -173,6 +169,29 @@ def _run(job: dict, out) -> None:
     finally:
         if hasattr(fn, "close"):
             fn.close()
+
+
+def _smoke(check: dict, task, fn, fitness) -> dict:
+    """The smoke check: random actions through the real State path and the reward (the contract is
+    checked on every call); returns the result frame's fields."""
+    import numpy as np
+
+    from rewardgen.trainers.base import BatchReward, TrainingStats
+    from rewardgen.trainers.sb3 import RewardVecEnv
+
+    steps = int(check.get("steps", 256))
+    envs = int(check.get("num_envs", 4))
+    stats = TrainingStats(steps)
+    reward = BatchReward(fn, fitness, stats, envs, task.episode_length)
+    venv = RewardVecEnv(task, reward, envs, int(check.get("seed", 0)))
+    venv.reset()
+    rng = np.random.default_rng(int(check.get("seed", 0)))
+    for _ in range(max(1, steps // envs)):
+        venv.step_async(rng.uniform(-1, 1, size=(envs, task.schema.nu)).astype(np.float32))
+        venv.step_wait()
+    if hasattr(fn, "verify"):
+        fn.verify()
+    return {"stats": reward.summary(), "env_steps": venv.total_steps}
 
 
 def report_failure(out, exc: BaseException, stage: str) -> None:

@@ -271,6 +271,9 @@ def corpus(task, tmp_path_factory):
         victim_alive = victim.poll() is None
         victim_after = _sched_facts(victim.pid)
     finally:
+        from rewardgen.sandbox import zygote
+
+        zygote.reset_shared()  # as at the command's end: the zygote goes too, and is checked with the workers
         tempfile.tempdir = old_tempdir
         stop.set()
         srv.close()

@@ -6,16 +6,35 @@ holding nothing of value, locked by the kernel (user/PID/IPC/mount/network names
 root, an allowlist seccomp filter, rlimits, no capabilities) and talking to its worker only through
 shared memory and a pipe whose every message the worker validates.
 
-The worker (``process.py``: ``run_worker``) is trusted code (trainer, simulator, policy) in a fresh
+The worker (``process.py``: ``run_worker``) is trusted code (trainer, simulator, policy) in its own
 process with a scrubbed environment, rlimits, a wall-clock limit and bounded output; its results
-reach the orchestrator only as frames on a pipe (``ipc.py``), each checked against a schema.
+reach the orchestrator only as frames on a pipe (``ipc.py``), each checked against a schema. The
+worker is forked from this command's **zygote** (``zygote.py``: a trusted fork server started from
+a scrubbed environment that has paid the imports) and locked as a fresh process was; without a
+zygote it is a fresh process.
 
 ``guard.py`` (audit hook, restricted builtins) and ``rewardgen.validate`` (static checks) give
 honest mistakes clear messages; they are not the boundary. See docs/sandbox.md.
+
+The names below are imported on first use, so ``rewardgen.sandbox.zygote`` can be started before
+torch is imported here (the zygote's imports then overlap the command's own).
 """
 
-from rewardgen.sandbox.jail import Jail, JailError, JailOptions
-from rewardgen.sandbox.process import PACKAGE_PARENT, WorkerLimits, WorkerResult, run_worker, worker_env
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Jail", "JailError", "JailOptions", "PACKAGE_PARENT", "WorkerLimits", "WorkerResult", "run_worker",
            "worker_env"]
+_FROM = {"Jail": "jail", "JailError": "jail", "JailOptions": "jail", "PACKAGE_PARENT": "process",
+         "WorkerLimits": "process", "WorkerResult": "process", "run_worker": "process", "worker_env": "process"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM:
+        import importlib
+
+        value = getattr(importlib.import_module(f"rewardgen.sandbox.{_FROM[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'rewardgen.sandbox' has no attribute {name!r}")

@@ -168,6 +168,9 @@ def check_frame(value: Any, debug: bool = False) -> dict:
                 raise SchemaError(f"isolation.{key} is not a list")
             for item in items:
                 _text(item, f"isolation.{key} entry", 400)
+    elif kind == "check":  # a train job's smoke check passed (job key "check")
+        _number(value.get("env_steps"), "check.env_steps", integer=True)
+        check_stats(value.get("stats", {}))
     elif kind == "resume_state":
         _number(value.get("env_steps"), "resume_state.env_steps", integer=True)
         _number(value.get("bytes"), "resume_state.bytes", integer=True)

@@ -90,6 +90,9 @@ class WorkerResult:
     warnings: list[str] = field(default_factory=list)
     output_dropped: int = 0
     resume_state: bytes | None = None
+    started: str = ""
+    check: dict[str, Any] | None = None
+    timeout_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -171,8 +174,10 @@ class _BoundedLog:
         self.head = bytearray()
         self.tail = bytearray()
         self.dropped = 0
+        self.total = 0
 
     def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
         room = self.half - len(self.head)
         if room > 0:
             self.head += chunk[:room]
@@ -225,14 +230,12 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                "device memory is capped by the job's gpu_memory_fraction")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
-        read_fd, write_fd = os.pipe()
-        proc = subprocess.Popen(
-            [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            cwd=scratch, env=worker_env(scratch, int(job.get("torch_threads", 1))),
-            pass_fds=(write_fd,), start_new_session=True, preexec_fn=_preexec(limits, sandboxed, address_limit),
-        )
-        os.close(write_fd)
+        env = worker_env(scratch, int(job.get("torch_threads", 1)))
+        proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
+        spawned = time.monotonic()  # the wall-clock limits count from here (not the zygote's own start)
+        result.started = how
+        if how not in ("zygote", "fresh"):  # the zygote was wanted and failed: say so
+            result.warnings.append(how)
         if sandboxed:
             child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
             if child_ns and own_ns and child_ns != own_ns:
@@ -242,11 +245,12 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                                        "reward's jail is refused sockets by its own namespace and seccomp")
 
         def pump_output() -> None:
-            assert proc.stdout is not None
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-                log.feed(chunk)
+            with stdout:
+                for chunk in iter(lambda: stdout.read1(65536), b""):
+                    log.feed(chunk)
 
         worker_layers: list[list[str]] = []
+        check_done = threading.Event()
 
         def pump_frames() -> None:
             """Frames in the order a worker sends them, each checked (``check_frame``) before use; the
@@ -278,6 +282,10 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                         elif kind == "isolation" and not worker_layers:  # the first report precedes the reward
                             worker_layers.append(value.get("layers", []))
                             result.warnings.extend(value.get("warnings", []))
+                        elif kind == "check" and result.check is None:
+                            result.check = dict(value, seconds=round(time.monotonic() - start, 3),
+                                                output_bytes=log.total)
+                            check_done.set()
                         elif kind == "result":
                             result.result, result.stage = value, "ok"
                         elif kind == "error":
@@ -292,17 +300,30 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         for t in threads:
             t.start()
         try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
+            with stdin:
+                stdin.write(json.dumps(job).encode())
         except BrokenPipeError:
             pass
+        check = job.get("check") if isinstance(job.get("check"), dict) else None
+        check_seconds = float(check.get("seconds") or 0) if check else 0.0
         try:
-            proc.wait(timeout=limits.wall_seconds)
+            if 0 < check_seconds < limits.wall_seconds:  # the folded smoke check has its own, shorter limit
+                try:
+                    proc.wait(timeout=check_seconds)
+                except subprocess.TimeoutExpired:
+                    if not check_done.is_set():
+                        _kill_group(proc)
+                        result.stage = "timeout"
+                        result.error = (f"worker exceeded the check's wall-clock limit of {check_seconds:.0f} s "
+                                        "and was killed")
+                        result.timeout_seconds = check_seconds
+                        raise
+            proc.wait(timeout=max(0.0, limits.wall_seconds - (time.monotonic() - spawned)))
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            result.stage = "timeout"
-            result.error = f"worker exceeded the wall-clock limit of {limits.wall_seconds:.0f} s and was killed"
+            if result.stage != "timeout":
+                _kill_group(proc)
+                result.stage = "timeout"
+                result.error = f"worker exceeded the wall-clock limit of {limits.wall_seconds:.0f} s and was killed"
         finally:
             _kill_group(proc)  # whatever the worker started dies with it
         for t in threads:
@@ -322,11 +343,102 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+class _Fresh:
+    """A worker started as a fresh process (the fallback when there is no zygote)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Forked:
+    """A worker forked by the zygote (``rewardgen.sandbox.zygote``)."""
+
+    def __init__(self, child):
+        self.child = child
+        self.pid = child.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.child.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.child.wait(timeout)
+
+    def kill_group(self) -> None:
+        self.child.kill()
+
+
+def _rlimits(limits: WorkerLimits, address_limit: bool) -> list[tuple[int, int, int]]:
+    cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
+    out = [(resource.RLIMIT_CORE, 0, 0)]
+    if address_limit:
+        out.append((resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes))
+    return out + [(resource.RLIMIT_CPU, cpu, cpu), (resource.RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes)]
+
+
+_RESULT_FD = 3  # the result pipe's number in a zygote's child
+
+
+def _start(module: str, scratch: str, env: dict[str, str], limits: WorkerLimits, sandboxed: bool,
+           address_limit: bool):
+    """Start the worker: forked from this command's zygote when there is one, else a fresh process.
+    Returns (process handle, its stdin to write, its output to read, the result pipe's read end,
+    how it started: "zygote", or "fresh" plus why there was no zygote)."""
+    from rewardgen.sandbox import zygote
+
+    why = None
+    z = zygote.shared()
+    if z is not None:
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        read_fd, write_fd = os.pipe()
+        request = zygote.SpawnRequest(
+            module=module, argv=["--result-fd", str(_RESULT_FD)], env=env, cwd=scratch,
+            fds={0: in_r, 1: out_w, 2: out_w, _RESULT_FD: write_fd},
+            rlimits=_rlimits(limits, address_limit) if sandboxed else [], netns=sandboxed)
+        try:
+            child = z.spawn(request)
+        except zygote.ZygoteUnavailable as exc:
+            for fd in (in_r, in_w, out_r, out_w, read_fd, write_fd):
+                os.close(fd)
+            why = str(exc)
+        else:
+            for fd in (in_r, out_w, write_fd):
+                os.close(fd)
+            return _Forked(child), os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), read_fd, "zygote"
+    read_fd, write_fd = os.pipe()
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        proc = subprocess.Popen(
+            [sys.executable, "-s", "-m", module, "--result-fd", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cwd=scratch, env=env, pass_fds=(write_fd,), start_new_session=True,
+            preexec_fn=_preexec(limits, sandboxed, address_limit),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    how = "fresh" if why is None else f"started a fresh worker process: no zygote ({why})"
+    return _Fresh(proc), proc.stdin, proc.stdout, read_fd, how
+
+
+def _kill_group(proc) -> None:
+    proc.kill_group()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
