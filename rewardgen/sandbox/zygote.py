@@ -60,7 +60,6 @@ orchestrator's environment switches the zygote off (overhead measurements; tests
 
 from __future__ import annotations
 
-import array
 import ctypes
 import json
 import os
@@ -73,7 +72,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 #: what the zygote imports once (each child has them for free)
