@@ -149,14 +149,16 @@ def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs:
 def _measure_worker_main() -> None:
     """Entry point of the fresh process ``worker_ppo`` starts: one worker job from stdin, a JSON line out.
 
-    The only child of this process is the worker, so RUSAGE_CHILDREN's max RSS is the worker's.
+    The worker's peak RSS: as the zygote reaped it (``WorkerResult.peak_rss_kb``), or, for a fresh
+    worker (the only child of this process), RUSAGE_CHILDREN's max RSS.
     """
     from rewardgen.sandbox import WorkerLimits, run_worker
 
     job = json.loads(sys.stdin.read())
     wall = float(job.pop("wall_seconds", 1800.0))
     res = run_worker(job, WorkerLimits(wall_seconds=wall))
-    rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # forked from the zygote, the worker is the zygote's child: the zygote reports its peak RSS
+    rss_kb = res.peak_rss_kb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = res.result or {}
     print(json.dumps({"stage": res.stage, "error": res.error, "env_steps": r.get("env_steps"),
                       "seconds": r.get("seconds"), "wall_seconds": res.seconds, "isolation": res.isolation,

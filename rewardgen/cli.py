@@ -1059,7 +1059,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--seed", type=_non_negative_int, default=0,
-                   help="schedule: run seed; candidates' training seeds derive from it (default 0)")
+                   help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
     p.add_argument("--device", default="cpu", help="throughput with --sim warp: device, e.g. cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")

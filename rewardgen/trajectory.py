@@ -29,7 +29,6 @@ import numpy as np
 from rewardgen.evaluate import run_episode
 from rewardgen.fitness import make_fitness
 from rewardgen.policy import DeterministicPolicy, PolicyExport
-from rewardgen.state import StateBuffers
 from rewardgen.tasks import Task
 
 FALL_TILT_DEG = 60.0

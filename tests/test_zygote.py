@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -100,6 +99,8 @@ def test_training_is_the_same_forked_or_fresh(monkeypatch):
         res = run_worker(job, WorkerLimits(wall_seconds=120))
         assert res.ok, (res.stage, res.error)
         payloads[res.started] = res.payload
+        if res.started == "zygote":  # the zygote reaped it and says how much memory it took at most
+            assert 50 * 1024 < res.peak_rss_kb < 2 * 1024**2
     assert set(payloads) == {"zygote", "fresh"} and payloads["zygote"] == payloads["fresh"]
 
 

@@ -75,7 +75,10 @@ class WorkerResult:
     "protocol", "job". ``isolation`` lists the active layers, ``warnings`` the missing ones;
     ``resume_state`` the trainer's resumable state (pickle-free bytes; pass it back base64-encoded
     as the job's ``resume`` to continue training). Executors add stage "lost" (the machine running
-    the worker went away, see ``rewardgen.executors``).
+    the worker went away, see ``rewardgen.executors``). ``started``: "zygote" (forked from the command's
+    zygote), "fresh", or why there was no zygote; ``check``: a train job's folded smoke check as its
+    ``check`` frame said (with ``seconds`` from the start and the ``output_bytes`` seen by then);
+    ``peak_rss_kb``: the forked worker's peak RSS (its jail included), as the zygote reaped it.
     """
 
     stage: str
@@ -93,6 +96,7 @@ class WorkerResult:
     started: str = ""
     check: dict[str, Any] | None = None
     timeout_seconds: float | None = None
+    peak_rss_kb: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -329,6 +333,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         for t in threads:
             t.join(timeout=5)
     result.returncode = proc.returncode
+    result.peak_rss_kb = getattr(getattr(proc, "child", None), "maxrss_kb", None)
     result.isolation = isolation + (worker_layers[0] if worker_layers else [])
     result.output_dropped = log.dropped
     result.log = log.text()

@@ -48,7 +48,8 @@ attached as ``SCM_RIGHTS``. The zygote forks; the child, before it runs any job 
 
 The job socket then carries one byte ``K`` from the orchestrator (kill the child's process group:
 the wall-clock limit) and, from the zygote, ``{"pid": N, "status": S}`` when the child has exited
-(S as ``subprocess.Popen.returncode``: negative for a signal). The zygote kills the child's process
+(S as ``subprocess.Popen.returncode``: negative for a signal; with the child's peak RSS from
+``wait4``). The zygote kills the child's process
 group *before* reaping it (``waitid(WNOWAIT)``), so the group id is never a recycled pid. If the
 orchestrator closes the job socket early, the child's group is killed too.
 
@@ -59,7 +60,6 @@ orchestrator's environment switches the zygote off (overhead measurements; tests
 
 from __future__ import annotations
 
-import array
 import ctypes
 import json
 import os
@@ -72,7 +72,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 #: what the zygote imports once (each child has them for free)
@@ -146,6 +145,7 @@ class ZygoteChild:
         self.pid = pid
         self._sock = sock
         self.returncode: int | None = None
+        self.maxrss_kb: int | None = None  # the child's peak RSS once it has exited
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit status (negative: killed by that signal); ``subprocess.TimeoutExpired`` after
@@ -165,7 +165,9 @@ class ZygoteChild:
             except OSError:
                 pass
         try:
-            self.returncode = int(json.loads(data)["status"])
+            answer = json.loads(data)
+            self.returncode = int(answer["status"])
+            self.maxrss_kb = int(answer.get("maxrss_kb") or 0) or None
         except (ValueError, KeyError, TypeError):
             self.returncode = -signal.SIGKILL  # the zygote went away; its children die with it
         self._close()
@@ -564,14 +566,15 @@ def _reap(jobs: dict[int, socket.socket], by_sock: dict[int, int]) -> None:  # p
         pid = info.si_pid
         _killpg(pid)  # whatever it left in its group; the unreaped pid cannot have been recycled
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status, usage = os.wait4(pid, 0)
         except ChildProcessError:
             continue
         sock = jobs.pop(pid, None)
         if sock is not None:
             by_sock.pop(sock.fileno(), None)
-            try:
-                sock.send(json.dumps({"pid": pid, "status": os.waitstatus_to_exitcode(status)}).encode())
+            try:  # with the child's peak RSS (its own and that of the children it reaped: the jail)
+                sock.send(json.dumps({"pid": pid, "status": os.waitstatus_to_exitcode(status),
+                                      "maxrss_kb": int(usage.ru_maxrss)}).encode())
             except OSError:
                 pass
             sock.close()
