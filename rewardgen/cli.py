@@ -228,6 +228,8 @@ class RichProgress:
                              description=f"{self._label(generation, candidate)} fitness {fitness:.3g}, waiting")
 
     def _on_rendering_video(self, generation, candidate, **_):
+        if self.state.get((generation, candidate), {}).get("finished"):
+            return  # videos render in the background: a finished row keeps its fitness and fate
         self.bars.update(self._row(generation, candidate),
                          description=f"{self._label(generation, candidate)} rendering its video")
 
@@ -242,6 +244,7 @@ class RichProgress:
         row = self._row(generation, candidate)
         steps = int(env_steps or self.state[key].get("steps") or 0)
         self.state[key]["steps"] = steps
+        self.state[key]["finished"] = True
         label = self._label(generation, candidate)
         if status == "ok":
             text = f"{label} [green]fitness {fitness:.3g}[/]" + (" (success)" if success else "")
