@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardgen.sandbox.process import close_fds_except
 from rewardgen.schema import Schema
 from rewardgen.state import State, field_shapes
 
@@ -599,13 +600,7 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
     # pipe among them)
     os.dup2(req_r, _REQ_FD)
     os.dup2(rep_w, _REP_FD)
-    keep = {1, 2, _REQ_FD, _REP_FD, sync_w, go_r}
-    for fd in _open_fds():
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    close_fds_except({1, 2, _REQ_FD, _REP_FD, sync_w, go_r})
     made = options.namespaces and _LIBC is not None and _LIBC.unshare(_NAMESPACES) == 0
     os.write(sync_w, b"N" if made else b"-")
     if os.read(go_r, 1) != b"G":
@@ -740,13 +735,6 @@ def _reply_error(record: dict) -> None:  # pragma: no cover
     record = {k: str(record.get(k, ""))[:limit] for k, limit in (("stage", 20), ("error", 4000),
                                                                     ("traceback", 20000))}
     _reply(_ERROR, 0, json.dumps(record).encode("utf-8", "backslashreplace")[:MAX_MESSAGE_BYTES])
-
-
-def _open_fds() -> list[int]:
-    try:
-        return [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        return list(range(3, 1024))
 
 
 def _libc(name: str, *args: Any) -> int:

@@ -103,6 +103,21 @@ class WorkerResult:
         return self.stage == "ok"
 
 
+def close_fds_except(keep: set[int]) -> None:
+    """In a just-forked child: close every inherited descriptor not in ``keep`` (a worker's result
+    pipe, the orchestrator's files, sockets) so nothing reaches what runs next by number."""
+    try:
+        fds = [int(x) for x in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def set_parent_death_signal() -> None:
     """In a just-forked child: die (SIGKILL) when the process that started it dies."""
     try:

@@ -591,6 +591,8 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
     """In the forked child: lock it (module docstring, steps 1-5), then run the module."""
     import io
 
+    from rewardgen.sandbox.process import close_fds_except
+
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
@@ -609,13 +611,7 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
         for target, src in parked.items():
             os.dup2(src, target, inheritable=target <= 2)  # the standard streams pass on to what it runs
         sync_high = os.dup2(sync_w, high + len(parked), inheritable=False)
-        keep = set(parked) | {sync_high}
-        for fd in _open_fds():
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        close_fds_except(set(parked) | {sync_high})
         sync_w = sync_high
         os.chdir(req["cwd"])
         os.environ.clear()
@@ -674,13 +670,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _open_fds() -> list[int]:
-    try:
-        return sorted(int(x) for x in os.listdir("/proc/self/fd"))
-    except OSError:
-        return list(range(3, 1024))
 
 
 def main() -> None:  # pragma: no cover
