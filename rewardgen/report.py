@@ -86,20 +86,13 @@ def _read_json(path: Path, notes: list[str]) -> Any:
         return None
 
 
-def _numbered(parent: Path, prefix: str) -> list[tuple[int, Path]]:
+def _numbered(parent: Path, prefix: str, suffix: str = "") -> list[tuple[int, Path]]:
+    """``(N, path)`` of ``prefix-N`` folders (or, with a ``suffix`` such as ".json", ``prefix-N.json``
+    files) in ``parent``, in order of N."""
     out = []
-    for p in parent.glob(f"{prefix}-*"):
-        m = re.fullmatch(rf"{prefix}-(\d+)", p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def _numbered_files(parent: Path, prefix: str) -> list[tuple[int, Path]]:
-    out = []
-    for p in parent.glob(f"{prefix}-*.json"):
-        m = re.fullmatch(rf"{prefix}-(\d+)\.json", p.name)
-        if m and p.is_file():
+    for p in parent.glob(f"{prefix}-*{suffix}"):
+        m = re.fullmatch(rf"{prefix}-(\d+){re.escape(suffix)}", p.name)
+        if m and (p.is_file() if suffix else p.is_dir()):
             out.append((int(m.group(1)), p))
     return sorted(out)
 
@@ -126,7 +119,7 @@ def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
                 cand.source = (cdir / "reward.py").read_text()
             except (OSError, UnicodeDecodeError):
                 cand.source = None
-            for r, rpath in _numbered_files(cdir, "rung"):
+            for r, rpath in _numbered(cdir, "rung", ".json"):
                 rec = _read_json(rpath, cand.notes)
                 if isinstance(rec, dict):
                     cand.rungs.append(rec | {"rung": r})

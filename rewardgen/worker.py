@@ -36,8 +36,9 @@ import sys
 import time
 from dataclasses import replace
 
+from rewardgen.sandbox.guard import CANDIDATE_FILENAME
+
 MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
-CANDIDATE_FILENAME = "reward.py"
 
 
 def open_jail(job: dict, out, schema, capacity: int):

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardgen.sandbox.guard import CANDIDATE_FILENAME
 from rewardgen.sandbox.process import close_fds_except
 from rewardgen.schema import Schema
 from rewardgen.state import State, field_shapes
@@ -57,7 +58,6 @@ MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
 MAX_MESSAGE_BYTES = 256 * 1024
 STAGES = ("static", "load", "runtime", "contract", "sandbox")
-CANDIDATE_FILENAME = "reward.py"
 
 _REQUEST = struct.Struct("<BI")  # op, worlds
 _REPLY = struct.Struct("<BHI")  # kind, components, payload bytes
