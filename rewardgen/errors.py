@@ -2,7 +2,7 @@
 
 Every ``UserError`` carries a message meant for the user (one line: what is wrong and what to do);
 the command line prints it as ``rewardgen: error: MESSAGE`` and exits with code 2, in one place
-(``rewardgen.cli.main``). Errors of reward code, of the sandbox or of an LLM endpoint during a run
+(``rewardgen.cli.main.main``). Errors of reward code, of the sandbox or of an LLM endpoint during a run
 are not user errors: they are recorded on the candidate and reported by the run.
 """
 

@@ -70,7 +70,7 @@ def _no_llm_from_the_environment(monkeypatch):
 
 
 class RecordingProgress:
-    """The CLI's live display (``rewardgen.cli.RichProgress``) on a recorded terminal, with every bar's
+    """The CLI's live display (``rewardgen.cli.main.RichProgress``) on a recorded terminal, with every bar's
     state captured after each event: what a person would have seen, event by event."""
 
     def __init__(self, width: int = 110):
@@ -78,7 +78,7 @@ class RecordingProgress:
 
         from rich.console import Console
 
-        from rewardgen.cli import RichProgress
+        from rewardgen.cli.main import RichProgress
 
         self.file = io.StringIO()
         self.console = Console(file=self.file, force_terminal=True, width=width, color_system=None)
@@ -99,7 +99,7 @@ def small_real_run(tmp_path_factory):
     """A real run, small: inverted pendulum, 3 candidates x 2 generations, 3000 env-steps under the
     halving schedule, one worker (so candidates queue), videos rendered; watched by the CLI's
     display. Returns (run_dir, RecordingProgress)."""
-    from rewardgen.evolve import EvolveConfig, evolve
+    from rewardgen.run.evolve import EvolveConfig, evolve
 
     runs = tmp_path_factory.mktemp("small-real-run") / "runs"
     progress = RecordingProgress()

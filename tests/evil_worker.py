@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.evil_worker`` by ``run_worker(..., module="tests.evil_worker")``. A job whose
 source holds ``# EVIL: <mode>`` gets malformed frames instead of a training; any other job is
-trained honestly by ``rewardgen.worker``. Modes:
+trained honestly by ``rewardgen.trainers.worker``. Modes:
 - ``bad-env-steps``: a result whose env_steps is not an integer, then a policy;
 - ``bytes-flood``: 40 bytes frames of 8 MiB (the old checkpoint pile-up);
 - ``forged-stage``: an error frame with a stage no worker may report and 1 MB of text;
@@ -15,7 +15,7 @@ import re
 
 
 def _run(job: dict, out) -> None:
-    from rewardgen.worker import _run as honest
+    from rewardgen.trainers.worker import _run as honest
 
     match = re.search(r"# EVIL: (\S+)", job.get("source", ""))
     if not match:
@@ -37,7 +37,7 @@ def _run(job: dict, out) -> None:
 
 
 def main() -> None:
-    from rewardgen.worker import serve
+    from rewardgen.trainers.worker import serve
 
     serve(_run, "tests.evil_worker")
 

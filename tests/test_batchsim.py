@@ -14,9 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-from rewardgen.batchsim import BatchSim
-from rewardgen.state import StateBuffers, refresh_derived
-from rewardgen.tasks import get_task
+from rewardgen.sim.cpu import BatchSim
+from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.tasks.spec import get_task
 
 warnings.filterwarnings("ignore", message=".*settotalmass.*")
 

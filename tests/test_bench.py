@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from rewardgen import bench
+from rewardgen.bench import train as bench
 
 warnings.filterwarnings("ignore", message=".*precision lowered.*")
 

@@ -1,6 +1,6 @@
 """The web UI in a real browser: Debian's chromium (headless, driven by Playwright) against uvicorn.
 
-One real run (inverted pendulum, 2 candidates, 2048 steps) with videos rendered by rewardgen.video;
+One real run (inverted pendulum, 2 candidates, 2048 steps) with videos rendered by rewardgen.evaluate.video;
 the test opens it, plays a video's metadata, sends feedback, picks best and worst, starts the next
 generation and watches it appear. Screenshots go to tests/artifacts/. Skips only when chromium or
 the playwright package is missing (never downloads a browser).
@@ -37,10 +37,10 @@ uvicorn = pytest.importorskip("uvicorn")
 @pytest.fixture(scope="session")
 def browser_run(tmp_path_factory) -> Path:
     """A finished one-generation run with a video per candidate."""
-    from rewardgen.policy import PolicyExport
-    from rewardgen.runstore import RunStore
-    from rewardgen.tasks import task_from_dict
-    from rewardgen.video import render_rollout, video_path
+    from rewardgen.contract.policy import PolicyExport
+    from rewardgen.store import RunStore
+    from rewardgen.tasks.spec import task_from_dict
+    from rewardgen.evaluate.video import render_rollout, video_path
 
     runs = tmp_path_factory.mktemp("browser") / "runs"
     proc = cli("evolve", "--task", "inverted-pendulum-balance", "--samples", "2", "--generations", "1",

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from conftest import GOOD_PENDULUM_REWARD, cli, traceback_runs
-from rewardgen.policy import PolicyExport
-from rewardgen.runstore import RunStore
-from rewardgen.tasks import ENVIRONMENTS_DIR
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.store import RunStore
+from rewardgen.tasks.spec import ENVIRONMENTS_DIR
 
 
 def one_line_error(res, *fragments: str) -> str:

@@ -7,11 +7,11 @@ import json
 import numpy as np
 
 from conftest import GOOD_PENDULUM_REWARD, cli, last_json
-from rewardgen.evaluate import evaluate_policy
-from rewardgen.evolve import Evolution, EvolveConfig, start_run
-from rewardgen.policy import PolicyExport
+from rewardgen.evaluate.evaluator import evaluate_policy
+from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.contract.policy import PolicyExport
 from rewardgen.proposers.base import Proposal
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 BROKEN = {
     "wrong_shape": ("import torch\ndef compute_reward(s):\n    t = torch.zeros(s.qpos.shape[0], 2)\n"
@@ -90,8 +90,8 @@ def test_episode_books_kept_on_the_device_match_the_per_episode_rules():
     import pytest
     import torch
 
-    from rewardgen.candidate import ContractError
-    from rewardgen.fitness import EpisodeFitness, Fitness
+    from rewardgen.contract.reward import ContractError
+    from rewardgen.tasks.fitness import EpisodeFitness, Fitness
     from rewardgen.trainers.base import BatchReward, TrainingStats
 
     rng = np.random.default_rng(0)
@@ -114,8 +114,8 @@ def test_episode_books_kept_on_the_device_match_the_per_episode_rules():
         np.testing.assert_allclose(*np.asarray(closed).T, atol=1e-12, err_msg=aggregate)
 
     task = get_task("inverted-pendulum-balance")
-    from rewardgen.fitness import make_fitness
-    from rewardgen.state import StateBuffers
+    from rewardgen.tasks.fitness import make_fitness
+    from rewardgen.contract.state import StateBuffers
 
     env = task.make_env()
     env.reset(seed=0)

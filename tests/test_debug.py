@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardgen.debug import DebugError, DebugReport, analyse, debug_reward
-from rewardgen.policy import PolicyExport
-from rewardgen.tasks import get_task
+from rewardgen.inspect.debug import DebugError, DebugReport, analyse, debug_reward
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.tasks.spec import get_task
 
 REWARDS = Path(__file__).parent / "debug_rewards"
 TASK = "halfcheetah-run"

@@ -8,7 +8,7 @@ import json
 from conftest import cli, last_json
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.offline import OfflineProposer, term_library
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 
 def test_evolve_inverted_pendulum_reaches_the_success_threshold(runs_dir):

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.candidate import load_reward
-from rewardgen.export import ExportError, export_reward, parse_candidate
-from rewardgen.state import StateBuffers, refresh_derived
-from rewardgen.tasks import get_task
+from rewardgen.contract.reward import load_reward
+from rewardgen.inspect.export import ExportError, export_reward, parse_candidate
+from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.tasks.spec import get_task
 
 REWARD = '''"""Forward velocity, alive bonus, control cost."""
 import math

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardgen import feedback
-from rewardgen.feedback import FeedbackError
-from rewardgen.runstore import RunStore, atomic_write_json
+from rewardgen.run import feedback
+from rewardgen.run.feedback import FeedbackError
+from rewardgen.store import RunStore, atomic_write_json
 
 
 def fake_run(runs_dir: Path, generations: int = 1, samples: int = 3, unfinished: tuple[tuple[int, int], ...] = (),
@@ -202,7 +202,7 @@ def _answers(*answers: str):
 
 
 def test_terminal_feedback_stores_text_and_one_preference(run: Path) -> None:
-    from rewardgen.interactive import ask_in_terminal
+    from rewardgen.run.interactive import ask_in_terminal
 
     (run / "gen-000" / "cand-01" / "video.mp4").write_bytes(b"mp4")
     console = _console()
@@ -216,7 +216,7 @@ def test_terminal_feedback_stores_text_and_one_preference(run: Path) -> None:
 
 
 def test_terminal_feedback_skips_on_empty_answers_and_eof(run: Path) -> None:
-    from rewardgen.interactive import ask_in_terminal
+    from rewardgen.run.interactive import ask_in_terminal
 
     assert ask_in_terminal(run, 0, _console(), _answers("", "")) is False
     assert ask_in_terminal(run, 0, _console(), _answers()) is False  # no stdin at all

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from rewardgen.evolve import EvolveConfig, start_run
-from rewardgen.final import FinalEvaluationError, _normalise, final_evaluation, read_final
-from rewardgen.policy import PolicyExport
-from rewardgen.runstore import RunStore, RunStoreError, atomic_write_text
-from rewardgen.tasks import get_task
+from rewardgen.run.evolve import EvolveConfig, start_run
+from rewardgen.run.final import FinalEvaluationError, _normalise, final_evaluation, read_final
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.store import RunStore, RunStoreError, atomic_write_text
+from rewardgen.tasks.spec import get_task
 
 from conftest import GOOD_PENDULUM_REWARD
 

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rewardgen.hacking import hacking_alarm
+from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 REACH_FAR = '''
 import torch

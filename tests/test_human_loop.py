@@ -9,9 +9,9 @@ from pathlib import Path
 
 from conftest import ROOT
 from llm_server import ScriptedServer
-from rewardgen import feedback
-from rewardgen.evolve import Evolution, EvolveConfig, resume, start_run
-from rewardgen.runstore import RunStore
+from rewardgen.run import feedback
+from rewardgen.run.evolve import Evolution, EvolveConfig, resume, start_run
+from rewardgen.store import RunStore
 
 PENDULUM = '''```python
 import torch

@@ -24,15 +24,15 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.candidate import load_reward
-from rewardgen.evolve import Evolution, EvolveConfig, resume, start_run
-from rewardgen.executors import LocalExecutor
-from rewardgen.policy import PolicyExport, PolicyFormatError
+from rewardgen.contract.reward import load_reward
+from rewardgen.run.evolve import Evolution, EvolveConfig, resume, start_run
+from rewardgen.run.executors import LocalExecutor
+from rewardgen.contract.policy import PolicyExport, PolicyFormatError
 from rewardgen.proposers.base import Proposal
 from rewardgen.sandbox import Jail, JailOptions, WorkerLimits, run_worker
 from rewardgen.sandbox.ipc import SchemaError, check_frame
-from rewardgen.state import StateBuffers
-from rewardgen.tasks import get_task
+from rewardgen.contract.state import StateBuffers
+from rewardgen.tasks.spec import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "tests" / "hostile"
@@ -116,7 +116,7 @@ def test_jail_dies_with_its_trainer(tmp_path):
     """kill -9 of the trusted process takes the jail with it (parent-death signals; the jail cannot
     clear its own: prctl is not in its seccomp allowlist)."""
     script = (f"import sys, time\nsys.path.insert(0, {str(ROOT)!r})\n"
-              "from rewardgen.sandbox import Jail\nfrom rewardgen.tasks import get_task\n"
+              "from rewardgen.sandbox import Jail\nfrom rewardgen.tasks.spec import get_task\n"
               f"j = Jail({ZERO!r}, get_task({TASK_ID!r}).schema, 2)\n"
               "print(j._jail_pid, j._pid, flush=True)\ntime.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -231,7 +231,7 @@ def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
     assert len(raw) < 8 * 1024 * 1024  # a small file...
     path = tmp_path / "policy.npz"
     path.write_bytes(raw)
-    code = ("import json, resource, sys\nfrom pathlib import Path\nfrom rewardgen.policy import PolicyExport, "
+    code = ("import json, resource, sys\nfrom pathlib import Path\nfrom rewardgen.contract.policy import PolicyExport, "
             "PolicyFormatError\nbase = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
             f"try:\n    PolicyExport.from_bytes(Path({str(path)!r}).read_bytes())\n    print('loaded')\n"
             "except PolicyFormatError as exc:\n    print(json.dumps({'error': str(exc), "
@@ -247,7 +247,7 @@ def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
 def test_evaluator_has_limits_and_no_secrets(tmp_path, monkeypatch):
     """The trusted evaluator reads worker output: it runs with an address-space limit and without
     the orchestrator's secrets."""
-    from rewardgen.evaluate import EVALUATOR_MEMORY_BYTES, run_json_module
+    from rewardgen.evaluate.evaluator import EVALUATOR_MEMORY_BYTES, run_json_module
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")

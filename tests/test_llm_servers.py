@@ -11,12 +11,12 @@ import pytest
 
 from conftest import cli, last_json
 from llm_server import ScriptedServer
-from rewardgen.check import check_reward
-from rewardgen.extract import extract_code
-from rewardgen.llm import LLMSettings
+from rewardgen.sandbox.check import check_reward
+from rewardgen.proposers.extract import extract_code
+from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.llm import LLMProposer
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 GOOD = '''```python
 import torch

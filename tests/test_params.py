@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rewardgen.check import check_reward
-from rewardgen.params import (OfflineParamsProposer, ParamsError, RewardTemplate, render_params, reward_template,
+from rewardgen.sandbox.check import check_reward
+from rewardgen.proposers.params import (OfflineParamsProposer, ParamsError, RewardTemplate, render_params, reward_template,
                               template_prompt, validate_params)
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
-from rewardgen.tasks import get_task, list_tasks
-from rewardgen.validate import validate_source
+from rewardgen.tasks.spec import get_task, list_tasks
+from rewardgen.sandbox.validate import validate_source
 
 
 @pytest.fixture(scope="module")

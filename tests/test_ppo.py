@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 
-from rewardgen.candidate import load_reward
-from rewardgen.fitness import make_fitness
-from rewardgen.policy import DeterministicPolicy, PolicyExport
-from rewardgen.tasks import get_task
+from rewardgen.contract.reward import load_reward
+from rewardgen.tasks.fitness import make_fitness
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
+from rewardgen.tasks.spec import get_task
 from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, get_trainer
 from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 
@@ -87,8 +87,8 @@ def test_helper_thread_changes_nothing():
 def test_jobs_get_their_share_of_the_cores():
     """Workers running side by side must not each start a physics pool over every core plus the helper
     thread (measured 7-12% slower in all); a lone worker uses the whole machine."""
-    from rewardgen.executors import LocalExecutor, default_workers
-    from rewardgen.worker import _make_trainer
+    from rewardgen.run.executors import LocalExecutor, default_workers
+    from rewardgen.trainers.worker import _make_trainer
 
     cores = default_workers()
     pool = LocalExecutor(max_workers=cores)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from rewardgen.executors import RAY_MISSING, LocalExecutor, RayExecutor
-from rewardgen.policy import PolicyExport
+from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
+from rewardgen.contract.policy import PolicyExport
 from rewardgen.sandbox import WorkerLimits
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 from conftest import GOOD_PENDULUM_REWARD
 

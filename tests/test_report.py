@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.report import lineage, load_run, write_report
+from rewardgen.inspect.report import lineage, load_run, write_report
 from rewardgen.trainers.base import TrainingStats
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -146,7 +146,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 
 def test_tensorboard_scalars(tmp_path):
     pytest.importorskip("tensorboard")
-    from rewardgen.tblog import read_scalars, write_scalars
+    from rewardgen.inspect.tensorboard import read_scalars, write_scalars
 
     metrics = {"status": "ok", "fitness": 0.5, "env_steps": 10_000, "env_steps_per_second": 1234.5,
                "train_seconds": 8.1, "evaluation": {"fitness": 0.5, "fitness_std": 0.05},
@@ -235,7 +235,7 @@ def test_real_report_in_chromium_plays_its_videos(small_real_run, tmp_path):
 
 def test_tensorboard_survives_a_component_name_with_a_surrogate(tmp_path):
     pytest.importorskip("tensorboard")
-    from rewardgen.tblog import read_scalars, write_scalars
+    from rewardgen.inspect.tensorboard import read_scalars, write_scalars
 
     training = training_stats(1, 1)
     training["components"] = {"odd\udcffname": training["components"]["forward"]}

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.candidate import load_reward
-from rewardgen.fitness import make_fitness
+from rewardgen.contract.reward import load_reward
+from rewardgen.tasks.fitness import make_fitness
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 from rewardgen.trainers.base import (BatchReward, ResumeStateError, TrainConfig, TrainingStats, pack_resume_state,
                                      unpack_resume_state)
 from rewardgen.trainers.sb3 import SB3Trainer, export_policy

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, cli, last_json
-from rewardgen import runstore
-from rewardgen.runstore import RunStore, RunStoreError, atomic_write_json
+from rewardgen import store as runstore
+from rewardgen.store import RunStore, RunStoreError, atomic_write_json
 
 
 def test_atomic_write_keeps_old_content_when_the_write_fails(tmp_path, monkeypatch):
@@ -38,7 +38,7 @@ def test_atomic_write_never_exposes_a_partial_file(tmp_path):
     writer = subprocess.Popen([sys.executable, "-c", f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
 from pathlib import Path
-from rewardgen.runstore import atomic_write_json
+from rewardgen.store import atomic_write_json
 for i in range(1, 150):
     atomic_write_json(Path({str(target)!r}), {{"n": i, "pad": "x" * 200_000}})
 """])

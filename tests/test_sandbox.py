@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardgen.check import CheckVerdict, check_reward
+from rewardgen.sandbox.check import CheckVerdict, check_reward
 from rewardgen.sandbox.guard import reward_torch
 from rewardgen.sandbox.seccomp import ALLOWED as SECCOMP_ALLOWED
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.tasks import get_task
-from rewardgen.validate import ValidationError, ensure_valid, validate_source
+from rewardgen.tasks.spec import get_task
+from rewardgen.sandbox.validate import ValidationError, ensure_valid, validate_source
 
 HOSTILE = Path(__file__).parent / "hostile"
 SECRET = "sk-test-secret"
@@ -362,7 +362,7 @@ def test_state_mutation_does_not_reach_simulation_or_fitness(task):
 def test_state_tensors_are_fresh_copies(task):
     import numpy as np
 
-    from rewardgen.state import StateBuffers
+    from rewardgen.contract.state import StateBuffers
 
     buffers = StateBuffers(task.schema, task.model, 2)
     buffers.qpos[:] = 1.0

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.schema import derive_schema
-from rewardgen.state import StateBuffers, refresh_derived
-from rewardgen.tasks import get_task, list_tasks
+from rewardgen.contract.schema import derive_schema
+from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.tasks.spec import get_task, list_tasks
 
 FOUNDATION_TASKS = ["inverted-pendulum-balance", "reacher-reach", "halfcheetah-run", "hopper-hop", "ant-run"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 
 from conftest import GOOD_PENDULUM_REWARD
-from rewardgen.check import verdict_from_result
-from rewardgen.evolve import Evolution, EvolveConfig, planned_env_steps, start_run
+from rewardgen.sandbox.check import verdict_from_result
+from rewardgen.run.evolve import Evolution, EvolveConfig, planned_env_steps, start_run
 from rewardgen.proposers.base import Proposal
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 OTHER = GOOD_PENDULUM_REWARD.replace("alive + upright", "alive + 2.0 * upright")
 NAN = ("import torch\ndef compute_reward(s):\n    t = torch.full((s.qpos.shape[0],), float('nan'))\n"

@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from conftest import cli, last_json
-from rewardgen.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, check_applies, make_fitness, sparse_reward_source
+from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, check_applies, make_fitness, sparse_reward_source
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.offline import OfflineProposer, term_library
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.state import StateBuffers, refresh_derived
-from rewardgen.tasks import list_tasks, task_from_dict
-from rewardgen.validate import validate_source
+from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.tasks.spec import list_tasks, task_from_dict
+from rewardgen.sandbox.validate import validate_source
 
 TASKS = list_tasks()
 IDS = [t.id for t in TASKS]
@@ -130,8 +130,8 @@ def test_every_task_trains_for_a_tiny_budget():
 def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
     """A task's `ppo:` settings survive the trip to a worker (to_dict / task_from_dict / a written YAML),
     bad ones are refused with the key named, and the worker's trainer takes them under the job's own."""
-    from rewardgen.tasks import TaskError, get_task, load_task_file, write_task_yaml
-    from rewardgen.worker import _make_trainer
+    from rewardgen.tasks.spec import TaskError, get_task, load_task_file, write_task_yaml
+    from rewardgen.trainers.worker import _make_trainer
 
     hopper = get_task("hopper-hop")
     assert hopper.ppo["epochs"] == 10 and hopper.ppo["minibatches"] == 32

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from rewardgen.evaluate import evaluate_policy
-from rewardgen.policy import PolicyExport
-from rewardgen.tasks import get_task
-from rewardgen.trajectory import best_and_worst, episode_facts, record_trajectory, summarize_episode
+from rewardgen.evaluate.evaluator import evaluate_policy
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.tasks.spec import get_task
+from rewardgen.evaluate.trajectory import best_and_worst, episode_facts, record_trajectory, summarize_episode
 
 
 def random_policy(task, seed: int = 1, scale: float = 0.5) -> PolicyExport:

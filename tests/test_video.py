@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardgen.policy import PolicyExport
-from rewardgen.tasks import get_task
-from rewardgen.video import _frame_plan, render_rollout
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.tasks.spec import get_task
+from rewardgen.evaluate.video import _frame_plan, render_rollout
 
 
 def random_export(task_id: str, seed: int = 0) -> PolicyExport:
@@ -74,8 +74,8 @@ def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path)
         "import mujoco, sys, json\n"
         "sys.path.insert(0, sys.argv[2])\n"
         "from test_video import random_export\n"
-        "from rewardgen.video import render_rollout, _gl_backend\n"
-        "from rewardgen.tasks import get_task\n"
+        "from rewardgen.evaluate.video import render_rollout, _gl_backend\n"
+        "from rewardgen.tasks.spec import get_task\n"
         "assert _gl_backend() not in ('egl', 'osmesa'), _gl_backend()\n"
         "t = get_task('inverted-pendulum-balance')\n"
         "print(json.dumps(render_rollout(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"

@@ -1,4 +1,4 @@
-"""The MuJoCo Warp backend (rewardgen.warpsim) against the CPU backend (BatchSim), on Warp's CPU device.
+"""The MuJoCo Warp backend (rewardgen.sim.warp) against the CPU backend (BatchSim), on Warp's CPU device.
 
 One test on purpose: Warp compiles MuJoCo Warp's kernels for the CPU on first use (about half a
 minute to a minute on 2 cores for this model), then loads them from the persistent kernel cache
@@ -15,9 +15,9 @@ import torch
 pytest.importorskip("warp", reason="the Warp backend needs warp-lang: pip install 'rewardgen[gpu]'")
 pytest.importorskip("mujoco_warp", reason="the Warp backend needs mujoco-warp: pip install 'rewardgen[gpu]'")
 
-from rewardgen.batchsim import BatchSim  # noqa: E402
-from rewardgen.tasks import get_task  # noqa: E402
-from rewardgen.warpsim import WarpSim, WarpUnavailable, make_sim  # noqa: E402
+from rewardgen.sim.cpu import BatchSim  # noqa: E402
+from rewardgen.tasks.spec import get_task  # noqa: E402
+from rewardgen.sim.warp import WarpSim, WarpUnavailable, make_sim  # noqa: E402
 
 FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "com_pos", "com_vel")
 NAMED = ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",
@@ -105,8 +105,8 @@ def test_warp_cpu_matches_batchsim_state_obs_reward_and_resets():
 def test_ppo_trains_on_warp_with_reward_and_books_on_the_sim_device():
     """PPO's rollout over WarpSim's torch output (no numpy in the loop): a reward, its episode books
     and a resumed second slice, on Warp's CPU device (kernels already loaded by the test above)."""
-    from rewardgen.candidate import load_reward
-    from rewardgen.fitness import make_fitness
+    from rewardgen.contract.reward import load_reward
+    from rewardgen.tasks.fitness import make_fitness
     from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
     from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 

@@ -19,7 +19,7 @@ import pytest
 
 from rewardgen.sandbox import WorkerLimits, run_worker, zygote
 from rewardgen.sandbox.process import worker_env
-from rewardgen.tasks import get_task
+from rewardgen.tasks.spec import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-zygote-test-secret"
@@ -109,7 +109,7 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
     busy) are gone at once."""
     script = (f"import sys, threading, time\nsys.path.insert(0, {str(ROOT)!r})\n"
               "from rewardgen.sandbox import WorkerLimits, run_worker, zygote\n"
-              "from rewardgen.tasks import get_task\n"
+              "from rewardgen.tasks.spec import get_task\n"
               "t = get_task('inverted-pendulum-balance')\n"
               f"job = {{'mode': 'train', 'task': t.to_dict(), 'source': {ZERO!r}, 'steps': 10**7, 'seed': 0,"
               " 'trainer': 'ppo', 'num_envs': 16}\n"

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.schema import Schema
-from rewardgen.tasks import Task
+from rewardgen.contract.schema import Schema
+from rewardgen.tasks.spec import Task
 
 
 @dataclass
@@ -89,7 +89,7 @@ def get_proposer(name: str, config: Any = None) -> Proposer:
     """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
     mode = getattr(config, "mode", "code")
     if name == "offline-params" or (name == "offline" and mode == "params"):
-        from rewardgen.params import OfflineParamsProposer
+        from rewardgen.proposers.params import OfflineParamsProposer
 
         return OfflineParamsProposer()
     if name == "offline":
@@ -97,7 +97,7 @@ def get_proposer(name: str, config: Any = None) -> Proposer:
 
         return OfflineProposer()
     if name == "openai":
-        from rewardgen.llm import LLMSettings
+        from rewardgen.proposers.client import LLMSettings
         from rewardgen.proposers.llm import LLMProposer
 
         settings = LLMSettings(model=config.model, base_url=config.base_url, temperature=config.temperature,

@@ -13,11 +13,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rewardgen.extract import extract_code
-from rewardgen.llm import Answer, LLMClient, LLMSettings
-from rewardgen.prompts import render, task_prompts
+from rewardgen.proposers.extract import extract_code
+from rewardgen.proposers.client import Answer, LLMClient, LLMSettings
+from rewardgen.proposers.prompts import render, task_prompts
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
-from rewardgen.reflection import component_facts, component_table
+from rewardgen.proposers.reflection import component_facts, component_table
 
 
 def extract_json(text: str) -> str | None:
@@ -107,7 +107,7 @@ class LLMProposer(Proposer):
         failures = [{"ref": c.ref, "status": c.status, "error": (c.error or "")[:300]} for c in last
                     if c.status != "ok" and not _request_failure(c)]
         corr = (best.stats or {}).get("reward_fitness_correlation")
-        from rewardgen.fitness import make_fitness
+        from rewardgen.tasks.fitness import make_fitness
 
         if compact:  # the prompt did not fit: the facts in a few lines, no code, tables or trajectories
             return self._render(
@@ -142,7 +142,7 @@ class LLMProposer(Proposer):
         base = task_prompts(ctx.task, self.prompts_dir)
         user = [base["task"]]
         if self.mode == "params":
-            from rewardgen.params import reward_template, template_prompt
+            from rewardgen.proposers.params import reward_template, template_prompt
 
             user.append(template_prompt(reward_template(ctx.task)))
         for part in (self.reflection(ctx, compact), self.feedback_text(ctx, compact)):
@@ -260,7 +260,7 @@ class LLMProposer(Proposer):
         if self.mode != "params":
             code = extract_code(text)
             return code, self._render("no_code"), "the answer contained no compute_reward(s)"
-        from rewardgen.params import ParamsError, render_params, reward_template, validate_params
+        from rewardgen.proposers.params import ParamsError, render_params, reward_template, validate_params
 
         template = reward_template(ctx.task)
         blob = extract_json(text)

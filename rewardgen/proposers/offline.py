@@ -17,9 +17,9 @@ import mujoco
 import numpy as np
 
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
-from rewardgen.reflection import component_facts
-from rewardgen.schema import Schema
-from rewardgen.tasks import Task
+from rewardgen.proposers.reflection import component_facts
+from rewardgen.contract.schema import Schema
+from rewardgen.tasks.spec import Task
 
 _AXES = {"x": 0, "y": 1, "z": 2}
 

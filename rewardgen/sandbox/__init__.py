@@ -13,7 +13,7 @@ worker is forked from this command's **zygote** (``zygote.py``: a trusted fork s
 a scrubbed environment that has paid the imports) and locked as a fresh process was; without a
 zygote it is a fresh process.
 
-``guard.py`` (audit hook, restricted builtins) and ``rewardgen.validate`` (static checks) give
+``guard.py`` (audit hook, restricted builtins) and ``rewardgen.sandbox.validate`` (static checks) give
 honest mistakes clear messages; they are not the boundary. See docs/sandbox.md.
 
 The names below are imported on first use, so ``rewardgen.sandbox.zygote`` can be started before

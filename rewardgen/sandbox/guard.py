@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rewardgen.validate import module_allowed
+from rewardgen.sandbox.validate import module_allowed
 
 CANDIDATE_FILENAME = "reward.py"
 MAX_VIOLATIONS = 20
@@ -74,7 +74,8 @@ def default_read_roots() -> list[str]:
     except AttributeError:
         pass
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the rewardgen package
-    roots.update({here, os.path.join(os.path.dirname(here), "environments")})
+    from rewardgen.resources import ENVIRONMENTS_DIR
+    roots.update({here, str(ENVIRONMENTS_DIR)})
     roots.update({f"/proc/{os.getpid()}/", "/sys/devices/system/cpu", "/sys/fs/cgroup", "/dev/null",
                   "/dev/urandom", "/dev/random", "/usr/share/zoneinfo", "/etc/localtime", "/proc/cpuinfo",
                   "/proc/meminfo", "/dev/shm"})
@@ -211,7 +212,7 @@ def reward_torch() -> Any:
 
     import torch
 
-    from rewardgen.validate import BANNED_ATTRIBUTES
+    from rewardgen.sandbox.validate import BANNED_ATTRIBUTES
 
     mod = types.ModuleType("torch", torch.__doc__)
     for name, value in torch.__dict__.items():
@@ -334,7 +335,7 @@ class GuardedReward:
 
 def load_candidate(source: str, guard: Guard | None, filename: str = CANDIDATE_FILENAME) -> GuardedReward:
     """Execute the reward with restricted builtins; return its guarded ``compute_reward``."""
-    from rewardgen.candidate import ContractError
+    from rewardgen.contract.reward import ContractError
 
     snapshot = _Snapshot(_namespaces())
     code = compile(source, filename, "exec")

@@ -154,7 +154,7 @@ def _check_debug_result(value: dict) -> None:
 def check_frame(value: Any, debug: bool = False) -> dict:
     """One JSON frame from a worker, checked: its type is known and every field downstream code
     reads has the right type and range. Returns it; SchemaError names the first problem.
-    ``debug``: the frame comes from ``rewardgen.debug_worker`` (its result has another shape)."""
+    ``debug``: the frame comes from ``rewardgen.inspect.debug_worker`` (its result has another shape)."""
     if not isinstance(value, dict):
         raise SchemaError("a frame is not a JSON object")
     kind = value.get("type")

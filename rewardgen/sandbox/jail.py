@@ -1,6 +1,6 @@
 """The reward jail: candidate code alone in its own process, locked by the kernel.
 
-The trusted training process (``rewardgen.worker``) holds the simulator, the policy, the optimiser
+The trusted training process (``rewardgen.trainers.worker``) holds the simulator, the policy, the optimiser
 and the result pipe. It never runs candidate code. ``Jail(source, schema, capacity)`` forks a child
 that holds none of those, locks it, and loads the candidate there; calling the jail with a State
 copies the State into shared memory, wakes the child through a pipe, and reads back ``total`` and
@@ -51,8 +51,8 @@ import torch
 
 from rewardgen.sandbox.guard import CANDIDATE_FILENAME
 from rewardgen.sandbox.process import close_fds_except
-from rewardgen.schema import Schema
-from rewardgen.state import State, field_shapes
+from rewardgen.contract.schema import Schema
+from rewardgen.contract.state import State, field_shapes
 
 MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
@@ -163,9 +163,9 @@ def failure_record(exc: BaseException, stage: str, filename: str = CANDIDATE_FIL
     """``{"stage", "error", "traceback"}`` for an exception raised while loading or running a candidate:
     static-check refusals, sandbox refusals, contract breaks, syntax errors, and plain exceptions with
     the candidate's line."""
-    from rewardgen.candidate import ContractError
+    from rewardgen.contract.reward import ContractError
     from rewardgen.sandbox.guard import RefusedImport, SandboxViolation
-    from rewardgen.validate import ValidationError
+    from rewardgen.sandbox.validate import ValidationError
 
     if isinstance(exc, ValidationError):
         return {"stage": "static", "error": str(exc), "traceback": "\n".join(str(i) for i in exc.issues)}
@@ -512,7 +512,7 @@ def _warm_up(shared: SharedState) -> None:
     traceback formatting are done while files can still be read. The jail cannot read them later."""
     if _WARMED:
         return
-    from rewardgen.candidate import check_output, load_reward
+    from rewardgen.contract.reward import check_output, load_reward
 
     with torch.no_grad():
         check_output(load_reward(_WARM_UP_REWARD, "<warm-up>")(shared.state(shared.capacity)), shared.capacity)
@@ -641,7 +641,7 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
 def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedState,
                namespaced: bool) -> None:  # pragma: no cover
     """Lock this process, then load and serve the candidate. Never returns normally before STOP."""
-    from rewardgen.candidate import ContractError, check_output
+    from rewardgen.contract.reward import ContractError, check_output
     from rewardgen.sandbox import seccomp
     from rewardgen.sandbox.guard import Guard, load_candidate
 

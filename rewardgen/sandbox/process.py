@@ -1,6 +1,6 @@
 """The worker process: one fresh interpreter per job, data back through a pipe.
 
-A worker (``python -m rewardgen.worker``, or ``rewardgen.debug_worker``) is trusted code that trains
+A worker (``python -m rewardgen.trainers.worker``, or ``rewardgen.inspect.debug_worker``) is trusted code that trains
 or debugs with a candidate's reward; the candidate itself runs only in the worker's jail
 (``rewardgen.sandbox.jail``). Around the worker, as defence in depth and to bound what a job costs:
 - its own session and process group, an empty scratch directory, a scrubbed environment (no API
@@ -75,7 +75,7 @@ class WorkerResult:
     "protocol", "job". ``isolation`` lists the active layers, ``warnings`` the missing ones;
     ``resume_state`` the trainer's resumable state (pickle-free bytes; pass it back base64-encoded
     as the job's ``resume`` to continue training). Executors add stage "lost" (the machine running
-    the worker went away, see ``rewardgen.executors``). ``started``: "zygote" (forked from the command's
+    the worker went away, see ``rewardgen.run.executors``). ``started``: "zygote" (forked from the command's
     zygote), "fresh", or why there was no zygote; ``check``: a train job's folded smoke check as its
     ``check`` frame said (with ``seconds`` from the start and the ``output_bytes`` seen by then);
     ``peak_rss_kb``: the forked worker's peak RSS (its jail included), as the zygote reaped it.
@@ -214,7 +214,7 @@ class _BoundedLog:
 
 def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                on_event: Callable[[dict], None] | None = None,
-               module: str = "rewardgen.worker", sandboxed: bool = True) -> WorkerResult:
+               module: str = "rewardgen.trainers.worker", sandboxed: bool = True) -> WorkerResult:
     """Run ``job`` in a fresh worker process and collect its verdict; never raises for worker faults.
 
     With ``sandboxed`` (the default) a job carrying ``source`` is validated statically first (stage
@@ -231,7 +231,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
     job["sandbox"] = bool(sandboxed)
     job["jail_memory_bytes"] = int(limits.memory_bytes)  # the jail's own RLIMIT_AS, CUDA jobs included
     if sandboxed and "source" in job and job.get("validate", True):
-        from rewardgen.validate import validate_source
+        from rewardgen.sandbox.validate import validate_source
 
         issues = validate_source(job["source"])
         if issues:
@@ -275,7 +275,7 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             """Frames in the order a worker sends them, each checked (``check_frame``) before use; the
             bytes one worker may send are bounded in all. The first bad frame ends the reading: stage
             "protocol", and the worker is killed (nothing after it is believed)."""
-            debug = module == "rewardgen.debug_worker"
+            debug = module == "rewardgen.inspect.debug_worker"
             received = 0
             expect_resume = False  # the next bytes frame is the resume state
             with os.fdopen(read_fd, "rb") as stream:

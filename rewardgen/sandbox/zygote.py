@@ -1,6 +1,6 @@
 """The zygote: a trusted fork server that has paid the imports, so a worker starts in milliseconds.
 
-Every worker (``rewardgen.worker``, ``rewardgen.debug_worker``), the trusted evaluator and the video
+Every worker (``rewardgen.trainers.worker``, ``rewardgen.inspect.debug_worker``), the trusted evaluator and the video
 renderer used to be a fresh ``python -m ...``: 2-3 s of importing torch, mujoco and gymnasium each,
 three or four times per candidate. The zygote is one process per command that imports them once
 and then forks a child per job. The child is locked exactly as a fresh worker was, and only then
@@ -15,7 +15,7 @@ What the zygote is, and what it holds
   control socket (``close_fds``). So a fork of it carries no API key, no run-store path, no open
   file: it holds imports (``PRELOAD``), torch's warmed-up CPU kernels (``jail._warm_up``) and
   nothing else. It never opens a GPU: CUDA is initialised, if ever, by the worker after it forked
-  its jail (``rewardgen.worker._warm_up``), exactly as before.
+  its jail (``rewardgen.trainers.worker._warm_up``), exactly as before.
 - It dies with the orchestrator: the parent-death signal is tied to the keeper thread (which lives
   as long as the zygote), and end-of-file on the control socket (the kernel closes it when the
   orchestrator dies, even by ``kill -9``) makes it kill every child's process group and exit. Each
@@ -75,10 +75,10 @@ from dataclasses import dataclass
 from typing import Any
 
 #: what the zygote imports once (each child has them for free)
-PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.worker", "rewardgen.debug_worker",
-           "rewardgen.sandbox.jail", "rewardgen.sandbox.guard", "rewardgen.sandbox.seccomp", "rewardgen.candidate",
-           "rewardgen.validate", "rewardgen.trainers.ppo", "rewardgen.trainers.sb3", "rewardgen.batchsim",
-           "rewardgen.evaluate", "rewardgen.trajectory", "rewardgen.video", "rewardgen.fitness", "rewardgen.tasks",
+PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.trainers.worker", "rewardgen.inspect.debug_worker",
+           "rewardgen.sandbox.jail", "rewardgen.sandbox.guard", "rewardgen.sandbox.seccomp", "rewardgen.contract.reward",
+           "rewardgen.sandbox.validate", "rewardgen.trainers.ppo", "rewardgen.trainers.sb3", "rewardgen.sim.cpu",
+           "rewardgen.evaluate.evaluator", "rewardgen.evaluate.trajectory", "rewardgen.evaluate.video", "rewardgen.tasks.fitness", "rewardgen.tasks.spec",
            "torch._dynamo", "imageio_ffmpeg")
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _MAX_FDS = 8
@@ -457,13 +457,13 @@ def _preload() -> str | None:  # pragma: no cover
         try:
             importlib.import_module(name)
         except Exception as exc:  # noqa: BLE001 - a missing optional module makes no zygote
-            if name in ("imageio_ffmpeg", "torch._dynamo", "rewardgen.video"):
+            if name in ("imageio_ffmpeg", "torch._dynamo", "rewardgen.evaluate.video"):
                 continue
             return f"could not import {name}: {type(exc).__name__}: {exc}"
     try:  # torch's lazy initialisation, done once here (each jail would repeat it otherwise)
         from rewardgen.sandbox.jail import SharedState, _warm_up
-        from rewardgen.schema import Schema  # noqa: F401
-        from rewardgen.tasks import get_task, list_tasks
+        from rewardgen.contract.schema import Schema  # noqa: F401
+        from rewardgen.tasks.spec import get_task, list_tasks
 
         ids = list_tasks()
         task = get_task("inverted-pendulum-balance" if "inverted-pendulum-balance" in ids else ids[0])

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rewardgen.candidate import ContractError, RewardFn, check_output, nonfinite_error
-from rewardgen.fitness import EpisodeFitness, Fitness
-from rewardgen.policy import PolicyExport, load_npz
-from rewardgen.state import State
-from rewardgen.tasks import Task
+from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
+from rewardgen.tasks.fitness import EpisodeFitness, Fitness
+from rewardgen.contract.policy import PolicyExport, load_npz
+from rewardgen.contract.state import State
+from rewardgen.tasks.spec import Task
 
 ProgressFn = Callable[[int], None]
 

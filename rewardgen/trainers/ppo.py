@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardgen.policy import PolicyExport
-from rewardgen.tasks import Task
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.tasks.spec import Task
 from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainOutput,
                                      pack_resume_state, unpack_resume_state)
-from rewardgen.warpsim import make_sim
+from rewardgen.sim.warp import make_sim
 
 CheckpointFn = Callable[[int, PolicyExport], None]
 

@@ -27,9 +27,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from rewardgen.policy import PolicyExport
-from rewardgen.state import StateBuffers, refresh_derived
-from rewardgen.tasks import Task
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.tasks.spec import Task
 from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainingStats,
                                      TrainOutput, pack_resume_state, unpack_resume_state)
 
@@ -217,7 +217,7 @@ class SB3Trainer(Trainer):
     def build(self, task: Task, reward: BatchReward | None, config: TrainConfig) -> tuple[PPO, VecNormalize, dict | None]:
         """The model and its envs, restored from ``config.resume`` when given (header returned)."""
         if self.env_reward and (reward is None or not isinstance(reward.fn, EnvRewardFn)):
-            from rewardgen.fitness import make_fitness
+            from rewardgen.tasks.fitness import make_fitness
 
             reward = BatchReward(EnvRewardFn(), make_fitness(task.fitness, task.schema), TrainingStats(config.steps),
                                  config.num_envs, task.episode_length)

@@ -56,11 +56,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rewardgen import feedback
-from rewardgen.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.runstore import RUN_FILE, RunStore, RunStoreError
+from rewardgen.run import feedback
+from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
+from rewardgen.store import RUN_FILE, RunStore, RunStoreError
 from rewardgen.safetext import clean, html
-from rewardgen.video import VIDEO_FILE
+from rewardgen.evaluate.video import VIDEO_FILE
 from rewardgen.web.charts import component_chart, fitness_chart
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
 

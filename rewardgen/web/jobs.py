@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardgen.runstore import RunStore, RunStoreError
+from rewardgen.store import RunStore, RunStoreError
 
 LOG_FILE = "web-job.log"
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)

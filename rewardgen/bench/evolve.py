@@ -1,0 +1,146 @@
+"""``rewardgen bench evolve``: does evolve run at the speed of its trainer?
+
+In one invocation, interleaved, ``repeats`` times:
+
+- **trainer alone**: one training job of ``steps`` env-steps with all the machine's cores (the limit),
+  through the same sandboxed worker evolve uses; its rate is the env-steps/s the trainer measured
+  over its own training (no start-up, no check, no evaluation);
+- **full**: one evolve generation, K candidates x ``steps``, ``--schedule full``, ``--no-video``;
+- **full+video**: the same with videos;
+- **halving**: one evolve generation, K candidates, the default ``halving`` schedule at the task's
+  default budget, with videos.
+
+Every evolve run is a fresh ``Evolution`` in a fresh run directory with the offline proposer's
+generation-0 candidates (the same for every run), and pays its own zygote start, as a command does.
+For each it reports wall seconds, env-steps, env-steps/s (env-steps over wall time),
+**efficiency** = that / the trainer-alone rate of the same repeat, and the **per-candidate fixed
+overhead**: (wall - env-steps / trainer-alone rate) / candidates trained, i.e. wall time not spent in
+env-steps at the trainer's own speed; plus ``overhead_measured_s``, (wall - the training seconds the
+workers measured) / K, which with one worker is the time each candidate costs besides its training.
+Medians over the repeats are reported per row, with each repeat's figures. Performance targets are
+checked with this command, never by timed tests.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rewardgen.run.evolve import Evolution, EvolveConfig, ppo_worlds, start_run
+from rewardgen.run.executors import default_workers
+from rewardgen.proposers.base import ProposalContext, get_proposer
+from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.tasks.spec import get_task
+
+ROWS = ("full", "full+video", "halving")
+
+
+def _load() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def trainer_alone(task, source: str, steps: int, seed: int = 0) -> dict[str, Any]:
+    """One training job with every core: the trainer's own env-steps/s (and the whole job's)."""
+    cores = default_workers()
+    job = {"mode": "train", "task": task.to_dict(), "source": source, "seed": seed, "trainer": "ppo",
+           "steps": int(steps), "num_envs": ppo_worlds(steps, task.ppo.get("num_envs", 128)), "cpu_threads": cores}
+    started = time.monotonic()
+    res = run_worker(job, WorkerLimits(wall_seconds=120.0 + steps / 100.0))
+    wall = time.monotonic() - started
+    if not res.ok or not res.result:
+        raise RuntimeError(f"trainer alone failed: {res.stage}: {res.error}")
+    env_steps = int(res.result["env_steps"])
+    seconds = float(res.result["seconds"])
+    return {"env_steps": env_steps, "train_seconds": round(seconds, 3), "wall_seconds": round(wall, 3),
+            "env_steps_per_s": env_steps / seconds, "wall_env_steps_per_s": env_steps / wall, "cores": cores}
+
+
+def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video: bool, workers: int,
+                runs_dir: Path, seed: int = 0, eval_episodes: int | None = None) -> dict[str, Any]:
+    """One generation of evolve on ``proposals``; wall seconds, env-steps, training seconds."""
+    from rewardgen.sandbox import zygote
+
+    zygote.reset_shared()  # a command starts its own zygote: so does every measured run
+    config = EvolveConfig(task=task_id, samples=len(proposals), generations=1, steps=steps, seed=seed,
+                          workers=workers, schedule=schedule, video=video, llm="offline",
+                          eval_episodes=eval_episodes)
+    store = start_run(config, runs_dir)
+    started = time.monotonic()
+    evo = Evolution(store)
+    evo.write_generation(0, proposals, "offline")
+    summary = evo.run()
+    wall = time.monotonic() - started
+    gen = summary["generations"][0]
+    train_seconds, candidates = 0.0, 0
+    for c in range(len(proposals)):
+        d = store.cand_dir(0, c)
+        candidates += 1
+        for rung in sorted(d.glob("rung-*.json")):
+            import json
+
+            record = json.loads(rung.read_text())
+            rate = float(record.get("env_steps_per_second") or 0)
+            if record.get("status") == "ok" and rate > 0:
+                train_seconds += int(record.get("env_steps") or 0) / rate
+    failed = [c["candidate"] for c in gen["candidates"] if c["status"] != "ok"]
+    return {"run_dir": str(store.path), "wall_seconds": round(wall, 3), "env_steps": int(gen["steps_spent"]),
+            "train_seconds": round(train_seconds, 3), "candidates": candidates, "failed": failed,
+            "videos": len(list(store.path.glob("gen-000/cand-*/video.mp4")))}
+
+
+def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples: int = 4, repeats: int = 3,
+                 halving_steps: int | None = None, workers: int = 1, seed: int = 0, eval_episodes: int | None = None,
+                 runs_dir: Path | None = None, rows: tuple[str, ...] = ROWS,
+                 say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """The benchmark (module docstring); ``say`` gets one line per measured run."""
+    task = get_task(task_id)
+    halving_steps = halving_steps or task.default_steps
+    proposals = get_proposer("offline").propose(ProposalContext(task, task.schema, 0, samples, seed))
+    runs_dir = Path(runs_dir or tempfile.mkdtemp(prefix="rewardgen-bench-evolve-"))
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"task": task_id, "steps": steps, "samples": samples, "repeats": repeats,
+                           "halving_steps": halving_steps, "workers": workers, "cores": default_workers(),
+                           "load_before": _load(), "runs_dir": str(runs_dir),
+                           "zygote": os.environ.get("REWARDGEN_ZYGOTE", "1") not in ("0", "no", "off", "false"),
+                           "repeat": []}
+    for k in range(repeats):
+        alone = trainer_alone(task, proposals[0].source, steps, seed)
+        say(f"repeat {k + 1}/{repeats}: trainer alone {alone['env_steps_per_s']:,.0f} env-steps/s "
+            f"({alone['env_steps']} env-steps in {alone['train_seconds']:.1f} s of training, "
+            f"{alone['wall_seconds']:.1f} s whole job), load {_load()}")
+        rate = alone["env_steps_per_s"]
+        one: dict[str, Any] = {"trainer_alone": alone}
+        for row in rows:
+            schedule, video, budget = {"full": ("full", False, steps), "full+video": ("full", True, steps),
+                                       "halving": ("halving", True, halving_steps)}[row]
+            run = evolve_once(task_id, proposals, budget, schedule, video, workers, runs_dir, seed, eval_episodes)
+            sps = run["env_steps"] / run["wall_seconds"]
+            run |= {"env_steps_per_s": sps, "efficiency": sps / rate,
+                    "overhead_per_candidate_s": (run["wall_seconds"] - run["env_steps"] / rate) / run["candidates"],
+                    "overhead_measured_s": (run["wall_seconds"] - run["train_seconds"]) / run["candidates"]}
+            one[row] = run
+            say(f"  {row:>10}: {run['env_steps']} env-steps in {run['wall_seconds']:.1f} s = {sps:,.0f}/s, "
+                f"efficiency {run['efficiency']:.2f}, overhead {run['overhead_per_candidate_s']:.2f} s/candidate "
+                f"(measured {run['overhead_measured_s']:.2f} s), load {_load()}")
+        out["repeat"].append(one)
+    out["load_after"] = _load()
+    med = statistics.median
+    out["trainer_alone_env_steps_per_s"] = med(r["trainer_alone"]["env_steps_per_s"] for r in out["repeat"])
+    out["trainer_alone_wall_env_steps_per_s"] = med(r["trainer_alone"]["wall_env_steps_per_s"] for r in out["repeat"])
+    for row in rows:
+        runs = [r[row] for r in out["repeat"]]
+        out[row] = {key: med(x[key] for x in runs) for key in
+                    ("wall_seconds", "env_steps", "env_steps_per_s", "efficiency", "overhead_per_candidate_s",
+                     "overhead_measured_s")}
+    return out
+
+
+__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "ROWS"]

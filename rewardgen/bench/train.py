@@ -1,0 +1,325 @@
+"""Benchmarks: training throughput and learning quality, rewardgen PPO vs SB3 PPO, side by side.
+
+``throughput`` measures in one run, interleaved: (a) the raw batched simulator with random actions
+(no policy, no reward), (b) rewardgen PPO training with a representative multi-component reward,
+by default inside the same sandboxed worker process evolve uses (``run_worker``, mode "train",
+trainer "ppo"; env-steps/s as the worker measured them, and the worker's peak RSS), (c) SB3 PPO
+(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a.
+``learning`` compares the two trainers on the env's own reward at equal steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from rewardgen.sim.cpu import BatchSim
+from rewardgen.contract.reward import load_reward
+from rewardgen.tasks.fitness import make_fitness
+from rewardgen.tasks.spec import Task, get_task
+from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, TrainOutput
+
+# A reward in the contract that touches what typical candidates touch: a body velocity, heights and
+# orientations, joint velocities, actions and contact forces, five components.
+REPRESENTATIVE_REWARD = '''
+import torch
+
+def compute_reward(s):
+    root = next(iter(s.body_pos))
+    forward = s.body_linvel[root][:, 0]
+    upright = s.body_up[root][:, 2]
+    height = s.body_pos[root][:, 2]
+    effort = -0.1 * (s.action ** 2).sum(dim=1)
+    if len(s.joint_vel):
+        jv = torch.stack([s.joint_vel[j] for j in s.joint_vel], dim=1)
+        smooth = -1e-3 * (jv ** 2).sum(dim=1)
+    else:
+        smooth = torch.zeros_like(forward)
+    contact = -1e-4 * torch.stack([s.contact_force[b] for b in s.contact_force], dim=1).clamp(max=100.0).sum(dim=1)
+    total = forward + 0.1 * upright + 0.05 * height + effort + smooth + contact
+    return total, {"forward": forward, "upright": upright, "height": height, "effort": effort,
+                   "smooth": smooth, "contact": contact}
+'''
+
+TrainRunner = Callable[[Task, str, TrainConfig], TrainOutput]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (MB)."""
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
+
+
+def _batch_reward(task: Task, source: str, steps: int, num_envs: int) -> BatchReward:
+    return BatchReward(load_reward(source), make_fitness(task.fitness, task.schema), TrainingStats(steps),
+                       num_envs, task.episode_length)
+
+
+def in_process_ppo(task: Task, source: str, config: TrainConfig, **hp: Any) -> TrainOutput:
+    """Train rewardgen PPO in this process (the default runner for ``throughput``); ``hp`` over the
+    task's own settings (``Task.ppo``) over the defaults, as the worker does."""
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+    hparams = PPOHyperparams(**(task.ppo | hp))
+    n = int(hparams.num_envs or config.num_envs)
+    return PPOTrainer(hparams).train(task, _batch_reward(task, source, config.steps, n), config, lambda s: None)
+
+
+def raw_sim(task: Task, num_worlds: int, seconds: float, seed: int = 0) -> dict:
+    """(a) BatchSim stepping with random actions, plus bare ``mujoco.rollout`` of the same model."""
+    sim = BatchSim(task, num_worlds, seed=seed)
+    sim.reset()
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform(-1, 1, (64, num_worlds, sim.act_dim)).astype(np.float32)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sim.step(actions[steps % 64])
+        sim.state()
+        steps += 1
+    batchsim_sps = steps * num_worlds / (time.perf_counter() - start)
+    # bare physics: mujoco.rollout of the unmodified model, frame skip inside, no sensors/obs/resets
+    import mujoco
+    from mujoco import _rollout
+
+    m = sim.model
+    pool = _rollout.Rollout(nthread=sim.nthread if sim.nthread > 1 else 0)
+    datas = [mujoco.MjData(m) for _ in range(max(sim.nthread, 1))]
+    state = sim._state.copy()
+    out = np.empty((num_worlds, sim.frame_skip, state.shape[1]))
+    sens = np.empty((num_worlds, sim.frame_skip, 0))
+    ctrl = np.empty((num_worlds, sim.frame_skip, m.nu))
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        ctrl[:] = actions[steps % 64][:, None, :]
+        pool.rollout([m] * num_worlds, datas, sim.frame_skip, int(mujoco.mjtState.mjSTATE_CTRL), state, None,
+                     ctrl, out, sens, None)
+        state = out[:, -1].copy()
+        steps += 1
+    rollout_sps = steps * num_worlds / (time.perf_counter() - start)
+    sim.close()
+    return {"batchsim_env_steps_per_s": batchsim_sps, "rollout_env_steps_per_s": rollout_sps,
+            "num_worlds": num_worlds, "threads": sim.nthread}
+
+
+class _torch_threads:
+    """Run a block with ``n`` torch threads (as the worker does: 1), then restore the setting.
+
+    SB3 with torch's default (one thread per core) was measured up to 30x slower on the shared 2-core
+    machine (OpenMP threads spinning against the physics and other work), so (c) runs as SB3 runs
+    in the worker, with one thread.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs: int = 8) -> dict:
+    """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs, 1 torch thread."""
+    from rewardgen.trainers.sb3 import SB3Trainer
+
+    reward = _batch_reward(task, source, steps, num_envs)
+    start = time.perf_counter()
+    with _torch_threads(1):
+        out = SB3Trainer().train(task, reward, TrainConfig(steps=steps, seed=seed, num_envs=num_envs),
+                                 lambda s: None)
+    seconds = time.perf_counter() - start
+    return {"env_steps": out.env_steps, "seconds": seconds, "env_steps_per_s": out.env_steps / seconds}
+
+
+def _measure_worker_main() -> None:
+    """Entry point of the fresh process ``worker_ppo`` starts: one worker job from stdin, a JSON line out.
+
+    The worker's peak RSS: as the zygote reaped it (``WorkerResult.peak_rss_kb``), or, for a fresh
+    worker (the only child of this process), RUSAGE_CHILDREN's max RSS.
+    """
+    from rewardgen.sandbox import WorkerLimits, run_worker
+
+    job = json.loads(sys.stdin.read())
+    wall = float(job.pop("wall_seconds", 1800.0))
+    res = run_worker(job, WorkerLimits(wall_seconds=wall))
+    # forked from the zygote, the worker is the zygote's child: the zygote reports its peak RSS
+    rss_kb = res.peak_rss_kb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = res.result or {}
+    print(json.dumps({"stage": res.stage, "error": res.error, "env_steps": r.get("env_steps"),
+                      "seconds": r.get("seconds"), "wall_seconds": res.seconds, "isolation": res.isolation,
+                      "worker_peak_rss_mb": rss_kb / 1024.0 if sys.platform != "darwin" else rss_kb / 2**20}))
+
+
+def worker_ppo(task: Task, source: str, config: TrainConfig, wall_seconds: float = 1800.0) -> dict:
+    """(b) through the isolation evolve uses: ``run_worker`` job mode "train", trainer "ppo" (its defaults).
+
+    Runs in a fresh Python process so the worker's peak RSS can be read exactly. Returns the
+    worker's own ``env_steps`` and ``seconds`` (training time measured inside the worker, from
+    building the simulator to the last update; interpreter start and imports excluded),
+    ``wall_seconds`` (the whole worker, start-up included) and ``worker_peak_rss_mb``.
+    """
+    job = {"mode": "train", "task": task.to_dict(), "source": source, "steps": int(config.steps),
+           "seed": int(config.seed), "trainer": "ppo", "num_envs": int(config.num_envs),
+           "wall_seconds": wall_seconds}
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, "-c", "from rewardgen.bench.train import _measure_worker_main as m; m()"],
+                          input=json.dumps(job), capture_output=True, text=True, env=env,
+                          timeout=wall_seconds + 120)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker benchmark failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    out = json.loads(lines[-1])
+    if out["stage"] != "ok":
+        raise RuntimeError(f"worker training failed ({out['stage']}): {out['error']}")
+    out["env_steps_per_s"] = out["env_steps"] / out["seconds"]
+    return out
+
+
+def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, sim_seconds: float = 5.0,
+               num_worlds: int | None = None, repeats: int = 3, seed: int = 0,
+               reward_source: str = REPRESENTATIVE_REWARD, in_process: bool = False,
+               runner: TrainRunner | None = None, **ppo_hp: Any) -> dict:
+    """Side-by-side throughput of (a) raw sim, (b) rewardgen PPO training, (c) SB3 PPO training.
+
+    :param num_worlds: worlds of (a) and (b); default: the PPO default (``PPOHyperparams.num_envs``).
+    :param repeats: run (a), (b), (c) in turn this many times; medians (and medians of the per-repeat
+        ratios) are reported, so slow phases of a shared machine hit all three alike.
+    :param in_process: train (b) in this process instead of the sandboxed worker (then ``ppo_hp``
+        overrides PPOHyperparams, e.g. rollout_steps=16, and the peak RSS is this process's).
+    :param runner: custom (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput`` (in process).
+    """
+    from rewardgen.trainers.ppo import PPOHyperparams
+
+    task = get_task(task_id)
+    if ppo_hp and not in_process and runner is None:
+        raise ValueError("PPO hyperparameter overrides need in_process=True "
+                         "(the worker trains with the task's settings over the defaults)")
+    num_worlds = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
+    mode = "in-process" if (in_process or runner is not None) else "worker"
+    run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))
+    a_sim, a_roll, b, b_wall, c, rss = [], [], [], [], [], []
+    for r in range(repeats):
+        raw = raw_sim(task, num_worlds, sim_seconds, seed=seed + r)
+        a_sim.append(raw["batchsim_env_steps_per_s"])
+        a_roll.append(raw["rollout_env_steps_per_s"])
+        config = TrainConfig(steps=ppo_steps, seed=seed + r, num_envs=num_worlds)
+        if mode == "worker":
+            w = worker_ppo(task, reward_source, config)
+            b.append(w["env_steps_per_s"])
+            b_wall.append(w["env_steps"] / w["wall_seconds"])
+            rss.append(w["worker_peak_rss_mb"])
+            isolation = w["isolation"]
+        else:
+            start = time.perf_counter()
+            out = run(task, reward_source, config)
+            b.append(out.env_steps / (time.perf_counter() - start))
+            rss.append(peak_rss_mb())
+        c.append(sb3_throughput(task, reward_source, sb3_steps, seed=seed + r)["env_steps_per_s"])
+    med = statistics.median
+    result = {
+        "task": task_id, "num_worlds": num_worlds, "repeats": repeats, "b_mode": mode,
+        "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
+        "a_raw_batchsim_env_steps_per_s": med(a_sim),
+        "a_raw_rollout_env_steps_per_s": med(a_roll),
+        "b_rewardgen_ppo_env_steps_per_s": med(b),
+        "c_sb3_ppo_env_steps_per_s": med(c),
+        "ratio_b_over_c": med([x / y for x, y in zip(b, c)]),
+        "ratio_b_over_a_batchsim": med([x / y for x, y in zip(b, a_sim)]),
+        "ratio_b_over_a_rollout": med([x / y for x, y in zip(b, a_roll)]),
+        "peak_rss_mb": max(rss),
+        "runs": {"a_batchsim": a_sim, "a_rollout": a_roll, "b": b, "c": c},
+    }
+    if b_wall:  # the worker's whole life, interpreter start and imports included
+        result["b_worker_wall_env_steps_per_s"] = med(b_wall)
+        result["runs"]["b_worker_wall"] = b_wall
+        result["b_worker_isolation"] = isolation
+    return result
+
+
+def _fitness(task: Task, export, episodes: int, seed: int) -> float:
+    try:
+        from rewardgen.evaluate.evaluator import evaluate_policy
+    except ImportError:  # pragma: no cover - evaluate.py is optional at import time
+        evaluate_policy = None
+    if evaluate_policy is not None:
+        return float(evaluate_policy(task, export, episodes, seed)["fitness"])
+    from rewardgen.contract.policy import DeterministicPolicy
+    from rewardgen.contract.state import StateBuffers, refresh_derived
+
+    fit, policy, env = make_fitness(task.fitness, task.schema), DeterministicPolicy(export), task.make_env()
+    buf = StateBuffers(task.schema, env.unwrapped.model, 1)
+    values_all = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        values, done, n = [], False, 0
+        while not done:
+            obs, _, term, trunc, _ = env.step(policy(obs))
+            n += 1
+            refresh_derived(env.unwrapped.model, env.unwrapped.data)
+            buf.fill(0, env.unwrapped.data, np.zeros(env.action_space.shape), n)
+            values.append(float(fit.per_step(buf.to_state())[0]))
+            done = term or trunc
+        values_all.append(fit.episode_value(values, task.episode_length))
+    return float(np.mean(values_all))
+
+
+def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 1, 2), episodes: int | None = None,
+             include_sb3: bool = True, **ppo_hp: Any) -> dict:
+    """rewardgen PPO vs SB3 PPO on the env's own reward at equal steps; median trusted fitness.
+    rewardgen PPO trains with the task's own settings (``Task.ppo``) under ``ppo_hp``."""
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+    from rewardgen.trainers.sb3 import SB3Trainer
+
+    task = get_task(task_id)
+    episodes = episodes or task.eval_episodes
+    rows: dict[str, list[dict]] = {"rewardgen_ppo": [], "sb3_ppo": []}
+    for seed in seeds:
+        start = time.perf_counter()
+        out = PPOTrainer(PPOHyperparams(**(task.ppo | ppo_hp)), env_reward=True).train(
+            task, None, TrainConfig(steps=steps, seed=seed), lambda s: None)
+        rows["rewardgen_ppo"].append({"seed": seed, "seconds": time.perf_counter() - start,
+                                      "fitness": _fitness(task, out.policy, episodes, 10_000 + seed)})
+        if include_sb3:
+            start = time.perf_counter()
+            out = _sb3_env_reward(task, steps, seed)
+            rows["sb3_ppo"].append({"seed": seed, "seconds": time.perf_counter() - start,
+                                    "fitness": _fitness(task, out, episodes, 10_000 + seed)})
+    summary = {k: {"median_fitness": statistics.median(r["fitness"] for r in v),
+                   "median_seconds": statistics.median(r["seconds"] for r in v), "runs": v}
+               for k, v in rows.items() if v}
+    return {"task": task_id, "steps": steps, "seeds": list(seeds), "episodes": episodes, **summary,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def _sb3_env_reward(task: Task, steps: int, seed: int):
+    """SB3 PPO exactly as SB3Trainer sets it up, but on the gymnasium env's own reward."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rewardgen.trainers.sb3 import export_policy
+
+    venv = DummyVecEnv([task.make_env for _ in range(8)])
+    venv.seed(seed)
+    venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
+    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=64, n_epochs=10, learning_rate=3e-4,
+                gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=seed, verbose=0)
+    with _torch_threads(1):
+        model.learn(total_timesteps=steps)
+    return export_policy(model, venv)

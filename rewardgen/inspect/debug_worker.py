@@ -1,0 +1,156 @@
+"""Worker process for ``rewardgen.inspect.debug``: runs a candidate reward on rollouts and sends raw per-step data.
+
+Started by ``rewardgen.sandbox.run_worker(job, limits, module="rewardgen.inspect.debug_worker")``. Like
+``rewardgen.trainers.worker`` it runs no candidate code itself: the candidate runs in its jail
+(``rewardgen.trainers.worker.open_jail``), which sees each step's State and answers the reward. Nothing is
+written to disk; the data leaves as frames on the result fd.
+
+Job keys: ``task`` (``Task.to_dict()``), ``source``, ``episodes``, ``seed``, optional ``policy_b64``
+(base64 of ``PolicyExport.to_bytes()``), optional ``max_steps`` (cap on steps per episode).
+
+For every rollout kind ("random": uniform actions in [-1, 1]; "policy": the deterministic policy)
+and episode, each step fills one State from the env's MjData, computes the trusted per-step fitness
+from it *before* the reward runs, then calls the reward. Results: one JSON frame
+``{"type": "result", "components": [...], "episodes": [{"kind", "episode", "length", "terminated",
+"fitness"}...]}`` followed by one bytes frame, an ``.npz`` (no pickles) holding per episode ``i``:
+``i/fitness``, ``i/total``, ``i/c/<k>`` (component index ``k`` of ``components``).
+Non-finite values are kept (the debugger counts them); wrong shapes or types are contract errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+
+
+def _as_batch(label: str, value, n: int):
+    """Like ``rewardgen.contract.reward`` but keeps NaN/inf (the debugger reports them instead of refusing)."""
+    import torch
+
+    from rewardgen.contract.reward import ContractError
+
+    if not isinstance(value, torch.Tensor):
+        raise ContractError(f"{label} must be a torch.Tensor of shape ({n},), got {type(value).__name__}")
+    if tuple(value.shape) != (n,):
+        raise ContractError(f"{label} has shape {tuple(value.shape)}, expected ({n},)")
+    return value.detach().to(torch.float32)
+
+
+def _check(result, n: int):
+    from rewardgen.contract.reward import ContractError
+
+    if not isinstance(result, tuple) or len(result) != 2:
+        raise ContractError(f"compute_reward must return (total, components), got {type(result).__name__}")
+    total, components = result
+    if not isinstance(components, dict):
+        raise ContractError(f"the second value must be a dict of components, got {type(components).__name__}")
+    checked = {}
+    for name, value in components.items():
+        if not isinstance(name, str) or not name:
+            raise ContractError(f"component names must be non-empty strings, got {name!r}")
+        checked[name] = _as_batch(f"component {name!r}", value, n)
+    return _as_batch("total", total, n), checked
+
+
+def _run(job: dict, out) -> None:
+    import numpy as np
+    import torch
+
+    from rewardgen.tasks.fitness import make_fitness
+    from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
+    from rewardgen.contract.state import StateBuffers, refresh_derived
+    from rewardgen.tasks.spec import task_from_dict
+    from rewardgen.trainers.worker import CANDIDATE_FILENAME, open_jail, report_failure
+
+    torch.set_num_threads(1)
+    task = task_from_dict(job["task"], where="debug job")
+    fitness = make_fitness(task.fitness, task.schema)
+    episodes = max(1, int(job.get("episodes", 5)))
+    seed = int(job.get("seed", 0))
+    max_steps = int(job.get("max_steps") or task.episode_length)
+    policy = None
+    env = task.make_env()
+    if job.get("policy_b64"):
+        export = PolicyExport.from_bytes(base64.b64decode(job["policy_b64"]))
+        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        policy = DeterministicPolicy(export)
+    model = env.unwrapped.model
+    buffers = StateBuffers(task.schema, model, 1)
+    rng = np.random.default_rng(seed)
+    stage = "load"
+    fn = None
+    try:
+        if job.get("sandbox", True):
+            fn = open_jail(job, out, task.schema, 1)
+        else:
+            from rewardgen.contract.reward import load_reward
+
+            fn = load_reward(job["source"], CANDIDATE_FILENAME)
+        stage = "runtime"
+        names: list[str] = []
+        meta: list[dict] = []
+        arrays: dict[str, np.ndarray] = {}
+        kinds = ["random"] + (["policy"] if policy is not None else [])
+        for kind in kinds:
+            for ep in range(episodes):
+                obs, _ = env.reset(seed=seed + ep)
+                fit_v: list[float] = []
+                tot_v: list[float] = []
+                comp_v: dict[str, list[float]] = {}
+                terminated = truncated = False
+                t = 0
+                while not (terminated or truncated) and t < max_steps:
+                    if policy is None or kind == "random":
+                        action = rng.uniform(-1.0, 1.0, size=task.schema.nu).astype(np.float32)
+                    else:
+                        action = policy(obs[None, :].astype(np.float32))[0]
+                    obs, _, terminated, truncated, _ = env.step(action)
+                    data = env.unwrapped.data
+                    refresh_derived(model, data)
+                    t += 1
+                    buffers.fill(0, data, action, t)
+                    state = buffers.to_state()
+                    fit_v.append(float(fitness.per_step(state)[0]))  # before the reward sees the State
+                    total, comps = _check(fn(buffers.to_state()), 1)
+                    tot_v.append(float(total[0]))
+                    for name, value in comps.items():
+                        if name not in comp_v:
+                            comp_v[name] = [float("nan")] * (t - 1)  # appeared late: earlier steps missing
+                        comp_v[name].append(float(value[0]))
+                    for name, values in comp_v.items():
+                        if len(values) < t:
+                            values.append(float("nan"))
+                i = len(meta)
+                meta.append({"kind": kind, "episode": ep, "seed": seed + ep, "length": t,
+                             "terminated": bool(terminated),
+                             "fitness": fitness.episode_value(fit_v, task.episode_length)})
+                arrays[f"{i}/fitness"] = np.asarray(fit_v, np.float64)
+                arrays[f"{i}/total"] = np.asarray(tot_v, np.float64)
+                for name, values in comp_v.items():
+                    if name not in names:
+                        names.append(name)
+                    arrays[f"{i}/c/{names.index(name)}"] = np.asarray(values, np.float64)
+        if hasattr(fn, "verify"):
+            fn.verify()
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        out.json({"type": "result", "components": names, "episodes": meta,
+                  "fitness_name": fitness.name, "fitness_aggregate": fitness.aggregate})
+        out.bytes(buf.getvalue())
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
+        report_failure(out, exc, stage)
+    finally:
+        env.close()
+        if hasattr(fn, "close"):
+            fn.close()
+
+
+def main() -> None:
+    from rewardgen.trainers.worker import serve
+
+    serve(_run, "rewardgen.inspect.debug_worker")
+
+
+if __name__ == "__main__":
+    main()

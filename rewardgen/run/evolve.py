@@ -1,0 +1,943 @@
+"""The evolve loop: propose K rewards, check and train each in a worker, evaluate, reflect, repeat.
+
+The orchestrator (this module) never executes candidate code. It writes every proposal to the run
+store before training starts, runs each candidate in ``rewardgen.sandbox`` workers, gets trusted
+fitness from ``rewardgen.evaluate.evaluator`` in yet another process, and records everything atomically, so
+that ``resume`` can continue any interrupted run without retraining finished candidates.
+"""
+
+from __future__ import annotations
+
+from rewardgen.errors import UserError, flatten
+
+import base64
+import math
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
+from rewardgen.evaluate.evaluator import run_trusted_evaluation
+from rewardgen.evaluate.hacking import hacking_alarm
+from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
+from rewardgen.inspect.report import write_report
+from rewardgen.store import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
+                                new_run_id, read_json)
+from rewardgen.sandbox import WorkerLimits
+from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
+
+
+TRAINERS = ("ppo", "sb3")
+
+
+class ConfigError(UserError):
+    """A run setting that makes no sense (e.g. a non-positive count); the message is for the user."""
+
+
+class EndpointFailure(RuntimeError):
+    """A generation got no usable candidate because every LLM request failed; the run stops
+    (status "failed", its ``error`` in run.json) and ``resume`` asks that generation again."""
+
+
+@dataclass
+class EvolveConfig:
+    """Settings of one run (stored in ``run.json``; ``resume`` reuses them).
+
+    :param task: task id (``rewardgen tasks``) or path to a task YAML file.
+    :param samples: candidates per generation (K).
+    :param generations: number of generations (G).
+    :param steps: training env-steps per candidate; None uses the task's default.
+    :param seed: seeds proposals, training and evaluation.
+    :param workers: candidates trained at once; None sizes it to the machine's cores.
+    :param schedule: "halving" (train all for a fifth of the budget, keep the best 3/8, continue them
+        from their saved state to half the budget, keep the best third, finish those) or "full" (every candidate gets the full budget).
+    :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
+    :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
+    :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
+        offline), "openai" or "offline".
+    :param model: LLM model name.
+    :param base_url: OpenAI-compatible endpoint; None uses OPENAI_BASE_URL or OpenAI's.
+    :param temperature: LLM sampling temperature.
+    :param llm_timeout: seconds per LLM request before the client retries.
+    :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
+    :param prompts: directory of Jinja2 templates overriding ``prompts/``.
+    :param replay: a past run directory whose recorded LLM answers are replayed (no network).
+    :param executor: "local" (worker processes on this machine) or "ray" (Ray tasks on a cluster).
+    :param ray_address: the Ray cluster to join (None starts or finds a local one).
+    :param sim: batched simulator of the ppo trainer: "cpu" (mujoco.rollout) or "warp" (MuJoCo Warp).
+    :param device: torch / Warp device for training ("cpu", "cuda", "cuda:1").
+    :param video: render each finished candidate's policy to ``video.mp4`` (``--no-video`` skips it).
+    :param interactive: pause after each generation for feedback in the terminal (``--interactive``).
+    :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
+        targets of a reward template built from the schema, Language-to-Rewards style).
+    :param num_envs: simulated worlds per training batch; None uses the trainer's default.
+    :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
+    :param eval_episodes: trusted evaluation episodes; None uses the task's default.
+    :param check_steps: env-steps of the smoke run that checks a candidate before training.
+    :param memory_gb: address-space limit of each worker.
+    """
+
+    task: str
+    samples: int = 4
+    generations: int = 3
+    steps: int | None = None
+    seed: int = 0
+    workers: int | None = None
+    trainer: str = "ppo"
+    schedule: str = "halving"
+    proposer: str = "offline"
+    llm: str = "auto"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    temperature: float = 1.0
+    llm_timeout: float = 120.0
+    critic: str = "sandbox"
+    prompts: str | None = None
+    replay: str | None = None
+    mode: str = "code"
+    video: bool = True
+    interactive: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    sim: str = "cpu"
+    device: str = "cpu"
+    num_envs: int | None = None
+    timeout: float | None = None
+    eval_episodes: int | None = None
+    check_steps: int = 256
+    memory_gb: float = 8.0
+
+    def validate(self) -> None:
+        for name in ("samples", "generations", "check_steps"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("steps", "workers", "timeout", "eval_episodes", "num_envs"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.llm not in ("auto", "openai", "offline"):
+            raise ConfigError(f"--llm must be auto, openai or offline, got {self.llm!r}")
+        if self.critic not in ("sandbox", "llm"):
+            raise ConfigError(f"--critic must be sandbox or llm, got {self.critic!r}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
+        if self.prompts and not Path(self.prompts, "system.j2").is_file():
+            raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
+        if self.sim not in ("cpu", "warp"):
+            raise ConfigError(f"--sim must be cpu or warp, got {self.sim!r}")
+        if self.sim == "warp" and self.trainer != "ppo":
+            raise ConfigError("--sim warp needs --trainer ppo")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
+        if self.mode not in ("code", "params"):
+            raise ConfigError(f"--mode must be code or params, got {self.mode!r}")
+        if self.schedule not in ("full", "halving"):
+            raise ConfigError(f"--schedule must be full or halving, got {self.schedule!r}")
+        if self.trainer not in TRAINERS:
+            raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "EvolveConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class Progress(Protocol):
+    """Receives events as the run goes (the CLI shows them; tests may record them)."""
+
+    def event(self, kind: str, **data: Any) -> None: ...
+
+
+class SilentProgress:
+    def event(self, kind: str, **data: Any) -> None:
+        pass
+
+
+@dataclass
+class CandidateOutcome:
+    generation: int
+    candidate: int
+    status: str
+    fitness: float | None
+    error: str | None = None
+    success: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_proposer(config: EvolveConfig) -> str:
+    """Which proposer ``--llm`` means here and now: "openai" or "offline"."""
+    if config.replay:
+        return "openai"
+    if config.llm == "auto":
+        from rewardgen.proposers.client import llm_configured
+
+        return "openai" if llm_configured(config.base_url) else "offline"
+    return config.llm
+
+
+#: (budget fraction, share of the rung's candidates that continue) for the "halving" schedule
+HALVING_RUNGS = [(0.2, 0.375), (0.5, 1 / 3), (1.0, 0.0)]
+
+
+def rung_fractions(samples: int, schedule: str) -> list[float]:
+    """Budget fractions of the rungs: ``[1.0]`` for "full"; for "halving", HALVING_RUNGS' fractions.
+
+    The first rung is a fifth of the budget: shorter slices (1/8) ranked halfcheetah candidates by
+    noise (docs/benchmarks.md). With K=8 the schedule spends 3 of 8 full budgets (37.5%)."""
+    if schedule == "full" or samples <= 1:
+        return [1.0]
+    return [f for f, _ in HALVING_RUNGS]
+
+
+def survivors(count: int, rung: int) -> int:
+    """How many of ``count`` ranked candidates continue after ``rung`` (at least one)."""
+    share = HALVING_RUNGS[min(rung, len(HALVING_RUNGS) - 1)][1]
+    return max(1, math.ceil(count * share))
+
+
+def schedule_plan(count: int, steps: int, fractions: list[float]) -> list[dict]:
+    """Each rung's target env-steps and how many of ``count`` candidates are expected to train in it
+    (all of them ok); the progress display estimates the time left from it."""
+    plan, alive = [], count
+    for r, fraction in enumerate(fractions):
+        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
+        alive = survivors(alive, r) if alive else 0
+    return plan
+
+
+def merge_training_stats(rungs: list[dict]) -> dict:
+    """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
+    merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
+                              "reward_fitness_correlation": None}
+    for rung in rungs:
+        stats = rung.get("training") or {}
+        offset = int(rung.get("env_steps_total") or 0) - int(rung.get("env_steps") or 0)
+        for name, points in (stats.get("components") or {}).items():
+            merged["components"].setdefault(name, []).extend(dict(p, step=p["step"] + offset) for p in points)
+        merged["total_reward"] += [dict(p, step=p["step"] + offset) for p in stats.get("total_reward") or []]
+        merged["episodes"] += [dict(p, step=p["step"] + offset) for p in stats.get("episodes") or []]
+        merged["num_episodes"] += int(stats.get("num_episodes") or 0)
+        merged["reward_fitness_correlation"] = stats.get("reward_fitness_correlation")
+    return merged
+
+
+def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
+    """The trainer that can run ``task``: ppo's batched simulator covers the tasks whose env rules it
+    reproduces; other tasks train with sb3 (and a note saying so)."""
+    if trainer != "ppo":
+        return trainer, None
+    from rewardgen.sim.cpu import unsupported_reason
+
+    reason = unsupported_reason(task)
+    return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
+
+
+def ppo_worlds(steps: int, most: int = 128) -> int:
+    """Worlds per PPO batch for a budget: enough updates (about 100 of 16 steps each) on small budgets,
+    the trainer's full batch (128 worlds, or the task's own ``ppo.num_envs``) on large ones."""
+    return int(min(most, max(min(16, most), 2 ** round(math.log2(max(steps, 1) / (16 * 100))))))
+
+
+def default_workers(samples: int) -> int:
+    return max(1, min(samples, os.cpu_count() or 1))
+
+
+def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: Task | None = None) -> RunStore:
+    """Validate the config and task, and create the run directory with its ``run.json``.
+
+    ``task`` overrides ``config.task`` (a robot brought as an MJCF file has no task file)."""
+    config.validate()
+    if task is not None:
+        config.task = task.id
+    task = task or get_task(config.task)
+    check_loads(task)  # an env that cannot be built fails here, before the run directory exists
+    if kind == "evolve":
+        config.proposer = resolve_proposer(config)
+        if config.proposer == "openai" and not config.replay:
+            from rewardgen.proposers.client import missing_key_problem
+
+            problem = missing_key_problem(config.base_url)
+            if problem:
+                raise ConfigError(problem)
+    proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
+    steps = config.steps or task.default_steps
+    run = {
+        "kind": kind,
+        "status": "created",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": asdict(config) | {"steps": steps},
+        "task": task.to_dict(),
+        "proposer": proposer_label,
+        "generations": [],
+        "best": None,
+    }
+    store = RunStore.create(runs_dir, new_run_id(task.id) + ("-train" if kind == "train" else ""), run)
+    if config.replay:  # the replayed run's recorded answers become this run's cache
+        source = Path(config.replay) / "llm-cache"
+        if source.is_dir():
+            shutil.copytree(source, store.path / "llm-cache")
+    return store
+
+
+def replay_config(run_dir: Path) -> tuple[EvolveConfig, Task]:
+    """The config of a past run, set to replay its recorded LLM answers (``evolve --replay``)."""
+    old = RunStore.open(run_dir).read_run()
+    if not (Path(run_dir) / "llm-cache").is_dir():
+        raise ConfigError(f"{run_dir} has no recorded LLM answers to replay (llm-cache/ is missing)")
+    config = EvolveConfig.from_dict(old["config"])
+    config.llm, config.proposer, config.replay = "openai", "openai", str(Path(run_dir).resolve())
+    return config, task_from_dict(old["task"], where=str(Path(run_dir) / "run.json"))
+
+
+class Evolution:
+    """Runs (or resumes) the run in ``store`` to completion."""
+
+    def __init__(self, store: RunStore, progress: Progress | None = None):
+        self.store = store
+        self.progress = progress or SilentProgress()
+        run = store.read_run()
+        self.config = EvolveConfig.from_dict(run["config"])
+        self.task: Task = task_from_dict(run["task"], where=str(store.path / "run.json"))
+        self.kind = run.get("kind", "evolve")
+        self.steps = int(self.config.steps or self.task.default_steps)
+        self.eval_seed = 10_000 + 1000 * self.config.seed
+        self._executor = None
+        self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)
+        self._checked: dict[str, tuple[CheckVerdict, float]] = {}  # source hash -> the proposer's verdict
+        self._video_lock = threading.Lock()
+        self._estimate: Estimate | None = None
+        self._video_pool: ThreadPoolExecutor | None = None
+        self._video_jobs: dict[tuple[int, int], Any] = {}
+
+    @property
+    def executor(self):
+        """Where training jobs run: local worker processes, or Ray tasks (created on first use)."""
+        if self._executor is None:
+            from rewardgen.run.executors import make_executor
+
+            self._executor = make_executor(self.config.executor, workers=self.config.workers,
+                                           ray_address=self.config.ray_address)
+        return self._executor
+
+    # ----- the loop
+    def run(self) -> dict:
+        self.store.lock()
+        try:
+            self._set_status("running")
+            self.progress.event("run_started", run_dir=str(self.store.path), task=self.task.id,
+                                proposer=self.store.read_run().get("proposer"), config=asdict(self.config),
+                                run_kind=self.kind, steps=self.steps)
+            if self.trainer_note:
+                self.progress.event("warning", message=self.trainer_note)
+            if self.config.executor == "local":
+                from rewardgen.sandbox import zygote
+
+                zygote.prestart()  # its imports overlap with the proposer's work
+            self._queue_missing_videos()
+            self._estimate = self._new_estimate()
+            self.progress.event("estimate", **self._estimate.fields())
+            for g in range(self.config.generations):
+                self._generation(g)
+                if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
+                    self._wait_videos(g)  # the person looks at them next
+                    self._ask_feedback(g)
+            if self._wait_videos():
+                self._write_report()
+            self._set_status("finished")
+            self._write_report()  # again: the one written after the last generation still said "running"
+            summary = self.summary()
+            self.progress.event("run_finished", summary=summary)
+            return summary
+        except EndpointFailure as exc:
+            self._set_status("failed", error=str(exc))
+            raise
+        except BaseException:
+            self._set_status("interrupted")
+            raise
+        finally:
+            if self._video_pool is not None:
+                self._video_pool.shutdown(wait=True, cancel_futures=True)
+                self._video_pool = None
+            if self._executor is not None:
+                self._executor.close()
+                self._executor = None
+            self.store.unlock()
+
+    def _new_estimate(self) -> Estimate:
+        """The run's planned env-steps, what earlier processes already trained, and the cores."""
+        k, gens = self.config.samples, self.config.generations
+        planned = gens * planned_env_steps(k, self.steps, self.config.schedule)
+        done, left = 0, 0
+        for g in range(gens):
+            gen = self.store.read_generation(g)
+            for c in range(len((gen or {}).get("candidates", [])) or k):
+                if gen is not None and self.store.read_metrics(g, c) is not None:
+                    m = self.store.read_metrics(g, c) or {}
+                    # a finished candidate spent all it ever will: count it as its planned share
+                    done += int(m.get("steps_spent") or 0) if m.get("status") == "ok" else 0
+                    continue
+                left += 1
+                for r in range(3):
+                    rung = self._rung(g, c, r) if gen is not None else None
+                    if rung and rung.get("status") == "ok":
+                        done += int(rung.get("env_steps") or 0)
+        from rewardgen.run.executors import default_workers as cores
+
+        cores_used = cores() if self.config.executor == "local" else max(1, k)
+        return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
+
+    def _needs_feedback(self, g: int) -> bool:
+        """Interactive runs pause once per generation: not again when feedback for g + 1 exists."""
+        return not self.feedback(g + 1) and self.store.read_generation(g + 1) is None
+
+    def _ask_feedback(self, g: int) -> None:
+        from rich.console import Console
+
+        from rewardgen.run.interactive import ask_in_terminal
+
+        self._set_status("awaiting_feedback")
+        self.progress.event("awaiting_feedback", generation=g, run_dir=str(self.store.path))
+        def ask(prompt: str) -> str:  # prompts on stderr: stdout stays clean for --json
+            sys.stderr.write(prompt)
+            sys.stderr.flush()
+            return input()
+
+        ask_in_terminal(self.store.path, g, getattr(self.progress, "console", None) or Console(stderr=True), ask)
+        self._set_status("running")
+
+    def _set_status(self, status: str, error: str | None = None) -> None:
+        run = self.store.read_run()
+        run["status"] = status
+        if error:
+            run["error"] = error
+        else:
+            run.pop("error", None)
+        run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.store.write_run(run)
+
+    def history(self, upto: int) -> list[list[CandidateRecord]]:
+        """Finished candidates of generations before ``upto``, as proposers see them."""
+        out = []
+        for g in range(upto):
+            gen = self.store.read_generation(g) or {"candidates": []}
+            records = []
+            for c in range(len(gen["candidates"])):
+                m = self.store.read_metrics(g, c)
+                if m is None:
+                    continue
+                records.append(CandidateRecord(
+                    generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
+                    fitness=m.get("fitness"), error=m.get("error"),
+                    proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
+                                                                  trajectories=(m.get("evaluation") or {}).get("trajectories"))))
+            out.append(records)
+        return out
+
+    def _propose(self, g: int) -> dict:
+        proposer = get_proposer(self.config.proposer, self.config)
+        ctx = ProposalContext(task=self.task, schema=self.task.schema, generation=g, samples=self.config.samples,
+                              seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
+                              run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
+                              check=self._proposer_check,
+                              event=self.progress.event)
+        self.progress.event("proposing", generation=g, proposer=proposer.label)
+        proposals = proposer.propose(ctx)
+        if len(proposals) != self.config.samples:
+            raise RuntimeError(f"{proposer.label} returned {len(proposals)} proposals for {self.config.samples} samples")
+        failure = getattr(proposer, "failure", None)
+        if failure:  # nothing usable because of the endpoint: stop here; resume asks this generation again
+            raise EndpointFailure(failure)
+        return self.write_generation(g, proposals, proposer.name, tokens=getattr(proposer, "usage", None) or None)
+
+    def _proposer_check(self, source: str) -> CheckVerdict:
+        """The proposer's smoke check of a source; remembered, so the candidate is not checked twice."""
+        started = time.monotonic()
+        verdict = check_reward(source, self.task, steps=self.config.check_steps, seed=self.config.seed)
+        self._checked[_source_key(source)] = (verdict, round(time.monotonic() - started, 2))
+        return verdict
+
+    def feedback(self, g: int) -> list[dict]:
+        """Human feedback given after generation ``g - 1`` finished, for generation ``g`` to use."""
+        from rewardgen.run.feedback import for_generation
+
+        return for_generation(self.store.path, g)
+
+    def write_generation(self, g: int, proposals: list[Proposal], proposer: str, tokens: dict | None = None) -> dict:
+        """Write every candidate's source, then the generation record that marks it complete."""
+        records = []
+        for c, p in enumerate(proposals):
+            d = self.store.cand_dir(g, c)
+            atomic_write_text(d / "reward.py", p.source)
+            record = p.record(proposer)
+            atomic_write_json(d / "proposal.json", record)
+            records.append(record)
+        gen = {"generation": g, "proposer": proposer, "candidates": records, "tokens": tokens,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        atomic_write_json(self.store.gen_dir(g) / "generation.json", gen)
+        return gen
+
+    def _generation(self, g: int) -> None:
+        gen = self.store.read_generation(g) or self._propose(g)
+        n = len(gen["candidates"])
+        todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
+        fractions = rung_fractions(n, self.config.schedule)
+        self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps,
+                            schedule=self.config.schedule, plan=schedule_plan(len(todo), self.steps, fractions))
+        if todo:
+            self._run_rungs(g, n, fractions)
+        self._record_generation(g, n, resumed=not todo)
+
+    # ----- the schedule: rungs of a growing budget; survivors continue from their saved state
+    def _run_rungs(self, g: int, n: int, fractions: list[float]) -> None:
+        """Train every candidate to ``fractions[0]`` of the budget, keep the better half (by trusted
+        fitness), continue those to the next fraction, ... A candidate's fate is sealed in
+        ``metrics.json`` when it fails, is eliminated, or finishes the last rung. Every slice is
+        recorded in ``rung-R.json``, so a resumed run recomputes the same survivors."""
+        participants = list(range(n))
+        workers = n if self.config.executor == "ray" else (self.config.workers or default_workers(n))
+        for r, fraction in enumerate(fractions):
+            target = max(1, int(round(self.steps * fraction)))
+            pending = [c for c in participants if self._rung(g, c, r) is None]
+            if pending:
+                # ``workers`` slices train at once; a slice that finished training gives its slot to the
+                # next one while its trusted evaluation runs (one more thread per slot for that)
+                slots = threading.BoundedSemaphore(min(workers, len(pending)))
+                with ThreadPoolExecutor(max_workers=min(2 * workers, len(pending)), thread_name_prefix="candidate") as pool:
+                    threads = self.executor.cpu_threads(min(workers, len(pending)))
+                    for fut in [pool.submit(self._slice, g, c, r, target, len(fractions), threads, slots)
+                                for c in pending]:
+                        fut.result()
+            records = {c: self._rung(g, c, r) for c in participants}
+            ok = sorted((c for c in participants if records[c]["status"] == "ok"),
+                        key=lambda c: (-records[c]["fitness"], c))
+            for c in participants:
+                if records[c]["status"] != "ok":
+                    self._seal(g, c, r, "failed")
+            if r == len(fractions) - 1:
+                for c in ok:
+                    self._seal(g, c, r, "final")
+                return
+            keep = ok[: survivors(len(ok), r)] if ok else []
+            for c in ok[len(keep):]:
+                self._seal(g, c, r, "eliminated")
+            self.progress.event("rung_finished", generation=g, rung=r, rungs=len(fractions), continuing=keep,
+                                next_target=max(1, int(round(self.steps * fractions[r + 1]))))
+            participants = keep
+            if not participants:
+                return
+
+    def _rung(self, g: int, c: int, r: int) -> dict | None:
+        try:
+            return read_json(self.store.cand_dir(g, c) / f"rung-{r}.json")
+        except FileNotFoundError:
+            return None
+
+    def _limits(self, wall: float) -> WorkerLimits:
+        return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
+
+    def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
+               slots: threading.Semaphore | None = None) -> None:
+        """Check (first rung only, folded into the training), train up to ``target`` env-steps,
+        evaluate; record ``rung-r.json``. ``cpu_threads``: the training job's share of the cores
+        while this rung's slices run together; ``slots``: held while checking and training only."""
+        with _Slot(slots) as slot:
+            return self._train_slice(g, c, r, target, rungs, cpu_threads, slot)
+
+    def _train_slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int, slot: "_Slot") -> None:
+        d = self.store.cand_dir(g, c)
+        source = self.store.read_source(g, c)
+        seed = self.config.seed * 1000 + g * 100 + c
+        record: dict[str, Any] = {"rung": r, "target_steps": target}
+
+        def fail(status: str, error: str | None, **more: Any) -> None:
+            atomic_write_json(d / f"rung-{r}.json", record | {"status": status, "error": error, "fitness": None} | more)
+
+        self.progress.event("candidate_started", generation=g, candidate=c, rung=r, rungs=rungs, target=target,
+                            budget=self.steps)
+        if r == 0:
+            proposal_error = self._proposal_error(g, c)
+            if proposal_error:
+                return fail("proposal", proposal_error)
+            known = self._checked.get(_source_key(source))  # the proposer checked this source already
+            if known is not None:
+                check, seconds = known
+                record["check"] = check.to_json() | {"seconds": seconds, "isolation": check.isolation,
+                                                     "warnings": check.warnings, "by": "proposer"}
+                if not check.ok:
+                    atomic_write_text(d / "train.log", check.log)
+                    return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
+        previous = self._rung(g, c, r - 1) if r > 0 else None
+        done_steps = int(previous["env_steps_total"]) if previous else 0
+        job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
+               "trainer": self.trainer, "steps": max(1, target - done_steps), "cpu_threads": cpu_threads}
+        if self.config.num_envs or self.trainer == "ppo":
+            job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps, self.task.ppo.get("num_envs", 128))
+        if self.config.sim != "cpu":
+            job["sim"], job["device"] = self.config.sim, self.config.device
+            if self.config.device.startswith("cuda") and self.config.executor != "ray":
+                # the local workers share the device: each caps torch's allocations at its share
+                job["gpu_memory_fraction"] = 1.0 / (self.config.workers or default_workers(self.config.samples))
+        state_file = d / f"state-{r - 1}.npz"
+        if previous and state_file.is_file():
+            job["resume"] = base64.b64encode(state_file.read_bytes()).decode()
+        elif previous:  # the trainer gave no resumable state: train this rung's budget from scratch
+            job["steps"], done_steps = target, 0
+            record["restarted"] = "the trainer returned no resumable state; this rung trained from scratch"
+        timeout = self.config.timeout or 120.0 + job["steps"] / 100.0
+
+        def on_event(ev: dict) -> None:
+            self.progress.event("candidate_progress", generation=g, candidate=c,
+                                steps=done_steps + ev.get("steps", 0), total=target, budget=self.steps,
+                                rung=r, rungs=rungs)
+
+        on_event({"steps": 0})  # checked (or continuing): training now
+
+        if r == 0 and "check" not in record:  # the smoke check, folded into the start of the training
+            job["check"] = {"steps": self.config.check_steps, "seed": seed, "num_envs": 4,
+                            "seconds": CHECK_LIMITS.wall_seconds}
+        limits = self._limits(timeout)
+        res = self.executor.submit(job, limits, on_event).result()
+        if "check" in job and (res.check is not None or res.stage not in ("protocol", "lost")):
+            # (a worker that lied, or a lost machine, says nothing about the candidate: failed as such below)
+            check = verdict_from_result(res, source, WorkerLimits(wall_seconds=CHECK_LIMITS.wall_seconds,
+                                                                  memory_bytes=limits.memory_bytes,
+                                                                  output_bytes=CHECK_LIMITS.output_bytes))
+            seconds = (res.check or {}).get("seconds", res.seconds)
+            record["check"] = check.to_json() | {"seconds": round(float(seconds), 2), "isolation": check.isolation,
+                                                 "warnings": check.warnings, "by": "training worker"}
+            if not check.ok:
+                atomic_write_text(d / "train.log", check.log)
+                return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
+        with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
+            log.write(f"--- rung {r}: training to {target} env-steps ---\n" + res.log)
+        if not res.ok or res.payload is None:
+            return fail(res.stage if not res.ok else "protocol", res.error or "worker returned no policy",
+                        traceback=res.traceback, train_seconds=round(res.seconds, 2))
+        result = res.result or {}
+        atomic_write_bytes(d / "policy.npz", res.payload)
+        resume_state = getattr(res, "resume_state", None)
+        if resume_state and r < rungs - 1:
+            atomic_write_bytes(d / f"state-{r}.npz", resume_state)
+        extra = result.get("extra") or {}
+        steps = int(extra.get("slice_env_steps") or 0) if "resume" in job else int(result.get("env_steps") or 0)
+        if self._estimate is not None:
+            self._estimate.add(steps)
+            self.progress.event("estimate", **self._estimate.fields())
+        record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
+                   "env_steps": steps, "env_steps_total": done_steps + steps,
+                   "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
+                   "env_steps_per_second": round(float(extra.get("env_steps_per_second") or 0)
+                                                 or steps / max(result.get("seconds") or 1e-9, 1e-9), 1)}
+        slot.release()  # training is over: the next slice may train while this one is evaluated
+        if r == rungs - 1 and self.config.video:  # its last policy: the video renders beside the evaluation
+            self._queue_video(g, c)
+        self.progress.event("evaluating", generation=g, candidate=c)
+        started = time.monotonic()
+        try:
+            evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
+        except (RuntimeError, ValueError) as exc:
+            return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
+        record["evaluation_seconds"] = round(time.monotonic() - started, 2)
+        atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
+                                                          "fitness": evaluation["fitness"], "evaluation": evaluation})
+        self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
+                            fitness=evaluation["fitness"])
+
+    def _seal(self, g: int, c: int, last: int, fate: str) -> None:
+        """Write the candidate's ``metrics.json`` from its rung records (once)."""
+        if self.store.read_metrics(g, c) is not None:
+            return
+        rungs = [self._rung(g, c, r) for r in range(last + 1)]
+        final = rungs[-1]
+        metrics: dict[str, Any] = {"generation": g, "candidate": c, "status": final["status"],
+                                   "error": final.get("error"), "fitness": final.get("fitness"),
+                                   "schedule": self.config.schedule, "fate": fate, "rungs": len(rungs),
+                                   "check": rungs[0].get("check")}
+        for key in ("traceback", "evaluation", "extra", "trainer", "env_steps_per_second", "train_seconds"):
+            if key in final:
+                metrics[key] = final[key]
+        trained = [x for x in rungs if x.get("training")]
+        if trained:
+            metrics["training"] = merge_training_stats(trained)
+            metrics["hacking"] = hacking_alarm(metrics["training"])
+        metrics["env_steps"] = max((int(x.get("env_steps_total") or 0) for x in rungs), default=0)
+        metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
+        if final["status"] == "ok":
+            metrics["success"] = bool(final["evaluation"]["success"])
+        self._finish(self.store.cand_dir(g, c), metrics)
+        if final["status"] == "ok" and self.config.video:
+            self._queue_video(g, c)
+
+    # ----- videos: rendered off the critical path, at the lowest CPU priority, while training goes on
+    def _queue_video(self, g: int, c: int) -> None:
+        """Render the candidate's video in the background (one at a time, ``SCHED_IDLE``); ``video.json``
+        (file, length, frames, or the error) is written when it is done. ``_wait_videos`` waits."""
+        with self._video_lock:
+            if (g, c) in self._video_jobs:
+                return
+            if self._video_pool is None:
+                self._video_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video")
+            self._video_jobs[(g, c)] = self._video_pool.submit(self._render_video, g, c)
+
+    def _render_video(self, g: int, c: int) -> None:
+        info = self._video(g, c)
+        # beside metrics.json, which stays as it was sealed
+        atomic_write_json(self.store.cand_dir(g, c) / "video.json", info)
+        self.progress.event("video_ready", generation=g, candidate=c, video=info)
+
+    def _wait_videos(self, generation: int | None = None) -> bool:
+        """Wait for the queued videos (of ``generation``, or all); True when any was waited for."""
+        with self._video_lock:
+            jobs = [f for (g, _), f in self._video_jobs.items() if generation is None or g == generation]
+        for fut in jobs:
+            fut.result()
+        return bool(jobs)
+
+    def _videos_pending(self, generation: int) -> bool:
+        with self._video_lock:
+            return any(not f.done() for (g, _), f in self._video_jobs.items() if g == generation)
+
+    def _queue_missing_videos(self) -> None:
+        """On resume: videos of finished candidates that a killed run had not rendered yet."""
+        if not self.config.video:
+            return
+        for g in range(self.config.generations):
+            gen = self.store.read_generation(g)
+            for c in range(len((gen or {}).get("candidates", []))):
+                m = self.store.read_metrics(g, c)
+                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / "video.json").is_file():
+                    self._queue_video(g, c)
+
+    def _video(self, g: int, c: int) -> dict:
+        """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays),
+        in a process forked from the zygote at idle priority."""
+        from rewardgen.evaluate.evaluator import run_json_module
+        from rewardgen.evaluate.video import video_path
+
+        d = self.store.cand_dir(g, c)
+        self.progress.event("rendering_video", generation=g, candidate=c)
+        job = {"task": self.task.to_dict(), "policy_path": str((d / "policy.npz").resolve()),
+               "path": str(video_path(d).resolve()), "seed": self.eval_seed}
+        try:
+            info = run_json_module("rewardgen.evaluate.video", job, 600.0, "rendering", env={"MUJOCO_GL": "egl"}, idle=True)
+            return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames"),
+                    "render_seconds": info.get("render_seconds")}
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.progress.event("warning", message=f"video of {g}/{c} not rendered: {exc}")
+            return {"error": str(exc)}
+
+    def _proposal_error(self, g: int, c: int) -> str | None:
+        """Why the proposer could not produce this candidate (e.g. an LLM answer without code)."""
+        gen = self.store.read_generation(g) or {}
+        cands = gen.get("candidates", [])
+        return cands[c].get("error") if c < len(cands) else None
+
+    def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
+        for stale in d.glob("state-*.npz"):  # resumable states are only needed while a candidate is alive
+            stale.unlink()
+        atomic_write_json(d / "metrics.json", metrics)
+        if metrics.get("training"):
+            try:
+                from rewardgen.inspect.tensorboard import write_scalars
+
+                write_scalars(self.store.path / "tensorboard" / f"gen-{metrics['generation']:03d}-cand-"
+                              f"{metrics['candidate']:02d}", metrics)
+            except Exception as exc:  # noqa: BLE001 - TensorBoard logs are a convenience, never fatal
+                self.progress.event("warning", message=f"TensorBoard scalars not written: {exc}")
+        outcome = CandidateOutcome(metrics["generation"], metrics["candidate"], metrics["status"],
+                                   metrics.get("fitness"), metrics.get("error"), bool(metrics.get("success")))
+        self.progress.event("candidate_finished", generation=outcome.generation, candidate=outcome.candidate,
+                            status=outcome.status, fitness=outcome.fitness, error=outcome.error,
+                            success=outcome.success, fate=metrics.get("fate"), env_steps=metrics.get("env_steps"),
+                            budget=self.steps, rungs=metrics.get("rungs"))
+        return outcome
+
+    # ----- summaries
+    def _record_generation(self, g: int, n: int, resumed: bool = False) -> None:
+        candidates = []
+        for c in range(n):
+            m = self.store.read_metrics(g, c) or {}
+            candidates.append({"candidate": c, "status": m.get("status", "missing"), "fitness": m.get("fitness"),
+                               "success": bool(m.get("success")), "error": (m.get("error") or None),
+                               "fate": m.get("fate"), "env_steps": m.get("env_steps"),
+                               "steps_spent": m.get("steps_spent", 0)})
+        ok = [x for x in candidates if x["status"] == "ok" and x["fitness"] is not None]
+        best = max(ok, key=lambda x: x["fitness"]) if ok else None
+        tokens = (self.store.read_generation(g) or {}).get("tokens")
+        summary = {"generation": g, "candidates": candidates, "tokens": tokens,
+                   "steps_spent": sum(int(x.get("steps_spent") or 0) for x in candidates),
+                   "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
+        run = self.store.read_run()
+        gens = [x for x in run.get("generations", []) if x["generation"] != g] + [summary]
+        run["generations"] = sorted(gens, key=lambda x: x["generation"])
+        run["best"] = _overall_best(run["generations"])
+        spent = [x["tokens"] for x in run["generations"] if x.get("tokens")]
+        if spent:
+            run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
+        self.store.write_run(run)
+        if g == self.config.generations - 1 and self._videos_pending(g):
+            report = self.store.path / "report.html"  # written once its videos are there (``run``)
+        else:
+            report = self._write_report()
+        self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],
+                            report=str(report) if report else None, resumed=resumed)
+
+    def _write_report(self) -> Path | None:
+        """(Re)write ``report.html``; a failure is a warning, never fatal."""
+        try:
+            return write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            self.progress.event("warning", message=f"report not written: {exc}")
+            return None
+
+    def _write_report(self):
+        try:
+            return write_report(self.store.path)
+        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+            self.progress.event("warning", message=f"report not written: {exc}")
+            return None
+
+    def summary(self) -> dict:
+        run = self.store.read_run()
+        return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
+                "best": run.get("best"), "generations": run.get("generations", [])}
+
+
+#: env-steps/s per core assumed before anything was measured (the first finished slice replaces it)
+GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
+#: seconds per candidate besides its env-steps assumed before anything was measured
+GUESSED_OVERHEAD_S = 1.5
+
+
+def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
+    """Env-steps one generation trains when every candidate succeeds (halving: the rungs' shares)."""
+    fractions = rung_fractions(samples, schedule)
+    total, alive, before = 0, samples, 0.0
+    for r, f in enumerate(fractions):
+        total += alive * int(round(steps * (f - before)))
+        before = f
+        alive = survivors(alive, r)
+    return total
+
+
+class Estimate:
+    """How long the run will take: planned env-steps over a rate, refined as slices finish.
+
+    Up front (``basis`` "guess") the rate is ``GUESSED_STEPS_PER_CORE`` times the cores plus
+    ``GUESSED_OVERHEAD_S`` per candidate; once this process has trained something, the rate is what
+    it measured: env-steps trained here over the wall time since it started (overheads included)."""
+
+    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int):
+        self.planned, self.done, self.here = int(planned), int(done), 0
+        self.candidates_left = candidates_left
+        self.guess_rate = GUESSED_STEPS_PER_CORE.get(trainer, 1_500.0) * max(1, cores)
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, env_steps: int) -> None:
+        with self.lock:
+            self.done += int(env_steps)
+            self.here += int(env_steps)
+
+    def fields(self) -> dict[str, Any]:
+        with self.lock:
+            elapsed = time.monotonic() - self.started
+            left_steps = max(0, self.planned - self.done)
+            if self.here > 0 and elapsed > 0:
+                left, basis = left_steps * elapsed / self.here, "measured"
+            else:
+                left, basis = left_steps / self.guess_rate + self.candidates_left * GUESSED_OVERHEAD_S, "guess"
+            return {"seconds_left": round(left, 1), "seconds_total": round(elapsed + left, 1), "basis": basis,
+                    "env_steps_planned": self.planned, "env_steps_done": self.done}
+
+
+class _Slot:
+    """Holds one of ``sem``'s slots from ``with`` until ``release`` or the block's end (once)."""
+
+    def __init__(self, sem: threading.Semaphore | None):
+        self.sem, self.held = sem, False
+
+    def __enter__(self) -> "_Slot":
+        if self.sem is not None:
+            self.sem.acquire()
+            self.held = True
+        return self
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.sem.release()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _source_key(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def failure_summary(generations: list[dict]) -> str | None:
+    """One line naming the dominant cause when no candidate of any generation trained successfully
+    (None when one did): e.g. "no candidate of the 8 trained successfully: 6 failed at runtime: ..."."""
+    from collections import Counter
+
+    cands = [c for gen in generations for c in gen.get("candidates", [])]
+    if not cands or any(c.get("status") == "ok" for c in cands):
+        return None
+    stages = {"proposal": "were never usable rewards", "static": "failed the static checks",
+              "contract": "broke the reward contract", "runtime": "failed at runtime", "timeout": "timed out",
+              "evaluation": "failed the trusted evaluation"}
+    causes = Counter((c.get("status") or "?", flatten(c.get("error") or "no error recorded", 300)) for c in cands)
+    (status, error), count = causes.most_common(1)[0]
+    per_status = Counter(c.get("status") or "?" for c in cands)[status]
+    what = stages.get(status, f"failed ({status})")
+    return (f"no candidate of the {len(cands)} trained successfully: {per_status} {what}"
+            + (f", {count} of them with: {error}" if count < per_status else f": {error}"))
+
+
+def _overall_best(generations: list[dict]) -> dict | None:
+    best = None
+    for gen in generations:
+        b = gen.get("best")
+        if b and (best is None or b["fitness"] > best["fitness"]):
+            best = {"generation": gen["generation"], "candidate": b["candidate"], "fitness": b["fitness"]}
+    return best
+
+
+def evolve(config: EvolveConfig, runs_dir: Path = Path("runs"), progress: Progress | None = None,
+           task: Task | None = None) -> dict:
+    """Start a new run and take it to completion; returns the run summary."""
+    store = start_run(config, runs_dir, task=task)
+    return Evolution(store, progress).run()
+
+
+def resume(run_dir: Path, progress: Progress | None = None) -> dict:
+    """Continue an interrupted run; finished candidates are kept as they are."""
+    store = RunStore.open(run_dir)
+    run = store.read_run()
+    if run.get("status") == "finished":
+        return Evolution(store, progress).summary()
+    return Evolution(store, progress).run()
+
+
+def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
+               progress: Progress | None = None, task: Task | None = None) -> dict:
+    """Train one reward source (``rewardgen train``) as a one-candidate run; returns its metrics."""
+    config.samples, config.generations = 1, 1
+    store = start_run(config, runs_dir, kind="train", task=task)
+    evo = Evolution(store, progress)
+    evo.write_generation(0, [Proposal(source, origin="user-supplied reward file")], "file")
+    summary = evo.run()
+    metrics = store.read_metrics(0, 0) or {}
+    return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
+
+
+__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "resume", "train_file", "start_run", "RunStoreError"]

@@ -1,0 +1,241 @@
+"""Final evaluation of a run (Eureka's protocol): the best reward against the baselines, over seeds.
+
+``final_evaluation(run_dir)`` retrains, at one budget and with the same ``seeds`` training seeds:
+
+- ``evolved``: the run's best reward (``run.json`` ``best``), as selected by trusted fitness;
+- ``human``: the env's own reward (the hand-written reward of the gymnasium task), for tasks whose
+  ``baseline`` is ``env`` (``Task.has_env_reward``); novel/MJCF tasks have none;
+- ``sparse``: the fitness's success indicator as a reward (``fitness.sparse_reward_source``): 1 on
+  every step where the per-step fitness is at the success pace.
+
+Every policy is measured by the trusted evaluator (``run_trusted_evaluation``, its own process) on
+held-out evaluation seeds. Per method: mean and (population) std of the trusted fitness over seeds,
+and the success rate. The human-normalised score of a method is ``(method - sparse) / |human -
+sparse|`` on the means (1: as good as the human reward, 0: no better than the sparse one); it is
+None, with the reason in ``score_note``, when the task has no env reward or when the human and
+sparse means are equal.
+
+Training runs as worker jobs through an executor (``rewardgen.run.executors``; a ``LocalExecutor`` by
+default), so the rewards run sandboxed; this module runs in the orchestrator process and is the
+only writer: ``runs/<id>/final/<method>-seed<k>/policy.npz`` and ``train.log``, then
+``runs/<id>/final.json`` (atomic). It holds the run's lock meanwhile, so it never races an
+evolve/resume of the same run.
+"""
+
+from __future__ import annotations
+
+from rewardgen.errors import UserError
+
+import math
+import time
+from concurrent.futures import Future, wait, FIRST_COMPLETED
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardgen.evaluate.evaluator import run_trusted_evaluation
+from rewardgen.tasks.fitness import sparse_reward_source
+from rewardgen.store import RunStore, atomic_write_bytes, atomic_write_json, atomic_write_text
+from rewardgen.sandbox import WorkerLimits, WorkerResult
+from rewardgen.tasks.spec import Task, task_from_dict
+
+METHODS = ("evolved", "human", "sparse")
+LABELS = {"evolved": "best evolved reward", "human": "env's own reward (human)",
+          "sparse": "sparse success reward"}
+FINAL_FILE = "final.json"
+
+
+class FinalEvaluationError(UserError):
+    """The run cannot be finally evaluated (no best reward, bad arguments); the message is for the user."""
+
+
+def train_seed(config_seed: int, k: int) -> int:
+    """Training seed of the k-th final seed (shared by all methods; apart from the evolve seeds)."""
+    return 500_000 + 1000 * int(config_seed) + k
+
+
+def eval_seed(config_seed: int) -> int:
+    """First seed of the final trusted evaluation episodes (held out from selection's 10_000 + ...)."""
+    return 50_000 + 1000 * int(config_seed)
+
+
+def _emit(progress, kind: str, **data: Any) -> None:
+    if progress is not None:
+        progress.event(kind, **data)
+
+
+def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, executor=None, progress=None,
+                     *, episodes: int | None = None) -> dict:
+    """Retrain the best reward and the baselines with ``seeds`` seeds each and compare trusted fitness.
+
+    :param run_dir: a run directory with a best candidate.
+    :param seeds: training seeds per method.
+    :param steps: env-steps per training; None uses the run's own budget.
+    :param executor: a ``rewardgen.run.executors`` executor; None makes a ``LocalExecutor`` (closed after).
+    :param progress: an object with ``event(kind, **data)`` (like evolve's Progress), or None.
+    :param episodes: trusted evaluation episodes per policy; None uses the run's (or the task's).
+    :return: what is written to ``runs/<id>/final.json``.
+    """
+    if seeds <= 0:
+        raise FinalEvaluationError(f"seeds must be positive, got {seeds}")
+    if steps is not None and steps <= 0:
+        raise FinalEvaluationError(f"steps must be positive, got {steps}")
+    store = RunStore.open(Path(run_dir))
+    run = store.read_run()
+    best = run.get("best")
+    if not best:
+        raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
+    task = task_from_dict(run["task"], where=str(store.path / "run.json"))
+    config = run.get("config") or {}
+    steps = int(steps or config.get("steps") or task.default_steps)
+    episodes = episodes or config.get("eval_episodes") or task.eval_episodes
+    from rewardgen.run.evolve import effective_trainer
+
+    trainer, _ = effective_trainer(task, config.get("trainer", "sb3"))
+    config_seed = int(config.get("seed", 0))
+    methods = [m for m in METHODS if m != "human" or task.has_env_reward]
+    sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
+               "sparse": sparse_reward_source(task)}
+    wall = float(config.get("timeout") or 120.0 + steps / 100.0)
+    limits = WorkerLimits(wall_seconds=wall, memory_bytes=int(float(config.get("memory_gb", 8.0)) * 1024**3))
+
+    own_executor = executor is None
+    if own_executor:
+        from rewardgen.run.executors import LocalExecutor
+
+        executor = LocalExecutor(config.get("workers"))
+    started = time.monotonic()
+    store.lock()
+    try:
+        _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
+        pending: dict[Future, tuple[str, int]] = {}
+        cpu_threads = executor.cpu_threads(seeds * len(methods))  # every job is queued at once
+        for k in range(seeds):
+            for method in methods:
+                job = {"mode": "train", "task": task.to_dict(), "steps": steps, "seed": train_seed(config_seed, k),
+                       "trainer": trainer, "cpu_threads": cpu_threads}
+                if method == "human":
+                    job["env_reward"] = True
+                else:
+                    job["source"] = sources[method]
+                if config.get("num_envs"):
+                    job["num_envs"] = int(config["num_envs"])
+                pending[executor.submit(job, limits)] = (method, k)
+        runs: list[dict] = []
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                method, k = pending.pop(fut)
+                runs.append(_finish_one(store, task, method, k, fut, episodes, eval_seed(config_seed), progress))
+    finally:
+        store.unlock()
+        if own_executor:
+            executor.close()
+    runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed_index"]))
+    rows = [_summarise(method, [r for r in runs if r["method"] == method]) for method in methods]
+    scores, note = _normalise(task, {row["method"]: row for row in rows})
+    for row in rows:
+        row["human_normalized"] = scores.get(row["method"]) if scores else None
+    result = {
+        "run_id": store.path.name,
+        "task": task.id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "protocol": ("Eureka final evaluation: the best reward, the env's own (human) reward and the sparse success "
+                     "reward, each retrained with the same seeds and budget; trusted fitness of each policy"),
+        "seeds": seeds,
+        "steps": steps,
+        "trainer": trainer,
+        "eval_episodes": episodes,
+        "eval_seed": eval_seed(config_seed),
+        "train_seeds": [train_seed(config_seed, k) for k in range(seeds)],
+        "best": {"generation": best["generation"], "candidate": best["candidate"],
+                 "selection_fitness": best.get("fitness")},
+        "baseline": task.baseline_kind,
+        "rows": rows,
+        "score": scores.get("evolved") if scores else None,
+        "score_note": note,
+        "runs": runs,
+        "executor": executor.describe() if hasattr(executor, "describe") else {"executor": type(executor).__name__},
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    atomic_write_json(store.path / FINAL_FILE, result)
+    _emit(progress, "final_finished", result=result)
+    return result
+
+
+def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, episodes: int, seed: int,
+                progress) -> dict:
+    """Write one trained policy and its log, evaluate it with the trusted evaluator; the run's record."""
+    try:
+        res: WorkerResult = fut.result()
+    except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
+        res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
+    d = store.path / "final" / f"{method}-seed{k}"
+    atomic_write_text(d / "train.log", res.log)
+    record: dict[str, Any] = {"method": method, "seed_index": k, "train_seconds": round(res.seconds, 2),
+                              "fitness": None, "success": False, "error": None}
+    if not res.ok or res.payload is None:
+        record |= {"status": res.stage if not res.ok else "protocol", "error": res.error or "no policy returned"}
+        _emit(progress, "final_run", **record)
+        return record
+    result = res.result or {}
+    atomic_write_bytes(d / "policy.npz", res.payload)
+    record |= {"env_steps": result.get("env_steps"), "policy": str((d / "policy.npz").relative_to(store.path))}
+    retried = [w for w in res.warnings if "retried" in w]  # the executor lost an attempt
+    if retried:
+        record["warnings"] = retried
+    try:
+        evaluation = run_trusted_evaluation(task, d / "policy.npz", episodes, seed)
+    except (RuntimeError, ValueError) as exc:
+        record |= {"status": "evaluation", "error": str(exc)}
+    else:
+        record |= {"status": "ok", "fitness": evaluation["fitness"], "fitness_std": evaluation.get("fitness_std"),
+                   "success": bool(evaluation["success"])}
+    _emit(progress, "final_run", **record)
+    return record
+
+
+def _summarise(method: str, runs: list[dict]) -> dict:
+    values = [r["fitness"] for r in runs if r["status"] == "ok" and r["fitness"] is not None]
+    arr = np.asarray(values, dtype=float)
+    return {
+        "method": method,
+        "label": LABELS[method],
+        "seeds": len(runs),
+        "ok": len(values),
+        "fitness_mean": float(arr.mean()) if len(arr) else None,
+        "fitness_std": float(arr.std()) if len(arr) else None,
+        "success_rate": (sum(1 for r in runs if r["status"] == "ok" and r["success"]) / len(values)) if values else None,
+        "failures": [{"seed_index": r["seed_index"], "status": r["status"], "error": r["error"]}
+                     for r in runs if r["status"] != "ok"],
+    }
+
+
+def _normalise(task: Task, rows: dict[str, dict]) -> tuple[dict[str, float] | None, str | None]:
+    """Human-normalised scores per method, or None and why not."""
+    if not task.has_env_reward:
+        return None, (f"task {task.id} has no env reward (baseline: {task.baseline_kind}), so there is no human "
+                      f"reward to normalise by; compare the evolved and sparse rows directly")
+    human, sparse = rows["human"]["fitness_mean"], rows["sparse"]["fitness_mean"]
+    if human is None or sparse is None:
+        missing = " and ".join(m for m, v in (("human", human), ("sparse", sparse)) if v is None)
+        return None, f"no successful {missing} baseline training, so the normalised score is undefined"
+    span = abs(human - sparse)
+    if span < 1e-9 or not math.isfinite(span):
+        return None, (f"the human and sparse baselines have the same mean fitness ({human:.6g}), so "
+                      f"(method - sparse) / |human - sparse| is undefined; try a larger budget")
+    return {m: (row["fitness_mean"] - sparse) / span for m, row in rows.items() if row["fitness_mean"] is not None}, None
+
+
+def read_final(run_dir: Path) -> dict | None:
+    """The run's final evaluation, or None if it has none."""
+    path = Path(run_dir) / FINAL_FILE
+    if not path.is_file():
+        return None
+    from rewardgen.store import read_json
+
+    return read_json(path)
+
+
+__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "METHODS"]

@@ -1,0 +1,119 @@
+"""Feedback in the terminal between generations (``rewardgen evolve --interactive``).
+
+``ask_in_terminal`` shows what generation g did (trusted fitness per candidate, verdict, video path),
+then asks for free text and for the best and worst candidate. Every answer may be empty (skip). Bad
+answers are explained and asked again; end of input (no terminal, stdin closed) ends the questions
+without error. Answers are stored with ``rewardgen.run.feedback`` and are used by generation g+1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from rewardgen.run import feedback
+from rewardgen.run.feedback import FeedbackError
+from rewardgen.store import RunStore, RunStoreError
+from rewardgen.safetext import one_line, term
+from rewardgen.evaluate.video import VIDEO_FILE
+
+MAX_TRIES = 3
+
+
+def generation_rows(run_dir: Path, generation: int) -> list[dict[str, Any]]:
+    """One row per candidate of the generation: candidate, status, fitness, error, video path or None."""
+    store = RunStore.open(Path(run_dir))
+    gen = store.read_generation(generation) or {"candidates": []}
+    rows = []
+    for c in range(len(gen.get("candidates", []))):
+        m = store.read_metrics(generation, c) or {}
+        video = store.cand_dir(generation, c) / VIDEO_FILE
+        rows.append({"candidate": c, "status": m.get("status", "running"), "fitness": m.get("fitness"),
+                     "error": m.get("error"), "video": str(video) if video.is_file() else None})
+    return rows
+
+
+def _show(run_dir: Path, generation: int, console: Any) -> list[dict]:
+    from rich.table import Table
+
+    rows = generation_rows(run_dir, generation)
+    table = Table(title=f"generation {generation}: trusted fitness", title_justify="left")
+    for col in ("cand", "status", "fitness"):
+        table.add_column(col)
+    table.add_column("video / error", overflow="fold")
+    for r in rows:
+        fit = "-" if r["fitness"] is None else f"{r['fitness']:.4g}"
+        video = str(Path(r["video"]).relative_to(run_dir)) if r["video"] else None
+        table.add_row(str(r["candidate"]), term(r["status"]), fit, term(video) if video else one_line(r["error"], 200))
+    console.print(table)
+    console.print(f"run directory: {term(run_dir)}", soft_wrap=True)
+    return rows
+
+
+def _ask(input_fn: Callable[[str], str], console: Any, prompt: str, store: Callable[[str], Any]) -> bool:
+    """Ask until the answer is empty (False) or stored (True); EOFError passes through."""
+    for _ in range(MAX_TRIES):
+        answer = input_fn(prompt).strip()
+        if not answer:
+            return False
+        try:
+            store(answer)
+            return True
+        except FeedbackError as exc:
+            console.print(f"[red]{term(exc)}[/red]")
+    console.print("skipped")
+    return False
+
+
+def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Callable[[str], str] = input) -> bool:
+    """Show generation ``generation`` and ask for feedback; True if anything was stored."""
+    run_dir = Path(run_dir)
+    try:
+        rows = _show(run_dir, generation, console)
+    except (RunStoreError, OSError) as exc:
+        console.print(f"[red]cannot show generation {generation}: {term(exc)}[/red]")
+        return False
+    finished = [r["candidate"] for r in rows if r["status"] != "running"]
+    console.print("Your feedback goes to the proposer of the next generation. Press Enter to skip a question.")
+    given = False
+    choice: dict[str, int] = {}
+
+    def pick(key: str) -> Callable[[str], None]:
+        def check(answer: str) -> None:
+            c = _number(answer)
+            if c not in finished:
+                raise FeedbackError(f"choose one of {_choices(finished)}")
+            if key == "worst" and c == choice.get("best"):
+                raise FeedbackError("the worst candidate must differ from the best")
+            choice[key] = c
+        return check
+
+    try:
+        given |= _ask(input_fn, console, "Feedback (free text): ", lambda text: feedback.add_text(run_dir, text))
+        if finished and _ask(input_fn, console, f"Best candidate of generation {generation} ({_choices(finished)}): ",
+                             pick("best")):
+            if len(finished) >= 2:
+                _ask(input_fn, console, f"Worst candidate ({_choices(finished)}): ", pick("worst"))
+    except EOFError:
+        console.print("(no more input)")
+    try:
+        if "best" in choice:
+            feedback.add_preference(run_dir, generation, best=choice["best"], worst=choice.get("worst"))
+            given = True
+    except FeedbackError as exc:
+        console.print(f"[red]{term(exc)}[/red]")
+    return given
+
+
+def _number(answer: str) -> int:
+    try:
+        return int(answer)
+    except ValueError:
+        raise FeedbackError(f"{answer!r} is not a candidate number") from None
+
+
+def _choices(cands: list[int]) -> str:
+    return ", ".join(str(c) for c in cands)
+
+
+__all__ = ["ask_in_terminal", "generation_rows"]

@@ -1,0 +1,594 @@
+"""N worlds of one task on MuJoCo Warp (GPU), with ``BatchSim``'s interface and semantics.
+
+``WarpSim`` is the GPU counterpart of :class:`rewardgen.sim.cpu.BatchSim`: the same constructor
+arguments (plus ``device``), the same ``reset() / step(actions) -> StepResult / state(device)``
+API, the same gymnasium rules per world (observation layout, termination, the env's own reward,
+time limit, auto-reset with the task's reset noise). The difference is where the work happens:
+
+* physics runs in MuJoCo Warp (``mujoco_warp.step`` over ``nworld`` worlds). On CUDA the per-env-step
+  physics (``frame_skip`` substeps, the contact-force pass, the refresh of derived quantities) and
+  the per-world reset are captured once in CUDA graphs (``wp.ScopedCapture``) and replayed;
+* MuJoCo Warp's arrays are viewed as torch tensors without copying (``wp.to_torch``), and
+  everything else (action rescaling, observations, termination, the env reward, the reward
+  contract's derived State fields, reset noise) is torch on the same device and the same stream;
+  nothing goes to the host per step unless you ask for numpy output.
+
+Semantics, mirroring ``BatchSim`` (see its docstring):
+
+* observations and the env reward read what gymnasium reads after ``mj_step``: for single-stage
+  integrators (Euler, implicit) body positions and ``cfrc_ext`` of the last substep's start (MuJoCo
+  Warp's ``step`` leaves them there, like MuJoCo's ``mj_step``); for RK4, those of the new state;
+* the reward's State describes the new state: ``kinematics``, ``com_pos``, ``com_vel`` and
+  ``subtree_vel`` are recomputed after the step (``refresh_derived``); body linear velocity is
+  ``cvel``'s linear part moved from the root's subtree com to the body origin
+  (``v = lin + ang x (xpos - subtree_com[root])``), body_up is ``xmat``'s third column,
+  contact_force is ``|cfrc_ext[body, 3:]|`` as the step produced it;
+* a finished world is reset with ``mujoco_warp.reset_data`` (masked) and its qpos/qvel drawn from the
+  task's reset distribution. The draws come from one torch generator on the device (seeded by
+  ``seed``), not from per-world numpy generators, so WarpSim and BatchSim with the same seed start
+  from different (identically distributed) states. ``set_world_state`` puts a world in a given state.
+
+Precision: MuJoCo Warp computes in float32 (BatchSim in float64), so trajectories agree to float32
+rounding for a few steps and then drift apart like any chaotic system; statistics agree.
+
+Nothing here imports warp until a WarpSim is built. Install with ``pip install "rewardgen[gpu]"``.
+Kernels are compiled once per machine and cached (``REWARDGEN_WARP_CACHE`` or
+``~/.cache/rewardgen/warp``); on Warp's CPU device the first compile of the step takes about a
+minute, which makes the CPU device useful for tests only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+
+from rewardgen.sim.cpu import BatchSim, StepResult, read_env
+from rewardgen.contract.state import State
+from rewardgen.tasks.spec import Task, get_task
+
+SIMS = ("cpu", "warp")
+_KNOWN_KINDS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "AntEnv", "MjcfEnv")
+
+
+class WarpUnavailable(RuntimeError):
+    """MuJoCo Warp cannot run here (not installed, or the device does not exist); message is for the user."""
+
+
+# ------------------------------------------------------------------------------------------------
+# warp loading
+_WP: Any = None
+_MJW: Any = None
+
+
+def kernel_cache_dir() -> Path:
+    """Where compiled Warp kernels are kept: ``$REWARDGEN_WARP_CACHE``, else ``~/.cache/rewardgen/warp``,
+    else (home not writable) a directory under the system temp dir."""
+    env = os.environ.get("REWARDGEN_WARP_CACHE")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.home() / ".cache" / "rewardgen" / "warp", Path(tempfile.gettempdir()) / "rewardgen-warp-cache"]
+    for path in candidates:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if os.access(path, os.W_OK):
+                return path
+        except OSError:
+            continue
+    return candidates[-1]
+
+
+def load_warp() -> tuple[Any, Any]:
+    """Import and initialise warp and mujoco_warp (once), with the persistent kernel cache.
+
+    Raises WarpUnavailable with an install hint when either is missing.
+    """
+    global _WP, _MJW
+    if _WP is not None:
+        return _WP, _MJW
+    try:
+        import warp as wp
+    except ImportError as exc:
+        raise WarpUnavailable(f"the Warp backend needs warp-lang and mujoco-warp: pip install \"rewardgen[gpu]\" "
+                              f"({exc})") from None
+    # must be set before wp.init() for the first time; harmless if warp was initialised already
+    if not getattr(wp.config, "_rewardgen_cache_set", False):
+        wp.config.kernel_cache_dir = str(kernel_cache_dir())
+        wp.config._rewardgen_cache_set = True
+    if hasattr(wp, "LOG_WARNING"):  # no init banner / per-module load lines in worker logs
+        wp.config.log_level = wp.LOG_WARNING
+    else:  # older warp
+        wp.config.quiet = True
+    wp.init()
+    try:
+        import mujoco_warp as mjw
+    except ImportError as exc:
+        raise WarpUnavailable(f"the Warp backend needs mujoco-warp: pip install \"rewardgen[gpu]\" ({exc})") from None
+    _WP, _MJW = wp, mjw
+    return wp, mjw
+
+
+def _resolve_device(wp: Any, device: str) -> Any:
+    try:
+        return wp.get_device(device)
+    except (RuntimeError, ValueError) as exc:
+        have = ", ".join(str(d) for d in wp.get_devices()) or "none"
+        hint = " (no CUDA device or driver found: use --device cpu or --sim cpu)" if device.startswith("cuda") else ""
+        raise WarpUnavailable(f"Warp device {device!r} is not available{hint}; devices: {have} ({exc})") from None
+
+
+# ------------------------------------------------------------------------------------------------
+class WarpSim:
+    """N worlds of ``task`` on MuJoCo Warp; ``BatchSim``'s API, gymnasium semantics per world, auto-reset.
+
+    :param task: the task (gymnasium v5 env or MJCF file).
+    :param num_worlds: N.
+    :param seed: seeds the reset-noise generator (one torch generator on the device).
+    :param device: Warp device, ``"cuda"``, ``"cuda:1"`` or ``"cpu"`` (CPU: slow, for tests).
+    :param output: ``"numpy"`` (BatchSim-compatible StepResult arrays, one device-to-host copy of
+        obs/reward/flags per step) or ``"torch"`` (tensors on the device, no host round trip).
+    :param graph: capture the step in CUDA graphs (default: on CUDA devices).
+    :param nconmax, njmax: contact / constraint capacity per world (MuJoCo Warp's defaults if None).
+    """
+
+    def __init__(self, task: Task, num_worlds: int, seed: int = 0, device: str = "cuda", output: str = "numpy",
+                 graph: bool | None = None, nconmax: int | None = None, njmax: int | None = None,
+                 nthread: int | None = None, world_seeds: list[int] | None = None):
+        del nthread, world_seeds  # accepted for BatchSim signature compatibility; not used on Warp
+        if output not in ("numpy", "torch"):
+            raise ValueError("output must be 'numpy' or 'torch'")
+        wp, mjw = load_warp()
+        self._wp, self._mjw = wp, mjw
+        self.wp_device = _resolve_device(wp, device)
+        self.device = torch.device("cuda", self.wp_device.ordinal) if self.wp_device.is_cuda else torch.device("cpu")
+        self.output = output
+        self.task = task
+        self.n = int(num_worlds)
+        if self.n <= 0:
+            raise ValueError("num_worlds must be positive")
+
+        read_env(self, task)
+        u = self.u
+        if self.kind not in _KNOWN_KINDS:
+            raise ValueError(f"WarpSim does not know the rules of {self.kind}")
+        m = self.model
+        self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+
+        # the env's model as loaded from its file, with the env's options (BatchSim does the same)
+        spec = mujoco.MjSpec.from_file(u.fullpath)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mjm = spec.compile()
+        assert mjm.nq == m.nq and mjm.nv == m.nv and mjm.nu == m.nu and mjm.nbody == m.nbody
+        BatchSim._copy_options(m, mjm)
+        self._mjm = mjm
+
+        with wp.ScopedDevice(self.wp_device):
+            self._m = mjw.put_model(mjm)
+            self._d = mjw.make_data(mjm, nworld=self.n, nconmax=nconmax, njmax=njmax)
+        self._stream = None
+        if self.wp_device.is_cuda:  # warp and torch on one stream: ordered, no synchronisation
+            self._stream = wp.stream_from_torch(torch.cuda.current_stream(self.device))
+        self._use_graph = bool(self.wp_device.is_cuda if graph is None else graph) and self.wp_device.is_cuda
+        self._graphs: dict[str, Any] = {}
+        self._need_cfrc = True  # contact_force in the State reads cfrc_ext
+
+        # zero-copy views of MuJoCo Warp's arrays (the simulator's own memory)
+        d, tt = self._d, wp.to_torch
+        self._v = {name: tt(getattr(d, name)) for name in (
+            "qpos", "qvel", "ctrl", "xpos", "xquat", "xmat", "cvel", "subtree_com", "subtree_linvel",
+            "cfrc_ext", "time")}
+        self._v["site_xpos"] = tt(d.site_xpos) if m.nsite else None
+        self._reset_mask = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+        self._reset_mask_wp = wp.from_torch(self._reset_mask, dtype=wp.bool)
+
+        dev, f32 = self.device, torch.float32
+        self._init_qpos = torch.as_tensor(np.asarray(u.init_qpos), dtype=f32, device=dev)
+        self._init_qvel = torch.as_tensor(np.asarray(u.init_qvel), dtype=f32, device=dev)
+        low, high = u.action_space.low, u.action_space.high
+        self._act_low = torch.as_tensor(low, dtype=f32, device=dev)
+        self._act_high = torch.as_tensor(high, dtype=f32, device=dev)
+        self._gen = torch.Generator(device=dev).manual_seed(int(seed))
+
+        sc = self.schema
+        idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
+        self._bodies = idx(sc.body_ids)
+        self._body_roots = idx(m.body_rootid[np.asarray(sc.body_ids, dtype=np.int64)])
+        self._sites = idx(sc.site_ids)
+        self._qadr = idx(sc.joint_qpos_adr)
+        self._dadr = idx(sc.joint_dof_adr)
+        self._root = int(sc.robot_root)
+        self._setup_env_rules()
+
+        self.episode_step = torch.zeros(self.n, dtype=torch.int64, device=dev)
+        self._last_action = torch.zeros((self.n, self.act_dim), dtype=f32, device=dev)
+        self._last_ctrl = torch.zeros((self.n, self.nu), dtype=f32, device=dev)
+        self._xy_before = torch.zeros((self.n, 2), dtype=f32, device=dev)
+        self._state_tensors: dict[str, torch.Tensor] | None = None
+        self.obs: Any = None
+
+    # ------------------------------------------------------------------------------------------
+    # per-env rules: the same as BatchSim's (gymnasium/envs/mujoco/*_v5.py), in torch
+    def _setup_env_rules(self) -> None:
+        u, m, k = self.u, self.model, self.kind
+        self._excl = 0
+        self._cfrc_in_obs = False
+        if k in ("HalfCheetahEnv", "HopperEnv"):
+            self._excl = 1 if u._exclude_current_positions_from_observation else 0
+        elif k == "AntEnv":
+            self._excl = 2 if u._exclude_current_positions_from_observation else 0
+            self._cfrc_in_obs = bool(u._include_cfrc_ext_in_observation)
+            mb = u._main_body
+            self._main_body = mb if isinstance(mb, int) else mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, mb)
+        elif k == "MjcfEnv":
+            self._excl = int(u._skip)
+        if k == "ReacherEnv":
+            self._fingertip = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
+            self._target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")
+
+    def _obs(self, qpos: torch.Tensor, qvel: torch.Tensor, xpos: torch.Tensor,
+             cfrc: torch.Tensor | None) -> torch.Tensor:
+        """gym ``_get_obs`` for a batch; ``xpos``/``cfrc`` as gym sees them (None cfrc: right after reset)."""
+        k = self.kind
+        if k == "InvertedPendulumEnv":
+            return torch.cat([qpos, qvel], dim=1)
+        if k == "ReacherEnv":
+            vec = xpos[:, self._fingertip] - xpos[:, self._target]
+            th = qpos[:, :2]
+            return torch.cat([th.cos(), th.sin(), qpos[:, 2:], qvel[:, :2], vec[:, :2]], dim=1)
+        if k == "HopperEnv":
+            return torch.cat([qpos[:, self._excl:], qvel.clamp(-10, 10)], dim=1)
+        if k == "AntEnv":
+            parts = [qpos[:, self._excl:], qvel]
+            if self._cfrc_in_obs:
+                if cfrc is None:  # after reset gym's cfrc_ext is all zeros (mj_resetData + mj_forward)
+                    parts.append(torch.zeros((len(qpos), (self.model.nbody - 1) * 6), device=qpos.device))
+                else:
+                    lo, hi = self.u._contact_force_range
+                    parts.append(cfrc[:, 1:].clamp(lo, hi).reshape(len(qpos), -1))
+            return torch.cat(parts, dim=1)
+        return torch.cat([qpos[:, self._excl:], qvel], dim=1)
+
+    def _hopper_healthy(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+        u = self.u
+        z, angle = qpos[:, 1], qpos[:, 2]
+        state = torch.cat([qpos, qvel], dim=1)[:, 2:]
+        lo, hi = u._healthy_state_range
+        zlo, zhi = u._healthy_z_range
+        alo, ahi = u._healthy_angle_range
+        return (((lo < state) & (state < hi)).all(dim=1) & (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi))
+
+    def _finite(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(qpos).all(dim=1) & torch.isfinite(qvel).all(dim=1)
+
+    def _terminated(self, qpos, qvel, obs, xpos_new) -> torch.Tensor:
+        k, u = self.kind, self.u
+        if k == "InvertedPendulumEnv":
+            return ~torch.isfinite(obs).all(dim=1) | (obs[:, 1].abs() > 0.2)
+        if k == "HopperEnv" and u._terminate_when_unhealthy:
+            return ~self._hopper_healthy(qpos, qvel)
+        if k == "AntEnv" and u._terminate_when_unhealthy:
+            zlo, zhi = u._healthy_z_range
+            return ~(self._finite(qpos, qvel) & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi))
+        if k == "MjcfEnv" and u._terminate_when_unhealthy:  # MjcfEnv.is_healthy: height after the step
+            lo, hi = u._healthy_z_range
+            z = xpos_new[:, u._healthy_body, 2]
+            return ~(self._finite(qpos, qvel) & (lo <= z) & (z <= hi))
+        return torch.zeros(len(qpos), dtype=torch.bool, device=qpos.device)
+
+    def _env_reward(self, qpos0_before, ctrl, qpos, qvel, xpos, cfrc, terminated) -> torch.Tensor:
+        """The gymnasium env's own reward for this step (``ctrl``: the action the unwrapped env saw)."""
+        k, u = self.kind, self.u
+        ctrl_sq = ctrl.square().sum(dim=1)
+        if k == "InvertedPendulumEnv":
+            return (~terminated).float()
+        if k == "ReacherEnv":
+            vec = xpos[:, self._fingertip] - xpos[:, self._target]
+            return -vec.norm(dim=1) * u._reward_dist_weight - ctrl_sq * u._reward_control_weight
+        if k == "HalfCheetahEnv":
+            xv = (qpos[:, 0] - qpos0_before) / self.dt
+            return u._forward_reward_weight * xv - u._ctrl_cost_weight * ctrl_sq
+        if k == "HopperEnv":
+            xv = (qpos[:, 0] - qpos0_before) / self.dt
+            healthy = self._hopper_healthy(qpos, qvel).float()
+            return u._forward_reward_weight * xv + healthy * u._healthy_reward - u._ctrl_cost_weight * ctrl_sq
+        if k == "AntEnv":
+            xv = (xpos[:, self._main_body, 0] - self._xy_before[:, 0]) / self.dt
+            zlo, zhi = u._healthy_z_range
+            healthy = (self._finite(qpos, qvel) & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi)).float()
+            lo, hi = u._contact_force_range
+            contact = u._contact_cost_weight * cfrc[:, 1:].clamp(lo, hi).square().sum(dim=(1, 2))
+            return (xv * u._forward_reward_weight + healthy * u._healthy_reward
+                    - u._ctrl_cost_weight * ctrl_sq - contact)
+        return torch.zeros(len(qpos), device=qpos.device)
+
+    def _sample_reset(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reset_model() draw for every world (used where a world resets): the task's noise."""
+        n, nq, nv, g, k, u = self.n, self.nq, self.nv, self._gen, self.kind, self.u
+        dev = self.device
+
+        def uniform(c: float, size: int) -> torch.Tensor:
+            return (torch.rand((n, size), generator=g, device=dev) * 2.0 - 1.0) * c
+
+        if k == "ReacherEnv":
+            qpos = self._init_qpos + uniform(0.1, nq)
+            # gym rejection-samples goal ~ U([-0.2, 0.2]^2) until |goal| < 0.2: uniform on the disc
+            r = 0.2 * torch.rand(n, generator=g, device=dev).sqrt()
+            a = 2.0 * math.pi * torch.rand(n, generator=g, device=dev)
+            qpos[:, -2:] = torch.stack([r * a.cos(), r * a.sin()], dim=1)
+            qvel = self._init_qvel + uniform(0.005, nv)
+            qvel[:, -2:] = 0.0
+            return qpos, qvel
+        c = float(u._reset_noise if k == "MjcfEnv" else u._reset_noise_scale)
+        qpos = self._init_qpos + uniform(c, nq)
+        if k in ("HalfCheetahEnv", "AntEnv"):
+            qvel = self._init_qvel + c * torch.randn((n, nv), generator=g, device=dev)
+        else:
+            qvel = self._init_qvel + uniform(c, nv)
+        return qpos, qvel
+
+    # ------------------------------------------------------------------------------------------
+    # Warp work, captured in CUDA graphs where possible
+    def _physics(self) -> None:
+        """One env step: frame_skip substeps, then what gym reads (cfrc_ext; for RK4 the new state)."""
+        mjw, m, d = self._mjw, self._m, self._d
+        for _ in range(self.frame_skip):
+            mjw.step(m, d)
+        if self._rk4:  # BatchSim's probe with constraints on: positions and contacts of the new state
+            mjw.forward(m, d)
+        if self._need_cfrc:
+            mjw.rne_postconstraint(m, d)
+
+    def _refresh(self) -> None:
+        """``rewardgen.contract.state.refresh_derived``: kinematics, com, cvel, subtree velocities of the new state."""
+        mjw, m, d = self._mjw, self._m, self._d
+        mjw.kinematics(m, d)
+        mjw.com_pos(m, d)
+        mjw.com_vel(m, d)
+        mjw.subtree_vel(m, d)
+
+    def _reset_data(self) -> None:
+        self._mjw.reset_data(self._m, self._d, reset=self._reset_mask_wp)
+
+    def _run(self, name: str, fn) -> None:
+        wp = self._wp
+        with wp.ScopedDevice(self.wp_device):
+            if self._stream is not None:
+                with wp.ScopedStream(self._stream):
+                    self._run_on_stream(name, fn)
+            else:
+                fn()
+
+    def _run_on_stream(self, name: str, fn) -> None:
+        wp = self._wp
+        if not self._use_graph:
+            fn()
+            return
+        graph = self._graphs.get(name)
+        if graph is None:
+            fn()  # load every module outside the capture (and do this call's work)
+            try:
+                with wp.ScopedCapture(stream=self._stream) as cap:
+                    fn()
+            except Exception as exc:  # noqa: BLE001 - fall back to plain launches, keep going
+                warnings.warn(f"WarpSim: CUDA graph capture of {name!r} failed ({exc}); running without graphs",
+                              RuntimeWarning, stacklevel=2)
+                self._use_graph = False
+                self._graphs.clear()
+                return
+            self._graphs[name] = cap.graph
+            # the captured work must not run twice for this call: the graph is only built here.
+            # fn() ran once before capture; the capture itself does not execute on CUDA.
+            return
+        wp.capture_launch(graph, stream=self._stream)
+
+    # ------------------------------------------------------------------------------------------
+    def _out(self, x: torch.Tensor) -> Any:
+        return x.detach().cpu().numpy() if self.output == "numpy" else x
+
+    def _apply_reset(self, done: torch.Tensor) -> torch.Tensor:
+        """Reset worlds where ``done``; return fresh observations for every world (valid where done)."""
+        v = self._v
+        self._reset_mask.copy_(done)
+        self._run("reset", self._reset_data)
+        qpos, qvel = self._sample_reset()
+        mask = done[:, None]
+        v["qpos"].copy_(torch.where(mask, qpos, v["qpos"]))
+        v["qvel"].copy_(torch.where(mask, qvel, v["qvel"]))
+        self.episode_step.masked_fill_(done, 0)
+        self._run("refresh", self._refresh)  # positions after set_state (gym's mj_forward)
+        xpos = v["xpos"]
+        obs = self._obs(v["qpos"], v["qvel"], xpos, None)
+        if self.kind == "AntEnv":  # "xy before" of the first step is current after set_state
+            self._xy_before.copy_(torch.where(mask, xpos[:, self._main_body, :2], self._xy_before))
+        return obs
+
+    def reset(self) -> Any:
+        """Reset every world; return observations (N, obs_dim)."""
+        done = torch.ones(self.n, dtype=torch.bool, device=self.device)
+        self._obs_t = self._apply_reset(done)
+        self._state_tensors = None
+        self.obs = self._out(self._obs_t)
+        return self.obs
+
+    @property
+    def qpos(self) -> Any:
+        return self._out(self._v["qpos"].clone())
+
+    @property
+    def qvel(self) -> Any:
+        return self._out(self._v["qvel"].clone())
+
+    def set_world_state(self, i: int, qpos, qvel) -> None:
+        """Overwrite world i's qpos/qvel (tests)."""
+        self._v["qpos"][i] = torch.as_tensor(np.asarray(qpos), dtype=torch.float32, device=self.device)
+        self._v["qvel"][i] = torch.as_tensor(np.asarray(qvel), dtype=torch.float32, device=self.device)
+
+    def step(self, action) -> StepResult:
+        """Advance every world by one env step with ``action`` (N, act_dim) in [-1, 1] (numpy or a
+        tensor); auto-reset. StepResult holds numpy arrays or device tensors (``output``)."""
+        v = self._v
+        a = torch.as_tensor(action, dtype=torch.float32, device=self.device).reshape(self.n, self.act_dim)
+        ctrl = (self._act_low + (self._act_high - self._act_low) * (a + 1.0) * 0.5) if self._rescale is not None else a
+        self._last_action.copy_(a)
+        self._last_ctrl.copy_(ctrl)
+        v["ctrl"].copy_(ctrl)
+        qpos0_before = v["qpos"][:, 0].clone()
+        self._run("physics", self._physics)
+        # what gym reads after mj_step, before the refresh moves the derived data to the new state
+        xpos_gym = v["xpos"].clone()
+        cfrc = v["cfrc_ext"].clone()
+        self._run("refresh", self._refresh)
+        qpos, qvel = v["qpos"].clone(), v["qvel"].clone()
+        obs = self._obs(qpos, qvel, xpos_gym, cfrc)
+        terminated = self._terminated(qpos, qvel, obs, v["xpos"])
+        reward = self._env_reward(qpos0_before, ctrl, qpos, qvel, xpos_gym, cfrc, terminated)
+        if self.kind == "AntEnv":
+            self._xy_before.copy_(xpos_gym[:, self._main_body, :2])
+        self.episode_step += 1
+        truncated = (self.episode_step >= self.episode_length) & ~terminated
+        self._build_state(qpos, qvel, cfrc)
+        done = terminated | truncated
+        if self.device.type == "cuda" or bool(done.any()):  # branchless on CUDA: no host sync
+            next_obs = torch.where(done[:, None], self._apply_reset(done), obs)
+        else:
+            next_obs = obs
+        self._obs_t = next_obs
+        self.obs = self._out(next_obs)
+        return StepResult(self.obs, self._out(reward), self._out(terminated), self._out(truncated), self._out(obs))
+
+    # ------------------------------------------------------------------------------------------
+    # the reward's State
+    def _build_state(self, qpos: torch.Tensor, qvel: torch.Tensor, cfrc: torch.Tensor) -> None:
+        v, b = self._v, self._bodies
+        xpos = v["xpos"][:, b]
+        cvel = v["cvel"][:, b]
+        ang, lin = cvel[..., :3], cvel[..., 3:]
+        offset = xpos - v["subtree_com"][:, self._body_roots]
+        n = self.n
+        site = (v["site_xpos"][:, self._sites] if len(self._sites)
+                else torch.zeros((n, 0, 3), device=self.device))
+        self._state_tensors = {
+            "qpos": qpos, "qvel": qvel, "action": self._last_action.clone(), "ctrl": self._last_ctrl.clone(),
+            "step": self.episode_step.float(),
+            "body_pos": xpos, "body_quat": v["xquat"][:, b], "body_up": v["xmat"][:, b, :, 2],
+            "body_linvel": lin + torch.cross(ang, offset, dim=-1), "body_angvel": ang.clone(),
+            "joint_pos": qpos[:, self._qadr], "joint_vel": qvel[:, self._dadr],
+            "site_pos": site,
+            "com_pos": v["subtree_com"][:, self._root].clone(), "com_vel": v["subtree_linvel"][:, self._root].clone(),
+            "contact_force": cfrc[:, b, 3:].norm(dim=-1),
+        }
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The last step's State fields as float32 tensors on the sim's device (before auto-reset)."""
+        if self._state_tensors is None:
+            raise RuntimeError("step() first: the State describes the worlds after a step")
+        return self._state_tensors
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """``BatchSim.state_arrays``: the last step's State fields as float32 numpy arrays."""
+        return {k: t.detach().cpu().numpy() for k, t in self.state_tensors().items()}
+
+    def state(self, device: str | torch.device | None = None) -> State:
+        """The reward's State for the last step; fresh tensors (writing into them changes nothing)."""
+        a, sc = self.state_tensors(), self.schema
+        dev = self.device if device is None else torch.device(device)
+
+        return State.from_arrays(sc, a, lambda x: x.to(dev, copy=True))
+
+    def synchronize(self) -> None:
+        """Wait for the device to finish (timing)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        else:
+            self._wp.synchronize_device(self.wp_device)
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._env.close()
+
+
+# ------------------------------------------------------------------------------------------------
+def make_sim(task: Task, num_worlds: int, seed: int = 0, sim: str = "cpu", device: str = "cpu", **kwargs: Any):
+    """The batched simulator a trainer steps: ``BatchSim`` (``sim="cpu"``, MuJoCo's native rollout
+    threads; ``device`` is ignored) or ``WarpSim`` (``sim="warp"`` on Warp ``device``).
+
+    ``kwargs`` go to the chosen class (``nthread`` for BatchSim; ``output``, ``graph``, ``nconmax``,
+    ``njmax`` for WarpSim; ``nthread`` is accepted and ignored by WarpSim).
+    """
+    if sim == "cpu":
+        kwargs = {k: v for k, v in kwargs.items() if k in ("nthread", "world_seeds")}
+        return BatchSim(task, num_worlds, seed=seed, **kwargs)
+    if sim == "warp":
+        return WarpSim(task, num_worlds, seed=seed, device=device, **kwargs)
+    raise ValueError(f"unknown simulator {sim!r}; choose one of: {', '.join(SIMS)}")
+
+
+def prewarm(task: Task, device: str = "cuda") -> None:
+    """Load warp and compile/load every kernel a WarpSim of ``task`` launches, in this process.
+
+    The sandboxed worker calls this before it installs seccomp and the audit hook (which refuse the
+    ``ctypes`` loads and cache writes this needs); a WarpSim built afterwards, of any size, only
+    launches modules that are already loaded (and captures its CUDA graphs, which opens no files).
+    """
+    sim = WarpSim(task, 2, device=device, output="torch", graph=False)
+    sim.reset()
+    for _ in range(2):
+        sim.step(torch.zeros((2, sim.act_dim), device=sim.device))
+    sim.state()
+    sim.synchronize()
+    sim.close()
+
+
+def warp_throughput(task_id: str, num_worlds: int = 4096, seconds: float = 10.0, device: str = "cuda",
+                    seed: int = 0) -> dict:
+    """Physics-only env-steps/s of MuJoCo Warp for a task (random constant actions, no policy, no reward),
+    and the env-steps/s of the full ``WarpSim.step`` (observations, termination, env reward, State
+    fields, resets; torch output, no host copies).
+
+    Physics-only means ``frame_skip`` substeps plus what gym reads (the CUDA graph ``WarpSim`` replays
+    per env step), i.e. the number to compare with the ">= 1M physics env-steps/s" target.
+    """
+    task = get_task(task_id)
+    t0 = time.perf_counter()
+    sim = WarpSim(task, num_worlds, seed=seed, device=device, output="torch")
+    sim.reset()
+    g = torch.Generator(device=sim.device).manual_seed(seed)
+    actions = torch.rand((16, num_worlds, sim.act_dim), generator=g, device=sim.device) * 2 - 1
+    for i in range(3):  # compile, load modules, capture graphs
+        sim.step(actions[i])
+    sim.synchronize()
+    setup_s = time.perf_counter() - t0
+
+    def timed(fn, budget: float) -> tuple[int, float]:
+        steps, start = 0, time.perf_counter()
+        while True:
+            for _ in range(8):
+                fn(steps)
+                steps += 1
+            sim.synchronize()
+            elapsed = time.perf_counter() - start
+            if elapsed >= budget:
+                return steps, elapsed
+
+    sim._v["ctrl"].copy_(actions[0])
+    phys_steps, phys_s = timed(lambda i: sim._run("physics", sim._physics), seconds / 2)
+    sim.reset()
+    full_steps, full_s = timed(lambda i: sim.step(actions[i % 16]), seconds / 2)
+    out = {
+        "task": task_id, "device": str(sim.wp_device), "num_worlds": num_worlds,
+        "cuda_graphs": bool(sim._use_graph),
+        "physics_env_steps_per_s": phys_steps * num_worlds / phys_s,
+        "physics_substeps_per_s": phys_steps * num_worlds * sim.frame_skip / phys_s,
+        "warpsim_env_steps_per_s": full_steps * num_worlds / full_s,
+        "setup_s": setup_s, "frame_skip": sim.frame_skip,
+    }
+    sim.close()
+    return out

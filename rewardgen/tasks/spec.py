@@ -1,0 +1,389 @@
+"""Task specs (``environments/<task-id>.yaml``) and the simulation environments they name.
+
+A task is a robot (a gymnasium MuJoCo v5 env id, or an MJCF file), a natural-language goal, an
+episode length, and a trusted fitness with a success threshold. Candidate rewards replace the env's
+reward during training. The "human" baseline a run is compared with is named by ``baseline``:
+``env`` (the gymnasium env's own reward) or ``sparse`` (``rewardgen.tasks.fitness.sparse_reward_source``:
+1 on every step where the success indicator holds), for novel behaviours (a backflip, circling) and
+for MJCF robots, which have no env reward.
+
+Bring your own robot: ``task_from_mjcf`` builds a task from any MJCF file and a fitness string with
+no YAML, checking that the model loads, that the names exist and that the fitness can apply;
+``write_task_yaml`` saves it as a task file that ``load_task_file`` reads back.
+"""
+
+from __future__ import annotations
+
+from rewardgen.errors import UserError, flatten
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import os
+import re
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import yaml
+
+from rewardgen.contract.schema import Schema, derive_schema
+from rewardgen.resources import ENVIRONMENTS_DIR
+
+BASELINES = ("env", "sparse")
+
+
+class TaskError(UserError):
+    """A task that does not exist or does not make sense; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task spec. See ``environments/*.yaml`` for examples of every field."""
+
+    id: str
+    description: str
+    episode_length: int
+    fitness: dict[str, Any]
+    success_threshold: float
+    default_steps: int
+    env_id: str | None = None
+    mjcf: str | None = None
+    frame_skip: int = 5
+    reset_noise: float = 0.1
+    eval_episodes: int = 5
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    source: str = field(default="", compare=False)
+    baseline: str = ""  # "env" or "sparse"; "" = the default: env for gymnasium tasks, sparse for MJCF
+    # rewardgen PPO settings this task trains better with (PPOHyperparams fields, see PPO_TASK_KEYS);
+    # explicit settings of a caller still win
+    ppo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def baseline_kind(self) -> str:
+        """``env`` (the env's own reward is the human baseline) or ``sparse`` (the sparse success reward)."""
+        return self.baseline or ("env" if self.env_id else "sparse")
+
+    @property
+    def has_env_reward(self) -> bool:
+        """Whether the env's own reward is a meaningful baseline for this task."""
+        return self.baseline_kind == "env"
+
+    @cached_property
+    def model(self) -> mujoco.MjModel:
+        """The compiled model (loaded once per process)."""
+        env = self.make_env()
+        try:
+            return env.unwrapped.model
+        finally:
+            env.close()
+
+    @cached_property
+    def schema(self) -> Schema:
+        env = self.make_env()
+        try:
+            frame_skip = int(getattr(env.unwrapped, "frame_skip", self.frame_skip))
+            return derive_schema(env.unwrapped.model, model_name=self.robot_label, frame_skip=frame_skip)
+        finally:
+            env.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping ``task_from_dict`` reads back (paths absolute), for workers and run configs."""
+        raw: dict[str, Any] = {
+            "id": self.id, "description": self.description, "episode_length": self.episode_length,
+            "fitness": self.fitness, "success_threshold": self.success_threshold,
+            "default_steps": self.default_steps, "frame_skip": self.frame_skip,
+            "reset_noise": self.reset_noise, "eval_episodes": self.eval_episodes, "env_kwargs": self.env_kwargs,
+            "baseline": self.baseline_kind,
+        }
+        raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
+        if self.ppo:
+            raw["ppo"] = dict(self.ppo)
+        return raw
+
+    @property
+    def robot_label(self) -> str:
+        return f"{self.env_id} (gymnasium)" if self.env_id else f"{Path(self.mjcf or '').name} (MJCF)"
+
+    def make_env(self, render_mode: str | None = None) -> gym.Env:
+        """A gymnasium env for this task: actions rescaled to [-1, 1], time limit = episode length."""
+        if self.env_id:
+            env = gym.make(self.env_id, max_episode_steps=self.episode_length,
+                           render_mode=render_mode, **self.env_kwargs)
+        else:
+            from rewardgen.tasks.mjcf_env import MjcfEnv
+
+            env = gym.wrappers.TimeLimit(
+                MjcfEnv(self.mjcf, frame_skip=self.frame_skip, reset_noise=self.reset_noise,
+                        render_mode=render_mode, **self.env_kwargs),
+                max_episode_steps=self.episode_length)
+        low, high = env.action_space.low, env.action_space.high
+        if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
+            env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        return env
+
+
+def _require(raw: dict, key: str, kind: type, where: str):
+    if key not in raw:
+        raise TaskError(f"{where}: missing field '{key}'")
+    value = raw[key]
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise TaskError(f"{where}: field '{key}' must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Task:
+    """Validate a task mapping (as read from YAML) and build the Task."""
+    if not isinstance(raw, dict):
+        raise TaskError(f"{where}: a task file must hold a mapping")
+    task_id = _require(raw, "id", str, where)
+    fitness = raw.get("fitness")
+    if isinstance(fitness, str):
+        from rewardgen.tasks.fitness import parse_fitness
+
+        fitness = parse_fitness(fitness)
+    if not isinstance(fitness, dict) or not isinstance(fitness.get("name"), str):
+        raise TaskError(f"{where}: 'fitness' must be like {{name: forward_velocity, params: {{body: torso}}}}")
+    env_id, mjcf = raw.get("env"), raw.get("mjcf")
+    if bool(env_id) == bool(mjcf):
+        raise TaskError(f"{where}: give exactly one of 'env' (gymnasium id) or 'mjcf' (model file)")
+    if env_id:
+        _check_env_id(env_id, where)
+    if mjcf and base_dir is not None and not Path(mjcf).is_absolute():
+        mjcf = str((base_dir / mjcf).resolve())
+    episode_length = _require(raw, "episode_length", int, where)
+    default_steps = _require(raw, "default_steps", int, where)
+    if episode_length <= 0 or default_steps <= 0:
+        raise TaskError(f"{where}: episode_length and default_steps must be positive")
+    baseline = raw.get("baseline") or ""
+    if baseline and baseline not in BASELINES:
+        raise TaskError(f"{where}: baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
+    baseline = baseline or ("env" if env_id else "sparse")
+    if baseline == "env" and not env_id:
+        raise TaskError(f"{where}: baseline 'env' needs a gymnasium env; MJCF tasks have no env reward (use sparse)")
+    ppo = _ppo_settings(raw.get("ppo"), where)
+    return Task(
+        id=task_id,
+        description=_require(raw, "description", str, where).strip(),
+        episode_length=episode_length,
+        fitness={"name": fitness["name"], "params": dict(fitness.get("params") or {})},
+        success_threshold=_require(raw, "success_threshold", float, where),
+        default_steps=default_steps,
+        env_id=env_id,
+        mjcf=mjcf,
+        frame_skip=int(raw.get("frame_skip", 5)),
+        reset_noise=float(raw.get("reset_noise", 0.1)),
+        eval_episodes=int(raw.get("eval_episodes", 5)),
+        env_kwargs=dict(raw.get("env_kwargs") or {}),
+        source=where,
+        baseline=baseline,
+        ppo=ppo,
+    )
+
+
+def _check_env_id(env_id: Any, where: str) -> None:
+    """A gymnasium id that is registered (``module:Id`` ids are imported when made, so not checked)."""
+    if not isinstance(env_id, str):
+        raise TaskError(f"{where}: 'env' must be a gymnasium env id like HalfCheetah-v5, got {env_id!r}")
+    if ":" in env_id or env_id in gym.registry:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else \
+        " (MuJoCo ids look like HalfCheetah-v5; or give 'mjcf: robot.xml' for a model file)"
+    raise TaskError(f"{where}: unknown gymnasium env id {env_id!r}{hint}")
+
+
+def check_loads(task: "Task") -> None:
+    """Build the task's env once (its schema), turning any failure into a one-line TaskError, so a
+    run is never created for a task whose robot cannot be simulated."""
+    try:
+        task.schema  # noqa: B018 - builds the env and derives the schema (cached)
+    except TaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gymnasium, mujoco and import errors all mean "cannot load"
+        raise TaskError(f"task {task.id} ({task.source or task.robot_label}): the environment cannot be built: "
+                        f"{type(exc).__name__}: {flatten(exc, 300)}") from None
+
+
+#: PPOHyperparams fields a task file may set under ``ppo:``, with their types
+PPO_TASK_KEYS: dict[str, type] = {
+    "num_envs": int, "rollout_steps": int, "epochs": int, "minibatches": int, "learning_rate": float,
+    "gamma": float, "gae_lambda": float, "clip_coef": float, "ent_coef": float, "init_log_std": float,
+}
+
+
+def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TaskError(f"{where}: 'ppo' must be a mapping like {{epochs: 10, minibatches: 32}}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        kind = PPO_TASK_KEYS.get(key)
+        if kind is None:
+            raise TaskError(f"{where}: ppo.{key} is not a setting a task may give; "
+                            f"choose from {', '.join(PPO_TASK_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise TaskError(f"{where}: ppo.{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        value = kind(value)
+        if (kind is int or key == "learning_rate") and value <= 0:
+            raise TaskError(f"{where}: ppo.{key} must be positive, got {value!r}")
+        out[key] = value
+    return out
+
+
+def load_task_file(path: Path) -> Task:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TaskError(f"cannot read task file {path}: {exc}") from None
+    return task_from_dict(raw, where=str(path), base_dir=path.parent)
+
+
+def list_tasks(directory: Path = ENVIRONMENTS_DIR) -> list[Task]:
+    """Every task in the environments directory, sorted by id."""
+    return sorted((load_task_file(p) for p in directory.glob("*.yaml")), key=lambda t: t.id)
+
+
+def get_task(name: str, directory: Path = ENVIRONMENTS_DIR) -> Task:
+    """A task by id, or by path to a task YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return load_task_file(path)
+    candidate = directory / f"{name}.yaml"
+    if candidate.is_file():
+        return load_task_file(candidate)
+    if path.suffix in (".yaml", ".yml") or os.sep in name:
+        if path.is_dir():
+            raise TaskError(f"{path} is a directory, not a task file")
+        raise TaskError(f"no such task file: {name}" + ("" if path.suffix in (".yaml", ".yml") else
+                                                        " (a task file ends in .yaml or .yml)"))
+    known = ", ".join(t.id for t in list_tasks(directory))
+    raise TaskError(f"unknown task {name!r}; known tasks: {known}")
+
+
+# ----- bring your own robot
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug or "robot"
+
+
+def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, episode_length: int = 1000,
+                   default_steps: int = 200_000, success_threshold: float | None = None, frame_skip: int = 5,
+                   task_id: str | None = None, *, reset_noise: float = 0.1, eval_episodes: int = 3,
+                   healthy_z_range: tuple[float, float] | None = None, healthy_body: str | None = None) -> Task:
+    """A task for any MJCF file, without YAML. Raises TaskError / FitnessError with one-line messages.
+
+    :param path: the MJCF (``.xml``) file; stored absolute, so runs and workers find it.
+    :param describe: the goal in words (what the proposer is told), e.g. "make it walk forward".
+    :param fitness: the trusted fitness, e.g. ``"forward_velocity(body=base)"`` (or ``{name, params}``).
+        ``jump_height`` without ``rest`` gets the body's initial height.
+    :param success_threshold: the fitness value that counts as success; None uses
+        ``rewardgen.tasks.fitness.DEFAULT_SUCCESS`` for that fitness (generic; give one for your robot).
+    :param frame_skip: physics steps per env step.
+    :param task_id: the task's id in run names; defaults to the file's stem.
+    :param healthy_z_range: (low, high): end an episode when ``healthy_body`` (default: the robot's
+        root body) leaves this height range, like gymnasium's walkers; None never ends early.
+    """
+    from rewardgen.tasks.fitness import DEFAULT_SUCCESS, FITNESS_FUNCTIONS, FitnessError, check_applies, parse_fitness
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise TaskError(f"MJCF file not found: {file}")
+    file = file.resolve()
+    try:
+        model = mujoco.MjModel.from_xml_path(str(file))
+    except (ValueError, OSError) as exc:
+        raise TaskError(f"cannot load MJCF model {file}: {flatten(exc) or 'unknown error'}") from None
+    if model.nu == 0:
+        raise TaskError(f"MJCF model {file.name} has no actuators: a policy needs actuators to drive the robot")
+    if not isinstance(describe, str) or not describe.strip():
+        raise TaskError("describe the goal in words (e.g. 'make it walk forward')")
+    for name, value in (("episode_length", episode_length), ("default_steps", default_steps),
+                        ("frame_skip", frame_skip), ("eval_episodes", eval_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise TaskError(f"{name} must be a positive integer, got {value!r}")
+    spec = parse_fitness(fitness) if isinstance(fitness, str) else dict(fitness)
+    spec = {"name": spec.get("name"), "params": dict(spec.get("params") or {})}
+    env_kwargs: dict[str, Any] = {}
+    if healthy_z_range is not None:
+        lo, hi = (float(v) for v in healthy_z_range)
+        if not lo < hi:
+            raise TaskError(f"healthy_z_range must be (low, high) with low < high, got {healthy_z_range!r}")
+        env_kwargs["healthy_z_range"] = [lo, hi]
+        if healthy_body is not None:
+            env_kwargs["healthy_body"] = healthy_body
+    elif healthy_body is not None:
+        raise TaskError("healthy_body needs healthy_z_range")
+    if spec["name"] == "jump_height" and "rest" not in spec["params"] and isinstance(spec["params"].get("body"), str):
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["params"]["body"])
+        if body > 0:
+            data = mujoco.MjData(model)
+            mujoco.mj_forward(model, data)
+            spec["params"]["rest"] = round(float(data.xpos[body][2]), 4)
+    if spec["name"] not in FITNESS_FUNCTIONS:
+        raise FitnessError(f"unknown fitness {spec['name']!r}; available: {', '.join(FITNESS_FUNCTIONS)}")
+    if success_threshold is None:
+        success_threshold = DEFAULT_SUCCESS.get(spec["name"], 0.0)
+    task = Task(
+        id=task_id or _slug(file.stem), description=describe.strip(), episode_length=episode_length,
+        fitness=spec, success_threshold=float(success_threshold), default_steps=default_steps,
+        mjcf=str(file), frame_skip=frame_skip, reset_noise=float(reset_noise), eval_episodes=eval_episodes,
+        env_kwargs=env_kwargs, source=str(file), baseline="sparse")
+    try:
+        schema = task.schema
+    except ValueError as exc:
+        raise TaskError(str(exc).splitlines()[0]) from None
+    if healthy_body is not None and healthy_body not in schema.bodies:
+        raise TaskError(f"healthy_body: no body named {healthy_body!r}; bodies are: {', '.join(schema.bodies)}")
+    try:
+        check_applies(spec, task.model, schema, terminates=healthy_z_range is not None)
+    except FitnessError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FitnessError(f"fitness {spec['name']!r}: {exc}") from None
+    return task
+
+
+def write_task_yaml(task: Task, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Save ``task`` as a task file (``rewardgen task new``); ``load_task_file`` reads it back.
+
+    An MJCF path inside the YAML's folder is written relative to it (so the pair can be moved
+    together); any other path stays absolute. Refuses to replace an existing file unless ``overwrite``.
+    """
+    out = Path(path).expanduser().resolve()
+    if out.suffix not in (".yaml", ".yml"):
+        raise TaskError(f"a task file must end in .yaml or .yml, got {out.name}")
+    if out.exists() and not overwrite:
+        raise TaskError(f"{out} already exists; choose another name or remove it")
+    raw = task.to_dict()
+    ordered: dict[str, Any] = {"id": raw["id"], "description": raw["description"]}
+    if task.env_id:
+        ordered["env"] = task.env_id
+    else:
+        mjcf = Path(task.mjcf or "")
+        try:
+            ordered["mjcf"] = str(mjcf.relative_to(out.parent))
+        except ValueError:
+            ordered["mjcf"] = str(mjcf)
+    for key in ("episode_length", "fitness", "success_threshold", "default_steps", "frame_skip", "reset_noise",
+                "eval_episodes", "baseline"):
+        ordered[key] = raw[key]
+    if raw["env_kwargs"]:
+        ordered["env_kwargs"] = raw["env_kwargs"]
+    if raw.get("ppo"):
+        ordered["ppo"] = raw["ppo"]
+    header = (f"# rewardgen task file. Use it with: rewardgen evolve --task path/to/{out.name}\n"
+              f"# Every field is described in docs/tasks.md.\n")
+    body = yaml.safe_dump(ordered, sort_keys=False, default_flow_style=None, width=100)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(header + body)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,258 @@
+"""The training worker: trusted code that trains a policy on a candidate's reward without running it.
+
+Started by ``rewardgen.sandbox.run_worker`` as ``python -m rewardgen.trainers.worker --result-fd N`` with a
+job on stdin. It holds the simulator, the trainer, the policy and the result pipe; the candidate's
+code runs only in its jail (``rewardgen.sandbox.jail``), a forked, locked child that sees State
+batches in shared memory and answers ``total`` and the components, validated here. The worker
+either smoke-tests the reward (``check``: random actions through the real State path) or trains
+with it (``train``), and sends frames on fd N: an ``isolation`` frame (the jail's layers, observed
+from outside, before any candidate code runs), progress, a result or an error, the trainer's resume
+state and the policy as bytes. It never writes to the run store; the orchestrator does, from the
+data it receives and validates (``rewardgen.sandbox.ipc``).
+
+A train job may carry ``check`` (``{"steps", "seed", "num_envs", "seconds"}``): the candidate's
+smoke check (what mode ``check`` does) runs first on the same jail, a ``{"type": "check"}`` frame
+says it passed, then training starts; an error before that frame is the check's verdict. The
+orchestrator kills the worker when no check frame came within ``seconds`` (``run_worker``).
+
+Job keys ``sandbox``/``validate``/``seccomp``/``audit``/``namespaces`` (default true) switch layers
+off, for overhead measurements and the tests that prove each layer on its own.
+
+Train jobs may carry ``resume`` (base64 of a trainer's resume state from an earlier slice, see
+``rewardgen.trainers.base.pack_resume_state``): training continues from it. The trainer's new
+resume state comes back as a ``{"type": "resume_state"}`` header frame followed by a bytes frame,
+sent before the result; the policy is the last bytes frame. ``env_reward: true`` trains on the
+env's own reward (the "human" baseline); no candidate source is needed then and no jail is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+
+from rewardgen.sandbox.guard import CANDIDATE_FILENAME
+
+MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
+
+
+def open_jail(job: dict, out, schema, capacity: int):
+    """Validate the candidate (trusted side), start its jail and report the jail's isolation layers
+    (as the trusted side observed them) before any candidate code runs; returns the jail, which
+    is called like the reward. Raises ``ValidationError`` or ``JailError`` for a failing candidate."""
+    from rewardgen.sandbox.jail import Jail, JailOptions
+    from rewardgen.sandbox.validate import ensure_valid
+
+    layers: list[str] = []
+    warnings: list[str] = []
+    if job.get("validate", True):
+        ensure_valid(job["source"], CANDIDATE_FILENAME)  # defence in depth: the orchestrator checked already
+        layers.append("static-validation")
+    else:
+        warnings.append("static validation skipped by the job (tests only)")
+    options = JailOptions(audit=bool(job.get("audit", True)), seccomp=bool(job.get("seccomp", True)),
+                          namespaces=bool(job.get("namespaces", True)),
+                          memory_bytes=int(job["jail_memory_bytes"]) if job.get("jail_memory_bytes") else None)
+    jail = Jail(job["source"], schema, capacity, options, CANDIDATE_FILENAME)
+    out.json({"type": "isolation", "layers": layers + jail.layers, "warnings": warnings + jail.warnings})
+    if jail.load_error is not None:
+        jail.close()
+        raise jail.load_error
+    return jail
+
+
+def _warm_up(job: dict) -> None:
+    """Trusted work done once before training (same with and without the sandbox, for fair timing):
+    lazy imports, the GPU's memory share, Warp's kernels. After the jail is forked, so the jail never
+    inherits a device context."""
+    if job.get("mode") == "train":
+        try:  # torch.optim imports it lazily on first use
+            import torch._dynamo  # noqa: F401
+        except Exception:  # noqa: BLE001
+            pass
+        device = str(job.get("device", "cpu"))
+        if device.startswith("cuda") and job.get("gpu_memory_fraction"):
+            import torch  # candidates sharing one GPU: each worker gets its slice of the device's memory
+
+            torch.cuda.set_per_process_memory_fraction(float(job["gpu_memory_fraction"]), torch.device(device))
+        if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache
+            from rewardgen.tasks.spec import task_from_dict
+            from rewardgen.sim.warp import prewarm
+
+            prewarm(task_from_dict(job["task"], where="job"), job.get("device") or "cuda")
+
+
+def _run(job: dict, out) -> None:
+    import torch
+
+    from rewardgen.contract.reward import load_reward
+    from rewardgen.tasks.fitness import make_fitness
+    from rewardgen.tasks.spec import task_from_dict
+    from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
+
+    torch.set_num_threads(int(job.get("torch_threads", 1)))
+    task = task_from_dict(job["task"], where="job")
+    fitness = make_fitness(task.fitness, task.schema)
+    env_reward = bool(job.get("env_reward", False)) and job["mode"] == "train"
+    resume = None
+    if job["mode"] == "train" and job.get("resume") is not None:
+        try:
+            resume = base64.b64decode(job["resume"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            out.json({"type": "error", "stage": "job", "error": f"job key 'resume' is not base64: {exc}"})
+            return
+    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward, job, task.ppo) if job["mode"] == "train" else None
+    if resume is not None and not getattr(trainer, "supports_resume", False):
+        out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
+        return
+    if job["mode"] == "check":
+        capacity = int(job.get("num_envs", 4))
+    else:
+        capacity = int(getattr(getattr(trainer, "hp", None), "num_envs", None) or job.get("num_envs", 8))
+        if isinstance(job.get("check"), dict):
+            capacity = max(capacity, int(job["check"].get("num_envs", 4)))
+    stage = "load"
+    fn = None
+    try:
+        if env_reward:  # the env's own reward: trusted code only, no candidate to load or guard against
+            from rewardgen.trainers.sb3 import EnvRewardFn
+
+            out.json({"type": "isolation", "layers": [], "warnings": ["env reward: no candidate code was run"]})
+            fn = EnvRewardFn()
+        elif job.get("sandbox", True):
+            fn = open_jail(job, out, task.schema, capacity)
+        else:  # overhead measurements only: the candidate in this process, no isolation at all
+            fn = load_reward(job["source"], CANDIDATE_FILENAME)
+        # only now may this process touch a GPU: the jail was forked before any device was opened
+        _warm_up(job)
+        if job["mode"] == "check":
+            stage = "runtime"
+            out.json({"type": "result", **_smoke(job, task, fn, fitness)})
+            return
+        if isinstance(job.get("check"), dict):  # the candidate's smoke check, folded into its training
+            stage = "runtime"
+            out.json({"type": "check", **_smoke(job["check"], task, fn, fitness)})
+        stage = "runtime"
+        config = TrainConfig(steps=int(job["steps"]), seed=int(job["seed"]), num_envs=int(job.get("num_envs", 8)),
+                             device=job.get("device", "cpu"), resume=resume)
+        stats = TrainingStats(config.steps)
+        reward = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
+        if env_reward and trainer.name != "sb3":
+            reward = None  # trainers other than SB3 read the env reward themselves (PPOTrainer(env_reward=True))
+        last = [0.0]
+
+        def progress(steps: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.5 or steps >= config.steps:
+                last[0] = now
+                out.json({"type": "progress", "steps": int(steps), "total": config.steps})
+
+        result = trainer.train(task, reward, config, progress)
+        if hasattr(fn, "verify"):
+            fn.verify()
+        extra = dict(result.extra)
+        state = extra.pop("resume_state", None)
+        if isinstance(state, (bytes, bytearray)):  # before the result, see the module docstring
+            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(state)})
+            out.bytes(bytes(state))
+        extra.pop("checkpoints", None)  # intermediate policies stay here: nothing downstream reads them
+        out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
+                  "seconds": result.seconds, "trainer": trainer.name,
+                  "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
+        out.bytes(result.policy.to_bytes())
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
+        report_failure(out, exc, stage)
+    finally:
+        if hasattr(fn, "close"):
+            fn.close()
+
+
+def _smoke(check: dict, task, fn, fitness) -> dict:
+    """The smoke check: random actions through the real State path and the reward (the contract is
+    checked on every call); returns the result frame's fields."""
+    import numpy as np
+
+    from rewardgen.trainers.base import BatchReward, TrainingStats
+    from rewardgen.trainers.sb3 import RewardVecEnv
+
+    steps = int(check.get("steps", 256))
+    envs = int(check.get("num_envs", 4))
+    stats = TrainingStats(steps)
+    reward = BatchReward(fn, fitness, stats, envs, task.episode_length)
+    venv = RewardVecEnv(task, reward, envs, int(check.get("seed", 0)))
+    venv.reset()
+    rng = np.random.default_rng(int(check.get("seed", 0)))
+    for _ in range(max(1, steps // envs)):
+        venv.step_async(rng.uniform(-1, 1, size=(envs, task.schema.nu)).astype(np.float32))
+        venv.step_wait()
+    if hasattr(fn, "verify"):
+        fn.verify()
+    return {"stats": reward.summary(), "env_steps": venv.total_steps}
+
+
+def report_failure(out, exc: BaseException, stage: str) -> None:
+    """Send the verdict for an exception raised while loading or running the candidate: the jail's
+    own record for a failure inside it, else the same classification made here."""
+    from rewardgen.sandbox.jail import JailError, failure_record
+
+    if isinstance(exc, JailError):
+        record = {"stage": exc.stage, "error": exc.error, "traceback": exc.traceback}
+    else:
+        record = failure_record(exc, stage, CANDIDATE_FILENAME)
+    out.json({"type": "error", **record})
+
+
+def _make_trainer(name: str, env_reward: bool, job: dict | None = None, task_ppo: dict | None = None):
+    """The job's trainer; for PPO, the task's own settings (``Task.ppo``) over the defaults, and the
+    job's ``num_envs``, ``sim`` and ``cpu_threads`` over those."""
+    from rewardgen.trainers.base import get_trainer
+
+    job = job or {}
+    if name == "ppo":
+        from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+        hp = PPOHyperparams(**(task_ppo or {}))
+        if job.get("num_envs"):
+            hp = replace(hp, num_envs=int(job["num_envs"]))
+        if job.get("sim", "cpu") != "cpu":
+            hp = replace(hp, sim=str(job["sim"]), sim_device=job.get("device"))
+        if job.get("cpu_threads"):  # this job's share of the machine's cores (Executor.cpu_threads)
+            threads = max(1, int(job["cpu_threads"]))
+            hp = replace(hp, sim_threads=threads, use_helper_thread=threads >= 2)
+        return PPOTrainer(hp, env_reward=env_reward)
+    if not env_reward:
+        return get_trainer(name)
+    if name == "sb3":
+        from rewardgen.trainers.sb3 import SB3Trainer
+
+        return SB3Trainer(env_reward=True)
+    return get_trainer(name)  # raises for unknown names
+
+
+def serve(run, prog: str) -> None:
+    """A worker's entry point: read the job from stdin (bounded), answer with frames on --result-fd."""
+    from rewardgen.sandbox.ipc import FrameWriter
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--result-fd", type=int, required=True)
+    args = parser.parse_args()
+    out = FrameWriter(args.result_fd)
+    os.set_inheritable(args.result_fd, False)
+    raw = sys.stdin.buffer.read(MAX_JOB_BYTES + 1)
+    if len(raw) > MAX_JOB_BYTES:
+        out.json({"type": "error", "stage": "job", "error": "job too large"})
+        return
+    run(json.loads(raw), out)
+
+
+def main() -> None:
+    serve(_run, "rewardgen.trainers.worker")
+
+
+if __name__ == "__main__":
+    main()
