@@ -31,7 +31,40 @@ import time
 from pathlib import Path
 from typing import Any
 
+# ----- every file name of the run store (the layout above), spelled here only
 RUN_FILE = "run.json"
+RUN_LOCK_FILE = "run.lock"
+GENERATION_FILE = "generation.json"
+REWARD_FILE = "reward.py"
+PROPOSAL_FILE = "proposal.json"
+TRAIN_LOG = "train.log"
+POLICY_FILE = "policy.npz"
+METRICS_FILE = "metrics.json"
+VIDEO_FILE = "video.mp4"
+VIDEO_INFO_FILE = "video.json"
+FINAL_FILE = "final.json"
+REPORT_FILE = "report.html"
+FEEDBACK_FILE = "feedback.json"
+
+
+def gen_dirname(generation: int) -> str:
+    """``gen-NNN``: a generation's folder."""
+    return f"gen-{generation:03d}"
+
+
+def cand_dirname(candidate: int) -> str:
+    """``cand-NN``: a candidate's folder inside its generation's."""
+    return f"cand-{candidate:02d}"
+
+
+def rung_file(rung: int) -> str:
+    """``rung-R.json``: one slice of a candidate's training under the schedule, and its evaluation."""
+    return f"rung-{rung}.json"
+
+
+def state_file(rung: int) -> str:
+    """``state-R.npz``: the trainer's resume state after rung R (the next rung continues from it)."""
+    return f"state-{rung}.npz"
 
 
 class RunStoreError(UserError):
@@ -176,7 +209,7 @@ class RunStore:
 
     # ----- locking: one process works on a run at a time
     def lock(self) -> None:
-        fd = os.open(self.path / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,25 +226,25 @@ class RunStore:
 
     # ----- layout
     def gen_dir(self, generation: int) -> Path:
-        return self.path / f"gen-{generation:03d}"
+        return self.path / gen_dirname(generation)
 
     def cand_dir(self, generation: int, candidate: int) -> Path:
-        return self.gen_dir(generation) / f"cand-{candidate:02d}"
+        return self.gen_dir(generation) / cand_dirname(candidate)
 
     def read_generation(self, generation: int) -> dict | None:
         """The generation's proposal record, or None if it was never completely written."""
-        path = self.gen_dir(generation) / "generation.json"
+        path = self.gen_dir(generation) / GENERATION_FILE
         try:
             return read_json(path)
         except FileNotFoundError:
             return None
 
     def read_metrics(self, generation: int, candidate: int) -> dict | None:
-        path = self.cand_dir(generation, candidate) / "metrics.json"
+        path = self.cand_dir(generation, candidate) / METRICS_FILE
         try:
             return read_json(path)
         except FileNotFoundError:
             return None
 
     def read_source(self, generation: int, candidate: int) -> str:
-        return (self.cand_dir(generation, candidate) / "reward.py").read_text()
+        return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()

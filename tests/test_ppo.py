@@ -10,7 +10,8 @@ from rewardgen.contract.reward import load_reward
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.tasks.spec import get_task
-from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, get_trainer
+from rewardgen.trainers import get_trainer
+from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
 from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 
 warnings.filterwarnings("ignore", message=".*precision lowered.*")
@@ -88,7 +89,6 @@ def test_jobs_get_their_share_of_the_cores():
     """Workers running side by side must not each start a physics pool over every core plus the helper
     thread (measured 7-12% slower in all); a lone worker uses the whole machine."""
     from rewardgen.run.executors import LocalExecutor, default_workers
-    from rewardgen.trainers.worker import _make_trainer
 
     cores = default_workers()
     pool = LocalExecutor(max_workers=cores)
@@ -97,8 +97,8 @@ def test_jobs_get_their_share_of_the_cores():
         assert pool.cpu_threads(cores) == 1 and pool.cpu_threads(10 * cores) == 1
     finally:
         pool.close()
-    alone = _make_trainer("ppo", False, {"cpu_threads": 2}).hp
-    shared = _make_trainer("ppo", False, {"cpu_threads": 1}).hp
+    alone = get_trainer("ppo", cpu_threads=2).hp
+    shared = get_trainer("ppo", cpu_threads=1).hp
     assert (alone.sim_threads, alone.use_helper_thread) == (2, True)
     assert (shared.sim_threads, shared.use_helper_thread) == (1, False)
-    assert _make_trainer("ppo", False, {}).hp.use_helper_thread  # `rewardgen train`: the whole machine
+    assert get_trainer("ppo").hp.use_helper_thread  # `rewardgen train`: the whole machine

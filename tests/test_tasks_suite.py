@@ -131,7 +131,7 @@ def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
     """A task's `ppo:` settings survive the trip to a worker (to_dict / task_from_dict / a written YAML),
     bad ones are refused with the key named, and the worker's trainer takes them under the job's own."""
     from rewardgen.tasks.spec import TaskError, get_task, load_task_file, write_task_yaml
-    from rewardgen.trainers.worker import _make_trainer
+    from rewardgen.trainers import get_trainer
 
     hopper = get_task("hopper-hop")
     assert hopper.ppo["epochs"] == 10 and hopper.ppo["minibatches"] == 32
@@ -146,5 +146,5 @@ def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
                       ([1, 2], "'ppo' must be a mapping")):
         with pytest.raises(TaskError, match=says):
             task_from_dict(raw | {"ppo": bad}, where="t.yaml")
-    hp = _make_trainer("ppo", False, {"num_envs": 16}, hopper.ppo).hp
+    hp = get_trainer("ppo", task_ppo=hopper.ppo, num_envs=16).hp
     assert (hp.epochs, hp.minibatches, hp.rollout_steps, hp.num_envs) == (10, 32, 32, 16)

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.evaluate.hacking import hacking_alarm
-from rewardgen.store import atomic_write_text
+from rewardgen.store import FINAL_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, atomic_write_text
 from rewardgen.safetext import html as _html
-from rewardgen.evaluate.video import VIDEO_FILE
+from rewardgen.store import VIDEO_FILE
 
 REPORT_NAME = "report.html"
 
@@ -100,7 +100,7 @@ def _numbered(parent: Path, prefix: str, suffix: str = "") -> list[tuple[int, Pa
 def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
     """(run.json or {}, candidates per generation, notes about missing/corrupt files)."""
     notes: list[str] = []
-    run = _read_json(run_dir / "run.json", notes)
+    run = _read_json(run_dir / RUN_FILE, notes)
     if run is None and not notes:
         notes.append("run.json is missing")
     run = run if isinstance(run, dict) else {}
@@ -111,12 +111,12 @@ def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
         cands = []
         for c, cdir in _numbered(gdir, "cand"):
             cand = Cand(g, c, cdir)
-            metrics = _read_json(cdir / "metrics.json", cand.notes)
+            metrics = _read_json(cdir / METRICS_FILE, cand.notes)
             cand.metrics = metrics if isinstance(metrics, dict) else None
-            proposal = _read_json(cdir / "proposal.json", cand.notes)
+            proposal = _read_json(cdir / PROPOSAL_FILE, cand.notes)
             cand.proposal = proposal if isinstance(proposal, dict) else {}
             try:
-                cand.source = (cdir / "reward.py").read_text()
+                cand.source = (cdir / REWARD_FILE).read_text()
             except (OSError, UnicodeDecodeError):
                 cand.source = None
             for r, rpath in _numbered(cdir, "rung", ".json"):
@@ -596,7 +596,7 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
                   _e("; ".join(map(str, c.proposal.get("notes") or [])))] for c in chain]
         parts.append("<h3>Lineage (newest first)</h3>" + _table(lrows, ["candidate", "fitness", "origin", "notes"]))
 
-    final = _read_json(run_dir / "final.json", notes) if (run_dir / "final.json").is_file() else None
+    final = _read_json(run_dir / FINAL_FILE, notes) if (run_dir / FINAL_FILE).is_file() else None
     if isinstance(final, dict) and final.get("rows"):
         parts.append("<h2>Final evaluation</h2>")
         parts.append(f"<p class='muted'>{_e(final.get('protocol', ''))}; {_e(final.get('seeds'))} seeds x "

@@ -30,14 +30,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rewardgen.contract.job import WorkerJob
+from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.sandbox.ipc import (MAX_POLICY_BYTES, MAX_RESUME_BYTES, MAX_WORKER_BYTES, FrameError, SchemaError,
                                     check_frame, read_frames)
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding the rewardgen package
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
@@ -212,7 +212,7 @@ class _BoundedLog:
         return (bytes(self.head) + mid.encode() + bytes(self.tail)).decode("utf-8", "replace")
 
 
-def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
+def run_worker(job: WorkerJob | dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                on_event: Callable[[dict], None] | None = None,
                module: str = "rewardgen.trainers.worker", sandboxed: bool = True) -> WorkerResult:
     """Run ``job`` in a fresh worker process and collect its verdict; never raises for worker faults.
@@ -227,13 +227,12 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
 
     start = time.monotonic()
     result = WorkerResult(stage="crash")
-    job = dict(job)
-    job["sandbox"] = bool(sandboxed)
-    job["jail_memory_bytes"] = int(limits.memory_bytes)  # the jail's own RLIMIT_AS, CUDA jobs included
-    if sandboxed and "source" in job and job.get("validate", True):
+    # the jail's own RLIMIT_AS, CUDA jobs included
+    job = replace(WorkerJob.from_dict(job), sandbox=bool(sandboxed), jail_memory_bytes=int(limits.memory_bytes))
+    if sandboxed and job.source is not None and job.validate:
         from rewardgen.sandbox.validate import validate_source
 
-        issues = validate_source(job["source"])
+        issues = validate_source(job.source)
         if issues:
             first = str(issues[0]) + (f" (and {len(issues) - 1} more issue(s))" if len(issues) > 1 else "")
             return WorkerResult(stage="static", error=first, traceback="\n".join(str(i) for i in issues),
@@ -243,13 +242,13 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         isolation += ["worker-process", "worker-session", "scrubbed-env", "scratch-cwd", "worker-rlimits"]
     # a CUDA context reserves far more address space than any useful RLIMIT_AS: GPU jobs are bounded
     # by torch's per-process memory fraction on the device instead (job "gpu_memory_fraction")
-    address_limit = not str(job.get("device", "cpu")).startswith("cuda")
+    address_limit = not job.device.startswith("cuda")
     if sandboxed and not address_limit:
         result.warnings.append("RLIMIT_AS not applied to a CUDA job (the driver reserves huge address space); "
                                "device memory is capped by the job's gpu_memory_fraction")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
-        env = worker_env(scratch, int(job.get("torch_threads", 1)))
+        env = worker_env(scratch, job.torch_threads)
         proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
         spawned = time.monotonic()  # the wall-clock limits count from here (not the zygote's own start)
         result.started = how
@@ -320,11 +319,10 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             t.start()
         try:
             with stdin:
-                stdin.write(json.dumps(job).encode())
+                stdin.write(json.dumps(job.to_dict()).encode())
         except BrokenPipeError:
             pass
-        check = job.get("check") if isinstance(job.get("check"), dict) else None
-        check_seconds = float(check.get("seconds") or 0) if check else 0.0
+        check_seconds = float(job.check.seconds) if job.check else 0.0
         try:
             if 0 < check_seconds < limits.wall_seconds:  # the folded smoke check has its own, shorter limit
                 try:

@@ -104,7 +104,7 @@ def enabled() -> bool:
 def zygote_env(scratch: str) -> dict[str, str]:
     """The whole environment the zygote starts with: no secret, nothing of the user's but PATH and
     locale (its children get their own environment per job)."""
-    from rewardgen.sandbox.process import PACKAGE_PARENT
+    from rewardgen.resources import PACKAGE_PARENT
 
     env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
     env.update({"HOME": scratch, "TMPDIR": scratch, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1",

@@ -103,18 +103,6 @@ class Trainer(ABC):
         """Train a policy on ``task`` with ``reward`` replacing the env's own reward."""
 
 
-def get_trainer(name: str) -> Trainer:
-    if name == "sb3":
-        from rewardgen.trainers.sb3 import SB3Trainer
-
-        return SB3Trainer()
-    if name == "ppo":
-        from rewardgen.trainers.ppo import PPOTrainer
-
-        return PPOTrainer()
-    raise ValueError(f"unknown trainer {name!r}; available: ppo, sb3")
-
-
 class TrainingStats:
     """Component and episode statistics at about ``points`` moments through training.
 

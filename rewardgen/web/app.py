@@ -58,9 +58,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.store import RUN_FILE, RunStore, RunStoreError
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, RunStore,
+    RunStoreError)
 from rewardgen.safetext import clean, html
-from rewardgen.evaluate.video import VIDEO_FILE
+from rewardgen.store import VIDEO_FILE
 from rewardgen.web.charts import component_chart, fitness_chart
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
 
@@ -147,7 +148,7 @@ def _read_json(path: Path) -> dict:
 
 def _source(store: RunStore, g: int, c: int) -> str | None:
     try:
-        return (store.cand_dir(g, c) / "reward.py").read_text()[:MAX_SOURCE_SHOWN]
+        return (store.cand_dir(g, c) / REWARD_FILE).read_text()[:MAX_SOURCE_SHOWN]
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -176,8 +177,8 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict) -> list[dict]:
     out = []
     for c, proposal in enumerate(gen.get("candidates", [])):
         d = store.cand_dir(g, c)
-        m = _read_json(d / "metrics.json")
-        prop = _read_json(d / "proposal.json") or (proposal if isinstance(proposal, dict) else {})
+        m = _read_json(d / METRICS_FILE)
+        prop = _read_json(d / PROPOSAL_FILE) or (proposal if isinstance(proposal, dict) else {})
         source = _source(store, g, c)
         evaluation = m.get("evaluation") or {}
         out.append({
@@ -203,7 +204,7 @@ def progress(store: RunStore, job: dict | None) -> dict:
         gen = store.read_generation(current)
         if gen is not None:
             total = len(gen.get("candidates", []))
-            finished = sum((store.cand_dir(current, c) / "metrics.json").is_file() for c in range(total))
+            finished = sum((store.cand_dir(current, c) / METRICS_FILE).is_file() for c in range(total))
     return {"run": store.path.name, "status": run.get("status"), "generations_planned": planned,
             "generations_finished": len(done), "current_generation": current, "candidates_total": total,
             "candidates_finished": finished, "busy": bool(job and job.get("running")) or run_lock_held(store.path),
@@ -348,7 +349,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         gens = []
         g = 0
         summaries = {s["generation"]: s for s in run.get("generations", [])}
-        while (store.gen_dir(g) / "generation.json").is_file():
+        while (store.gen_dir(g) / GENERATION_FILE).is_file():
             s = summaries.get(g)
             gens.append({"generation": g, "finished": s is not None, "best": (s or {}).get("best"),
                          "candidates": (s or {}).get("candidates", [])})
@@ -374,7 +375,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         run = store.read_run()
         finished = g in {s["generation"] for s in run.get("generations", [])}
         items = [x for x in _safe_feedback(store) if x.get("generation") == g]
-        has_next = (store.gen_dir(g + 1) / "generation.json").is_file()
+        has_next = (store.gen_dir(g + 1) / GENERATION_FILE).is_file()
         return page(request, "generation.html", run=run, run_id=store.path.name, g=g, finished=finished,
                     cands=_candidates(store, store.path.name, g, record), feedback=items, has_next=has_next,
                     gens_proposed=proposed_generations(store), progress=progress(store, jobs.status(store.path)))
