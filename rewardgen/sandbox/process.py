@@ -20,7 +20,6 @@ See docs/sandbox.md.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import signal
@@ -34,17 +33,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rewardgen.contract.job import WorkerJob
+from rewardgen.sandbox.oslevel import enter_netns, netns_of, set_parent_death_signal
 from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.sandbox.ipc import (MAX_POLICY_BYTES, MAX_RESUME_BYTES, MAX_WORKER_BYTES, FrameError, SchemaError,
                                     check_frame, read_frames)
 
-_PR_SET_PDEATHSIG = 1
-_CLONE_NEWNET = 0x40000000
-_CLONE_NEWUSER = 0x10000000
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the pre-exec child should not dlopen
-except OSError:  # pragma: no cover
-    _LIBC = None
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "MUJOCO_GL", "PYOPENGL_PLATFORM", "TZ")
 
 
@@ -103,50 +96,6 @@ class WorkerResult:
         return self.stage == "ok"
 
 
-def close_fds_except(keep: set[int]) -> None:
-    """In a just-forked child: close every inherited descriptor not in ``keep`` (a worker's result
-    pipe, the orchestrator's files, sockets) so nothing reaches what runs next by number."""
-    try:
-        fds = [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def set_parent_death_signal() -> None:
-    """In a just-forked child: die (SIGKILL) when the process that started it dies."""
-    try:
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-def _enter_netns() -> None:
-    """Move the (pre-exec, single-threaded) child into a fresh network namespace, if allowed."""
-    if _LIBC is None:
-        return
-    if _LIBC.unshare(_CLONE_NEWNET) == 0:
-        return
-    uid, gid = os.getuid(), os.getgid()
-    if _LIBC.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
-        return
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        try:
-            fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-
 def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool = True) -> Callable[[], None]:
     cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
 
@@ -155,7 +104,7 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool =
         if not sandboxed:
             return
         try:
-            _enter_netns()
+            enter_netns()
         except Exception:  # noqa: BLE001 - the parent reports whether it worked
             pass
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -165,13 +114,6 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool =
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
 
     return apply
-
-
-def _netns_of(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
 
 
 def worker_env(scratch: str, threads: int = 1) -> dict[str, str]:
@@ -255,7 +197,7 @@ def run_worker(job: WorkerJob | dict[str, Any], limits: WorkerLimits = WorkerLim
         if how not in ("zygote", "fresh"):  # the zygote was wanted and failed: say so
             result.warnings.append(how)
         if sandboxed:
-            child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
+            child_ns, own_ns = netns_of(proc.pid), netns_of("self")
             if child_ns and own_ns and child_ns != own_ns:
                 isolation.append("worker-netns")
             else:

@@ -78,7 +78,7 @@ def _run_fresh(module: str, data: bytes, env: dict[str, str], rlimits: list, tim
     import os
     import resource
 
-    from rewardgen.sandbox.process import set_parent_death_signal
+    from rewardgen.sandbox.oslevel import set_parent_death_signal
 
     def limits() -> None:
         set_parent_death_signal()
