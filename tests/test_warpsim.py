@@ -17,7 +17,8 @@ pytest.importorskip("mujoco_warp", reason="the Warp backend needs mujoco-warp: p
 
 from rewardgen.sim.cpu import BatchSim  # noqa: E402
 from rewardgen.tasks.spec import get_task  # noqa: E402
-from rewardgen.sim.warp import WarpSim, WarpUnavailable, make_sim  # noqa: E402
+from rewardgen.sim import make_sim  # noqa: E402
+from rewardgen.sim.warp import WarpSim, WarpUnavailable  # noqa: E402
 
 FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "com_pos", "com_vel")
 NAMED = ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",

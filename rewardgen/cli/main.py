@@ -736,7 +736,7 @@ def cmd_bench(args) -> int:
                               f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
                               f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
     elif args.what == "throughput" and args.sim == "warp":
-        from rewardgen.sim.warp import warp_throughput
+        from rewardgen.bench.warp import warp_throughput
 
         console.print(f"bench throughput on {args.task}: MuJoCo Warp on {args.device}")
         result = warp_throughput(args.task, device=args.device)

@@ -32,7 +32,7 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.tasks.spec import Task
 from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainOutput,
                                      pack_resume_state, unpack_resume_state)
-from rewardgen.sim.warp import make_sim
+from rewardgen.sim import make_sim
 
 CheckpointFn = Callable[[int, PolicyExport], None]
 
