@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from conftest import cli, last_json
-from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, check_applies, make_fitness, sparse_reward_source
+from rewardgen.tasks.applicability import check_applies
+from rewardgen.tasks.baselines import sparse_reward_source
+from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, make_fitness
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.offline import OfflineProposer, term_library
 from rewardgen.sandbox import WorkerLimits, run_worker

@@ -5,7 +5,7 @@
 - ``evolved``: the run's best reward (``run.json`` ``best``), as selected by trusted fitness;
 - ``human``: the env's own reward (the hand-written reward of the gymnasium task), for tasks whose
   ``baseline`` is ``env`` (``Task.has_env_reward``); novel/MJCF tasks have none;
-- ``sparse``: the fitness's success indicator as a reward (``fitness.sparse_reward_source``): 1 on
+- ``sparse``: the fitness's success indicator as a reward (``rewardgen.tasks.baselines.sparse_reward_source``): 1 on
   every step where the per-step fitness is at the success pace.
 
 Every policy is measured by the trusted evaluator (``run_trusted_evaluation``, its own process) on
@@ -37,7 +37,7 @@ import numpy as np
 from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
 from rewardgen.sandbox import WorkerResult
 from rewardgen.store import FINAL_FILE, POLICY_FILE, RUN_FILE, RunStore, atomic_write_json, read_json
-from rewardgen.tasks.fitness import sparse_reward_source
+from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
 METHODS = ("evolved", "human", "sparse")
