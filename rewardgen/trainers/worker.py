@@ -157,15 +157,11 @@ def _run(job: WorkerJob, out) -> None:
         result = trainer.train(task, reward, config, progress)
         if hasattr(fn, "verify"):
             fn.verify()
-        extra = dict(result.extra)
-        state = extra.pop("resume_state", None)
-        if isinstance(state, (bytes, bytearray)):  # before the result, see the module docstring
-            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(state)})
-            out.bytes(bytes(state))
-        extra.pop("checkpoints", None)  # intermediate policies stay here: nothing downstream reads them
+        if result.resume_state is not None:  # before the result, see the module docstring
+            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(result.resume_state)})
+            out.bytes(bytes(result.resume_state))
         out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
-                  "seconds": result.seconds, "trainer": trainer.name,
-                  "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
+                  "seconds": result.seconds, "trainer": trainer.name, "extra": result.report()})
         out.bytes(result.policy.to_bytes())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
         report_failure(out, exc, stage)
