@@ -62,7 +62,7 @@ from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWAR
     RunStoreError)
 from rewardgen.safetext import clean, html
 from rewardgen.store import VIDEO_FILE
-from rewardgen.web.charts import component_chart, fitness_chart
+from rewardgen.inspect.charts import component_chart, fitness_chart
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
