@@ -84,7 +84,9 @@ def test_report_contents(tmp_path):
     out = write_report(run)
     assert out == run / "report.html"
     text = out.read_text()
-    assert text.count("<svg") == 3  # fitness per generation + two trained candidates
+    # fitness per generation + two trained candidates, each with the components chart the web UI draws
+    # and its reward against fitness through training
+    assert text.count("<svg") == 5
     assert "<video" not in text  # no candidate here has a video file
     assert not re.search(r"""(src|href)=['"]https?:""", text)  # self-contained
     assert "12345" in text and "678" in text  # tokens
@@ -129,7 +131,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     url = report.resolve().as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<svg") == 3  # the browser parsed every plot
+    assert dom.stdout.count("<svg") == 5  # the browser parsed every plot
     shot = subprocess.run([*flags, f"--screenshot={png}", "--window-size=1200,2000", url],
                           capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
@@ -178,7 +180,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     status_row = re.search(r"<td>status</td><td>([^<]*)</td>", text)
     assert status_row and status_row.group(1) == "finished"  # was "running": written before the final status
     # every candidate's rollout video: a <video> whose file exists, relative to the report
-    srcs = re.findall(r"<video src='([^']+)'", text)
+    srcs = re.findall(r"<video src=[\"']([^\"']+)", text)
     cands = sorted(run_dir.glob("gen-*/cand-*/video.mp4"))
     assert len(cands) == 6 and len(set(srcs)) == 6, (srcs, cands)
     for src in srcs:
@@ -187,8 +189,8 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     best = run["best"]
     ref = f"{best['generation']}/{best['candidate']}"
     assert f"winner is candidate <b>{ref}</b>" in text
-    assert text.count("class='winner'") >= 2 and "(the winner)" in text
-    why = text[text.index("id='why'"):text.index("<h2>Fitness per generation")]
+    assert len(re.findall(r"class=[\"']winner[\"']", text)) >= 2 and "(the winner)" in text
+    why = text[re.search(r"id=[\"']why[\"']", text).start():text.index("<h2>Fitness per generation")]
     assert "component shares" in why and "share of the reward" in why and "runner-up" in why
     assert why.count("best episode</b>") == 2  # trajectory summaries of winner and runner-up side by side
     assert "its diff" in why and ("against its parent" in why or "no parent" in why)

@@ -52,9 +52,13 @@ def nice_ticks(lo: float, hi: float, most: int = 6, integer: bool = False) -> li
     return ticks
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _finite(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [(float(x), float(y)) for x, y in points
-            if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
+    """The points whose x and y are finite numbers (run files may hold anything else: it is skipped)."""
+    return [(float(x), float(y)) for x, y in points if _number(x) and _number(y)]
 
 
 class _Scale:
@@ -94,7 +98,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
     scatter = {k: _finite(v) for k, v in (dots or {}).items()}
     seconds = {k: _finite(v) for k, v in (right or {}).items()}
     seconds = {k: v for k, v in seconds.items() if v}
-    refs = {k: float(v) for k, v in (hlines or {}).items() if v is not None and math.isfinite(float(v))}
+    refs = {k: float(v) for k, v in (hlines or {}).items() if _number(v)}
     every = [p for v in list(lines.values()) + list(scatter.values()) for p in v]
     if not every and seconds:  # only right-axis data: draw it, with an empty left axis
         every = [(x, 0.0) for v in seconds.values() for x, _ in v]
@@ -220,7 +224,7 @@ def training_chart(training: dict, fitness: float | None = None, *, width: int =
     right = {"fitness while training": fits}
     styles = {"episode return (its reward)": {"color": "#d6604d"}, "fitness while training": {"color": "#1b7837"}}
     done = _finite(fits)
-    if fitness is not None and done and math.isfinite(fitness):
+    if _number(fitness) and done:
         right["trusted fitness (evaluation)"] = [(done[-1][0], fitness)]
         styles["trusted fitness (evaluation)"] = {"color": "#f0a030", "r": 5}
     return line_chart({"episode return (its reward)": returns}, right=right, styles=styles, width=width,
@@ -240,12 +244,12 @@ def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 22
     dots, best, medians, so_far = [], [], [], None
     for gen in sorted(generations, key=lambda g: g.get("generation", 0)):
         g = gen.get("generation", 0)
-        fits = [c["fitness"] for c in gen.get("candidates", []) if c.get("fitness") is not None]
+        fits = [c["fitness"] for c in gen.get("candidates", []) if _number(c.get("fitness"))]
         dots.extend((g, f) for f in fits)
         if fits:
             medians.append((g, statistics.median(fits)))
         b = (gen.get("best") or {}).get("fitness")
-        if b is not None:
+        if _number(b):
             so_far = b if so_far is None else max(so_far, b)
         if so_far is not None:
             best.append((g, so_far))

@@ -135,7 +135,7 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
         "traceback": m.get("traceback"), "origin": proposal.get("origin"), "parent": proposal.get("parent"),
         "notes": notes, "hacking": hacking(metrics), "source": source, "diff": diff, "video": video,
         "video_note": ("no video" + (f": {video_error}" if video_error else "")) if m else "training...",
-        "chart": component_chart(training) if m else None, "fate": fate_text(metrics, budget) if m else "",
+        "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None, "fate": fate_text(metrics, budget) if m else "",
         "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
         "evaluation": evaluation, "training": training,
     }
