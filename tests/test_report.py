@@ -256,3 +256,38 @@ def test_report_escapes_hostile_text(tmp_path):
     text = write_report(run).read_text()
     assert "<img src=x" not in text and "<script>alert" not in text and "&lt;img src=x" in text
     text.encode("utf-8")
+
+
+def test_report_and_web_ui_render_a_candidate_through_one_card(tmp_path):
+    """One rendering path: the report and the web UI's generation page show a candidate with the same
+    card (same alarm, same escaped error and origin, the same components chart byte for byte)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from test_feedback import fake_run
+
+    from rewardgen.web import create_app
+
+    run = fake_run(tmp_path / "runs", generations=2, samples=2)
+    metrics = run / "gen-001" / "cand-00" / "metrics.json"
+    m = json.loads(metrics.read_text())
+    m["training"]["components"]["<b>x</b>\udcff"] = m["training"]["components"]["alive"]
+    m |= {"status": "runtime", "error": "boom <script>alert(1)</script>",
+          "hacking": {"message": "possible reward hacking: <i>return</i> rose, fitness flat"}}
+    metrics.write_text(json.dumps(m))
+    (run / "gen-001" / "cand-00" / "proposal.json").write_text(
+        json.dumps({"origin": "llm <img src=x>", "parent": "0/0", "notes": []}))
+    web = TestClient(create_app(run.parent), base_url="http://127.0.0.1").get(f"/runs/{run.name}/gen/1").text
+    report = write_report(run).read_text()
+
+    def card(text: str, key: str) -> str:
+        start = text.index(f'id="cand-{key}"')
+        return text[start:text.index('<details class="diff">', start)]
+
+    w, r = card(web, "0"), card(report, "1-0")
+    for part in ('<div class="flag hacking">&#9888; possible reward hacking: &lt;i&gt;return&lt;/i&gt; rose',
+                 '<div class="err">boom &lt;script&gt;alert(1)&lt;/script&gt;</div>',
+                 "origin: llm &lt;img src=x&gt;; parent 0/0", "&lt;b&gt;x&lt;/b&gt;\\udcff"):
+        assert part in w and part in r, part
+    chart = w[w.index('<div class="plot">'):w.index("</svg>") + 6]
+    assert chart in r
+    assert "<script>alert" not in web + report and "<img src=x" not in web + report
