@@ -154,7 +154,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
                      f'stroke-dasharray="3,3"/>')
     ry = _right_axis(seconds, top, ph)
     if seconds:
-        for y in nice_ticks(ry.lo, ry.hi, most=max(4, ph // 26)):
+        for y in nice_ticks(ry.lo, ry.hi, most=max(5, ph // 22)):  # one more: a lone tick says little
             parts.append(f'<text x="{left + pw + 4}" y="{ry(y) + 3.5:.1f}" font-size="10">{_fmt(y)}</text>')
         if right_label:
             cx, cy = width - 8, top + ph / 2
