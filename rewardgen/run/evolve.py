@@ -144,6 +144,10 @@ class EvolveConfig:
         if self.trainer not in TRAINERS:
             raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
+    def budget(self, task: Task) -> int:
+        """Env-steps of one full training: ``steps``, else the task's default (the one place it is decided)."""
+        return int(self.steps or task.default_steps)
+
     @classmethod
     def from_dict(cls, raw: dict) -> "EvolveConfig":
         known = {f.name for f in fields(cls)}
@@ -262,7 +266,7 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: 
             if problem:
                 raise ConfigError(problem)
     proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
-    steps = config.steps or task.default_steps
+    steps = config.budget(task)
     run = {
         "kind": kind,
         "status": "created",
@@ -301,7 +305,7 @@ class Evolution:
         self.config = EvolveConfig.from_dict(run["config"])
         self.task: Task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
         self.kind = run.get("kind", "evolve")
-        self.steps = int(self.config.steps or self.task.default_steps)
+        self.steps = self.config.budget(self.task)
         self.eval_seed = 10_000 + 1000 * self.config.seed
         self._executor = None
         self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)

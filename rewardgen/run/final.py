@@ -87,12 +87,13 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
     task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
     config = run.get("config") or {}
-    steps = int(steps or config.get("steps") or task.default_steps)
     episodes = episodes or config.get("eval_episodes") or task.eval_episodes
     from rewardgen.run.evolve import EvolveConfig, effective_trainer
 
-    trainer, _ = effective_trainer(task, config.get("trainer", "sb3"))
-    setup = training_setup(task, EvolveConfig.from_dict(config | {"task": task.id}), trainer, steps)
+    run_config = EvolveConfig.from_dict(config | {"task": task.id})
+    steps = int(steps or run_config.budget(task))
+    trainer, _ = effective_trainer(task, run_config.trainer)
+    setup = training_setup(task, run_config, trainer, steps)
     config_seed = int(config.get("seed", 0))
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
