@@ -28,7 +28,7 @@ from rewardgen.run.step import keep_training, training_failure, training_setup, 
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
     REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
@@ -533,7 +533,7 @@ class Evolution:
             if not participants:
                 return
 
-    def _rung(self, g: int, c: int, r: int) -> dict | None:
+    def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
         try:
             return read_json(self.store.cand_dir(g, c) / rung_file(r))
         except FileNotFoundError:
@@ -551,7 +551,7 @@ class Evolution:
         d = self.store.cand_dir(g, c)
         source = self.store.read_source(g, c)
         seed = self.config.seed * 1000 + g * 100 + c
-        record: dict[str, Any] = {"rung": r, "target_steps": target}
+        record: RungRecord = {"rung": r, "target_steps": target}
 
         def fail(status: str, error: str | None, **more: Any) -> None:
             atomic_write_json(d / rung_file(r), record | {"status": status, "error": error, "fitness": None} | more)
@@ -641,7 +641,7 @@ class Evolution:
             return
         rungs = [self._rung(g, c, r) for r in range(last + 1)]
         final = rungs[-1]
-        metrics: dict[str, Any] = {"generation": g, "candidate": c, "status": final["status"],
+        metrics: CandidateMetrics = {"generation": g, "candidate": c, "status": final["status"],
                                    "error": final.get("error"), "fitness": final.get("fitness"),
                                    "schedule": self.config.schedule, "fate": fate, "rungs": len(rungs),
                                    "check": rungs[0].get("check")}
@@ -724,7 +724,7 @@ class Evolution:
         cands = gen.get("candidates", [])
         return cands[c].get("error") if c < len(cands) else None
 
-    def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
+    def _finish(self, d: Path, metrics: CandidateMetrics) -> CandidateOutcome:
         for stale in d.glob("state-*.npz"):  # resumable states are only needed while a candidate is alive
             stale.unlink()
         atomic_write_json(d / METRICS_FILE, metrics)
