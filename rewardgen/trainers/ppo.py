@@ -202,7 +202,6 @@ class PPOTrainer(Trainer):
         obs_rms.update(raw_obs)
         batch = n * T
         iterations = max(1, -(-int(config.steps) // batch))
-        total_steps = iterations * batch
         global_step = 0
         losses: dict[str, float] = {}
         clock = time.perf_counter
