@@ -70,7 +70,7 @@ def _no_llm_from_the_environment(monkeypatch):
 
 
 class RecordingProgress:
-    """The CLI's live display (``rewardgen.cli.main.RichProgress``) on a recorded terminal, with every bar's
+    """The CLI's live display (``rewardgen.cli.display.RichProgress``) on a recorded terminal, with every bar's
     state captured after each event: what a person would have seen, event by event."""
 
     def __init__(self, width: int = 110):
@@ -78,7 +78,7 @@ class RecordingProgress:
 
         from rich.console import Console
 
-        from rewardgen.cli.main import RichProgress
+        from rewardgen.cli.display import RichProgress
 
         self.file = io.StringIO()
         self.console = Console(file=self.file, force_terminal=True, width=width, color_system=None)

@@ -219,7 +219,7 @@ def test_progress_display_escapes_untrusted_text():
 
     from rich.console import Console
 
-    from rewardgen.cli.main import RichProgress
+    from rewardgen.cli.display import RichProgress
 
     buf = io.StringIO()
     display = RichProgress(Console(file=buf, force_terminal=False, width=200))

@@ -1,0 +1,474 @@
+"""The commands: each turns parsed arguments into one library call and shows its result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rewardgen.cli.common import (
+    EXIT_FAILED,
+    UsageError,
+    config_from_args,
+    consoles,
+    emit_json,
+    read_reward,
+    task_from_env_args,
+    task_named,
+    writable_output,
+)
+from rewardgen.cli.display import (
+    RichProgress,
+    components_table,
+    human_steps,
+    loadavg,
+    summary_table,
+    tasks_text,
+)
+from rewardgen.errors import UserError, flatten
+from rewardgen.safetext import term
+from rewardgen.store import REPORT_FILE, REWARD_FILE, RunStore
+
+
+def cmd_tasks(args) -> int:
+    from rich.console import Console
+
+    from rewardgen.tasks.spec import list_tasks
+
+    tasks = list_tasks()
+    if args.json:
+        emit_json([{"id": t.id, "description": t.description, "robot": t.robot_label, "baseline": t.baseline_kind,
+                     "fitness": t.fitness, "success_threshold": t.success_threshold,
+                     "default_steps": t.default_steps} for t in tasks])
+        return 0
+    console = Console(highlight=False, soft_wrap=True)
+    ids = {t.id for t in tasks}
+    for line in tasks_text(tasks, min(console.width, 100)):
+        head = line.split("  ·  ", 1)
+        if len(head) == 2 and head[0] in ids:  # the task id in colour on a terminal
+            console.print(f"[bold cyan]{term(head[0])}[/]  ·  {term(head[1])}")
+        else:
+            console.print(term(line))
+    return 0
+
+
+def cmd_describe(args) -> int:
+    from rewardgen.proposers.prompts import task_prompts
+
+    task = task_named(args.task)
+    prompts = task_prompts(task)
+    if args.json:
+        emit_json({"task": task.id, "system": prompts["system"], "user": prompts["task"]})
+        return 0
+    sys.stdout.write("=== system prompt ===\n" + prompts["system"] + "\n=== task prompt ===\n" + prompts["task"])
+    return 0
+
+
+def cmd_task_new(args) -> int:
+    from rewardgen.tasks.spec import write_task_yaml
+
+    task = task_from_env_args(args)
+    path = write_task_yaml(task, Path(args.output), overwrite=args.force)
+    print(f"wrote {path}; use it with: rewardgen evolve --task {path}")
+    return 0
+
+
+def _run_with_progress(args, fn) -> dict:
+    console = consoles(args.json)
+    with RichProgress(console) as progress:
+        summary = fn(progress)
+    return summary
+
+
+def cmd_evolve(args) -> int:
+    from rewardgen.run.evolve import Evolution, replay_config, start_run
+
+    task = None
+    if args.replay:
+        config, task = replay_config(Path(args.replay))
+    elif args.env:
+        if args.task:
+            raise UsageError("give either --task or --env, not both", prog="rewardgen evolve")
+        task = task_from_env_args(args)
+        args.task = task.id
+        config = config_from_args(args)
+    elif not args.task:
+        raise UsageError("the following arguments are required: --task (or --env ROBOT.xml, or --replay RUN_DIR)",
+                         prog="rewardgen evolve")
+    else:
+        config = config_from_args(args)
+    config.validate()
+    task = task or task_named(config.task)
+    store = start_run(config, Path(args.runs_dir), task=task)
+    return _run_or_stop(args, lambda progress: Evolution(store, progress).run(), store.path)
+
+
+def _run_or_stop(args, fn, run_dir: Path) -> int:
+    """Run an evolve/resume with progress; a run the LLM endpoint stopped ends in one line, exit 1."""
+    from rewardgen.run.evolve import EndpointFailure
+
+    try:
+        summary = _run_with_progress(args, fn)
+    except EndpointFailure as exc:
+        if args.json:
+            from rewardgen.store import RunStore
+
+            run = RunStore(run_dir).read_run()
+            emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
+                        "error": str(exc)})
+        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: rewardgen resume {run_dir})",
+                   markup=False),
+              file=sys.stderr)
+        return EXIT_FAILED
+    return _report_run(args, summary)
+
+
+def _report_run(args, summary: dict) -> int:
+    if args.json:
+        emit_json({"run_dir": summary["run_dir"], "best": summary["best"], "generations": summary["generations"]})
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        console.print(summary_table(summary))
+        best = summary.get("best")
+        if best:
+            path = RunStore(Path(summary["run_dir"])).cand_dir(best["generation"], best["candidate"]) / REWARD_FILE
+            console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
+                          f"fitness {best['fitness']:.4g}", highlight=False)
+            console.print(f"  reward: {term(path)}", soft_wrap=True)
+        report = Path(summary["run_dir"]) / REPORT_FILE
+        if report.is_file():
+            console.print(f"  report: {term(report)}", soft_wrap=True)
+    from rewardgen.run.evolve import failure_summary
+
+    cause = failure_summary(summary.get("generations") or [])
+    if cause:  # nothing usable came out of the run: say why in one line, exit non-zero
+        print(term(f"rewardgen: {cause} (details: rewardgen report {summary['run_dir']})", markup=False),
+              file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from rewardgen.run.evolve import resume
+    from rewardgen.store import RunStore
+
+    run = RunStore.open(Path(args.run)).read_run()
+    if run.get("status") == "finished" and not args.json:
+        done = len(run.get("generations", []))
+        print(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To train "
+              "more generations, start the next one from the web UI (`rewardgen serve`) or run `rewardgen evolve "
+              "--replay` / a new `rewardgen evolve`.", file=sys.stderr)
+    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
+
+
+def cmd_train(args) -> int:
+    from rewardgen.run.evolve import train_file
+    from rewardgen.sandbox.validate import validate_source
+
+    source = read_reward(args.reward)
+    config = config_from_args(args)
+    config.validate()
+    task = task_named(config.task)
+    issues = validate_source(source)
+    if issues:  # refused before anything runs: no run directory for a file that cannot be trained
+        if args.json:
+            emit_json({"run_dir": None, "status": "static", "fitness": None, "success": False,
+                        "error": str(issues[0]), "env_steps": 0, "env_steps_per_second": None})
+        else:
+            print(term(f"rejected before training (static check) - {args.reward}:", markup=False), file=sys.stderr)
+            for issue in issues:
+                print("  " + term(str(issue), markup=False), file=sys.stderr)
+            print("nothing was trained; fix the file (`rewardgen check` explains more) and run again", file=sys.stderr)
+        return 1
+    result = _run_with_progress(args, lambda progress: train_file(source, config, Path(args.runs_dir), progress))
+    m = result["metrics"]
+    out = {"run_dir": result["run_dir"], "status": m.get("status"), "fitness": m.get("fitness"),
+           "success": bool(m.get("success")), "error": m.get("error"), "env_steps": m.get("env_steps"),
+           "env_steps_per_second": m.get("env_steps_per_second")}
+    if args.json:
+        emit_json(out)
+    else:
+        from rich.console import Console
+
+        console = Console(highlight=False)
+        if m.get("status") == "ok":
+            verdict = (f"success: at or above the threshold {task.success_threshold:g}" if m.get("success")
+                       else f"below the success threshold {task.success_threshold:g}")
+            fitness_name = task.fitness.get("name", "fitness")
+            console.print(f"trusted fitness ({term(fitness_name)}): [bold]{m['fitness']:.4g}[/], {verdict}")
+            console.print(f"trained {human_steps(m.get('env_steps'))} env-steps at "
+                          f"{human_steps(round(m.get('env_steps_per_second') or 0))} env-steps/s")
+            table = components_table(m.get("training") or {})
+            if table is not None:
+                console.print(table)
+        else:
+            console.print(f"[red]{term(m.get('status'))}[/]: {term(m.get('error'))}")
+            tb = m.get("traceback")
+            if tb and tb.strip() != (m.get("error") or "").strip():
+                console.print(term(tb, markup=False), markup=False)
+        console.print(f"run directory: {term(result['run_dir'])}", soft_wrap=True)
+    return 0 if m.get("status") == "ok" else 1
+
+
+def cmd_check(args) -> int:
+    from rewardgen.sandbox.check import check_reward
+
+    source = read_reward(args.reward)
+    task = task_named(args.task)
+    verdict = check_reward(source, task, steps=args.steps, seed=args.seed)
+    if args.json:
+        emit_json(verdict.to_json())
+    else:
+        print(term(verdict.explain(), markup=False))  # the reward's own text: shown, never obeyed
+    return 0 if verdict.ok else 1
+
+
+def cmd_bench(args) -> int:
+    from rich.console import Console
+
+    from rewardgen.bench import train as bench
+
+    task_named(args.task)
+    args.steps_given = args.steps is not None
+    args.steps = args.steps or 300_000
+    if args.what == "schedule":
+        args.samples = args.samples or 8
+    console = Console(stderr=args.json)
+    if args.what == "schedule":
+        from rewardgen.bench.schedule import compare_schedules
+
+        console.print(f"bench schedule on {args.task}: full vs successive halving, {args.samples} candidates, "
+                      f"same proposals and seeds")
+        result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
+                                   seed=args.seed)
+        if not args.json:
+            for name in ("full", "halving"):
+                r = result[name]
+                best = r["best"] or {}
+                console.print(f"{name:>8}: {r['env_steps']:>9} env-steps, best candidate {best.get('candidate')} "
+                              f"fitness {best.get('fitness')}")
+            gap = result.get("fitness_gap")
+            console.print(f"halving used {result['steps_ratio']:.1%} of full's env-steps; "
+                          f"same best: {result.get('same_best')}"
+                          + (f"; its best is {gap:.1%} below full's" if gap is not None else ""))
+    elif args.what == "evolve":
+        from rewardgen.bench.evolve import bench_evolve
+
+        if args.sim != "cpu":
+            raise UserError("bench evolve measures the CPU simulator only (the Warp path: bench throughput --sim warp)")
+        quick = args.quick
+        steps = 4096 if quick and not args.steps_given else args.steps
+        samples = args.samples or (2 if quick else 4)
+        repeats = args.repeats or (1 if quick else 3)
+        halving = args.halving_steps or (4096 if quick else None)
+        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {steps} env-steps, full "
+                      f"schedule, with and without video; halving at {halving or 'the default'} budget), "
+                      f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {loadavg()}")
+        result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
+                              workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
+                              say=lambda line: console.print(line, highlight=False))
+        if not args.json:
+            console.print(f"trainer alone: {result['trainer_alone_env_steps_per_s']:,.0f} env-steps/s (median)")
+            for row in ("full", "full+video", "halving"):
+                r = result[row]
+                console.print(f"{row:>10}: {r['env_steps_per_s']:,.0f} env-steps/s, efficiency {r['efficiency']:.2f}, "
+                              f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
+                              f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
+    elif args.what == "throughput" and args.sim == "warp":
+        from rewardgen.bench.warp import warp_throughput
+
+        console.print(f"bench throughput on {args.task}: MuJoCo Warp on {args.device}")
+        result = warp_throughput(args.task, device=args.device)
+    elif args.what == "throughput":
+        console.print(f"bench throughput on {args.task}: raw simulation, rewardgen PPO (sandboxed worker), "
+                      f"SB3 PPO over 8 gymnasium envs - side by side in one run")
+        result = bench.throughput(args.task)
+    else:
+        console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {args.steps} steps x {args.seeds} seeds")
+        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
+    if args.json:
+        emit_json(result)
+    elif args.what not in ("schedule", "evolve"):
+        console.print_json(json.dumps(result, default=str))
+    return 0
+
+
+def cmd_debug(args) -> int:
+    from rewardgen.contract.policy import PolicyExport, PolicyFormatError
+    from rewardgen.inspect.debug import (
+        DebugError,
+        PolicyMismatch,
+        check_policy_fits,
+        debug_reward,
+    )
+
+    source = read_reward(args.reward)
+    task = task_named(args.task)
+    policy = None
+    if args.policy:
+        path = Path(args.policy)
+        if not path.is_file():
+            raise UsageError(f"no such policy file: {path}")
+        try:
+            policy = PolicyExport.from_bytes(path.read_bytes())
+        except PolicyFormatError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        try:
+            check_policy_fits(policy, task)
+        except PolicyMismatch as exc:
+            raise UsageError(f"--policy {path}: {exc}", prog="rewardgen debug") from None
+    try:
+        report = debug_reward(source, task, policy=policy, episodes=args.episodes, seed=args.seed)
+    except DebugError as exc:
+        if args.json:
+            emit_json({"ok": False, "stage": exc.stage, "error": str(exc)})
+        else:
+            print(f"the reward could not be run ({exc.stage}): {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json(report.to_json())
+    else:
+        rendered = report.render()
+        if isinstance(rendered, str):
+            print(rendered)
+        else:
+            from rich.console import Console
+
+            Console().print(rendered)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rewardgen.inspect.report import write_report
+    from rewardgen.store import RunStore
+
+    RunStore.open(Path(args.run))
+    out = writable_output(Path(args.output)) if args.output else Path(args.run) / REPORT_FILE
+    try:
+        out = write_report(Path(args.run), out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen report") from None
+    print(out)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from rewardgen.inspect.export import export_reward, parse_candidate
+    from rewardgen.store import RunStore
+
+    RunStore.open(Path(args.run))
+    out = writable_output(Path(args.output))
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    try:
+        path = export_reward(Path(args.run), parse_candidate(args.candidate) if args.candidate else None, out)
+    except OSError as exc:
+        raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen export") from None
+    print(path)
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    from rewardgen.run import feedback
+
+    item = feedback.add_text(Path(args.run), args.text, args.candidate)
+    print(f"feedback stored; generation {item['applies_to']} will use it")
+    return 0
+
+
+def cmd_prefer(args) -> int:
+    from rewardgen.run import feedback
+
+    ranking = None
+    if args.ranking:
+        try:
+            ranking = [int(x) for x in args.ranking.split(",")]
+        except ValueError:
+            raise UsageError(f"--ranking must be candidate numbers separated by commas, got {args.ranking!r}") from None
+    best = args.best if args.best is not None else (ranking[0] if ranking else None)
+    if best is None:
+        raise UsageError("give --best C (and optionally --worst C) or --ranking C,C,...")
+    item = feedback.add_preference(Path(args.run), args.generation, best, args.worst, ranking)
+    print(f"preference stored; generation {item['applies_to']} will use it")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from rewardgen.web import check_bind, serve
+
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise UsageError(f"no runs directory at {runs_dir}")
+    try:
+        check_bind(args.host, args.token)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    _check_port_free(args.host, args.port)
+    serve(runs_dir, host=args.host, port=args.port, token=args.token)  # it prints the URL once bound
+    return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once, the way the server will, so a busy port or a bad address is one line
+    (UsageError) before anything says the UI started."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"cannot serve on --host {host}: {getattr(exc, 'strerror', None) or exc}",
+                         prog="rewardgen serve") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(f"port {port} on {host} is already in use (another `rewardgen serve`?); "
+                                 f"stop it or choose another with --port", prog="rewardgen serve") from None
+            raise UsageError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", prog="rewardgen serve") from None
+
+
+def cmd_final(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rewardgen.run.executors import make_executor
+    from rewardgen.run.final import final_evaluation
+
+    console = Console(stderr=args.json)
+    executor = make_executor(args.executor, ray_address=args.ray_address)
+
+    class _Progress:
+        def event(self, kind: str, **d: Any) -> None:
+            if kind == "final_run":
+                fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+                console.print(f"  {d['method']} seed {d['seed_index']}: {d['status']}{fit}")
+
+    try:
+        result = final_evaluation(Path(args.run), seeds=args.seeds, steps=args.steps, executor=executor,
+                                  progress=_Progress(), episodes=args.episodes)
+    finally:
+        executor.close()
+    if args.json:
+        emit_json(result)
+        return 0
+    table = Table(title=f"final evaluation of {Path(args.run).name}")
+    for col in ("method", "seeds ok", "fitness mean", "fitness std", "success rate", "normalised score"):
+        table.add_column(col)
+    def f(v: float | None) -> str:
+        return "" if v is None else f"{v:.4g}"
+
+    for row in result["rows"]:
+        table.add_row(row["label"], f"{row['ok']}/{row['seeds']}", f(row["fitness_mean"]), f(row["fitness_std"]),
+                      f(row["success_rate"]), f(row.get("human_normalized")))
+    console.print(table)
+    score = result.get("score")
+    console.print(f"human-normalised score of the evolved reward: {score:.3f}" if score is not None
+                  else f"human-normalised score: n/a ({result.get('score_note')})")
+    return 0

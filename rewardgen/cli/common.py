@@ -1,0 +1,130 @@
+"""What every command shares: the one-line usage error, reading a task, a reward file or the run settings from arguments, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rewardgen.errors import UserError
+
+EXIT_FAILED = 1  # the command ran but produced nothing usable (a run with no trained candidate)
+
+
+EXIT_USAGE = 2
+
+
+class UsageError(UserError):
+    """Bad input on the command line: reported in one line with exit code 2.
+
+    ``prog`` names the command in the printed line (``rewardgen evolve: error: ...``)."""
+
+    def __init__(self, message: str, prog: str = "rewardgen"):
+        super().__init__(message)
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
+
+
+def number_type(kind: type, ok, wanted: str):
+    """An argparse type: parse ``kind`` and require ``ok(value)``, saying ``wanted`` when not."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+    return parse
+
+
+# --------------------------------------------------------------------------- progress display
+#: the run directory of the command in progress, for the Ctrl-C message
+CURRENT_RUN: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------- commands
+def consoles(as_json: bool):
+    from rich.console import Console
+
+    out = Console(stderr=as_json, highlight=False)
+    return out
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def task_named(name: str):
+    """The task ``name`` (an id or a YAML path), checked to build its env: TaskError (exit 2) if not."""
+    from rewardgen.tasks.spec import check_loads, get_task
+
+    task = get_task(name)
+    check_loads(task)
+    return task
+
+
+def config_from_args(args):
+    from rewardgen.run.evolve import EvolveConfig
+
+    llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
+                                         "schedule", "mode", "interactive", "executor", "ray_address", "sim",
+                                         "device")
+           if hasattr(args, k)}
+    if hasattr(args, "no_video"):
+        llm["video"] = not args.no_video
+    return EvolveConfig(task=args.task, samples=getattr(args, "samples", 1), generations=getattr(args, "generations", 1),
+                        steps=args.steps, seed=args.seed, workers=args.workers, trainer=args.trainer,
+                        num_envs=args.num_envs, timeout=args.timeout, eval_episodes=args.eval_episodes, **llm)
+
+
+def task_from_env_args(args):
+    from rewardgen.tasks.spec import task_from_mjcf
+
+    if not args.describe or not args.fitness:
+        raise UsageError("--env needs --describe \"what to do\" and --fitness \"name(param=value)\"")
+    extra = {k: v for k, v in (("episode_length", args.episode_length), ("success_threshold", args.success_threshold),
+                               ("frame_skip", args.frame_skip), ("task_id", args.id)) if v is not None}
+    if getattr(args, "steps", None):
+        extra["default_steps"] = args.steps
+    return task_from_mjcf(args.env, args.describe, args.fitness, **extra)
+
+
+def read_reward(path_text: str) -> str:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such reward file: {path}")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def writable_output(out: Path) -> Path:
+    """``out`` when a file can be written there: UsageError (one line) for a directory, a missing or
+    unwritable folder, before any work is done."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a directory; give a file name")
+    folder = out.parent
+    if not folder.exists():
+        raise UsageError(f"-o {out}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise UsageError(f"-o {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {out}: cannot write to {folder} (permission denied)")
+    return out
+
+
+#: argparse types: a wrong value is one clear line
+positive_int = number_type(int, lambda v: v > 0, "a positive integer")
+non_negative_int = number_type(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = number_type(float, lambda v: v > 0, "a positive number")
+port_number = number_type(int, lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535")

@@ -1,0 +1,368 @@
+"""What a person sees while commands run: the live progress display with its time estimate, and the tables."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rewardgen.cli.common import CURRENT_RUN
+from rewardgen.safetext import one_line, term
+from rewardgen.store import VIDEO_FILE, gen_dirname
+
+
+class RichProgress:
+    """Live progress for evolve/train/resume: one bar per candidate, a line per generation.
+
+    A candidate's bar counts env-steps against the budget it has now: under the halving schedule
+    that is its rung's target (a fifth of the full budget first), so a candidate cut early ends at
+    its own budget, never at the full one, and no bar passes its total (PPO trains whole batches, so
+    the last update may go a little past the target: the bar stops at the target, the count shows
+    what was trained). Candidates not started yet say "queued". A generation row estimates the time
+    left from the env-steps the schedule still plans and the recent rate.
+
+    On a terminal the bars redraw in place; piped (``--json``, the web UI's job log) there are no
+    bars, just one plain line per event, never wrapped mid-line. All text from rewards, proposers
+    or errors goes through ``rewardgen.safetext``.
+    """
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Column
+
+        self.console = console
+        self.live = console.is_terminal
+        # the description gives way (cut with an ellipsis) so that the bar, the counts and the time
+        # left keep their width at 80 columns
+        self.bars = Progress(TextColumn("{task.description}", table_column=Column(ratio=1, no_wrap=True,
+                                                                                   overflow="ellipsis")),
+                             BarColumn(bar_width=12 if console.width < 100 else 24),
+                             TextColumn("{task.fields[count]}", table_column=Column(no_wrap=True)),
+                             TimeElapsedColumn(),
+                             TextColumn("{task.fields[eta]}", table_column=Column(no_wrap=True)),
+                             console=console, transient=False, disable=not self.live, expand=True)
+        self.rows: dict[tuple[int, int], Any] = {}
+        self.state: dict[tuple[int, int], dict] = {}
+        self.gen_rows: dict[int, Any] = {}
+        self.plans: dict[int, int] = {}
+        self.first_target: dict[int, int] = {}
+        self.started: dict[int, float] = {}
+        self.resumed: set[int] = set()
+        self.lock = threading.Lock()
+        self.steps = 0
+        self.kind = "evolve"
+
+    def __enter__(self):
+        if self.live:
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._llm_done()
+        if self.live:
+            self.bars.stop()
+
+    def print(self, text: str) -> None:
+        """A line above the bars (markup allowed: untrusted parts must already be escaped)."""
+        self.console.print(text, soft_wrap=not self.live, highlight=False)
+
+    # ----- rows
+    def _label(self, g: int, c: int) -> str:
+        return f"gen {g} cand {c:<2}"
+
+    def _row(self, g: int, c: int):
+        key = (g, c)
+        if key not in self.rows:
+            self.rows[key] = self.bars.add_task(f"{self._label(g, c)} queued", start=False, count="", eta="",
+                                                total=self.first_target.get(g) or self.steps or 1)
+            self.state[key] = {"steps": 0}
+        return self.rows[key]
+
+    def _count(self, done: int, total: int) -> str:
+        return f"{human_steps(min(done, total))}/{human_steps(total)}"
+
+    def _update_eta(self, g: int) -> None:
+        """The generation row: env-steps trained of those the schedule plans, and the time left at the
+        rate so far (wall time since the generation started, so checks, evaluations and videos count);
+        no estimate before the first slice of training is done."""
+        row = self.gen_rows.get(g)
+        if row is None:
+            return
+        total = max(self.plans.get(g, 1), 1)
+        done = min(sum(st.get("steps", 0) for (gg, _), st in self.state.items() if gg == g), total)
+        eta = ""
+        if done >= self.first_target.get(g, total) and g in self.started:
+            left = (time.monotonic() - self.started[g]) * (total - done) / done
+            eta = f"~{_clock(left)} left"
+        self.bars.update(row, completed=done, total=total, count=f"{human_steps(done)}/{human_steps(total)}",
+                         eta=eta)
+
+    def event(self, kind: str, **d: Any) -> None:
+        with self.lock:
+            handler = getattr(self, f"_on_{kind}", None)
+            if handler is not None:
+                handler(**d)
+
+    # ----- events
+    def _on_run_started(self, run_dir, task, proposer, config, run_kind="evolve", steps=None, **_):
+        CURRENT_RUN["run_dir"] = str(run_dir)
+        self.kind = run_kind
+        if run_kind == "train":
+            self.print(f"[bold]rewardgen train[/]: task [cyan]{term(task)}[/], the reward file as one candidate, "
+                       f"{human_steps(steps)} env-steps")
+        else:
+            self.print(f"[bold]rewardgen evolve[/]: task [cyan]{term(task)}[/], proposer: {term(proposer)}")
+        self.print(f"run directory: {term(run_dir)}")
+
+    def _on_proposing(self, generation, proposer, **_):
+        self.print(f"generation {generation}: asking the {term(proposer)} for candidates")
+
+    def _on_generation_started(self, generation, candidates, pending, steps, schedule="full", plan=None, **_):
+        self._llm_done()
+        self.steps = steps
+        done = candidates - len(pending)
+        if not pending:
+            self.resumed.add(generation)
+            self.print(f"generation {generation}: already finished")
+            return
+        noun = "candidate" if candidates == 1 else "candidates"
+        extra = f" ({done} already finished)" if done else ""
+        left = getattr(self, "_estimate", None)
+        extra += f", ~{_duration(left[0])} left" if left and left[1] == "measured" else ""
+        how = ""
+        if plan and len(plan) > 1:
+            how = (" under successive halving: all train to " + human_steps(plan[0]["target"]) + ", the best "
+                   + ", then ".join(f"{p['candidates']} go{'es' if p['candidates'] == 1 else ''} on to "
+                                    f"{human_steps(p['target'])}" for p in plan[1:]))
+        if self.kind != "train":
+            self.print(f"generation {generation}: {candidates} {noun}, budget {human_steps(steps)} env-steps "
+                       f"each{how}{extra}")
+        plan = plan or [{"target": steps, "candidates": len(pending)}]
+        prev, total = 0, 0
+        for p in plan:
+            total += p["candidates"] * (p["target"] - prev)
+            prev = p["target"]
+        self.plans[generation] = total
+        self.first_target[generation] = plan[0]["target"]
+        self.started[generation] = time.monotonic()
+        self.gen_rows[generation] = self.bars.add_task(f"gen {generation} overall", total=max(total, 1), count="",
+                                                       eta="")
+        for c in pending:
+            self._row(generation, c)
+
+    def _on_candidate_started(self, generation, candidate, rung=0, rungs=1, target=None, budget=None, **_):
+        row = self._row(generation, candidate)
+        self.bars.start_task(row)
+        what = "checking" if rung == 0 else f"continuing (rung {rung + 1} of {rungs})"
+        total = target or self.steps or 1
+        self.bars.update(row, description=f"{self._label(generation, candidate)} {what}", total=total,
+                         completed=min(self.state[(generation, candidate)]["steps"], total),
+                         count=self._count(self.state[(generation, candidate)]["steps"], total))
+
+    def _on_candidate_progress(self, generation, candidate, steps, total, budget=None, rung=0, rungs=1, **_):
+        row = self._row(generation, candidate)
+        self.state[(generation, candidate)]["steps"] = steps
+        stage = "training" if rungs == 1 else f"training, rung {rung + 1}/{rungs}"
+        self.bars.update(row, completed=min(steps, total), total=total, count=self._count(steps, total),
+                         description=f"{self._label(generation, candidate)} {stage}")
+        self._update_eta(generation)
+
+    def _on_evaluating(self, generation, candidate, **_):
+        self.bars.update(self._row(generation, candidate),
+                         description=f"{self._label(generation, candidate)} evaluating")
+
+    def _on_slice_finished(self, generation, candidate, rung, rungs, fitness, **_):
+        if rung < rungs - 1:
+            self.bars.update(self._row(generation, candidate),
+                             description=f"{self._label(generation, candidate)} fitness {fitness:.3g}, waiting")
+
+    def _on_rendering_video(self, generation, candidate, **_):
+        if self.state.get((generation, candidate), {}).get("finished"):
+            return  # videos render in the background: a finished row keeps its fitness and fate
+        self.bars.update(self._row(generation, candidate),
+                         description=f"{self._label(generation, candidate)} rendering its video")
+
+    def _on_rung_finished(self, generation, rung, rungs, continuing, next_target, **_):
+        for c in continuing:
+            self.bars.update(self._row(generation, c), description=f"{self._label(generation, c)} queued for "
+                                                                   f"rung {rung + 2}/{rungs}")
+
+    def _on_candidate_finished(self, generation, candidate, status, fitness, error, success, fate=None,
+                               env_steps=None, budget=None, rungs=None, **_):
+        key = (generation, candidate)
+        row = self._row(generation, candidate)
+        steps = int(env_steps or self.state[key].get("steps") or 0)
+        self.state[key]["steps"] = steps
+        self.state[key]["finished"] = True
+        label = self._label(generation, candidate)
+        if status == "ok":
+            text = f"{label} [green]fitness {fitness:.3g}[/]" + (" (success)" if success else "")
+            if fate == "eliminated":
+                text += ", [dim]cut early[/]"  # by halving; the count column says at how many steps
+        else:
+            text = f"{label} [red]{term(status)}[/]: {one_line(error, 60)}"
+        own = max(steps, 1)  # the bar ends at the candidate's own budget: what it actually trained
+        count = f"{human_steps(steps)}/{human_steps(budget or self.steps)}" if fate == "eliminated" else \
+            (human_steps(steps) + " steps" if steps else "")
+        self.bars.update(row, description=text, total=own, completed=own if status == "ok" else 0, count=count)
+        self.bars.stop_task(row)
+        self._update_eta(generation)
+        if not self.live:
+            self.print(text + (f" at {count} env-steps" if fate == "eliminated" else ""))
+
+    def _on_warning(self, message, **_):
+        self.print(f"[yellow]warning:[/] {term(message)}")
+
+    def _on_estimate(self, seconds_left, seconds_total, basis, **_):
+        """The run's duration: printed up front (a guess) and once measured; kept for generation starts."""
+        shown = getattr(self, "_estimate_shown", set())
+        self._estimate = (seconds_left, basis)
+        if basis not in shown:
+            self._estimate_shown = shown | {basis}
+            what = "estimated duration" if basis == "guess" else "estimated time left (measured)"
+            self.print(f"{what}: ~{_duration(seconds_left)}")
+
+    def _on_llm_status(self, generation, in_flight, answered, failed, **_):
+        """While the LLM is asked: one live row with the requests in flight and the time so far."""
+        text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
+            (f", {failed} failed" if failed else "")
+        if getattr(self, "_llm_row", None) is None:
+            self._llm_row = self.bars.add_task(text, total=None, count="", eta="")
+        self.bars.update(self._llm_row, description=text)
+
+    def _llm_done(self):
+        row = getattr(self, "_llm_row", None)
+        if row is not None:  # kept (rows are looked up by position), shown as done
+            self.bars.update(row, total=1, completed=1)
+            self._llm_row = None
+
+    def _on_awaiting_feedback(self, generation, run_dir, **_):
+        if self.live:
+            self.bars.stop()
+        self.print(f"generation {generation} is done: watch the videos ({gen_dirname(generation)}/cand-*/{VIDEO_FILE} "
+                   f"in {term(run_dir)}, or `rewardgen serve`) and give feedback")
+
+    def _on_generation_finished(self, generation, summary, best, report=None, resumed=False, **_):
+        row = self.gen_rows.pop(generation, None)
+        if row is not None:
+            self.bars.update(row, eta="", count=human_steps(summary.get("steps_spent") or 0) + " steps")
+            self.bars.stop_task(row)
+        if resumed or generation in self.resumed or self.kind == "train":
+            return  # said so when it started; `train` prints its own verdict
+        b = summary.get("best")
+        line = f"generation {generation} done: best candidate {b['candidate']} fitness {b['fitness']:.4g}" if b \
+            else f"generation {generation} done: no candidate succeeded"
+        if best:
+            line += f"; best so far gen {best['generation']} cand {best['candidate']} ({best['fitness']:.4g})"
+        self.print(line)
+        if report:
+            self.print(f"report: {term(report)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def summary_table(summary: dict, budget: int | None = None):
+    from rich.table import Table
+
+    table = Table(title=f"run {term(Path(summary['run_dir']).name)}", caption="* the best candidate of the run",
+                  caption_justify="left")
+    for col in ("gen", "cand", "status", "fitness", "success", "trained"):
+        table.add_column(col, no_wrap=True)
+    errors = any(c.get("error") for gen in summary.get("generations", []) for c in gen["candidates"])
+    if errors:  # no empty squeezed column when every candidate ran
+        table.add_column("error", overflow="fold", max_width=60)
+    best = summary.get("best") or {}
+    for gen in summary.get("generations", []):
+        for cand in gen["candidates"]:
+            mark = " *" if (best.get("generation"), best.get("candidate")) == (gen["generation"], cand["candidate"]) else ""
+            fit = "" if cand["fitness"] is None else f"{cand['fitness']:.4g}{mark}"
+            trained = f"{human_steps(cand['env_steps'])} steps" if cand.get("env_steps") else ""
+            if cand.get("fate") == "eliminated":
+                trained += " (cut by halving)"
+            cells = [str(gen["generation"]), str(cand["candidate"]), term(cand["status"]), fit,
+                     "yes" if cand.get("success") else "", trained]
+            table.add_row(*cells, *([one_line(cand.get("error"), 120)] if errors else []))
+    return table
+
+
+def human_steps(n: Any) -> str:
+    """Env-steps for people: 1000000 -> "1M", 300000 -> "300k", 2048 -> "2,048"."""
+    if not isinstance(n, (int, float)) or isinstance(n, bool):
+        return str(n)
+    n = int(n)
+    for div, unit in ((1_000_000, "M"), (1_000, "k")):
+        if abs(n) >= div and n % (div // 100) == 0:
+            return f"{n / div:g}{unit}"
+    return f"{n:,}"
+
+
+BASELINES = {"env": "the env's own reward", "sparse": "a sparse success reward"}
+
+
+def tasks_text(tasks: list, width: int) -> list[str]:
+    """``rewardgen tasks`` as lines of at most ``width`` columns (at least 40): per task a head line
+    (id, robot, default budget), its fitness, success threshold and baseline, and the description
+    wrapped and indented, so nothing is cut at 80 columns or in a pipe."""
+    import textwrap
+
+    width = max(40, width)
+    out = textwrap.wrap(f"{len(tasks)} tasks; train with `rewardgen evolve --task ID`, see what a proposer is "
+                        "told with `rewardgen describe ID`.", width) + [""]
+    for t in tasks:
+        params = ", ".join(f"{k}={v}" for k, v in t.fitness.get("params", {}).items())
+        fitness = f"{t.fitness['name']}({params})"
+        out.append(f"{t.id}  ·  {t.robot_label}  ·  {human_steps(t.default_steps)} steps")
+        for facts in (f"fitness: {fitness}, success at >= {t.success_threshold:g}",
+                      f"baseline: {BASELINES.get(t.baseline_kind, t.baseline_kind)}"):
+            out += textwrap.wrap(facts, width, initial_indent="  ", subsequent_indent="    ",
+                                 break_on_hyphens=False)
+        out += textwrap.wrap(t.description, width, initial_indent="  ", subsequent_indent="  ",
+                             break_on_hyphens=False)
+        out.append("")
+    return out[:-1]
+
+
+def component_shares(training: dict) -> list[dict]:
+    """Per component: mean per step at the first and last checkpoint of training, and its share of the
+    reward's magnitude at the end (|mean| / sum of |means|), largest share first."""
+    comps = training.get("components") or {}
+    rows = []
+    for name, points in comps.items():
+        pts = [p for p in points or [] if isinstance(p, dict) and isinstance(p.get("mean"), (int, float))]
+        if pts:
+            rows.append({"name": name, "first": float(pts[0]["mean"]), "last": float(pts[-1]["mean"])})
+    total = sum(abs(r["last"]) for r in rows)
+    for r in rows:
+        r["share"] = abs(r["last"]) / total if total > 0 else None
+    return sorted(rows, key=lambda r: -(r["share"] or 0))
+
+
+def components_table(training: dict):
+    from rich.table import Table
+
+    rows = component_shares(training)
+    table = Table(title="reward components (mean per step)", title_justify="left")
+    table.add_column("component", overflow="fold", max_width=32)
+    for col in ("start of training", "end of training", "share at end"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        table.add_row(one_line(r["name"], 64), f"{r['first']:.4g}", f"{r['last']:.4g}",
+                      "-" if r["share"] is None else f"{r['share']:.0%}")
+    return table if rows else None

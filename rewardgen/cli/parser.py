@@ -1,0 +1,260 @@
+"""The argument parser: every command, option and help text (``rewardgen --help``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from rewardgen.cli.commands import (
+    cmd_bench,
+    cmd_check,
+    cmd_debug,
+    cmd_describe,
+    cmd_evolve,
+    cmd_export,
+    cmd_feedback,
+    cmd_final,
+    cmd_prefer,
+    cmd_report,
+    cmd_resume,
+    cmd_serve,
+    cmd_task_new,
+    cmd_tasks,
+    cmd_train,
+)
+from rewardgen.cli.common import (
+    Parser,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
+
+
+def _add_env_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bring your own robot (no task file needed)")
+    g.add_argument("--env", default=None, metavar="ROBOT.xml", help="an MJCF model file to use instead of --task")
+    g.add_argument("--describe", default=None, help='what the robot should do, e.g. "make it walk forward"')
+    g.add_argument("--fitness", default=None,
+                   help='trusted fitness from rewardgen\'s library, e.g. "forward_velocity(body=base)"')
+    g.add_argument("--episode-length", type=positive_int, default=None, help="steps per episode (default 1000)")
+    g.add_argument("--success-threshold", type=float, default=None, help="fitness that counts as success")
+    g.add_argument("--frame-skip", type=positive_int, default=None, help="physics steps per env step (default 5)")
+    g.add_argument("--id", default=None, help="task id (default: derived from the file name)")
+
+
+# --------------------------------------------------------------------------- parser
+def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
+    p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
+    p.add_argument("--steps", type=positive_int, default=None, help="training env-steps per candidate (default: the task's)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
+    p.add_argument("--workers", type=positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
+    p.add_argument("--trainer", default="ppo", choices=["ppo", "sb3"],
+                   help="RL trainer run in the worker: ppo (rewardgen's batched PPO, default) or sb3 (stable-baselines3 PPO)")
+    p.add_argument("--num-envs", type=positive_int, default=None,
+                   help="simulated worlds per training batch (default: the trainer's own)")
+    p.add_argument("--timeout", type=positive_float, default=None,
+                   help="wall-clock seconds per candidate's training (default: derived from --steps)")
+    p.add_argument("--eval-episodes", type=positive_int, default=None,
+                   help="episodes of trusted evaluation (default: the task's)")
+    p.add_argument("--sim", choices=["cpu", "warp"], default="cpu",
+                   help="batched simulator for --trainer ppo: cpu (default) or warp (MuJoCo Warp, rewardgen[gpu])")
+    p.add_argument("--device", default="cpu", help="training device: cpu (default), cuda, cuda:N")
+    p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.",
+                     epilog="Exit codes: 0 done; 1 the command ran but produced nothing usable (e.g. a run in which "
+                            "no candidate trained, or the LLM endpoint failed: the cause is named in one line); "
+                            "2 bad input (one line on stderr, nothing on disk changed).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("evolve", help="evolve reward functions for a task (propose, train, evaluate, reflect)",
+                       description="Evolve reward functions: K candidates per generation, each trained in a sandboxed "
+                                   "worker and judged by the task's trusted fitness. The offline proposer is used "
+                                   "unless an LLM is configured.")
+    _add_training_args(p, task_required=False)
+    p.add_argument("--samples", type=positive_int, default=4, help="candidates per generation, K (default 4)")
+    p.add_argument("--generations", type=positive_int, default=3, help="generations, G (default 3)")
+    p.add_argument("--mode", choices=["code", "params"], default="code",
+                   help="code (default): proposers write reward code; params: they fill weights and targets of a "
+                        "reward template derived from the robot (Language-to-Rewards style)")
+    _add_env_args(p)
+    p.add_argument("--interactive", action="store_true",
+                   help="pause after each generation for text feedback and a best/worst choice in the terminal "
+                        "(or the web UI); Ctrl-C while waiting and `rewardgen resume` later")
+    p.add_argument("--no-video", action="store_true", help="do not render rollout videos of the candidates")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default): worker processes here; ray: each candidate a Ray task (rewardgen[ray])")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
+    p.add_argument("--schedule", choices=["halving", "full"], default="halving",
+                   help="halving (default): train all candidates for a slice of the budget, continue the better "
+                        "half from their saved state, up to the full budget; full: every candidate gets it all")
+    llm = p.add_argument_group("proposer")
+    llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
+                     help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
+                          "else the offline proposer; openai: any OpenAI-compatible endpoint (OpenAI's own needs "
+                          "OPENAI_API_KEY); offline: no LLM. How rewardgen copes with each server: docs/llm.md")
+    llm.add_argument("--model", default="gpt-4o-mini", help="LLM model name (default gpt-4o-mini)")
+    llm.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 "
+                                                      "(vLLM, Ollama, llama.cpp server, LM Studio)")
+    llm.add_argument("--temperature", type=float, default=1.0, help="LLM sampling temperature (default 1.0)")
+    llm.add_argument("--llm-timeout", type=positive_float, default=120.0,
+                     help="seconds per LLM request before it is retried (default 120)")
+    llm.add_argument("--critic", choices=["sandbox", "llm"], default="sandbox",
+                     help="sandbox (default): check code in the sandbox before training; llm: also an LLM review")
+    llm.add_argument("--prompts", default=None, help="directory of Jinja2 templates overriding prompts/")
+    llm.add_argument("--replay", default=None, metavar="RUN_DIR",
+                     help="re-run a past LLM run from its recorded answers, with no network")
+    p.set_defaults(func=cmd_evolve)
+
+    p = sub.add_parser("resume", help="continue an interrupted run without retraining finished candidates",
+                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9).")
+    p.add_argument("run", help="the run directory, e.g. runs/20261123-120000-halfcheetah-run")
+    p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("train", help="train one reward file and report its trusted fitness",
+                       description="Train one reward file (the reward contract: compute_reward(s) -> (total, dict)) "
+                                   "in a sandboxed worker and report its trusted fitness.")
+    p.add_argument("reward", help="path to a reward .py file")
+    _add_training_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("check", help="check a reward file: static checks, then a short sandboxed run",
+                       description="Check a reward file the way evolve does before training: static validation, "
+                                   "then a short run in the sandbox. Exit 0 accepted, 1 rejected, 2 usage error.")
+    p.add_argument("reward", help="path to a reward .py file")
+    p.add_argument("--task", required=True, help="task id or path to a task YAML file")
+    p.add_argument("--steps", type=positive_int, default=256, help="env-steps of the smoke run (default 256)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"ok", "stage", "error", "components"} as the last line of stdout')
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training), "
+                       "evolve (evolve's speed against its trainer's)",
+                       description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
+                                   "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
+                                   "schedule: the same candidates under --schedule full and halving: env-steps "
+                                   "spent and best trusted fitness of each. "
+                                   "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
+                                   "generations (K candidates x --steps, full schedule with and without video; "
+                                   "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
+                                   "alone) and per-candidate fixed overhead, medians over --repeats.")
+    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve"], help="which benchmark")
+    p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000)")
+    p.add_argument("--seeds", type=positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
+                   "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
+    p.add_argument("--samples", type=positive_int, default=None, help="schedule: candidates (default 8); evolve: "
+                   "candidates per generation (default 4)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead)")
+    p.add_argument("--halving-steps", type=positive_int, default=None,
+                   help="evolve: budget per candidate of the halving row (default: the task's)")
+    p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
+                   "1 evaluation episode) that checks the benchmark works, not the machine")
+    p.add_argument("--schedule-steps", type=positive_int, default=None,
+                   help="schedule: full budget per candidate (default: the task's)")
+    p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
+    p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
+    p.add_argument("--device", default="cpu", help="throughput with --sim warp: device, e.g. cuda")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("debug", help="why does this reward not work? per-component statistics and flags",
+                       description="Run a reward (sandboxed) on rollouts of a random policy and, with --policy, a "
+                                   "trained one; report per-component statistics and flag dominant, constant, "
+                                   "wrong-sign, growing, mis-scaled or fitness-opposed terms.")
+    p.add_argument("reward", help="path to a reward .py file")
+    p.add_argument("--task", required=True, help="task id or path to a task YAML file")
+    p.add_argument("--policy", default=None, help="a trained policy.npz (e.g. runs/<id>/gen-000/cand-00/policy.npz)")
+    p.add_argument("--episodes", type=positive_int, default=5, help="episodes per policy (default 5)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_debug)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run",
+                       description="Write a self-contained HTML report (plots, code, lineage, hacking flags).")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("-o", "--output", default=None, help="output file (default RUN/report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a reward as a standalone file with a gymnasium wrapper",
+                       description="Write compute_reward plus a gymnasium.Wrapper applying it to the task's env, "
+                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best)")
+    p.add_argument("-o", "--output", required=True, help="output .py file")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("final", help="final evaluation: retrain the best reward with several seeds vs baselines",
+                       description="Retrain the run's best reward with several seeds, and the env's own (human) "
+                                   "reward and a sparse success reward at the same budget; report trusted fitness "
+                                   "and the human-normalised score (method - sparse) / |human - sparse|.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--seeds", type=positive_int, default=5, help="training seeds per method (default 5)")
+    p.add_argument("--steps", type=positive_int, default=None, help="env-steps per training (default: the run's)")
+    p.add_argument("--episodes", type=positive_int, default=None, help="evaluation episodes per policy")
+    p.add_argument("--executor", choices=["local", "ray"], default="local", help="where training runs")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")
+    p.set_defaults(func=cmd_final)
+
+    p = sub.add_parser("feedback", help="give text feedback on a run (used by its next generation)",
+                       description="Store text feedback for a run, optionally about one candidate; the next "
+                                   "generation's proposer uses it.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--text", required=True, help="what you saw and what you want instead")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="the candidate it is about, e.g. 0/2")
+    p.set_defaults(func=cmd_feedback)
+
+    p = sub.add_parser("prefer", help="say which candidates of a generation you prefer (ICPL-style)",
+                       description="Store a preference between the candidates of a finished generation; the "
+                                   "preferred one becomes the next generation's parent.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--generation", type=non_negative_int, required=True, help="the generation")
+    p.add_argument("--best", type=non_negative_int, default=None, help="the candidate you like most")
+    p.add_argument("--worst", type=non_negative_int, default=None, help="the candidate you like least")
+    p.add_argument("--ranking", default=None, metavar="C,C,...", help="a full ranking, best first")
+    p.set_defaults(func=cmd_prefer)
+
+    p = sub.add_parser("serve", help="web UI: watch candidates' videos, give feedback, start the next generation",
+                       description="Serve the web UI over a runs directory (127.0.0.1 by default; any other host "
+                                   "needs --token).")
+    p.add_argument("--runs-dir", default="runs", help="the runs directory (default ./runs)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=8000, help="TCP port, 1-65535 (default 8000)")
+    p.add_argument("--token", default=None, help="access token, required when binding beyond loopback")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("task", help="task files: `rewardgen task new` writes one for your own robot",
+                       description="Manage task files.")
+    task_sub = p.add_subparsers(dest="task_command", metavar="SUBCOMMAND", parser_class=Parser)
+    task_sub.required = True
+    q = task_sub.add_parser("new", help="write a task YAML for an MJCF robot",
+                            description="Write a task file for an MJCF model (keep it, edit it, pass it to --task).")
+    _add_env_args(q)
+    q.add_argument("-o", "--output", required=True, help="the YAML file to write")
+    q.add_argument("--steps", type=positive_int, default=None, help="default training steps")
+    q.add_argument("--force", action="store_true", help="overwrite an existing file")
+    q.set_defaults(func=cmd_task_new)
+
+    p = sub.add_parser("tasks", help="list the available tasks", description="List the tasks in environments/.")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("describe", help="print exactly what a proposer sees for a task",
+                       description="Print the system and task prompts (derived robot schema + task) for a task.")
+    p.add_argument("task", help="task id or path to a task YAML file")
+    p.add_argument("--json", action="store_true", help="print the prompts as JSON")
+    p.set_defaults(func=cmd_describe)
+    return parser
