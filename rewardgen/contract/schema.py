@@ -17,6 +17,8 @@ _FREE, _BALL, _SLIDE, _HINGE = (int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJ
 _JOINT_KIND = {_FREE: "free", _BALL: "ball", _SLIDE: "slide", _HINGE: "hinge"}
 _JOINT_TRANSMISSIONS = (int(mujoco.mjtTrn.mjTRN_JOINT), int(mujoco.mjtTrn.mjTRN_JOINTINPARENT))
 _AXIS_NAMES = ("x", "y", "z")
+#: a world axis by name -> its index in a position or velocity vector (fitness specs and reward terms name axes)
+AXES = {name: i for i, name in enumerate(_AXIS_NAMES)}
 
 
 def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, index: int, prefix: str) -> str:

@@ -32,13 +32,12 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from rewardgen.contract.schema import AXES
 from rewardgen.tasks.fitness import format_fitness
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.offline import term_library
 from rewardgen.proposers.reflection import component_facts
 from rewardgen.tasks.spec import Task
-
-_AXES = {"x": 0, "y": 1, "z": 2}
 
 
 class ParamsError(UserError):
@@ -151,7 +150,7 @@ def _target_terms(task: Task) -> list[TemplateTerm]:
     body = params.get("body", root)
     out: list[TemplateTerm] = []
     if spec == "forward_velocity":
-        ax = _AXES.get(params.get("axis", "x"), 0)
+        ax = AXES.get(params.get("axis", "x"), 0)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         hi = _round(max(2.0, 3.0 * abs(threshold)))
         out.append(TemplateTerm(
@@ -171,7 +170,7 @@ def _target_terms(task: Task) -> list[TemplateTerm]:
             Bound(0.0, 10.0, 1.0, typical=(0.2, 2.0)), True, f"1 when {body} is target_rise above its rest height",
             {"target_rise": Bound(0.0, 2.0, _round(min(2.0, max(0.1, 1.5 * threshold))), "m", "desired jump height")}))
     elif spec == "rotation":
-        ax = _AXES.get(params.get("axis", "y"), 1)
+        ax = AXES.get(params.get("axis", "y"), 1)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         out.append(TemplateTerm(
             "track_spin", f'torch.exp(-((({sign}s.body_angvel["{body}"][:, {ax}]) - {{target_spin}}) / 2.0) ** 2)',
