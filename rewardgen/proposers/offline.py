@@ -61,8 +61,7 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     """
     terms: list[Term] = []
     spec, params = task.fitness["name"], task.fitness.get("params", {})
-    root = schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
-        else schema.bodies[0]
+    root = schema.robot_root_name
     model = task.model
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)

@@ -136,17 +136,11 @@ def _round(x: float) -> float:
     return float(f"{x:.2g}")
 
 
-def _robot_root_name(task: Task) -> str:
-    schema = task.schema
-    return schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
-        else schema.bodies[0]
-
-
 def _target_terms(task: Task) -> list[TemplateTerm]:
     """Terms that track a chosen value, per kind of goal (the fitness spec, never its code)."""
     spec, params = task.fitness["name"], task.fitness.get("params", {})
     threshold = float(task.success_threshold)
-    root = _robot_root_name(task)
+    root = task.schema.robot_root_name
     body = params.get("body", root)
     out: list[TemplateTerm] = []
     if spec == "forward_velocity":
@@ -211,7 +205,7 @@ def reward_template(task: Task) -> RewardTemplate:
             data = mujoco.MjData(model)
             mujoco.mj_forward(model, data)
             h0 = float(data.xpos[task.schema.robot_root][2])
-            root = _robot_root_name(task)
+            root = task.schema.robot_root_name
             terms[key] = TemplateTerm(key, f'-(s.body_pos["{root}"][:, 2] - {{target_height}}).abs()', bound, t.goal,
                                       f"{root} kept near target_height",
                                       {"target_height": Bound(0.0, _round(2.0 * h0), round(h0, 3), "m",
