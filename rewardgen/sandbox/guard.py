@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rewardgen.sandbox.validate import module_allowed
+from rewardgen.sandbox.validate import BANNED_ATTRIBUTES, BANNED_BUILTINS, module_allowed
 
 CANDIDATE_FILENAME = "reward.py"
 MAX_VIOLATIONS = 20
@@ -190,13 +190,6 @@ def _short(args: tuple) -> str:
 # loading the candidate
 # ---------------------------------------------------------------------------------------------
 
-_BUILTINS_REMOVED = frozenset({
-    "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-    "breakpoint", "input", "help", "exit", "quit", "memoryview", "copyright", "credits", "license",
-    "__loader__", "__spec__", "__build_class__", "__import__",
-})
-
-
 class RefusedImport(ImportError):
     """The reward imported a module outside torch and math (or a refused part of torch)."""
 
@@ -211,8 +204,6 @@ def reward_torch() -> Any:
     import types
 
     import torch
-
-    from rewardgen.sandbox.validate import BANNED_ATTRIBUTES
 
     mod = types.ModuleType("torch", torch.__doc__)
     for name, value in torch.__dict__.items():
@@ -264,9 +255,8 @@ def _import_gate(guard: Guard | None) -> Callable[..., Any]:
 
 def safe_builtins(guard: Guard | None = None) -> dict[str, Any]:
     """The builtins a reward sees: the usual ones minus code execution, files and reflection by name."""
-    safe = {k: v for k, v in builtins.__dict__.items() if k not in _BUILTINS_REMOVED}
-    safe["__import__"] = _import_gate(guard)
-    safe["__build_class__"] = builtins.__build_class__  # class statements
+    safe = {k: v for k, v in builtins.__dict__.items() if k not in BANNED_BUILTINS}
+    safe["__import__"] = _import_gate(guard)  # only torch and math
     return safe
 
 
