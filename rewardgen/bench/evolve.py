@@ -35,6 +35,7 @@ from rewardgen.run.step import ppo_worlds
 from rewardgen.run.executors import default_workers
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.store import read_json
 from rewardgen.tasks.spec import get_task
 
 ROWS = ("full", "full+video", "halving")
@@ -85,9 +86,7 @@ def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video:
         d = store.cand_dir(0, c)
         candidates += 1
         for rung in sorted(d.glob("rung-*.json")):
-            import json
-
-            record = json.loads(rung.read_text())
+            record = read_json(rung)
             rate = float(record.get("env_steps_per_second") or 0)
             if record.get("status") == "ok" and rate > 0:
                 train_seconds += int(record.get("env_steps") or 0) / rate

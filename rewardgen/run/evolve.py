@@ -534,10 +534,7 @@ class Evolution:
                 return
 
     def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
-        try:
-            return read_json(self.store.cand_dir(g, c) / rung_file(r))
-        except FileNotFoundError:
-            return None
+        return read_json(self.store.cand_dir(g, c) / rung_file(r))
 
     def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
                slots: threading.Semaphore | None = None) -> None:
