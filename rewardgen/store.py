@@ -13,9 +13,15 @@ Layout::
     runs/<id>/gen-NNN/cand-NN/video.mp4      the policy's rollout, rendered in the background after sealing
     runs/<id>/gen-NNN/cand-NN/video.json     the video's length and frames, or why it was not rendered
 
-Every write is a temp file in the same directory, fsync'd, then renamed over the target, so a
-reader (or a run resumed after ``kill -9``) sees either the old file or the new one, never half.
-A candidate whose ``metrics.json`` exists is finished and is never retrained.
+Every file above except ``run.lock`` is written atomically: a temp file in the same directory,
+fsync'd, then renamed over the target (``atomic_write_bytes``; ``video.mp4`` by the video renderer
+the same way; ``train.log`` too: a continued training rewrites it whole, new part appended), so a
+reader (or a run resumed after ``kill -9``) sees either the old file or the new one, never half. Not
+atomic, on purpose: ``run.lock`` and ``feedback.lock`` (only their ``flock`` matters; the pid in
+``run.lock`` is a hint for people), the web UI's ``web-job.log`` (a background job's output,
+appended as it comes and only shown) and the TensorBoard event files under ``tensorboard/``
+(streamed by TensorBoard's writer; nothing reads them back). A candidate whose ``metrics.json``
+exists is finished and is never retrained.
 """
 
 from __future__ import annotations
