@@ -35,7 +35,7 @@ from rewardgen.inspect.charts import fitness_chart, training_chart
 from rewardgen.inspect.pages import count, finite, num
 from rewardgen.safetext import html
 from rewardgen.store import (FINAL_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, VIDEO_FILE,
-                             CorruptFileError, atomic_write_text, read_json)
+                             VIDEO_INFO_FILE, CorruptFileError, atomic_write_text, read_json)
 
 REPORT_NAME = "report.html"
 
@@ -213,7 +213,8 @@ def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_d
     video = c.path / VIDEO_FILE
     rel = Path(os.path.relpath(video, out_dir)).as_posix() if video.is_file() else None
     diff, parent = _diff(gens, c)
-    item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status)
+    item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status,
+                      video_info=_read_json(c.path / VIDEO_INFO_FILE, []))  # a damaged video.json: just "no video"
     m = c.metrics or {}
     facts = [f"{label}: {num(m[key])}" for key, label in (("env_steps", "env steps"), ("train_seconds", "training s"),
                                                             ("env_steps_per_second", "env-steps/s"), ("trainer", "trainer"))

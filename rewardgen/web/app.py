@@ -59,7 +59,7 @@ from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
 from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, CorruptFileError,
     RunStore, RunStoreError, read_json)
-from rewardgen.store import VIDEO_FILE
+from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import card, environment, reward_diff
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
@@ -177,7 +177,7 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = N
         source = _source(store, g, c)
         video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None
         item = card(f"{g}/{c}", str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
-                    video, budget)
+                    video, budget, video_info=_read_json(d / VIDEO_INFO_FILE))
         out.append(item | {"index": c})
     return out
 
