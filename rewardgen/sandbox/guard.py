@@ -58,7 +58,6 @@ _CANDIDATE_DENY_PREFIXES = (
 _WATCHED_HEADS = frozenset(p.split(".")[0].rstrip(".") for p in (*_ALWAYS_DENY_PREFIXES, *_CANDIDATE_DENY_PREFIXES)) \
     | {"open", "import"}
 _WRITE_MASK = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_MACHINERY = ("<frozen importlib", "importlib/", "importlib\\")
 
 
 def default_read_roots() -> list[str]:
