@@ -9,7 +9,6 @@ the policy the same way, here. The policy's trusted fitness comes from the evalu
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
