@@ -13,9 +13,15 @@ Layout::
     runs/<id>/gen-NNN/cand-NN/video.mp4      the policy's rollout, rendered in the background after sealing
     runs/<id>/gen-NNN/cand-NN/video.json     the video's length and frames, or why it was not rendered
 
-Every write is a temp file in the same directory, fsync'd, then renamed over the target, so a
-reader (or a run resumed after ``kill -9``) sees either the old file or the new one, never half.
-A candidate whose ``metrics.json`` exists is finished and is never retrained.
+Every file above except ``run.lock`` is written atomically: a temp file in the same directory,
+fsync'd, then renamed over the target (``atomic_write_bytes``; ``video.mp4`` by the video renderer
+the same way; ``train.log`` too: a continued training rewrites it whole, new part appended), so a
+reader (or a run resumed after ``kill -9``) sees either the old file or the new one, never half. Not
+atomic, on purpose: ``run.lock`` and ``feedback.lock`` (only their ``flock`` matters; the pid in
+``run.lock`` is a hint for people), the web UI's ``web-job.log`` (a background job's output,
+appended as it comes and only shown) and the TensorBoard event files under ``tensorboard/``
+(streamed by TensorBoard's writer; nothing reads them back). A candidate whose ``metrics.json``
+exists is finished and is never retrained.
 """
 
 from __future__ import annotations
@@ -165,6 +171,15 @@ class RunStoreError(UserError):
     """A run directory that is missing, corrupt or busy; the message is for the user."""
 
 
+class CorruptFileError(RunStoreError):
+    """A run-store file that exists but cannot be read or is not JSON (``read_json``); ``path`` and
+    ``reason`` say which and why, for callers that report it in their own words."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"corrupt file {path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
 def _umask() -> int:
     """The process's umask (read without changing it where /proc allows)."""
     try:
@@ -212,12 +227,19 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in ``path``: every read of a run-store JSON file goes through here.
+
+    Policy: a file that does not exist gives None (not written yet: writes are atomic, so a file
+    is whole or absent); one that exists but cannot be read or does not parse raises
+    ``CorruptFileError`` (a ``RunStoreError``, a user error) naming the path. A caller that must
+    go on with a damaged run (the report, the web UI) catches it; a caller that needs an object
+    checks the type itself."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise
+        return None
     except (OSError, ValueError) as exc:
-        raise RunStoreError(f"corrupt file {path}: {exc}") from None
+        raise CorruptFileError(path, str(exc)) from None
 
 
 def check_runs_dir(runs_dir: Path) -> Path:
@@ -290,10 +312,9 @@ class RunStore:
         return store
 
     def read_run(self) -> RunRecord:
-        try:
-            run = read_json(self.path / RUN_FILE)
-        except FileNotFoundError:
-            raise RunStoreError(f"{self.path} has no {RUN_FILE}") from None
+        run = read_json(self.path / RUN_FILE)
+        if run is None:
+            raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
         return run
@@ -326,19 +347,12 @@ class RunStore:
         return self.gen_dir(generation) / cand_dirname(candidate)
 
     def read_generation(self, generation: int) -> GenerationRecord | None:
-        """The generation's proposal record, or None if it was never completely written."""
-        path = self.gen_dir(generation) / GENERATION_FILE
-        try:
-            return read_json(path)
-        except FileNotFoundError:
-            return None
+        """The generation's proposal record, or None if it was not written yet."""
+        return read_json(self.gen_dir(generation) / GENERATION_FILE)
 
     def read_metrics(self, generation: int, candidate: int) -> CandidateMetrics | None:
-        path = self.cand_dir(generation, candidate) / METRICS_FILE
-        try:
-            return read_json(path)
-        except FileNotFoundError:
-            return None
+        """The candidate's verdict, or None while it is not finished."""
+        return read_json(self.cand_dir(generation, candidate) / METRICS_FILE)
 
     def read_source(self, generation: int, candidate: int) -> str:
         return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()

@@ -88,9 +88,9 @@ def test_helper_thread_changes_nothing():
 def test_jobs_get_their_share_of_the_cores():
     """Workers running side by side must not each start a physics pool over every core plus the helper
     thread (measured 7-12% slower in all); a lone worker uses the whole machine."""
-    from rewardgen.run.executors import LocalExecutor, default_workers
+    from rewardgen.run.executors import LocalExecutor, usable_cores
 
-    cores = default_workers()
+    cores = usable_cores()
     pool = LocalExecutor(max_workers=cores)
     try:
         assert pool.cpu_threads(1) == cores

@@ -32,9 +32,10 @@ from typing import Any, Callable
 
 from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
 from rewardgen.run.step import ppo_worlds
-from rewardgen.run.executors import default_workers
+from rewardgen.run.executors import usable_cores
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.store import read_json
 from rewardgen.tasks.spec import get_task
 
 ROWS = ("full", "full+video", "halving")
@@ -50,7 +51,7 @@ def _load() -> str:
 
 def trainer_alone(task, source: str, steps: int, seed: int = 0) -> dict[str, Any]:
     """One training job with every core: the trainer's own env-steps/s (and the whole job's)."""
-    cores = default_workers()
+    cores = usable_cores()
     job = {"mode": "train", "task": task.to_dict(), "source": source, "seed": seed, "trainer": "ppo",
            "steps": int(steps), "num_envs": ppo_worlds(steps, task.ppo.get("num_envs", 128)), "cpu_threads": cores}
     started = time.monotonic()
@@ -85,9 +86,7 @@ def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video:
         d = store.cand_dir(0, c)
         candidates += 1
         for rung in sorted(d.glob("rung-*.json")):
-            import json
-
-            record = json.loads(rung.read_text())
+            record = read_json(rung)
             rate = float(record.get("env_steps_per_second") or 0)
             if record.get("status") == "ok" and rate > 0:
                 train_seconds += int(record.get("env_steps") or 0) / rate
@@ -108,7 +107,7 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
     runs_dir = Path(runs_dir or tempfile.mkdtemp(prefix="rewardgen-bench-evolve-"))
     runs_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"task": task_id, "steps": steps, "samples": samples, "repeats": repeats,
-                           "halving_steps": halving_steps, "workers": workers, "cores": default_workers(),
+                           "halving_steps": halving_steps, "workers": workers, "cores": usable_cores(),
                            "load_before": _load(), "runs_dir": str(runs_dir),
                            "zygote": os.environ.get("REWARDGEN_ZYGOTE", "1") not in ("0", "no", "off", "false"),
                            "repeat": []}

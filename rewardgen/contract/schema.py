@@ -17,6 +17,8 @@ _FREE, _BALL, _SLIDE, _HINGE = (int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJ
 _JOINT_KIND = {_FREE: "free", _BALL: "ball", _SLIDE: "slide", _HINGE: "hinge"}
 _JOINT_TRANSMISSIONS = (int(mujoco.mjtTrn.mjTRN_JOINT), int(mujoco.mjtTrn.mjTRN_JOINTINPARENT))
 _AXIS_NAMES = ("x", "y", "z")
+#: a world axis by name -> its index in a position or velocity vector (fitness specs and reward terms name axes)
+AXES = {name: i for i, name in enumerate(_AXIS_NAMES)}
 
 
 def _name(model: mujoco.MjModel, obj: mujoco.mjtObj, index: int, prefix: str) -> str:
@@ -68,8 +70,17 @@ class Schema:
         except ValueError:
             raise KeyError(f"no body named {name!r}; bodies are: {', '.join(self.bodies)}") from None
 
+    @property
+    def robot_root_name(self) -> str:
+        """The name of the ``robot_root`` body (the first body when the robot's root is the world)."""
+        if self.robot_root in self.body_ids:
+            return self.bodies[self.body_ids.index(self.robot_root)]
+        return self.bodies[0]
 
-def _robot_root(model: mujoco.MjModel) -> int:
+
+def find_robot_root(model: mujoco.MjModel) -> int:
+    """The body id of "the robot": the root of the kinematic tree that the first joint-driven
+    actuator moves; without one, body 1 (or the world, 0, when the model has no other body)."""
     for a in range(model.nu):
         if int(model.actuator_trntype[a]) in _JOINT_TRANSMISSIONS:
             body = model.jnt_bodyid[model.actuator_trnid[a, 0]]
@@ -107,7 +118,7 @@ def derive_schema(model: mujoco.MjModel, *, model_name: str, frame_skip: int) ->
         sites=sites,
         site_ids=site_ids,
         actuators=actuators,
-        robot_root=_robot_root(model),
+        robot_root=find_robot_root(model),
         up_axis=up,
         forward_axis="+x",
     )

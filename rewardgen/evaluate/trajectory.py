@@ -42,9 +42,7 @@ def main_body(task: Task) -> str:
     name = (task.fitness.get("params") or {}).get("body")
     if isinstance(name, str) and name in schema.bodies:
         return name
-    if schema.robot_root in schema.body_ids:
-        return schema.bodies[schema.body_ids.index(schema.robot_root)]
-    return schema.bodies[0]
+    return schema.robot_root_name
 
 
 def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from rewardgen.errors import UserError
 from rewardgen.contract.job import WorkerJob
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError, load_npz
 from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.stats import pearson
 from rewardgen.tasks.spec import Task
 
 DOMINANT_SHARE = 0.8
@@ -225,21 +226,11 @@ def _load_arrays(payload: bytes) -> dict[str, np.ndarray]:
 # analysis (plain arrays; testable without a worker)
 # ------------------------------------------------------------------------------------------------
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3:
-        return None
-    x, y = a[ok], b[ok]
-    if x.std() < 1e-12 * (1 + np.abs(x).mean()) or y.std() < 1e-12 * (1 + np.abs(y).mean()):
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     def rank(v: np.ndarray) -> np.ndarray:
         return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(float)
 
-    return _pearson(rank(a), rank(b))
+    return pearson(rank(a), rank(b))
 
 
 def _episodes_of(meta: dict, arrays: dict[str, np.ndarray]) -> list[dict]:
@@ -287,8 +278,8 @@ def _stats(name: str, eps: list[dict], get, share: float) -> ComponentStats:
         share=share,
         constant_fraction=same / total_pairs if total_pairs else (1.0 if len(allv) else 0.0),
         nonfinite=int((~np.isfinite(allv)).sum()),
-        corr_step=_pearson(allv, fit) if len(allv) == len(fit) else None,
-        corr_episode=_pearson(ep_sums, ep_fit) if len(eps) >= 3 else None,
+        corr_step=pearson(allv, fit) if len(allv) == len(fit) else None,
+        corr_episode=pearson(ep_sums, ep_fit) if len(eps) >= 3 else None,
         growth=_growth(values)[1],
         abs_mean=float(np.abs(finite).mean()) if len(finite) else 0.0,
         mean_by_kind=mean_by_kind,

@@ -59,10 +59,10 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     run_dir = Path(run_dir)
     try:
         run = read_json(run_dir / RUN_FILE)
-    except FileNotFoundError:
-        raise ExportError(f"{run_dir} is not a run directory (no run.json)") from None
     except RunStoreError as exc:
         raise ExportError(str(exc)) from None
+    if run is None:
+        raise ExportError(f"{run_dir} is not a run directory (no run.json)")
     task = run.get("task") if isinstance(run, dict) else None
     if not isinstance(task, dict):
         raise ExportError(f"{run_dir / 'run.json'} has no task")
@@ -75,7 +75,7 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     metrics: dict = {}
     try:
         metrics = read_json(cand_dir / METRICS_FILE) or {}
-    except (FileNotFoundError, RunStoreError):
+    except RunStoreError:
         pass
     metrics = metrics if isinstance(metrics, dict) else {}
     fitness = metrics.get("fitness")

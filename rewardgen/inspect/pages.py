@@ -116,18 +116,19 @@ def reward_diff(parent_source: str | None, source: str | None, parent_ref: str |
 
 
 def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str | None, diff: dict,
-         video: str | None, budget: Any = None, status: str | None = None) -> dict:
+         video: str | None, budget: Any = None, status: str | None = None, video_info: dict | None = None) -> dict:
     """What ``_candidate.html``'s ``card`` shows of one candidate, from its files.
 
     :param key: the element id's suffix (``cand-KEY``, ``video-KEY``): unique on its page.
     :param video: the video's URL relative to the page, None when there is none.
     :param status: overrides ``metrics["status"]`` (the report says "unreadable" for a corrupt file).
+    :param video_info: the candidate's ``video.json`` (its ``error`` says why there is no video).
     """
     m = metrics or {}
     evaluation = m.get("evaluation") if isinstance(m.get("evaluation"), dict) else {}
     training = m.get("training") if isinstance(m.get("training"), dict) else {}
     status = status or str(m.get("status", "pending"))
-    video_error = (m.get("video") or {}).get("error") if isinstance(m.get("video"), dict) else None
+    video_error = video_info.get("error") if isinstance(video_info, dict) else None
     notes = proposal.get("notes") if isinstance(proposal.get("notes"), list) else []
     return {
         "ref": ref, "key": key, "finished": bool(m), "status": status, "fitness": m.get("fitness"),

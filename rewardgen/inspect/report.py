@@ -20,7 +20,6 @@ autoescaping passes it through ``rewardgen.safetext.html``; nothing here builds 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -36,7 +35,7 @@ from rewardgen.inspect.charts import fitness_chart, training_chart
 from rewardgen.inspect.pages import count, finite, num
 from rewardgen.safetext import html
 from rewardgen.store import (FINAL_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, VIDEO_FILE,
-                             atomic_write_text)
+                             VIDEO_INFO_FILE, CorruptFileError, atomic_write_text, read_json)
 
 REPORT_NAME = "report.html"
 
@@ -78,12 +77,11 @@ class Cand:
 
 
 def _read_json(path: Path, notes: list[str]) -> Any:
+    """``store.read_json``, but a damaged file becomes a note and None: a report shows a broken run."""
     try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        notes.append(f"{path.name}: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
+        return read_json(path)
+    except CorruptFileError as exc:
+        notes.append(f"{path.name}: unreadable ({exc.reason[:120]})")
         return None
 
 
@@ -215,7 +213,8 @@ def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_d
     video = c.path / VIDEO_FILE
     rel = Path(os.path.relpath(video, out_dir)).as_posix() if video.is_file() else None
     diff, parent = _diff(gens, c)
-    item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status)
+    item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status,
+                      video_info=_read_json(c.path / VIDEO_INFO_FILE, []))  # a damaged video.json: just "no video"
     m = c.metrics or {}
     facts = [f"{label}: {num(m[key])}" for key, label in (("env_steps", "env steps"), ("train_seconds", "training s"),
                                                             ("env_steps_per_second", "env-steps/s"), ("trainer", "trainer"))
@@ -314,7 +313,7 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         fits = [c.fitness for c in cands if c.fitness is not None and c.status == "ok"]
         gen_rows.append([g, len(cands), len(fits), num(max(fits)) if fits else "-",
                          num(statistics.median(fits)) if fits else "-"])
-    final = _read_json(run_dir / FINAL_FILE, notes) if (run_dir / FINAL_FILE).is_file() else None
+    final = _read_json(run_dir / FINAL_FILE, notes)
     rs, bs = ((runner.metrics or {}).get("env_steps") if runner else None), ((best.metrics or {}).get("env_steps")
                                                                              if best else None)
     context = {

@@ -41,7 +41,7 @@ from typing import Any
 
 from rewardgen.errors import flatten
 from rewardgen.proposers.extract import split_thinking
-from rewardgen.store import atomic_write_json, read_json
+from rewardgen.store import RunStoreError, atomic_write_json, read_json
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
@@ -376,9 +376,9 @@ class LLMClient:
 
     def _load_adaptations(self) -> Adaptations:
         try:
-            raw = read_json(self._adapt_file)
+            raw = read_json(self._adapt_file)  # None when missing: AttributeError below
             return Adaptations(**{k: v for k, v in raw.items() if k in Adaptations.__dataclass_fields__})
-        except (FileNotFoundError, TypeError, ValueError, AttributeError):
+        except (RunStoreError, TypeError, ValueError, AttributeError):
             return Adaptations()
 
     def adapted(self, note: str, **changes: Any) -> None:
@@ -411,9 +411,9 @@ class LLMClient:
 
     def _cache_get(self, key: str) -> tuple[str, str] | None:
         try:
-            raw = read_json(self.cache_dir / f"{key}.json")
+            raw = read_json(self.cache_dir / f"{key}.json")  # None when missing: TypeError below
             return raw["text"], raw.get("source", "content")
-        except (FileNotFoundError, KeyError, TypeError, ValueError):
+        except (RunStoreError, KeyError, TypeError, ValueError):
             return None
 
     def _cache_put(self, key: str, text: str, source: str) -> None:

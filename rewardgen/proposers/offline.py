@@ -18,10 +18,8 @@ import numpy as np
 
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.reflection import component_facts
-from rewardgen.contract.schema import Schema
+from rewardgen.contract.schema import AXES, Schema
 from rewardgen.tasks.spec import Task
-
-_AXES = {"x": 0, "y": 1, "z": 2}
 
 
 @dataclass(frozen=True)
@@ -63,14 +61,13 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     """
     terms: list[Term] = []
     spec, params = task.fitness["name"], task.fitness.get("params", {})
-    root = schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
-        else schema.bodies[0]
+    root = schema.robot_root_name
     model = task.model
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     keep_upright, keep_posture = True, True
     if spec == "forward_velocity":
-        body, ax = params.get("body", root), _AXES.get(params.get("axis", "x"), 0)
+        body, ax = params.get("body", root), AXES.get(params.get("axis", "x"), 0)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         terms += [
             Term("progress", f'{sign}s.body_linvel["{body}"][:, {ax}]', 0.5, 3.0, True,
@@ -87,7 +84,7 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
             terms.append(Term("tip_height", f's.site_pos["{tip}"][:, 2]', 0.1, 1.0, False, f"height of site {tip}"))
     elif spec == "negative_distance":
         a, b = _point_expr(schema, params["a"]), _point_expr(schema, params["b"])
-        idx = [_AXES[c] for c in params.get("dims", "xyz")]
+        idx = [AXES[c] for c in params.get("dims", "xyz")]
         dist = f"torch.linalg.norm(({a} - {b})[:, {idx}], dim=-1)"
         terms += [
             Term("reach", f"-{dist}", 0.5, 5.0, True, f"distance {params['a']} to {params['b']}"),
@@ -107,7 +104,7 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
                           f"upward velocity of {body}"))
         keep_posture = False
     elif spec == "rotation":
-        body, ax = params.get("body", root), _AXES.get(params.get("axis", "y"), 1)
+        body, ax = params.get("body", root), AXES.get(params.get("axis", "y"), 1)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         terms += [
             Term("spin", f'{sign}s.body_angvel["{body}"][:, {ax}]', 0.5, 3.0, True,

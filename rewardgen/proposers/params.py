@@ -32,13 +32,12 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from rewardgen.contract.schema import AXES
 from rewardgen.tasks.fitness import format_fitness
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.offline import term_library
 from rewardgen.proposers.reflection import component_facts
 from rewardgen.tasks.spec import Task
-
-_AXES = {"x": 0, "y": 1, "z": 2}
 
 
 class ParamsError(UserError):
@@ -137,21 +136,15 @@ def _round(x: float) -> float:
     return float(f"{x:.2g}")
 
 
-def _robot_root_name(task: Task) -> str:
-    schema = task.schema
-    return schema.bodies[schema.body_ids.index(schema.robot_root)] if schema.robot_root in schema.body_ids \
-        else schema.bodies[0]
-
-
 def _target_terms(task: Task) -> list[TemplateTerm]:
     """Terms that track a chosen value, per kind of goal (the fitness spec, never its code)."""
     spec, params = task.fitness["name"], task.fitness.get("params", {})
     threshold = float(task.success_threshold)
-    root = _robot_root_name(task)
+    root = task.schema.robot_root_name
     body = params.get("body", root)
     out: list[TemplateTerm] = []
     if spec == "forward_velocity":
-        ax = _AXES.get(params.get("axis", "x"), 0)
+        ax = AXES.get(params.get("axis", "x"), 0)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         hi = _round(max(2.0, 3.0 * abs(threshold)))
         out.append(TemplateTerm(
@@ -171,7 +164,7 @@ def _target_terms(task: Task) -> list[TemplateTerm]:
             Bound(0.0, 10.0, 1.0, typical=(0.2, 2.0)), True, f"1 when {body} is target_rise above its rest height",
             {"target_rise": Bound(0.0, 2.0, _round(min(2.0, max(0.1, 1.5 * threshold))), "m", "desired jump height")}))
     elif spec == "rotation":
-        ax = _AXES.get(params.get("axis", "y"), 1)
+        ax = AXES.get(params.get("axis", "y"), 1)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
         out.append(TemplateTerm(
             "track_spin", f'torch.exp(-((({sign}s.body_angvel["{body}"][:, {ax}]) - {{target_spin}}) / 2.0) ** 2)',
@@ -212,7 +205,7 @@ def reward_template(task: Task) -> RewardTemplate:
             data = mujoco.MjData(model)
             mujoco.mj_forward(model, data)
             h0 = float(data.xpos[task.schema.robot_root][2])
-            root = _robot_root_name(task)
+            root = task.schema.robot_root_name
             terms[key] = TemplateTerm(key, f'-(s.body_pos["{root}"][:, 2] - {{target_height}}).abs()', bound, t.goal,
                                       f"{root} kept near target_height",
                                       {"target_height": Bound(0.0, _round(2.0 * h0), round(h0, 3), "m",

@@ -12,7 +12,6 @@ from rewardgen.errors import UserError, flatten
 
 import base64
 import math
-import os
 import shutil
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
+from rewardgen.run.executors import default_candidate_workers
 from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
@@ -244,10 +244,6 @@ def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
     return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
 
 
-def default_workers(samples: int) -> int:
-    return max(1, min(samples, os.cpu_count() or 1))
-
-
 def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: Task | None = None) -> RunStore:
     """Validate the config and task, and create the run directory with its ``run.json``.
 
@@ -388,9 +384,9 @@ class Evolution:
                     rung = self._rung(g, c, r) if gen is not None else None
                     if rung and rung.get("status") == "ok":
                         done += int(rung.get("env_steps") or 0)
-        from rewardgen.run.executors import default_workers as cores
+        from rewardgen.run.executors import usable_cores
 
-        cores_used = cores() if self.config.executor == "local" else max(1, k)
+        cores_used = usable_cores() if self.config.executor == "local" else max(1, k)
         return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
 
     def _needs_feedback(self, g: int) -> bool:
@@ -501,7 +497,7 @@ class Evolution:
         ``metrics.json`` when it fails, is eliminated, or finishes the last rung. Every slice is
         recorded in ``rung-R.json``, so a resumed run recomputes the same survivors."""
         participants = list(range(n))
-        workers = n if self.config.executor == "ray" else (self.config.workers or default_workers(n))
+        workers = n if self.config.executor == "ray" else (self.config.workers or default_candidate_workers(n))
         for r, fraction in enumerate(fractions):
             target = max(1, int(round(self.steps * fraction)))
             pending = [c for c in participants if self._rung(g, c, r) is None]
@@ -534,10 +530,7 @@ class Evolution:
                 return
 
     def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
-        try:
-            return read_json(self.store.cand_dir(g, c) / rung_file(r))
-        except FileNotFoundError:
-            return None
+        return read_json(self.store.cand_dir(g, c) / rung_file(r))
 
     def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
                slots: threading.Semaphore | None = None) -> None:

@@ -31,12 +31,19 @@ from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
 EventFn = Callable[[dict], None]
 
 
-def default_workers() -> int:
-    """Worker processes this machine runs at once: its usable cores."""
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; else all the machine's): the local
+    pool's default size and what ``cpu_threads`` divides."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def default_candidate_workers(samples: int) -> int:
+    """Candidates a generation trains at once when ``--workers`` is not given: one per sample, at
+    most the machine's CPU count (``os.cpu_count()``, which can exceed ``usable_cores()``)."""
+    return max(1, min(samples, os.cpu_count() or 1))
 
 
 class Executor:
@@ -76,7 +83,7 @@ class LocalExecutor(Executor):
     def __init__(self, max_workers: int | None = None, module: str = "rewardgen.trainers.worker"):
         if max_workers is not None and max_workers <= 0:
             raise ValueError(f"max_workers must be positive, got {max_workers}")
-        self.max_workers = max_workers or default_workers()
+        self.max_workers = max_workers or usable_cores()
         self.module = module
         self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="worker-job")
 
@@ -92,7 +99,7 @@ class LocalExecutor(Executor):
 
     def cpu_threads(self, concurrent: int) -> int:
         # more busy threads than cores made two HalfCheetah workers 7-12% slower in all (docs/benchmarks.md)
-        return max(1, default_workers() // max(1, min(int(concurrent), self.max_workers)))
+        return max(1, usable_cores() // max(1, min(int(concurrent), self.max_workers)))
 
 
 def _run_local(job: dict, limits: WorkerLimits, on_event: EventFn | None, module: str) -> WorkerResult:
@@ -234,4 +241,5 @@ def make_executor(kind: str = "local", *, workers: int | None = None, ray_addres
     raise ValueError(f"unknown executor {kind!r}; choose local or ray")
 
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "default_workers", "make_executor", "RAY_MISSING"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "default_candidate_workers", "make_executor", "usable_cores",
+           "RAY_MISSING"]

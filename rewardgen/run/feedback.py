@@ -29,7 +29,6 @@ from __future__ import annotations
 from rewardgen.errors import UserError
 
 import fcntl
-import json
 import os
 import re
 import time
@@ -37,8 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, RunStore, RunStoreError,
-    atomic_write_json)
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError,
+    atomic_write_json, read_json)
 
 FEEDBACK_FILE = "feedback.json"
 LOCK_FILE = "feedback.lock"
@@ -134,11 +133,11 @@ def _locked(run_dir: Path) -> Iterator[None]:
 def _read(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / FEEDBACK_FILE
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
+        raw = read_json(path)
+    except CorruptFileError as exc:
+        raise FeedbackError(f"corrupt feedback file {path}: {exc.reason}") from None
+    if raw is None:
         return []
-    except (OSError, ValueError) as exc:
-        raise FeedbackError(f"corrupt feedback file {path}: {exc}") from None
     items = raw.get("items") if isinstance(raw, dict) else None
     if not isinstance(items, list):
         raise FeedbackError(f"corrupt feedback file {path}: no 'items' list")

@@ -222,10 +222,7 @@ def _normalise(task: Task, rows: dict[str, dict]) -> tuple[dict[str, float] | No
 
 def read_final(run_dir: Path) -> dict | None:
     """The run's final evaluation, or None if it has none."""
-    path = Path(run_dir) / FINAL_FILE
-    if not path.is_file():
-        return None
-    return read_json(path)
+    return read_json(Path(run_dir) / FINAL_FILE)
 
 
 __all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "METHODS"]

@@ -9,12 +9,12 @@ the policy the same way, here. The policy's trusted fitness comes from the evalu
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.job import SmokeCheck, WorkerJob
+from rewardgen.run.executors import default_candidate_workers
 from rewardgen.sandbox import WorkerLimits, WorkerResult
 from rewardgen.sandbox.trusted import run_trusted_evaluation
 from rewardgen.store import POLICY_FILE, TRAIN_LOG, atomic_write_bytes, atomic_write_text
@@ -101,7 +101,7 @@ def training_setup(task: Task, config: Any, trainer: str, budget: int) -> Traini
     gpu_share = None
     if config.sim != "cpu" and str(config.device).startswith("cuda") and config.executor != "ray":
         # local workers share the device: each caps torch's allocations at its share
-        gpu_share = 1.0 / (config.workers or max(1, min(config.samples, os.cpu_count() or 1)))
+        gpu_share = 1.0 / (config.workers or default_candidate_workers(config.samples))
     return TrainingSetup(task=task, trainer=trainer, budget=int(budget), num_envs=config.num_envs, sim=config.sim,
                          device=config.device, gpu_memory_fraction=gpu_share, timeout=config.timeout,
                          memory_gb=float(config.memory_gb))

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rewardgen.sandbox.validate import module_allowed
+from rewardgen.sandbox.validate import BANNED_ATTRIBUTES, BANNED_BUILTINS, module_allowed
 
 CANDIDATE_FILENAME = "reward.py"
 MAX_VIOLATIONS = 20
@@ -58,7 +58,6 @@ _CANDIDATE_DENY_PREFIXES = (
 _WATCHED_HEADS = frozenset(p.split(".")[0].rstrip(".") for p in (*_ALWAYS_DENY_PREFIXES, *_CANDIDATE_DENY_PREFIXES)) \
     | {"open", "import"}
 _WRITE_MASK = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_MACHINERY = ("<frozen importlib", "importlib/", "importlib\\")
 
 
 def default_read_roots() -> list[str]:
@@ -190,13 +189,6 @@ def _short(args: tuple) -> str:
 # loading the candidate
 # ---------------------------------------------------------------------------------------------
 
-_BUILTINS_REMOVED = frozenset({
-    "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-    "breakpoint", "input", "help", "exit", "quit", "memoryview", "copyright", "credits", "license",
-    "__loader__", "__spec__", "__build_class__", "__import__",
-})
-
-
 class RefusedImport(ImportError):
     """The reward imported a module outside torch and math (or a refused part of torch)."""
 
@@ -211,8 +203,6 @@ def reward_torch() -> Any:
     import types
 
     import torch
-
-    from rewardgen.sandbox.validate import BANNED_ATTRIBUTES
 
     mod = types.ModuleType("torch", torch.__doc__)
     for name, value in torch.__dict__.items():
@@ -264,9 +254,8 @@ def _import_gate(guard: Guard | None) -> Callable[..., Any]:
 
 def safe_builtins(guard: Guard | None = None) -> dict[str, Any]:
     """The builtins a reward sees: the usual ones minus code execution, files and reflection by name."""
-    safe = {k: v for k, v in builtins.__dict__.items() if k not in _BUILTINS_REMOVED}
-    safe["__import__"] = _import_gate(guard)
-    safe["__build_class__"] = builtins.__build_class__  # class statements
+    safe = {k: v for k, v in builtins.__dict__.items() if k not in BANNED_BUILTINS}
+    safe["__import__"] = _import_gate(guard)  # only torch and math
     return safe
 
 

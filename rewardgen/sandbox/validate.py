@@ -38,13 +38,18 @@ BANNED_TORCH_PATHS = frozenset({
     "torch.nn.Module",
 })
 
-# Builtins a reward may not name at all (they execute code, reach objects by name, touch files or
-# the terminal, or end the process).
-BANNED_NAMES = frozenset({
+# Builtins that execute code, reach objects by name, touch files or the terminal, or end the process:
+# refused by name here, and absent from the builtins the reward runs with (``sandbox.guard.safe_builtins``,
+# which puts a gated ``__import__`` back).
+BANNED_BUILTINS = frozenset({
     "exec", "eval", "compile", "open", "globals", "locals", "vars", "getattr", "setattr", "delattr",
-    "__import__", "breakpoint", "input", "help", "exit", "quit", "memoryview", "dir",
-    "classmethod", "staticmethod", "property", "super", "object", "type", "copyright", "credits",
-    "license", "__builtins__", "__loader__", "__spec__",
+    "__import__", "breakpoint", "input", "help", "exit", "quit", "memoryview", "copyright", "credits",
+    "license", "__loader__", "__spec__",
+})
+# Names a reward may not write at all: the banned builtins plus reflection gateways. The latter are
+# refused here only; the reward's builtins at run time still hold them.
+BANNED_NAMES = BANNED_BUILTINS | frozenset({
+    "dir", "classmethod", "staticmethod", "property", "super", "object", "type", "__builtins__",
 })
 
 # Attribute names refused on any object. Grouped by why.

@@ -62,11 +62,12 @@ def unsupported_reason(task) -> str | None:
     return None
 
 
-def read_env(sim, task: Task) -> None:
-    """Copy onto a batched simulator what it reproduces of the task's gymnasium env (BatchSim and
-    WarpSim alike): the env itself (``_env``, closed by ``close``), the unwrapped env ``u``, its class
-    name ``kind``, ``model``, ``frame_skip``, ``dt``, ``episode_length``, ``schema``, ``act_dim``,
-    ``obs_dim``, ``nq``/``nv``/``nu``, and ``_rescale``: the RescaleAction wrapper's function, or None."""
+def init_from_env(sim, task: Task) -> None:
+    """Build the task's gymnasium env and set on a batched simulator (BatchSim and WarpSim alike)
+    what it reproduces of it: the env itself (``_env``, closed by ``close``), the unwrapped env
+    ``u``, its class name ``kind``, ``model``, ``frame_skip``, ``dt``, ``episode_length``,
+    ``schema``, ``act_dim``, ``obs_dim``, ``nq``/``nv``/``nu``, and ``_rescale``: the RescaleAction
+    wrapper's function, or None."""
     env = task.make_env()
     sim._env, sim._rescale = env, None
     w = env
@@ -159,7 +160,7 @@ class BatchSim:
                  world_seeds: list[int] | None = None):
         self.task = task
         self.n = int(num_worlds)
-        read_env(self, task)
+        init_from_env(self, task)
         u = self.u
         self.init_qpos = np.array(u.init_qpos, dtype=np.float64)
         self.init_qvel = np.array(u.init_qvel, dtype=np.float64)

@@ -50,7 +50,7 @@ import mujoco
 import numpy as np
 import torch
 
-from rewardgen.sim.cpu import BatchSim, StepResult, read_env
+from rewardgen.sim.cpu import BatchSim, StepResult, init_from_env
 from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
 
@@ -152,7 +152,7 @@ class WarpSim:
         if self.n <= 0:
             raise ValueError("num_worlds must be positive")
 
-        read_env(self, task)
+        init_from_env(self, task)
         u = self.u
         if self.kind not in _KNOWN_KINDS:
             raise ValueError(f"WarpSim does not know the rules of {self.kind}")

@@ -36,11 +36,10 @@ from typing import Any
 
 import torch
 
-from rewardgen.contract.schema import Schema
+from rewardgen.contract.schema import AXES, Schema
 from rewardgen.contract.state import State
 
 
-_AXES = {"x": 0, "y": 1, "z": 2}
 AGGREGATIONS = ("horizon", "final", "max", "total")
 TWO_PI = 2.0 * math.pi
 
@@ -172,9 +171,9 @@ def _point(schema: Schema, params: dict, key: str) -> tuple[str, str]:
 
 def _axis(params: dict, default: str = "x") -> int:
     axis = params.get("axis", default)
-    if axis not in _AXES:
+    if axis not in AXES:
         raise FitnessError(f"axis must be one of x, y, z, got {axis!r}")
-    return _AXES[axis]
+    return AXES[axis]
 
 
 def _known(params: dict, allowed: tuple[str, ...], name: str) -> None:
@@ -210,13 +209,13 @@ def negative_distance(schema: Schema, params: dict) -> Fitness:
     (ka, a), (kb, b) = _point(schema, params, "a"), _point(schema, params, "b")
     tail = int(_num(params, "tail", 10, positive=True))
     dims = params.get("dims", "xyz")
-    if not isinstance(dims, str) or not dims or any(c not in _AXES for c in dims):
+    if not isinstance(dims, str) or not dims or any(c not in AXES for c in dims):
         raise FitnessError(f"dims must be a string of x, y, z (e.g. xy), got {dims!r}")
 
     def pos(s: State, kind: str, name: str) -> torch.Tensor:
         return (s.body_pos if kind == "body" else s.site_pos)[name]
 
-    idx = [_AXES[c] for c in dims]
+    idx = [AXES[c] for c in dims]
     ea = f's.{"body_pos" if ka == "body" else "site_pos"}["{a}"]'
     eb = f's.{"body_pos" if kb == "body" else "site_pos"}["{b}"]'
     return Fitness("negative_distance", params,

@@ -20,12 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
-
-def _root_body(model: mujoco.MjModel) -> int:
-    """The root of the first actuated kinematic tree (the robot), as the schema defines it."""
-    from rewardgen.contract.schema import _robot_root
-
-    return int(_robot_root(model))
+from rewardgen.contract.schema import find_robot_root
 
 
 def _position_prefix(model: mujoco.MjModel) -> int:
@@ -66,7 +61,7 @@ class MjcfEnv(MujocoEnv):
         self._terminate_when_unhealthy = healthy_z_range is not None
         self._healthy_z_range = tuple(float(v) for v in healthy_z_range) if healthy_z_range is not None else None
         if healthy_body is None:
-            self._healthy_body = _root_body(model)
+            self._healthy_body = find_robot_root(model)
         else:
             self._healthy_body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, healthy_body)
             if self._healthy_body <= 0:

@@ -20,6 +20,7 @@ from rewardgen.contract.reward import ContractError, RewardFn, check_output, non
 from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.contract.policy import PolicyExport, load_npz
 from rewardgen.contract.state import State
+from rewardgen.stats import pearson
 from rewardgen.tasks.spec import Task
 
 ProgressFn = Callable[[int], None]
@@ -208,16 +209,6 @@ class TrainingStats:
             "num_episodes": len(self.episode_returns),
             "reward_fitness_correlation": pearson(self.episode_returns, self.episode_fitness),
         }
-
-
-def pearson(a: list[float], b: list[float]) -> float | None:
-    """Pearson correlation, or None when undefined (fewer than 3 points or no variance)."""
-    if len(a) < 3:
-        return None
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.std() < 1e-12 or y.std() < 1e-12:
-        return None
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 class BatchReward:

@@ -42,7 +42,6 @@ component names with lone surrogates, reward errors and feedback are escaped in 
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import secrets
 import time
@@ -58,9 +57,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, RunStore,
-    RunStoreError)
-from rewardgen.store import VIDEO_FILE
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, CorruptFileError,
+    RunStore, RunStoreError, read_json)
+from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import card, environment, reward_diff
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
@@ -116,13 +115,15 @@ class Runs:
             if not d.is_dir() or not RUN_ID.match(d.name) or not (d / RUN_FILE).is_file():
                 continue
             try:
-                run = json.loads((d / RUN_FILE).read_text())
+                run = read_json(d / RUN_FILE)
                 cfg = run.get("config", {})
                 out.append({"id": d.name, "task": (run.get("task") or {}).get("id", "?"), "status": run.get("status"),
                             "done": len(run.get("generations", [])), "planned": cfg.get("generations"),
                             "samples": cfg.get("samples"), "best": run.get("best"), "proposer": run.get("proposer"),
                             "updated": run.get("updated") or run.get("created"), "error": None})
-            except (OSError, ValueError, AttributeError) as exc:
+            except CorruptFileError as exc:
+                out.append({"id": d.name, "error": f"corrupt run.json: {exc.reason}"})
+            except AttributeError as exc:  # not the objects a run.json holds (or removed since listed: None)
                 out.append({"id": d.name, "error": f"corrupt run.json: {exc}"})
         return out
 
@@ -139,11 +140,12 @@ def _generation_index(store: RunStore, raw: str) -> tuple[int, dict]:
 
 
 def _read_json(path: Path) -> dict:
+    """``store.read_json`` for display: an object, or {} when the file is missing, damaged or not one."""
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+        data = read_json(path)
+    except CorruptFileError:
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _source(store: RunStore, g: int, c: int) -> str | None:
@@ -175,7 +177,7 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = N
         source = _source(store, g, c)
         video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None
         item = card(f"{g}/{c}", str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
-                    video, budget)
+                    video, budget, video_info=_read_json(d / VIDEO_INFO_FILE))
         out.append(item | {"index": c})
     return out
 

@@ -1,0 +1,23 @@
+"""Statistics shared by the trainers' per-episode books and the reward debugger (plain numpy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:
+    """Pearson correlation of the pairs where both values are finite; None when it is undefined:
+    fewer than 3 such pairs, or a side with no variance (std below 1e-12 of its mean magnitude)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3:
+        return None
+    x, y = x[ok], y[ok]
+    if x.std() < 1e-12 * (1 + np.abs(x).mean()) or y.std() < 1e-12 * (1 + np.abs(y).mean()):
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+__all__ = ["pearson"]
