@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.executors import default_candidate_workers
-from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
+from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
@@ -596,7 +596,7 @@ class Evolution:
             if not check.ok:
                 atomic_write_text(d / TRAIN_LOG, check.log)
                 return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
-        keep_training(d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
+        save_training_output(d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
         failure = training_failure(res)
         if failure is not None:
             return fail(*failure, traceback=res.traceback, train_seconds=round(res.seconds, 2))

@@ -42,8 +42,8 @@ def usable_cores() -> int:
 
 def default_candidate_workers(samples: int) -> int:
     """Candidates a generation trains at once when ``--workers`` is not given: one per sample, at
-    most the machine's CPU count (``os.cpu_count()``, which can exceed ``usable_cores()``)."""
-    return max(1, min(samples, os.cpu_count() or 1))
+    most the cores this process may use (``usable_cores()``, as the local pool counts them)."""
+    return max(1, min(samples, usable_cores()))
 
 
 class Executor:

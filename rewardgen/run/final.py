@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
+from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.sandbox import WorkerResult
 from rewardgen.store import FINAL_FILE, POLICY_FILE, RUN_FILE, RunStore, atomic_write_json, read_json
 from rewardgen.tasks.baselines import sparse_reward_source
@@ -165,7 +165,7 @@ def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, e
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
     d = store.path / "final" / f"{method}-seed{k}"
-    keep_training(d, res)
+    save_training_output(d, res)
     record: dict[str, Any] = {"method": method, "seed_index": k, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
     failure = training_failure(res)

@@ -78,7 +78,7 @@ def training_failure(res: WorkerResult) -> tuple[str, str] | None:
     return None
 
 
-def keep_training(directory: Path, res: WorkerResult, log_header: str = "", append: bool = False) -> None:
+def save_training_output(directory: Path, res: WorkerResult, log_header: str = "", append: bool = False) -> None:
     """Write the worker's log (``train.log``, appended to for a continued training) and, when it
     returned one, its policy (``policy.npz``), each atomically."""
     log_path = directory / TRAIN_LOG
