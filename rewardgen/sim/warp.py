@@ -50,7 +50,8 @@ import mujoco
 import numpy as np
 import torch
 
-from rewardgen.sim.cpu import BatchSim, StepResult, init_from_env
+from rewardgen.sim.cpu import BatchSim
+from rewardgen.sim.gym_rules import StepResult, init_from_env
 from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
 
