@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from rewardgen import feedback  # noqa: E402
+from rewardgen.run import feedback  # noqa: E402
 from rewardgen.store import atomic_write_json  # noqa: E402
 from rewardgen.web import JobError, Jobs, check_bind, create_app, serve  # noqa: E402
 from test_feedback import fake_run  # noqa: E402
