@@ -16,7 +16,7 @@ _SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 def _folder(name: str) -> Path:
     try:
-        found = importlib.resources.files(f"rewardgen._{name}")
+        found = importlib.resources.files("rewardgen") / f"_{name}"  # a namespace package's files() is no Path
         path = Path(str(found))
         if path.is_dir():
             return path
