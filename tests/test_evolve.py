@@ -78,4 +78,5 @@ def test_offline_proposer_applies_reflection_to_the_best_parent():
         terms = {g["term"] for g in p.genome}
         assert "drift" not in terms  # constant during training
         assert any("dropped drift" in n for n in p.notes)
-        assert any("scaled posture down" in n for n in p.notes) or "posture" not in terms
+        assert any("scaled posture down" in n for n in p.notes)  # dominant shaping term
+        assert ("posture" in terms) != any("removed posture" in n for n in p.notes)  # unless a mutation removed it

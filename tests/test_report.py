@@ -191,7 +191,14 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     why = text[text.index("id='why'"):text.index("<h2>Fitness per generation")]
     assert "component shares" in why and "share of the reward" in why and "runner-up" in why
     assert why.count("best episode</b>") == 2  # trajectory summaries of winner and runner-up side by side
-    assert "its diff" in why and ("against its parent" in why or "no parent" in why)
+    assert "its diff" in why
+    proposal = json.loads((run_dir / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}"
+                           / "proposal.json").read_text())
+    if proposal.get("parent"):  # the offline proposer's children name their parent: the diff is against it
+        pg, pc = proposal["parent"].split("/")
+        assert f"against its parent <a href='#cand-{pg}-{pc}'>{proposal['parent']}</a>" in why
+    else:
+        assert "no parent: a fresh proposal" in why and "against its parent" not in why
     # the schedule: halving explained, each candidate's fate with its own budget
     assert "Successive halving" in text
     fates = [json.loads((d / "metrics.json").read_text()) for d in sorted(run_dir.glob("gen-*/cand-*"))]

@@ -26,6 +26,20 @@ SECRET = "sk-zygote-test-secret"
 ZERO = "def compute_reward(s):\n    z = s.qpos[:, 0] * 0.0\n    return z, {'z': z}\n"
 
 
+def _dies(pid: int, timeout: float = 5.0) -> bool:
+    """Whether ``pid`` is gone or a zombie (its files, the control socket among them, closed) in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
 def _facts(res) -> dict:
     line = next(x for x in res.log.splitlines() if x.startswith("FACTS "))
     return json.loads(line[len("FACTS "):])
@@ -76,7 +90,7 @@ def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
     first = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert first.started == "zygote"
     os.kill(fresh_zygote.pid, signal.SIGKILL)
-    time.sleep(0.2)
+    assert _dies(fresh_zygote.pid), "SIGKILL did not stop the zygote"
     res = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert res.ok and res.started.startswith("started a fresh worker process: no zygote"), res.started
     assert any("no zygote" in w for w in res.warnings), res.warnings
@@ -114,7 +128,7 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
               f"job = {{'mode': 'train', 'task': t.to_dict(), 'source': {ZERO!r}, 'steps': 10**7, 'seed': 0,"
               " 'trainer': 'ppo', 'num_envs': 16}\n"
               "threading.Thread(target=run_worker, args=(job, WorkerLimits(wall_seconds=600)), daemon=True).start()\n"
-              "time.sleep(0.5)\nprint(zygote.shared().pid, flush=True)\ntime.sleep(600)\n")
+              "print(zygote.shared().pid, flush=True)\ntime.sleep(600)\n")  # shared(): one zygote, made once
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "REWARDGEN_ZYGOTE": "1"})
     zpid = int(proc.stdout.readline())
