@@ -115,6 +115,7 @@ def test_report_on_empty_and_broken_runs(tmp_path):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                                    "(apt-get install -y chromium)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 
@@ -169,6 +170,7 @@ def test_tensorboard_scalars(tmp_path):
 # the report of a real run
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run):
     run_dir, _ = small_real_run
     report = run_dir / "report.html"  # written by the run itself, not by this test
@@ -211,6 +213,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     assert "alive_fraction</b>: fraction of the episode horizon survived" in text and "alive_fraction {}" not in text
 
 
+@pytest.mark.slow
 def test_real_report_in_chromium_plays_its_videos(small_real_run, tmp_path):
     """The report's <video> elements load in a real browser (duration > 0), and a screenshot is kept."""
     playwright = pytest.importorskip("playwright.sync_api")

@@ -109,6 +109,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(runs_dir):
     """kill -9 the orchestrator mid-run; resume finishes without retraining finished candidates."""
     args = [sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance", "--samples", "3",

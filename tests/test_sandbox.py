@@ -303,6 +303,7 @@ def test_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_hostile_verdict(corpus, path):
     head = _header(path.read_text())
     verdict = corpus["verdicts"][path.name]
@@ -321,6 +322,7 @@ def test_hostile_verdict(corpus, path):
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_hostile_had_no_effect(corpus, path):
     verdict = corpus["verdicts"][path.name]
     everything = json.dumps(verdict.to_json()) + verdict.explain() + verdict.log
@@ -328,6 +330,7 @@ def test_hostile_had_no_effect(corpus, path):
     assert "root:" not in everything  # no line of /etc/shadow or /etc/passwd came back
 
 
+@pytest.mark.slow
 def test_corpus_side_effects(corpus):
     assert not corpus["pwned"].exists(), "a reward wrote outside the sandbox"
     assert not (corpus["tmp"] / "target").exists()
@@ -345,6 +348,7 @@ def test_corpus_side_effects(corpus):
 # single properties
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_state_mutation_does_not_reach_simulation_or_fitness(task):
     """Same seed, random actions: a reward that scribbles over its State sees the same episodes and
     worker-side fitness as one that does not (State tensors are fresh copies; fitness runs first)."""

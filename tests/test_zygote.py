@@ -55,6 +55,7 @@ def fresh_zygote(monkeypatch):
     zygote.reset_shared()
 
 
+@pytest.mark.slow
 def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
     limits = WorkerLimits(wall_seconds=60, memory_bytes=3 * 1024**3, file_bytes=5 * 1024**2)
     with open(tmp_path / "held-open.txt", "w") as held:  # an open file of the orchestrator's
@@ -73,6 +74,7 @@ def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
         assert f["netns"] != os.readlink("/proc/self/ns/net")
 
 
+@pytest.mark.slow
 def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
     with open(tmp_path / "held-open.txt", "w"):
         run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
@@ -86,6 +88,7 @@ def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
     assert os.getsid(pid) == pid  # its own session: no terminal's signals
 
 
+@pytest.mark.slow
 def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
     first = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert first.started == "zygote"
@@ -103,6 +106,7 @@ def test_switched_off_runs_fresh_without_a_warning(monkeypatch):
     assert res.ok and res.started == "fresh" and not any("zygote" in w for w in res.warnings)
 
 
+@pytest.mark.slow
 def test_training_is_the_same_forked_or_fresh(monkeypatch):
     task = get_task("inverted-pendulum-balance")
     job = {"mode": "train", "task": task.to_dict(), "source": ZERO, "steps": 1024, "seed": 3, "trainer": "ppo",
@@ -118,6 +122,7 @@ def test_training_is_the_same_forked_or_fresh(monkeypatch):
     assert set(payloads) == {"zygote", "fresh"} and payloads["zygote"] == payloads["fresh"]
 
 
+@pytest.mark.slow
 def test_zygote_and_its_workers_die_with_the_orchestrator():
     """kill -9 of the orchestrator: the zygote (its child) and a worker forked from it (a grandchild,
     busy) are gone at once."""
@@ -149,6 +154,7 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
     assert alive == [], f"outlived the orchestrator: {alive}"
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_forked_workers_group(fresh_zygote):
     task = get_task("inverted-pendulum-balance")
     spin = "def compute_reward(s):\n    while True:\n        pass\n"
