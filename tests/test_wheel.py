@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -78,6 +79,7 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                          "--disable-pip-version-check",
                           "-w", str(tmp / "dist"), str(src)], cwd=tmp, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     wheels = list((tmp / "dist").glob("rewardgen-*.whl"))
@@ -91,7 +93,12 @@ def venv(wheel: Path, tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("venv") / "venv"
     assert not where.resolve().is_relative_to(ROOT)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(where)], check=True, timeout=300)
-    res = subprocess.run([str(where / "bin" / "pip"), "install", "--no-deps", "-q", str(wheel)],
+    if sys.prefix != sys.base_prefix:  # the tests run in a venv: its packages, not the base Python's, are "the system"
+        site = next((where / "lib").glob("python*/site-packages"))
+        parent = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+        (site / "_parent_env.pth").write_text("\n".join(parent) + "\n")
+    res = subprocess.run([str(where / "bin" / "pip"), "install", "--no-deps", "--disable-pip-version-check", "-q",
+                          str(wheel)],
                          capture_output=True, text=True, timeout=300, env=_outside_env())
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return where
