@@ -133,7 +133,10 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
               f"job = {{'mode': 'train', 'task': t.to_dict(), 'source': {ZERO!r}, 'steps': 10**7, 'seed': 0,"
               " 'trainer': 'ppo', 'num_envs': 16}\n"
               "threading.Thread(target=run_worker, args=(job, WorkerLimits(wall_seconds=600)), daemon=True).start()\n"
-              "print(zygote.shared().pid, flush=True)\ntime.sleep(600)\n")  # shared(): one zygote, made once
+              # the thread's job starts the zygote: wait until it has (its pid), then say which it is
+              "z, deadline = zygote.shared(), time.monotonic() + 60\n"
+              "while z.pid is None and time.monotonic() < deadline:\n    time.sleep(0.02)\n"
+              "print(z.pid, flush=True)\ntime.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "REWARDGEN_ZYGOTE": "1"})
     zpid = int(proc.stdout.readline())
