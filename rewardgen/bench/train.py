@@ -177,7 +177,7 @@ def worker_ppo(task: Task, source: str, config: TrainConfig, wall_seconds: float
            "seed": int(config.seed), "trainer": "ppo", "num_envs": int(config.num_envs),
            "wall_seconds": wall_seconds}
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.run([sys.executable, "-c", "from rewardgen.bench.train import _measure_worker_main as m; m()"],
                           input=json.dumps(job), capture_output=True, text=True, env=env,
