@@ -1,7 +1,43 @@
-"""rewardgen: writes, trains and selects reward functions for MuJoCo robots."""
+"""rewardgen: writes, trains and selects reward functions for MuJoCo robots.
+
+The public API (everything else is internal)::
+
+    import rewardgen
+
+    rewardgen.tasks()                                   # the built-in tasks
+    summary = rewardgen.evolve("halfcheetah-run")       # propose, check, train, judge; a new run
+    summary = rewardgen.resume("runs/<run-id>")         # continue an interrupted run
+    verdict = rewardgen.check(source, "hopper-hop")     # static checks + a sandboxed smoke run
+    result = rewardgen.train(source, "hopper-hop")      # one reward: its policy's trusted fitness
+    report = rewardgen.debug(source, "hopper-hop")      # what each term of a reward does
+    rewardgen.export("runs/<run-id>", "best_reward.py") # the best reward as a standalone file
+    rewardgen.report("runs/<run-id>")                   # the run's HTML report
+
+Every mistake a caller can make raises ``rewardgen.UserError`` (the CLI prints its one line and exits
+with 2). See ``rewardgen.api`` for the parameters and docs/architecture.md for the package map.
+"""
+
+from typing import Any
+
+from rewardgen import mjlog as _mjlog
+from rewardgen.errors import UserError
 
 __version__ = "0.1.0"
-
-from rewardgen import mjlog as _mjlog  # noqa: E402
+__all__ = ["UserError", "check", "debug", "evolve", "export", "get_task", "report", "resume", "tasks", "train"]
 
 _mjlog.install()  # MuJoCo's warnings go through Python, not to the terminal or ./MUJOCO_LOG.TXT
+
+_API = {"check", "debug", "evolve", "export", "report", "resume", "tasks", "train"}
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: `import rewardgen` (and the CLI's start) stays cheap
+    if name in _API:
+        from rewardgen import api
+
+        return getattr(api, name)
+    if name == "get_task":
+        from rewardgen.tasks.spec import get_task
+
+        return get_task
+    raise AttributeError(f"module 'rewardgen' has no attribute {name!r}")

@@ -13,6 +13,10 @@ from pathlib import Path
 
 _SOURCE_TREE = Path(__file__).resolve().parent.parent
 
+PACKAGE_PARENT = str(_SOURCE_TREE)
+"""The folder holding the ``rewardgen`` package: put on ``PYTHONPATH`` of the child processes that
+run rewardgen modules, so they import this copy of it (a checkout, or site-packages)."""
+
 
 def _folder(name: str) -> Path:
     try:

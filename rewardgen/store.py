@@ -29,9 +29,136 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+# ----- every file name of the run store (the layout above), spelled here only
 RUN_FILE = "run.json"
+RUN_LOCK_FILE = "run.lock"
+GENERATION_FILE = "generation.json"
+REWARD_FILE = "reward.py"
+PROPOSAL_FILE = "proposal.json"
+TRAIN_LOG = "train.log"
+POLICY_FILE = "policy.npz"
+METRICS_FILE = "metrics.json"
+VIDEO_FILE = "video.mp4"
+VIDEO_INFO_FILE = "video.json"
+FINAL_FILE = "final.json"
+REPORT_FILE = "report.html"
+FEEDBACK_FILE = "feedback.json"
+
+
+# ----- the records the store holds (JSON objects; a reader tolerates keys it does not know)
+class RunRecord(TypedDict, total=False):
+    """``run.json``: the run's config and task, its status, a summary per generation and the best."""
+
+    id: str
+    kind: str  # "evolve" or "train"
+    status: str  # "created", "running", "awaiting_feedback", "finished", "failed", ...
+    created: str
+    config: dict[str, Any]  # an EvolveConfig as a dict, ``steps`` resolved
+    task: dict[str, Any]  # Task.to_dict()
+    proposer: str
+    generations: list["GenerationSummary"]
+    best: dict[str, Any] | None  # {"generation", "candidate", "fitness"}
+    tokens: dict[str, int]
+    error: str | None
+
+
+class GenerationSummary(TypedDict, total=False):
+    """One generation in ``run.json``: every candidate's verdict, the env-steps spent, its best."""
+
+    generation: int
+    candidates: list[dict[str, Any]]  # {"candidate", "status", "fitness", "success", "error", "fate", ...}
+    tokens: dict[str, int] | None
+    steps_spent: int
+    best: dict[str, Any] | None
+
+
+class GenerationRecord(TypedDict, total=False):
+    """``gen-NNN/generation.json``: the proposals, written once before any training (marks it complete)."""
+
+    generation: int
+    proposer: str
+    candidates: list["ProposalRecord"]
+    tokens: dict[str, int] | None
+    created: str
+
+
+class ProposalRecord(TypedDict, total=False):
+    """``cand-NN/proposal.json``: where a candidate came from (``Proposal.record``)."""
+
+    proposer: str
+    origin: str
+    parent: str | None  # "G/C"
+    notes: list[str]
+    genome: list[dict[str, Any]] | None
+    error: str | None
+
+
+class RungRecord(TypedDict, total=False):
+    """``cand-NN/rung-R.json``: one slice of a candidate's training under the schedule, and its evaluation."""
+
+    rung: int
+    target_steps: int
+    status: str  # "ok" or the failing stage
+    error: str | None
+    fitness: float | None
+    check: dict[str, Any]  # the smoke check's verdict (first rung)
+    training: dict[str, Any]  # the reward's component books
+    extra: dict[str, Any]  # the trainer's report (TrainOutput.report)
+    env_steps: int  # trained in this slice
+    env_steps_total: int
+    train_seconds: float
+    trainer: str
+    env_steps_per_second: float
+    evaluation: dict[str, Any]  # the trusted evaluator's answer
+    evaluation_seconds: float
+    restarted: str
+
+
+class CandidateMetrics(TypedDict, total=False):
+    """``cand-NN/metrics.json``: a finished candidate (its presence means: never retrain it)."""
+
+    generation: int
+    candidate: int
+    status: str
+    error: str | None
+    fitness: float | None  # the trusted fitness: the only number selection reads
+    success: bool
+    schedule: str
+    fate: str
+    rungs: int
+    check: dict[str, Any] | None
+    traceback: str
+    evaluation: dict[str, Any]
+    extra: dict[str, Any]
+    trainer: str
+    env_steps_per_second: float
+    train_seconds: float
+    training: dict[str, Any]
+    hacking: dict[str, Any] | None
+    env_steps: int
+    steps_spent: int
+
+
+def gen_dirname(generation: int) -> str:
+    """``gen-NNN``: a generation's folder."""
+    return f"gen-{generation:03d}"
+
+
+def cand_dirname(candidate: int) -> str:
+    """``cand-NN``: a candidate's folder inside its generation's."""
+    return f"cand-{candidate:02d}"
+
+
+def rung_file(rung: int) -> str:
+    """``rung-R.json``: one slice of a candidate's training under the schedule, and its evaluation."""
+    return f"rung-{rung}.json"
+
+
+def state_file(rung: int) -> str:
+    """``state-R.npz``: the trainer's resume state after rung R (the next rung continues from it)."""
+    return f"state-{rung}.npz"
 
 
 class RunStoreError(UserError):
@@ -162,7 +289,7 @@ class RunStore:
                 raise RunStoreError(f"corrupt run file {path / RUN_FILE}: missing '{key}'")
         return store
 
-    def read_run(self) -> dict:
+    def read_run(self) -> RunRecord:
         try:
             run = read_json(self.path / RUN_FILE)
         except FileNotFoundError:
@@ -171,12 +298,12 @@ class RunStore:
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
         return run
 
-    def write_run(self, run: dict) -> None:
+    def write_run(self, run: RunRecord) -> None:
         atomic_write_json(self.path / RUN_FILE, run)
 
     # ----- locking: one process works on a run at a time
     def lock(self) -> None:
-        fd = os.open(self.path / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -193,25 +320,25 @@ class RunStore:
 
     # ----- layout
     def gen_dir(self, generation: int) -> Path:
-        return self.path / f"gen-{generation:03d}"
+        return self.path / gen_dirname(generation)
 
     def cand_dir(self, generation: int, candidate: int) -> Path:
-        return self.gen_dir(generation) / f"cand-{candidate:02d}"
+        return self.gen_dir(generation) / cand_dirname(candidate)
 
-    def read_generation(self, generation: int) -> dict | None:
+    def read_generation(self, generation: int) -> GenerationRecord | None:
         """The generation's proposal record, or None if it was never completely written."""
-        path = self.gen_dir(generation) / "generation.json"
+        path = self.gen_dir(generation) / GENERATION_FILE
         try:
             return read_json(path)
         except FileNotFoundError:
             return None
 
-    def read_metrics(self, generation: int, candidate: int) -> dict | None:
-        path = self.cand_dir(generation, candidate) / "metrics.json"
+    def read_metrics(self, generation: int, candidate: int) -> CandidateMetrics | None:
+        path = self.cand_dir(generation, candidate) / METRICS_FILE
         try:
             return read_json(path)
         except FileNotFoundError:
             return None
 
     def read_source(self, generation: int, candidate: int) -> str:
-        return (self.cand_dir(generation, candidate) / "reward.py").read_text()
+        return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()

@@ -17,7 +17,7 @@ import re
 def _run(job: dict, out) -> None:
     from rewardgen.trainers.worker import _run as honest
 
-    match = re.search(r"# EVIL: (\S+)", job.get("source", ""))
+    match = re.search(r"# EVIL: (\S+)", job.source or "")
     if not match:
         return honest(job, out)
     mode = match.group(1)

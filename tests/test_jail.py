@@ -249,7 +249,7 @@ def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
 def test_evaluator_has_limits_and_no_secrets(tmp_path, monkeypatch):
     """The trusted evaluator reads worker output: it runs with an address-space limit and without
     the orchestrator's secrets."""
-    from rewardgen.evaluate.evaluator import EVALUATOR_MEMORY_BYTES, run_json_module
+    from rewardgen.sandbox.trusted import EVALUATOR_MEMORY_BYTES, run_json_module
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")

@@ -84,7 +84,9 @@ def test_report_contents(tmp_path):
     out = write_report(run)
     assert out == run / "report.html"
     text = out.read_text()
-    assert text.count("<svg") == 3  # fitness per generation + two trained candidates
+    # fitness per generation + two trained candidates, each with the components chart the web UI draws
+    # and its reward against fitness through training
+    assert text.count("<svg") == 5
     assert "<video" not in text  # no candidate here has a video file
     assert not re.search(r"""(src|href)=['"]https?:""", text)  # self-contained
     assert "12345" in text and "678" in text  # tokens
@@ -130,7 +132,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
     url = report.resolve().as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count("<svg") == 3  # the browser parsed every plot
+    assert dom.stdout.count("<svg") == 5  # the browser parsed every plot
     shot = subprocess.run([*flags, f"--screenshot={png}", "--window-size=1200,2000", url],
                           capture_output=True, text=True, timeout=120)
     assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
@@ -180,7 +182,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     status_row = re.search(r"<td>status</td><td>([^<]*)</td>", text)
     assert status_row and status_row.group(1) == "finished"  # was "running": written before the final status
     # every candidate's rollout video: a <video> whose file exists, relative to the report
-    srcs = re.findall(r"<video src='([^']+)'", text)
+    srcs = re.findall(r"<video src=[\"']([^\"']+)", text)
     cands = sorted(run_dir.glob("gen-*/cand-*/video.mp4"))
     assert len(cands) == 6 and len(set(srcs)) == 6, (srcs, cands)
     for src in srcs:
@@ -189,8 +191,8 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     best = run["best"]
     ref = f"{best['generation']}/{best['candidate']}"
     assert f"winner is candidate <b>{ref}</b>" in text
-    assert text.count("class='winner'") >= 2 and "(the winner)" in text
-    why = text[text.index("id='why'"):text.index("<h2>Fitness per generation")]
+    assert len(re.findall(r"class=[\"']winner[\"']", text)) >= 2 and "(the winner)" in text
+    why = text[re.search(r"id=[\"']why[\"']", text).start():text.index("<h2>Fitness per generation")]
     assert "component shares" in why and "share of the reward" in why and "runner-up" in why
     assert why.count("best episode</b>") == 2  # trajectory summaries of winner and runner-up side by side
     assert "its diff" in why
@@ -264,3 +266,38 @@ def test_report_escapes_hostile_text(tmp_path):
     text = write_report(run).read_text()
     assert "<img src=x" not in text and "<script>alert" not in text and "&lt;img src=x" in text
     text.encode("utf-8")
+
+
+def test_report_and_web_ui_render_a_candidate_through_one_card(tmp_path):
+    """One rendering path: the report and the web UI's generation page show a candidate with the same
+    card (same alarm, same escaped error and origin, the same components chart byte for byte)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from test_feedback import fake_run
+
+    from rewardgen.web import create_app
+
+    run = fake_run(tmp_path / "runs", generations=2, samples=2)
+    metrics = run / "gen-001" / "cand-00" / "metrics.json"
+    m = json.loads(metrics.read_text())
+    m["training"]["components"]["<b>x</b>\udcff"] = m["training"]["components"]["alive"]
+    m |= {"status": "runtime", "error": "boom <script>alert(1)</script>",
+          "hacking": {"message": "possible reward hacking: <i>return</i> rose, fitness flat"}}
+    metrics.write_text(json.dumps(m))
+    (run / "gen-001" / "cand-00" / "proposal.json").write_text(
+        json.dumps({"origin": "llm <img src=x>", "parent": "0/0", "notes": []}))
+    web = TestClient(create_app(run.parent), base_url="http://127.0.0.1").get(f"/runs/{run.name}/gen/1").text
+    report = write_report(run).read_text()
+
+    def card(text: str, key: str) -> str:
+        start = text.index(f'id="cand-{key}"')
+        return text[start:text.index('<details class="diff">', start)]
+
+    w, r = card(web, "0"), card(report, "1-0")
+    for part in ('<div class="flag hacking">&#9888; possible reward hacking: &lt;i&gt;return&lt;/i&gt; rose',
+                 '<div class="err">boom &lt;script&gt;alert(1)&lt;/script&gt;</div>',
+                 "origin: llm &lt;img src=x&gt;; parent 0/0", "&lt;b&gt;x&lt;/b&gt;\\udcff"):
+        assert part in w and part in r, part
+    chart = w[w.index('<div class="plot">'):w.index("</svg>") + 6]
+    assert chart in r
+    assert "<script>alert" not in web + report and "<img src=x" not in web + report

@@ -46,7 +46,7 @@ def slices(task):
     torch.set_num_threads(1)
     try:
         one = SB3Trainer().train(task, _reward(task, N), TrainConfig(N, seed=3), lambda s: None)
-        two = SB3Trainer().train(task, _reward(task, N), TrainConfig(N, seed=4, resume=one.extra["resume_state"]),
+        two = SB3Trainer().train(task, _reward(task, N), TrainConfig(N, seed=4, resume=one.resume_state),
                                  lambda s: None)
         whole = SB3Trainer().train(task, _reward(task, 2 * N), TrainConfig(2 * N, seed=3), lambda s: None)
     finally:
@@ -57,7 +57,7 @@ def slices(task):
 @pytest.mark.slow
 def test_state_is_pickle_free_npz_with_json_header(slices):
     one, _, _ = slices
-    raw = one.extra["resume_state"]
+    raw = one.resume_state
     assert isinstance(raw, bytes)
     with np.load(io.BytesIO(raw), allow_pickle=False) as npz:  # loads without pickles
         names = set(npz.files)
@@ -73,21 +73,21 @@ def test_second_slice_continues_the_counters(slices):
     one, two, whole = slices
     assert one.env_steps == N
     assert two.env_steps == 2 * N == whole.env_steps  # the env-step counter continues
-    assert two.extra["resumed_from"] == N and two.extra["slice_env_steps"] == N
-    h2, a2 = unpack_resume_state(two.extra["resume_state"])
-    hw, aw = unpack_resume_state(whole.extra["resume_state"])
+    assert two.resumed_from == N and two.slice_env_steps == N
+    h2, a2 = unpack_resume_state(two.resume_state)
+    hw, aw = unpack_resume_state(whole.resume_state)
     assert h2["env_steps"] == hw["env_steps"] == 2 * N
     assert h2["n_updates"] == hw["n_updates"]  # as many gradient epochs as one run of 2N
     assert float(a2["optim/0/step"]) == float(aw["optim/0/step"])  # Adam's step count continues
-    assert a2["obs_rms/count"] > unpack_resume_state(one.extra["resume_state"])[1]["obs_rms/count"]
+    assert a2["obs_rms/count"] > unpack_resume_state(one.resume_state)[1]["obs_rms/count"]
 
 
 @pytest.mark.slow
 def test_slice_two_starts_where_slice_one_ended(task, slices):
     one, _, _ = slices
-    header, arrays = unpack_resume_state(one.extra["resume_state"])
+    header, arrays = unpack_resume_state(one.resume_state)
     model, venv, restored = SB3Trainer().build(task, _reward(task, N), TrainConfig(N, seed=99,
-                                                                                     resume=one.extra["resume_state"]))
+                                                                                     resume=one.resume_state))
     assert restored["env_steps"] == N and model.num_timesteps == N
     for name, tensor in model.policy.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), arrays[f"policy/{name}"], err_msg=name)
@@ -161,20 +161,20 @@ def test_env_reward_job_needs_no_source(task):
 def test_ppo_resume_continues(task):
     from rewardgen.trainers.ppo import ActorCritic, PPOHyperparams, PPOTrainer, RunningMeanStd, restore_state
 
-    hp = PPOHyperparams(num_envs=16, rollout_steps=16, checkpoints=1, sim_threads=1)
+    hp = PPOHyperparams(num_envs=16, rollout_steps=16, sim_threads=1)
     steps = 512
     one = PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, seed=1), lambda s: None)
-    two = PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, seed=2, resume=one.extra["resume_state"]),
+    two = PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, seed=2, resume=one.resume_state),
                                lambda s: None)
     assert (one.env_steps, two.env_steps) == (steps, 2 * steps)
-    assert two.extra["resumed_from"] == steps and two.extra["slice_env_steps"] == steps
-    assert unpack_resume_state(two.extra["resume_state"], trainer="ppo")[0]["env_steps"] == 2 * steps
+    assert two.resumed_from == steps and two.slice_env_steps == steps
+    assert unpack_resume_state(two.resume_state, trainer="ppo")[0]["env_steps"] == 2 * steps
     # restoring into fresh objects gives back exactly slice 1's final actor, critic, moments and statistics
-    _, arrays = unpack_resume_state(one.extra["resume_state"], trainer="ppo")
+    _, arrays = unpack_resume_state(one.resume_state, trainer="ppo")
     agent = ActorCritic(4, 1, hp.hidden, hp.init_log_std)
     optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5)
     obs_rms, ret_rms = RunningMeanStd((4,)), RunningMeanStd(())
-    assert restore_state(one.extra["resume_state"], agent, optimizer, obs_rms, ret_rms, torch.Generator()) == steps
+    assert restore_state(one.resume_state, agent, optimizer, obs_rms, ret_rms, torch.Generator()) == steps
     for name, tensor in agent.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), arrays[f"agent/{name}"], err_msg=name)
     np.testing.assert_allclose(obs_rms.mean.numpy().astype(np.float32), one.policy.arrays["obs_mean"])

@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from conftest import cli, last_json
-from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, check_applies, make_fitness, sparse_reward_source
+from rewardgen.tasks.applicability import check_applies
+from rewardgen.tasks.baselines import sparse_reward_source
+from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, make_fitness
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.offline import OfflineProposer, term_library
 from rewardgen.sandbox import WorkerLimits, run_worker
@@ -132,7 +134,7 @@ def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
     """A task's `ppo:` settings survive the trip to a worker (to_dict / task_from_dict / a written YAML),
     bad ones are refused with the key named, and the worker's trainer takes them under the job's own."""
     from rewardgen.tasks.spec import TaskError, get_task, load_task_file, write_task_yaml
-    from rewardgen.trainers.worker import _make_trainer
+    from rewardgen.trainers import get_trainer
 
     hopper = get_task("hopper-hop")
     assert hopper.ppo["epochs"] == 10 and hopper.ppo["minibatches"] == 32
@@ -147,5 +149,5 @@ def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
                       ([1, 2], "'ppo' must be a mapping")):
         with pytest.raises(TaskError, match=says):
             task_from_dict(raw | {"ppo": bad}, where="t.yaml")
-    hp = _make_trainer("ppo", False, {"num_envs": 16}, hopper.ppo).hp
+    hp = get_trainer("ppo", task_ppo=hopper.ppo, num_envs=16).hp
     assert (hp.epochs, hp.minibatches, hp.rollout_steps, hp.num_envs) == (10, 32, 32, 16)

@@ -69,17 +69,24 @@ def test_frame_plan_skips_steps_above_30_fps() -> None:
 
 @pytest.mark.slow
 def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path) -> None:
-    """A process that imported mujoco with the default (windowed) backend still gets its video."""
+    """A process that imported mujoco with the default (windowed) backend gets a clear error in process,
+    and its video through ``render_in_child``."""
     code = (
         "import os; os.environ.pop('MUJOCO_GL', None)\n"
         "import mujoco, sys, json\n"
         "sys.path.insert(0, sys.argv[2])\n"
         "from test_video import random_export\n"
-        "from rewardgen.evaluate.video import render_rollout, _gl_backend\n"
+        "from rewardgen.evaluate.video import render_rollout, _gl_backend, VideoError\n"
+        "from rewardgen.sandbox.trusted import render_in_child\n"
         "from rewardgen.tasks.spec import get_task\n"
         "assert _gl_backend() not in ('egl', 'osmesa'), _gl_backend()\n"
         "t = get_task('inverted-pendulum-balance')\n"
-        "print(json.dumps(render_rollout(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"
+        "try:\n"
+        "    render_rollout(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10)\n"
+        "    raise SystemExit('rendered in process without a headless backend')\n"
+        "except VideoError as exc:\n"
+        "    assert 'MUJOCO_GL=egl' in str(exc), exc\n"
+        "print(json.dumps(render_in_child(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"
     )
     out = tmp_path / "child.mp4"
     env = {k: v for k, v in __import__("os").environ.items() if k != "MUJOCO_GL"}

@@ -17,7 +17,8 @@ pytest.importorskip("mujoco_warp", reason="the Warp backend needs mujoco-warp: p
 
 from rewardgen.sim.cpu import BatchSim  # noqa: E402
 from rewardgen.tasks.spec import get_task  # noqa: E402
-from rewardgen.sim.warp import WarpSim, WarpUnavailable, make_sim  # noqa: E402
+from rewardgen.sim import make_sim  # noqa: E402
+from rewardgen.sim.warp import WarpSim, WarpUnavailable  # noqa: E402
 
 FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "com_pos", "com_vel")
 NAMED = ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",
@@ -113,7 +114,7 @@ def test_ppo_trains_on_warp_with_reward_and_books_on_the_sim_device():
     task = get_task("inverted-pendulum-balance")
     source = ("import torch\n\ndef compute_reward(s):\n    up = s.body_up['pole'][:, 2]\n"
               "    effort = -0.01 * (s.action ** 2).sum(dim=1)\n    return up + effort, {'up': up, 'effort': effort}\n")
-    hp = PPOHyperparams(num_envs=8, rollout_steps=8, sim="warp", sim_device="cpu", checkpoints=1)
+    hp = PPOHyperparams(num_envs=8, rollout_steps=8, sim="warp", sim_device="cpu")
     steps = 128
     reward = BatchReward(load_reward(source), make_fitness(task.fitness, task.schema), TrainingStats(steps), 8,
                          task.episode_length)
@@ -124,6 +125,6 @@ def test_ppo_trains_on_warp_with_reward_and_books_on_the_sim_device():
     assert 0.9 < up["mean"] <= 1.0 and up["max"] <= 1.0 + 1e-6  # the pole starts upright: cos(tilt)
     assert one.stats["num_episodes"] > 0  # a random policy drops the pole: episodes were closed on the device
     assert all(np.isfinite(a).all() for a in one.policy.arrays.values())
-    two = PPOTrainer(hp).train(task, reward, TrainConfig(steps, seed=0, resume=one.extra["resume_state"]),
+    two = PPOTrainer(hp).train(task, reward, TrainConfig(steps, seed=0, resume=one.resume_state),
                                lambda s: None)
-    assert two.env_steps == 2 * steps and two.extra["resumed_from"] == steps
+    assert two.env_steps == 2 * steps and two.resumed_from == steps

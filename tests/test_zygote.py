@@ -21,6 +21,9 @@ from rewardgen.sandbox import WorkerLimits, run_worker, zygote
 from rewardgen.sandbox.process import worker_env
 from rewardgen.tasks.spec import get_task
 
+#: a well-formed job (no candidate code: env-reward training) for the probe module, which only reports facts
+PROBE_JOB = {"mode": "train", "task": {}, "env_reward": True}
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-zygote-test-secret"
 ZERO = "def compute_reward(s):\n    z = s.qpos[:, 0] * 0.0\n    return z, {'z': z}\n"
@@ -59,7 +62,7 @@ def fresh_zygote(monkeypatch):
 def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
     limits = WorkerLimits(wall_seconds=60, memory_bytes=3 * 1024**3, file_bytes=5 * 1024**2)
     with open(tmp_path / "held-open.txt", "w") as held:  # an open file of the orchestrator's
-        res = run_worker({"mode": "probe", "probe": 7}, limits, module="tests.zygote_probe")
+        res = run_worker(PROBE_JOB | {"seed": 7}, limits, module="tests.zygote_probe")
     assert res.ok and res.started == "zygote", (res.stage, res.error, res.log[-2000:])
     f = _facts(res)
     assert f["torch_preloaded"] and f["job"] == 7  # forked after the imports, and it got its job
@@ -77,7 +80,7 @@ def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
 @pytest.mark.slow
 def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
     with open(tmp_path / "held-open.txt", "w"):
-        run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
+        run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
         pid = fresh_zygote.pid
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         fds = {int(x): os.readlink(f"/proc/{pid}/fd/{x}") for x in os.listdir(f"/proc/{pid}/fd")}
@@ -90,11 +93,11 @@ def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
 
 @pytest.mark.slow
 def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
-    first = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
+    first = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert first.started == "zygote"
     os.kill(fresh_zygote.pid, signal.SIGKILL)
     assert _dies(fresh_zygote.pid), "SIGKILL did not stop the zygote"
-    res = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
+    res = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert res.ok and res.started.startswith("started a fresh worker process: no zygote"), res.started
     assert any("no zygote" in w for w in res.warnings), res.warnings
     assert not _facts(res)["torch_preloaded"]  # a fresh interpreter indeed
@@ -102,7 +105,7 @@ def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
 
 def test_switched_off_runs_fresh_without_a_warning(monkeypatch):
     monkeypatch.setenv("REWARDGEN_ZYGOTE", "0")
-    res = run_worker({"mode": "probe"}, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
+    res = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert res.ok and res.started == "fresh" and not any("zygote" in w for w in res.warnings)
 
 

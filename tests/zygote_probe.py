@@ -34,7 +34,7 @@ def main() -> None:
         "limits": {name: resource.getrlimit(getattr(resource, name))[0]
                    for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_CORE")},
         "netns": os.readlink("/proc/self/ns/net"), "torch_preloaded": "torch" in sys.modules,
-        "job": job.get("probe"),
+        "job": job.get("seed"),
     }
     print("FACTS " + json.dumps(facts), flush=True)
     from rewardgen.sandbox.ipc import FrameWriter

@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from rewardgen.run.evolve import Evolution, EvolveConfig, ppo_worlds, start_run
+from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.run.step import ppo_worlds
 from rewardgen.run.executors import default_workers
-from rewardgen.proposers.base import ProposalContext, get_proposer
+from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks.spec import get_task
 

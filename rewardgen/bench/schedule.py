@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from rewardgen.run.evolve import Evolution, EvolveConfig, Progress, start_run
-from rewardgen.proposers.base import ProposalContext, get_proposer
+from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.tasks.spec import get_task
 
 

@@ -177,7 +177,7 @@ def worker_ppo(task: Task, source: str, config: TrainConfig, wall_seconds: float
            "seed": int(config.seed), "trainer": "ppo", "num_envs": int(config.num_envs),
            "wall_seconds": wall_seconds}
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
+    from rewardgen.resources import PACKAGE_PARENT as root
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = subprocess.run([sys.executable, "-c", "from rewardgen.bench.train import _measure_worker_main as m; m()"],
                           input=json.dumps(job), capture_output=True, text=True, env=env,
@@ -285,7 +285,6 @@ def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 
     """rewardgen PPO vs SB3 PPO on the env's own reward at equal steps; median trusted fitness.
     rewardgen PPO trains with the task's own settings (``Task.ppo``) under ``ppo_hp``."""
     from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
-    from rewardgen.trainers.sb3 import SB3Trainer
 
     task = get_task(task_id)
     episodes = episodes or task.eval_episodes

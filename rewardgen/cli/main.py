@@ -18,6 +18,7 @@ from typing import Any
 
 from rewardgen.errors import UserError, flatten
 from rewardgen.safetext import one_line, term
+from rewardgen.store import REPORT_FILE, REWARD_FILE, VIDEO_FILE, RunStore, gen_dirname
 
 EXIT_FAILED = 1  # the command ran but produced nothing usable (a run with no trained candidate)
 EXIT_USAGE = 2
@@ -290,7 +291,7 @@ class RichProgress:
     def _on_awaiting_feedback(self, generation, run_dir, **_):
         if self.live:
             self.bars.stop()
-        self.print(f"generation {generation} is done: watch the videos (gen-{generation:03d}/cand-*/video.mp4 "
+        self.print(f"generation {generation} is done: watch the videos ({gen_dirname(generation)}/cand-*/{VIDEO_FILE} "
                    f"in {term(run_dir)}, or `rewardgen serve`) and give feedback")
 
     def _on_generation_finished(self, generation, summary, best, report=None, resumed=False, **_):
@@ -552,11 +553,11 @@ def _report_run(args, summary: dict) -> int:
         console.print(_summary_table(summary))
         best = summary.get("best")
         if best:
-            path = Path(summary["run_dir"]) / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}" / "reward.py"
+            path = RunStore(Path(summary["run_dir"])).cand_dir(best["generation"], best["candidate"]) / REWARD_FILE
             console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
                           f"fitness {best['fitness']:.4g}", highlight=False)
             console.print(f"  reward: {term(path)}", soft_wrap=True)
-        report = Path(summary["run_dir"]) / "report.html"
+        report = Path(summary["run_dir"]) / REPORT_FILE
         if report.is_file():
             console.print(f"  report: {term(report)}", soft_wrap=True)
     from rewardgen.run.evolve import failure_summary
@@ -735,7 +736,7 @@ def cmd_bench(args) -> int:
                               f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
                               f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
     elif args.what == "throughput" and args.sim == "warp":
-        from rewardgen.sim.warp import warp_throughput
+        from rewardgen.bench.warp import warp_throughput
 
         console.print(f"bench throughput on {args.task}: MuJoCo Warp on {args.device}")
         result = warp_throughput(args.task, device=args.device)
@@ -798,7 +799,7 @@ def cmd_report(args) -> int:
     from rewardgen.store import RunStore
 
     RunStore.open(Path(args.run))
-    out = _writable_output(Path(args.output)) if args.output else Path(args.run) / "report.html"
+    out = _writable_output(Path(args.output)) if args.output else Path(args.run) / REPORT_FILE
     try:
         out = write_report(Path(args.run), out)
     except OSError as exc:

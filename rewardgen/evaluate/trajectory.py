@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.evaluate.evaluator import run_episode
+from rewardgen.sim.episode import run_episode
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.tasks.spec import Task
@@ -55,7 +55,7 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
     ``env_reward``, ``action_sq`` (sum of squared actions). Scalars: ``seed``, ``length``,
     ``horizon``, ``terminated``, ``fitness_value`` (``Fitness.episode_value``, as evaluate reports it),
     ``dt``, ``main_body``, ``bodies``, ``start_com`` (3,). The episode runs through
-    ``rewardgen.evaluate.evaluator.run_episode``, as the trusted evaluation's do.
+    ``rewardgen.sim.episode.run_episode``, as the trusted evaluation's do.
     """
     env = task.make_env()
     try:

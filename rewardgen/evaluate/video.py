@@ -6,8 +6,8 @@ each recorded step with MuJoCo's offscreen renderer and encodes the frames with 
 browser plays and can seek over HTTP Range requests.
 
 Headless rendering needs an OpenGL backend chosen before ``mujoco`` is imported (``MUJOCO_GL=egl``).
-When the current process already imported mujoco with another backend, the rollout is rendered in a
-child process (``python -m rewardgen.evaluate.video``) started with ``MUJOCO_GL=egl``; the result is the same.
+A process whose mujoco chose another backend renders through ``rewardgen.sandbox.trusted.render_in_child``
+(a confined ``python -m rewardgen.evaluate.video`` started with ``MUJOCO_GL=egl``); the result is the same.
 
 The camera follows the robot: the model's ``track`` camera when it has one (gymnasium's locomotion
 robots do), else a tracking camera on the schema's robot root body. The video is capped at
@@ -32,10 +32,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport  # noqa: E402
+from rewardgen.store import VIDEO_FILE  # noqa: E402
 from rewardgen.tasks.spec import Task, task_from_dict  # noqa: E402
 
-#: the file name a candidate's video has in its directory (``gen-NNN/cand-NN/video.mp4``)
-VIDEO_FILE = "video.mp4"
 #: frames per second of simulated time above which steps are skipped (rendering is the slow part)
 MAX_FPS = 30.0
 HEADLESS_BACKENDS = ("egl", "osmesa")
@@ -162,7 +161,7 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
 
 def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None = None,
                    width: int = 480, height: int = 360, fps: float | None = None,
-                   max_seconds: float = 10.0, timeout: float = 300.0) -> dict[str, Any]:
+                   max_seconds: float = 10.0) -> dict[str, Any]:
     """Render one deterministic rollout of ``export`` in ``task`` to the mp4 at ``path``.
 
     :param seed: the episode's reset seed.
@@ -185,23 +184,9 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
             return _render_here(task, export, Path(path), seed, max_steps, width, height, fps, max_seconds)
         except (OSError, RuntimeError, ImportError) as exc:
             raise VideoError(f"rendering failed: {exc}") from exc
-    return _render_in_child(task, export, Path(path), seed, max_steps, width, height, fps, max_seconds, timeout)
+    raise VideoError(f"this process's MuJoCo renders with {_gl_backend() or 'glfw'!r}, which needs a display; "
+                     "set MUJOCO_GL=egl before importing mujoco, or use rewardgen.sandbox.trusted.render_in_child")
 
-
-def _render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None,
-                     width: int, height: int, fps: float | None, max_seconds: float, timeout: float) -> dict:
-    from rewardgen.evaluate.evaluator import run_json_module
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(prefix=".policy.", suffix=".npz", dir=path.parent) as pol:
-        pol.write(export.to_bytes())
-        pol.flush()
-        job = {"task": task.to_dict(), "policy_path": pol.name, "path": str(path), "seed": seed,
-               "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
-        try:
-            return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering", env={"MUJOCO_GL": "egl"})
-        except RuntimeError as exc:
-            raise VideoError(str(exc)) from None
 
 def main() -> None:
     job = json.loads(sys.stdin.buffer.read())

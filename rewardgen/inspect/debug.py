@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from rewardgen.errors import UserError
+from rewardgen.contract.job import WorkerJob
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError, load_npz
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks.spec import Task
@@ -198,13 +199,13 @@ def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, ep
     the reward cannot run (the message names the stage and the cause). ``job_extra`` adds worker job
     keys (tests use ``{"validate": False}`` to exercise the runtime sandbox layers).
     """
-    job: dict[str, Any] = {"task": task.to_dict(), "source": source, "episodes": int(episodes), "seed": int(seed)}
-    if max_steps:
-        job["max_steps"] = int(max_steps)
-    job.update(job_extra or {})
+    policy_b64 = None
     if policy is not None:
         check_policy_fits(policy, task)
-        job["policy_b64"] = base64.b64encode(policy.to_bytes()).decode("ascii")
+        policy_b64 = base64.b64encode(policy.to_bytes()).decode("ascii")
+    job = WorkerJob.from_dict({"mode": "debug", "task": task.to_dict(), "source": source, "episodes": int(episodes),
+                               "seed": int(seed), "max_steps": int(max_steps) if max_steps else None,
+                               "policy_b64": policy_b64, **(job_extra or {})})
     res = run_worker(job, limits or DEBUG_LIMITS, module="rewardgen.inspect.debug_worker")
     if not res.ok or res.result is None or res.payload is None:
         raise DebugError(f"the reward could not be debugged ({res.stage}): {res.error or 'no data returned'}",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import io
 
+from rewardgen.contract.job import WorkerJob
 
 
 def _as_batch(label: str, value, n: int):
@@ -53,7 +54,7 @@ def _check(result, n: int):
     return _as_batch("total", total, n), checked
 
 
-def _run(job: dict, out) -> None:
+def _run(job: WorkerJob, out) -> None:
     import numpy as np
     import torch
 
@@ -64,15 +65,14 @@ def _run(job: dict, out) -> None:
     from rewardgen.trainers.worker import CANDIDATE_FILENAME, open_jail, report_failure
 
     torch.set_num_threads(1)
-    task = task_from_dict(job["task"], where="debug job")
+    task = task_from_dict(job.task, where="debug job")
     fitness = make_fitness(task.fitness, task.schema)
-    episodes = max(1, int(job.get("episodes", 5)))
-    seed = int(job.get("seed", 0))
-    max_steps = int(job.get("max_steps") or task.episode_length)
+    episodes, seed = max(1, job.episodes), job.seed
+    max_steps = job.max_steps or task.episode_length
     policy = None
     env = task.make_env()
-    if job.get("policy_b64"):
-        export = PolicyExport.from_bytes(base64.b64decode(job["policy_b64"]))
+    if job.policy_b64:
+        export = PolicyExport.from_bytes(base64.b64decode(job.policy_b64))
         export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
         policy = DeterministicPolicy(export)
     model = env.unwrapped.model
@@ -81,12 +81,12 @@ def _run(job: dict, out) -> None:
     stage = "load"
     fn = None
     try:
-        if job.get("sandbox", True):
+        if job.sandbox:
             fn = open_jail(job, out, task.schema, 1)
         else:
             from rewardgen.contract.reward import load_reward
 
-            fn = load_reward(job["source"], CANDIDATE_FILENAME)
+            fn = load_reward(job.source, CANDIDATE_FILENAME)
         stage = "runtime"
         names: list[str] = []
         meta: list[dict] = []

@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from rewardgen.store import RunStoreError, atomic_write_text, read_json
+from rewardgen.store import METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, atomic_write_text, read_json
 
 
 class ExportError(UserError):
@@ -58,7 +58,7 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     """
     run_dir = Path(run_dir)
     try:
-        run = read_json(run_dir / "run.json")
+        run = read_json(run_dir / RUN_FILE)
     except FileNotFoundError:
         raise ExportError(f"{run_dir} is not a run directory (no run.json)") from None
     except RunStoreError as exc:
@@ -67,20 +67,20 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     if not isinstance(task, dict):
         raise ExportError(f"{run_dir / 'run.json'} has no task")
     g, c = _select(run_dir, run, candidate)
-    cand_dir = run_dir / f"gen-{g:03d}" / f"cand-{c:02d}"
+    cand_dir = RunStore(run_dir).cand_dir(g, c)
     try:
-        source = (cand_dir / "reward.py").read_text()
+        source = (cand_dir / REWARD_FILE).read_text()
     except (OSError, UnicodeDecodeError):
         raise ExportError(f"no reward for candidate {g}/{c} ({cand_dir / 'reward.py'} is missing)") from None
     metrics: dict = {}
     try:
-        metrics = read_json(cand_dir / "metrics.json") or {}
+        metrics = read_json(cand_dir / METRICS_FILE) or {}
     except (FileNotFoundError, RunStoreError):
         pass
     metrics = metrics if isinstance(metrics, dict) else {}
     fitness = metrics.get("fitness")
     try:
-        compile(source, str(cand_dir / "reward.py"), "exec")
+        compile(source, str(cand_dir / REWARD_FILE), "exec")
     except SyntaxError as exc:
         raise ExportError(f"candidate {g}/{c} cannot be exported: its reward.py does not parse (SyntaxError: "
                           f"{exc.msg}, line {exc.lineno}); nothing was written") from None

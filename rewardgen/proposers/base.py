@@ -83,25 +83,3 @@ class Proposer(ABC):
     @abstractmethod
     def propose(self, ctx: ProposalContext) -> list[Proposal]:
         """Return exactly ``ctx.samples`` proposals for generation ``ctx.generation``."""
-
-
-def get_proposer(name: str, config: Any = None) -> Proposer:
-    """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
-    mode = getattr(config, "mode", "code")
-    if name == "offline-params" or (name == "offline" and mode == "params"):
-        from rewardgen.proposers.params import OfflineParamsProposer
-
-        return OfflineParamsProposer()
-    if name == "offline":
-        from rewardgen.proposers.offline import OfflineProposer
-
-        return OfflineProposer()
-    if name == "openai":
-        from rewardgen.proposers.client import LLMSettings
-        from rewardgen.proposers.llm import LLMProposer
-
-        settings = LLMSettings(model=config.model, base_url=config.base_url, temperature=config.temperature,
-                               timeout=config.llm_timeout)
-        return LLMProposer(settings, prompts_dir=Path(config.prompts) if config.prompts else None,
-                           critic=config.critic, replay=bool(config.replay), mode=mode)
-    raise ValueError(f"unknown proposer {name!r}; available: offline, openai")

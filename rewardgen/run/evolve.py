@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
-from rewardgen.evaluate.evaluator import run_trusted_evaluation
+from rewardgen.contract.job import SmokeCheck
+from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
-from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, get_proposer
+from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (RunStore, RunStoreError, atomic_write_bytes, atomic_write_json, atomic_write_text,
-                                new_run_id, read_json)
+from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+    REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
+    atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
 
@@ -142,6 +144,10 @@ class EvolveConfig:
         if self.trainer not in TRAINERS:
             raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
+    def budget(self, task: Task) -> int:
+        """Env-steps of one full training: ``steps``, else the task's default (the one place it is decided)."""
+        return int(self.steps or task.default_steps)
+
     @classmethod
     def from_dict(cls, raw: dict) -> "EvolveConfig":
         known = {f.name for f in fields(cls)}
@@ -238,12 +244,6 @@ def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
     return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
 
 
-def ppo_worlds(steps: int, most: int = 128) -> int:
-    """Worlds per PPO batch for a budget: enough updates (about 100 of 16 steps each) on small budgets,
-    the trainer's full batch (128 worlds, or the task's own ``ppo.num_envs``) on large ones."""
-    return int(min(most, max(min(16, most), 2 ** round(math.log2(max(steps, 1) / (16 * 100))))))
-
-
 def default_workers(samples: int) -> int:
     return max(1, min(samples, os.cpu_count() or 1))
 
@@ -266,7 +266,7 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: 
             if problem:
                 raise ConfigError(problem)
     proposer_label = get_proposer(config.proposer, config).label if kind == "evolve" else "user-supplied reward file"
-    steps = config.steps or task.default_steps
+    steps = config.budget(task)
     run = {
         "kind": kind,
         "status": "created",
@@ -292,7 +292,7 @@ def replay_config(run_dir: Path) -> tuple[EvolveConfig, Task]:
         raise ConfigError(f"{run_dir} has no recorded LLM answers to replay (llm-cache/ is missing)")
     config = EvolveConfig.from_dict(old["config"])
     config.llm, config.proposer, config.replay = "openai", "openai", str(Path(run_dir).resolve())
-    return config, task_from_dict(old["task"], where=str(Path(run_dir) / "run.json"))
+    return config, task_from_dict(old["task"], where=str(Path(run_dir) / RUN_FILE))
 
 
 class Evolution:
@@ -303,12 +303,13 @@ class Evolution:
         self.progress = progress or SilentProgress()
         run = store.read_run()
         self.config = EvolveConfig.from_dict(run["config"])
-        self.task: Task = task_from_dict(run["task"], where=str(store.path / "run.json"))
+        self.task: Task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
         self.kind = run.get("kind", "evolve")
-        self.steps = int(self.config.steps or self.task.default_steps)
+        self.steps = self.config.budget(self.task)
         self.eval_seed = 10_000 + 1000 * self.config.seed
         self._executor = None
         self.trainer, self.trainer_note = effective_trainer(self.task, self.config.trainer)
+        self.setup = training_setup(self.task, self.config, self.trainer, self.steps)
         self._checked: dict[str, tuple[CheckVerdict, float]] = {}  # source hash -> the proposer's verdict
         self._video_lock = threading.Lock()
         self._estimate: Estimate | None = None
@@ -473,13 +474,13 @@ class Evolution:
         records = []
         for c, p in enumerate(proposals):
             d = self.store.cand_dir(g, c)
-            atomic_write_text(d / "reward.py", p.source)
+            atomic_write_text(d / REWARD_FILE, p.source)
             record = p.record(proposer)
-            atomic_write_json(d / "proposal.json", record)
+            atomic_write_json(d / PROPOSAL_FILE, record)
             records.append(record)
         gen = {"generation": g, "proposer": proposer, "candidates": records, "tokens": tokens,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_json(self.store.gen_dir(g) / "generation.json", gen)
+        atomic_write_json(self.store.gen_dir(g) / GENERATION_FILE, gen)
         return gen
 
     def _generation(self, g: int) -> None:
@@ -532,14 +533,11 @@ class Evolution:
             if not participants:
                 return
 
-    def _rung(self, g: int, c: int, r: int) -> dict | None:
+    def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
         try:
-            return read_json(self.store.cand_dir(g, c) / f"rung-{r}.json")
+            return read_json(self.store.cand_dir(g, c) / rung_file(r))
         except FileNotFoundError:
             return None
-
-    def _limits(self, wall: float) -> WorkerLimits:
-        return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.config.memory_gb * 1024**3))
 
     def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
                slots: threading.Semaphore | None = None) -> None:
@@ -553,10 +551,10 @@ class Evolution:
         d = self.store.cand_dir(g, c)
         source = self.store.read_source(g, c)
         seed = self.config.seed * 1000 + g * 100 + c
-        record: dict[str, Any] = {"rung": r, "target_steps": target}
+        record: RungRecord = {"rung": r, "target_steps": target}
 
         def fail(status: str, error: str | None, **more: Any) -> None:
-            atomic_write_json(d / f"rung-{r}.json", record | {"status": status, "error": error, "fitness": None} | more)
+            atomic_write_json(d / rung_file(r), record | {"status": status, "error": error, "fitness": None} | more)
 
         self.progress.event("candidate_started", generation=g, candidate=c, rung=r, rungs=rungs, target=target,
                             budget=self.steps)
@@ -570,26 +568,21 @@ class Evolution:
                 record["check"] = check.to_json() | {"seconds": seconds, "isolation": check.isolation,
                                                      "warnings": check.warnings, "by": "proposer"}
                 if not check.ok:
-                    atomic_write_text(d / "train.log", check.log)
+                    atomic_write_text(d / TRAIN_LOG, check.log)
                     return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
-        job = {"mode": "train", "task": self.task.to_dict(), "source": source, "seed": seed + 7919 * r,
-               "trainer": self.trainer, "steps": max(1, target - done_steps), "cpu_threads": cpu_threads}
-        if self.config.num_envs or self.trainer == "ppo":
-            job["num_envs"] = self.config.num_envs or ppo_worlds(self.steps, self.task.ppo.get("num_envs", 128))
-        if self.config.sim != "cpu":
-            job["sim"], job["device"] = self.config.sim, self.config.device
-            if self.config.device.startswith("cuda") and self.config.executor != "ray":
-                # the local workers share the device: each caps torch's allocations at its share
-                job["gpu_memory_fraction"] = 1.0 / (self.config.workers or default_workers(self.config.samples))
-        state_file = d / f"state-{r - 1}.npz"
-        if previous and state_file.is_file():
-            job["resume"] = base64.b64encode(state_file.read_bytes()).decode()
+        steps, resume = max(1, target - done_steps), None
+        saved_state = d / state_file(r - 1)
+        if previous and saved_state.is_file():
+            resume = base64.b64encode(saved_state.read_bytes()).decode()
         elif previous:  # the trainer gave no resumable state: train this rung's budget from scratch
-            job["steps"], done_steps = target, 0
+            steps, done_steps = target, 0
             record["restarted"] = "the trainer returned no resumable state; this rung trained from scratch"
-        timeout = self.config.timeout or 120.0 + job["steps"] / 100.0
+        check = None
+        if r == 0 and "check" not in record:  # the smoke check, folded into the start of the training
+            check = SmokeCheck(steps=self.config.check_steps, seed=seed, num_envs=4, seconds=CHECK_LIMITS.wall_seconds)
+        job = self.setup.job(source, seed + 7919 * r, steps, cpu_threads, resume, check)
 
         def on_event(ev: dict) -> None:
             self.progress.event("candidate_progress", generation=g, candidate=c,
@@ -597,13 +590,9 @@ class Evolution:
                                 rung=r, rungs=rungs)
 
         on_event({"steps": 0})  # checked (or continuing): training now
-
-        if r == 0 and "check" not in record:  # the smoke check, folded into the start of the training
-            job["check"] = {"steps": self.config.check_steps, "seed": seed, "num_envs": 4,
-                            "seconds": CHECK_LIMITS.wall_seconds}
-        limits = self._limits(timeout)
+        limits = self.setup.limits(job.steps)
         res = self.executor.submit(job, limits, on_event).result()
-        if "check" in job and (res.check is not None or res.stage not in ("protocol", "lost")):
+        if job.check is not None and (res.check is not None or res.stage not in ("protocol", "lost")):
             # (a worker that lied, or a lost machine, says nothing about the candidate: failed as such below)
             check = verdict_from_result(res, source, WorkerLimits(wall_seconds=CHECK_LIMITS.wall_seconds,
                                                                   memory_bytes=limits.memory_bytes,
@@ -612,20 +601,18 @@ class Evolution:
             record["check"] = check.to_json() | {"seconds": round(float(seconds), 2), "isolation": check.isolation,
                                                  "warnings": check.warnings, "by": "training worker"}
             if not check.ok:
-                atomic_write_text(d / "train.log", check.log)
+                atomic_write_text(d / TRAIN_LOG, check.log)
                 return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
-        with open(d / "train.log", "a") if r else open(d / "train.log", "w") as log:  # noqa: SIM115
-            log.write(f"--- rung {r}: training to {target} env-steps ---\n" + res.log)
-        if not res.ok or res.payload is None:
-            return fail(res.stage if not res.ok else "protocol", res.error or "worker returned no policy",
-                        traceback=res.traceback, train_seconds=round(res.seconds, 2))
+        keep_training(d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
+        failure = training_failure(res)
+        if failure is not None:
+            return fail(*failure, traceback=res.traceback, train_seconds=round(res.seconds, 2))
         result = res.result or {}
-        atomic_write_bytes(d / "policy.npz", res.payload)
         resume_state = getattr(res, "resume_state", None)
         if resume_state and r < rungs - 1:
-            atomic_write_bytes(d / f"state-{r}.npz", resume_state)
+            atomic_write_bytes(d / state_file(r), resume_state)
         extra = result.get("extra") or {}
-        steps = int(extra.get("slice_env_steps") or 0) if "resume" in job else int(result.get("env_steps") or 0)
+        steps = int(extra.get("slice_env_steps") or 0) if job.resume is not None else int(result.get("env_steps") or 0)
         if self._estimate is not None:
             self._estimate.add(steps)
             self.progress.event("estimate", **self._estimate.fields())
@@ -639,12 +626,11 @@ class Evolution:
             self._queue_video(g, c)
         self.progress.event("evaluating", generation=g, candidate=c)
         started = time.monotonic()
-        try:
-            evaluation = run_trusted_evaluation(self.task, d / "policy.npz", self.config.eval_episodes, self.eval_seed)
-        except (RuntimeError, ValueError) as exc:
-            return fail("evaluation", str(exc), **{k: record[k] for k in ("training", "env_steps_total")})
+        evaluation, error = trusted_fitness(self.task, d, self.config.eval_episodes, self.eval_seed)
+        if evaluation is None:
+            return fail("evaluation", error, **{k: record[k] for k in ("training", "env_steps_total")})
         record["evaluation_seconds"] = round(time.monotonic() - started, 2)
-        atomic_write_json(d / f"rung-{r}.json", record | {"status": "ok", "error": None,
+        atomic_write_json(d / rung_file(r), record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
         self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
                             fitness=evaluation["fitness"])
@@ -655,7 +641,7 @@ class Evolution:
             return
         rungs = [self._rung(g, c, r) for r in range(last + 1)]
         final = rungs[-1]
-        metrics: dict[str, Any] = {"generation": g, "candidate": c, "status": final["status"],
+        metrics: CandidateMetrics = {"generation": g, "candidate": c, "status": final["status"],
                                    "error": final.get("error"), "fitness": final.get("fitness"),
                                    "schedule": self.config.schedule, "fate": fate, "rungs": len(rungs),
                                    "check": rungs[0].get("check")}
@@ -688,7 +674,7 @@ class Evolution:
     def _render_video(self, g: int, c: int) -> None:
         info = self._video(g, c)
         # beside metrics.json, which stays as it was sealed
-        atomic_write_json(self.store.cand_dir(g, c) / "video.json", info)
+        atomic_write_json(self.store.cand_dir(g, c) / VIDEO_INFO_FILE, info)
         self.progress.event("video_ready", generation=g, candidate=c, video=info)
 
     def _wait_videos(self, generation: int | None = None) -> bool:
@@ -711,18 +697,18 @@ class Evolution:
             gen = self.store.read_generation(g)
             for c in range(len((gen or {}).get("candidates", []))):
                 m = self.store.read_metrics(g, c)
-                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / "video.json").is_file():
+                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / VIDEO_INFO_FILE).is_file():
                     self._queue_video(g, c)
 
     def _video(self, g: int, c: int) -> dict:
         """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays),
         in a process forked from the zygote at idle priority."""
-        from rewardgen.evaluate.evaluator import run_json_module
+        from rewardgen.sandbox.trusted import run_json_module
         from rewardgen.evaluate.video import video_path
 
         d = self.store.cand_dir(g, c)
         self.progress.event("rendering_video", generation=g, candidate=c)
-        job = {"task": self.task.to_dict(), "policy_path": str((d / "policy.npz").resolve()),
+        job = {"task": self.task.to_dict(), "policy_path": str((d / POLICY_FILE).resolve()),
                "path": str(video_path(d).resolve()), "seed": self.eval_seed}
         try:
             info = run_json_module("rewardgen.evaluate.video", job, 600.0, "rendering", env={"MUJOCO_GL": "egl"}, idle=True)
@@ -738,16 +724,16 @@ class Evolution:
         cands = gen.get("candidates", [])
         return cands[c].get("error") if c < len(cands) else None
 
-    def _finish(self, d: Path, metrics: dict) -> CandidateOutcome:
+    def _finish(self, d: Path, metrics: CandidateMetrics) -> CandidateOutcome:
         for stale in d.glob("state-*.npz"):  # resumable states are only needed while a candidate is alive
             stale.unlink()
-        atomic_write_json(d / "metrics.json", metrics)
+        atomic_write_json(d / METRICS_FILE, metrics)
         if metrics.get("training"):
             try:
                 from rewardgen.inspect.tensorboard import write_scalars
 
-                write_scalars(self.store.path / "tensorboard" / f"gen-{metrics['generation']:03d}-cand-"
-                              f"{metrics['candidate']:02d}", metrics)
+                folder = f"{gen_dirname(metrics['generation'])}-{cand_dirname(metrics['candidate'])}"
+                write_scalars(self.store.path / "tensorboard" / folder, metrics)
             except Exception as exc:  # noqa: BLE001 - TensorBoard logs are a convenience, never fatal
                 self.progress.event("warning", message=f"TensorBoard scalars not written: {exc}")
         outcome = CandidateOutcome(metrics["generation"], metrics["candidate"], metrics["status"],
@@ -782,7 +768,7 @@ class Evolution:
             run["tokens"] = {k: sum(int(t.get(k, 0)) for t in spent) for k in spent[0]}
         self.store.write_run(run)
         if g == self.config.generations - 1 and self._videos_pending(g):
-            report = self.store.path / "report.html"  # written once its videos are there (``run``)
+            report = self.store.path / REPORT_FILE  # written once its videos are there (``run``)
         else:
             report = self._write_report()
         self.progress.event("generation_finished", generation=g, summary=summary, best=run["best"],

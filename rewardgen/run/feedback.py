@@ -37,7 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from rewardgen.store import RUN_FILE, RunStore, RunStoreError, atomic_write_json
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, RunStore, RunStoreError,
+    atomic_write_json)
 
 FEEDBACK_FILE = "feedback.json"
 LOCK_FILE = "feedback.lock"
@@ -67,7 +68,7 @@ def finished_generations(run_dir: Path) -> list[int]:
 def proposed_generations(store: RunStore) -> int:
     """How many generations (0, 1, ... contiguous) have their proposals written."""
     n = 0
-    while (store.gen_dir(n) / "generation.json").is_file():
+    while (store.gen_dir(n) / GENERATION_FILE).is_file():
         n += 1
     return n
 
@@ -100,7 +101,7 @@ def _check_candidate(store: RunStore, generation: int, candidate: Any, what: str
     if not 0 <= candidate < n:
         raise FeedbackError(f"{what} {generation}/{candidate} does not exist "
                             f"(generation {generation} has candidates 0..{n - 1})")
-    if not (store.cand_dir(generation, candidate) / "metrics.json").is_file():
+    if not (store.cand_dir(generation, candidate) / METRICS_FILE).is_file():
         raise FeedbackError(f"{what} {generation}/{candidate} has not finished yet")
     return candidate
 

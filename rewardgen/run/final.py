@@ -5,7 +5,7 @@
 - ``evolved``: the run's best reward (``run.json`` ``best``), as selected by trusted fitness;
 - ``human``: the env's own reward (the hand-written reward of the gymnasium task), for tasks whose
   ``baseline`` is ``env`` (``Task.has_env_reward``); novel/MJCF tasks have none;
-- ``sparse``: the fitness's success indicator as a reward (``fitness.sparse_reward_source``): 1 on
+- ``sparse``: the fitness's success indicator as a reward (``rewardgen.tasks.baselines.sparse_reward_source``): 1 on
   every step where the per-step fitness is at the success pace.
 
 Every policy is measured by the trusted evaluator (``run_trusted_evaluation``, its own process) on
@@ -34,16 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.evaluate.evaluator import run_trusted_evaluation
-from rewardgen.tasks.fitness import sparse_reward_source
-from rewardgen.store import RunStore, atomic_write_bytes, atomic_write_json, atomic_write_text
-from rewardgen.sandbox import WorkerLimits, WorkerResult
+from rewardgen.run.step import keep_training, training_failure, training_setup, trusted_fitness
+from rewardgen.sandbox import WorkerResult
+from rewardgen.store import FINAL_FILE, POLICY_FILE, RUN_FILE, RunStore, atomic_write_json, read_json
+from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
 METHODS = ("evolved", "human", "sparse")
 LABELS = {"evolved": "best evolved reward", "human": "env's own reward (human)",
           "sparse": "sparse success reward"}
-FINAL_FILE = "final.json"
 
 
 class FinalEvaluationError(UserError):
@@ -86,19 +85,20 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     best = run.get("best")
     if not best:
         raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
-    task = task_from_dict(run["task"], where=str(store.path / "run.json"))
+    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
     config = run.get("config") or {}
-    steps = int(steps or config.get("steps") or task.default_steps)
     episodes = episodes or config.get("eval_episodes") or task.eval_episodes
-    from rewardgen.run.evolve import effective_trainer
+    from rewardgen.run.evolve import EvolveConfig, effective_trainer
 
-    trainer, _ = effective_trainer(task, config.get("trainer", "sb3"))
+    run_config = EvolveConfig.from_dict(config | {"task": task.id})
+    steps = int(steps or run_config.budget(task))
+    trainer, _ = effective_trainer(task, run_config.trainer)
+    setup = training_setup(task, run_config, trainer, steps)
     config_seed = int(config.get("seed", 0))
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
                "sparse": sparse_reward_source(task)}
-    wall = float(config.get("timeout") or 120.0 + steps / 100.0)
-    limits = WorkerLimits(wall_seconds=wall, memory_bytes=int(float(config.get("memory_gb", 8.0)) * 1024**3))
+    limits = setup.limits(steps)
 
     own_executor = executor is None
     if own_executor:
@@ -113,14 +113,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         cpu_threads = executor.cpu_threads(seeds * len(methods))  # every job is queued at once
         for k in range(seeds):
             for method in methods:
-                job = {"mode": "train", "task": task.to_dict(), "steps": steps, "seed": train_seed(config_seed, k),
-                       "trainer": trainer, "cpu_threads": cpu_threads}
-                if method == "human":
-                    job["env_reward"] = True
-                else:
-                    job["source"] = sources[method]
-                if config.get("num_envs"):
-                    job["num_envs"] = int(config["num_envs"])
+                job = setup.job(sources.get(method), train_seed(config_seed, k), steps, cpu_threads)
                 pending[executor.submit(job, limits)] = (method, k)
         runs: list[dict] = []
         while pending:
@@ -172,23 +165,22 @@ def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, e
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
     d = store.path / "final" / f"{method}-seed{k}"
-    atomic_write_text(d / "train.log", res.log)
+    keep_training(d, res)
     record: dict[str, Any] = {"method": method, "seed_index": k, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
-    if not res.ok or res.payload is None:
-        record |= {"status": res.stage if not res.ok else "protocol", "error": res.error or "no policy returned"}
+    failure = training_failure(res)
+    if failure is not None:
+        record |= {"status": failure[0], "error": failure[1]}
         _emit(progress, "final_run", **record)
         return record
     result = res.result or {}
-    atomic_write_bytes(d / "policy.npz", res.payload)
-    record |= {"env_steps": result.get("env_steps"), "policy": str((d / "policy.npz").relative_to(store.path))}
+    record |= {"env_steps": result.get("env_steps"), "policy": str((d / POLICY_FILE).relative_to(store.path))}
     retried = [w for w in res.warnings if "retried" in w]  # the executor lost an attempt
     if retried:
         record["warnings"] = retried
-    try:
-        evaluation = run_trusted_evaluation(task, d / "policy.npz", episodes, seed)
-    except (RuntimeError, ValueError) as exc:
-        record |= {"status": "evaluation", "error": str(exc)}
+    evaluation, error = trusted_fitness(task, d, episodes, seed)
+    if evaluation is None:
+        record |= {"status": "evaluation", "error": error}
     else:
         record |= {"status": "ok", "fitness": evaluation["fitness"], "fitness_std": evaluation.get("fitness_std"),
                    "success": bool(evaluation["success"])}
@@ -233,8 +225,6 @@ def read_final(run_dir: Path) -> dict | None:
     path = Path(run_dir) / FINAL_FILE
     if not path.is_file():
         return None
-    from rewardgen.store import read_json
-
     return read_json(path)
 
 

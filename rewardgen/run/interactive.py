@@ -15,7 +15,7 @@ from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError
 from rewardgen.store import RunStore, RunStoreError
 from rewardgen.safetext import one_line, term
-from rewardgen.evaluate.video import VIDEO_FILE
+from rewardgen.store import VIDEO_FILE
 
 MAX_TRIES = 3
 

@@ -9,13 +9,12 @@ Also here: ``sandbox_overhead`` (training throughput with and without the sandbo
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardgen.contract.job import WorkerJob
 from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
 from rewardgen.sandbox.validate import validate_source
 
@@ -127,8 +126,8 @@ def check_reward(source: str, task: Any, steps: int = 256, seed: int = 0, *,
                                 details=["all issues:", *[f"  {i}" for i in issues]] if len(issues) > 1 else [],
                                 source=source)
     task_dict = task if isinstance(task, dict) else task.to_dict()
-    job = {"mode": "check", "task": task_dict, "source": source, "steps": int(steps), "seed": int(seed),
-           **job_extra}
+    job = WorkerJob.from_dict({"mode": "check", "task": task_dict, "source": source, "steps": int(steps),
+                               "seed": int(seed), **job_extra})
     return verdict_from_result(run_worker(job, limits), source, limits)
 
 
@@ -166,66 +165,3 @@ def verdict_from_result(res: WorkerResult, source: str, limits: WorkerLimits = C
         error = f"{error} (reward.py line {line})"
     return CheckVerdict(ok=False, stage="runtime", error=error.replace("\n", " ")[:1000], line=line,
                         details=[res.traceback] if res.traceback else [], **common)
-
-
-def sandbox_overhead(task_id: str = "inverted-pendulum-balance", steps: int = 8192, repeats: int = 3,
-                     source: str | None = None, trainer: str = "sb3", num_envs: int = 8) -> dict[str, Any]:
-    """Train the same reward sandboxed and unsandboxed, alternating, ``repeats`` times each.
-
-    Returns medians of env-steps/s measured by the trainer (training only) and by wall clock
-    (including worker start-up), and their sandboxed/unsandboxed ratios.
-    """
-    from rewardgen.tasks.spec import get_task
-
-    task = get_task(task_id)
-    source = source or _OVERHEAD_REWARD
-    job = {"mode": "train", "task": task.to_dict(), "source": source, "steps": int(steps), "seed": 0,
-           "trainer": trainer, "num_envs": int(num_envs)}
-    limits = WorkerLimits(wall_seconds=600.0)
-    runs: dict[str, list[tuple[float, float]]] = {"sandboxed": [], "unsandboxed": []}
-    for _ in range(repeats):
-        for label, flag in (("sandboxed", True), ("unsandboxed", False)):
-            res = run_worker(job, limits, sandboxed=flag)
-            if not res.ok or not res.result:
-                raise RuntimeError(f"{label} training failed: {res.stage}: {res.error}")
-            env_steps = float(res.result["env_steps"])
-            runs[label].append((env_steps / float(res.result["seconds"]), env_steps / res.seconds))
-    out: dict[str, Any] = {"task": task_id, "steps": steps, "repeats": repeats, "trainer": trainer,
-                           "num_envs": num_envs}
-    for label, values in runs.items():
-        out[f"{label}_steps_per_s"] = statistics.median(v[0] for v in values)
-        out[f"{label}_wall_steps_per_s"] = statistics.median(v[1] for v in values)
-    out["ratio"] = out["sandboxed_steps_per_s"] / out["unsandboxed_steps_per_s"]
-    out["wall_ratio"] = out["sandboxed_wall_steps_per_s"] / out["unsandboxed_wall_steps_per_s"]
-    return out
-
-
-_OVERHEAD_REWARD = '''
-import math
-import torch
-
-def compute_reward(s):
-    angle = s.qpos[:, 1]
-    upright = torch.cos(angle)
-    still = -0.01 * (s.qvel ** 2).sum(dim=-1)
-    centred = -0.1 * s.qpos[:, 0].abs()
-    total = upright + still + centred
-    return total, {"upright": upright, "still": still, "centred": centred}
-'''
-
-
-def main() -> None:  # pragma: no cover - python -m rewardgen.sandbox.check overhead
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m rewardgen.sandbox.check")
-    p.add_argument("what", choices=["overhead"])
-    p.add_argument("--task", default="inverted-pendulum-balance")
-    p.add_argument("--steps", type=int, default=8192)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--trainer", default="sb3")
-    a = p.parse_args()
-    print(json.dumps(sandbox_overhead(a.task, a.steps, a.repeats, trainer=a.trainer), indent=2))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from rewardgen.sandbox.guard import CANDIDATE_FILENAME
-from rewardgen.sandbox.process import close_fds_except
+from rewardgen.sandbox.oslevel import close_fds_except
 from rewardgen.contract.schema import Schema
 from rewardgen.contract.state import State, field_shapes
 

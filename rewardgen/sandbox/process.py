@@ -20,7 +20,6 @@ See docs/sandbox.md.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import signal
@@ -30,21 +29,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rewardgen.contract.job import WorkerJob
+from rewardgen.sandbox.oslevel import enter_netns, netns_of, set_parent_death_signal
+from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.sandbox.ipc import (MAX_POLICY_BYTES, MAX_RESUME_BYTES, MAX_WORKER_BYTES, FrameError, SchemaError,
                                     check_frame, read_frames)
 
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])  # the folder holding the rewardgen package
-_PR_SET_PDEATHSIG = 1
-_CLONE_NEWNET = 0x40000000
-_CLONE_NEWUSER = 0x10000000
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved here: the pre-exec child should not dlopen
-except OSError:  # pragma: no cover
-    _LIBC = None
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "MUJOCO_GL", "PYOPENGL_PLATFORM", "TZ")
 
 
@@ -103,50 +96,6 @@ class WorkerResult:
         return self.stage == "ok"
 
 
-def close_fds_except(keep: set[int]) -> None:
-    """In a just-forked child: close every inherited descriptor not in ``keep`` (a worker's result
-    pipe, the orchestrator's files, sockets) so nothing reaches what runs next by number."""
-    try:
-        fds = [int(x) for x in os.listdir("/proc/self/fd")]
-    except OSError:
-        fds = list(range(3, 1024))
-    for fd in fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def set_parent_death_signal() -> None:
-    """In a just-forked child: die (SIGKILL) when the process that started it dies."""
-    try:
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-
-def _enter_netns() -> None:
-    """Move the (pre-exec, single-threaded) child into a fresh network namespace, if allowed."""
-    if _LIBC is None:
-        return
-    if _LIBC.unshare(_CLONE_NEWNET) == 0:
-        return
-    uid, gid = os.getuid(), os.getgid()
-    if _LIBC.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
-        return
-    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-        try:
-            fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
-
-
 def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool = True) -> Callable[[], None]:
     cpu = limits.cpu_seconds or int(limits.wall_seconds * 2 + 30)
 
@@ -155,7 +104,7 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool =
         if not sandboxed:
             return
         try:
-            _enter_netns()
+            enter_netns()
         except Exception:  # noqa: BLE001 - the parent reports whether it worked
             pass
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -165,13 +114,6 @@ def _preexec(limits: WorkerLimits, sandboxed: bool = True, address_limit: bool =
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
 
     return apply
-
-
-def _netns_of(pid: int | str) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
 
 
 def worker_env(scratch: str, threads: int = 1) -> dict[str, str]:
@@ -212,7 +154,7 @@ class _BoundedLog:
         return (bytes(self.head) + mid.encode() + bytes(self.tail)).decode("utf-8", "replace")
 
 
-def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
+def run_worker(job: WorkerJob | dict[str, Any], limits: WorkerLimits = WorkerLimits(),
                on_event: Callable[[dict], None] | None = None,
                module: str = "rewardgen.trainers.worker", sandboxed: bool = True) -> WorkerResult:
     """Run ``job`` in a fresh worker process and collect its verdict; never raises for worker faults.
@@ -227,13 +169,12 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
 
     start = time.monotonic()
     result = WorkerResult(stage="crash")
-    job = dict(job)
-    job["sandbox"] = bool(sandboxed)
-    job["jail_memory_bytes"] = int(limits.memory_bytes)  # the jail's own RLIMIT_AS, CUDA jobs included
-    if sandboxed and "source" in job and job.get("validate", True):
+    # the jail's own RLIMIT_AS, CUDA jobs included
+    job = replace(WorkerJob.from_dict(job), sandbox=bool(sandboxed), jail_memory_bytes=int(limits.memory_bytes))
+    if sandboxed and job.source is not None and job.validate:
         from rewardgen.sandbox.validate import validate_source
 
-        issues = validate_source(job["source"])
+        issues = validate_source(job.source)
         if issues:
             first = str(issues[0]) + (f" (and {len(issues) - 1} more issue(s))" if len(issues) > 1 else "")
             return WorkerResult(stage="static", error=first, traceback="\n".join(str(i) for i in issues),
@@ -243,20 +184,20 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
         isolation += ["worker-process", "worker-session", "scrubbed-env", "scratch-cwd", "worker-rlimits"]
     # a CUDA context reserves far more address space than any useful RLIMIT_AS: GPU jobs are bounded
     # by torch's per-process memory fraction on the device instead (job "gpu_memory_fraction")
-    address_limit = not str(job.get("device", "cpu")).startswith("cuda")
+    address_limit = not job.device.startswith("cuda")
     if sandboxed and not address_limit:
         result.warnings.append("RLIMIT_AS not applied to a CUDA job (the driver reserves huge address space); "
                                "device memory is capped by the job's gpu_memory_fraction")
     log = _BoundedLog(limits.output_bytes)
     with tempfile.TemporaryDirectory(prefix="rewardgen-worker-") as scratch:
-        env = worker_env(scratch, int(job.get("torch_threads", 1)))
+        env = worker_env(scratch, job.torch_threads)
         proc, stdin, stdout, read_fd, how = _start(module, scratch, env, limits, sandboxed, address_limit)
         spawned = time.monotonic()  # the wall-clock limits count from here (not the zygote's own start)
         result.started = how
         if how not in ("zygote", "fresh"):  # the zygote was wanted and failed: say so
             result.warnings.append(how)
         if sandboxed:
-            child_ns, own_ns = _netns_of(proc.pid), _netns_of("self")
+            child_ns, own_ns = netns_of(proc.pid), netns_of("self")
             if child_ns and own_ns and child_ns != own_ns:
                 isolation.append("worker-netns")
             else:
@@ -320,11 +261,10 @@ def run_worker(job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
             t.start()
         try:
             with stdin:
-                stdin.write(json.dumps(job).encode())
+                stdin.write(json.dumps(job.to_dict()).encode())
         except BrokenPipeError:
             pass
-        check = job.get("check") if isinstance(job.get("check"), dict) else None
-        check_seconds = float(check.get("seconds") or 0) if check else 0.0
+        check_seconds = float(job.check.seconds) if job.check else 0.0
         try:
             if 0 < check_seconds < limits.wall_seconds:  # the folded smoke check has its own, shorter limit
                 try:

@@ -74,6 +74,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rewardgen.sandbox.oslevel import close_fds_except, set_parent_death_signal
+
 #: what the zygote imports once (each child has them for free)
 PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.trainers.worker", "rewardgen.inspect.debug_worker",
            "rewardgen.sandbox.jail", "rewardgen.sandbox.guard", "rewardgen.sandbox.seccomp", "rewardgen.contract.reward",
@@ -82,7 +84,6 @@ PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.trainers.worker",
            "torch._dynamo", "imageio_ffmpeg")
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _MAX_FDS = 8
-_PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _START_TIMEOUT = 120.0
 _ENV_PASSED = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -104,7 +105,7 @@ def enabled() -> bool:
 def zygote_env(scratch: str) -> dict[str, str]:
     """The whole environment the zygote starts with: no secret, nothing of the user's but PATH and
     locale (its children get their own environment per job)."""
-    from rewardgen.sandbox.process import PACKAGE_PARENT
+    from rewardgen.resources import PACKAGE_PARENT
 
     env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
     env.update({"HOME": scratch, "TMPDIR": scratch, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1",
@@ -339,8 +340,7 @@ class Zygote:
 
 def _zygote_preexec() -> None:
     """In the zygote before exec: die with the keeper thread; no core dumps."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    set_parent_death_signal()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -591,14 +591,12 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
     """In the forked child: lock it (module docstring, steps 1-5), then run the module."""
     import io
 
-    from rewardgen.sandbox.process import close_fds_except
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         os.setsid()
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        set_parent_death_signal()
         if os.getppid() != zygote:
             return 70
         if _LIBC is not None:  # "rg:worker" in ps/top rather than the zygote's command line
@@ -618,7 +616,7 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
         os.environ.update({str(k): str(v) for k, v in req["env"].items()})
         tempfile.tempdir = None
         if req.get("netns"):
-            from rewardgen.sandbox.process import _enter_netns
+            from rewardgen.sandbox.oslevel import enter_netns as _enter_netns
 
             try:
                 _enter_netns()

@@ -1,0 +1,57 @@
+"""Batched simulation: N worlds of a task stepped together, and the State a reward sees of each.
+
+Two backends with one interface (``BatchSimulator``): ``cpu.BatchSim`` (MuJoCo's native rollout
+threads) and ``warp.WarpSim`` (MuJoCo Warp on a GPU, or Warp's CPU device for tests). Both reproduce
+the gymnasium env's rules (observation, termination, env reward, resets) in batch. ``episode`` is the
+canonical one-env loop that trusted evaluation and trajectories share.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from rewardgen.contract.state import State
+from rewardgen.tasks.spec import Task
+
+#: the simulators ``--sim`` accepts
+SIMS = ("cpu", "warp")
+
+
+class BatchSimulator(Protocol):
+    """What a trainer steps (``BatchSim`` and ``WarpSim`` both are one).
+
+    ``step(action)`` takes (N, act_dim) actions in [-1, 1] and auto-resets finished worlds; its result
+    carries observations, env reward, terminated and truncated per world.
+    """
+
+    n: int
+    act_dim: int
+    obs_dim: int
+
+    def reset(self) -> Any: ...
+
+    def step(self, action: Any) -> Any: ...
+
+    def state(self, device: Any = "cpu") -> State: ...
+
+    def close(self) -> None: ...
+
+
+def make_sim(task: Task, num_worlds: int, seed: int = 0, sim: str = "cpu", device: str = "cpu",
+             **kwargs: Any) -> BatchSimulator:
+    """The batched simulator a trainer steps: ``BatchSim`` (``sim="cpu"``, MuJoCo's native rollout
+    threads; ``device`` is ignored) or ``WarpSim`` (``sim="warp"`` on Warp ``device``).
+
+    ``kwargs`` go to the chosen class (``nthread`` for BatchSim; ``output``, ``graph``, ``nconmax``,
+    ``njmax`` for WarpSim; ``nthread`` is accepted and ignored by WarpSim).
+    """
+    if sim == "cpu":
+        from rewardgen.sim.cpu import BatchSim
+
+        kwargs = {k: v for k, v in kwargs.items() if k in ("nthread", "world_seeds")}
+        return BatchSim(task, num_worlds, seed=seed, **kwargs)
+    if sim == "warp":
+        from rewardgen.sim.warp import WarpSim  # imported on use: Warp loads native code
+
+        return WarpSim(task, num_worlds, seed=seed, device=device, **kwargs)
+    raise ValueError(f"unknown simulator {sim!r}; choose one of: {', '.join(SIMS)}")

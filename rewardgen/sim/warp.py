@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,9 +52,8 @@ import torch
 
 from rewardgen.sim.cpu import BatchSim, StepResult, read_env
 from rewardgen.contract.state import State
-from rewardgen.tasks.spec import Task, get_task
+from rewardgen.tasks.spec import Task
 
-SIMS = ("cpu", "warp")
 _KNOWN_KINDS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "AntEnv", "MjcfEnv")
 
 
@@ -515,22 +513,6 @@ class WarpSim:
         self._env.close()
 
 
-# ------------------------------------------------------------------------------------------------
-def make_sim(task: Task, num_worlds: int, seed: int = 0, sim: str = "cpu", device: str = "cpu", **kwargs: Any):
-    """The batched simulator a trainer steps: ``BatchSim`` (``sim="cpu"``, MuJoCo's native rollout
-    threads; ``device`` is ignored) or ``WarpSim`` (``sim="warp"`` on Warp ``device``).
-
-    ``kwargs`` go to the chosen class (``nthread`` for BatchSim; ``output``, ``graph``, ``nconmax``,
-    ``njmax`` for WarpSim; ``nthread`` is accepted and ignored by WarpSim).
-    """
-    if sim == "cpu":
-        kwargs = {k: v for k, v in kwargs.items() if k in ("nthread", "world_seeds")}
-        return BatchSim(task, num_worlds, seed=seed, **kwargs)
-    if sim == "warp":
-        return WarpSim(task, num_worlds, seed=seed, device=device, **kwargs)
-    raise ValueError(f"unknown simulator {sim!r}; choose one of: {', '.join(SIMS)}")
-
-
 def prewarm(task: Task, device: str = "cuda") -> None:
     """Load warp and compile/load every kernel a WarpSim of ``task`` launches, in this process.
 
@@ -545,50 +527,3 @@ def prewarm(task: Task, device: str = "cuda") -> None:
     sim.state()
     sim.synchronize()
     sim.close()
-
-
-def warp_throughput(task_id: str, num_worlds: int = 4096, seconds: float = 10.0, device: str = "cuda",
-                    seed: int = 0) -> dict:
-    """Physics-only env-steps/s of MuJoCo Warp for a task (random constant actions, no policy, no reward),
-    and the env-steps/s of the full ``WarpSim.step`` (observations, termination, env reward, State
-    fields, resets; torch output, no host copies).
-
-    Physics-only means ``frame_skip`` substeps plus what gym reads (the CUDA graph ``WarpSim`` replays
-    per env step), i.e. the number to compare with the ">= 1M physics env-steps/s" target.
-    """
-    task = get_task(task_id)
-    t0 = time.perf_counter()
-    sim = WarpSim(task, num_worlds, seed=seed, device=device, output="torch")
-    sim.reset()
-    g = torch.Generator(device=sim.device).manual_seed(seed)
-    actions = torch.rand((16, num_worlds, sim.act_dim), generator=g, device=sim.device) * 2 - 1
-    for i in range(3):  # compile, load modules, capture graphs
-        sim.step(actions[i])
-    sim.synchronize()
-    setup_s = time.perf_counter() - t0
-
-    def timed(fn, budget: float) -> tuple[int, float]:
-        steps, start = 0, time.perf_counter()
-        while True:
-            for _ in range(8):
-                fn(steps)
-                steps += 1
-            sim.synchronize()
-            elapsed = time.perf_counter() - start
-            if elapsed >= budget:
-                return steps, elapsed
-
-    sim._v["ctrl"].copy_(actions[0])
-    phys_steps, phys_s = timed(lambda i: sim._run("physics", sim._physics), seconds / 2)
-    sim.reset()
-    full_steps, full_s = timed(lambda i: sim.step(actions[i % 16]), seconds / 2)
-    out = {
-        "task": task_id, "device": str(sim.wp_device), "num_worlds": num_worlds,
-        "cuda_graphs": bool(sim._use_graph),
-        "physics_env_steps_per_s": phys_steps * num_worlds / phys_s,
-        "physics_substeps_per_s": phys_steps * num_worlds * sim.frame_skip / phys_s,
-        "warpsim_env_steps_per_s": full_steps * num_worlds / full_s,
-        "setup_s": setup_s, "frame_skip": sim.frame_skip,
-    }
-    sim.close()
-    return out

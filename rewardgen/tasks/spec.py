@@ -3,7 +3,7 @@
 A task is a robot (a gymnasium MuJoCo v5 env id, or an MJCF file), a natural-language goal, an
 episode length, and a trusted fitness with a success threshold. Candidate rewards replace the env's
 reward during training. The "human" baseline a run is compared with is named by ``baseline``:
-``env`` (the gymnasium env's own reward) or ``sparse`` (``rewardgen.tasks.fitness.sparse_reward_source``:
+``env`` (the gymnasium env's own reward) or ``sparse`` (``rewardgen.tasks.baselines.sparse_reward_source``:
 1 on every step where the success indicator holds), for novel behaviours (a backflip, circling) and
 for MJCF robots, which have no env reward.
 
@@ -291,7 +291,8 @@ def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, 
     :param healthy_z_range: (low, high): end an episode when ``healthy_body`` (default: the robot's
         root body) leaves this height range, like gymnasium's walkers; None never ends early.
     """
-    from rewardgen.tasks.fitness import DEFAULT_SUCCESS, FITNESS_FUNCTIONS, FitnessError, check_applies, parse_fitness
+    from rewardgen.tasks.applicability import check_applies
+    from rewardgen.tasks.fitness import DEFAULT_SUCCESS, FITNESS_FUNCTIONS, FitnessError, parse_fitness
 
     file = Path(path).expanduser()
     if not file.is_file():

@@ -11,6 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class TrainConfig:
     :param seed: seeds the simulator resets, the policy initialisation and the action noise.
     :param num_envs: worlds simulated in one batch (a trainer may use its own default instead).
     :param device: torch device for the policy and the reward ("cpu" or "cuda").
-    :param resume: trainer state from a previous slice (``TrainOutput.extra["resume_state"]`` of
+    :param resume: trainer state from a previous slice (``TrainOutput.resume_state`` of
         the same trainer, task and batch size): training continues from it, for ``steps`` more
         env-steps, instead of starting from scratch. See ``pack_resume_state``.
     """
@@ -88,11 +89,46 @@ def unpack_resume_state(raw: bytes, trainer: str | None = None) -> tuple[dict, d
 
 @dataclass
 class TrainOutput:
+    """What one training returns to its worker.
+
+    :param policy: the trained actor (plain arrays). :param stats: the reward's component books.
+    :param env_steps: env-steps trained in all, earlier slices included; ``slice_env_steps``: by this call.
+    :param seconds: training time (simulator built to last update).
+    :param resumed_from: env-steps of the state it continued from (0: from scratch).
+    :param resume_state: the trainer's state to continue from later (``TrainConfig.resume``), or None.
+    :param losses: the last update's losses; ``num_envs``: worlds simulated; ``timing``: where time went.
+    :param env_reward: it trained on the env's own reward.
+    """
+
     policy: PolicyExport
     stats: dict
     env_steps: int
     seconds: float
-    extra: dict = field(default_factory=dict)
+    slice_env_steps: int
+    resumed_from: int = 0
+    resume_state: bytes | None = None
+    losses: dict[str, float] | None = None
+    num_envs: int | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+    env_reward: bool = False
+
+    @property
+    def env_steps_per_second(self) -> float:
+        return self.slice_env_steps / max(self.seconds, 1e-9)
+
+    def report(self) -> dict[str, Any]:
+        """The JSON-ready facts the worker sends with its result (``result.extra`` on the wire)."""
+        out: dict[str, Any] = {"resumed_from": self.resumed_from, "slice_env_steps": self.slice_env_steps,
+                               "env_steps_per_second": self.env_steps_per_second}
+        if self.losses is not None:
+            out["losses"] = dict(self.losses)
+        if self.num_envs is not None:
+            out["num_envs"] = self.num_envs
+        if self.timing:
+            out["timing"] = dict(self.timing)
+        if self.env_reward:
+            out["env_reward"] = True
+        return out
 
 
 class Trainer(ABC):
@@ -101,18 +137,6 @@ class Trainer(ABC):
     @abstractmethod
     def train(self, task: Task, reward: "BatchReward", config: TrainConfig, progress: ProgressFn) -> TrainOutput:
         """Train a policy on ``task`` with ``reward`` replacing the env's own reward."""
-
-
-def get_trainer(name: str) -> Trainer:
-    if name == "sb3":
-        from rewardgen.trainers.sb3 import SB3Trainer
-
-        return SB3Trainer()
-    if name == "ppo":
-        from rewardgen.trainers.ppo import PPOTrainer
-
-        return PPOTrainer()
-    raise ValueError(f"unknown trainer {name!r}; available: ppo, sb3")
 
 
 class TrainingStats:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -32,9 +31,8 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.tasks.spec import Task
 from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainOutput,
                                      pack_resume_state, unpack_resume_state)
-from rewardgen.sim.warp import make_sim
+from rewardgen.sim import make_sim
 
-CheckpointFn = Callable[[int, PolicyExport], None]
 
 
 @dataclass
@@ -61,7 +59,6 @@ class PPOHyperparams:
     clip_obs: float = 10.0
     clip_reward: float = 10.0
     normalize_reward: bool = True
-    checkpoints: int = 10  # evenly spaced checkpoints kept in memory (and passed to on_checkpoint)
     # 1 thread: the update's matrices are tiny and the physics has its own native pool; measured
     # faster than 2 on 2 cores (docs/benchmarks.md). None leaves torch's setting alone.
     torch_threads: int | None = 1
@@ -128,18 +125,15 @@ class PPOTrainer(Trainer):
     :param hp: hyperparameters (defaults tuned for 2 CPU cores, see docs/benchmarks.md).
     :param env_reward: train on the gymnasium env's own reward instead of the candidate's
         (the "human" baseline; ``reward`` may then be None).
-    :param on_checkpoint: called with (env_steps, PolicyExport) at each checkpoint; the trainer
-        itself never writes files.
+    The trainer never writes files: the policy and the resume state come back in ``TrainOutput``.
     """
 
     name = "ppo"
     supports_resume = True  # TrainConfig.resume: see resume_state/restore_state below
 
-    def __init__(self, hp: PPOHyperparams | None = None, env_reward: bool = False,
-                 on_checkpoint: CheckpointFn | None = None):
+    def __init__(self, hp: PPOHyperparams | None = None, env_reward: bool = False):
         self.hp = hp or PPOHyperparams()
         self.env_reward = env_reward
-        self.on_checkpoint = on_checkpoint
 
     # -- export ----------------------------------------------------------------------------------
     def export(self, agent: ActorCritic, obs_rms: RunningMeanStd) -> PolicyExport:
@@ -208,10 +202,6 @@ class PPOTrainer(Trainer):
         obs_rms.update(raw_obs)
         batch = n * T
         iterations = max(1, -(-int(config.steps) // batch))
-        total_steps = iterations * batch
-        ckpt_every = max(batch, total_steps // max(hp.checkpoints, 1))
-        checkpoints: list[tuple[int, PolicyExport]] = []
-        next_ckpt = ckpt_every
         global_step = 0
         losses: dict[str, float] = {}
         clock = time.perf_counter
@@ -380,12 +370,6 @@ class PPOTrainer(Trainer):
             losses = {"policy_loss": float(pg_loss.detach()), "value_loss": float(v_loss.detach()),
                       "entropy": float(entropy_of(agent.log_std.detach())), "approx_kl": approx_kl}
             progress(global_step)
-            if global_step >= next_ckpt or it == iterations - 1:
-                export = self.export(agent, obs_rms)
-                checkpoints.append((global_step, export))
-                if self.on_checkpoint is not None:
-                    self.on_checkpoint(global_step, export)
-                next_ckpt += ckpt_every
 
         seconds = time.perf_counter() - start
         stats = reward.summary() if reward is not None else {}
@@ -393,13 +377,10 @@ class PPOTrainer(Trainer):
         if helper is not None:
             helper.shutdown()
         return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=resumed_from + global_step,
-                           seconds=seconds,
-                           extra={"resume_state": resume_state(resumed_from + global_step, agent, optimizer, obs_rms,
-                                                               ret_rms, gen),
-                                  "resumed_from": resumed_from, "slice_env_steps": global_step,
-                                  "checkpoints": checkpoints, "losses": losses, "num_envs": n,
-                                  "env_steps_per_second": global_step / max(seconds, 1e-9),
-                                  "timing": {"setup_s": setup_s, **timing, "total_s": seconds}})
+                           seconds=seconds, slice_env_steps=global_step, resumed_from=resumed_from,
+                           resume_state=resume_state(resumed_from + global_step, agent, optimizer, obs_rms, ret_rms,
+                                                     gen),
+                           losses=losses, num_envs=n, timing={"setup_s": setup_s, **timing, "total_s": seconds})
 
 
 # -- resumable state (TrainConfig.resume): npz + JSON header, no pickles --------------------------

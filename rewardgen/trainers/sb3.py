@@ -243,9 +243,6 @@ class SB3Trainer(Trainer):
         progress(model.num_timesteps - begin)
         seconds = time.perf_counter() - start
         done = int(model.num_timesteps) - begin
-        extra = {"resume_state": resume_state(model, venv), "resumed_from": begin, "slice_env_steps": done,
-                 "env_steps_per_second": done / max(seconds, 1e-9)}
-        if self.env_reward:
-            extra["env_reward"] = True
         return TrainOutput(policy=export_policy(model, venv), stats=reward.summary(),
-                           env_steps=int(model.num_timesteps), seconds=seconds, extra=extra)
+                           env_steps=int(model.num_timesteps), seconds=seconds, slice_env_steps=done,
+                           resumed_from=begin, resume_state=resume_state(model, venv), env_reward=self.env_reward)

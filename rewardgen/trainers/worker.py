@@ -34,14 +34,15 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
+from rewardgen.contract.job import JobError, SmokeCheck, WorkerJob
 from rewardgen.sandbox.guard import CANDIDATE_FILENAME
+from rewardgen.trainers import get_trainer
 
 MAX_JOB_BYTES = 64 * 1024 * 1024  # room for a base64 resume state
 
 
-def open_jail(job: dict, out, schema, capacity: int):
+def open_jail(job: WorkerJob, out, schema, capacity: int):
     """Validate the candidate (trusted side), start its jail and report the jail's isolation layers
     (as the trusted side observed them) before any candidate code runs; returns the jail, which
     is called like the reward. Raises ``ValidationError`` or ``JailError`` for a failing candidate."""
@@ -50,15 +51,14 @@ def open_jail(job: dict, out, schema, capacity: int):
 
     layers: list[str] = []
     warnings: list[str] = []
-    if job.get("validate", True):
-        ensure_valid(job["source"], CANDIDATE_FILENAME)  # defence in depth: the orchestrator checked already
+    if job.validate:
+        ensure_valid(job.source, CANDIDATE_FILENAME)  # defence in depth: the orchestrator checked already
         layers.append("static-validation")
     else:
         warnings.append("static validation skipped by the job (tests only)")
-    options = JailOptions(audit=bool(job.get("audit", True)), seccomp=bool(job.get("seccomp", True)),
-                          namespaces=bool(job.get("namespaces", True)),
-                          memory_bytes=int(job["jail_memory_bytes"]) if job.get("jail_memory_bytes") else None)
-    jail = Jail(job["source"], schema, capacity, options, CANDIDATE_FILENAME)
+    options = JailOptions(audit=job.audit, seccomp=job.seccomp, namespaces=job.namespaces,
+                          memory_bytes=job.jail_memory_bytes or None)
+    jail = Jail(job.source, schema, capacity, options, CANDIDATE_FILENAME)
     out.json({"type": "isolation", "layers": layers + jail.layers, "warnings": warnings + jail.warnings})
     if jail.load_error is not None:
         jail.close()
@@ -66,28 +66,28 @@ def open_jail(job: dict, out, schema, capacity: int):
     return jail
 
 
-def _warm_up(job: dict) -> None:
+def _warm_up(job: WorkerJob) -> None:
     """Trusted work done once before training (same with and without the sandbox, for fair timing):
     lazy imports, the GPU's memory share, Warp's kernels. After the jail is forked, so the jail never
     inherits a device context."""
-    if job.get("mode") == "train":
+    if job.mode == "train":
         try:  # torch.optim imports it lazily on first use
             import torch._dynamo  # noqa: F401
         except Exception:  # noqa: BLE001
             pass
-        device = str(job.get("device", "cpu"))
-        if device.startswith("cuda") and job.get("gpu_memory_fraction"):
+        device = job.device
+        if device.startswith("cuda") and job.gpu_memory_fraction:
             import torch  # candidates sharing one GPU: each worker gets its slice of the device's memory
 
-            torch.cuda.set_per_process_memory_fraction(float(job["gpu_memory_fraction"]), torch.device(device))
-        if job.get("sim", "cpu") == "warp":  # Warp loads native code and its kernel cache
+            torch.cuda.set_per_process_memory_fraction(float(job.gpu_memory_fraction), torch.device(device))
+        if job.sim == "warp":  # Warp loads native code and its kernel cache
             from rewardgen.tasks.spec import task_from_dict
             from rewardgen.sim.warp import prewarm
 
-            prewarm(task_from_dict(job["task"], where="job"), job.get("device") or "cuda")
+            prewarm(task_from_dict(job.task, where="job"), job.device or "cuda")
 
 
-def _run(job: dict, out) -> None:
+def _run(job: WorkerJob, out) -> None:
     import torch
 
     from rewardgen.contract.reward import load_reward
@@ -95,27 +95,28 @@ def _run(job: dict, out) -> None:
     from rewardgen.tasks.spec import task_from_dict
     from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
 
-    torch.set_num_threads(int(job.get("torch_threads", 1)))
-    task = task_from_dict(job["task"], where="job")
+    torch.set_num_threads(job.torch_threads)
+    task = task_from_dict(job.task, where="job")
     fitness = make_fitness(task.fitness, task.schema)
-    env_reward = bool(job.get("env_reward", False)) and job["mode"] == "train"
+    env_reward = job.env_reward and job.mode == "train"
     resume = None
-    if job["mode"] == "train" and job.get("resume") is not None:
+    if job.mode == "train" and job.resume is not None:
         try:
-            resume = base64.b64decode(job["resume"], validate=True)
+            resume = base64.b64decode(job.resume, validate=True)
         except (binascii.Error, TypeError, ValueError) as exc:
             out.json({"type": "error", "stage": "job", "error": f"job key 'resume' is not base64: {exc}"})
             return
-    trainer = _make_trainer(job.get("trainer", "sb3"), env_reward, job, task.ppo) if job["mode"] == "train" else None
+    trainer = get_trainer(job.trainer, env_reward, task.ppo, job.num_envs, job.sim, job.device,
+                          job.cpu_threads) if job.mode == "train" else None
     if resume is not None and not getattr(trainer, "supports_resume", False):
         out.json({"type": "error", "stage": "job", "error": f"trainer {trainer.name!r} cannot resume from a state"})
         return
-    if job["mode"] == "check":
-        capacity = int(job.get("num_envs", 4))
+    if job.mode == "check":
+        capacity = job.num_envs or 4
     else:
-        capacity = int(getattr(getattr(trainer, "hp", None), "num_envs", None) or job.get("num_envs", 8))
-        if isinstance(job.get("check"), dict):
-            capacity = max(capacity, int(job["check"].get("num_envs", 4)))
+        capacity = int(getattr(getattr(trainer, "hp", None), "num_envs", None) or job.num_envs or 8)
+        if job.check is not None:
+            capacity = max(capacity, job.check.num_envs)
     stage = "load"
     fn = None
     try:
@@ -124,22 +125,23 @@ def _run(job: dict, out) -> None:
 
             out.json({"type": "isolation", "layers": [], "warnings": ["env reward: no candidate code was run"]})
             fn = EnvRewardFn()
-        elif job.get("sandbox", True):
+        elif job.sandbox:
             fn = open_jail(job, out, task.schema, capacity)
         else:  # overhead measurements only: the candidate in this process, no isolation at all
-            fn = load_reward(job["source"], CANDIDATE_FILENAME)
+            fn = load_reward(job.source, CANDIDATE_FILENAME)
         # only now may this process touch a GPU: the jail was forked before any device was opened
         _warm_up(job)
-        if job["mode"] == "check":
+        if job.mode == "check":
             stage = "runtime"
-            out.json({"type": "result", **_smoke(job, task, fn, fitness)})
+            out.json({"type": "result", **_smoke(SmokeCheck(job.steps or 256, job.seed, job.num_envs or 4), task,
+                                                 fn, fitness)})
             return
-        if isinstance(job.get("check"), dict):  # the candidate's smoke check, folded into its training
+        if job.check is not None:  # the candidate's smoke check, folded into its training
             stage = "runtime"
-            out.json({"type": "check", **_smoke(job["check"], task, fn, fitness)})
+            out.json({"type": "check", **_smoke(job.check, task, fn, fitness)})
         stage = "runtime"
-        config = TrainConfig(steps=int(job["steps"]), seed=int(job["seed"]), num_envs=int(job.get("num_envs", 8)),
-                             device=job.get("device", "cpu"), resume=resume)
+        config = TrainConfig(steps=job.steps, seed=job.seed, num_envs=job.num_envs or 8, device=job.device,
+                             resume=resume)
         stats = TrainingStats(config.steps)
         reward = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
         if env_reward and trainer.name != "sb3":
@@ -155,15 +157,11 @@ def _run(job: dict, out) -> None:
         result = trainer.train(task, reward, config, progress)
         if hasattr(fn, "verify"):
             fn.verify()
-        extra = dict(result.extra)
-        state = extra.pop("resume_state", None)
-        if isinstance(state, (bytes, bytearray)):  # before the result, see the module docstring
-            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(state)})
-            out.bytes(bytes(state))
-        extra.pop("checkpoints", None)  # intermediate policies stay here: nothing downstream reads them
+        if result.resume_state is not None:  # before the result, see the module docstring
+            out.json({"type": "resume_state", "env_steps": int(result.env_steps), "bytes": len(result.resume_state)})
+            out.bytes(bytes(result.resume_state))
         out.json({"type": "result", "stats": result.stats, "env_steps": result.env_steps,
-                  "seconds": result.seconds, "trainer": trainer.name,
-                  "extra": json.loads(json.dumps(extra, default=lambda o: repr(o)[:200]))})
+                  "seconds": result.seconds, "trainer": trainer.name, "extra": result.report()})
         out.bytes(result.policy.to_bytes())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
         report_failure(out, exc, stage)
@@ -172,7 +170,7 @@ def _run(job: dict, out) -> None:
             fn.close()
 
 
-def _smoke(check: dict, task, fn, fitness) -> dict:
+def _smoke(check: SmokeCheck, task, fn, fitness) -> dict:
     """The smoke check: random actions through the real State path and the reward (the contract is
     checked on every call); returns the result frame's fields."""
     import numpy as np
@@ -180,13 +178,12 @@ def _smoke(check: dict, task, fn, fitness) -> dict:
     from rewardgen.trainers.base import BatchReward, TrainingStats
     from rewardgen.trainers.sb3 import RewardVecEnv
 
-    steps = int(check.get("steps", 256))
-    envs = int(check.get("num_envs", 4))
+    steps, envs = check.steps, check.num_envs
     stats = TrainingStats(steps)
     reward = BatchReward(fn, fitness, stats, envs, task.episode_length)
-    venv = RewardVecEnv(task, reward, envs, int(check.get("seed", 0)))
+    venv = RewardVecEnv(task, reward, envs, check.seed)
     venv.reset()
-    rng = np.random.default_rng(int(check.get("seed", 0)))
+    rng = np.random.default_rng(check.seed)
     for _ in range(max(1, steps // envs)):
         venv.step_async(rng.uniform(-1, 1, size=(envs, task.schema.nu)).astype(np.float32))
         venv.step_wait()
@@ -207,33 +204,6 @@ def report_failure(out, exc: BaseException, stage: str) -> None:
     out.json({"type": "error", **record})
 
 
-def _make_trainer(name: str, env_reward: bool, job: dict | None = None, task_ppo: dict | None = None):
-    """The job's trainer; for PPO, the task's own settings (``Task.ppo``) over the defaults, and the
-    job's ``num_envs``, ``sim`` and ``cpu_threads`` over those."""
-    from rewardgen.trainers.base import get_trainer
-
-    job = job or {}
-    if name == "ppo":
-        from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
-
-        hp = PPOHyperparams(**(task_ppo or {}))
-        if job.get("num_envs"):
-            hp = replace(hp, num_envs=int(job["num_envs"]))
-        if job.get("sim", "cpu") != "cpu":
-            hp = replace(hp, sim=str(job["sim"]), sim_device=job.get("device"))
-        if job.get("cpu_threads"):  # this job's share of the machine's cores (Executor.cpu_threads)
-            threads = max(1, int(job["cpu_threads"]))
-            hp = replace(hp, sim_threads=threads, use_helper_thread=threads >= 2)
-        return PPOTrainer(hp, env_reward=env_reward)
-    if not env_reward:
-        return get_trainer(name)
-    if name == "sb3":
-        from rewardgen.trainers.sb3 import SB3Trainer
-
-        return SB3Trainer(env_reward=True)
-    return get_trainer(name)  # raises for unknown names
-
-
 def serve(run, prog: str) -> None:
     """A worker's entry point: read the job from stdin (bounded), answer with frames on --result-fd."""
     from rewardgen.sandbox.ipc import FrameWriter
@@ -247,7 +217,12 @@ def serve(run, prog: str) -> None:
     if len(raw) > MAX_JOB_BYTES:
         out.json({"type": "error", "stage": "job", "error": "job too large"})
         return
-    run(json.loads(raw), out)
+    try:
+        job = WorkerJob.from_dict(json.loads(raw))
+    except (JobError, ValueError) as exc:
+        out.json({"type": "error", "stage": "job", "error": str(exc)[:500]})
+        return
+    run(job, out)
 
 
 def main() -> None:

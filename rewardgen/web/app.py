@@ -1,6 +1,7 @@
 """The web UI: runs, generations side by side (videos, fitness, component curves, reward diffs), feedback.
 
-Server-rendered pages (Jinja2 templates in ``templates/``, SVG charts drawn here); the only
+Server-rendered pages (Jinja2 templates in ``templates/``; the candidate card, the Jinja environment
+and the SVG charts are shared with ``report.html`` in ``rewardgen.inspect.pages`` and ``.charts``); the only
 JavaScript polls ``/runs/<id>/progress.json`` while a generation is being trained.
 
 Routes::
@@ -33,13 +34,13 @@ training jobs):
 - Bodies are bounded while they are read (``MAX_BODY`` bytes, chunked bodies included), not by
   trusting ``Content-Length``.
 
-Every value a template shows goes through ``rewardgen.safetext.html`` (the Jinja ``finalize``), so
+Every value a template shows goes through ``rewardgen.safetext.html`` (the Jinja ``finalize`` that
+``rewardgen.inspect.pages.environment`` sets), so
 component names with lone surrogates, reward errors and feedback are escaped in one place.
 """
 
 from __future__ import annotations
 
-import difflib
 import hmac
 import json
 import re
@@ -49,7 +50,6 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
@@ -58,10 +58,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.store import RUN_FILE, RunStore, RunStoreError
-from rewardgen.safetext import clean, html
-from rewardgen.evaluate.video import VIDEO_FILE
-from rewardgen.web.charts import component_chart, fitness_chart
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, RunStore,
+    RunStoreError)
+from rewardgen.store import VIDEO_FILE
+from rewardgen.inspect.charts import fitness_chart
+from rewardgen.inspect.pages import card, environment, reward_diff
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -147,48 +148,35 @@ def _read_json(path: Path) -> dict:
 
 def _source(store: RunStore, g: int, c: int) -> str | None:
     try:
-        return (store.cand_dir(g, c) / "reward.py").read_text()[:MAX_SOURCE_SHOWN]
+        return (store.cand_dir(g, c) / REWARD_FILE).read_text()[:MAX_SOURCE_SHOWN]
     except (OSError, UnicodeDecodeError):
         return None
 
 
 def _diff(store: RunStore, g: int, c: int, source: str | None, parent: Any) -> dict:
-    """Unified diff of the candidate's reward against its parent's, as classed lines."""
+    """The candidate's reward against its parent's (``pages.reward_diff``), the parent read from the store."""
     if not parent:
-        return {"parent": None, "lines": [], "note": "no parent: a fresh candidate"}
+        return reward_diff(None, source, None, f"{g}/{c}")
     try:
         pg, pc = parse_ref(str(parent))
     except FeedbackError:
-        return {"parent": str(parent), "lines": [], "note": f"parent {parent!r} is not a candidate reference"}
-    parent_source = _source(store, pg, pc)
-    if parent_source is None or source is None:
-        return {"parent": f"{pg}/{pc}", "lines": [], "note": f"parent {pg}/{pc} has no readable reward.py"}
-    lines = []
-    for ln in difflib.unified_diff(parent_source.splitlines(), source.splitlines(), f"{pg}/{pc}/reward.py",
-                                   f"{g}/{c}/reward.py", lineterm="", n=2):
-        kind = ("head" if ln.startswith(("---", "+++")) else "hunk" if ln.startswith("@@")
-                else "add" if ln.startswith("+") else "del" if ln.startswith("-") else "ctx")
-        lines.append({"kind": kind, "text": ln})
-    return {"parent": f"{pg}/{pc}", "lines": lines, "note": "" if lines else "identical to its parent"}
+        return reward_diff(None, source, str(parent), f"{g}/{c}",
+                           note=f"parent {parent!r} is not a candidate reference")
+    return reward_diff(_source(store, pg, pc), source, f"{pg}/{pc}", f"{g}/{c}")
 
 
-def _candidates(store: RunStore, run_id: str, g: int, gen: dict) -> list[dict]:
+def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = None) -> list[dict]:
+    """Each candidate of generation ``g`` as the shared card shows it (``pages.card``)."""
     out = []
     for c, proposal in enumerate(gen.get("candidates", [])):
         d = store.cand_dir(g, c)
-        m = _read_json(d / "metrics.json")
-        prop = _read_json(d / "proposal.json") or (proposal if isinstance(proposal, dict) else {})
+        m = _read_json(d / METRICS_FILE)
+        prop = _read_json(d / PROPOSAL_FILE) or (proposal if isinstance(proposal, dict) else {})
         source = _source(store, g, c)
-        evaluation = m.get("evaluation") or {}
-        out.append({
-            "index": c, "ref": f"{g}/{c}", "finished": bool(m), "status": m.get("status", "pending"),
-            "fitness": m.get("fitness"), "fitness_std": evaluation.get("fitness_std"),
-            "success": m.get("success"), "error": m.get("error"), "traceback": m.get("traceback"),
-            "video": f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None,
-            "chart": component_chart(m.get("training") or {}), "origin": prop.get("origin"),
-            "notes": prop.get("notes") or [], "source": source, "diff": _diff(store, g, c, source, prop.get("parent")),
-            "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"), "fate": m.get("fate"),
-        })
+        video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None
+        item = card(f"{g}/{c}", str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
+                    video, budget)
+        out.append(item | {"index": c})
     return out
 
 
@@ -203,7 +191,7 @@ def progress(store: RunStore, job: dict | None) -> dict:
         gen = store.read_generation(current)
         if gen is not None:
             total = len(gen.get("candidates", []))
-            finished = sum((store.cand_dir(current, c) / "metrics.json").is_file() for c in range(total))
+            finished = sum((store.cand_dir(current, c) / METRICS_FILE).is_file() for c in range(total))
     return {"run": store.path.name, "status": run.get("status"), "generations_planned": planned,
             "generations_finished": len(done), "current_generation": current, "candidates_total": total,
             "candidates_finished": finished, "busy": bool(job and job.get("running")) or run_lock_held(store.path),
@@ -272,10 +260,7 @@ def create_app(runs_dir: Path, token: str | None = None,
     starter = start_next or jobs.start_next
     csrf = secrets.token_urlsafe(32)
     host_ok = host_checker(host, port)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
-                             undefined=jinja2.ChainableUndefined, finalize=html)
-    env.filters["fit"] = lambda v: "-" if v is None else f"{v:.4g}"
-    env.filters["steps"] = _steps
+    env = environment(TEMPLATES)
     env.globals["csrf_field"] = CSRF_FIELD
     env.globals["csrf_token"] = csrf
     templates = Jinja2Templates(env=env)
@@ -348,7 +333,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         gens = []
         g = 0
         summaries = {s["generation"]: s for s in run.get("generations", [])}
-        while (store.gen_dir(g) / "generation.json").is_file():
+        while (store.gen_dir(g) / GENERATION_FILE).is_file():
             s = summaries.get(g)
             gens.append({"generation": g, "finished": s is not None, "best": (s or {}).get("best"),
                          "candidates": (s or {}).get("candidates", [])})
@@ -374,9 +359,10 @@ def create_app(runs_dir: Path, token: str | None = None,
         run = store.read_run()
         finished = g in {s["generation"] for s in run.get("generations", [])}
         items = [x for x in _safe_feedback(store) if x.get("generation") == g]
-        has_next = (store.gen_dir(g + 1) / "generation.json").is_file()
+        has_next = (store.gen_dir(g + 1) / GENERATION_FILE).is_file()
         return page(request, "generation.html", run=run, run_id=store.path.name, g=g, finished=finished,
-                    cands=_candidates(store, store.path.name, g, record), feedback=items, has_next=has_next,
+                    cands=_candidates(store, store.path.name, g, record, (run.get("config") or {}).get("steps")),
+                    feedback=items, has_next=has_next,
                     gens_proposed=proposed_generations(store), progress=progress(store, jobs.status(store.path)))
 
     @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
@@ -461,17 +447,6 @@ def create_app(runs_dir: Path, token: str | None = None,
         return back(store.path.name, None, msg="next generation started")
 
     return app
-
-
-def _steps(v: Any) -> str:
-    """Env-steps for people: 1000000 -> "1M", 300000 -> "300k", 2048 -> "2048"."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return "-" if v is None else str(v)
-    v = int(v)
-    for div, unit in ((1_000_000, "M"), (1_000, "k")):
-        if abs(v) >= div and v % (div // 100) == 0:
-            return f"{v / div:g}{unit}"
-    return str(v)
 
 
 def _safe_feedback(store: RunStore) -> list[dict]:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardgen.store import RunStore, RunStoreError
+from rewardgen.resources import PACKAGE_PARENT
+from rewardgen.store import RUN_LOCK_FILE, RunStore, RunStoreError
 
 LOG_FILE = "web-job.log"
-PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
 
 
 class JobError(RuntimeError):
@@ -45,7 +45,7 @@ class Job:
 
 def run_lock_held(run_dir: Path) -> bool:
     """Whether some process holds ``run.lock`` (i.e. is working on the run right now)."""
-    path = Path(run_dir) / "run.lock"
+    path = Path(run_dir) / RUN_LOCK_FILE
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)

@@ -1,6 +1,7 @@
-"""Small inline SVG charts drawn on the server (no JavaScript, no chart library).
+"""Small inline SVG charts built from numbers (no JavaScript, no chart library), for the web UI and the report.
 
-Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k; whole numbers only on an integer axis such as
+One drawing for both: the web UI's pages and ``report.html`` show the same fitness-per-generation and
+reward-component charts, so they come from the same functions here. Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k; whole numbers only on an integer axis such as
 generations, each one labelled when there are few), an axis label with its unit, and optional
 horizontal reference lines (the task's success threshold). Every label goes through
 ``rewardgen.safetext.html``.
@@ -9,6 +10,7 @@ horizontal reference lines (the task's success threshold). Every label goes thro
 from __future__ import annotations
 
 import math
+import statistics
 
 from markupsafe import Markup
 
@@ -50,23 +52,58 @@ def nice_ticks(lo: float, hi: float, most: int = 6, integer: bool = False) -> li
     return ticks
 
 
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _finite(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [(float(x), float(y)) for x, y in points
-            if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
+    """The points whose x and y are finite numbers (run files may hold anything else: it is skipped)."""
+    return [(float(x), float(y)) for x, y in points if _number(x) and _number(y)]
+
+
+class _Scale:
+    """y -> pixel for the right axis over [lo, hi] (padded like the left one)."""
+
+    def __init__(self, lo: float, hi: float, top: float, ph: float):
+        if hi == lo:
+            pad = abs(lo) * 0.1 or 1.0
+            lo, hi = lo - pad, hi + pad
+        pad = (hi - lo) * 0.05
+        self.lo, self.hi, self.top, self.ph = lo - pad, hi + pad, top, ph
+
+    def __call__(self, y: float) -> float:
+        return self.top + (1 - (y - self.lo) / (self.hi - self.lo)) * self.ph
+
+
+def _right_axis(seconds: dict[str, list[tuple[float, float]]], top: float, ph: float) -> _Scale:
+    ys = [y for v in seconds.values() for _, y in v] or [0.0]
+    return _Scale(min(ys), max(ys), top, ph)
 
 
 def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360, height: int = 180,
                title: str = "", x_label: str = "", y_label: str = "",
                dots: dict[str, list[tuple[float, float]]] | None = None,
-               hlines: dict[str, float] | None = None, integer_x: bool = False, empty: str = "no data") -> Markup:
+               hlines: dict[str, float] | None = None, integer_x: bool = False, empty: str = "no data",
+               styles: dict[str, dict] | None = None, right: dict[str, list[tuple[float, float]]] | None = None,
+               right_label: str = "") -> Markup:
     """Polylines for ``series`` (name -> [(x, y)]), scattered points for ``dots`` and dashed horizontal
-    ``hlines`` (label -> y), with ticks on both axes, axis labels and a legend."""
+    ``hlines`` (label -> y), with ticks on both axes, axis labels and a legend.
+
+    ``styles`` (name -> {"color", "dash", "r"}) fixes a series' colour, dash pattern or dot radius;
+    ``right`` holds polylines on a second y axis (ticks and ``right_label`` on the right), for two
+    measures of different scale against the same x.
+    """
+    styles = styles or {}
     lines = {k: _finite(v) for k, v in series.items()}
     scatter = {k: _finite(v) for k, v in (dots or {}).items()}
-    refs = {k: float(v) for k, v in (hlines or {}).items() if v is not None and math.isfinite(float(v))}
+    seconds = {k: _finite(v) for k, v in (right or {}).items()}
+    seconds = {k: v for k, v in seconds.items() if v}
+    refs = {k: float(v) for k, v in (hlines or {}).items() if _number(v)}
     every = [p for v in list(lines.values()) + list(scatter.values()) for p in v]
-    left, right, top, bottom = (60 if y_label else 46), 10, 18 if title else 8, 32
-    legend_rows = len(lines) + len(scatter) + len(refs)
+    if not every and seconds:  # only right-axis data: draw it, with an empty left axis
+        every = [(x, 0.0) for v in seconds.values() for x, _ in v]
+    left, right_m, top, bottom = (60 if y_label else 46), (56 if seconds else 10), 18 if title else 8, 32
+    legend_rows = len(lines) + len(scatter) + len(seconds) + len(refs)
     legend_h = 14 * legend_rows
     h_total = height + legend_h
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{h_total}" '
@@ -77,7 +114,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
         parts.append(f'<text x="{width / 2}" y="{height / 2}" font-size="11" text-anchor="middle" '
                      f'fill="#888">{escape(empty)}</text></svg>')
         return Markup("".join(parts))
-    xs, ys = [p[0] for p in every], [p[1] for p in every] + list(refs.values())
+    xs, ys = [p[0] for p in every] + [p[0] for v in seconds.values() for p in v], [p[1] for p in every] + list(refs.values())
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if x1 == x0:
@@ -89,7 +126,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
     y0, y1 = y0 - pad_y, y1 + pad_y
     if integer_x:  # half a step of margin so the first and last generation's dots are not on the frame
         x0, x1 = x0 - 0.3, x1 + 0.3
-    pw, ph = width - left - right, height - top - bottom
+    pw, ph = width - left - right_m, height - top - bottom
 
     def sx(x: float) -> float:
         return left + (x - x0) / (x1 - x0) * pw
@@ -115,25 +152,40 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
     if y0 < 0 < y1:
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(0):.1f}" y2="{sy(0):.1f}" stroke="#ccc" '
                      f'stroke-dasharray="3,3"/>')
-    names = list(lines) + list(scatter)
+    ry = _right_axis(seconds, top, ph)
+    if seconds:
+        for y in nice_ticks(ry.lo, ry.hi, most=max(5, ph // 22)):  # one more: a lone tick says little
+            parts.append(f'<text x="{left + pw + 4}" y="{ry(y) + 3.5:.1f}" font-size="10">{_fmt(y)}</text>')
+        if right_label:
+            cx, cy = width - 8, top + ph / 2
+            parts.append(f'<text x="{cx}" y="{cy:.1f}" font-size="10" text-anchor="middle" fill="#555" '
+                         f'transform="rotate(90 {cx} {cy:.1f})">{escape(right_label)}</text>')
+    names = list(lines) + list(seconds) + list(scatter)
     row = 0
     for i, name in enumerate(names):
-        color = PALETTE[i % len(PALETTE)]
-        if name in lines:
-            pts = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in lines[name])
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{pts}">'
+        style = styles.get(name, {})
+        color = style.get("color", PALETTE[i % len(PALETTE)])
+        if name in lines or name in seconds:
+            pts_list = lines[name] if name in lines else seconds[name]
+            fy = sy if name in lines else ry
+            dash = f' stroke-dasharray="{style["dash"]}"' if style.get("dash") else ""
+            pts = " ".join(f"{sx(x):.1f},{fy(y):.1f}" for x, y in pts_list)
+            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.6"{dash} points="{pts}">'
                          f'<title>{escape(name)}</title></polyline>')
-            if len(lines[name]) <= 30:
-                parts.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}"/>'
-                             for x, y in lines[name])
+            if len(pts_list) <= 30:
+                parts.extend(f'<circle cx="{sx(x):.1f}" cy="{fy(y):.1f}" r="{style.get("r", 2.2)}" fill="{color}"/>'
+                             for x, y in pts_list)
         else:
+            r = style.get("r", 3)
+            edge = ' stroke="#333" stroke-width="1"' if r > 3 else ""
             for x, y in scatter[name]:
-                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}" fill-opacity="0.7">'
-                             f'<title>{escape(name)}: {_fmt(y)} (x={_fmt(x)})</title></circle>')
+                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{r}" fill="{color}" fill-opacity="0.8"'
+                             f'{edge}><title>{escape(name)}: {_fmt(y)} (x={_fmt(x)})</title></circle>')
         ly = height + 14 * row + 10
         row += 1
+        axis = " (right axis)" if name in seconds else ""
         parts.append(f'<rect x="{left}" y="{ly - 8}" width="10" height="3" fill="{color}"/>'
-                     f'<text x="{left + 14}" y="{ly}" font-size="10">{escape(name)}</text>')
+                     f'<text x="{left + 14}" y="{ly}" font-size="10">{escape(name + axis)}</text>')
     for name, y in refs.items():
         parts.append(f'<line class="hline" x1="{left}" x2="{left + pw}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
                      f'stroke="#b2182b" stroke-width="1.2" stroke-dasharray="6,3"><title>{escape(name)}</title></line>')
@@ -160,22 +212,58 @@ def component_chart(training: dict, *, width: int = 320, height: int = 160) -> M
                       x_label="training env-steps", y_label="reward per step", empty="no training statistics")
 
 
+def training_chart(training: dict, fitness: float | None = None, *, width: int = 420,
+                   height: int = 160) -> Markup:
+    """Each finished training episode's return (its own reward, left axis) against the task's fitness
+    measured on the same episode (right axis), and the trusted fitness as a star at the end: a reward
+    that rises while fitness stays flat is what reward hacking looks like."""
+    eps = training.get("episodes") if isinstance(training, dict) else None
+    eps = [p for p in eps if isinstance(p, dict)] if isinstance(eps, list) else []
+    returns = [(p.get("step"), p.get("return")) for p in eps]
+    fits = [(p.get("step"), p.get("fitness")) for p in eps]
+    right = {"fitness while training": fits}
+    styles = {"episode return (its reward)": {"color": "#d6604d"}, "fitness while training": {"color": "#1b7837"}}
+    done = _finite(fits)
+    if _number(fitness) and done:
+        right["trusted fitness (evaluation)"] = [(done[-1][0], fitness)]
+        styles["trusted fitness (evaluation)"] = {"color": "#f0a030", "r": 5}
+    return line_chart({"episode return (its reward)": returns}, right=right, styles=styles, width=width,
+                      height=height, title="its reward vs fitness through training", x_label="training env-steps",
+                      y_label="return", right_label="fitness", empty="no finished training episodes")
+
+
 def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 220, threshold: float | None = None,
-                  fitness_label: str = "trusted fitness") -> Markup:
+                  fitness_label: str = "trusted fitness", median: bool = False,
+                  winner: tuple[int, float, str] | None = None) -> Markup:
     """Trusted fitness of every candidate (dots) and the best so far (line), per generation, with the
-    task's success threshold as a dashed line. ``fitness_label`` names the measure and its unit."""
-    dots, best, so_far = [], [], None
+    task's success threshold as a dashed line. ``fitness_label`` names the measure and its unit;
+    ``median`` adds each generation's median, ``winner`` (generation, fitness, "G/C") marks the run's best.
+
+    ``generations`` are run.json's generation summaries (``generation``, ``best``, ``candidates`` with
+    ``fitness``), which the web UI reads and the report rebuilds from the candidates' files."""
+    dots, best, medians, so_far = [], [], [], None
     for gen in sorted(generations, key=lambda g: g.get("generation", 0)):
         g = gen.get("generation", 0)
-        for c in gen.get("candidates", []):
-            if c.get("fitness") is not None:
-                dots.append((g, c["fitness"]))
+        fits = [c["fitness"] for c in gen.get("candidates", []) if _number(c.get("fitness"))]
+        dots.extend((g, f) for f in fits)
+        if fits:
+            medians.append((g, statistics.median(fits)))
         b = (gen.get("best") or {}).get("fitness")
-        if b is not None:
+        if _number(b):
             so_far = b if so_far is None else max(so_far, b)
         if so_far is not None:
             best.append((g, so_far))
+    series = {"best so far": best}
+    styles = {"best so far": {"color": "#1b7837"}, "candidates": {"color": "#999"},
+              "median": {"color": "#2166ac", "dash": "5,3"}}
+    if median:
+        series["median"] = medians
+    points = {"candidates": dots}
+    if winner is not None:
+        name = f"winner {winner[2]}"
+        points[name] = [(winner[0], winner[1])]
+        styles[name] = {"color": "#f0a030", "r": 6}
     hlines = {f"success threshold ({_fmt(threshold)})": threshold} if threshold is not None else None
-    return line_chart({"best so far": best}, dots={"candidates": dots}, width=width, height=height,
+    return line_chart(series, dots=points, width=width, height=height, styles=styles,
                       title="trusted fitness per generation", x_label="generation", y_label=fitness_label,
                       hlines=hlines, integer_x=True, empty="no finished generation yet")

@@ -1,0 +1,83 @@
+"""rewardgen's public calls, each a thin layer over the stage that does the work.
+
+Imported lazily by ``rewardgen/__init__.py`` (``rewardgen.evolve`` etc.), so ``import rewardgen`` stays
+cheap. Every mistake a caller can make (an unknown task, a bad option, a run directory that is not
+one) raises ``rewardgen.UserError`` with a message for a person.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rewardgen.contract.policy import PolicyExport
+from rewardgen.inspect.debug import DebugReport, debug_reward
+from rewardgen.inspect.export import export_reward, parse_candidate
+from rewardgen.inspect.report import write_report
+from rewardgen.run.evolve import Evolution, EvolveConfig, Progress, start_run, train_file
+from rewardgen.run.evolve import resume as _resume
+from rewardgen.sandbox.check import CheckVerdict, check_reward
+from rewardgen.tasks.spec import Task, get_task, list_tasks
+
+
+def _task(task: str | Task) -> Task:
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: int | None = None, seed: int = 0,
+           runs_dir: str | Path = "runs", progress: Progress | None = None, **options: Any) -> dict:
+    """Evolve rewards for ``task`` in a new run under ``runs_dir`` and take it to the end.
+
+    :param samples: candidates per generation (K). :param generations: generations to run.
+    :param steps: training budget per candidate (env-steps); None: the task's default.
+    :param progress: receives ``event(kind, **data)`` as the run goes (None: silent).
+    :param options: any other ``rewardgen.run.evolve.EvolveConfig`` field (``llm``, ``schedule``,
+        ``workers``, ``video``, ...).
+    :returns: the run summary (``run_dir``, ``best``, one entry per generation).
+    """
+    t = _task(task)
+    config = EvolveConfig(task=t.id, samples=samples, generations=generations, steps=steps, seed=seed, **options)
+    store = start_run(config, Path(runs_dir), task=t)
+    return Evolution(store, progress).run()
+
+
+def resume(run_dir: str | Path, progress: Progress | None = None) -> dict:
+    """Continue an interrupted run (finished candidates are kept, never retrained); its summary."""
+    return _resume(Path(run_dir), progress)
+
+
+def train(source: str, task: str | Task, *, steps: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",
+          progress: Progress | None = None, **options: Any) -> dict:
+    """Train one reward (its Python source) and measure its policy with the trusted fitness.
+
+    :returns: ``{"run_dir", "summary", "metrics"}``; ``metrics["fitness"]`` is the trusted fitness.
+    """
+    t = _task(task)
+    config = EvolveConfig(task=t.id, steps=steps, seed=seed, **options)
+    return train_file(source, config, Path(runs_dir), progress, task=t)
+
+
+def check(source: str, task: str | Task, *, steps: int = 256, seed: int = 0) -> CheckVerdict:
+    """Check a reward: static validation, then a smoke run in the sandbox; the verdict explains itself."""
+    return check_reward(source, _task(task), steps=steps, seed=seed)
+
+
+def debug(source: str, task: str | Task, *, policy: PolicyExport | None = None, episodes: int = 5,
+          seed: int = 0) -> DebugReport:
+    """Run a reward on random (and a policy's) rollouts in the sandbox and say what its terms do."""
+    return debug_reward(source, _task(task), policy=policy, episodes=episodes, seed=seed)
+
+
+def export(run_dir: str | Path, out: str | Path, candidate: str | None = None) -> Path:
+    """Write a run's best reward (or ``candidate`` "G/C") as a standalone file; its path."""
+    return export_reward(Path(run_dir), parse_candidate(candidate) if candidate else None, Path(out))
+
+
+def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write a run's HTML report (default ``<run_dir>/report.html``); its path."""
+    return write_report(Path(run_dir), Path(out) if out else None)
+
+
+def tasks() -> list[Task]:
+    """Every built-in task, sorted by id."""
+    return list_tasks()
