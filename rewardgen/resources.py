@@ -20,7 +20,7 @@ run rewardgen modules, so they import this copy of it (a checkout, or site-packa
 
 def _folder(name: str) -> Path:
     try:
-        found = importlib.resources.files(f"rewardgen._{name}")
+        found = importlib.resources.files("rewardgen") / f"_{name}"  # a namespace package's files() is no Path
         path = Path(str(found))
         if path.is_dir():
             return path

@@ -96,6 +96,7 @@ WAIT_METADATA = """async (sel) => {
 }"""
 
 
+@pytest.mark.slow
 def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> None:
     base, app = server
     ARTIFACTS.mkdir(exist_ok=True)

@@ -191,6 +191,7 @@ def test_clear_errors_for_broken_model_missing_body_and_inapplicable_fitness(tmp
         task_from_mjcf(str(no_motor), "roll", "forward_velocity(body=b)")
 
 
+@pytest.mark.slow
 def test_evolve_a_brought_robot_to_a_finished_run(robot, runs_dir):
     """What ``rewardgen evolve --env ROBOT.xml --describe ... --fitness ...`` does, through the library."""
     task = task_from_mjcf(str(robot), "make it walk forward", "forward_velocity(body=base)", episode_length=200,
@@ -207,11 +208,12 @@ def test_evolve_a_brought_robot_to_a_finished_run(robot, runs_dir):
     assert summary["best"] is not None and isinstance(summary["best"]["fitness"], float)
 
 
+@pytest.mark.slow
 def test_cli_evolve_with_env_flags(robot, runs_dir):
-    """The CLI's bring-your-own-robot flags (skipped until the CLI has them)."""
+    """The CLI's bring-your-own-robot flags."""
     help_text = cli("evolve", "--help", timeout=60).stdout
-    if "--env" not in help_text or "--fitness" not in help_text:
-        pytest.skip("rewardgen evolve has no --env/--describe/--fitness flags yet")
+    for flag in ("--env", "--describe", "--fitness"):
+        assert flag in help_text, flag
     res = cli("evolve", "--env", str(robot), "--describe", "make it walk forward", "--fitness",
               "forward_velocity(body=base)", "--samples", "2", "--generations", "1", "--steps", "2048",
               "--runs-dir", str(runs_dir), "--json", timeout=600)

@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import GOOD_PENDULUM_REWARD, cli, traceback_runs
 from rewardgen.contract.policy import PolicyExport
@@ -39,6 +40,7 @@ def umask() -> int:
 
 
 # ----- --runs-dir
+@pytest.mark.slow
 def test_runs_dir_that_is_a_file_or_cannot_hold_runs(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("keep me")
@@ -61,6 +63,7 @@ def test_run_files_get_the_umask_permissions_not_0600(tmp_path):
 
 
 # ----- task files
+@pytest.mark.slow
 def test_task_yaml_with_an_unknown_env_id_leaves_no_run(tmp_path, runs_dir):
     raw = (ENVIRONMENTS_DIR / "inverted-pendulum-balance.yaml").read_text()
     bad = tmp_path / "typo.yaml"
@@ -73,6 +76,7 @@ def test_task_yaml_with_an_unknown_env_id_leaves_no_run(tmp_path, runs_dir):
     assert list(runs_dir.iterdir()) == []  # no orphan run with status "created"
 
 
+@pytest.mark.slow
 def test_task_yaml_whose_model_file_is_broken_leaves_no_run(tmp_path, runs_dir):
     xml = tmp_path / "robot.xml"
     xml.write_text("<mujoco>\n<worldbody>\n<body name='a'>\n</worldbody>\n</mujoco>\n")
@@ -84,6 +88,7 @@ def test_task_yaml_whose_model_file_is_broken_leaves_no_run(tmp_path, runs_dir):
     assert list(runs_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_missing_task_file_is_called_missing_not_unknown(tmp_path, runs_dir):
     missing = tmp_path / "nowhere" / "task.yaml"
     line = one_line_error(cli("evolve", "--task", str(missing), "--runs-dir", str(runs_dir)),
@@ -92,6 +97,7 @@ def test_missing_task_file_is_called_missing_not_unknown(tmp_path, runs_dir):
     assert list(runs_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_broken_mjcf_parse_error_is_shown_whole(tmp_path, runs_dir):
     xml = tmp_path / "broken.xml"
     xml.write_text("<mujoco>\n<worldbody>\n<body name='a'>\n</worldbody>\n</mujoco>\n")
@@ -106,6 +112,7 @@ def test_broken_mjcf_parse_error_is_shown_whole(tmp_path, runs_dir):
 
 
 # ----- serve
+@pytest.mark.slow
 def test_serve_port_out_of_range_and_port_in_use(runs_dir):
     one_line_error(cli("serve", "--port", "99999", "--runs-dir", str(runs_dir)), "--port", "1 to 65535")
     with socket.socket() as busy:
@@ -146,6 +153,7 @@ def test_export_of_a_candidate_with_a_syntax_error_or_a_broken_contract(tmp_path
     assert not out.exists() and snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_export_and_report_into_unwritable_or_missing_folders(tmp_path):
     run = _run_with(tmp_path / "a", GOOD_PENDULUM_REWARD, {"status": "ok", "fitness": 1.0})
     afile = tmp_path / "afile"
@@ -165,6 +173,7 @@ def test_export_and_report_into_unwritable_or_missing_folders(tmp_path):
 
 
 # ----- debug --policy of another task
+@pytest.mark.slow
 def test_debug_with_a_policy_of_another_task_blames_the_policy(tmp_path):
     arrays = {"obs_mean": np.zeros(17, np.float32), "obs_var": np.ones(17, np.float32),
               "w0": np.zeros((8, 17), np.float32), "b0": np.zeros(8, np.float32),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from conftest import GOOD_PENDULUM_REWARD, cli, last_json
 from rewardgen.evaluate.evaluator import evaluate_policy
@@ -26,6 +27,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow
 def test_broken_candidates_are_recorded_not_fatal(runs_dir):
     config = EvolveConfig(task="inverted-pendulum-balance", samples=len(BROKEN) + 1, generations=1, steps=2048,
                           workers=2, eval_episodes=2)
@@ -63,6 +65,7 @@ def compute_reward(s):
 '''
 
 
+@pytest.mark.slow
 def test_trusted_fitness_unaffected_by_a_reward_that_mutates_globals_and_state(runs_dir, tmp_path):
     path = tmp_path / "reward.py"
     path.write_text(MUTATING_REWARD)

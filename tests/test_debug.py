@@ -55,6 +55,7 @@ def reports() -> dict[str, DebugReport]:
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))
+@pytest.mark.slow
 def test_planted_defect_is_flagged(reports, name):
     code, component = PLANTED[name]
     report = reports[name]
@@ -63,6 +64,7 @@ def test_planted_defect_is_flagged(reports, name):
     assert flag.message and "\n" not in flag.message
 
 
+@pytest.mark.slow
 def test_sound_reward_has_no_flags(reports):
     report = reports["sound_halfcheetah"]
     assert report.flags == [], report.render()
@@ -72,6 +74,7 @@ def test_sound_reward_has_no_flags(reports):
     assert report.steps == 900 and len(report.episodes) == 3
 
 
+@pytest.mark.slow
 def test_statistics_are_those_of_the_data(reports):
     report = reports["constant"]
     bonus = next(c for c in report.components if c.name == "bonus")
@@ -83,6 +86,7 @@ def test_statistics_are_those_of_the_data(reports):
     assert reports["nonfinite"].total.nonfinite == 3
 
 
+@pytest.mark.slow
 def test_json_and_render(reports):
     for report in reports.values():
         data = report.to_json()
@@ -132,6 +136,7 @@ def test_episode_correlation_is_used_when_per_step_fitness_is_constant():
     assert report.flagged("constant", "alive")
 
 
+@pytest.mark.slow
 def test_runs_in_the_sandbox(reports):
     layers = set(reports["sound_halfcheetah"].isolation)
     assert {"jail-process", "seccomp", "scrubbed-env", "audit-hook", "restricted-builtins"} <= layers

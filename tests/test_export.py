@@ -151,6 +151,7 @@ print("OK", model.num_timesteps, sorted(info["reward_components"]), round(total,
 '''
 
 
+@pytest.mark.slow
 def test_exported_reward_trains_with_sb3_without_rewardgen(tmp_path):
     export_reward(make_run(tmp_path, "hopper-hop"), None, tmp_path / "reward_export.py")
     (tmp_path / "train.py").write_text(TRAIN_SCRIPT)

@@ -67,6 +67,7 @@ def trained() -> dict[str, dict]:
     return {"far": far, "target": target}
 
 
+@pytest.mark.slow
 def test_fires_on_a_reward_that_pays_for_something_else(trained):
     alarm = hacking_alarm(trained["far"])
     assert alarm is not None, trained["far"]["episodes"]
@@ -74,5 +75,6 @@ def test_fires_on_a_reward_that_pays_for_something_else(trained):
     assert "reward hacking" in alarm["message"] and "\n" not in alarm["message"]
 
 
+@pytest.mark.slow
 def test_silent_on_a_sound_reward(trained):
     assert hacking_alarm(trained["target"]) is None, trained["target"]["episodes"]

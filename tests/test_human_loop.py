@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 from llm_server import ScriptedServer
 from rewardgen.run import feedback
@@ -39,6 +41,7 @@ def _one_more_generation(store: RunStore) -> None:
     resume(store.path)
 
 
+@pytest.mark.slow
 def test_offline_proposer_takes_the_preferred_candidate_as_parent(runs_dir):
     store = _one_generation(runs_dir, llm="offline")
     fits = {c["candidate"]: c["fitness"] for c in store.read_run()["generations"][0]["candidates"]}
@@ -54,6 +57,7 @@ def test_offline_proposer_takes_the_preferred_candidate_as_parent(runs_dir):
     assert any("smoother motion" in n for c in gen1["candidates"] for n in c["notes"])
 
 
+@pytest.mark.slow
 def test_llm_prompt_carries_feedback_text_and_preference(runs_dir):
     with ScriptedServer(lambda body, i: {"texts": [PENDULUM] * body.get("n", 1)}) as server:
         store = _one_generation(runs_dir, llm="openai", base_url=server.base_url, model="scripted")
@@ -68,6 +72,7 @@ def test_llm_prompt_carries_feedback_text_and_preference(runs_dir):
         assert store.read_generation(1)["candidates"][0]["parent"] is not None
 
 
+@pytest.mark.slow
 def test_interactive_evolve_takes_feedback_from_the_terminal(runs_dir):
     answers = "make the pole swing less\n1\n0\n"
     proc = subprocess.run(

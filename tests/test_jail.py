@@ -112,6 +112,7 @@ def test_jail_degrades_and_says_so(task):
         assert any("seccomp" in w for w in jail.warnings) and any("audit" in w for w in jail.warnings)
 
 
+@pytest.mark.slow
 def test_jail_dies_with_its_trainer(tmp_path):
     """kill -9 of the trusted process takes the jail with it (parent-death signals; the jail cannot
     clear its own: prctl is not in its seccomp allowlist)."""
@@ -226,6 +227,7 @@ def _bomb(declared: tuple[int, ...], inflated_bytes: int) -> bytes:
 
 
 @pytest.mark.parametrize("declared", [(1, 4), (2_000_000_000, 4)], ids=["lies-small", "declares-huge"])
+@pytest.mark.slow
 def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
     raw = _bomb(declared, 1024 * 1024 * 1024)
     assert len(raw) < 8 * 1024 * 1024  # a small file...
@@ -272,6 +274,7 @@ def test_killed_jail_is_reported_not_fatal(task):
     assert signal.SIGXCPU  # (named in the message above)
 
 
+@pytest.mark.slow
 def test_a_machine_without_namespaces_degrades_and_says_so(tmp_path):
     """Where the kernel refuses ``unshare`` (containers, hardened distributions), ``rewardgen check``
     still works: the jail keeps its seccomp filter and rlimits, and the verdict says which layers are

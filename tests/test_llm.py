@@ -206,6 +206,7 @@ def compute_reward(s):
 ```'''
 
 
+@pytest.mark.slow
 def test_evolve_with_llm_reflects_and_replays(runs_dir, tmp_path):
     """The issue's command: 2 generations against a local server; gen 1 sees gen 0's reflection."""
     with ScriptedServer(lambda body, i: {"texts": [CHEETAH] * body.get("n", 1)}) as server:

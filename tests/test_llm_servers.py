@@ -276,6 +276,7 @@ def _evolve(server, runs_dir, *more):
                "--eval-episodes", "1", "--no-video", "--runs-dir", str(runs_dir), *more)
 
 
+@pytest.mark.slow
 def test_a_run_stopped_by_the_endpoint_exits_1_names_the_cause_and_resumes(runs_dir):
     state = {"key_ok": False}
 
@@ -304,6 +305,7 @@ def test_a_run_stopped_by_the_endpoint_exits_1_names_the_cause_and_resumes(runs_
         assert records[0].startswith("001-") and len(records) >= 2  # the failed request's record was kept
 
 
+@pytest.mark.slow
 def test_no_key_for_openai_is_one_line_before_any_run(runs_dir):
     res = cli("evolve", "--task", "inverted-pendulum-balance", "--llm", "openai", "--runs-dir", str(runs_dir))
     assert res.returncode == 2
@@ -312,6 +314,7 @@ def test_no_key_for_openai_is_one_line_before_any_run(runs_dir):
     assert "train.log" not in lines[0] and list(runs_dir.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_run_where_no_candidate_trained_exits_1_with_the_dominant_cause(runs_dir):
     with ScriptedServer(lambda body, i: {"texts": [NAN] * body.get("n", 1)}) as server:
         res = _evolve(server, runs_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 
 from rewardgen.contract.reward import load_reward
 from rewardgen.tasks.fitness import make_fitness
@@ -35,6 +36,7 @@ def _train(steps: int, hp: PPOHyperparams, seed: int = 0):
     return task, out, seen
 
 
+@pytest.mark.slow
 def test_ppo_solves_inverted_pendulum():
     task, out, seen = _train(50_000, PPOHyperparams(num_envs=32, rollout_steps=16))
     assert out.env_steps <= 50_000 + 32 * 16 and seen[-1] == out.env_steps

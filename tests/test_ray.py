@@ -79,6 +79,7 @@ def ray_cluster():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_executor_jobs_and_lost_workers(ray_cluster, tmp_path):
     started = time.monotonic()
     ex = RayExecutor(num_cpus_per_task=0.5)  # Ray is up already: the executor joins it and leaves it running

@@ -117,6 +117,7 @@ def test_report_on_empty_and_broken_runs(tmp_path):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                                    "(apt-get install -y chromium)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 
@@ -171,6 +172,7 @@ def test_tensorboard_scalars(tmp_path):
 # the report of a real run
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run):
     run_dir, _ = small_real_run
     report = run_dir / "report.html"  # written by the run itself, not by this test
@@ -193,7 +195,15 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     why = text[re.search(r"id=[\"']why[\"']", text).start():text.index("<h2>Fitness per generation")]
     assert "component shares" in why and "share of the reward" in why and "runner-up" in why
     assert why.count("best episode</b>") == 2  # trajectory summaries of winner and runner-up side by side
-    assert "its diff" in why and ("against its parent" in why or "no parent" in why)
+    assert "its diff" in why
+    proposal = json.loads((run_dir / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}"
+                           / "proposal.json").read_text())
+    if proposal.get("parent"):  # the offline proposer's children name their parent: the diff is against it
+        pg, pc = proposal["parent"].split("/")
+        link = rf"against its parent <a href=[\"']#cand-{pg}-{pc}[\"']>{re.escape(proposal['parent'])}</a>"
+        assert re.search(link, why), why
+    else:
+        assert "no parent: a fresh candidate" in why and "against its parent" not in why
     # the schedule: halving explained, each candidate's fate with its own budget
     assert "Successive halving" in text
     fates = [json.loads((d / "metrics.json").read_text()) for d in sorted(run_dir.glob("gen-*/cand-*"))]
@@ -206,6 +216,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     assert "alive_fraction</b>: fraction of the episode horizon survived" in text and "alive_fraction {}" not in text
 
 
+@pytest.mark.slow
 def test_real_report_in_chromium_plays_its_videos(small_real_run, tmp_path):
     """The report's <video> elements load in a real browser (duration > 0), and a screenshot is kept."""
     playwright = pytest.importorskip("playwright.sync_api")

@@ -54,6 +54,7 @@ def slices(task):
     return one, two, whole
 
 
+@pytest.mark.slow
 def test_state_is_pickle_free_npz_with_json_header(slices):
     one, _, _ = slices
     raw = one.resume_state
@@ -67,6 +68,7 @@ def test_state_is_pickle_free_npz_with_json_header(slices):
     assert header["env_steps"] == N and header["trainer"] == "sb3"
 
 
+@pytest.mark.slow
 def test_second_slice_continues_the_counters(slices):
     one, two, whole = slices
     assert one.env_steps == N
@@ -80,6 +82,7 @@ def test_second_slice_continues_the_counters(slices):
     assert a2["obs_rms/count"] > unpack_resume_state(one.resume_state)[1]["obs_rms/count"]
 
 
+@pytest.mark.slow
 def test_slice_two_starts_where_slice_one_ended(task, slices):
     one, _, _ = slices
     header, arrays = unpack_resume_state(one.resume_state)
@@ -100,11 +103,13 @@ def test_slice_two_starts_where_slice_one_ended(task, slices):
     venv.close()
 
 
+@pytest.mark.slow
 def test_slice_two_trained(slices):
     one, two, _ = slices
     assert any(not np.array_equal(one.policy.arrays[k], two.policy.arrays[k]) for k in one.policy.arrays if k[0] == "w")
 
 
+@pytest.mark.slow
 def test_bad_states_are_refused(task, slices):
     with pytest.raises(ResumeStateError):
         unpack_resume_state(b"not an npz")
@@ -122,6 +127,7 @@ def _job(task, **extra) -> dict:
             "trainer": "sb3", **extra}
 
 
+@pytest.mark.slow
 def test_worker_sends_and_accepts_resume_state(task):
     first = run_worker(_job(task), WorkerLimits(wall_seconds=300))
     assert first.ok, first.error

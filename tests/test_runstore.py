@@ -73,9 +73,33 @@ def test_lock_refuses_a_second_process(tmp_path):
 
 def _children(pid: int) -> set[int]:
     out: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out |= {int(p) for p in (task / "children").read_text().split()}
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out |= {int(p) for p in (task / "children").read_text().split()}
+    except OSError:  # it exited meanwhile
+        pass
     return out
+
+
+def _descendants(pid: int) -> set[int]:
+    """Children, grandchildren (the workers the zygote forks), and so on."""
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        new = _children(todo.pop()) - out
+        out |= new
+        todo.extend(new)
+    return out
+
+
+def _is_training_worker(pid: int) -> bool:
+    """A worker process: forked from the zygote (named rg:worker) or started fresh (-m ...worker)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return comm == "rg:worker" or b"rewardgen.trainers.worker" in cmdline
 
 
 def _alive(pid: int) -> bool:
@@ -85,6 +109,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(runs_dir):
     """kill -9 the orchestrator mid-run; resume finishes without retraining finished candidates."""
     args = [sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance", "--samples", "3",
@@ -101,13 +126,22 @@ def test_resume_after_kill_9(runs_dir):
         time.sleep(0.2)
     assert run_dir is not None, "the first candidate never finished"
     assert proc.poll() is None, "the run finished before it could be killed"
-    time.sleep(1.5)  # let the next candidate's worker start
-    workers = _children(proc.pid)
+    # wait for the next candidate's worker: a training worker that was not there when cand-00 finished
+    earlier = {p for p in _descendants(proc.pid) if _is_training_worker(p)}
+    started: set[int] = set()
+    while time.monotonic() < deadline and not started and proc.poll() is None:
+        started = {p for p in _descendants(proc.pid) if _is_training_worker(p)} - earlier
+        time.sleep(0.05)
+    assert started, "the next candidate's worker never started"
+    workers = _descendants(proc.pid)  # the zygote, the workers it forked, their jails
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)
-    # the workers died with the orchestrator (no orphan keeps training)
+    # the workers die with the orchestrator (no orphan keeps training)
+    gone_by = time.monotonic() + 5
     orphans = [p for p in workers if _alive(p)]
+    while orphans and time.monotonic() < gone_by:
+        time.sleep(0.05)
+        orphans = [p for p in workers if _alive(p)]
     assert orphans == [], f"worker processes outlived the orchestrator: {orphans}"
 
     finished_before = {p: p.read_bytes() for p in run_dir.glob("gen-*/cand-*/metrics.json")}

@@ -299,18 +299,20 @@ def test_corpus_is_large_enough():
     for path in CORPUS:
         head = _header(path.read_text())
         assert head.get("attack") and head.get("expect") in {"static", "runtime", "contract", "ok"}, path.name
+        assert "|" not in head.get("cause", ""), f"{path.name}: one cause, not alternatives"
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_hostile_verdict(corpus, path):
     head = _header(path.read_text())
     verdict = corpus["verdicts"][path.name]
     explained = verdict.explain()
     assert verdict.stage == head["expect"], explained
     assert verdict.ok == (head["expect"] == "ok")
-    if head.get("cause", "").strip():  # one of the causes (" | " between alternatives) names it
+    if head.get("cause", "").strip():  # the error names the cause: the layer that stopped it
         said = ((verdict.error or "") + " ".join(verdict.details)).lower()
-        assert any(c.strip().lower() in said for c in head["cause"].split(" | ")), explained
+        assert head["cause"].strip().lower() in said, explained
     if not verdict.ok:
         assert verdict.error and "\n" not in verdict.error
     assert set(verdict.to_json()) == {"ok", "stage", "error", "components"}
@@ -320,6 +322,7 @@ def test_hostile_verdict(corpus, path):
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_hostile_had_no_effect(corpus, path):
     verdict = corpus["verdicts"][path.name]
     everything = json.dumps(verdict.to_json()) + verdict.explain() + verdict.log
@@ -327,6 +330,7 @@ def test_hostile_had_no_effect(corpus, path):
     assert "root:" not in everything  # no line of /etc/shadow or /etc/passwd came back
 
 
+@pytest.mark.slow
 def test_corpus_side_effects(corpus):
     assert not corpus["pwned"].exists(), "a reward wrote outside the sandbox"
     assert not (corpus["tmp"] / "target").exists()
@@ -344,6 +348,7 @@ def test_corpus_side_effects(corpus):
 # single properties
 # --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_state_mutation_does_not_reach_simulation_or_fitness(task):
     """Same seed, random actions: a reward that scribbles over its State sees the same episodes and
     worker-side fitness as one that does not (State tensors are fresh copies; fitness runs first)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import GOOD_PENDULUM_REWARD
 from rewardgen.sandbox.check import verdict_from_result
 from rewardgen.run.evolve import Evolution, EvolveConfig, planned_env_steps, start_run
@@ -29,6 +31,7 @@ class Recorder:
         self.events.append((kind, data))
 
 
+@pytest.mark.slow
 def test_one_worker_per_candidate_keeps_verdicts_and_videos(runs_dir):
     config = EvolveConfig(task="inverted-pendulum-balance", samples=3, generations=1, steps=2048, workers=1,
                           schedule="full", eval_episodes=1)

@@ -121,6 +121,7 @@ def _train(task) -> tuple[str, str, str | None, int]:
     return task.id, res.stage, res.error, int((res.result or {}).get("env_steps", 0))
 
 
+@pytest.mark.slow
 def test_every_task_trains_for_a_tiny_budget():
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_train, TASKS))

@@ -51,6 +51,7 @@ def test_html_escapes_and_survives_surrogates():
 # rewardgen check / train on hostile and broken rewards
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_check_shows_a_hostile_exception_message_as_text(tmp_path):
     bad = tmp_path / "reward.py"
     bad.write_text("import torch\n\ndef compute_reward(s):\n"
@@ -63,6 +64,7 @@ def test_check_shows_a_hostile_exception_message_as_text(tmp_path):
     assert "sandbox notes" not in res.stdout and "RLIMIT_NPROC" not in res.stdout
 
 
+@pytest.mark.slow
 def test_check_prints_component_names_with_surrogates(tmp_path):
     """A name that is not valid text is refused by the jail's contract (it never reaches the run store
     or a page), and said readably; a name that looks like markup is shown as typed."""
@@ -80,6 +82,7 @@ def test_check_prints_component_names_with_surrogates(tmp_path):
     assert res.stdout.startswith("accepted") and "[red]x[/red]" in res.stdout
 
 
+@pytest.mark.slow
 def test_mujoco_deprecation_warning_and_log_file_are_gone(tmp_path):
     """HalfCheetah's gymnasium model uses `settotalmass`, deprecated in MuJoCo 3.3+: its warning used
     to be printed ~27 times per run and MUJOCO_LOG.TXT appeared in the current directory."""
@@ -114,6 +117,7 @@ def test_other_mujoco_warnings_still_reach_the_user_once():
     assert any(issubclass(w.category, MujocoWarning) and "unstable" in str(w.message) for w in caught)
 
 
+@pytest.mark.slow
 def test_train_refuses_a_file_that_fails_static_checks_without_a_run_directory(tmp_path, runs_dir):
     bad = tmp_path / "reward.py"
     bad.write_text("import os\n\ndef compute_reward(s)\n    return s.step, {}\n")
@@ -126,6 +130,7 @@ def test_train_refuses_a_file_that_fails_static_checks_without_a_run_directory(t
     assert res.returncode == 1 and last_json(res.stdout)["status"] == "static"
 
 
+@pytest.mark.slow
 def test_train_says_what_it_does_and_gives_the_threshold(tmp_path, runs_dir):
     good = tmp_path / "reward.py"
     good.write_text(GOOD_PENDULUM_REWARD)
@@ -168,6 +173,7 @@ def test_tasks_is_readable_piped_and_at_80_columns(columns):
 # the live progress display, on a real run
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_progress_bars_never_overshoot_and_show_own_budgets(small_real_run):
     run_dir, progress = small_real_run
     for frame in progress.frames:
@@ -187,6 +193,7 @@ def test_progress_bars_never_overshoot_and_show_own_budgets(small_real_run):
             assert m["env_steps"] >= 3000  # PPO trains whole batches: 3072 for 3000, shown as trained
 
 
+@pytest.mark.slow
 def test_progress_says_queued_until_a_candidate_starts_and_estimates_time_left(small_real_run):
     _, progress = small_real_run
     started: set[tuple[int, int]] = set()
@@ -238,6 +245,7 @@ def test_progress_display_escapes_untrusted_text():
 # resume and Ctrl-C
 # ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_says_so(small_real_run):
     run_dir, _ = small_real_run
     res = cli("resume", str(run_dir))
@@ -245,6 +253,7 @@ def test_resume_of_a_finished_run_says_so(small_real_run):
     assert "already finished all 2 generation(s); nothing to do" in res.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_names_the_real_run_directory(runs_dir):
     proc = subprocess.Popen([sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance",
                              "--samples", "2", "--generations", "1", "--steps", "200000", "--runs-dir",

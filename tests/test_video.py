@@ -67,6 +67,7 @@ def test_frame_plan_skips_steps_above_30_fps() -> None:
         _frame_plan(0.02, 0, 2.0, None, 10)
 
 
+@pytest.mark.slow
 def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path) -> None:
     """A process that imported mujoco with the default (windowed) backend gets a clear error in process,
     and its video through ``render_in_child``."""

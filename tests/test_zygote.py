@@ -29,6 +29,20 @@ SECRET = "sk-zygote-test-secret"
 ZERO = "def compute_reward(s):\n    z = s.qpos[:, 0] * 0.0\n    return z, {'z': z}\n"
 
 
+def _dies(pid: int, timeout: float = 5.0) -> bool:
+    """Whether ``pid`` is gone or a zombie (its files, the control socket among them, closed) in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
 def _facts(res) -> dict:
     line = next(x for x in res.log.splitlines() if x.startswith("FACTS "))
     return json.loads(line[len("FACTS "):])
@@ -44,6 +58,7 @@ def fresh_zygote(monkeypatch):
     zygote.reset_shared()
 
 
+@pytest.mark.slow
 def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
     limits = WorkerLimits(wall_seconds=60, memory_bytes=3 * 1024**3, file_bytes=5 * 1024**2)
     with open(tmp_path / "held-open.txt", "w") as held:  # an open file of the orchestrator's
@@ -62,6 +77,7 @@ def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
         assert f["netns"] != os.readlink("/proc/self/ns/net")
 
 
+@pytest.mark.slow
 def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
     with open(tmp_path / "held-open.txt", "w"):
         run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
@@ -75,11 +91,12 @@ def test_zygote_holds_nothing_of_the_orchestrator(fresh_zygote, tmp_path):
     assert os.getsid(pid) == pid  # its own session: no terminal's signals
 
 
+@pytest.mark.slow
 def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
     first = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert first.started == "zygote"
     os.kill(fresh_zygote.pid, signal.SIGKILL)
-    time.sleep(0.2)
+    assert _dies(fresh_zygote.pid), "SIGKILL did not stop the zygote"
     res = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
     assert res.ok and res.started.startswith("started a fresh worker process: no zygote"), res.started
     assert any("no zygote" in w for w in res.warnings), res.warnings
@@ -92,6 +109,7 @@ def test_switched_off_runs_fresh_without_a_warning(monkeypatch):
     assert res.ok and res.started == "fresh" and not any("zygote" in w for w in res.warnings)
 
 
+@pytest.mark.slow
 def test_training_is_the_same_forked_or_fresh(monkeypatch):
     task = get_task("inverted-pendulum-balance")
     job = {"mode": "train", "task": task.to_dict(), "source": ZERO, "steps": 1024, "seed": 3, "trainer": "ppo",
@@ -107,6 +125,7 @@ def test_training_is_the_same_forked_or_fresh(monkeypatch):
     assert set(payloads) == {"zygote", "fresh"} and payloads["zygote"] == payloads["fresh"]
 
 
+@pytest.mark.slow
 def test_zygote_and_its_workers_die_with_the_orchestrator():
     """kill -9 of the orchestrator: the zygote (its child) and a worker forked from it (a grandchild,
     busy) are gone at once."""
@@ -117,7 +136,10 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
               f"job = {{'mode': 'train', 'task': t.to_dict(), 'source': {ZERO!r}, 'steps': 10**7, 'seed': 0,"
               " 'trainer': 'ppo', 'num_envs': 16}\n"
               "threading.Thread(target=run_worker, args=(job, WorkerLimits(wall_seconds=600)), daemon=True).start()\n"
-              "time.sleep(0.5)\nprint(zygote.shared().pid, flush=True)\ntime.sleep(600)\n")
+              # the thread's job starts the zygote: wait until it has (its pid), then say which it is
+              "z, deadline = zygote.shared(), time.monotonic() + 60\n"
+              "while z.pid is None and time.monotonic() < deadline:\n    time.sleep(0.02)\n"
+              "print(z.pid, flush=True)\ntime.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "REWARDGEN_ZYGOTE": "1"})
     zpid = int(proc.stdout.readline())
@@ -138,6 +160,7 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
     assert alive == [], f"outlived the orchestrator: {alive}"
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_forked_workers_group(fresh_zygote):
     task = get_task("inverted-pendulum-balance")
     spin = "def compute_reward(s):\n    while True:\n        pass\n"

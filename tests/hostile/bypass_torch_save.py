@@ -1,7 +1,7 @@
 # attack: static check skipped: torch.save via the real torch in sys.modules (C++ opens the file: no audit event;
 #   the jail's empty root has no module files left to import for it, and seccomp refuses any open)
 # expect: runtime
-# cause: operation not permitted | no module named
+# cause: no module named
 # flags: bypass
 
 def _os():

@@ -1,6 +1,6 @@
 # attack: static check skipped: match patterns walk to object, its subclasses, os; then read /etc/shadow
 # expect: runtime
-# cause: sandbox refused | operation not permitted
+# cause: sandbox refused
 # flags: bypass
 
 

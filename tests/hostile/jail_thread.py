@@ -1,7 +1,7 @@
 # attack: static check and audit hook skipped: start a thread (a second flow of control the trusted
 #   side does not wait for)
 # expect: runtime
-# cause: can't start new thread | operation not permitted
+# cause: can't start new thread
 # flags: bypass noaudit
 
 
