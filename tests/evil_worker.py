@@ -15,7 +15,7 @@ import re
 
 
 def _run(job: dict, out) -> None:
-    from rewardgen.trainers.worker import _run as honest
+    from rewardgen.trainers.worker import run_job as honest
 
     match = re.search(r"# EVIL: (\S+)", job.source or "")
     if not match:

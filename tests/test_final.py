@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rewardgen.run.evolve import EvolveConfig, start_run
-from rewardgen.run.final import FinalEvaluationError, _normalise, final_evaluation, read_final
+from rewardgen.run.final import FinalEvaluationError, normalised_scores, final_evaluation, read_final
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.store import RunStore, RunStoreError, atomic_write_text
 from rewardgen.tasks.spec import get_task
@@ -78,14 +78,14 @@ def test_normalised_score_is_explained_when_undefined():
     task = get_task(TASK)
     rows = lambda e, h, s: {"evolved": {"fitness_mean": e}, "human": {"fitness_mean": h},  # noqa: E731
                             "sparse": {"fitness_mean": s}}
-    scores, note = _normalise(task, rows(0.5, 0.8, 0.2))
+    scores, note = normalised_scores(task, rows(0.5, 0.8, 0.2))
     assert scores == pytest.approx({"evolved": 0.5, "human": 1.0, "sparse": 0.0}) and note is None
-    scores, note = _normalise(task, rows(0.5, 0.3, 0.3))
+    scores, note = normalised_scores(task, rows(0.5, 0.3, 0.3))
     assert scores is None and "same mean fitness" in note
-    scores, note = _normalise(task, rows(0.5, None, 0.3))
+    scores, note = normalised_scores(task, rows(0.5, None, 0.3))
     assert scores is None and "no successful human" in note
     novel = dataclasses.replace(task, baseline="sparse")
-    scores, note = _normalise(novel, {"evolved": {"fitness_mean": 0.5}, "sparse": {"fitness_mean": 0.1}})
+    scores, note = normalised_scores(novel, {"evolved": {"fitness_mean": 0.5}, "sparse": {"fitness_mean": 0.1}})
     assert scores is None and "no env reward" in note
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.tasks.spec import get_task
-from rewardgen.evaluate.video import _frame_plan, render_rollout
+from rewardgen.evaluate.video import frame_plan, render_rollout
 
 
 def random_export(task_id: str, seed: int = 0) -> PolicyExport:
@@ -59,12 +59,12 @@ def test_locomotion_uses_the_track_camera_and_caps_length(tmp_path: Path) -> Non
 
 
 def test_frame_plan_skips_steps_above_30_fps() -> None:
-    assert _frame_plan(0.008, None, 10.0, None, 1000) == (5, 25.0, 1000)  # hopper: 125 Hz -> every 5th step
-    assert _frame_plan(0.05, None, 10.0, None, 1000) == (1, 20.0, 200)
-    assert _frame_plan(0.05, None, 10.0, 50, 1000) == (1, 20.0, 50)
-    assert _frame_plan(0.02, 25, 2.0, None, 1000) == (2, 25.0, 100)
+    assert frame_plan(0.008, None, 10.0, None, 1000) == (5, 25.0, 1000)  # hopper: 125 Hz -> every 5th step
+    assert frame_plan(0.05, None, 10.0, None, 1000) == (1, 20.0, 200)
+    assert frame_plan(0.05, None, 10.0, 50, 1000) == (1, 20.0, 50)
+    assert frame_plan(0.02, 25, 2.0, None, 1000) == (2, 25.0, 100)
     with pytest.raises(ValueError):
-        _frame_plan(0.02, 0, 2.0, None, 10)
+        frame_plan(0.02, 0, 2.0, None, 10)
 
 
 @pytest.mark.slow

@@ -56,7 +56,7 @@ def _gl_backend() -> str:
     return str(getattr(gl_context, "_MUJOCO_GL", os.environ.get("MUJOCO_GL", ""))).lower()
 
 
-def _frame_plan(dt: float, fps: float | None, max_seconds: float, max_steps: int | None,
+def frame_plan(dt: float, fps: float | None, max_seconds: float, max_steps: int | None,
                 episode_length: int) -> tuple[int, float, int]:
     """(stride in env steps between frames, video fps, env steps to simulate at most)."""
     sim_fps = 1.0 / dt
@@ -105,7 +105,7 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
         model, data = base.model, base.data
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
-        stride, out_fps, steps = _frame_plan(float(base.dt), fps, max_seconds, max_steps, task.episode_length)
+        stride, out_fps, steps = frame_plan(float(base.dt), fps, max_seconds, max_steps, task.episode_length)
         camera, camera_label = _camera(model, task.schema.robot_root)
         renderer = mujoco.Renderer(model, height=height, width=width)
         path = Path(path)

@@ -127,7 +127,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
             executor.close()
     runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed_index"]))
     rows = [_summarise(method, [r for r in runs if r["method"] == method]) for method in methods]
-    scores, note = _normalise(task, {row["method"]: row for row in rows})
+    scores, note = normalised_scores(task, {row["method"]: row for row in rows})
     for row in rows:
         row["human_normalized"] = scores.get(row["method"]) if scores else None
     result = {
@@ -204,7 +204,7 @@ def _summarise(method: str, runs: list[dict]) -> dict:
     }
 
 
-def _normalise(task: Task, rows: dict[str, dict]) -> tuple[dict[str, float] | None, str | None]:
+def normalised_scores(task: Task, rows: dict[str, dict]) -> tuple[dict[str, float] | None, str | None]:
     """Human-normalised scores per method, or None and why not."""
     if not task.has_env_reward:
         return None, (f"task {task.id} has no env reward (baseline: {task.baseline_kind}), so there is no human "

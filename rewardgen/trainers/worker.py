@@ -87,7 +87,7 @@ def _warm_up(job: WorkerJob) -> None:
             prewarm(task_from_dict(job.task, where="job"), job.device or "cuda")
 
 
-def _run(job: WorkerJob, out) -> None:
+def run_job(job: WorkerJob, out) -> None:
     import torch
 
     from rewardgen.contract.reward import load_reward
@@ -226,7 +226,7 @@ def serve(run, prog: str) -> None:
 
 
 def main() -> None:
-    serve(_run, "rewardgen.trainers.worker")
+    serve(run_job, "rewardgen.trainers.worker")
 
 
 if __name__ == "__main__":
