@@ -4,7 +4,7 @@ The public API (everything else is internal)::
 
     import rewardgen
 
-    rewardgen.tasks()                                   # the built-in tasks
+    rewardgen.list_tasks()                              # the built-in tasks (rewardgen.get_task(id): one)
     summary = rewardgen.evolve("halfcheetah-run")       # propose, check, train, judge; a new run
     summary = rewardgen.resume("runs/<run-id>")         # continue an interrupted run
     verdict = rewardgen.check(source, "hopper-hop")     # static checks + a sandboxed smoke run
@@ -23,11 +23,11 @@ from rewardgen import mjlog as _mjlog
 from rewardgen.errors import UserError
 
 __version__ = "0.1.0"
-__all__ = ["UserError", "check", "debug", "evolve", "export", "get_task", "report", "resume", "tasks", "train"]
+__all__ = ["UserError", "check", "debug", "evolve", "export", "get_task", "list_tasks", "report", "resume", "train"]
 
 _mjlog.install()  # MuJoCo's warnings go through Python, not to the terminal or ./MUJOCO_LOG.TXT
 
-_API = {"check", "debug", "evolve", "export", "report", "resume", "tasks", "train"}
+_API = {"check", "debug", "evolve", "export", "get_task", "list_tasks", "report", "resume", "train"}
 
 
 def __getattr__(name: str) -> Any:
@@ -36,8 +36,4 @@ def __getattr__(name: str) -> Any:
         from rewardgen import api
 
         return getattr(api, name)
-    if name == "get_task":
-        from rewardgen.tasks.spec import get_task
-
-        return get_task
     raise AttributeError(f"module 'rewardgen' has no attribute {name!r}")

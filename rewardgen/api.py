@@ -17,7 +17,8 @@ from rewardgen.inspect.report import write_report
 from rewardgen.run.evolve import Evolution, EvolveConfig, Progress, start_run, train_file
 from rewardgen.run.evolve import resume as _resume
 from rewardgen.sandbox.check import CheckVerdict, check_reward
-from rewardgen.tasks.spec import Task, get_task, list_tasks
+from rewardgen.store import RunStore
+from rewardgen.tasks.spec import Task, get_task, list_tasks  # noqa: F401 - list_tasks, get_task: public
 
 
 def _task(task: str | Task) -> Task:
@@ -70,14 +71,11 @@ def debug(source: str, task: str | Task, *, policy: PolicyExport | None = None, 
 
 def export(run_dir: str | Path, out: str | Path, candidate: str | None = None) -> Path:
     """Write a run's best reward (or ``candidate`` "G/C") as a standalone file; its path."""
+    RunStore.open(Path(run_dir))  # a clear UserError for a folder that is not a run
     return export_reward(Path(run_dir), parse_candidate(candidate) if candidate else None, Path(out))
 
 
 def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write a run's HTML report (default ``<run_dir>/report.html``); its path."""
+    RunStore.open(Path(run_dir))  # a clear UserError for a folder that is not a run
     return write_report(Path(run_dir), Path(out) if out else None)
-
-
-def tasks() -> list[Task]:
-    """Every built-in task, sorted by id."""
-    return list_tasks()
