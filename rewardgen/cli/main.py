@@ -688,7 +688,10 @@ def cmd_bench(args) -> int:
 
     from rewardgen.bench import train as bench
 
+    if args.what == "suite":
+        return cmd_bench_suite(args)
     _task(args.task)
+    args.workers = args.workers or 1
     args.steps_given = args.steps is not None
     args.steps = args.steps or 300_000
     if args.what == "schedule":
@@ -750,6 +753,74 @@ def cmd_bench(args) -> int:
         _emit_json(result)
     elif args.what not in ("schedule", "evolve"):
         console.print_json(json.dumps(result, default=str))
+    return 0
+
+
+class SuiteProgress:
+    """The suite's progress as plain lines, stamped with the time (a suite runs for hours, into a log):
+    each task's phase, every finished candidate, generation and final training, and the time left
+    for the whole suite at most once a minute."""
+
+    def __init__(self, console):
+        self.console, self.last_estimate = console, 0.0
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{time.strftime('%H:%M:%S')} {term(text, markup=False)}", highlight=False, markup=False,
+                           soft_wrap=True)
+
+    def event(self, kind: str, **d: Any) -> None:
+        task = d.get("task")
+        if kind == "suite_started":
+            done = d["done"]
+            self.say(f"suite of {len(d['tasks'])} task(s) in {d['out']}"
+                     + (f"; already done: {', '.join(done)}" if done else ""))
+        elif kind == "suite_task":
+            extra = " (resumed)" if d.get("resumed") else ""
+            self.say(f"[{d['index'] + 1}/{d['count']} {task}] {d['phase']}{extra}: {d['run_dir']}")
+        elif kind == "suite_estimate":
+            now = time.monotonic()
+            if now - self.last_estimate >= 60 or task is None:
+                self.last_estimate = now
+                self.say(f"suite: about {_duration(d['seconds_left'])} left ({d['basis']}: "
+                         f"{human_steps(d['env_steps_left'])} of {human_steps(d['env_steps_planned'])} env-steps "
+                         f"to go at {human_steps(d['rate'])}/s; load {_loadavg()})")
+        elif kind == "candidate_finished":
+            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+            self.say(f"  {task} gen {d['generation']} cand {d['candidate']}: {d['status']}{fit}"
+                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
+        elif kind == "generation_finished":
+            best = d.get("best") or {}
+            self.say(f"  {task} generation {d['generation']} done; best so far {best.get('fitness', float('nan')):.4g}")
+        elif kind == "final_run":
+            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+            self.say(f"  {task} final {d['method']} seed {d['seed_index']}: {d['status']}{fit}"
+                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
+        elif kind == "warning":
+            self.say(f"  {task} warning: {d.get('message')}")
+
+
+def cmd_bench_suite(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rewardgen.bench.suite import DEFAULT_TASKS, HEADER, SuiteConfig, run_suite, share_line, table_rows
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else list(DEFAULT_TASKS)
+    config = SuiteConfig(tasks=tasks, out=args.out, seeds=args.seeds, steps=args.steps, workers=args.workers,
+                         samples=args.samples or 4, generations=args.generations, seed=args.seed)
+    console = Console(stderr=args.json)
+    result = run_suite(config, SuiteProgress(console))
+    if args.json:
+        _emit_json(result)
+        return 0
+    table = Table(title=f"bench suite ({args.out})")
+    for col in HEADER:
+        table.add_column(col)
+    for cells in table_rows(result):
+        table.add_row(*cells)
+    console.print(table)
+    console.print(share_line(result), highlight=False)
+    console.print(f"table: {term(Path(args.out) / 'suite.md')}", soft_wrap=True)
     return 0
 
 
@@ -1042,18 +1113,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
                                    "generations (K candidates x --steps, full schedule with and without video; "
                                    "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
-                                   "alone) and per-candidate fixed overhead, medians over --repeats.")
-    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve"], help="which benchmark")
+                                   "alone) and per-candidate fixed overhead, medians over --repeats. "
+                                   "suite: per task, evolve with the offline proposer at the task's budget, then "
+                                   "final (evolved, human and sparse rewards, --seeds seeds each); a table of the "
+                                   "fitnesses, human-normalised scores, success and the share of tasks where "
+                                   "evolved >= human (docs/benchmarks.md); resumable.")
+    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=_positive_int, default=None,
-                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000)")
+                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
+                        "suite: every task's budget instead of its own (quick runs)")
     p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
-                   "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
+                   "spread on HalfCheetah is wide, 10 tell the medians apart far better); suite: final training seeds per method "
+                   "(default 3)")
     p.add_argument("--samples", type=_positive_int, default=None, help="schedule: candidates (default 8); evolve: "
-                   "candidates per generation (default 4)")
+                   "candidates per generation (default 4); suite: candidates per generation (default 4)")
     p.add_argument("--repeats", type=_positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead); "
+                        "suite: trainings at once (default: CPU cores)")
     p.add_argument("--halving-steps", type=_positive_int, default=None,
                    help="evolve: budget per candidate of the halving row (default: the task's)")
     p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
@@ -1061,6 +1139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--tasks", default=None, metavar="T,T,...",
+                   help="suite: comma-separated task ids (default: inverted-pendulum-balance, reacher-reach, "
+                        "hopper-hop, halfcheetah-run, walker-run, ant-run)")
+    p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
+                   "the same --out to continue an interrupted suite (default runs/suite)")
+    p.add_argument("--generations", type=_positive_int, default=3, help="suite: generations per evolve (default 3)")
     p.add_argument("--seed", type=_non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
