@@ -14,6 +14,7 @@ resume, and an interrupted final is started again (final keeps no partial result
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.errors import UserError
-from rewardgen.store import atomic_write_json, atomic_write_text, check_runs_dir, read_json
+from rewardgen.store import atomic_write_json, atomic_write_text, read_json
 
 #: tasks with an env reward, fastest first (the issue's list)
 DEFAULT_TASKS = ("inverted-pendulum-balance", "reacher-reach", "hopper-hop", "halfcheetah-run", "walker-run",
@@ -63,6 +64,19 @@ class SuiteConfig:
                 raise SuiteError(f"--{name} must be positive, got {getattr(self, name)}")
         for t in self.tasks:
             get_task(t)  # TaskError (a UserError) names the known tasks
+
+
+def _out_dir(out: Path) -> Path:
+    """``out``, created if missing; SuiteError naming ``--out`` when it cannot hold the suite."""
+    if out.exists() and not out.is_dir():
+        raise SuiteError(f"--out {out} is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SuiteError(f"cannot create --out {out} ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SuiteError(f"cannot write to --out {out}: permission denied")
+    return out
 
 
 def _emit(progress, kind: str, **data: Any) -> None:
@@ -141,7 +155,7 @@ class SuiteEstimate:
 class _TaskProgress:
     """Passes a run's events on to the suite's progress, feeding the suite's estimate on the way."""
 
-    def __init__(self, suite: "Suite", task: str):
+    def __init__(self, suite: Suite, task: str):
         self.suite, self.task = suite, task
 
     def event(self, kind: str, **data: Any) -> None:
@@ -165,7 +179,7 @@ class Suite:
         from rewardgen.tasks.spec import check_loads, get_task
 
         self.config, self.progress = config, progress
-        self.out = check_runs_dir(Path(config.out))
+        self.out = _out_dir(Path(config.out))
         self.runs_dir = self.out / "runs"
         self.tasks = {}
         for t in config.tasks:
@@ -241,7 +255,7 @@ class Suite:
         return result
 
     def _run_task(self, i: int, task_id: str) -> None:
-        from rewardgen.run.evolve import EvolveConfig, Evolution, start_run
+        from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
         from rewardgen.run.final import final_evaluation
         from rewardgen.store import RunStore
 
@@ -389,5 +403,14 @@ def run_suite(config: SuiteConfig, progress=None) -> dict:
     return Suite(config, progress).run()
 
 
-__all__ = ["DEFAULT_TASKS", "SuiteConfig", "SuiteError", "Suite", "run_suite", "markdown_table", "table_rows",
-           "share_line", "HEADER"]
+__all__ = [
+    "DEFAULT_TASKS",
+    "HEADER",
+    "Suite",
+    "SuiteConfig",
+    "SuiteError",
+    "markdown_table",
+    "run_suite",
+    "share_line",
+    "table_rows",
+]
