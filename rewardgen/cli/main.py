@@ -781,9 +781,10 @@ class SuiteProgress:
             now = time.monotonic()
             if now - self.last_estimate >= 60 or task is None:
                 self.last_estimate = now
-                self.say(f"suite: about {_duration(d['seconds_left'])} left ({d['basis']}: "
-                         f"{human_steps(d['env_steps_left'])} of {human_steps(d['env_steps_planned'])} env-steps "
-                         f"to go at {human_steps(d['rate'])}/s; load {_loadavg()})")
+                left = d["seconds_left"]
+                self.say(f"suite: about {_duration(left)} left, done near {time.strftime('%H:%M', time.localtime(time.time() + left))} "
+                         f"({d['basis']}: {d['env_steps_left'] / 1e6:.1f}M of {d['env_steps_planned'] / 1e6:.1f}M "
+                         f"env-steps to go at {d['rate']:,.0f}/s; load {_loadavg()})")
         elif kind == "candidate_finished":
             fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
             self.say(f"  {task} gen {d['generation']} cand {d['candidate']}: {d['status']}{fit}"
