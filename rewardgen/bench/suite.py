@@ -42,6 +42,7 @@ class SuiteConfig:
 
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     out: str = "runs/suite"
+    task_steps: dict[str, int] = field(default_factory=dict)  # one task's budget (``--tasks ant-run=300000``)
     seeds: int = 3
     steps: int | None = None
     workers: int | None = None
@@ -64,6 +65,13 @@ class SuiteConfig:
                 raise SuiteError(f"--{name} must be positive, got {getattr(self, name)}")
         for t in self.tasks:
             get_task(t)  # TaskError (a UserError) names the known tasks
+        for t, n in self.task_steps.items():
+            if t not in self.tasks or int(n) <= 0:
+                raise SuiteError(f"a budget of {n} for {t} (a task of the suite, a positive number of env-steps)")
+
+    def steps_for(self, task) -> int:
+        """The task's budget here: its own override, else ``steps``, else the task's default."""
+        return int(self.task_steps.get(task.id) or self.steps or task.default_steps)
 
 
 def _out_dir(out: Path) -> Path:
@@ -86,7 +94,7 @@ def _emit(progress, kind: str, **data: Any) -> None:
 
 def _run_key(config: SuiteConfig, task) -> dict:
     """The evolve settings a task's recorded run must have to be reused (else it is run afresh)."""
-    return {"steps": int(config.steps or task.default_steps), "samples": config.samples,
+    return {"steps": config.steps_for(task), "samples": config.samples,
             "generations": config.generations, "seed": config.seed}
 
 
@@ -94,7 +102,7 @@ def planned_steps(config: SuiteConfig, task) -> tuple[int, int]:
     """(evolve, final) env-steps a task plans: halving's generations, then seeds x methods full budgets."""
     from rewardgen.run.evolve import planned_env_steps
 
-    steps = int(config.steps or task.default_steps)
+    steps = config.steps_for(task)
     methods = 3 if task.has_env_reward else 2
     return config.generations * planned_env_steps(config.samples, steps, "halving"), config.seeds * methods * steps
 
@@ -265,7 +273,7 @@ class Suite:
         entry = self._entry(task_id)
         if entry is None:
             config = EvolveConfig(task=task_id, samples=self.config.samples, generations=self.config.generations,
-                                  steps=self.config.steps, seed=self.config.seed, workers=self.config.workers,
+                                  steps=self.config.steps_for(task), seed=self.config.seed, workers=self.config.workers,
                                   llm="offline", proposer="offline", schedule="halving", trainer="ppo",
                                   video=False)
             store = start_run(config, self.runs_dir, task=task)
@@ -363,17 +371,17 @@ def table_rows(result: dict) -> list[list[str]]:
     out = []
     for r in result["rows"]:
         if not r.get("finished") or r.get("failed"):
-            out.append([r["task"], "evolve found no usable reward" if r.get("failed") else "not finished",
+            out.append([r["task"], "", "evolve found no usable reward" if r.get("failed") else "not finished",
                          "", "", "", "", "no" if r.get("failed") else ""])
             continue
         score = "n/a" if r["score"] is None else f"{r['score']:.2f}"
         beats = {True: "yes", False: "no", None: "n/a"}[r["evolved_ge_human"]]
-        out.append([r["task"], _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
+        out.append([r["task"], f"{r['steps']:,}", _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
                     f"{_rate(r['evolved'])} / {_rate(r['human'])}", beats])
     return out
 
 
-HEADER = ["task", "evolved (mean ± std)", "human (env reward)", "sparse", "human-normalised score",
+HEADER = ["task", "budget", "evolved (mean ± std)", "human (env reward)", "sparse", "human-normalised score",
           "success evolved / human", "evolved >= human"]
 
 
@@ -391,11 +399,32 @@ def markdown_table(result: dict) -> str:
     c = result["config"]
     lines = [f"Suite: offline proposer, K={c['samples']}, {c['generations']} generations, halving, "
              f"final with {c['seeds']} seeds per method"
-             + (f", --steps {c['steps']}" if c.get("steps") else ", each task's default budget") + ".", "",
+             + ", budget per candidate and per final training as listed (the task's default unless said)" + ".", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     lines += ["", share_line(result) + ".", ""]
     return "\n".join(lines)
+
+
+def parse_tasks(text: str | None) -> tuple[list[str], dict[str, int]]:
+    """``--tasks a,b=300000``: the task ids in order, and the budgets given to some of them."""
+    if text is None:
+        return list(DEFAULT_TASKS), {}
+    tasks, steps = [], {}
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        name, _, budget = item.partition("=")
+        name = name.strip()
+        if budget:
+            try:
+                steps[name] = int(budget.replace("_", ""))
+            except ValueError:
+                raise SuiteError(f"--tasks {item}: the budget after '=' must be a number of env-steps") from None
+            if steps[name] <= 0:
+                raise SuiteError(f"--tasks {item}: the budget must be positive")
+        tasks.append(name)
+    return tasks, steps
 
 
 def run_suite(config: SuiteConfig, progress=None) -> dict:

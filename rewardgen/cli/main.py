@@ -804,10 +804,10 @@ def cmd_bench_suite(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from rewardgen.bench.suite import DEFAULT_TASKS, HEADER, SuiteConfig, run_suite, share_line, table_rows
+    from rewardgen.bench.suite import HEADER, SuiteConfig, parse_tasks, run_suite, share_line, table_rows
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else list(DEFAULT_TASKS)
-    config = SuiteConfig(tasks=tasks, out=args.out, seeds=args.seeds, steps=args.steps, workers=args.workers,
+    tasks, task_steps = parse_tasks(args.tasks)
+    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds, steps=args.steps, workers=args.workers,
                          samples=args.samples or 4, generations=args.generations, seed=args.seed)
     console = Console(stderr=args.json)
     result = run_suite(config, SuiteProgress(console))
@@ -1141,8 +1141,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--tasks", default=None, metavar="T,T,...",
-                   help="suite: comma-separated task ids (default: inverted-pendulum-balance, reacher-reach, "
-                        "hopper-hop, halfcheetah-run, walker-run, ant-run)")
+                   help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
+                        "default: inverted-pendulum-balance, reacher-reach, hopper-hop, halfcheetah-run, walker-run, "
+                        "ant-run)")
     p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
                    "the same --out to continue an interrupted suite (default runs/suite)")
     p.add_argument("--generations", type=_positive_int, default=3, help="suite: generations per evolve (default 3)")
