@@ -124,3 +124,25 @@ def test_suite_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path):
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "--out" in res.stderr and "--runs-dir" not in res.stderr
     assert blocker.read_text() == "not a directory"
+
+
+def test_offline_library_leaves_out_terms_the_robot_cannot_change():
+    """The suite's reflection showed candidates spending terms on constants ("dropped drift/upright_body0:
+    constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, and
+    the reacher's target is not the robot. Terms that can vary stay."""
+    from rewardgen.proposers.offline import OfflineProposer, term_library
+    from rewardgen.proposers.base import ProposalContext
+    from rewardgen.tasks.spec import get_task
+
+    libs = {t: term_library(get_task(t), get_task(t).schema) for t in
+            ("halfcheetah-run", "hopper-hop", "walker-run", "reacher-reach", "inverted-pendulum-balance", "ant-run",
+             "swimmer-swim")}
+    for planar in ("halfcheetah-run", "hopper-hop", "walker-run"):
+        assert "drift" not in libs[planar] and "upright_torso" in libs[planar]
+    assert not [k for k in libs["reacher-reach"] if k.startswith("upright_")]
+    assert [k for k in libs["inverted-pendulum-balance"] if k.startswith("upright_")] == ["upright_pole"]
+    assert {"drift", "upright_torso"} <= set(libs["ant-run"])  # the ant moves and tilts freely
+    assert "drift" in libs["swimmer-swim"]  # it swims in the xy plane
+    task = get_task("reacher-reach")
+    for p in OfflineProposer().propose(ProposalContext(task, task.schema, 0, 8, seed=3)):
+        assert "upright" not in p.source
