@@ -1142,8 +1142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--tasks", default=None, metavar="T,T,...",
                    help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
-                        "default: inverted-pendulum-balance, reacher-reach, hopper-hop, halfcheetah-run, walker-run, "
-                        "ant-run)")
+                        "default: inverted-pendulum-balance, reacher-reach, halfcheetah-run-backward, hopper-hop, "
+                        "halfcheetah-run, ant-run)")
     p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
                    "the same --out to continue an interrupted suite (default runs/suite)")
     p.add_argument("--generations", type=_positive_int, default=3, help="suite: generations per evolve (default 3)")
