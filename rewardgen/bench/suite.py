@@ -252,7 +252,7 @@ class Suite:
         from rewardgen.run.evolve import effective_trainer
 
         for t in todo:  # say up front what will take far longer than the estimate assumes
-            trainer, note = effective_trainer(self.tasks[t], "ppo")
+            _, note = effective_trainer(self.tasks[t], "ppo")
             if note:
                 _emit(self.progress, "warning", task=t, message=f"{note} (much slower: the estimate is low)")
         _emit(self.progress, "suite_estimate", task=None, **self.estimate.fields())
