@@ -290,8 +290,7 @@ class OfflineProposer(Proposer):
                     genome, notes = apply_edits(genome, notes, edits, library, rng)
                     origin, parent_ref = f"mutation of {parent.ref}", parent.ref
                 else:
-                    genome, notes = self._fresh(library, rng, canonical=(i == 0 and ctx.generation == 0),
-                                                survive=ends_early(ctx.task))
+                    genome, notes = self._fresh(library, rng, canonical=(i == 0 and ctx.generation == 0))
                     origin, parent_ref = "fresh sample from the term library", None
                 if _signature(genome) not in seen:
                     break
@@ -324,13 +323,12 @@ class OfflineProposer(Proposer):
     def _weight(term: Term, rng: np.random.Generator) -> float:
         return float(math.exp(rng.uniform(math.log(term.lo), math.log(term.hi))))
 
-    def _fresh(self, library: dict[str, Term], rng: np.random.Generator, canonical: bool,
-               survive: bool = False) -> tuple[list[dict], list[str]]:
+    def _fresh(self, library: dict[str, Term], rng: np.random.Generator, canonical: bool) -> tuple[list[dict], list[str]]:
         goals = [t for t in library.values() if t.goal]
         shaping = [t for t in library.values() if not t.goal]
         if canonical:  # the textbook reward: goal at full weight, a light control penalty, and where a
             # fall ends the episode the survival bonus of gymnasium's locomotion rewards (1 per step)
-            chosen = [goals[0]] + [t for t in shaping if t.key == "ctrl" or (survive and t.key == "alive")]
+            chosen = [goals[0]] + [t for t in shaping if t.key in ("ctrl", "alive")]
             return [{"term": t.key, "weight": (0.05 if t.key == "ctrl" else 1.0)} for t in chosen], ["canonical start"]
         chosen = [goals[int(rng.integers(len(goals)))]]
         chosen += [t for t in goals if t not in chosen and rng.random() < 0.3]
