@@ -75,36 +75,6 @@ def _can_move(model: mujoco.MjModel, body: int, rows: tuple[int, ...], rotation:
     return False
 
 
-_ENDS_EARLY: dict[tuple, bool] = {}
-
-
-def ends_early(task: Task) -> bool:
-    """Whether the task's episodes can end before their time limit (a fall ends a hopper's): random
-    actions for up to three episodes of the canonical env. Then survival is worth a bonus as large as
-    the goal's (the env rewards of Hopper, Walker2d and Ant pay 1 per healthy step) and belongs in the
-    canonical first candidate."""
-    key = (task.id, task.env_id, task.mjcf and str(task.mjcf), repr(sorted(task.env_kwargs.items())),
-           task.episode_length)
-    if key not in _ENDS_EARLY:
-        env = task.make_env()
-        try:
-            env.action_space.seed(0)
-            ended = False
-            for episode in range(3):
-                env.reset(seed=episode)
-                for _ in range(task.episode_length):
-                    _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-                    if terminated or truncated:
-                        ended = ended or bool(terminated)
-                        break
-                if ended:
-                    break
-        finally:
-            env.close()
-        _ENDS_EARLY[key] = ended
-    return _ENDS_EARLY[key]
-
-
 def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     """Every term that makes sense for this task and robot, keyed by component name.
 
@@ -197,9 +167,8 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
             Term("on_circle", f"-({r} - {radius:.4g}).abs()", 0.1, 1.0, False, f"distance from the {radius:g} m circle"),
         ]
     terms.append(Term("ctrl", "-(s.action ** 2).sum(dim=-1)", 0.01, 0.3, False, "control effort penalty"))
-    if spec != "alive_fraction":  # where a fall ends the episode, as large as the goal's (it costs the rest)
-        lo, hi = (0.5, 2.0) if ends_early(task) else (0.1, 1.0)
-        terms.append(Term("alive", "torch.ones_like(s.step)", lo, hi, False, "survival bonus"))
+    if spec != "alive_fraction":
+        terms.append(Term("alive", "torch.ones_like(s.step)", 0.1, 1.0, False, "survival bonus"))
     if keep_upright:
         robot = [n for n, b in zip(schema.bodies, schema.body_ids) if int(model.body_rootid[b]) == schema.robot_root]
         upright_bodies = robot if len(robot) <= 4 else (root,)
@@ -326,10 +295,9 @@ class OfflineProposer(Proposer):
     def _fresh(self, library: dict[str, Term], rng: np.random.Generator, canonical: bool) -> tuple[list[dict], list[str]]:
         goals = [t for t in library.values() if t.goal]
         shaping = [t for t in library.values() if not t.goal]
-        if canonical:  # the textbook reward: goal at full weight, a light control penalty, and where a
-            # fall ends the episode the survival bonus of gymnasium's locomotion rewards (1 per step)
-            chosen = [goals[0]] + [t for t in shaping if t.key in ("ctrl", "alive")]
-            return [{"term": t.key, "weight": (0.05 if t.key == "ctrl" else 1.0)} for t in chosen], ["canonical start"]
+        if canonical:  # goal at full weight plus a light control penalty: the textbook reward
+            chosen = [goals[0]] + [t for t in shaping if t.key == "ctrl"]
+            return [{"term": t.key, "weight": (1.0 if t.goal else 0.05)} for t in chosen], ["canonical start"]
         chosen = [goals[int(rng.integers(len(goals)))]]
         chosen += [t for t in goals if t not in chosen and rng.random() < 0.3]
         chosen += [t for t in shaping if rng.random() < 0.5]
