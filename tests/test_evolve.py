@@ -69,9 +69,9 @@ def test_offline_proposer_writes_valid_distinct_rewards_for_every_task():
 
 def test_offline_proposer_applies_reflection_to_the_best_parent():
     task = get_task("halfcheetah-run")
-    good = [{"term": "progress", "weight": 1.0}, {"term": "posture", "weight": 1.0}, {"term": "drift", "weight": 0.1}]
+    good = [{"term": "progress", "weight": 1.0}, {"term": "posture", "weight": 1.0}, {"term": "upright_torso", "weight": 0.1}]
     stats = {"components": {"progress": _points(0.1, -1, 1), "posture": _points(-5.0, -6, -4),
-                            "drift": _points(0.0)}, "reward_fitness_correlation": 0.5}
+                            "upright_torso": _points(0.0)}, "reward_fitness_correlation": 0.5}
     history = [[_record(task, 0, 0, good, 1.5, stats),
                 _record(task, 0, 1, [{"term": "progress_com", "weight": 1.0}], 0.2, {})]]
     props = OfflineProposer().propose(ProposalContext(task, task.schema, 1, 4, seed=0, history=history))
@@ -79,7 +79,7 @@ def test_offline_proposer_applies_reflection_to_the_best_parent():
     assert from_best
     for p in from_best:
         terms = {g["term"] for g in p.genome}
-        assert "drift" not in terms  # constant during training
-        assert any("dropped drift" in n for n in p.notes)
+        assert "upright_torso" not in terms  # constant during training
+        assert any("dropped upright_torso" in n for n in p.notes)
         assert any("scaled posture down" in n for n in p.notes)  # dominant shaping term
         assert ("posture" in terms) != any("removed posture" in n for n in p.notes)  # unless a mutation removed it

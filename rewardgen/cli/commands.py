@@ -18,7 +18,7 @@ from rewardgen.cli.common import (
     task_named,
     writable_output,
 )
-from rewardgen.cli.display import (
+from rewardgen.cli.display import (SuiteProgress, 
     RichProgress,
     components_table,
     human_steps,
@@ -231,7 +231,10 @@ def cmd_bench(args) -> int:
 
     from rewardgen.bench import train as bench
 
+    if args.what == "suite":
+        return cmd_bench_suite(args)
     task_named(args.task)
+    args.workers = args.workers or 1
     args.steps_given = args.steps is not None
     args.steps = args.steps or 300_000
     if args.what == "schedule":
@@ -293,6 +296,31 @@ def cmd_bench(args) -> int:
         emit_json(result)
     elif args.what not in ("schedule", "evolve"):
         console.print_json(json.dumps(result, default=str))
+    return 0
+
+
+def cmd_bench_suite(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rewardgen.bench.suite import HEADER, SuiteConfig, parse_tasks, run_suite, share_line, table_rows
+
+    tasks, task_steps = parse_tasks(args.tasks)
+    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds, steps=args.steps, workers=args.workers,
+                         samples=args.samples or 4, generations=args.generations, seed=args.seed)
+    console = Console(stderr=args.json)
+    result = run_suite(config, SuiteProgress(console))
+    if args.json:
+        emit_json(result)
+        return 0
+    table = Table(title=f"bench suite ({args.out})")
+    for col in HEADER:
+        table.add_column(col)
+    for cells in table_rows(result):
+        table.add_row(*cells)
+    console.print(table)
+    console.print(share_line(result), highlight=False)
+    console.print(f"table: {term(Path(args.out) / 'suite.md')}", soft_wrap=True)
     return 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.cli.common import CURRENT_RUN
+from rewardgen.errors import flatten
 from rewardgen.safetext import one_line, term
 from rewardgen.store import VIDEO_FILE, gen_dirname
 
@@ -129,7 +130,7 @@ class RichProgress:
         noun = "candidate" if candidates == 1 else "candidates"
         extra = f" ({done} already finished)" if done else ""
         left = getattr(self, "_estimate", None)
-        extra += f", ~{_duration(left[0])} left" if left and left[1] == "measured" else ""
+        extra += f", ~{duration(left[0])} left" if left and left[1] == "measured" else ""
         how = ""
         if plan and len(plan) > 1:
             how = (" under successive halving: all train to " + human_steps(plan[0]["target"]) + ", the best "
@@ -221,7 +222,7 @@ class RichProgress:
         if basis not in shown:
             self._estimate_shown = shown | {basis}
             what = "estimated duration" if basis == "guess" else "estimated time left (measured)"
-            self.print(f"{what}: ~{_duration(seconds_left)}")
+            self.print(f"{what}: ~{duration(seconds_left)}")
 
     def _on_llm_status(self, generation, in_flight, answered, failed, **_):
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
@@ -273,7 +274,7 @@ def loadavg() -> str:
         return "unknown"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
@@ -366,3 +367,47 @@ def components_table(training: dict):
         table.add_row(one_line(r["name"], 64), f"{r['first']:.4g}", f"{r['last']:.4g}",
                       "-" if r["share"] is None else f"{r['share']:.0%}")
     return table if rows else None
+
+
+class SuiteProgress:
+    """The suite's progress as plain lines, stamped with the time (a suite runs for hours, into a log):
+    each task's phase, every finished candidate, generation and final training, and the time left
+    for the whole suite at most once a minute."""
+
+    def __init__(self, console):
+        self.console, self.last_estimate = console, 0.0
+
+    def say(self, text: str) -> None:
+        self.console.print(f"{time.strftime('%H:%M:%S')} {term(text, markup=False)}", highlight=False, markup=False,
+                           soft_wrap=True)
+
+    def event(self, kind: str, **d: Any) -> None:
+        task = d.get("task")
+        if kind == "suite_started":
+            done = d["done"]
+            self.say(f"suite of {len(d['tasks'])} task(s) in {d['out']}"
+                     + (f"; already done: {', '.join(done)}" if done else ""))
+        elif kind == "suite_task":
+            extra = " (resumed)" if d.get("resumed") else ""
+            self.say(f"[{d['index'] + 1}/{d['count']} {task}] {d['phase']}{extra}: {d['run_dir']}")
+        elif kind == "suite_estimate":
+            now = time.monotonic()
+            if now - self.last_estimate >= 60 or task is None:
+                self.last_estimate = now
+                left = d["seconds_left"]
+                self.say(f"suite: about {duration(left)} left, done near {time.strftime('%H:%M', time.localtime(time.time() + left))} "
+                         f"({d['basis']}: {d['env_steps_left'] / 1e6:.1f}M of {d['env_steps_planned'] / 1e6:.1f}M "
+                         f"env-steps to go at {d['rate']:,.0f}/s; load {loadavg()})")
+        elif kind == "candidate_finished":
+            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+            self.say(f"  {task} gen {d['generation']} cand {d['candidate']}: {d['status']}{fit}"
+                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
+        elif kind == "generation_finished":
+            best = d.get("best") or {}
+            self.say(f"  {task} generation {d['generation']} done; best so far {best.get('fitness', float('nan')):.4g}")
+        elif kind == "final_run":
+            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
+            self.say(f"  {task} final {d['method']} seed {d['seed_index']}: {d['status']}{fit}"
+                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
+        elif kind == "warning":
+            self.say(f"  {task} warning: {d.get('message')}")

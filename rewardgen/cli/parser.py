@@ -143,18 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
                                    "generations (K candidates x --steps, full schedule with and without video; "
                                    "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
-                                   "alone) and per-candidate fixed overhead, medians over --repeats.")
-    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve"], help="which benchmark")
+                                   "alone) and per-candidate fixed overhead, medians over --repeats. "
+                                   "suite: per task, evolve with the offline proposer at the task's budget, then "
+                                   "final (evolved, human and sparse rewards, --seeds seeds each); a table of the "
+                                   "fitnesses, human-normalised scores, success and the share of tasks where "
+                                   "evolved >= human (docs/benchmarks.md); resumable.")
+    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite"], help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000)")
+                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
+                        "suite: every task's budget instead of its own (quick runs)")
     p.add_argument("--seeds", type=positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
-                   "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
+                   "spread on HalfCheetah is wide, 10 tell the medians apart far better); suite: final training seeds per method "
+                   "(default 3)")
     p.add_argument("--samples", type=positive_int, default=None, help="schedule: candidates (default 8); evolve: "
-                   "candidates per generation (default 4)")
+                   "candidates per generation (default 4); suite: candidates per generation (default 4)")
     p.add_argument("--repeats", type=positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead); "
+                        "suite: trainings at once (default: CPU cores)")
     p.add_argument("--halving-steps", type=positive_int, default=None,
                    help="evolve: budget per candidate of the halving row (default: the task's)")
     p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
@@ -162,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule-steps", type=positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--tasks", default=None, metavar="T,T,...",
+                   help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
+                        "default: inverted-pendulum-balance, reacher-reach, halfcheetah-run-backward, hopper-hop, "
+                        "halfcheetah-run, ant-run)")
+    p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
+                   "the same --out to continue an interrupted suite (default runs/suite)")
+    p.add_argument("--generations", type=positive_int, default=3, help="suite: generations per evolve (default 3)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")

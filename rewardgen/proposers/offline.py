@@ -52,6 +52,27 @@ def _end_effector(model: mujoco.MjModel, root: int) -> int:
     return best
 
 
+def _can_move(model: mujoco.MjModel, body: int, rows: tuple[int, ...], rotation: bool) -> bool:
+    """Whether any joint can move ``body`` along (or, with ``rotation``, turn it about) the world axes
+    ``rows``: the body Jacobian's rows at the initial pose and a few random ones. A planar robot never
+    moves sideways and a reacher's links never tilt, so such terms would be constant in training (the
+    reflection's "dropped: constant"), wasting a candidate; the library leaves them out."""
+    data = mujoco.MjData(model)
+    jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        data.qpos[:] = model.qpos0
+        if k:
+            data.qpos[:] += rng.uniform(-0.5, 0.5, model.nq)
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_comPos(model, data)
+        mujoco.mj_jacBody(model, data, jacp, jacr, body)
+        jac = jacr if rotation else jacp
+        if np.abs(jac[list(rows)]).max(initial=0.0) > 1e-6:
+            return True
+    return False
+
+
 def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     """Every term that makes sense for this task and robot, keyed by component name.
 
@@ -75,8 +96,10 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
             Term("progress_com", f"{sign}s.com_vel[:, {ax}]", 0.5, 3.0, True, "centre-of-mass velocity along the goal axis"),
         ]
         side = 1 - ax if ax < 2 else 0
-        terms.append(Term("drift", f'-s.body_linvel["{body}"][:, {side}].abs()', 0.05, 0.5, False,
-                          "sideways velocity penalty"))
+        body_id = schema.body_ids[schema.bodies.index(body)] if body in schema.bodies else schema.robot_root
+        if _can_move(model, body_id, (side,), rotation=False):
+            terms.append(Term("drift", f'-s.body_linvel["{body}"][:, {side}].abs()', 0.05, 0.5, False,
+                              "sideways velocity penalty"))
     elif spec == "alive_fraction":
         terms.append(Term("alive", "torch.ones_like(s.step)", 0.5, 2.0, True, "bonus for every step survived"))
         if schema.sites:  # the tip of a balancing chain: keep it high
@@ -144,8 +167,11 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     if spec != "alive_fraction":
         terms.append(Term("alive", "torch.ones_like(s.step)", 0.1, 1.0, False, "survival bonus"))
     if keep_upright:
-        upright_bodies = schema.bodies if len(schema.bodies) <= 4 else (root,)
+        robot = [n for n, b in zip(schema.bodies, schema.body_ids) if int(model.body_rootid[b]) == schema.robot_root]
+        upright_bodies = robot if len(robot) <= 4 else (root,)
         for body in upright_bodies:
+            if not _can_move(model, schema.body_ids[schema.bodies.index(body)], (0, 1), rotation=True):
+                continue  # it cannot tilt: its up vector is constant
             terms.append(Term(f"upright_{body}", f's.body_up["{body}"][:, 2]', 0.1, 1.0, False, f"{body} kept upright"))
     h0 = float(data.xpos[schema.robot_root][2])
     if keep_posture and h0 > 0.05:

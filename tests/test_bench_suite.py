@@ -1,0 +1,148 @@
+"""``rewardgen bench suite``: real evolve + final runs on tiny budgets, the table read back from the
+run stores, kill -9 and resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, cli, last_json
+
+TINY = ["--steps", "4096", "--samples", "2", "--generations", "1", "--seeds", "2", "--workers", "1"]
+TASKS = ["inverted-pendulum-balance", "reacher-reach"]
+
+
+def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 600.0):
+    """Poll until ``predicate()`` is truthy; fails if the suite ended first (or after ``limit`` s)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        assert proc.poll() is None, f"the suite ended before {what}"
+        time.sleep(0.1)
+    raise AssertionError(f"never saw {what}")
+
+
+def _state(out: Path) -> dict:
+    try:
+        return json.loads((out / "suite.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_own(tmp_path):
+    out = tmp_path / "suite"
+    args = [sys.executable, "-m", "rewardgen", "bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        # the second task's evolve has finished at least one candidate: kill the suite there
+        def second_task_trained():
+            entry = _state(out).get("tasks", {}).get(TASKS[1])
+            if not entry:
+                return None
+            found = sorted((out / entry["run_dir"]).glob("gen-*/cand-*/metrics.json"))
+            return (entry, found) if found else None
+
+        entry, _ = _wait_for(second_task_trained, proc, "the second task trained a candidate")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    first = out / _state(out)["tasks"][TASKS[0]]["run_dir"]
+    second = out / entry["run_dir"]
+    first_final = (first / "final.json").read_bytes()  # the first task was complete before the kill
+    trained_before = {p: p.read_bytes() for p in second.glob("gen-*/cand-*/metrics.json")}
+    assert not (out / "suite-result.json").exists()
+
+    res = cli("bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY, "--json")
+    assert res.returncode == 0, res.stderr
+    result = last_json(res.stdout)
+
+    # nothing of the first task ran again; the second task continued its own run
+    assert (first / "final.json").read_bytes() == first_final
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted([first.name, second.name])
+    assert "done already" in res.stderr and f"[1/2 {TASKS[0]}] evolve" not in res.stderr
+    for path, data in trained_before.items():
+        assert path.read_bytes() == data, f"{path} was trained again"
+    assert (second / "final.json").is_file()
+
+    # the table is the run stores' final results, unchanged
+    md = (out / "suite.md").read_text()
+    assert json.loads((out / "suite-result.json").read_text())["rows"] == result["rows"]
+    wins = 0
+    for task, row in zip(TASKS, result["rows"]):
+        final = json.loads((Path(row["run_dir"]) / "final.json").read_text())
+        assert row["task"] == task == final["task"] and row["finished"]
+        by = {r["method"]: r for r in final["rows"]}
+        for method in ("evolved", "human", "sparse"):
+            assert row[method]["mean"] == by[method]["fitness_mean"]
+            assert row[method]["std"] == by[method]["fitness_std"]
+            assert row[method]["success_rate"] == by[method]["success_rate"]
+            assert row[method]["ok"] == 2
+            assert f"{by[method]['fitness_mean']:.3g} ± {by[method]['fitness_std']:.2g}" in md
+        assert row["score"] == final["score"] == by["evolved"]["human_normalized"]
+        beats = by["evolved"]["fitness_mean"] >= by["human"]["fitness_mean"]
+        assert row["evolved_ge_human"] is beats
+        wins += beats
+    assert result["compared"] == 2 and result["evolved_ge_human"] == wins
+    assert result["share_evolved_ge_human"] == wins / 2
+    assert f"evolved >= human on {wins} of 2 tasks" in md
+
+    # a third call finds everything done and trains nothing
+    finals = {p: p.read_bytes() for p in (first / "final.json", second / "final.json")}
+    again = cli("bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY, "--json")
+    assert again.returncode == 0, again.stderr
+    assert last_json(again.stdout)["rows"] == result["rows"]
+    assert {p: p.read_bytes() for p in finals} == finals
+    assert again.stderr.count("done already") == 2
+    assert "] evolve" not in again.stderr and "] final" not in again.stderr
+
+
+def test_suite_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path):
+    out = tmp_path / "suite"
+    for args, says in ((["--tasks", "inverted-pendulum-balance,no-such-task"], "unknown task 'no-such-task'"),
+                       (["--tasks", "reacher-reach,reacher-reach"], "names a task twice"),
+                       (["--tasks", "reacher-reach", "--seeds", "0"], "--seeds"),
+                       (["--tasks", "reacher-reach", "--steps", "-5"], "--steps")):
+        res = cli("bench", "suite", "--out", str(out), *args)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], (args, res.stderr)
+        assert not out.exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    res = cli("bench", "suite", "--tasks", "reacher-reach", "--out", str(blocker))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "--out" in res.stderr and "--runs-dir" not in res.stderr
+    assert blocker.read_text() == "not a directory"
+
+
+def test_offline_library_leaves_out_terms_the_robot_cannot_change():
+    """The suite's reflection showed candidates spending terms on constants ("dropped drift/upright_body0:
+    constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, and
+    the reacher's target is not the robot. Terms that can vary stay."""
+    from rewardgen.proposers.base import ProposalContext
+    from rewardgen.proposers.offline import OfflineProposer, term_library
+    from rewardgen.tasks.spec import get_task
+
+    libs = {t: term_library(get_task(t), get_task(t).schema) for t in
+            ("halfcheetah-run", "hopper-hop", "walker-run", "reacher-reach", "inverted-pendulum-balance", "ant-run",
+             "swimmer-swim")}
+    for planar in ("halfcheetah-run", "hopper-hop", "walker-run"):
+        assert "drift" not in libs[planar] and "upright_torso" in libs[planar]
+    assert not [k for k in libs["reacher-reach"] if k.startswith("upright_")]
+    assert [k for k in libs["inverted-pendulum-balance"] if k.startswith("upright_")] == ["upright_pole"]
+    assert {"drift", "upright_torso"} <= set(libs["ant-run"])  # the ant moves and tilts freely
+    assert "drift" in libs["swimmer-swim"]  # it swims in the xy plane
+    task = get_task("reacher-reach")
+    for p in OfflineProposer().propose(ProposalContext(task, task.schema, 0, 8, seed=3)):
+        assert "upright" not in p.source
