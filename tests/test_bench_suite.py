@@ -131,7 +131,8 @@ def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, and
     the reacher's target is not the robot. Terms that can vary stay."""
     from rewardgen.proposers.base import ProposalContext
-    from rewardgen.proposers.offline import OfflineProposer, term_library
+    from rewardgen.proposers.library import term_library
+from rewardgen.proposers.offline import OfflineProposer
     from rewardgen.tasks.spec import get_task
 
     libs = {t: term_library(get_task(t), get_task(t).schema) for t in

@@ -13,7 +13,8 @@ from rewardgen.run.evolve import EvolveConfig, Evolution, start_run
 from rewardgen.tasks.fitness import FitnessError
 from rewardgen.proposers.params import render_params, reward_template
 from rewardgen.proposers.base import ProposalContext
-from rewardgen.proposers.offline import OfflineProposer, term_library
+from rewardgen.proposers.library import term_library
+from rewardgen.proposers.offline import OfflineProposer
 from rewardgen.tasks.spec import TaskError, get_task, load_task_file, task_from_dict, task_from_mjcf, write_task_yaml
 
 # A planar two-legged walker written from scratch: root "base" slides in x and z and pitches about y.

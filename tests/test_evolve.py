@@ -9,7 +9,8 @@ import pytest
 
 from conftest import cli, last_json
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
-from rewardgen.proposers.offline import OfflineProposer, term_library
+from rewardgen.proposers.library import term_library
+from rewardgen.proposers.offline import OfflineProposer
 from rewardgen.tasks.spec import get_task
 
 

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rewardgen.sandbox.check import check_reward
-from rewardgen.proposers.params import (OfflineParamsProposer, ParamsError, RewardTemplate, render_params, reward_template,
+from rewardgen.proposers.offline import OfflineProposer
+from rewardgen.proposers.params import (ParamsError, RewardTemplate, render_params, reward_template,
                               template_prompt, validate_params)
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.tasks.spec import get_task, list_tasks
@@ -100,7 +101,7 @@ def test_every_task_has_a_template_its_prompt_and_schema_describe():
 
 def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backflip):
     task, tpl = backflip
-    proposer = OfflineParamsProposer()
+    proposer = OfflineProposer(mode="params")
     props = proposer.propose(ProposalContext(task, task.schema, 0, 5, seed=3))
     assert len(props) == 5 and len({p.source for p in props}) == 5
     for p in props:
@@ -124,3 +125,24 @@ def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backf
     for c in children:
         for key, entry in c.extra["params"].items():
             assert 0 < entry["weight"] <= tpl.terms[key].weight.hi and math.isfinite(entry["weight"])
+
+
+def test_parameter_mode_evolves_like_code_mode():
+    """One set of genome operators: parameter mode follows a person's preference, applies text
+    feedback and reacts to the hacking alarm, as code mode does."""
+    from rewardgen.proposers.base import CandidateRecord, ProposalContext
+
+    task = get_task("halfcheetah-run")
+    proposer = OfflineProposer(mode="params")
+    gen0 = proposer.propose(ProposalContext(task, task.schema, 0, 3, seed=5))
+    history = [CandidateRecord(0, c, p.source, "ok", float(c), proposal=p.record("offline-params"),
+                               stats={"hacking": {"flag": True}} if c == 0 else {}) for c, p in enumerate(gen0)]
+    liked = [{"kind": "preference", "generation": 0, "best": 0, "worst": 2, "ranking": [0, 1]}]
+    children = proposer.propose(ProposalContext(task, task.schema, 1, 4, seed=5, history=[history], feedback=liked))
+    assert children[0].parent == "0/0"  # the preferred one first, though 0/2 has the best fitness
+    assert all(c.parent != "0/2" for c in children)  # never the disliked one
+    assert any("reward-hacking alarm" in n for n in children[0].notes)
+    said = [{"kind": "text", "text": "it shakes violently"}]
+    edited = proposer.propose(ProposalContext(task, task.schema, 1, 2, seed=5, history=[history], feedback=said))
+    assert all(any("smoother motion" in n for n in c.notes) for c in edited)
+    assert all("ctrl" in c.extra["params"] for c in edited)  # the edit raised (or added) the control penalty

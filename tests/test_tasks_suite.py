@@ -20,7 +20,8 @@ from rewardgen.tasks.applicability import check_applies
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, make_fitness
 from rewardgen.proposers.base import ProposalContext
-from rewardgen.proposers.offline import OfflineProposer, term_library
+from rewardgen.proposers.library import term_library
+from rewardgen.proposers.offline import OfflineProposer
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.contract.state import StateBuffers, refresh_derived
 from rewardgen.tasks.spec import list_tasks, task_from_dict

@@ -1,8 +1,9 @@
 """Proposers write K candidate rewards per generation; ``get_proposer(name)`` is the registry.
 
-``base`` holds the interface (``Proposer``, ``ProposalContext``, ``Proposal``, ``CandidateRecord``);
-``offline`` and ``params`` are the built-in proposers (no LLM), ``llm`` asks an OpenAI-compatible
-endpoint through ``client``, with ``prompts``, ``extract`` and ``reflection`` as its parts.
+``base`` holds the interface (``Proposer``, ``ProposalContext``, ``Proposal``, ``CandidateRecord``).
+``offline`` is the built-in proposer (no LLM): the genome operators of ``genome`` over the term
+library (``library``, code mode) or the reward template (``params``, parameter mode). ``llm`` asks an
+OpenAI-compatible endpoint through ``client``, with ``prompts``, ``extract`` and ``reflection``.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ PROPOSERS = ("offline", "offline-params", "openai")
 def get_proposer(name: str, config: Any = None) -> Proposer:
     """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
     mode = getattr(config, "mode", "code")
-    if name == "offline-params" or (name == "offline" and mode == "params"):
-        from rewardgen.proposers.params import OfflineParamsProposer  # imported on use: each pulls its own deps
+    if name in ("offline", "offline-params"):
+        from rewardgen.proposers.offline import OfflineProposer  # imported on use: each pulls its own deps
 
-        return OfflineParamsProposer()
-    if name == "offline":
-        from rewardgen.proposers.offline import OfflineProposer
-
-        return OfflineProposer()
+        return OfflineProposer(mode="params" if name == "offline-params" or mode == "params" else "code")
     if name == "openai":
         from rewardgen.proposers.client import LLMSettings
         from rewardgen.proposers.llm import LLMProposer

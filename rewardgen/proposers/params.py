@@ -1,7 +1,7 @@
 """Parameter mode (``--mode params``, Language-to-Rewards style): the proposer fills in numbers, not code.
 
 A task's **reward template** is the offline proposer's term library made explicit (every term that
-makes sense for this robot and goal, see ``rewardgen.proposers.offline.term_library``) plus a few
+makes sense for this robot and goal, see ``rewardgen.proposers.library.term_library``) plus a few
 *target* terms that track a chosen value (a speed, a height, a spin rate). A proposal in this mode
 is one JSON object choosing a weight (and targets) per term:
 
@@ -16,8 +16,8 @@ is one JSON object choosing a weight (and targets) per term:
 ``render_params`` turns valid parameters into reward source in the reward contract (the sum of
 ``weight * term``, one component per term), so the rest of the pipeline (check, sandboxed training,
 trusted evaluation) is unchanged. ``template_prompt`` describes the template for an LLM.
-``OfflineParamsProposer`` samples and mutates parameters within bounds, using reflection like the
-offline proposer.
+``TemplateSpace`` lets the offline proposer (``rewardgen.proposers.offline``, ``--mode params``) evolve
+parameters within bounds with the same genome operators as code mode.
 """
 
 from __future__ import annotations
@@ -34,9 +34,8 @@ import numpy as np
 
 from rewardgen.contract.schema import AXES
 from rewardgen.tasks.fitness import format_fitness
-from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
-from rewardgen.proposers.offline import term_library
-from rewardgen.proposers.reflection import component_facts
+from rewardgen.proposers.base import CandidateRecord, Proposal
+from rewardgen.proposers.library import term_library
 from rewardgen.tasks.spec import Task
 
 
@@ -321,7 +320,7 @@ def template_prompt(template: RewardTemplate) -> str:
     return "\n".join(lines)
 
 
-# ----- offline parameter proposer
+# ----- the template as a gene space for the offline proposer (rewardgen.proposers.genome)
 def _tidy(template: RewardTemplate, params: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Four significant digits, still within bounds (readable sources and proposal records)."""
     out = {}
@@ -334,114 +333,69 @@ def _tidy(template: RewardTemplate, params: dict[str, dict[str, float]]) -> dict
     return out
 
 
-def _signature(params: dict[str, dict[str, float]]) -> tuple:
-    return tuple(sorted((k, round(math.log(v["weight"]), 1), *(round(x, 2) for n, x in sorted(v.items()) if n != "weight"))
-                        for k, v in params.items() if v["weight"] > 0))
 
+class TemplateSpace:
+    """Parameter mode's genes: the template's terms, weights log-uniform over their typical range,
+    targets near their defaults (sampled) or moved by 10% of their range (mutated), all within bounds."""
 
-class OfflineParamsProposer(Proposer):
-    """Samples and mutates template parameters within bounds, steered by reflection (no LLM).
+    salt = 4243
 
-    Generation 0: the template's defaults, then random subsets (one goal term, other goal terms
-    with probability 0.3, shaping terms with 0.5) with log-uniform weights over each term's typical
-    range and targets near their defaults. Later generations start from the best candidates so far
-    and apply the offline proposer's reflection rules: drop constant shaping terms, scale down a
-    dominating shaping term, raise goal terms when reward and fitness disagreed; then mutate
-    weights (log-normal) and targets (normal, 10% of their range), clipped to bounds.
-    """
+    def __init__(self, task: Task):
+        self.task = task
+        self.template = reward_template(task)
 
-    name = "offline-params"
-    label = "offline parameter proposer (reward template, no LLM)"
+    def keys(self) -> list[str]:
+        return list(self.template.terms)
 
-    def propose(self, ctx: ProposalContext) -> list[Proposal]:
-        rng = np.random.default_rng([ctx.seed, ctx.generation, 4243])
-        template = reward_template(ctx.task)
-        parents = [c for c in ctx.ranked() if isinstance(c.proposal.get("params"), dict)][:2]
-        seen = {_signature(c.proposal["params"]) for gen in ctx.history for c in gen
-                if isinstance(c.proposal.get("params"), dict)}
-        proposals = []
-        for i in range(ctx.samples):
-            for _attempt in range(10):
-                if parents:
-                    parent = parents[i % len(parents)]
-                    params, notes = self._child(template, parent, rng)
-                    origin, parent_ref = f"mutation of {parent.ref}", parent.ref
-                elif i == 0 and ctx.generation == 0:
-                    params, notes = template.defaults(), ["template defaults"]
-                    origin, parent_ref = "template defaults", None
-                else:
-                    params, notes = self._fresh(template, rng), []
-                    origin, parent_ref = "fresh sample from the reward template", None
-                params = validate_params(template, _tidy(template, params))
-                if _signature(params) not in seen:
-                    break
-            seen.add(_signature(params))
-            proposals.append(Proposal(render_params(template, params), origin=origin, parent=parent_ref, notes=notes,
-                                      extra={"mode": "params", "params": params}))
-        return proposals
+    def is_goal(self, key: str) -> bool:
+        return self.template.terms[key].goal
 
-    @staticmethod
-    def _weight(term: TemplateTerm, rng: np.random.Generator) -> float:
+    def new_gene(self, key: str, rng: np.random.Generator) -> dict[str, Any]:
+        term = self.template.terms[key]
         lo, hi = term.weight.typical or (max(term.weight.hi / 100, 1e-3), term.weight.hi / 10)
-        w = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        return float(np.clip(w, max(term.weight.lo, 1e-4), term.weight.hi))
+        weight = self.clip_weight(key, math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        return {"term": key, "weight": weight,
+                **{n: _moved(b, b.default, rng, 0.05) for n, b in term.targets.items()}}
 
-    @staticmethod
-    def _target(b, value: float, rng: np.random.Generator, scale: float) -> float:
-        return float(np.clip(value + rng.normal(0.0, scale * (b.hi - b.lo)), b.lo, b.hi))
+    def goal_gene(self, key: str) -> dict[str, Any]:
+        return {"term": key, "weight": 1.0, **{n: b.default for n, b in self.template.terms[key].targets.items()}}
 
-    def _entry(self, term: TemplateTerm, rng: np.random.Generator) -> dict[str, float]:
-        return {"weight": self._weight(term, rng),
-                **{n: self._target(b, b.default, rng, 0.05) for n, b in term.targets.items()}}
+    def clip_weight(self, key: str, weight: float) -> float:
+        bound = self.template.terms[key].weight
+        return float(np.clip(weight, max(bound.lo, 1e-4), bound.hi))
 
-    def _fresh(self, template: RewardTemplate, rng: np.random.Generator) -> dict[str, dict[str, float]]:
-        goals = template.goal_terms
-        shaping = [k for k in template.terms if k not in goals]
-        chosen = [goals[int(rng.integers(len(goals)))]]
-        chosen += [k for k in goals if k not in chosen and rng.random() < 0.3]
-        chosen += [k for k in shaping if rng.random() < 0.5]
-        return {k: self._entry(template.terms[k], rng) for k in template.terms if k in chosen}
+    def mutate_targets(self, gene: dict[str, Any], rng: np.random.Generator) -> None:
+        for name, b in self.template.terms[gene["term"]].targets.items():
+            gene[name] = _moved(b, float(gene.get(name, b.default)), rng, 0.1)
 
-    def _child(self, template: RewardTemplate, parent: CandidateRecord,
-               rng: np.random.Generator) -> tuple[dict[str, dict[str, float]], list[str]]:
-        params = {k: dict(v) for k, v in parent.proposal["params"].items() if k in template.terms and v.get("weight", 0) > 0}
-        notes: list[str] = []
-        dropped: set[str] = set()
-        facts = {f.name: f for f in component_facts(parent.stats)}
-        for key in list(params):
-            term, fact = template.terms[key], facts.get(key)
-            if fact is None:
-                continue
-            if fact.constant and key != "alive" and not term.goal:
-                del params[key]
-                dropped.add(key)
-                notes.append(f"dropped {key}: constant during training")
-            elif fact.dominant and not term.goal:
-                params[key]["weight"] *= 0.3
-                notes.append(f"scaled {key} down: {fact.share:.0%} of the reward's magnitude")
-        corr = parent.stats.get("reward_fitness_correlation")
-        if corr is not None and corr < 0.0:
-            for key, entry in params.items():
-                entry["weight"] *= 2.0 if template.terms[key].goal else 0.5
-            notes.append(f"reward and fitness disagreed (r={corr:.2f}): goal terms up, shaping down")
-        for key, entry in params.items():
-            term = template.terms[key]
-            entry["weight"] = float(np.clip(entry["weight"] * math.exp(rng.normal(0.0, 0.4)),
-                                            max(term.weight.lo, 1e-4), term.weight.hi))
-            for name, b in term.targets.items():
-                entry[name] = self._target(b, float(entry.get(name, b.default)), rng, 0.1)
-        absent = [k for k in template.terms if k not in params and k not in dropped]
-        if absent and rng.random() < 0.4:
-            key = absent[int(rng.integers(len(absent)))]
-            params[key] = self._entry(template.terms[key], rng)
-            notes.append(f"added {key}")
-        removable = [k for k in params if not template.terms[k].goal]
-        if removable and rng.random() < 0.25:
-            key = removable[int(rng.integers(len(removable)))]
-            del params[key]
-            notes.append(f"removed {key}")
-        if not any(template.terms[k].goal for k in params):
-            key = template.goal_terms[0]
-            params[key] = {"weight": 1.0, **{n: b.default for n, b in template.terms[key].targets.items()}}
-            notes.append(f"restored goal term {key}")
-        return {k: params[k] for k in template.terms if k in params}, notes
+    def start(self) -> tuple[list[dict[str, Any]], list[str], str]:
+        return _genome(self.template.defaults()), ["template defaults"], "template defaults"
+
+    def genome_of(self, record: CandidateRecord) -> list[dict[str, Any]] | None:
+        params = record.proposal.get("params")
+        if not isinstance(params, dict):
+            return None
+        return _genome({k: v for k, v in params.items() if isinstance(v, dict) and v.get("weight", 0) > 0}) or None
+
+    def finish(self, genome: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """In template order, four significant digits, checked against the template."""
+        params = {g["term"]: {k: v for k, v in g.items() if k != "term"} for g in genome}
+        ordered = {k: params[k] for k in self.template.terms if k in params}
+        return _genome(validate_params(self.template, _tidy(self.template, ordered)))
+
+    def proposal(self, genome: list[dict[str, Any]], origin: str, parent: str | None, notes: list[str]) -> Proposal:
+        params = {g["term"]: {k: v for k, v in g.items() if k != "term"} for g in genome}
+        return Proposal(render_params(self.template, params), origin=origin, parent=parent, notes=notes,
+                        extra={"mode": "params", "params": params})
+
+
+#: the origin of a genome sampled from the template (not made from a parent)
+FRESH_ORIGIN = "fresh sample from the reward template"
+
+
+def _moved(b: Bound, value: float, rng: np.random.Generator, scale: float) -> float:
+    return float(np.clip(value + rng.normal(0.0, scale * (b.hi - b.lo)), b.lo, b.hi))
+
+
+def _genome(params: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    return [{"term": k, **v} for k, v in params.items()]
