@@ -697,20 +697,26 @@ def cmd_bench(args) -> int:
     if args.what == "schedule":
         from rewardgen.bench.schedule import compare_schedules
 
-        console.print(f"bench schedule on {args.task}: full vs successive halving, {args.samples} candidates, "
-                      f"same proposals and seeds")
+        seeds = list(range(args.seed, args.seed + (args.seeds or 1)))
+        if args.runs_dir is not None:
+            from rewardgen.store import check_runs_dir
+
+            check_runs_dir(args.runs_dir)  # a path that cannot hold runs: one line, exit 2, before any training
+        console.print(f"bench schedule on {args.task}: full vs successive halving vs adaptive, {args.samples} "
+                      f"candidates, same proposals and seeds per seed (seeds {', '.join(map(str, seeds))}); "
+                      f"load {_loadavg()}")
         result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
-                                   seed=args.seed)
+                                   seeds=seeds, runs_dir=args.runs_dir,
+                                   say=lambda line: console.print(line, highlight=False))
         if not args.json:
-            for name in ("full", "halving"):
-                r = result[name]
-                best = r["best"] or {}
-                console.print(f"{name:>8}: {r['env_steps']:>9} env-steps, best candidate {best.get('candidate')} "
-                              f"fitness {best.get('fitness')}")
-            gap = result.get("fitness_gap")
-            console.print(f"halving used {result['steps_ratio']:.1%} of full's env-steps; "
-                          f"same best: {result.get('same_best')}"
-                          + (f"; its best is {gap:.1%} below full's" if gap is not None else ""))
+            for name, med in result["median"].items():
+                share = f" ({med['steps_ratio']:.1%} of full's)" if med.get("steps_ratio") is not None else ""
+                gap = med.get("fitness_gap")
+                fit = med.get("best_fitness")
+                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {med['env_steps']:,.0f} env-steps{share}, "
+                              f"best fitness {fit if fit is None else round(fit, 3)}"
+                              + ("" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} "
+                                 "full's best"), highlight=False)
     elif args.what == "evolve":
         from rewardgen.bench.evolve import bench_evolve
 
@@ -745,7 +751,7 @@ def cmd_bench(args) -> int:
         result = bench.throughput(args.task)
     else:
         console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {args.steps} steps x {args.seeds} seeds")
-        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
+        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds or 3)))
     if args.json:
         _emit_json(result)
     elif args.what not in ("schedule", "evolve"):
@@ -988,9 +994,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): worker processes here; ray: each candidate a Ray task (rewardgen[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
-    p.add_argument("--schedule", choices=["halving", "full"], default="halving",
+    p.add_argument("--schedule", choices=["halving", "adaptive", "full"], default="halving",
                    help="halving (default): train all candidates for a slice of the budget, continue the better "
-                        "half from their saved state, up to the full budget; full: every candidate gets it all")
+                        "half from their saved state, up to the full budget; adaptive: all train in small "
+                        "increments from their saved state, a candidate stops when the trusted fitness shows it "
+                        "clearly behind or the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
+                        "it, the last one trains the full budget; full: every candidate gets it all")
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
@@ -1033,12 +1042,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training), "
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (adaptive, halving, full training), "
                        "evolve (evolve's speed against its trainer's)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
-                                   "schedule: the same candidates under --schedule full and halving: env-steps "
-                                   "spent and best trusted fitness of each. "
+                                   "schedule: the same candidates under --schedule full, halving and adaptive: "
+                                   "env-steps spent (share of full's), best trusted fitness and its gap to full's "
+                                   "best, per seed and median. "
                                    "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
                                    "generations (K candidates x --steps, full schedule with and without video; "
                                    "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
@@ -1047,8 +1057,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=_positive_int, default=None,
                    help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
-                   "spread on HalfCheetah is wide, 10 tell the medians apart far better)")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
+                   "spread on HalfCheetah is wide, 10 tell the medians apart far better); schedule: number of run "
+                   "seeds, --seed..--seed+N-1, each with its own proposals (default 1; rows per seed and medians)")
     p.add_argument("--samples", type=_positive_int, default=None, help="schedule: candidates (default 8); evolve: "
                    "candidates per generation (default 4)")
     p.add_argument("--repeats", type=_positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
@@ -1060,6 +1071,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "1 evaluation episode) that checks the benchmark works, not the machine")
     p.add_argument("--schedule-steps", type=_positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="schedule: where the runs are kept (default: a new temporary directory)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--seed", type=_non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
