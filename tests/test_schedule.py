@@ -258,3 +258,10 @@ def test_resume_after_kill_9_mid_generation(tmp_path):
             assert rung["extra"]["resumed_from"] == prev["env_steps_total"] and "restarted" not in rung
     _replay(run_dir, 3, scale=get_task(TASK).success_threshold)
     assert gen["steps_spent"] < 3 * STEPS
+
+
+@pytest.mark.parametrize("args", [["--schedules", "full,bandit"], ["--seeds", "0"], ["--samples", "-1"]])
+def test_bench_schedule_refuses_bad_input(tmp_path, args):
+    res = cli("bench", "schedule", "--task", TASK, "--runs-dir", str(tmp_path / "runs"), *args, cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "runs").exists()  # refused before anything was created

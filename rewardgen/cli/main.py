@@ -698,6 +698,13 @@ def cmd_bench(args) -> int:
         from rewardgen.bench.schedule import compare_schedules
 
         seeds = list(range(args.seed, args.seed + (args.seeds or 1)))
+        from rewardgen.bench.schedule import COMPARED
+
+        schedules = [x.strip() for x in (args.schedules or ",".join(COMPARED)).split(",") if x.strip()]
+        unknown = [x for x in schedules if x not in COMPARED]
+        if unknown or not schedules:
+            raise UsageError(f"--schedules takes a comma-separated list of {', '.join(COMPARED)}, got "
+                             f"{args.schedules!r}")
         if args.runs_dir is not None:
             from rewardgen.store import check_runs_dir
 
@@ -706,7 +713,7 @@ def cmd_bench(args) -> int:
                       f"candidates, same proposals and seeds per seed (seeds {', '.join(map(str, seeds))}); "
                       f"load {_loadavg()}")
         result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
-                                   seeds=seeds, runs_dir=args.runs_dir,
+                                   seeds=seeds, runs_dir=args.runs_dir, schedules=schedules,
                                    say=lambda line: console.print(line, highlight=False))
         if not args.json:
             for name, med in result["median"].items():
@@ -1073,6 +1080,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="schedule: full budget per candidate (default: the task's)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="schedule: where the runs are kept (default: a new temporary directory)")
+    p.add_argument("--schedules", default=None,
+                   help="schedule: which schedules, comma-separated (default full,halving,adaptive; the shares and "
+                        "gaps need full)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--seed", type=_non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
