@@ -3,6 +3,8 @@ run stores, kill -9 and resume, bad input."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -36,6 +38,7 @@ def _state(out: Path) -> dict:
         return {}
 
 
+@pytest.mark.slow
 def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_own(tmp_path):
     out = tmp_path / "suite"
     args = [sys.executable, "-m", "rewardgen", "bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY]
@@ -132,7 +135,7 @@ def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     the reacher's target is not the robot. Terms that can vary stay."""
     from rewardgen.proposers.base import ProposalContext
     from rewardgen.proposers.library import term_library
-from rewardgen.proposers.offline import OfflineProposer
+    from rewardgen.proposers.offline import OfflineProposer
     from rewardgen.tasks.spec import get_task
 
     libs = {t: term_library(get_task(t), get_task(t).schema) for t in

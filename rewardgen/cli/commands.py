@@ -243,20 +243,33 @@ def cmd_bench(args) -> int:
     if args.what == "schedule":
         from rewardgen.bench.schedule import compare_schedules
 
-        console.print(f"bench schedule on {args.task}: full vs successive halving, {args.samples} candidates, "
-                      f"same proposals and seeds")
+        seeds = list(range(args.seed, args.seed + (args.seeds or 1)))
+        from rewardgen.bench.schedule import COMPARED
+
+        schedules = [x.strip() for x in (args.schedules or ",".join(COMPARED)).split(",") if x.strip()]
+        unknown = [x for x in schedules if x not in COMPARED]
+        if unknown or not schedules:
+            raise UsageError(f"--schedules takes a comma-separated list of {', '.join(COMPARED)}, got "
+                             f"{args.schedules!r}")
+        if args.runs_dir is not None:
+            from rewardgen.store import check_runs_dir
+
+            check_runs_dir(args.runs_dir)  # a path that cannot hold runs: one line, exit 2, before any training
+        console.print(f"bench schedule on {args.task}: full vs successive halving vs adaptive, {args.samples} "
+                      f"candidates, same proposals and seeds per seed (seeds {', '.join(map(str, seeds))}); "
+                      f"load {loadavg()}")
         result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
-                                   seed=args.seed)
+                                   seeds=seeds, runs_dir=args.runs_dir, schedules=schedules,
+                                   say=lambda line: console.print(line, highlight=False))
         if not args.json:
-            for name in ("full", "halving"):
-                r = result[name]
-                best = r["best"] or {}
-                console.print(f"{name:>8}: {r['env_steps']:>9} env-steps, best candidate {best.get('candidate')} "
-                              f"fitness {best.get('fitness')}")
-            gap = result.get("fitness_gap")
-            console.print(f"halving used {result['steps_ratio']:.1%} of full's env-steps; "
-                          f"same best: {result.get('same_best')}"
-                          + (f"; its best is {gap:.1%} below full's" if gap is not None else ""))
+            for name, med in result["median"].items():
+                share = f" ({med['steps_ratio']:.1%} of full's)" if med.get("steps_ratio") is not None else ""
+                gap = med.get("fitness_gap")
+                fit = med.get("best_fitness")
+                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {med['env_steps']:,.0f} env-steps{share}, "
+                              f"best fitness {fit if fit is None else round(fit, 3)}"
+                              + ("" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} "
+                                 "full's best"), highlight=False)
     elif args.what == "evolve":
         from rewardgen.bench.evolve import bench_evolve
 
@@ -291,7 +304,7 @@ def cmd_bench(args) -> int:
         result = bench.throughput(args.task)
     else:
         console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {args.steps} steps x {args.seeds} seeds")
-        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds)))
+        result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds or 3)))
     if args.json:
         emit_json(result)
     elif args.what not in ("schedule", "evolve"):
@@ -306,7 +319,7 @@ def cmd_bench_suite(args) -> int:
     from rewardgen.bench.suite import HEADER, SuiteConfig, parse_tasks, run_suite, share_line, table_rows
 
     tasks, task_steps = parse_tasks(args.tasks)
-    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds, steps=args.steps, workers=args.workers,
+    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps, workers=args.workers,
                          samples=args.samples or 4, generations=args.generations, seed=args.seed)
     console = Console(stderr=args.json)
     result = run_suite(config, SuiteProgress(console))

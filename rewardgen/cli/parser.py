@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rewardgen.cli.commands import (
     cmd_bench,
@@ -89,9 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local (default): worker processes here; ray: each candidate a Ray task (rewardgen[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
-    p.add_argument("--schedule", choices=["halving", "full"], default="halving",
+    p.add_argument("--schedule", choices=["halving", "adaptive", "full"], default="halving",
                    help="halving (default): train all candidates for a slice of the budget, continue the better "
-                        "half from their saved state, up to the full budget; full: every candidate gets it all")
+                        "half from their saved state, up to the full budget; adaptive: all train in small "
+                        "increments from their saved state, a candidate stops when the trusted fitness shows it "
+                        "clearly behind or the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
+                        "it, the last one trains the full budget; full: every candidate gets it all")
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
@@ -134,12 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (halving vs full training), "
+    p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (adaptive, halving, full training), "
                        "evolve (evolve's speed against its trainer's)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
-                                   "schedule: the same candidates under --schedule full and halving: env-steps "
-                                   "spent and best trusted fitness of each. "
+                                   "schedule: the same candidates under --schedule full, halving and adaptive: "
+                                   "env-steps spent (share of full's), best trusted fitness and its gap to full's "
+                                   "best, per seed and median. "
                                    "evolve: in one run, interleaved, the trainer alone with every core vs evolve "
                                    "generations (K candidates x --steps, full schedule with and without video; "
                                    "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
@@ -153,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=None,
                    help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
                         "suite: every task's budget instead of its own (quick runs)")
-    p.add_argument("--seeds", type=positive_int, default=3, help="learning: number of seeds, 0..N-1 (default 3; PPO's seed-to-seed "
-                   "spread on HalfCheetah is wide, 10 tell the medians apart far better); suite: final training seeds per method "
-                   "(default 3)")
+    p.add_argument("--seeds", type=positive_int, default=None, help="learning: number of seeds, 0..N-1 (default 3; PPO's "
+                   "seed-to-seed spread on HalfCheetah is wide, 10 tell the medians apart far better); schedule: "
+                   "number of run seeds, --seed..--seed+N-1, each with its own proposals (default 1; rows per seed "
+                   "and medians); suite: final training seeds per method (default 3)")
     p.add_argument("--samples", type=positive_int, default=None, help="schedule: candidates (default 8); evolve: "
                    "candidates per generation (default 4); suite: candidates per generation (default 4)")
     p.add_argument("--repeats", type=positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
@@ -168,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "1 evaluation episode) that checks the benchmark works, not the machine")
     p.add_argument("--schedule-steps", type=positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="schedule: where the runs are kept (default: a new temporary directory)")
+    p.add_argument("--schedules", default=None,
+                   help="schedule: which schedules, comma-separated (default full,halving,adaptive; the shares and "
+                        "gaps need full)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
     p.add_argument("--tasks", default=None, metavar="T,T,...",
                    help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "

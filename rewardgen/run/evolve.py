@@ -11,7 +11,6 @@ from __future__ import annotations
 from rewardgen.errors import UserError, flatten
 
 import base64
-import math
 import shutil
 import sys
 import threading
@@ -33,6 +32,9 @@ from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dir
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
+from rewardgen.run.schedule import (HALVING_RUNGS, SCHEDULES, Evaluation, adaptive_decision,  # noqa: F401
+                                    merge_training_stats, planned_env_steps, rung_fractions, schedule_plan,
+                                    survivors)
 
 
 TRAINERS = ("ppo", "sb3")
@@ -57,8 +59,13 @@ class EvolveConfig:
     :param steps: training env-steps per candidate; None uses the task's default.
     :param seed: seeds proposals, training and evaluation.
     :param workers: candidates trained at once; None sizes it to the machine's cores.
-    :param schedule: "halving" (train all for a fifth of the budget, keep the best 3/8, continue them
-        from their saved state to half the budget, keep the best third, finish those) or "full" (every candidate gets the full budget).
+    :param schedule: "adaptive" (all train in increments of 1/40 of the budget, each continuing from
+        its saved state; after each increment the trusted fitness drops candidates that are clearly
+        behind, and the generation's step budget, ``adaptive_total_steps``, drops the worst when it
+        cannot carry them all; the last one trains the full budget: ``rewardgen.run.schedule``),
+        "halving" (train all for a fifth of the budget, keep the best 3/8, continue them from their
+        saved state to half the budget, keep the best third, finish those) or "full" (every candidate
+        gets the full budget).
     :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
     :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
     :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
@@ -139,8 +146,8 @@ class EvolveConfig:
             raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
         if self.mode not in ("code", "params"):
             raise ConfigError(f"--mode must be code or params, got {self.mode!r}")
-        if self.schedule not in ("full", "halving"):
-            raise ConfigError(f"--schedule must be full or halving, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.trainer not in TRAINERS:
             raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
 
@@ -185,52 +192,6 @@ def resolve_proposer(config: EvolveConfig) -> str:
 
         return "openai" if llm_configured(config.base_url) else "offline"
     return config.llm
-
-
-#: (budget fraction, share of the rung's candidates that continue) for the "halving" schedule
-HALVING_RUNGS = [(0.2, 0.375), (0.5, 1 / 3), (1.0, 0.0)]
-
-
-def rung_fractions(samples: int, schedule: str) -> list[float]:
-    """Budget fractions of the rungs: ``[1.0]`` for "full"; for "halving", HALVING_RUNGS' fractions.
-
-    The first rung is a fifth of the budget: shorter slices (1/8) ranked halfcheetah candidates by
-    noise (docs/benchmarks.md). With K=8 the schedule spends 3 of 8 full budgets (37.5%)."""
-    if schedule == "full" or samples <= 1:
-        return [1.0]
-    return [f for f, _ in HALVING_RUNGS]
-
-
-def survivors(count: int, rung: int) -> int:
-    """How many of ``count`` ranked candidates continue after ``rung`` (at least one)."""
-    share = HALVING_RUNGS[min(rung, len(HALVING_RUNGS) - 1)][1]
-    return max(1, math.ceil(count * share))
-
-
-def schedule_plan(count: int, steps: int, fractions: list[float]) -> list[dict]:
-    """Each rung's target env-steps and how many of ``count`` candidates are expected to train in it
-    (all of them ok); the progress display estimates the time left from it."""
-    plan, alive = [], count
-    for r, fraction in enumerate(fractions):
-        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
-        alive = survivors(alive, r) if alive else 0
-    return plan
-
-
-def merge_training_stats(rungs: list[dict]) -> dict:
-    """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
-    merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
-                              "reward_fitness_correlation": None}
-    for rung in rungs:
-        stats = rung.get("training") or {}
-        offset = int(rung.get("env_steps_total") or 0) - int(rung.get("env_steps") or 0)
-        for name, points in (stats.get("components") or {}).items():
-            merged["components"].setdefault(name, []).extend(dict(p, step=p["step"] + offset) for p in points)
-        merged["total_reward"] += [dict(p, step=p["step"] + offset) for p in stats.get("total_reward") or []]
-        merged["episodes"] += [dict(p, step=p["step"] + offset) for p in stats.get("episodes") or []]
-        merged["num_episodes"] += int(stats.get("num_episodes") or 0)
-        merged["reward_fitness_correlation"] = stats.get("reward_fitness_correlation")
-    return merged
 
 
 def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
@@ -380,10 +341,11 @@ class Evolution:
                     done += int(m.get("steps_spent") or 0) if m.get("status") == "ok" else 0
                     continue
                 left += 1
-                for r in range(3):
-                    rung = self._rung(g, c, r) if gen is not None else None
-                    if rung and rung.get("status") == "ok":
+                r = 0
+                while gen is not None and (rung := self._rung(g, c, r)) is not None:
+                    if rung.get("status") == "ok":
                         done += int(rung.get("env_steps") or 0)
+                    r += 1
         from rewardgen.run.executors import usable_cores
 
         cores_used = usable_cores() if self.config.executor == "local" else max(1, k)
@@ -485,8 +447,11 @@ class Evolution:
         todo = [c for c in range(n) if self.store.read_metrics(g, c) is None]
         fractions = rung_fractions(n, self.config.schedule)
         self.progress.event("generation_started", generation=g, candidates=n, pending=todo, steps=self.steps,
-                            schedule=self.config.schedule, plan=schedule_plan(len(todo), self.steps, fractions))
-        if todo:
+                            schedule=self.config.schedule,
+                            plan=schedule_plan(len(todo), self.steps, fractions, self.config.schedule))
+        if todo and self.config.schedule == "adaptive" and n > 1:
+            self._run_adaptive(g, n)
+        elif todo:
             self._run_rungs(g, n, fractions)
         self._record_generation(g, n, resumed=not todo)
 
@@ -528,6 +493,43 @@ class Evolution:
             participants = keep
             if not participants:
                 return
+
+    def _run_adaptive(self, g: int, n: int) -> None:
+        """The adaptive schedule: rung after rung, ``adaptive_decision`` picks who trains the next
+        increment from the trusted fitness of the rungs before it. Each decision is recomputed from the
+        ``rung-R.json`` records written before that rung, so a resumed run takes the same decisions and
+        trains only the slices whose record is missing."""
+        workers = n if self.config.executor == "ray" else (self.config.workers or default_candidate_workers(n))
+        longest = len(rung_fractions(n, "adaptive")) + 2  # every rung adds an increment: a safe bound
+        for r in range(longest + 1):
+            history = [[Evaluation.from_rung(self._rung(g, c, q)) for q in range(r) if self._rung(g, c, q)]
+                       for c in range(n)]
+            decision = adaptive_decision(history, self.steps, scale=self.task.success_threshold)
+            for c in decision.failed:
+                self._seal(g, c, r - 1, "failed")
+            for c in decision.dropped:
+                self._seal(g, c, r - 1, "eliminated")
+            for c in decision.finished:
+                self._seal(g, c, r - 1, "final")
+            if not decision.train:
+                return
+            if r == longest:
+                raise RuntimeError(f"adaptive schedule of generation {g} did not finish in {longest} rungs")
+            pending = [c for c in sorted(decision.train) if self._rung(g, c, r) is None]
+            if r:
+                self.progress.event("rung_finished", generation=g, rung=r - 1, rungs=longest,
+                                    continuing=sorted(decision.train), next_target=max(decision.train.values()))
+            if not pending:
+                continue
+            slots = threading.BoundedSemaphore(min(workers, len(pending)))
+            with ThreadPoolExecutor(max_workers=min(2 * workers, len(pending)), thread_name_prefix="candidate") as pool:
+                threads = self.executor.cpu_threads(min(workers, len(pending)))
+                # the slice that reaches the full budget is its candidate's last: no state kept, video queued
+                futures = [pool.submit(self._slice, g, c, r, decision.train[c],
+                                       r + 1 if decision.train[c] >= self.steps else longest, threads, slots)
+                           for c in pending]
+                for fut in futures:
+                    fut.result()
 
     def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
         return read_json(self.store.cand_dir(g, c) / rung_file(r))
@@ -792,17 +794,6 @@ class Evolution:
 GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
 #: seconds per candidate besides its env-steps assumed before anything was measured
 GUESSED_OVERHEAD_S = 1.5
-
-
-def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
-    """Env-steps one generation trains when every candidate succeeds (halving: the rungs' shares)."""
-    fractions = rung_fractions(samples, schedule)
-    total, alive, before = 0, samples, 0.0
-    for r, f in enumerate(fractions):
-        total += alive * int(round(steps * (f - before)))
-        before = f
-        alive = survivors(alive, r)
-    return total
 
 
 class Estimate:
