@@ -14,7 +14,9 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.inspect.debug import DebugReport, debug_reward
 from rewardgen.inspect.export import export_reward, parse_candidate
 from rewardgen.inspect.report import write_report
-from rewardgen.run.evolve import Evolution, EvolveConfig, Progress, start_run, train_file
+from rewardgen.run.evolve import Evolution, start_run, train_file
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.progress import Progress
 from rewardgen.run.evolve import resume as _resume
 from rewardgen.sandbox.check import CheckVerdict, check_reward
 from rewardgen.store import RunStore
@@ -32,7 +34,7 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
     :param samples: candidates per generation (K). :param generations: generations to run.
     :param steps: training budget per candidate (env-steps); None: the task's default.
     :param progress: receives ``event(kind, **data)`` as the run goes (None: silent).
-    :param options: any other ``rewardgen.run.evolve.EvolveConfig`` field (``llm``, ``schedule``,
+    :param options: any other ``rewardgen.run.config.EvolveConfig`` field (``llm``, ``schedule``,
         ``workers``, ``video``, ...).
     :returns: the run summary (``run_dir``, ``best``, one entry per generation).
     """

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import cli, last_json
-from rewardgen.run.evolve import EvolveConfig, Evolution, start_run
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.tasks.fitness import FitnessError
 from rewardgen.proposers.params import render_params, reward_template
 from rewardgen.proposers.base import ProposalContext

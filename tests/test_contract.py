@@ -9,7 +9,8 @@ import pytest
 
 from conftest import GOOD_PENDULUM_REWARD, cli, last_json
 from rewardgen.evaluate.evaluator import evaluate_policy
-from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.proposers.base import Proposal
 from rewardgen.tasks.spec import get_task

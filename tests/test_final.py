@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rewardgen.run.evolve import EvolveConfig, start_run
+from rewardgen.run.evolve import start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.run.final import FinalEvaluationError, normalised_scores, final_evaluation, read_final
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.store import RunStore, RunStoreError, atomic_write_text

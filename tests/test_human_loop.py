@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 from llm_server import ScriptedServer
 from rewardgen.run import feedback
-from rewardgen.run.evolve import Evolution, EvolveConfig, resume, start_run
+from rewardgen.run.evolve import Evolution, resume, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.store import RunStore
 
 PENDULUM = '''```python

@@ -25,7 +25,8 @@ import pytest
 import torch
 
 from rewardgen.contract.reward import load_reward
-from rewardgen.run.evolve import Evolution, EvolveConfig, resume, start_run
+from rewardgen.run.evolve import Evolution, resume, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.run.executors import LocalExecutor
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError
 from rewardgen.proposers.base import Proposal

@@ -20,7 +20,8 @@ import pytest
 from conftest import GOOD_PENDULUM_REWARD, ROOT, cli, last_json
 from rewardgen.proposers.base import Proposal
 from rewardgen.tasks.spec import get_task
-from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.run.schedule import (ADAPTIVE_GAP, Evaluation, adaptive_decision, adaptive_total_steps, rung_fractions,
                                     schedule_plan)
 

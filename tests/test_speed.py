@@ -13,7 +13,8 @@ import pytest
 
 from conftest import GOOD_PENDULUM_REWARD
 from rewardgen.sandbox.check import verdict_from_result
-from rewardgen.run.evolve import Evolution, EvolveConfig, planned_env_steps, start_run
+from rewardgen.run.evolve import Evolution, planned_env_steps, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.proposers.base import Proposal
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.tasks.spec import get_task

@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.config import EvolveConfig
 from rewardgen.run.step import ppo_worlds
 from rewardgen.run.executors import usable_cores
 from rewardgen.proposers import ProposalContext, get_proposer

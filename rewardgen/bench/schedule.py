@@ -13,7 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rewardgen.run.evolve import Evolution, EvolveConfig, Progress, start_run
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.tasks.spec import get_task
 

@@ -249,7 +249,7 @@ class Suite:
         _emit(self.progress, "suite_started", tasks=list(self.config.tasks), done=[t for t in self.config.tasks
                                                                                   if t not in todo],
               out=str(self.out))
-        from rewardgen.run.evolve import effective_trainer
+        from rewardgen.run.config import effective_trainer
 
         for t in todo:  # say up front what will take far longer than the estimate assumes
             _, note = effective_trainer(self.tasks[t], "ppo")
@@ -271,7 +271,8 @@ class Suite:
         return result
 
     def _run_task(self, i: int, task_id: str) -> None:
-        from rewardgen.run.evolve import Evolution, EvolveConfig, start_run
+        from rewardgen.run.evolve import Evolution, start_run
+        from rewardgen.run.config import EvolveConfig
         from rewardgen.run.final import final_evaluation
         from rewardgen.store import RunStore
 

@@ -73,7 +73,7 @@ def task_named(name: str):
 
 
 def config_from_args(args):
-    from rewardgen.run.evolve import EvolveConfig
+    from rewardgen.run.config import EvolveConfig
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
                                          "schedule", "mode", "interactive", "executor", "ray_address", "sim",

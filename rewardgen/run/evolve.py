@@ -8,7 +8,7 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, flatten
+from rewardgen.errors import flatten
 
 import base64
 import shutil
@@ -16,12 +16,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
+from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
+from rewardgen.run.progress import Estimate, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
@@ -37,139 +39,9 @@ from rewardgen.run.schedule import (HALVING_RUNGS, SCHEDULES, Evaluation, adapti
                                     survivors)
 
 
-TRAINERS = ("ppo", "sb3")
-
-
-class ConfigError(UserError):
-    """A run setting that makes no sense (e.g. a non-positive count); the message is for the user."""
-
-
 class EndpointFailure(RuntimeError):
     """A generation got no usable candidate because every LLM request failed; the run stops
     (status "failed", its ``error`` in run.json) and ``resume`` asks that generation again."""
-
-
-@dataclass
-class EvolveConfig:
-    """Settings of one run (stored in ``run.json``; ``resume`` reuses them).
-
-    :param task: task id (``rewardgen tasks``) or path to a task YAML file.
-    :param samples: candidates per generation (K).
-    :param generations: number of generations (G).
-    :param steps: training env-steps per candidate; None uses the task's default.
-    :param seed: seeds proposals, training and evaluation.
-    :param workers: candidates trained at once; None sizes it to the machine's cores.
-    :param schedule: "adaptive" (all train in increments of 1/40 of the budget, each continuing from
-        its saved state; after each increment the trusted fitness drops candidates that are clearly
-        behind, and the generation's step budget, ``adaptive_total_steps``, drops the worst when it
-        cannot carry them all; the last one trains the full budget: ``rewardgen.run.schedule``),
-        "halving" (train all for a fifth of the budget, keep the best 3/8, continue them from their
-        saved state to half the budget, keep the best third, finish those) or "full" (every candidate
-        gets the full budget).
-    :param trainer: training algorithm run in the worker: "ppo" (rewardgen's batched PPO) or "sb3".
-    :param proposer: who writes rewards: "offline" or "openai"; ``llm`` picks it when the run starts.
-    :param llm: "auto" (the LLM when OPENAI_API_KEY, OPENAI_BASE_URL or ``base_url`` is set, else
-        offline), "openai" or "offline".
-    :param model: LLM model name.
-    :param base_url: OpenAI-compatible endpoint; None uses OPENAI_BASE_URL or OpenAI's.
-    :param temperature: LLM sampling temperature.
-    :param llm_timeout: seconds per LLM request before the client retries.
-    :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
-    :param prompts: directory of Jinja2 templates overriding ``prompts/``.
-    :param replay: a past run directory whose recorded LLM answers are replayed (no network).
-    :param executor: "local" (worker processes on this machine) or "ray" (Ray tasks on a cluster).
-    :param ray_address: the Ray cluster to join (None starts or finds a local one).
-    :param sim: batched simulator of the ppo trainer: "cpu" (mujoco.rollout) or "warp" (MuJoCo Warp).
-    :param device: torch / Warp device for training ("cpu", "cuda", "cuda:1").
-    :param video: render each finished candidate's policy to ``video.mp4`` (``--no-video`` skips it).
-    :param interactive: pause after each generation for feedback in the terminal (``--interactive``).
-    :param mode: "code" (proposers write free reward code) or "params" (they fill the weights and
-        targets of a reward template built from the schema, Language-to-Rewards style).
-    :param num_envs: simulated worlds per training batch; None uses the trainer's default.
-    :param timeout: wall-clock seconds per candidate's training; None derives it from ``steps``.
-    :param eval_episodes: trusted evaluation episodes; None uses the task's default.
-    :param check_steps: env-steps of the smoke run that checks a candidate before training.
-    :param memory_gb: address-space limit of each worker.
-    """
-
-    task: str
-    samples: int = 4
-    generations: int = 3
-    steps: int | None = None
-    seed: int = 0
-    workers: int | None = None
-    trainer: str = "ppo"
-    schedule: str = "halving"
-    proposer: str = "offline"
-    llm: str = "auto"
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    temperature: float = 1.0
-    llm_timeout: float = 120.0
-    critic: str = "sandbox"
-    prompts: str | None = None
-    replay: str | None = None
-    mode: str = "code"
-    video: bool = True
-    interactive: bool = False
-    executor: str = "local"
-    ray_address: str | None = None
-    sim: str = "cpu"
-    device: str = "cpu"
-    num_envs: int | None = None
-    timeout: float | None = None
-    eval_episodes: int | None = None
-    check_steps: int = 256
-    memory_gb: float = 8.0
-
-    def validate(self) -> None:
-        for name in ("samples", "generations", "check_steps"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("steps", "workers", "timeout", "eval_episodes", "num_envs"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-        if self.llm not in ("auto", "openai", "offline"):
-            raise ConfigError(f"--llm must be auto, openai or offline, got {self.llm!r}")
-        if self.critic not in ("sandbox", "llm"):
-            raise ConfigError(f"--critic must be sandbox or llm, got {self.critic!r}")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ConfigError(f"--temperature must be between 0 and 2, got {self.temperature}")
-        if self.prompts and not Path(self.prompts, "system.j2").is_file():
-            raise ConfigError(f"--prompts {self.prompts}: no system.j2 there (copy prompts/ and edit it)")
-        if self.sim not in ("cpu", "warp"):
-            raise ConfigError(f"--sim must be cpu or warp, got {self.sim!r}")
-        if self.sim == "warp" and self.trainer != "ppo":
-            raise ConfigError("--sim warp needs --trainer ppo")
-        if self.executor not in ("local", "ray"):
-            raise ConfigError(f"--executor must be local or ray, got {self.executor!r}")
-        if self.mode not in ("code", "params"):
-            raise ConfigError(f"--mode must be code or params, got {self.mode!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.trainer not in TRAINERS:
-            raise ConfigError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}")
-
-    def budget(self, task: Task) -> int:
-        """Env-steps of one full training: ``steps``, else the task's default (the one place it is decided)."""
-        return int(self.steps or task.default_steps)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> "EvolveConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-
-class Progress(Protocol):
-    """Receives events as the run goes (the CLI shows them; tests may record them)."""
-
-    def event(self, kind: str, **data: Any) -> None: ...
-
-
-class SilentProgress:
-    def event(self, kind: str, **data: Any) -> None:
-        pass
 
 
 @dataclass
@@ -181,28 +53,6 @@ class CandidateOutcome:
     error: str | None = None
     success: bool = False
     extra: dict = field(default_factory=dict)
-
-
-def resolve_proposer(config: EvolveConfig) -> str:
-    """Which proposer ``--llm`` means here and now: "openai" or "offline"."""
-    if config.replay:
-        return "openai"
-    if config.llm == "auto":
-        from rewardgen.proposers.client import llm_configured
-
-        return "openai" if llm_configured(config.base_url) else "offline"
-    return config.llm
-
-
-def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
-    """The trainer that can run ``task``: ppo's batched simulator covers the tasks whose env rules it
-    reproduces; other tasks train with sb3 (and a note saying so)."""
-    if trainer != "ppo":
-        return trainer, None
-    from rewardgen.sim.gym_rules import unsupported_reason
-
-    reason = unsupported_reason(task)
-    return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
 
 
 def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: Task | None = None) -> RunStore:
@@ -777,54 +627,10 @@ class Evolution:
             self.progress.event("warning", message=f"report not written: {exc}")
             return None
 
-    def _write_report(self):
-        try:
-            return write_report(self.store.path)
-        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
-            self.progress.event("warning", message=f"report not written: {exc}")
-            return None
-
     def summary(self) -> dict:
         run = self.store.read_run()
         return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
                 "best": run.get("best"), "generations": run.get("generations", [])}
-
-
-#: env-steps/s per core assumed before anything was measured (the first finished slice replaces it)
-GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
-#: seconds per candidate besides its env-steps assumed before anything was measured
-GUESSED_OVERHEAD_S = 1.5
-
-
-class Estimate:
-    """How long the run will take: planned env-steps over a rate, refined as slices finish.
-
-    Up front (``basis`` "guess") the rate is ``GUESSED_STEPS_PER_CORE`` times the cores plus
-    ``GUESSED_OVERHEAD_S`` per candidate; once this process has trained something, the rate is what
-    it measured: env-steps trained here over the wall time since it started (overheads included)."""
-
-    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int):
-        self.planned, self.done, self.here = int(planned), int(done), 0
-        self.candidates_left = candidates_left
-        self.guess_rate = GUESSED_STEPS_PER_CORE.get(trainer, 1_500.0) * max(1, cores)
-        self.started = time.monotonic()
-        self.lock = threading.Lock()
-
-    def add(self, env_steps: int) -> None:
-        with self.lock:
-            self.done += int(env_steps)
-            self.here += int(env_steps)
-
-    def fields(self) -> dict[str, Any]:
-        with self.lock:
-            elapsed = time.monotonic() - self.started
-            left_steps = max(0, self.planned - self.done)
-            if self.here > 0 and elapsed > 0:
-                left, basis = left_steps * elapsed / self.here, "measured"
-            else:
-                left, basis = left_steps / self.guess_rate + self.candidates_left * GUESSED_OVERHEAD_S, "guess"
-            return {"seconds_left": round(left, 1), "seconds_total": round(elapsed + left, 1), "basis": basis,
-                    "env_steps_planned": self.planned, "env_steps_done": self.done}
 
 
 class _Slot:

@@ -88,7 +88,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
     config = run.get("config") or {}
     episodes = episodes or config.get("eval_episodes") or task.eval_episodes
-    from rewardgen.run.evolve import EvolveConfig, effective_trainer
+    from rewardgen.run.config import EvolveConfig, effective_trainer
 
     run_config = EvolveConfig.from_dict(config | {"task": task.id})
     steps = int(steps or run_config.budget(task))
