@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local (default): worker processes here; ray: each candidate a Ray task (rewardgen[ray])")
     p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
     p.add_argument("--schedule", choices=["halving", "adaptive", "full"], default="halving",
-                   help="halving (default): train all candidates for a slice of the budget, continue the better "
-                        "half from their saved state, up to the full budget; adaptive: all train in small "
+                   help="halving (default): train all candidates to a fifth of the budget, continue the best 3/8 "
+                        "(trusted fitness) from their saved state to half, then the best third to the full budget; adaptive: all train in small "
                         "increments from their saved state, a candidate stops when the trusted fitness shows it "
                         "clearly behind or the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
                         "it, the last one trains the full budget; full: every candidate gets it all")

@@ -307,8 +307,8 @@ class Evolution:
 
     # ----- the schedule: rungs of a growing budget; survivors continue from their saved state
     def _run_rungs(self, g: int, n: int, fractions: list[float]) -> None:
-        """Train every candidate to ``fractions[0]`` of the budget, keep the better half (by trusted
-        fitness), continue those to the next fraction, ... A candidate's fate is sealed in
+        """Train every candidate to ``fractions[0]`` of the budget, keep the share ``HALVING_RUNGS`` says
+        (the best 3/8, then a third of those, by trusted fitness), continue them to the next fraction, ... A candidate's fate is sealed in
         ``metrics.json`` when it fails, is eliminated, or finishes the last rung. Every slice is
         recorded in ``rung-R.json``, so a resumed run recomputes the same survivors."""
         participants = list(range(n))
