@@ -32,7 +32,7 @@ import torch
 from mujoco import _rollout
 
 from rewardgen.contract.state import State
-from rewardgen.sim.gym_rules import StepResult, init_from_env
+from rewardgen.sim.gym_rules import StepResult, init_from_env, observation_rules
 from rewardgen.tasks.spec import Task
 
 _S = mujoco.mjtSensor
@@ -204,20 +204,8 @@ class BatchSim:
     # ------------------------------------------------------------------------------------------
     # per-env rules (gymnasium/envs/mujoco/*_v5.py)
     def _setup_env_rules(self) -> None:
-        u, m = self.u, self.model
-        k = self.kind
-        self._excl = 0
-        if k in ("HalfCheetahEnv", "HopperEnv", "Walker2dEnv"):
-            self._excl = 1 if u._exclude_current_positions_from_observation else 0
-        elif k == "AntEnv":
-            self._excl = 2 if u._exclude_current_positions_from_observation else 0
-            self._cfrc_in_obs = bool(u._include_cfrc_ext_in_observation)
-            mb = u._main_body
-            self._main_body = mb if isinstance(mb, int) else mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, mb)
-        elif k == "MjcfEnv":
-            self._excl = u._skip
-        elif k not in ("InvertedPendulumEnv", "ReacherEnv"):
-            raise ValueError(f"BatchSim does not know the rules of {k}")
+        m, k = self.model, self.kind
+        observation_rules(self)
         if k == "ReacherEnv":
             self._fingertip = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
             self._target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")

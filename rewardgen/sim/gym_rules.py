@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 
 from rewardgen.tasks.spec import Task
@@ -53,6 +54,25 @@ def init_from_env(sim, task: Task) -> None:
     sim.episode_length, sim.schema = int(task.episode_length), task.schema
     sim.act_dim, sim.obs_dim = int(env.action_space.shape[0]), int(env.observation_space.shape[0])
     sim.nq, sim.nv, sim.nu = u.model.nq, u.model.nv, u.model.nu
+
+
+def observation_rules(sim) -> None:
+    """Set on a batched simulator (after ``init_from_env``) how the env builds its observation:
+    ``_excl`` (leading qpos entries left out), ``_cfrc_in_obs`` (Ant: contact forces included) and
+    ``_main_body`` (Ant: the body whose forces count). ValueError for an env class not modelled."""
+    u, k = sim.u, sim.kind
+    sim._excl, sim._cfrc_in_obs = 0, False
+    if k in ("HalfCheetahEnv", "HopperEnv", "Walker2dEnv"):
+        sim._excl = 1 if u._exclude_current_positions_from_observation else 0
+    elif k == "AntEnv":
+        sim._excl = 2 if u._exclude_current_positions_from_observation else 0
+        sim._cfrc_in_obs = bool(u._include_cfrc_ext_in_observation)
+        mb = u._main_body
+        sim._main_body = mb if isinstance(mb, int) else mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, mb)
+    elif k == "MjcfEnv":
+        sim._excl = int(u._skip)
+    elif k not in ("InvertedPendulumEnv", "ReacherEnv"):
+        raise ValueError(f"batched simulation does not know the rules of {k}")
 
 
 @dataclass

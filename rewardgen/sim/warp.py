@@ -51,7 +51,7 @@ import numpy as np
 import torch
 
 from rewardgen.sim.cpu import BatchSim
-from rewardgen.sim.gym_rules import StepResult, init_from_env
+from rewardgen.sim.gym_rules import StepResult, init_from_env, observation_rules
 from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
 
@@ -216,18 +216,8 @@ class WarpSim:
     # ------------------------------------------------------------------------------------------
     # per-env rules: the same as BatchSim's (gymnasium/envs/mujoco/*_v5.py), in torch
     def _setup_env_rules(self) -> None:
-        u, m, k = self.u, self.model, self.kind
-        self._excl = 0
-        self._cfrc_in_obs = False
-        if k in ("HalfCheetahEnv", "HopperEnv"):
-            self._excl = 1 if u._exclude_current_positions_from_observation else 0
-        elif k == "AntEnv":
-            self._excl = 2 if u._exclude_current_positions_from_observation else 0
-            self._cfrc_in_obs = bool(u._include_cfrc_ext_in_observation)
-            mb = u._main_body
-            self._main_body = mb if isinstance(mb, int) else mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, mb)
-        elif k == "MjcfEnv":
-            self._excl = int(u._skip)
+        m, k = self.model, self.kind
+        observation_rules(self)
         if k == "ReacherEnv":
             self._fingertip = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
             self._target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")
