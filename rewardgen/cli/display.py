@@ -132,7 +132,10 @@ class RichProgress:
         left = getattr(self, "_estimate", None)
         extra += f", ~{duration(left[0])} left" if left and left[1] == "measured" else ""
         how = ""
-        if plan and len(plan) > 1:
+        if plan and len(plan) > 1 and schedule == "adaptive":
+            how = (f" under the adaptive schedule: all train in increments of {human_steps(plan[0]['target'])}, "
+                   f"those clearly behind stop early, {len(plan)} rungs at most")
+        elif plan and len(plan) > 1:
             how = (" under successive halving: all train to " + human_steps(plan[0]["target"]) + ", the best "
                    + ", then ".join(f"{p['candidates']} go{'es' if p['candidates'] == 1 else ''} on to "
                                     f"{human_steps(p['target'])}" for p in plan[1:]))
@@ -296,7 +299,7 @@ def summary_table(summary: dict, budget: int | None = None):
             fit = "" if cand["fitness"] is None else f"{cand['fitness']:.4g}{mark}"
             trained = f"{human_steps(cand['env_steps'])} steps" if cand.get("env_steps") else ""
             if cand.get("fate") == "eliminated":
-                trained += " (cut by halving)"
+                trained += " (cut early by the schedule)"
             cells = [str(gen["generation"]), str(cand["candidate"]), term(cand["status"]), fit,
                      "yes" if cand.get("success") else "", trained]
             table.add_row(*cells, *([one_line(cand.get("error"), 120)] if errors else []))

@@ -80,7 +80,8 @@ def fate_text(metrics: dict | None, budget: Any) -> str:
     of = f" of {count(budget)}" if budget else ""
     fate = m.get("fate")
     if fate == "eliminated":
-        return f"cut by halving after rung {m.get('rungs', '?')}: trained {count(steps)}{of} env-steps"
+        by = "the adaptive schedule" if m.get("schedule") == "adaptive" else "halving"
+        return f"cut by {by} after rung {m.get('rungs', '?')}: trained {count(steps)}{of} env-steps"
     if fate == "failed" or m.get("status", "unknown") != "ok":
         return f"failed ({m.get('status', 'unknown')}) after {count(steps or 0)}{of} env-steps"
     if fate == "final":

@@ -239,6 +239,11 @@ SCHEDULE_TEXT = {
                 "best 3/8 continue (from their saved state) to half the budget, the best third of those to the "
                 "full budget. A candidate cut early trained fewer env-steps: its fitness is measured at that "
                 "smaller budget."),
+    "adaptive": ("Adaptive schedule: every candidate trains in increments of 1/40 of the budget from its saved "
+                 "state and is evaluated after each; one clearly behind on trusted fitness at two evaluations "
+                 "in a row stops, and when the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
+                 "everyone the worst stop; the last one left trains the full budget. A candidate stopped early "
+                 "trained fewer env-steps: its fitness is measured at that smaller budget."),
     "full": "Full schedule: every candidate trains the full budget.",
 }
 
