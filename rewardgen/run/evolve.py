@@ -548,15 +548,14 @@ class Evolution:
     def _video(self, g: int, c: int) -> dict:
         """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays),
         in a process forked from the zygote at idle priority."""
-        from rewardgen.sandbox.trusted import run_json_module
         from rewardgen.evaluate.video import video_path
+        from rewardgen.sandbox.trusted import render_video
 
         d = self.store.cand_dir(g, c)
         self.progress.event("rendering_video", generation=g, candidate=c)
-        job = {"task": self.task.to_dict(), "policy_path": str((d / POLICY_FILE).resolve()),
-               "path": str(video_path(d).resolve()), "seed": self.eval_seed}
         try:
-            info = run_json_module("rewardgen.evaluate.video", job, 600.0, "rendering", env={"MUJOCO_GL": "egl"}, idle=True)
+            info = render_video(self.task, (d / POLICY_FILE).resolve(), video_path(d).resolve(), self.eval_seed,
+                                timeout=600.0, idle=True)
             return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames"),
                     "render_seconds": info.get("render_seconds")}
         except (RuntimeError, ValueError, OSError) as exc:

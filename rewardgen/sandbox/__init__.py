@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["Jail", "JailError", "JailOptions", "WorkerLimits", "WorkerResult", "run_worker", "worker_env",
-           "run_trusted_evaluation", "render_in_child"]
+           "run_trusted_evaluation", "render_video", "render_in_child"]
 _FROM = {"Jail": "jail", "JailError": "jail", "JailOptions": "jail", "WorkerLimits": "process",
          "WorkerResult": "process", "run_worker": "process", "worker_env": "process",
-         "run_trusted_evaluation": "trusted", "render_in_child": "trusted"}
+         "run_trusted_evaluation": "trusted", "render_video": "trusted", "render_in_child": "trusted"}
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,8 @@
 
 They read files a worker produced (a policy), so they get limits of their own (address space, no
 core dumps, death with the parent) and no secrets in their environment; they run trusted rewardgen
-code only. ``run_trusted_evaluation`` and ``render_in_child`` are the two calls; ``run_json_module``
-is how either runs (forked from this command's zygote when there is one).
+code only. ``run_trusted_evaluation`` and ``render_video`` (``render_in_child`` for a policy in memory)
+are the calls; ``run_json_module`` is how each runs (forked from this command's zygote when there is one).
 """
 
 from __future__ import annotations
@@ -150,24 +150,35 @@ def _run_forked(module: str, data: bytes, env: dict[str, str], rlimits: list, ti
     return returncode, b"".join(chunks[1]), b"".join(chunks[2])
 
 
-def render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None = None,
-                    width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
-                    timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
-    """``rewardgen.evaluate.video.render_rollout`` in a confined child with ``MUJOCO_GL=egl``: for a
-    process whose mujoco chose a windowed backend, and for rendering nobody waits on (``idle``).
+def render_video(task: Task, policy_path: Path, path: Path, seed: int, max_steps: int | None = None,
+                 width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
+                 timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
+    """``rewardgen.evaluate.video.render_rollout`` of the policy file at ``policy_path``, in a confined
+    child with ``MUJOCO_GL=egl``; ``idle``: at the lowest CPU priority, for videos nobody waits on.
 
     :raises VideoError: rendering or encoding failed (no file is left at ``path``)."""
     from rewardgen.evaluate.video import VideoError
 
+    job = {"task": task.to_dict(), "policy_path": str(policy_path), "path": str(path), "seed": seed,
+           "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
+    try:
+        return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering", env={"MUJOCO_GL": "egl"},
+                               idle=idle)
+    except RuntimeError as exc:
+        raise VideoError(str(exc)) from None
+
+
+def render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None = None,
+                    width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
+                    timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
+    """``render_video`` of a policy held in memory (for a process whose mujoco chose a windowed
+    backend): the policy goes to a temp file beside ``path`` for the child to read.
+
+    :raises VideoError: rendering or encoding failed (no file is left at ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(prefix=".policy.", suffix=".npz", dir=path.parent) as pol:
         pol.write(export.to_bytes())
         pol.flush()
-        job = {"task": task.to_dict(), "policy_path": pol.name, "path": str(path), "seed": seed,
-               "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
-        try:
-            return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering",
-                                   env={"MUJOCO_GL": "egl"}, idle=idle)
-        except RuntimeError as exc:
-            raise VideoError(str(exc)) from None
+        return render_video(task, Path(pol.name), path, seed, max_steps, width, height, fps, max_seconds, timeout,
+                            idle)
