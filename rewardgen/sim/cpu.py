@@ -204,11 +204,8 @@ class BatchSim:
     # ------------------------------------------------------------------------------------------
     # per-env rules (gymnasium/envs/mujoco/*_v5.py)
     def _setup_env_rules(self) -> None:
-        m, k = self.model, self.kind
         observation_rules(self)
-        if k == "ReacherEnv":
-            self._fingertip = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
-            self._target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")
+        m = self.model
         # Index arrays for the State's derived fields in the probe's sensordata
         sc, sl = self.schema, self._probe
         nb = len(sc.body_ids)

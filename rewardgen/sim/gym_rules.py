@@ -58,8 +58,9 @@ def init_from_env(sim, task: Task) -> None:
 
 def observation_rules(sim) -> None:
     """Set on a batched simulator (after ``init_from_env``) how the env builds its observation:
-    ``_excl`` (leading qpos entries left out), ``_cfrc_in_obs`` (Ant: contact forces included) and
-    ``_main_body`` (Ant: the body whose forces count). ValueError for an env class not modelled."""
+    ``_excl`` (leading qpos entries left out), ``_cfrc_in_obs`` (Ant: contact forces included),
+    ``_main_body`` (Ant: the body whose forces count), ``_fingertip``/``_target`` (Reacher: the bodies
+    whose offset it observes). ValueError for an env class not modelled."""
     u, k = sim.u, sim.kind
     sim._excl, sim._cfrc_in_obs = 0, False
     if k in ("HalfCheetahEnv", "HopperEnv", "Walker2dEnv"):
@@ -71,7 +72,10 @@ def observation_rules(sim) -> None:
         sim._main_body = mb if isinstance(mb, int) else mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, mb)
     elif k == "MjcfEnv":
         sim._excl = int(u._skip)
-    elif k not in ("InvertedPendulumEnv", "ReacherEnv"):
+    elif k == "ReacherEnv":
+        sim._fingertip = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
+        sim._target = mujoco.mj_name2id(sim.model, mujoco.mjtObj.mjOBJ_BODY, "target")
+    elif k != "InvertedPendulumEnv":
         raise ValueError(f"batched simulation does not know the rules of {k}")
 
 

@@ -204,7 +204,7 @@ class WarpSim:
         self._qadr = idx(sc.joint_qpos_adr)
         self._dadr = idx(sc.joint_dof_adr)
         self._root = int(sc.robot_root)
-        self._setup_env_rules()
+        observation_rules(self)
 
         self.episode_step = torch.zeros(self.n, dtype=torch.int64, device=dev)
         self._last_action = torch.zeros((self.n, self.act_dim), dtype=f32, device=dev)
@@ -214,14 +214,7 @@ class WarpSim:
         self.obs: Any = None
 
     # ------------------------------------------------------------------------------------------
-    # per-env rules: the same as BatchSim's (gymnasium/envs/mujoco/*_v5.py), in torch
-    def _setup_env_rules(self) -> None:
-        m, k = self.model, self.kind
-        observation_rules(self)
-        if k == "ReacherEnv":
-            self._fingertip = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "fingertip")
-            self._target = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")
-
+    # per-env rules: the same as BatchSim's (gymnasium/envs/mujoco/*_v5.py, set by observation_rules), in torch
     def _obs(self, qpos: torch.Tensor, qvel: torch.Tensor, xpos: torch.Tensor,
              cfrc: torch.Tensor | None) -> torch.Tensor:
         """gym ``_get_obs`` for a batch; ``xpos``/``cfrc`` as gym sees them (None cfrc: right after reset)."""
