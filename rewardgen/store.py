@@ -199,23 +199,42 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o666) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, mode & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    except BaseException:
+        _remove(tmp)
+        raise
+    publish(Path(tmp), path, mode)
+
+
+def publish(tmp: Path, path: Path, mode: int = 0o666) -> None:
+    """Put a finished temp file (in ``path``'s folder) in place atomically: its data fsync'd, the
+    permissions a plain ``open()`` would give (``mode`` less the umask), renamed over ``path``, the
+    folder fsync'd. The temp file is removed when any step fails. For files another writer produced
+    (an encoder writing the video); ``atomic_write_bytes`` for data in memory."""
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _remove(tmp)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _remove(tmp: str | Path) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -32,7 +32,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport  # noqa: E402
-from rewardgen.store import VIDEO_FILE  # noqa: E402
+from rewardgen.store import VIDEO_FILE, publish  # noqa: E402
 from rewardgen.tasks.spec import Task, task_from_dict  # noqa: E402
 
 #: frames per second of simulated time above which steps are skipped (rendering is the slow part)
@@ -140,10 +140,7 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
                 if terminated or truncated:
                     break
             writer.close()
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+            publish(Path(tmp), path)
         except BaseException:
             try:
                 os.unlink(tmp)
