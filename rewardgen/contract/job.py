@@ -11,6 +11,8 @@ Modes: ``check`` (smoke-test a reward on random actions), ``train`` (train a pol
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,21 +120,11 @@ class WorkerJob:
             elif name == "check":
                 values[name] = None if value is None else _smoke_check(value)
             else:
-                values[name] = _typed(name, value, _FIELD_TYPES[name])
+                values[name] = _typed(name, value, _allowed(cls, name))
         job = cls(**values)
         if job.source is None and not job.env_reward:
             raise JobError("job key 'source' is missing (only env_reward training runs without one)")
         return job
-
-
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "source": (str, type(None)), "steps": (int,), "seed": (int,), "trainer": (str,), "env_reward": (bool,),
-    "num_envs": (int, type(None)), "sim": (str,), "device": (str,), "cpu_threads": (int, type(None)),
-    "torch_threads": (int,), "gpu_memory_fraction": (float, int, type(None)), "resume": (str, type(None)),
-    "episodes": (int,), "max_steps": (int, type(None)), "policy_b64": (str, type(None)), "validate": (bool,),
-    "audit": (bool,), "seccomp": (bool,), "namespaces": (bool,), "sandbox": (bool,),
-    "jail_memory_bytes": (int, type(None)),
-}
 
 
 def _typed(name: str, value: Any, types: tuple[type, ...]) -> Any:
@@ -152,9 +144,14 @@ def _smoke_check(value: Any) -> SmokeCheck:
     unknown = sorted(set(value) - known)
     if unknown:
         raise JobError(f"unknown key(s) in job key 'check': {', '.join(map(str, unknown))}")
-    for name in ("steps", "seed", "num_envs"):
-        if name in value:
-            _typed(f"check.{name}", value[name], (int,))
-    if "seconds" in value:
-        _typed("check.seconds", value["seconds"], (float, int))
+    for name, v in value.items():
+        _typed(f"check.{name}", v, _allowed(SmokeCheck, name))
     return SmokeCheck(**value)
+
+
+@functools.cache
+def _allowed(cls: type, name: str) -> tuple[type, ...]:
+    """The JSON value types a field takes, read from its annotation (a float field takes an int too)."""
+    hint = typing.get_type_hints(cls)[name]
+    types = typing.get_args(hint) or (hint,)
+    return types + ((int,) if float in types else ())
