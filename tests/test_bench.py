@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,11 @@ def test_bench_evolve_quick_reports_every_row(tmp_path):
     assert run["full+video"]["videos"] == 2
     assert run["halving"]["env_steps"] < run["full"]["env_steps"]  # the halving row cut one candidate
     assert "efficiency" in res.stderr  # the per-run lines, on stderr with --json
+    # the `rewardgen train` command, timed whole, beside SB3's training-only rate on the same reward
+    cmd = run["train_command"]
+    assert cmd["env_steps"] >= 4096 and cmd["wall_seconds"] > 0 and cmd["sb3_env_steps_per_s"] > 0
+    assert cmd["train_vs_sb3"] == pytest.approx(cmd["env_steps"] / cmd["wall_seconds"] / cmd["sb3_env_steps_per_s"], rel=1e-3)
+    assert (Path(cmd["run_dir"]) / "gen-000" / "cand-00" / "video.mp4").is_file()
 
 
 def test_bench_evolve_refuses_bad_input(tmp_path):

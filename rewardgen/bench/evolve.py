@@ -8,7 +8,12 @@ In one invocation, interleaved, ``repeats`` times:
 - **full**: one evolve generation, K candidates x ``steps``, ``--schedule full``, ``--no-video``;
 - **full+video**: the same with videos;
 - **halving**: one evolve generation, K candidates, the default ``halving`` schedule at the task's
-  default budget, with videos.
+  default budget, with videos;
+- **train command**: ``rewardgen train`` of the first candidate's reward file at ``steps``, timed as a
+  whole command from the shell (a fresh ``python -m rewardgen``: imports, zygote, check, training,
+  evaluation, video, report, exit), beside
+- **SB3**: SB3 PPO's training-only env-steps/s on the same reward (``bench throughput``'s row c,
+  ``sb3_steps`` env-steps); ``train_vs_sb3`` is the command's whole-command env-steps/s over it.
 
 Every evolve run is a fresh ``Evolution`` in a fresh run directory with the offline proposer's
 generation-0 candidates (the same for every run), and pays its own zygote start, as a command does.
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -97,11 +104,40 @@ def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video:
             "videos": len(list(store.path.glob("gen-000/cand-*/video.mp4")))}
 
 
+def train_command(task_id: str, source: str, steps: int, runs_dir: Path, seed: int = 0) -> dict[str, Any]:
+    """``rewardgen train`` of ``source`` as a whole command (a fresh interpreter), timed from outside."""
+    import json
+
+    reward = runs_dir / "bench_reward.py"
+    reward.write_text(source)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "rewardgen", "train", str(reward), "--task", task_id,
+                           "--steps", str(steps), "--seed", str(seed), "--runs-dir", str(runs_dir), "--json"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600 + steps / 100)
+    wall = time.monotonic() - started
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"rewardgen train failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
+    summary = json.loads(lines[-1])
+    metrics = read_json(Path(summary["run_dir"]) / "gen-000" / "cand-00" / "metrics.json") or {}
+    env_steps = int(metrics.get("env_steps") or 0)
+    return {"wall_seconds": round(wall, 3), "env_steps": env_steps, "env_steps_per_s": env_steps / wall,
+            "train_seconds": metrics.get("train_seconds"), "run_dir": summary["run_dir"]}
+
+
+def sb3_rate(task, source: str, steps: int, seed: int = 0) -> dict[str, Any]:
+    """SB3 PPO's training-only env-steps/s on ``source`` (``bench throughput``'s row c), in this process."""
+    from rewardgen.bench.train import sb3_throughput
+
+    return sb3_throughput(task, source, steps, seed=seed)
+
+
 def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples: int = 4, repeats: int = 3,
                  halving_steps: int | None = None, workers: int = 1, seed: int = 0, eval_episodes: int | None = None,
-                 runs_dir: Path | None = None, rows: tuple[str, ...] = ROWS,
-                 say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """The benchmark (module docstring); ``say`` gets one line per measured run."""
+                 runs_dir: Path | None = None, rows: tuple[str, ...] = ROWS, sb3_steps: int = 16_384,
+                 train_row: bool = True, say: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """The benchmark (module docstring); ``say`` gets one line per measured run. ``train_row``: also
+    time the ``rewardgen train`` command against SB3 (``sb3_steps`` env-steps of SB3 per repeat)."""
     task = get_task(task_id)
     halving_steps = halving_steps or task.default_steps
     proposals = get_proposer("offline").propose(ProposalContext(task, task.schema, 0, samples, seed))
@@ -131,6 +167,15 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
             say(f"  {row:>10}: {run['env_steps']} env-steps in {run['wall_seconds']:.1f} s = {sps:,.0f}/s, "
                 f"efficiency {run['efficiency']:.2f}, overhead {run['overhead_per_candidate_s']:.2f} s/candidate "
                 f"(measured {run['overhead_measured_s']:.2f} s), load {_load()}")
+        if train_row:
+            cmd = train_command(task_id, proposals[0].source, steps, runs_dir, seed)
+            sb3 = sb3_rate(task, proposals[0].source, sb3_steps, seed)
+            cmd["sb3_env_steps_per_s"] = sb3["env_steps_per_s"]
+            cmd["train_vs_sb3"] = cmd["env_steps_per_s"] / sb3["env_steps_per_s"]
+            one["train_command"] = cmd
+            say(f"  `rewardgen train`: {cmd['env_steps']} env-steps in {cmd['wall_seconds']:.1f} s whole command = "
+                f"{cmd['env_steps_per_s']:,.0f}/s; SB3 PPO trains at {sb3['env_steps_per_s']:,.0f}/s: "
+                f"{cmd['train_vs_sb3']:.1f}x, load {_load()}")
         out["repeat"].append(one)
     out["load_after"] = _load()
     med = statistics.median
@@ -141,7 +186,11 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
         out[row] = {key: med(x[key] for x in runs) for key in
                     ("wall_seconds", "env_steps", "env_steps_per_s", "efficiency", "overhead_per_candidate_s",
                      "overhead_measured_s")}
+    if train_row:
+        runs = [r["train_command"] for r in out["repeat"]]
+        out["train_command"] = {key: med(x[key] for x in runs) for key in
+                                ("wall_seconds", "env_steps", "env_steps_per_s", "sb3_env_steps_per_s", "train_vs_sb3")}
     return out
 
 
-__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "ROWS"]
+__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "train_command", "sb3_rate", "ROWS"]

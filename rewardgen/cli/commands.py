@@ -285,6 +285,7 @@ def cmd_bench(args) -> int:
                       f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {loadavg()}")
         result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
                               workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
+                              sb3_steps=2048 if quick else 16_384,
                               say=lambda line: console.print(line, highlight=False))
         if not args.json:
             console.print(f"trainer alone: {result['trainer_alone_env_steps_per_s']:,.0f} env-steps/s (median)")
@@ -293,6 +294,10 @@ def cmd_bench(args) -> int:
                 console.print(f"{row:>10}: {r['env_steps_per_s']:,.0f} env-steps/s, efficiency {r['efficiency']:.2f}, "
                               f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
                               f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
+            r = result["train_command"]
+            console.print(f"`rewardgen train`: {r['env_steps_per_s']:,.0f} env-steps/s whole command, "
+                          f"{r['train_vs_sb3']:.1f}x SB3 PPO's training-only {r['sb3_env_steps_per_s']:,.0f}/s, "
+                          f"wall {r['wall_seconds']:.1f} s (medians)")
     elif args.what == "throughput" and args.sim == "warp":
         from rewardgen.bench.warp import warp_throughput
 

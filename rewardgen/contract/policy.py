@@ -14,9 +14,10 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}
+#: hidden-layer activations a policy may name (torch is imported only where a policy is run: the
+#: orchestrator reads and checks policy files without it)
+ACTIVATIONS = ("tanh", "relu", "elu")
 MAX_PARAMETERS = 50_000_000
 MAX_POLICY_BYTES = 4 * MAX_PARAMETERS + 4096
 
@@ -126,19 +127,23 @@ class DeterministicPolicy:
     """The actor rebuilt from a PolicyExport: normalise, MLP, clip to [-1, 1]."""
 
     def __init__(self, export: PolicyExport):
+        import torch
+
         export.validate()
+        self._torch = torch
         t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in export.arrays.items()}
         self._mean, self._std = t["obs_mean"], torch.sqrt(t["obs_var"] + export.epsilon)
         self._layers = [(t[f"w{i}"], t[f"b{i}"]) for i in range(export.num_layers())]
-        self._act = ACTIVATIONS[export.activation]
+        self._act = {"tanh": torch.tanh, "relu": torch.relu, "elu": torch.nn.functional.elu}[export.activation]
         self._clip = export.clip_obs
 
-    @torch.no_grad()
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-        x = torch.clamp((x - self._mean) / self._std, -self._clip, self._clip)
-        for i, (w, b) in enumerate(self._layers):
-            x = x @ w.T + b
-            if i < len(self._layers) - 1:
-                x = self._act(x)
-        return torch.clamp(x, -1.0, 1.0).numpy()
+        torch = self._torch
+        with torch.no_grad():
+            x = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+            x = torch.clamp((x - self._mean) / self._std, -self._clip, self._clip)
+            for i, (w, b) in enumerate(self._layers):
+                x = x @ w.T + b
+                if i < len(self._layers) - 1:
+                    x = self._act(x)
+            return torch.clamp(x, -1.0, 1.0).numpy()

@@ -105,6 +105,9 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
         model, data = base.model, base.data
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+        # no multisampling: in a software renderer it more than doubles a frame's cost, and the H.264
+        # encoding that follows blurs the edges it would smooth
+        model.vis.quality.offsamples = 0
         stride, out_fps, steps = frame_plan(float(base.dt), fps, max_seconds, max_steps, task.episode_length)
         camera, camera_label = _camera(model, task.schema.robot_root)
         renderer = mujoco.Renderer(model, height=height, width=width)

@@ -14,7 +14,9 @@ never writes files. Tags (x axis: env steps):
 - ``reward/fitness_correlation`` at the last step, and ``hacking/alarm`` (1 when the reward-hacking
   alarm fires, else 0).
 
-Uses ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard`` package).
+Written with the ``tensorboard`` package's own event-file writer and protocol buffers, not torch's
+``SummaryWriter``: the orchestrator never imports torch (a second or more on every command's critical
+path, to start and to tear down).
 """
 
 from __future__ import annotations
@@ -52,7 +54,11 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
 
     Missing pieces (a failed candidate has no ``training``) are skipped; nothing raises for them.
     """
-    from torch.utils.tensorboard import SummaryWriter
+    import time
+
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     from rewardgen.evaluate.hacking import hacking_alarm
     from rewardgen.safetext import clean
@@ -62,13 +68,14 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
     training = metrics.get("training") or {}
     env_steps = metrics.get("env_steps")
     steps_seen = [0]
-    writer = SummaryWriter(log_dir=str(logdir))
+    writer = EventFileWriter(str(logdir))
     try:
         def add(tag: str, value: Any, step: Any) -> None:
             if _num(value) and _num(step):
                 # component names come from reward code: a lone surrogate in one made the protobuf
                 # encoder raise and stopped the candidate's logging
-                writer.add_scalar(clean(tag), float(value), int(step))
+                summary = Summary(value=[Summary.Value(tag=clean(tag), simple_value=float(value))])
+                writer.add_event(Event(wall_time=time.time(), step=int(step), summary=summary))
                 steps_seen.append(int(step))
 
         for p in training.get("total_reward") or []:

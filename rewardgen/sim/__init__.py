@@ -8,10 +8,12 @@ canonical one-env loop that trusted evaluation and trajectories share.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
+
+if TYPE_CHECKING:  # torch-heavy, and only a type here: ``gym_rules`` is read by the orchestrator
+    from rewardgen.contract.state import State
 
 #: the simulators ``--sim`` accepts
 SIMS = ("cpu", "warp")

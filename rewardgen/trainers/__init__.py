@@ -8,11 +8,23 @@ Stable-Baselines3's; ``worker`` is the trusted process that drives one of them a
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rewardgen.trainers.base import Trainer
+if TYPE_CHECKING:
+    from rewardgen.trainers.base import Trainer
 
 __all__ = ["Trainer", "get_trainer", "TRAINERS"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Trainer`` is imported on first use: it needs torch, which the orchestrator (that only reads
+    ``TRAINERS``) should not pay for on a command's critical path."""
+    if name == "Trainer":
+        from rewardgen.trainers.base import Trainer
+
+        return Trainer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: the names ``--trainer`` accepts
 TRAINERS = ("ppo", "sb3")
