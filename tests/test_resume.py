@@ -174,7 +174,8 @@ def test_ppo_resume_continues(task):
     agent = ActorCritic(4, 1, hp.hidden, hp.init_log_std)
     optimizer = torch.optim.Adam(agent.parameters(), lr=hp.learning_rate, eps=1e-5)
     obs_rms, ret_rms = RunningMeanStd((4,)), RunningMeanStd(())
-    assert restore_state(one.resume_state, agent, optimizer, obs_rms, ret_rms, torch.Generator()) == steps
+    done, worlds = restore_state(one.resume_state, agent, optimizer, obs_rms, ret_rms, torch.Generator())
+    assert done == steps and worlds is not None and worlds[1]["state"].shape[0] == 16
     for name, tensor in agent.state_dict().items():
         np.testing.assert_array_equal(tensor.numpy(), arrays[f"agent/{name}"], err_msg=name)
     np.testing.assert_allclose(obs_rms.mean.numpy().astype(np.float32), one.policy.arrays["obs_mean"])
@@ -184,3 +185,37 @@ def test_ppo_resume_continues(task):
     with pytest.raises(ResumeStateError, match="trainer 'sb3'"):
         PPOTrainer(hp).train(task, _reward(task, steps), TrainConfig(steps, resume=pack_resume_state(
             {"trainer": "sb3", "env_steps": 1}, {})), lambda s: None)
+
+
+def test_ppo_slices_equal_one_uninterrupted_training():
+    """Resume carries the simulated worlds too (mid-episode, reset generators, discounted returns): two
+    slices of 2 PPO iterations give bit for bit the policy of one training of 4. Hopper: episodes end
+    early and last longer than a slice (16 worlds x 16 steps x 2 = 512 env-steps, 32 steps a world),
+    so a slice that restarted its worlds would train on other states."""
+    from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
+
+    task = get_task("hopper-hop")
+    hp = PPOHyperparams(num_envs=16, rollout_steps=16, sim_threads=1, use_helper_thread=False)
+    source = "def compute_reward(s):\n    v = s.body_linvel['torso'][:, 0]\n    return v, {'forward': v}\n"
+
+    def reward(steps: int) -> BatchReward:
+        fn = load_reward(source, "reward.py")
+        return BatchReward(fn, make_fitness(task.fitness, task.schema), TrainingStats(steps), 16, task.episode_length)
+
+    whole = PPOTrainer(hp).train(task, reward(1024), TrainConfig(1024, seed=5), lambda s: None)
+    one = PPOTrainer(hp).train(task, reward(512), TrainConfig(512, seed=5), lambda s: None)
+    two = PPOTrainer(hp).train(task, reward(512), TrainConfig(512, seed=99, resume=one.resume_state), lambda s: None)
+    assert two.env_steps == whole.env_steps == 1024
+    for name, value in whole.policy.arrays.items():
+        np.testing.assert_array_equal(two.policy.arrays[name], value, err_msg=name)
+    header, _ = unpack_resume_state(two.resume_state, trainer="ppo")
+    assert header["worlds"]["n"] == 16 and len(header["worlds"]["rngs"]) == 16
+    # a snapshot of other worlds is refused, not half-applied
+    small = PPOHyperparams(num_envs=8, rollout_steps=16, sim_threads=1, use_helper_thread=False)
+    other = PPOTrainer(small).train(task, reward(256), TrainConfig(256, seed=5), lambda s: None)
+    tampered = other.resume_state
+    h, arrays = unpack_resume_state(tampered, trainer="ppo")
+    h["worlds"]["n"] = 16
+    with pytest.raises(ResumeStateError, match="snapshot"):
+        PPOTrainer(hp).train(task, reward(512), TrainConfig(512, seed=5, resume=pack_resume_state(h, arrays)),
+                             lambda s: None)

@@ -135,6 +135,7 @@ class _torch_threads:
 
 def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs: int = 8) -> dict:
     """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs, 1 torch thread."""
+    import stable_baselines3  # noqa: F401 - imported before the clock starts: training speed only
     from rewardgen.trainers.sb3 import SB3Trainer
 
     reward = _batch_reward(task, source, steps, num_envs)

@@ -399,6 +399,52 @@ class BatchSim:
         self._state_arrays = None
         return self.obs
 
+    #: per-world arrays a snapshot holds (with each world's reset generator): everything ``step``
+    #: reads that a previous step wrote
+    _SNAPSHOT_FIELDS = ("_state", "episode_step", "goal", "_stale", "_last_action", "_last_ctrl", "_xy_before",
+                        "obs")
+
+    def snapshot(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """Every world as it is now, to continue later with ``restore`` exactly where it stopped
+        (mid-episode): ``(header, arrays)``, JSON-able and plain arrays (a trainer's resume state)."""
+        arrays = {name.lstrip("_"): np.array(getattr(self, name)) for name in self._SNAPSHOT_FIELDS}
+        header = {"kind": self.kind, "n": self.n, "nstate": self.nstate,
+                  "rngs": [rng.bit_generator.state for rng in self._rngs]}
+        return header, arrays
+
+    def restore(self, header: dict, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Continue from a ``snapshot`` of a BatchSim of the same task and size (after ``reset``);
+        returns the observations (N, obs). ValueError when the snapshot does not fit."""
+        if (header.get("kind"), header.get("n"), header.get("nstate")) != (self.kind, self.n, self.nstate):
+            raise ValueError(f"the simulator snapshot is of {header.get('n')} {header.get('kind')} worlds, "
+                             f"not {self.n} {self.kind}")
+        rngs = header.get("rngs")
+        if not isinstance(rngs, list) or len(rngs) != self.n:
+            raise ValueError("the simulator snapshot lacks one reset generator per world")
+        # after a step the stale sensors are those of the model that provides them (the probe's with RK4)
+        stale_width = (self._probe_model if self._rk4 else self._dyn_model).nsensordata
+        for name in self._SNAPSHOT_FIELDS:
+            own = getattr(self, name)
+            shape = (self.n, stale_width) if name == "_stale" else own.shape
+            value = arrays.get(name.lstrip("_"))
+            if (value is None or value.shape not in (shape, own.shape)
+                    or not np.issubdtype(value.dtype, np.number)):
+                raise ValueError(f"the simulator snapshot lacks or mis-sizes {name.lstrip('_')!r}")
+        fresh = []
+        for state in rngs:
+            rng = np.random.default_rng()
+            try:
+                rng.bit_generator.state = state
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"the simulator snapshot's reset generator is unusable: {exc}") from None
+            fresh.append(rng)
+        for name in self._SNAPSHOT_FIELDS:
+            own = getattr(self, name)
+            setattr(self, name, np.array(arrays[name.lstrip("_")], dtype=own.dtype))
+        self._rngs = fresh
+        self._state_arrays = None
+        return self.obs
+
     @property
     def qpos(self) -> np.ndarray:
         return self._state[:, self._qpos_adr]

@@ -178,8 +178,9 @@ class PPOTrainer(Trainer):
         obs_rms = RunningMeanStd((obs_dim,), device)
         ret_rms = RunningMeanStd((), device)
         resumed_from = 0  # env-steps of earlier slices (global_step counts this slice's)
+        worlds = None  # the simulated worlds where the last slice left them
         if config.resume is not None:
-            resumed_from = restore_state(config.resume, agent, optimizer, obs_rms, ret_rms, gen)
+            resumed_from, worlds = restore_state(config.resume, agent, optimizer, obs_rms, ret_rms, gen)
         discounted = torch.zeros(n, dtype=torch.float64, device=device)
         eps = 1e-8
 
@@ -199,7 +200,18 @@ class PPOTrainer(Trainer):
         final_buf, trunc_buf = buffer(obs_dim), buffer()  # observations that ended in a time limit
 
         raw_obs = on_device(sim.reset())
-        obs_rms.update(raw_obs)
+        if worlds is not None and hasattr(sim, "restore") and worlds[0].get("n") == n:
+            # continue every world mid-episode, as if training had never stopped (a slice that
+            # restarted its worlds would only ever see the first n_steps/n steps of an episode)
+            try:
+                raw_obs = on_device(sim.restore(*worlds))
+            except ValueError as exc:
+                raise ResumeStateError(str(exc)) from None
+            if worlds[1]["discounted"].shape != (n,):
+                raise ResumeStateError("resume state mis-sizes the worlds' discounted returns")
+            discounted = torch.as_tensor(worlds[1]["discounted"], dtype=torch.float64, device=device)
+        else:
+            obs_rms.update(raw_obs)
         batch = n * T
         iterations = max(1, -(-int(config.steps) // batch))
         global_step = 0
@@ -373,20 +385,26 @@ class PPOTrainer(Trainer):
 
         seconds = time.perf_counter() - start
         stats = reward.summary() if reward is not None else {}
+        worlds = None
+        if hasattr(sim, "snapshot"):
+            header, arrays = sim.snapshot()
+            worlds = (header, arrays | {"discounted": discounted.cpu().numpy()})
         sim.close()
         if helper is not None:
             helper.shutdown()
         return TrainOutput(policy=self.export(agent, obs_rms), stats=stats, env_steps=resumed_from + global_step,
                            seconds=seconds, slice_env_steps=global_step, resumed_from=resumed_from,
                            resume_state=resume_state(resumed_from + global_step, agent, optimizer, obs_rms, ret_rms,
-                                                     gen),
+                                                     gen, worlds),
                            losses=losses, num_envs=n, timing={"setup_s": setup_s, **timing, "total_s": seconds})
 
 
 # -- resumable state (TrainConfig.resume): npz + JSON header, no pickles --------------------------
 def resume_state(env_steps: int, agent: ActorCritic, optimizer: torch.optim.Optimizer, obs_rms: RunningMeanStd,
-                 ret_rms: RunningMeanStd, gen: torch.Generator) -> bytes:
-    """Weights, Adam moments, normalisation statistics, the env-step counter and the noise RNG."""
+                 ret_rms: RunningMeanStd, gen: torch.Generator, worlds: tuple[dict, dict] | None = None) -> bytes:
+    """Weights, Adam moments, normalisation statistics, the env-step counter and the noise RNG; and
+    ``worlds``, the simulator's snapshot (``BatchSim.snapshot`` plus the per-world discounted returns),
+    so that the next slice continues each world mid-episode."""
     arrays = {f"agent/{k}": v.detach().cpu().numpy() for k, v in agent.state_dict().items()}
     optim = optimizer.state_dict()
     for idx, entry in optim["state"].items():
@@ -397,12 +415,17 @@ def resume_state(env_steps: int, agent: ActorCritic, optimizer: torch.optim.Opti
                    f"{name}/count": np.asarray(rms.count)}
     arrays["rng/generator"] = gen.get_state().numpy()
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
-    return pack_resume_state({"trainer": "ppo", "env_steps": int(env_steps), "optim_param_groups": groups}, arrays)
+    header = {"trainer": "ppo", "env_steps": int(env_steps), "optim_param_groups": groups}
+    if worlds is not None:
+        header["worlds"] = worlds[0]
+        arrays |= {f"worlds/{k}": v for k, v in worlds[1].items()}
+    return pack_resume_state(header, arrays)
 
 
 def restore_state(raw: bytes, agent: ActorCritic, optimizer: torch.optim.Optimizer, obs_rms: RunningMeanStd,
-                  ret_rms: RunningMeanStd, gen: torch.Generator) -> int:
-    """Load ``resume_state`` bytes into a freshly built trainer; returns the env-steps done before."""
+                  ret_rms: RunningMeanStd, gen: torch.Generator) -> tuple[int, tuple[dict, dict] | None]:
+    """Load ``resume_state`` bytes into a freshly built trainer; returns the env-steps done before and
+    the simulator's snapshot (``(header, arrays)``, None in a state that has none)."""
     header, arrays = unpack_resume_state(raw, trainer="ppo")
     own = agent.state_dict()
     loaded = {}
@@ -424,4 +447,7 @@ def restore_state(raw: bytes, agent: ActorCritic, optimizer: torch.optim.Optimiz
         rms.var = torch.as_tensor(np.array(arrays[f"{name}/var"]), dtype=torch.float64, device=rms.var.device)
         rms.count = float(arrays[f"{name}/count"])
     gen.set_state(torch.from_numpy(np.array(arrays["rng/generator"], dtype=np.uint8)))
-    return int(header["env_steps"])
+    worlds = None
+    if isinstance(header.get("worlds"), dict) and "worlds/discounted" in arrays:
+        worlds = (header["worlds"], {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("worlds/")})
+    return int(header["env_steps"]), worlds
