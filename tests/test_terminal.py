@@ -276,3 +276,40 @@ def test_ctrl_c_names_the_real_run_directory(runs_dir):
     assert f"continue with `rewardgen resume {run_line}`" in err, err[-2000:]
     assert "RUN_DIR" not in err
     assert json.loads((Path(run_line) / "run.json").read_text())["status"] == "interrupted"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt, on purpose
+def test_ctrl_c_swallowed_by_a_finalizer_still_stops_the_wait():
+    """Python prints a KeyboardInterrupt raised inside a ``__del__`` as "ignored" and goes on; the
+    CLI's SIGINT handler also sets a flag that every wait of the main thread polls, so the run stops."""
+    import gc
+    import os
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rewardgen import interrupt
+
+    class SlowFinalizer:
+        def __del__(self):
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:  # SIGINT arrives while this runs
+                pass
+
+    previous = signal.getsignal(signal.SIGINT)
+    interrupt.install()
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        obj = SlowFinalizer()
+        del obj  # the finalizer swallows the KeyboardInterrupt ("Exception ignored in ...")
+        gc.collect()
+        assert interrupt.interrupted()
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(time.sleep, 3)
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                interrupt.wait(fut)
+            assert time.monotonic() - started < 2  # at once, not when the work ends
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        interrupt._INTERRUPTED.clear()

@@ -13,6 +13,7 @@ import sys
 from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_train
 from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE
 from rewardgen.cli.parser import build_parser
+from rewardgen import interrupt
 from rewardgen.errors import UserError
 from rewardgen.safetext import one_line, term
 
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="gymnasium")
+    interrupt.install()  # a Ctrl-C swallowed by a finalizer still stops the run (rewardgen/interrupt.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

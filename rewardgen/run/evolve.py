@@ -8,6 +8,7 @@ that ``resume`` can continue any interrupted run without retraining finished can
 
 from __future__ import annotations
 
+from rewardgen import interrupt
 from rewardgen.errors import flatten
 
 import base64
@@ -324,7 +325,7 @@ class Evolution:
                     threads = self.executor.cpu_threads(min(workers, len(pending)))
                     for fut in [pool.submit(self._slice, g, c, r, target, len(fractions), threads, slots)
                                 for c in pending]:
-                        fut.result()
+                        interrupt.wait(fut)
             records = {c: self._rung(g, c, r) for c in participants}
             ok = sorted((c for c in participants if records[c]["status"] == "ok"),
                         key=lambda c: (-records[c]["fitness"], c))
@@ -379,7 +380,7 @@ class Evolution:
                                        r + 1 if decision.train[c] >= self.steps else longest, threads, slots)
                            for c in pending]
                 for fut in futures:
-                    fut.result()
+                    interrupt.wait(fut)
 
     def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
         return read_json(self.store.cand_dir(g, c) / rung_file(r))
@@ -527,7 +528,7 @@ class Evolution:
         with self._video_lock:
             jobs = [f for (g, _), f in self._video_jobs.items() if generation is None or g == generation]
         for fut in jobs:
-            fut.result()
+            interrupt.wait(fut)
         return bool(jobs)
 
     def _videos_pending(self, generation: int) -> bool:

@@ -24,6 +24,7 @@ evolve/resume of the same run.
 
 from __future__ import annotations
 
+from rewardgen import interrupt
 from rewardgen.errors import UserError
 
 import math
@@ -161,7 +162,7 @@ def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, e
                 progress) -> dict:
     """Write one trained policy and its log, evaluate it with the trusted evaluator; the run's record."""
     try:
-        res: WorkerResult = fut.result()
+        res: WorkerResult = interrupt.wait(fut)
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
     d = store.path / "final" / f"{method}-seed{k}"
