@@ -44,7 +44,8 @@ def check() -> None:
 
 
 def wait(future: futures.Future) -> Any:
-    """``future.result()``, looking at the flag every ``POLL_SECONDS`` meanwhile."""
+    """``future.result()``, looking at the flag first and every ``POLL_SECONDS`` meanwhile."""
+    check()
     while not future.done():
         check()
         futures.wait([future], timeout=POLL_SECONDS)

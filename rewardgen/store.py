@@ -49,6 +49,8 @@ METRICS_FILE = "metrics.json"
 VIDEO_FILE = "video.mp4"
 VIDEO_INFO_FILE = "video.json"
 FINAL_FILE = "final.json"
+#: one finished final training, beside its policy in ``final/<method>-seed<k>/`` (what a rerun reuses)
+FINAL_RUN_FILE = "final-run.json"
 REPORT_FILE = "report.html"
 FEEDBACK_FILE = "feedback.json"
 

@@ -105,3 +105,24 @@ def test_refuses_runs_without_best_and_busy_runs(run_dir: Path):
     store.write_run(run)
     with pytest.raises(FinalEvaluationError, match="no best reward"):
         final_evaluation(run_dir, seeds=1)
+
+
+def test_an_interrupted_final_trains_only_what_is_missing(run_dir: Path):
+    """A final that stopped part-way reuses the trainings it finished (same key) and trains the rest;
+    another budget is another key, so nothing is reused then."""
+    first = final_evaluation(run_dir, seeds=2, steps=2048, episodes=2)
+    # as if killed after four of the six trainings: final.json and two trainings' records never written
+    (run_dir / "final.json").unlink()
+    for name in ("human-seed1", "sparse-seed0"):
+        (run_dir / "final" / name / "final-run.json").unlink()
+    progress = Recorder()
+    again = final_evaluation(run_dir, seeds=2, steps=2048, episodes=2, progress=progress)
+    runs = [d for kind, d in progress.events if kind == "final_run"]
+    reused = sorted(f"{d['method']}-seed{d['seed_index']}" for d in runs if d.get("reused"))
+    assert reused == ["evolved-seed0", "evolved-seed1", "human-seed0", "sparse-seed1"]
+    assert len(runs) == 6
+    assert [r["fitness"] for r in again["runs"]] == [r["fitness"] for r in first["runs"]]  # same seeds, same numbers
+    assert json.loads((run_dir / "final.json").read_text())["rows"] == again["rows"]
+    progress = Recorder()
+    final_evaluation(run_dir, seeds=2, steps=4096, episodes=2, progress=progress)
+    assert not [d for kind, d in progress.events if kind == "final_run" and d.get("reused")]

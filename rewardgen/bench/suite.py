@@ -8,7 +8,7 @@ library (``rewardgen.run.evolve``, ``rewardgen.run.final``). The table is read b
 Resumable: ``OUT/suite.json`` records each task's run directory before its evolve starts and is
 rewritten atomically after every phase. A rerun reads it back: a task whose run has a ``final.json``
 of the requested seeds is not run again, an interrupted evolve continues through the run store's
-resume, and an interrupted final is started again (final keeps no partial results).
+resume, and an interrupted final trains only what it had not finished (``rewardgen.run.final``).
 """
 
 from __future__ import annotations
@@ -146,9 +146,10 @@ class SuiteEstimate:
         self.current = task
         self.current_left = float(seconds_left) if basis == "measured" else None
 
-    def final_run(self, task: str, env_steps: int | None) -> None:
+    def final_run(self, task: str, env_steps: int | None, reused: bool = False) -> None:
         steps = int(env_steps or 0)
-        self.here += steps
+        if not reused:  # a training an interrupted final had finished: done, but not at this process's speed
+            self.here += steps
         self.done[task] = min(sum(self.plans[task]), self.done[task] + steps)
 
     def fields(self) -> dict[str, Any]:
@@ -174,7 +175,7 @@ class _TaskProgress:
             _emit(self.suite.progress, "suite_estimate", task=self.task, **self.suite.estimate.fields())
             return
         if kind == "final_run":
-            self.suite.estimate.final_run(self.task, data.get("env_steps"))
+            self.suite.estimate.final_run(self.task, data.get("env_steps"), bool(data.get("reused")))
             _emit(self.suite.progress, kind, **{**data, "task": self.task})
             _emit(self.suite.progress, "suite_estimate", task=self.task, **self.suite.estimate.fields())
             return

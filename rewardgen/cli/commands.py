@@ -494,7 +494,8 @@ def cmd_final(args) -> int:
         def event(self, kind: str, **d: Any) -> None:
             if kind == "final_run":
                 fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
-                console.print(f"  {d['method']} seed {d['seed_index']}: {d['status']}{fit}")
+                console.print(f"  {d['method']} seed {d['seed_index']}: {d['status']}{fit}"
+                              + (" (finished before: reused)" if d.get("reused") else ""))
 
     try:
         result = final_evaluation(Path(args.run), seeds=args.seeds, steps=args.steps, executor=executor,

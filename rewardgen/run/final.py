@@ -17,16 +17,18 @@ sparse means are equal.
 
 Training runs as worker jobs through an executor (``rewardgen.run.executors``; a ``LocalExecutor`` by
 default), so the rewards run sandboxed; this module runs in the orchestrator process and is the
-only writer: ``runs/<id>/final/<method>-seed<k>/policy.npz`` and ``train.log``, then
-``runs/<id>/final.json`` (atomic). It holds the run's lock meanwhile, so it never races an
-evolve/resume of the same run.
+only writer: ``runs/<id>/final/<method>-seed<k>/policy.npz``, ``train.log`` and ``final-run.json``
+(that training's record, with the key it was made under), then ``runs/<id>/final.json`` (atomic).
+It holds the run's lock meanwhile, so it never races an evolve/resume of the same run.
+
+Resumable: a rerun (after a crash, ``kill -9`` or Ctrl-C) reuses every training whose
+``final-run.json`` says it finished and was evaluated under the same key (reward source, budget,
+trainer, training seed, evaluation episodes and seed) and trains only the rest.
 """
 
 from __future__ import annotations
 
-from rewardgen import interrupt
-from rewardgen.errors import UserError
-
+import hashlib
 import math
 import time
 from concurrent.futures import Future, wait, FIRST_COMPLETED
@@ -35,9 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from rewardgen import interrupt
+from rewardgen.errors import UserError
+
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.sandbox import WorkerResult
-from rewardgen.store import FINAL_FILE, POLICY_FILE, RUN_FILE, RunStore, atomic_write_json, read_json
+from rewardgen.store import (FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore,
+                             atomic_write_json, read_json)
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
@@ -110,18 +116,32 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     store.lock()
     try:
         _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
-        pending: dict[Future, tuple[str, int]] = {}
-        cpu_threads = executor.cpu_threads(seeds * len(methods))  # every job is queued at once
+        pending: dict[Future, tuple[str, int, dict]] = {}
+        runs: list[dict] = []
+        todo = []
         for k in range(seeds):
             for method in methods:
-                job = setup.job(sources.get(method), train_seed(config_seed, k), steps, cpu_threads)
-                pending[executor.submit(job, limits)] = (method, k)
-        runs: list[dict] = []
+                key = {"source_sha256": hashlib.sha256((sources.get(method) or "env reward").encode()).hexdigest(),
+                       "steps": steps, "trainer": trainer, "train_seed": train_seed(config_seed, k),
+                       "episodes": episodes, "eval_seed": eval_seed(config_seed)}
+                done_before = _finished_before(store, method, k, key)
+                if done_before is not None:
+                    runs.append(done_before)
+                    _emit(progress, "final_run", **done_before, reused=True)
+                else:
+                    todo.append((method, k, key))
+        cpu_threads = executor.cpu_threads(len(todo))  # every job is queued at once
+        for method, k, key in todo:
+            job = setup.job(sources.get(method), key["train_seed"], steps, cpu_threads)
+            pending[executor.submit(job, limits)] = (method, k, key)
         while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            interrupt.check()
+            done, _ = wait(list(pending), timeout=interrupt.POLL_SECONDS, return_when=FIRST_COMPLETED)
             for fut in done:
-                method, k = pending.pop(fut)
-                runs.append(_finish_one(store, task, method, k, fut, episodes, eval_seed(config_seed), progress))
+                method, k, key = pending.pop(fut)
+                record = _finish_one(store, task, method, k, fut, episodes, eval_seed(config_seed), progress)
+                atomic_write_json(store.path / "final" / f"{method}-seed{k}" / FINAL_RUN_FILE, record | {"key": key})
+                runs.append(record)
     finally:
         store.unlock()
         if own_executor:
@@ -156,6 +176,21 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     atomic_write_json(store.path / FINAL_FILE, result)
     _emit(progress, "final_finished", result=result)
     return result
+
+
+def _finished_before(store: RunStore, method: str, k: int, key: dict) -> dict | None:
+    """The record of this training from an earlier, interrupted final, if it finished and was evaluated
+    under ``key`` and its policy is still there; None: train it (again)."""
+    d = store.path / "final" / f"{method}-seed{k}"
+    try:
+        record = read_json(d / FINAL_RUN_FILE)
+    except CorruptFileError:
+        return None
+    if not isinstance(record, dict) or record.get("key") != key or record.get("status") != "ok":
+        return None
+    if not (d / POLICY_FILE).is_file():
+        return None
+    return {name: value for name, value in record.items() if name != "key"}
 
 
 def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, episodes: int, seed: int,
