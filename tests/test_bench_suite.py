@@ -95,10 +95,13 @@ def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_o
         assert row["score"] == final["score"] == by["evolved"]["human_normalized"]
         beats = by["evolved"]["fitness_mean"] >= by["human"]["fitness_mean"]
         assert row["evolved_ge_human"] is beats
+        assert row["evolved_ge_both"] is (beats and by["evolved"]["fitness_mean"] >= by["sparse"]["fitness_mean"])
         wins += beats
     assert result["compared"] == 2 and result["evolved_ge_human"] == wins
     assert result["share_evolved_ge_human"] == wins / 2
     assert f"evolved >= human on {wins} of 2 tasks" in md
+    both = sum(bool(r["evolved_ge_both"]) for r in result["rows"])
+    assert result["evolved_ge_both"] == both and f">= both baselines on {both} of 2" in md
 
     # a third call finds everything done and trains nothing
     finals = {p: p.read_bytes() for p in (first / "final.json", second / "final.json")}

@@ -341,14 +341,17 @@ def task_row(task_id: str, final: dict, run_dir: Path, entry: dict | None = None
         return {"mean": r["fitness_mean"], "std": r["fitness_std"], "ok": r["ok"], "seeds": r["seeds"],
                 "success_rate": r["success_rate"]}
 
-    evolved, human = method("evolved"), method("human")
-    beats = None
+    evolved, human, sparse = method("evolved"), method("human"), method("sparse")
+    beats = beats_both = None
     if evolved and human and evolved["mean"] is not None and human["mean"] is not None:
         beats = evolved["mean"] >= human["mean"]
+        if sparse and sparse["mean"] is not None:
+            beats_both = beats and evolved["mean"] >= sparse["mean"]
     run = read_json(run_dir / RUN_FILE) or {}
     return {"task": task_id, "finished": True, "run_dir": str(run_dir), "steps": final["steps"],
-            "seeds": final["seeds"], "evolved": evolved, "human": human, "sparse": method("sparse"),
+            "seeds": final["seeds"], "evolved": evolved, "human": human, "sparse": sparse,
             "score": final.get("score"), "score_note": final.get("score_note"), "evolved_ge_human": beats,
+            "evolved_ge_both": beats_both,
             "best": final.get("best"), "selection_fitness": (run.get("best") or {}).get("fitness"),
             "evolve_seconds": (entry or {}).get("evolve_seconds"), "final_seconds": (entry or {}).get("final_seconds")}
 
@@ -357,11 +360,13 @@ def summarise(rows: list[dict], config: dict) -> dict:
     """The suite's result: rows, and the share of tasks (with a human baseline) where evolved >= human."""
     compared = [r for r in rows if r.get("evolved_ge_human") is not None]
     wins = sum(1 for r in compared if r["evolved_ge_human"])
+    both = [r for r in rows if r.get("evolved_ge_both") is not None]
     scores = [r["score"] for r in rows if r.get("score") is not None and math.isfinite(r["score"])]
     return {"config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rows": rows,
             "tasks_finished": sum(1 for r in rows if r.get("finished")), "tasks": len(rows),
             "evolved_ge_human": wins, "compared": len(compared),
             "share_evolved_ge_human": wins / len(compared) if compared else None,
+            "evolved_ge_both": sum(1 for r in both if r["evolved_ge_both"]), "compared_both": len(both),
             "median_score": statistics.median(scores) if scores else None}
 
 
@@ -382,17 +387,21 @@ def table_rows(result: dict) -> list[list[str]]:
     for r in result["rows"]:
         if not r.get("finished") or r.get("failed"):
             out.append([r["task"], "", "evolve found no usable reward" if r.get("failed") else "not finished",
-                         "", "", "", "", "no" if r.get("failed") else ""])
+                         "", "", "", "", "no" if r.get("failed") else "", ""])
             continue
         score = "n/a" if r["score"] is None else f"{r['score']:.2f}"
-        beats = {True: "yes", False: "no", None: "n/a"}[r["evolved_ge_human"]]
+        human, sparse = (r.get(m) or {} for m in ("human", "sparse"))
+        if r["score"] is not None and (sparse.get("mean") or 0) > (human.get("mean") or 0):
+            score += " (sparse beat human)"  # the denominator is then the sparse reward's lead
+        word = {True: "yes", False: "no", None: "n/a"}
         out.append([r["task"], f"{r['steps']:,}", _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
-                    f"{_rate(r['evolved'])} / {_rate(r['human'])}", beats])
+                    f"{_rate(r['evolved'])} / {_rate(r['human'])}", word[r["evolved_ge_human"]],
+                    word[r.get("evolved_ge_both")]])
     return out
 
 
 HEADER = ["task", "budget", "evolved (mean ± std)", "human (env reward)", "sparse", "human-normalised score",
-          "success evolved / human", "evolved >= human"]
+          "success evolved / human", "evolved >= human", "evolved >= human and sparse"]
 
 
 def share_line(result: dict) -> str:
@@ -400,6 +409,8 @@ def share_line(result: dict) -> str:
     median = result.get("median_score")
     return (f"evolved >= human on {result['evolved_ge_human']} of {result['compared']} tasks"
             + (f" ({share:.0%})" if share is not None else "")
+            + (f"; >= both baselines on {result['evolved_ge_both']} of {result['compared_both']}"
+               if result.get("compared_both") else "")
             + (f"; median human-normalised score {median:.2f}" if median is not None else "")
             + (f"; {result['tasks'] - result['tasks_finished']} task(s) not finished"
                if result["tasks_finished"] < result["tasks"] else ""))
