@@ -154,6 +154,11 @@ def gen_dirname(generation: int) -> str:
     return f"gen-{generation:03d}"
 
 
+def final_dirname(method: str, seed_index: int) -> str:
+    """Where one training of a run's final evaluation lives, relative to the run directory."""
+    return f"final/{method}-seed{seed_index}"
+
+
 def cand_dirname(candidate: int) -> str:
     """``cand-NN``: a candidate's folder inside its generation's."""
     return f"cand-{candidate:02d}"

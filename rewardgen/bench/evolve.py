@@ -42,8 +42,9 @@ from rewardgen.run.config import EvolveConfig
 from rewardgen.run.step import ppo_worlds
 from rewardgen.run.executors import usable_cores
 from rewardgen.proposers import ProposalContext, get_proposer
+from rewardgen.bench.train import sb3_throughput
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.store import read_json
+from rewardgen.store import RunStore, read_json
 from rewardgen.tasks.spec import get_task
 
 ROWS = ("full", "full+video", "halving")
@@ -119,17 +120,10 @@ def train_command(task_id: str, source: str, steps: int, runs_dir: Path, seed: i
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"rewardgen train failed: {(proc.stderr.strip().splitlines() or ['no output'])[-1]}")
     summary = json.loads(lines[-1])
-    metrics = read_json(Path(summary["run_dir"]) / "gen-000" / "cand-00" / "metrics.json") or {}
+    metrics = RunStore(Path(summary["run_dir"])).read_metrics(0, 0) or {}
     env_steps = int(metrics.get("env_steps") or 0)
     return {"wall_seconds": round(wall, 3), "env_steps": env_steps, "env_steps_per_s": env_steps / wall,
             "train_seconds": metrics.get("train_seconds"), "run_dir": summary["run_dir"]}
-
-
-def sb3_rate(task, source: str, steps: int, seed: int = 0) -> dict[str, Any]:
-    """SB3 PPO's training-only env-steps/s on ``source`` (``bench throughput``'s row c), in this process."""
-    from rewardgen.bench.train import sb3_throughput
-
-    return sb3_throughput(task, source, steps, seed=seed)
 
 
 def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples: int = 4, repeats: int = 3,
@@ -169,7 +163,7 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
                 f"(measured {run['overhead_measured_s']:.2f} s), load {_load()}")
         if train_row:
             cmd = train_command(task_id, proposals[0].source, steps, runs_dir, seed)
-            sb3 = sb3_rate(task, proposals[0].source, sb3_steps, seed)
+            sb3 = sb3_throughput(task, proposals[0].source, sb3_steps, seed=seed)  # bench throughput's row c
             cmd["sb3_env_steps_per_s"] = sb3["env_steps_per_s"]
             cmd["train_vs_sb3"] = cmd["env_steps_per_s"] / sb3["env_steps_per_s"]
             one["train_command"] = cmd
@@ -193,4 +187,4 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
     return out
 
 
-__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "train_command", "sb3_rate", "ROWS"]
+__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "train_command", "ROWS"]

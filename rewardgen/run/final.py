@@ -43,7 +43,7 @@ from rewardgen.errors import UserError
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.sandbox import WorkerResult
 from rewardgen.store import (FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore,
-                             atomic_write_json, read_json)
+                             atomic_write_json, final_dirname, read_json)
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
@@ -140,7 +140,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
             for fut in done:
                 method, k, key = pending.pop(fut)
                 record = _finish_one(store, task, method, k, fut, episodes, eval_seed(config_seed), progress)
-                atomic_write_json(store.path / "final" / f"{method}-seed{k}" / FINAL_RUN_FILE, record | {"key": key})
+                atomic_write_json(store.path / final_dirname(method, k) / FINAL_RUN_FILE, record | {"key": key})
                 runs.append(record)
     finally:
         store.unlock()
@@ -181,7 +181,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
 def _finished_before(store: RunStore, method: str, k: int, key: dict) -> dict | None:
     """The record of this training from an earlier, interrupted final, if it finished and was evaluated
     under ``key`` and its policy is still there; None: train it (again)."""
-    d = store.path / "final" / f"{method}-seed{k}"
+    d = store.path / final_dirname(method, k)
     try:
         record = read_json(d / FINAL_RUN_FILE)
     except CorruptFileError:
@@ -200,7 +200,7 @@ def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, e
         res: WorkerResult = interrupt.wait(fut)
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
-    d = store.path / "final" / f"{method}-seed{k}"
+    d = store.path / final_dirname(method, k)
     save_training_output(d, res)
     record: dict[str, Any] = {"method": method, "seed_index": k, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
