@@ -188,10 +188,11 @@ def _sleepers() -> list[int]:
 
 
 def _sched_facts(pid: int) -> dict:
-    """What a signal or scheduling attack on ``pid`` would change: its state (T = stopped), nice value,
+    """What a signal or scheduling attack on ``pid`` would change: whether it is stopped (state T or t;
+    running R and sleeping S both are normal, the victim is R for a moment after its start), nice value,
     scheduling policy and CPU affinity."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return {"state": fields[0], "nice": int(fields[16]), "policy": int(fields[38]),
+    return {"stopped": fields[0] in ("T", "t"), "nice": int(fields[16]), "policy": int(fields[38]),
             "affinity": sorted(os.sched_getaffinity(pid))}
 
 
