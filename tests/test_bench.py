@@ -51,8 +51,8 @@ def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
 
     from conftest import cli, last_json
 
-    res = cli("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--schedule-steps", "4096",
-              "--json", cwd=tmp_path, timeout=600)
+    res = cli("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--steps", "4096",
+              "--json", cwd=tmp_path, timeout=600)  # --steps is the schedule's budget (it was once ignored)
     assert res.returncode == 0, res.stderr[-3000:]
     out = last_json(res.stdout)
     full, halving = Path(out["full"]["run_dir"]), Path(out["halving"]["run_dir"])
@@ -80,6 +80,13 @@ def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
     for r, done_before in ((1, 1024), (2, 2048)):
         rung = json.loads((halving / f"gen-000/cand-{winner['candidate']:02d}/rung-{r}.json").read_text())
         assert rung["extra"]["resumed_from"] == done_before and "restarted" not in rung
+    # the adaptive row says where full's best stood in its race: the rank by the first rung's fitness
+    race, best = out["adaptive"]["race"], out["full"]["best"]["candidate"]
+    adaptive = Path(out["adaptive"]["run_dir"])
+    first = {c: json.loads((adaptive / f"gen-000/cand-{c:02d}/rung-0.json").read_text())["fitness"] for c in range(3)}
+    assert race[0]["racing"] == 3 and race[0]["rung"] == 0
+    assert race[0]["best_rank"] == sorted(first, key=lambda c: (-first[c], c)).index(best) + 1
+    assert f"full's best (candidate {best}) ranked {race[0]['best_rank']} of 3" in res.stderr
 
 
 @pytest.mark.slow
@@ -108,6 +115,14 @@ def test_bench_evolve_quick_reports_every_row(tmp_path):
     assert cmd["env_steps"] >= 4096 and cmd["wall_seconds"] > 0 and cmd["sb3_env_steps_per_s"] > 0
     assert cmd["train_vs_sb3"] == pytest.approx(cmd["env_steps"] / cmd["wall_seconds"] / cmd["sb3_env_steps_per_s"], rel=1e-3)
     assert (Path(cmd["run_dir"]) / "gen-000" / "cand-00" / "video.mp4").is_file()
+
+
+def test_bench_schedule_refuses_two_budgets(tmp_path):
+    from conftest import cli
+
+    res = cli("bench", "schedule", "--task", "inverted-pendulum-balance", "--steps", "4096", "--schedule-steps", "8192",
+              cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "give one" in res.stderr, res.stderr
 
 
 def test_bench_evolve_refuses_bad_input(tmp_path):

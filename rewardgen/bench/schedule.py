@@ -17,6 +17,8 @@ from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
+from rewardgen.run.schedule import rung_fractions
+from rewardgen.store import RunStore, read_json, rung_file
 from rewardgen.tasks.spec import get_task
 
 #: the schedules compared, in the order they run (full first: the others are measured against it)
@@ -66,9 +68,13 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
                     f, h = full["best"]["fitness"], r["best"]["fitness"]
                     r["same_best"] = full["best"]["candidate"] == r["best"]["candidate"]
                     r["fitness_gap"] = (f - h) / abs(f) if f else None
+            if schedule == "adaptive" and full and full["best"]:
+                r["race"] = race_ranks(Path(r["run_dir"]), full["fitness"], full["best"]["candidate"])
             per[schedule] = r
             if say:
                 say(row_text(s, schedule, r))
+                if r.get("race"):
+                    say(race_text(s, r["race"], full["best"]["candidate"]))
         out["runs"][s] = per
     out["median"] = {}
     for schedule in schedules:
@@ -89,6 +95,36 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
                 out["same_best"] = one["halving"]["same_best"]
                 out["fitness_gap"] = one["halving"]["fitness_gap"]
     return out
+
+
+def race_ranks(run_dir: Path, full_fitness: dict, best: int) -> list[dict]:
+    """What the adaptive run's early evaluations said about full training's best candidate: per race
+    rung with two or more candidates, their env-steps, how many raced and the rank of full's best
+    among them by trusted fitness (None: already dropped). Explains a miss: a schedule that ranks by
+    fitness cannot keep a candidate that the early evaluations rank low (docs/benchmarks.md)."""
+    store = RunStore(run_dir)
+    out = []
+    for r in range(len(rung_fractions(len(full_fitness), "adaptive")) + 2):
+        seen = {}
+        for c in full_fitness:
+            rec = read_json(store.cand_dir(0, int(c)) / rung_file(r))
+            if rec and rec.get("status") == "ok" and rec.get("fitness") is not None:
+                seen[int(c)] = (float(rec["fitness"]), int(rec.get("env_steps_total") or 0))
+        if len(seen) < 2:
+            break
+        order = sorted(seen, key=lambda c: (-seen[c][0], c))
+        out.append({"rung": r, "env_steps": max(v[1] for v in seen.values()), "racing": len(seen),
+                    "best_rank": order.index(best) + 1 if best in seen else None})
+    return out
+
+
+def race_text(seed: int, race: list[dict], best: int) -> str:
+    """One line: full's best candidate's rank at each of the adaptive race's evaluations."""
+    ranked = [x for x in race if x["best_rank"]]
+    ranks = ", ".join(f"{x['best_rank']} of {x['racing']} at {x['env_steps'] / 1000:.0f}k" for x in ranked)
+    if len(ranked) < len(race):
+        ranks += f"; dropped before {race[len(ranked)]['env_steps'] / 1000:.0f}k"
+    return f"seed {seed} adaptive race: full's best (candidate {best}) ranked {ranks}"
 
 
 def row_text(seed: int, schedule: str, r: dict) -> str:

@@ -251,6 +251,10 @@ def cmd_bench(args) -> int:
         if unknown or not schedules:
             raise UsageError(f"--schedules takes a comma-separated list of {', '.join(COMPARED)}, got "
                              f"{args.schedules!r}")
+        if args.steps_given and args.schedule_steps and args.steps != args.schedule_steps:
+            raise UsageError(f"--steps {args.steps} and --schedule-steps {args.schedule_steps} both set the "
+                             "schedule's budget: give one")
+        budget = args.schedule_steps or (args.steps if args.steps_given else None)
         if args.runs_dir is not None:
             from rewardgen.store import check_runs_dir
 
@@ -258,7 +262,7 @@ def cmd_bench(args) -> int:
         console.print(f"bench schedule on {args.task}: full vs successive halving vs adaptive, {args.samples} "
                       f"candidates, same proposals and seeds per seed (seeds {', '.join(map(str, seeds))}); "
                       f"load {loadavg()}")
-        result = compare_schedules(args.task, samples=args.samples, steps=args.schedule_steps, trainer=args.trainer,
+        result = compare_schedules(args.task, samples=args.samples, steps=budget, trainer=args.trainer,
                                    seeds=seeds, runs_dir=args.runs_dir, schedules=schedules,
                                    say=lambda line: console.print(line, highlight=False))
         if not args.json:

@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
+                        "schedule: the full budget per candidate (default: the task's; same as --schedule-steps); "
                         "suite: every task's budget instead of its own (quick runs)")
     p.add_argument("--seeds", type=positive_int, default=None, help="learning: number of seeds, 0..N-1 (default 3; PPO's "
                    "seed-to-seed spread on HalfCheetah is wide, 10 tell the medians apart far better); schedule: "
@@ -173,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
                    "1 evaluation episode) that checks the benchmark works, not the machine")
     p.add_argument("--schedule-steps", type=positive_int, default=None,
-                   help="schedule: full budget per candidate (default: the task's)")
+                   help="schedule: full budget per candidate (default: the task's; --steps says the same)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="schedule: where the runs are kept (default: a new temporary directory)")
     p.add_argument("--schedules", default=None,
