@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(trusted fitness) from their saved state to half, then the best third to the full budget; adaptive: all train in small "
                         "increments from their saved state, a candidate stops when the trusted fitness shows it "
                         "clearly behind or the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
-                        "it, the last one trains the full budget; full: every candidate gets it all")
+                        "it, the last one trains the full budget (about half of halving's env-steps; it picks as well as "
+                        "halving only where candidates separate early, as on halfcheetah-run, not on hopper-hop: "
+                        "docs/benchmarks.md); full: every candidate gets it all")
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "
