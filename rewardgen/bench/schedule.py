@@ -8,6 +8,7 @@ per-seed rows and the medians.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
-from rewardgen.run.schedule import rung_fractions
+from rewardgen.run.schedule import Evaluation
 from rewardgen.store import RunStore, read_json, rung_file
 from rewardgen.tasks.spec import get_task
 
@@ -104,16 +105,17 @@ def race_ranks(run_dir: Path, full_fitness: dict, best: int) -> list[dict]:
     fitness cannot keep a candidate that the early evaluations rank low (docs/benchmarks.md)."""
     store = RunStore(run_dir)
     out = []
-    for r in range(len(rung_fractions(len(full_fitness), "adaptive")) + 2):
+    for r in itertools.count():  # the race ends with one candidate (or none) left: the loop breaks there
         seen = {}
-        for c in full_fitness:
-            rec = read_json(store.cand_dir(0, int(c)) / rung_file(r))
-            if rec and rec.get("status") == "ok" and rec.get("fitness") is not None:
-                seen[int(c)] = (float(rec["fitness"]), int(rec.get("env_steps_total") or 0))
+        for c in map(int, full_fitness):
+            rec = read_json(store.cand_dir(0, c) / rung_file(r))
+            e = Evaluation.from_rung(rec) if rec else None
+            if e is not None and e.fitness is not None:
+                seen[c] = e
         if len(seen) < 2:
             break
-        order = sorted(seen, key=lambda c: (-seen[c][0], c))
-        out.append({"rung": r, "env_steps": max(v[1] for v in seen.values()), "racing": len(seen),
+        order = sorted(seen, key=lambda c: (-seen[c].fitness, c))
+        out.append({"rung": r, "env_steps": max(e.steps for e in seen.values()), "racing": len(seen),
                     "best_rank": order.index(best) + 1 if best in seen else None})
     return out
 
