@@ -169,3 +169,38 @@ def test_timeout_kills_the_forked_workers_group(fresh_zygote):
     res = run_worker(job, WorkerLimits(wall_seconds=3))
     assert res.stage == "timeout" and res.started == "zygote" and time.monotonic() - started < 20
     assert res.returncode == -signal.SIGKILL
+
+
+def test_two_threads_waiting_on_one_child_never_time_out_early(fresh_zygote, tmp_path):
+    """run_worker's frame reader kills a lying worker and waits for it while the caller's thread waits
+    too: both read the child's status from one socket. They once changed its timeout under each other's
+    read and a 60 s wait gave up at once (a lying worker ended "timeout", not "protocol"). A child that
+    blocks on its stdin, killed from one thread while another waits: both get SIGKILL, never a timeout."""
+    import threading
+
+    for _ in range(100):  # the old race showed in about 1 of 100 pairs
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            child = fresh_zygote.spawn(zygote.SpawnRequest(
+                module="rewardgen.trainers.worker", argv=["--result-fd", "3"], env=worker_env(str(tmp_path), 1),
+                cwd=str(tmp_path), fds={0: in_r, 3: out_w}, rlimits=[]))
+        finally:
+            os.close(in_r)
+            os.close(out_w)
+        got: dict[str, object] = {}
+
+        def wait(name: str, timeout: float) -> None:
+            try:
+                got[name] = child.wait(timeout)
+            except subprocess.TimeoutExpired as exc:
+                got[name] = exc
+
+        caller = threading.Thread(target=wait, args=("caller", 60.0))
+        caller.start()
+        child.kill()
+        wait("killer", 10.0)
+        caller.join(70)
+        os.close(in_w)
+        os.close(out_r)
+        assert got == {"caller": -signal.SIGKILL, "killer": -signal.SIGKILL}, got

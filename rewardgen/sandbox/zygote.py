@@ -147,12 +147,28 @@ class ZygoteChild:
         self._sock = sock
         self.returncode: int | None = None
         self.maxrss_kb: int | None = None  # the child's peak RSS once it has exited
+        # one reader of the socket at a time: the frame reader's kill and the caller's wait both wait,
+        # and two threads changing one socket's timeout under each other's recv made a wait time out
+        # at once (a lying worker then ended "timeout" instead of "protocol", about 1 run in 100)
+        self._reading = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> int:
         """The exit status (negative: killed by that signal); ``subprocess.TimeoutExpired`` after
         ``timeout`` seconds. If the zygote died, the child died with it: SIGKILL."""
         if self.returncode is not None:
             return self.returncode
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._reading.acquire(timeout=-1 if timeout is None else timeout):
+            raise subprocess.TimeoutExpired(f"zygote child {self.pid}", timeout or 0.0)
+        try:
+            if self.returncode is not None:  # the other waiter read the status meanwhile
+                return self.returncode
+            return self._read_status(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        finally:
+            self._reading.release()
+
+    def _read_status(self, timeout: float | None) -> int:
+        """``wait``'s read of the exit status (the caller holds ``_reading``)."""
         self._sock.settimeout(timeout)
         try:
             data = self._sock.recv(4096)
