@@ -90,6 +90,98 @@ def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_schedule_judges_each_pick_on_new_seeds_and_a_rerun_reuses_everything(tmp_path):
+    """`bench schedule --judge-seeds 2`: every candidate's own reward retrained from scratch at the full
+    budget on two training seeds apart from evolve's and final's; each record is the trusted evaluator's
+    number for the policy beside it; each schedule's pick is judged by its reward's mean. A rerun with
+    the same --runs-dir trains nothing and gives the same result."""
+    import hashlib
+    import json
+    import statistics
+
+    from conftest import cli, last_json
+    from rewardgen.sandbox.trusted import run_trusted_evaluation
+    from rewardgen.run.final import train_seed as final_train_seed
+    from rewardgen.tasks.spec import get_task
+
+    args = ("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--steps", "4096",
+            "--judge-seeds", "2", "--runs-dir", str(tmp_path / "runs"), "--json")
+    res = cli(*args, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = last_json(res.stdout)
+    judged = out["judged"]["0"]
+    full = Path(out["full"]["run_dir"])
+    assert judged["seeds"] == 2 and len(set(judged["train_seeds"])) == 2
+    assert not set(judged["train_seeds"]) & {final_train_seed(0, k) for k in range(5)}
+    task = get_task("inverted-pendulum-balance")
+    policies = {}
+    for c in range(3):
+        source = (full / f"gen-000/cand-{c:02d}/reward.py").read_text()
+        fits = []
+        for k in range(2):
+            d = full / f"judge/cand-{c:02d}-seed{k}"
+            record = json.loads((d / "final-run.json").read_text())
+            assert record["status"] == "ok" and record["env_steps"] == 4096  # from scratch, the whole budget
+            assert record["key"]["source_sha256"] == hashlib.sha256(source.encode()).hexdigest()
+            assert record["key"]["train_seed"] == judged["train_seeds"][k]
+            fits.append(record["fitness"])
+            policies[(c, k)] = (d / "policy.npz", record)
+        assert judged["candidates"][str(c)]["fitness"] == fits
+        assert judged["candidates"][str(c)]["mean"] == pytest.approx(statistics.fmean(fits))
+    # a record is the trusted evaluator's number for the policy beside it
+    path, record = policies[(1, 1)]
+    again = run_trusted_evaluation(task, path, record["key"]["episodes"], record["key"]["eval_seed"])
+    assert again["fitness"] == pytest.approx(record["fitness"], abs=1e-9)
+    means = {int(c): v["mean"] for c, v in judged["candidates"].items()}
+    assert judged["best"] == max(means, key=lambda c: (means[c], -c))
+    for name in ("full", "halving", "adaptive"):
+        j, pick = out[name]["judged"], out[name]["best"]["candidate"]
+        assert j["candidate"] == pick and j["mean"] == means[pick]
+        assert j["gap"] == pytest.approx((means[judged["best"]] - means[pick]) / abs(means[judged["best"]]))
+    assert f"best reward candidate {judged['best']}" in res.stderr
+    mtimes = {key: p.stat().st_mtime_ns for key, (p, _) in policies.items()}
+    runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
+
+    again = cli(*args, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = last_json(again.stdout)
+    assert second["judged"] == out["judged"] and second["runs"]["0"].keys() == out["runs"]["0"].keys()
+    for name in ("full", "halving", "adaptive"):
+        assert second[name]["run_dir"] == out[name]["run_dir"] and second[name]["reused"]
+        assert second[name]["best"] == out[name]["best"] and second[name]["env_steps"] == out[name]["env_steps"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs_before  # no new run
+    assert {key: p.stat().st_mtime_ns for key, (p, _) in policies.items()} == mtimes  # nothing retrained
+    said = " ".join(again.stderr.split())  # the console wraps lines at 80 columns
+    assert said.count(": reused") == 6 and said.count("(the run made before)") == 3, said
+
+
+def test_bench_schedule_reuses_only_a_run_of_the_same_config_and_proposals(tmp_path):
+    """A run of another seed, budget or set of proposals in --runs-dir is never taken for this one."""
+    from rewardgen.bench.schedule import earlier_run
+    from rewardgen.proposers import ProposalContext, get_proposer
+    from rewardgen.run.config import EvolveConfig
+    from rewardgen.run.evolve import Evolution, start_run
+    from rewardgen.tasks.spec import get_task
+
+    task = get_task("inverted-pendulum-balance")
+    proposals = get_proposer("offline").propose(ProposalContext(task, task.schema, 0, 2, 0))
+
+    def config(**kw):
+        return EvolveConfig(**{"task": task.id, "samples": 2, "generations": 1, "steps": 4096, "seed": 0,
+                               "video": False, "schedule": "full", "llm": "offline"} | kw)
+
+    store = start_run(config(), tmp_path)
+    assert earlier_run(tmp_path, config(), proposals) is None  # no generation written yet: not that run
+    Evolution(store).write_generation(0, proposals, "offline")
+    assert earlier_run(tmp_path, config(), proposals) == store.path
+    assert earlier_run(tmp_path, config(seed=1), proposals) is None
+    assert earlier_run(tmp_path, config(steps=8192), proposals) is None
+    assert earlier_run(tmp_path, config(schedule="halving"), proposals) is None
+    others = get_proposer("offline").propose(ProposalContext(task, task.schema, 0, 2, 1))
+    assert earlier_run(tmp_path, config(), others) is None
+
+
+@pytest.mark.slow
 def test_bench_evolve_quick_reports_every_row(tmp_path):
     """`rewardgen bench evolve --quick`: the trainer alone and the three evolve rows, each with its
     efficiency and per-candidate overhead; videos only in the rows that render them."""

@@ -4,6 +4,14 @@ Per seed, every schedule gets the same K proposals (generation 0 of the offline 
 seed), the same training seeds and the same budget; the comparison is env-steps spent (and their share
 of full's) and the best trusted fitness reached (and its gap to full's best). Several seeds give the
 per-seed rows and the medians.
+
+Full training's best is itself one training seed's outcome. With ``judge_seeds`` every candidate's
+reward is also retrained from scratch on that many new training seeds (as ``rewardgen final`` does)
+and each schedule's pick is judged by its reward's mean over them: what the pick is worth once a user
+retrains it, and how wide one reward's seed-to-seed spread is beside the gaps being compared.
+
+Resumable: with the same ``runs_dir`` a rerun reuses (or resumes) each schedule's run made with the same
+config and proposals, and every judge training finished under the same key.
 """
 
 from __future__ import annotations
@@ -11,16 +19,20 @@ from __future__ import annotations
 import itertools
 import statistics
 import tempfile
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rewardgen.run.evolve import Evolution, start_run
-from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, resume, start_run
+from rewardgen.run.config import EvolveConfig, effective_trainer, resolve_proposer
+from rewardgen.run.final import Retraining, eval_seed, retrain
 from rewardgen.run.progress import Progress
+from rewardgen.run.step import training_setup
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
-from rewardgen.store import RunStore, read_json, rung_file
-from rewardgen.tasks.spec import get_task
+from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, read_json, rung_file
+from rewardgen.tasks.spec import get_task, task_from_dict
 
 #: the schedules compared, in the order they run (full first: the others are measured against it)
 COMPARED = ("full", "halving", "adaptive")
@@ -33,21 +45,160 @@ def run_schedule(task_id: str, proposals: list, schedule: str, samples: int, ste
     every candidate's trusted fitness and env-steps."""
     config = EvolveConfig(task=task_id, samples=samples, generations=1, steps=steps, seed=seed, video=False,
                           schedule=schedule, trainer=trainer, eval_episodes=eval_episodes, llm="offline")
-    store = start_run(config, runs_dir)
-    evo = Evolution(store, progress)
-    evo.write_generation(0, proposals, "offline")
-    gen = evo.run()["generations"][0]
-    return {"run_dir": str(store.path), "env_steps": gen["steps_spent"], "best": gen["best"],
+    earlier = earlier_run(runs_dir, config, proposals)
+    if earlier is not None:
+        summary = resume(earlier, progress)  # finished: its summary; interrupted: it continues
+        store = RunStore.open(earlier)
+    else:
+        store = start_run(config, runs_dir)
+        evo = Evolution(store, progress)
+        evo.write_generation(0, proposals, "offline")
+        summary = evo.run()
+    gen = summary["generations"][0]
+    return {"run_dir": str(store.path), "reused": earlier is not None, "env_steps": gen["steps_spent"], "best": gen["best"],
             "fitness": {c["candidate"]: c["fitness"] for c in gen["candidates"]},
             "trained": {c["candidate"]: c["env_steps"] for c in gen["candidates"]}}
+
+
+def earlier_run(runs_dir: Path, config: EvolveConfig, proposals: list) -> Path | None:
+    """A run in ``runs_dir`` an earlier bench made with this config and these proposals (finished or
+    interrupted), or None. Anything else there (other configs, unreadable runs) is left alone."""
+    config = replace(config, proposer=resolve_proposer(config))
+    wanted = asdict(config) | {"steps": config.budget(get_task(config.task))}
+    for run_dir in sorted(Path(runs_dir).glob("*/")):
+        try:
+            run = read_json(run_dir / RUN_FILE)
+            store = RunStore(run_dir)
+            if not run or run.get("config") != wanted or store.read_generation(0) is None:
+                continue
+            if all(store.read_source(0, c) == p.source for c, p in enumerate(proposals)):
+                return run_dir
+        except (CorruptFileError, OSError, KeyError, IndexError):
+            continue
+    return None
+
+
+def judge_train_seed(seed: int, k: int) -> int:
+    """The k-th judge training seed of bench seed ``seed`` (apart from evolve's and final's 500_000 + ...)."""
+    return 700_000 + 1000 * int(seed) + k
+
+
+def judge_rewards(run_dir: Path, seeds: int, executor=None, say: Callable[[str], None] | None = None) -> dict:
+    """Retrain every candidate of ``run_dir``'s generation 0 from scratch at the run's budget on ``seeds``
+    new training seeds and evaluate each policy with the trusted evaluator on held-out episodes (final's
+    evaluation seeds). Per candidate: the fitness of each seed, their mean and (population) std; and the
+    best reward by mean. The trainings live in ``run_dir/judge/`` and a rerun reuses finished ones."""
+    store = RunStore.open(Path(run_dir))
+    run = store.read_run()
+    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
+    config = EvolveConfig.from_dict(run["config"] | {"task": task.id})
+    steps = int(run["config"]["steps"])
+    trainer, _ = effective_trainer(task, config.trainer)
+    episodes = config.eval_episodes or task.eval_episodes
+    count = len((store.read_generation(0) or {}).get("candidates") or [])
+    trainings = [Retraining.of(f"cand-{c:02d}", k, f"judge/cand-{c:02d}-seed{k}", store.read_source(0, c), steps=steps,
+                               trainer=trainer, train_seed=judge_train_seed(config.seed, k), episodes=episodes,
+                               eval_seed=eval_seed(config.seed))
+                 for k in range(seeds) for c in range(count)]
+    own_executor = executor is None
+    if own_executor:
+        from rewardgen.run.executors import LocalExecutor
+
+        executor = LocalExecutor(config.workers)
+    watch = _JudgeProgress(len(trainings), config.seed, say)
+    store.lock()
+    try:
+        records = retrain(store, task, training_setup(task, config, trainer, steps), trainings, executor, watch)
+    finally:
+        store.unlock()
+        if own_executor:
+            executor.close()
+    per: dict[int, dict] = {}
+    for c in range(count):
+        mine = sorted((r for r in records if r["method"] == f"cand-{c:02d}"), key=lambda r: r["seed_index"])
+        values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
+        per[c] = {"fitness": [r.get("fitness") for r in mine], "failed": len(mine) - len(values),
+                  "mean": statistics.fmean(values) if values else None,
+                  "std": statistics.pstdev(values) if values else None}
+    ranked = sorted((c for c in per if per[c]["mean"] is not None), key=lambda c: (-per[c]["mean"], c))
+    spreads = [per[c]["std"] / abs(per[c]["mean"]) for c in ranked if per[c]["mean"]]
+    return {"seeds": seeds, "train_seeds": [judge_train_seed(config.seed, k) for k in range(seeds)],
+            "eval_seed": eval_seed(config.seed), "episodes": episodes, "steps": steps, "candidates": per,
+            "best": ranked[0] if ranked else None, "order": ranked,
+            "spread": statistics.median(spreads) if spreads else None}
+
+
+class _JudgeProgress:
+    """A line per finished judge training, with how many are left and a time estimate from the pace so far."""
+
+    def __init__(self, total: int, seed: int, say: Callable[[str], None] | None):
+        self.total, self.seed, self.say = total, seed, say
+        self.done = self.reused = 0
+        self.started = time.monotonic()
+
+    def event(self, kind: str, **data) -> None:
+        if kind != "final_run":
+            return
+        self.done += 1
+        self.reused += bool(data.get("reused"))
+        if self.say is None:
+            return
+        trained = self.done - self.reused
+        left = self.total - self.done
+        eta = ""
+        if trained and left:
+            seconds = int((time.monotonic() - self.started) / trained * left)
+            eta = f", about {seconds // 60}:{seconds % 60:02d} left"
+        fit = data.get("fitness")
+        what = "reused" if data.get("reused") else (f"fitness {fit:.3f}" if fit is not None else data.get("status"))
+        self.say(f"seed {self.seed} judge {self.done}/{self.total}: candidate {int(data['method'].removeprefix('cand-'))} "
+                 f"training seed {data['seed_index']}: {what}{eta}")
+
+
+def judge_schedules(per: dict, judged: dict) -> None:
+    """Add to each schedule's row what its pick's reward is worth when retrained: ``judged`` = its
+    candidate, the judged mean, the gap to the judged best reward's mean and the pick's rank."""
+    best = judged["best"]
+    if best is None:
+        return
+    top = judged["candidates"][best]["mean"]
+    for r in per.values():
+        pick = (r.get("best") or {}).get("candidate")
+        mean = judged["candidates"].get(pick, {}).get("mean") if pick is not None else None
+        r["judged"] = {"candidate": pick, "mean": mean,
+                       "gap": (top - mean) / abs(top) if mean is not None and top else None,
+                       "rank": judged["order"].index(pick) + 1 if pick in judged["order"] else None}
+
+
+def judge_text(seed: int, judged: dict, per: dict) -> str:
+    """One line: the judged best reward, each schedule's pick against it, and one reward's spread."""
+    best = judged["best"]
+    if best is None:
+        return f"seed {seed} judged: no candidate trained on the judge seeds"
+    b = judged["candidates"][best]
+    parts = []
+    for name, r in per.items():
+        j = r.get("judged") or {}
+        if j.get("mean") is None:
+            parts.append(f"{name}'s pick: not judged")
+            continue
+        parts.append(f"{name}'s pick (candidate {j['candidate']}) {j['mean']:.3f}, rank {j['rank']}"
+                     + (f", {j['gap']:.1%} below" if j["gap"] else ""))
+    spread = judged["spread"]
+    return (f"seed {seed} judged on {judged['seeds']} new training seeds per candidate: best reward candidate {best} "
+            f"{b['mean']:.3f} ± {b['std']:.3f}; " + "; ".join(parts)
+            + ("" if spread is None else f"; one reward's seed-to-seed spread: median {spread:.0%} of its mean"))
 
 
 def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, seed: int = 0,
                       runs_dir: Path | None = None, trainer: str = "ppo", eval_episodes: int | None = None,
                       progress: Progress | None = None, seeds: Sequence[int] | None = None,
-                      schedules: Sequence[str] = COMPARED, say: Callable[[str], None] | None = None) -> dict:
+                      schedules: Sequence[str] = COMPARED, say: Callable[[str], None] | None = None,
+                      judge_seeds: int = 0) -> dict:
     """Run one generation under each schedule for each seed; per seed and schedule the env-steps spent,
     their share of full's, the best trusted fitness and its gap to full's best; medians over seeds.
+    ``judge_seeds``: also judge each schedule's pick by its reward retrained on that many new seeds
+    (``judge_rewards``; per seed under ``out["judged"]``, and each row's ``judged``).
 
     With one seed the schedules' results are also at the top level (``out["halving"]``, as before)."""
     task = get_task(task_id)
@@ -55,7 +206,7 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
     schedules = [s for s in COMPARED if s in schedules]
     runs_dir = Path(runs_dir or tempfile.mkdtemp(prefix="rewardgen-bench-schedule-"))
     out: dict = {"task": task_id, "samples": samples, "steps": steps or task.default_steps, "trainer": trainer,
-                 "seeds": seeds, "schedules": schedules, "runs": {}}
+                 "seeds": seeds, "schedules": schedules, "runs": {}, "judge_seeds": judge_seeds, "judged": {}}
     for s in seeds:
         proposals = get_proposer("offline").propose(ProposalContext(task, task.schema, 0, samples, s))
         per: dict = {}
@@ -76,6 +227,12 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
                 say(row_text(s, schedule, r))
                 if r.get("race"):
                     say(race_text(s, r["race"], full["best"]["candidate"]))
+        if judge_seeds:
+            judged = judge_rewards(Path(per[schedules[0]]["run_dir"]), judge_seeds, say=say)
+            judge_schedules(per, judged)
+            out["judged"][s] = judged
+            if say:
+                say(judge_text(s, judged, per))
         out["runs"][s] = per
     out["median"] = {}
     for schedule in schedules:
@@ -86,6 +243,9 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
         for key in ("steps_ratio", "fitness_gap"):
             vals = [r[key] for r in rows if r.get(key) is not None]
             med[key] = statistics.median(vals) if vals else None
+        gaps = [r["judged"]["gap"] for r in rows if (r.get("judged") or {}).get("gap") is not None]
+        if judge_seeds:
+            med["judged_gap"] = statistics.median(gaps) if gaps else None
         out["median"][schedule] = med
     if len(seeds) == 1:  # the single-seed shape of earlier versions: out["full"], out["halving"], ...
         one = out["runs"][seeds[0]]
@@ -137,4 +297,4 @@ def row_text(seed: int, schedule: str, r: dict) -> str:
     gap_text = "" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} full's best"
     fit = best.get("fitness")
     return (f"seed {seed} {schedule:>8}: {r['env_steps']:,} env-steps{share}, best candidate {best.get('candidate')} "
-            f"fitness {fit if fit is None else round(fit, 3)}{gap_text}")
+            f"fitness {fit if fit is None else round(fit, 3)}{gap_text}" + (" (the run made before)" if r.get("reused") else ""))

@@ -264,16 +264,19 @@ def cmd_bench(args) -> int:
                       f"load {loadavg()}")
         result = compare_schedules(args.task, samples=args.samples, steps=budget, trainer=args.trainer,
                                    seeds=seeds, runs_dir=args.runs_dir, schedules=schedules,
-                                   say=lambda line: console.print(line, highlight=False))
+                                   say=lambda line: console.print(line, highlight=False), judge_seeds=args.judge_seeds)
         if not args.json:
             for name, med in result["median"].items():
                 share = f" ({med['steps_ratio']:.1%} of full's)" if med.get("steps_ratio") is not None else ""
                 gap = med.get("fitness_gap")
                 fit = med.get("best_fitness")
+                judged = med.get("judged_gap")
                 console.print(f"median over {len(seeds)} seed(s) {name:>8}: {med['env_steps']:,.0f} env-steps{share}, "
                               f"best fitness {fit if fit is None else round(fit, 3)}"
                               + ("" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} "
-                                 "full's best"), highlight=False)
+                                 "full's best")
+                              + ("" if judged is None else f"; judged pick {abs(judged):.1%} "
+                                 f"{'below' if judged > 0 else 'above'} the best reward"), highlight=False)
     elif args.what == "evolve":
         from rewardgen.bench.evolve import bench_evolve
 

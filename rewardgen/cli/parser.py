@@ -178,11 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule-steps", type=positive_int, default=None,
                    help="schedule: full budget per candidate (default: the task's; --steps says the same)")
     p.add_argument("--runs-dir", type=Path, default=None,
-                   help="schedule: where the runs are kept (default: a new temporary directory)")
+                   help="schedule: where the runs are kept (default: a new temporary directory); rerun with the same "
+                        "directory to reuse or continue each schedule's run and judge training made before")
     p.add_argument("--schedules", default=None,
                    help="schedule: which schedules, comma-separated (default full,halving,adaptive; the shares and "
                         "gaps need full)")
     p.add_argument("--trainer", choices=["ppo", "sb3"], default="ppo", help="schedule: trainer (default ppo)")
+    p.add_argument("--judge-seeds", type=non_negative_int, default=0, metavar="N",
+                   help="schedule: also retrain every candidate's reward from scratch on N new training seeds and "
+                        "judge each schedule's pick by its reward's mean fitness over them, as `rewardgen final` "
+                        "would (costs N full trainings per candidate; default 0: off)")
     p.add_argument("--tasks", default=None, metavar="T,T,...",
                    help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
                         "default: inverted-pendulum-balance, reacher-reach, halfcheetah-run-backward, hopper-hop, "

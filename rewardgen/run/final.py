@@ -32,6 +32,7 @@ import hashlib
 import math
 import time
 from concurrent.futures import Future, wait, FIRST_COMPLETED
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,6 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
                "sparse": sparse_reward_source(task)}
-    limits = setup.limits(steps)
 
     own_executor = executor is None
     if own_executor:
@@ -116,32 +116,11 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     store.lock()
     try:
         _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
-        pending: dict[Future, tuple[str, int, dict]] = {}
-        runs: list[dict] = []
-        todo = []
-        for k in range(seeds):
-            for method in methods:
-                key = {"source_sha256": hashlib.sha256((sources.get(method) or "env reward").encode()).hexdigest(),
-                       "steps": steps, "trainer": trainer, "train_seed": train_seed(config_seed, k),
-                       "episodes": episodes, "eval_seed": eval_seed(config_seed)}
-                done_before = _finished_before(store, method, k, key)
-                if done_before is not None:
-                    runs.append(done_before)
-                    _emit(progress, "final_run", **done_before, reused=True)
-                else:
-                    todo.append((method, k, key))
-        cpu_threads = executor.cpu_threads(len(todo))  # every job is queued at once
-        for method, k, key in todo:
-            job = setup.job(sources.get(method), key["train_seed"], steps, cpu_threads)
-            pending[executor.submit(job, limits)] = (method, k, key)
-        while pending:
-            interrupt.check()
-            done, _ = wait(list(pending), timeout=interrupt.POLL_SECONDS, return_when=FIRST_COMPLETED)
-            for fut in done:
-                method, k, key = pending.pop(fut)
-                record = _finish_one(store, task, method, k, fut, episodes, eval_seed(config_seed), progress)
-                atomic_write_json(store.path / final_dirname(method, k) / FINAL_RUN_FILE, record | {"key": key})
-                runs.append(record)
+        trainings = [Retraining.of(method, k, final_dirname(method, k), sources.get(method), steps=steps,
+                                   trainer=trainer, train_seed=train_seed(config_seed, k), episodes=episodes,
+                                   eval_seed=eval_seed(config_seed))
+                     for k in range(seeds) for method in methods]
+        runs = retrain(store, task, setup, trainings, executor, progress)
     finally:
         store.unlock()
         if own_executor:
@@ -178,10 +157,60 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     return result
 
 
-def _finished_before(store: RunStore, method: str, k: int, key: dict) -> dict | None:
-    """The record of this training from an earlier, interrupted final, if it finished and was evaluated
+@dataclass(frozen=True)
+class Retraining:
+    """One training of a reward from scratch and its trusted evaluation, as ``retrain`` runs it."""
+
+    method: str  # what the records call it: "evolved", "human", "sparse", or a bench's "cand-03"
+    seed_index: int
+    dirname: str  # where its policy, log and record go, relative to the run directory
+    source: str | None  # None: the env's own reward
+    key: dict  # what it is made under (source hash, steps, trainer, train_seed, episodes, eval_seed)
+
+    @classmethod
+    def of(cls, method: str, seed_index: int, dirname: str, source: str | None, *, steps: int, trainer: str,
+           train_seed: int, episodes: int, eval_seed: int) -> "Retraining":
+        """A training keyed by everything its result depends on (a rerun reuses it only if all match)."""
+        key = {"source_sha256": hashlib.sha256((source or "env reward").encode()).hexdigest(), "steps": steps,
+               "trainer": trainer, "train_seed": train_seed, "episodes": episodes, "eval_seed": eval_seed}
+        return cls(method, seed_index, dirname, source, key)
+
+
+def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], executor, progress=None) -> list[dict]:
+    """Train every one of ``trainings`` through ``executor`` (all queued at once) and evaluate each
+    policy with the trusted evaluator; a training whose record says it finished under the same key
+    is reused, not repeated. Each record is written beside its policy (``final-run.json``, atomic)
+    as soon as it is evaluated, so an interrupted call loses at most the trainings in flight.
+    The caller holds the run's lock. Returns the records, in completion order."""
+    runs: list[dict] = []
+    todo = []
+    for t in trainings:
+        done_before = _finished_before(store, t.dirname, t.key)
+        if done_before is not None:
+            runs.append(done_before)
+            _emit(progress, "final_run", **done_before, reused=True)
+        else:
+            todo.append(t)
+    cpu_threads = executor.cpu_threads(len(todo))  # every job is queued at once
+    pending: dict[Future, Retraining] = {}
+    for t in todo:
+        job = setup.job(t.source, t.key["train_seed"], t.key["steps"], cpu_threads)
+        pending[executor.submit(job, setup.limits(t.key["steps"]))] = t
+    while pending:
+        interrupt.check()
+        done, _ = wait(list(pending), timeout=interrupt.POLL_SECONDS, return_when=FIRST_COMPLETED)
+        for fut in done:
+            t = pending.pop(fut)
+            record = _finish_one(store, task, t, fut, progress)
+            atomic_write_json(store.path / t.dirname / FINAL_RUN_FILE, record | {"key": t.key})
+            runs.append(record)
+    return runs
+
+
+def _finished_before(store: RunStore, dirname: str, key: dict) -> dict | None:
+    """The record of this training from an earlier, interrupted call, if it finished and was evaluated
     under ``key`` and its policy is still there; None: train it (again)."""
-    d = store.path / final_dirname(method, k)
+    d = store.path / dirname
     try:
         record = read_json(d / FINAL_RUN_FILE)
     except CorruptFileError:
@@ -193,16 +222,15 @@ def _finished_before(store: RunStore, method: str, k: int, key: dict) -> dict | 
     return {name: value for name, value in record.items() if name != "key"}
 
 
-def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, episodes: int, seed: int,
-                progress) -> dict:
+def _finish_one(store: RunStore, task: Task, t: Retraining, fut: Future, progress) -> dict:
     """Write one trained policy and its log, evaluate it with the trusted evaluator; the run's record."""
     try:
         res: WorkerResult = interrupt.wait(fut)
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
-    d = store.path / final_dirname(method, k)
+    d = store.path / t.dirname
     save_training_output(d, res)
-    record: dict[str, Any] = {"method": method, "seed_index": k, "train_seconds": round(res.seconds, 2),
+    record: dict[str, Any] = {"method": t.method, "seed_index": t.seed_index, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
     failure = training_failure(res)
     if failure is not None:
@@ -214,7 +242,7 @@ def _finish_one(store: RunStore, task: Task, method: str, k: int, fut: Future, e
     retried = [w for w in res.warnings if "retried" in w]  # the executor lost an attempt
     if retried:
         record["warnings"] = retried
-    evaluation, error = trusted_fitness(task, d, episodes, seed)
+    evaluation, error = trusted_fitness(task, d, t.key["episodes"], t.key["eval_seed"])
     if evaluation is None:
         record |= {"status": "evaluation", "error": error}
     else:
@@ -261,4 +289,4 @@ def read_final(run_dir: Path) -> dict | None:
     return read_json(Path(run_dir) / FINAL_FILE)
 
 
-__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "METHODS"]
+__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "retrain", "Retraining", "METHODS"]
