@@ -69,11 +69,12 @@ def earlier_run(runs_dir: Path, config: EvolveConfig, proposals: list) -> Path |
         try:
             run = read_json(run_dir / RUN_FILE)
             store = RunStore(run_dir)
-            if not run or run.get("config") != wanted or store.read_generation(0) is None:
+            # read through EvolveConfig: a run made before a config field existed has its default
+            if not run or asdict(EvolveConfig.from_dict(run["config"])) != wanted or store.read_generation(0) is None:
                 continue
             if all(store.read_source(0, c) == p.source for c, p in enumerate(proposals)):
                 return run_dir
-        except (CorruptFileError, OSError, KeyError, IndexError):
+        except (CorruptFileError, OSError, KeyError, IndexError, TypeError):
             continue
     return None
 

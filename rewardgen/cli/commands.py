@@ -135,8 +135,11 @@ def _report_run(args, summary: dict) -> int:
         best = summary.get("best")
         if best:
             path = RunStore(Path(summary["run_dir"])).cand_dir(best["generation"], best["candidate"]) / REWARD_FILE
+            conf = best.get("confirmed")
             console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
-                          f"fitness {best['fitness']:.4g}", highlight=False)
+                          f"fitness {best['fitness']:.4g}" + (f" (confirmed: mean {conf['mean']:.4g} ± {conf['std']:.2g} "
+                                                              f"over {conf['seeds']} new seed(s))" if conf else ""),
+                          highlight=False)
             console.print(f"  reward: {term(path)}", soft_wrap=True)
         report = Path(summary["run_dir"]) / REPORT_FILE
         if report.is_file():

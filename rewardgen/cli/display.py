@@ -215,6 +215,41 @@ class RichProgress:
         if not self.live:
             self.print(text + (f" at {count} env-steps" if fate == "eliminated" else ""))
 
+    def _on_confirm_started(self, contenders, seeds, steps, **_):
+        self._confirm_started = time.monotonic()
+        self._confirm_trained = 0
+        named = ", ".join(f"gen {c['generation']} cand {c['candidate']} ({c['fitness']:.4g})" for c in contenders)
+        self.print(f"confirming the best: retraining {named} from scratch on {seeds} new training seed(s) each, "
+                   f"{human_steps(steps)} env-steps per training")
+
+    def _on_confirm_run(self, ref, seed_index, status, fitness, reused, done, total, error=None, **_):
+        g, c = ref.split("/")
+        what = "finished before: reused" if reused else (
+            f"fitness {fitness:.4g}" if status == "ok" else f"[red]{term(status)}[/]: {one_line(error, 60)}")
+        self._confirm_trained += not reused
+        eta = ""
+        if self._confirm_trained and done < total:
+            eta = f" (~{_clock((time.monotonic() - self._confirm_started) / self._confirm_trained * (total - done))} left)"
+        self.print(f"confirm {done}/{total}: gen {g} cand {c}, seed {seed_index}: {what}{eta}")
+
+    def _on_confirm_finished(self, confirm, best, **_):
+        if not confirm:
+            self.print("confirming the best: fewer than two candidates succeeded, nothing to choose between")
+            return
+        rows = {(r["generation"], r["candidate"]): r for r in confirm["contenders"]}
+        if not confirm.get("best"):
+            self.print("confirming the best: no retraining succeeded; the best stays the highest single-seed fitness")
+            return
+        b = rows[(confirm["best"]["generation"], confirm["best"]["candidate"])]
+        line = (f"confirmed best: gen {b['generation']} cand {b['candidate']}, mean fitness {b['mean']:.4g} "
+                f"± {b['std']:.2g} over {confirm['seeds']} new seed(s) (picked at {b['selection_fitness']:.4g})")
+        if confirm.get("changed"):
+            first = confirm["contenders"][0]
+            mean = "failed" if first["mean"] is None else f"mean {first['mean']:.4g}"
+            line += (f"; the highest single-seed fitness, gen {first['generation']} cand {first['candidate']} "
+                     f"({first['selection_fitness']:.4g}), had {mean}")
+        self.print(line)
+
     def _on_warning(self, message, **_):
         self.print(f"[yellow]warning:[/] {term(message)}")
 

@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "it, the last one trains the full budget (about half of halving's env-steps; it picks as well as "
                         "halving only where candidates separate early, as on halfcheetah-run, not on hopper-hop: "
                         "docs/benchmarks.md); full: every candidate gets it all")
+    p.add_argument("--confirm-seeds", type=non_negative_int, default=0, metavar="N",
+                   help="before naming the run's best, retrain the 3 candidates with the highest trusted fitness "
+                        "from scratch on N new training seeds each and name the one with the highest mean: one "
+                        "seed's fitness is partly luck where training outcomes spread (3 x N more full trainings; "
+                        "default 0: the highest single-seed fitness)")
     llm = p.add_argument_group("proposer")
     llm.add_argument("--llm", choices=["auto", "openai", "offline"], default="auto",
                      help="auto (default): an LLM when OPENAI_API_KEY, OPENAI_BASE_URL or --base-url is set, "

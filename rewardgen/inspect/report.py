@@ -159,6 +159,19 @@ def _best(run: dict, gens: list[list[Cand]]) -> Cand | None:
     return max(ok, key=lambda c: c.fitness) if ok else None
 
 
+def _confirm_rows(run: dict) -> dict | None:
+    """The confirmation of the best on new seeds (``run.json`` ``confirm``), as the report shows it."""
+    conf = run.get("confirm")
+    if not isinstance(conf, dict) or not isinstance(conf.get("contenders"), list) or not conf.get("best"):
+        return None
+    chosen = (conf["best"].get("generation"), conf["best"].get("candidate"))
+    rows = [{"ref": f"{r.get('generation')}/{r.get('candidate')}", "key": f"{r.get('generation')}-{r.get('candidate')}",
+             "selection": r.get("selection_fitness"), "fitness": r.get("fitness") or [], "mean": r.get("mean"),
+             "std": r.get("std"), "chosen": (r.get("generation"), r.get("candidate")) == chosen}
+            for r in conf["contenders"] if isinstance(r, dict)]
+    return {"seeds": conf.get("seeds"), "rows": rows, "changed": bool(conf.get("changed"))}
+
+
 def _runner_up(gens: list[list[Cand]], best: Cand | None) -> Cand | None:
     ok = [c for cands in gens for c in cands if c.status == "ok" and c.fitness is not None and c is not best]
     return max(ok, key=lambda c: c.fitness) if ok else None
@@ -332,6 +345,7 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         "notes": notes, "fitness_chart": chart, "gen_rows": gen_rows,
         "schedule_text": SCHEDULE_TEXT.get(cfg.get("schedule"), f"Schedule: {cfg.get('schedule', '?')}"),
         "final": final if isinstance(final, dict) and final.get("rows") else None,
+        "confirm": _confirm_rows(run),
     }
     for c in context["cards"]:
         if c["parent_card"] is not None:

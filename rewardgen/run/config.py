@@ -56,6 +56,9 @@ class EvolveConfig:
     :param eval_episodes: trusted evaluation episodes; None uses the task's default.
     :param check_steps: env-steps of the smoke run that checks a candidate before training.
     :param memory_gb: address-space limit of each worker.
+    :param confirm_seeds: before naming the run's best, retrain the 3 candidates with the highest trusted
+        fitness from scratch on this many new training seeds and name the one with the highest mean
+        (``rewardgen.run.confirm``); 0 (the default) names the highest single-seed fitness.
     """
 
     task: str
@@ -87,6 +90,7 @@ class EvolveConfig:
     eval_episodes: int | None = None
     check_steps: int = 256
     memory_gb: float = 8.0
+    confirm_seeds: int = 0
 
     def validate(self) -> None:
         for name in ("samples", "generations", "check_steps"):
@@ -96,6 +100,8 @@ class EvolveConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.confirm_seeds < 0:
+            raise ConfigError(f"--confirm-seeds must be 0 or more, got {self.confirm_seeds}")
         if self.llm not in ("auto", "openai", "offline"):
             raise ConfigError(f"--llm must be auto, openai or offline, got {self.llm!r}")
         if self.critic not in ("sandbox", "llm"):

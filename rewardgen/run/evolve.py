@@ -26,11 +26,12 @@ from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
 from rewardgen.run.progress import Estimate, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
+from rewardgen.run.confirm import confirm_best, planned_confirm_steps
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+from rewardgen.store import (FINAL_RUN_FILE, CandidateMetrics, CorruptFileError, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
     REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
@@ -156,6 +157,8 @@ class Evolution:
                 if self.config.interactive and g < self.config.generations - 1 and self._needs_feedback(g):
                     self._wait_videos(g)  # the person looks at them next
                     self._ask_feedback(g)
+            if self.config.confirm_seeds and self.kind == "evolve":
+                self._confirm()
             if self._wait_videos():
                 self._write_report()
             self._set_status("finished")
@@ -183,6 +186,11 @@ class Evolution:
         k, gens = self.config.samples, self.config.generations
         planned = gens * planned_env_steps(k, self.steps, self.config.schedule)
         done, left = 0, 0
+        if self.config.confirm_seeds and self.kind == "evolve":
+            confirming = planned_confirm_steps(self.config.confirm_seeds, self.steps, k, gens)
+            planned += confirming
+            done += min(confirming, self.steps * sum(1 for f in self.store.path.glob(f"confirm/*/{FINAL_RUN_FILE}")
+                                                     if _ok_record(f)))
         for g in range(gens):
             gen = self.store.read_generation(g)
             for c in range(len((gen or {}).get("candidates", [])) or k):
@@ -589,6 +597,23 @@ class Evolution:
                             budget=self.steps, rungs=metrics.get("rungs"))
         return outcome
 
+    def _confirm(self) -> None:
+        """Retrain the contenders for the run's best on new seeds and name the best by their mean
+        (``rewardgen.run.confirm``); ``run.json`` keeps the record as ``confirm``."""
+        episodes = self.config.eval_episodes or self.task.eval_episodes
+        result = confirm_best(self.store, self.task, self.setup, self.steps, self.trainer, episodes, self.eval_seed,
+                              self.config.seed, self.config.confirm_seeds, self.executor, self.progress)
+        run = self.store.read_run()
+        run["confirm"] = result
+        if result and result["best"]:
+            b = result["best"]
+            row = next(r for r in result["contenders"]
+                       if (r["generation"], r["candidate"]) == (b["generation"], b["candidate"]))
+            run["best"] = {"generation": b["generation"], "candidate": b["candidate"], "fitness": row["selection_fitness"],
+                           "confirmed": {"seeds": result["seeds"], "mean": row["mean"], "std": row["std"]}}
+        self.store.write_run(run)
+        self.progress.event("confirm_finished", confirm=result, best=run["best"])
+
     # ----- summaries
     def _record_generation(self, g: int, n: int, resumed: bool = False) -> None:
         candidates = []
@@ -677,6 +702,14 @@ def failure_summary(generations: list[dict]) -> str | None:
     what = stages.get(status, f"failed ({status})")
     return (f"no candidate of the {len(cands)} trained successfully: {per_status} {what}"
             + (f", {count} of them with: {error}" if count < per_status else f": {error}"))
+
+
+def _ok_record(path: Path) -> bool:
+    """Whether a training record (``final-run.json``) says the training finished and was evaluated."""
+    try:
+        return (read_json(path) or {}).get("status") == "ok"
+    except CorruptFileError:
+        return False
 
 
 def _overall_best(generations: list[dict]) -> dict | None:

@@ -1,0 +1,99 @@
+"""Confirming the run's best reward on new training seeds before naming it.
+
+Evolve picks a reward by the trusted fitness of one training seed. Where training outcomes spread
+widely between seeds, the highest single-seed fitness is partly luck (the winner's curse): on
+hopper-hop one reward reached 2.40 m/s on the seed it was picked on and 0.61-0.91 on others, and
+the suite's hopper and ant winners fell from 2.32 and 1.62 in evolve to 0.25-0.88 and 0.13-0.84 in
+``rewardgen final`` (docs/benchmarks.md). With ``confirm_seeds`` N, the CONFIRM_TOP candidates with
+the highest trusted fitness are each retrained from scratch at the full budget on the same N new
+training seeds, and the run's best becomes the one with the highest mean over those N: a sample
+that no selection has looked at, so it is not biased upward like the fitness it was picked on.
+
+The trainings run like ``rewardgen final``'s (``rewardgen.run.final.retrain``: sandboxed workers,
+the trusted evaluator, one record per training written beside its policy); a resumed run reuses every
+finished one. Only trusted numbers decide.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from rewardgen.run.final import Retraining, retrain
+from rewardgen.store import RunStore, gen_dirname
+from rewardgen.tasks.spec import Task
+
+#: how many candidates, best trusted fitness first, are retrained
+CONFIRM_TOP = 3
+
+
+def confirm_train_seed(seed: int, k: int) -> int:
+    """The k-th confirmation training seed of a run with ``seed`` (apart from evolve's and final's 500_000 + ...)."""
+    return 600_000 + 1000 * int(seed) + k
+
+
+def contenders(generations: list[dict], top: int = CONFIRM_TOP) -> list[dict]:
+    """The ``top`` candidates of the whole run with the highest trusted fitness (``run.json``'s generation
+    summaries), best first; ties go to the earlier one."""
+    ok = [{"generation": g["generation"], "candidate": c["candidate"], "fitness": c["fitness"]}
+          for g in generations for c in g["candidates"] if c.get("status") == "ok" and c.get("fitness") is not None]
+    return sorted(ok, key=lambda x: (-x["fitness"], x["generation"], x["candidate"]))[:top]
+
+
+def planned_confirm_steps(seeds: int, steps: int, samples: int, generations: int) -> int:
+    """Env-steps the confirmation trains at most (for the run's time estimate)."""
+    return min(CONFIRM_TOP, samples * generations) * seeds * steps if seeds else 0
+
+
+def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, episodes: int, eval_seed: int,
+                 seed: int, seeds: int, executor, progress=None) -> dict[str, Any] | None:
+    """Retrain the run's contenders on ``seeds`` new training seeds; the record ``run.json`` keeps as
+    ``confirm`` (per contender: the fitness of each seed, mean, std), with ``best`` the contender of the
+    highest mean (ties: the higher selection fitness). None when fewer than two candidates succeeded:
+    there is nothing to choose between. The caller holds the run's lock."""
+    run = store.read_run()
+    picks = contenders(run.get("generations") or [])
+    if len(picks) < 2:
+        return None
+    trainings = [Retraining.of(_label(p), k, f"confirm/{gen_dirname(p['generation'])}-cand-{p['candidate']:02d}-seed{k}",
+                               store.read_source(p["generation"], p["candidate"]), steps=steps, trainer=trainer,
+                               train_seed=confirm_train_seed(seed, k), episodes=episodes, eval_seed=eval_seed)
+                 for k in range(seeds) for p in picks]
+    if progress is not None:
+        progress.event("confirm_started", contenders=picks, seeds=seeds, steps=steps)
+    records = retrain(store, task, setup, trainings, executor, _Relay(progress, len(trainings)))
+    rows = []
+    for p in picks:
+        mine = sorted((r for r in records if r["method"] == _label(p)), key=lambda r: r["seed_index"])
+        values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
+        rows.append(p | {"selection_fitness": p.pop("fitness"), "fitness": [r.get("fitness") for r in mine],
+                         "failed": [{"seed_index": r["seed_index"], "status": r.get("status"), "error": r.get("error")}
+                                    for r in mine if r.get("status") != "ok"],
+                         "mean": statistics.fmean(values) if values else None,
+                         "std": statistics.pstdev(values) if values else None})
+    judged = [r for r in rows if r["mean"] is not None]
+    best = max(judged, key=lambda r: (r["mean"], r["selection_fitness"])) if judged else None
+    return {"seeds": seeds, "train_seeds": [confirm_train_seed(seed, k) for k in range(seeds)], "steps": steps,
+            "eval_seed": eval_seed, "episodes": episodes, "contenders": rows,
+            "best": {"generation": best["generation"], "candidate": best["candidate"]} if best else None,
+            "changed": best is not None and (best["generation"], best["candidate"]) != (rows[0]["generation"],
+                                                                                    rows[0]["candidate"])}
+
+
+def _label(p: dict) -> str:
+    return f"{p['generation']}/{p['candidate']}"
+
+
+class _Relay:
+    """``retrain``'s per-training events as ``confirm_run`` events, with how many are done."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def event(self, kind: str, **data: Any) -> None:
+        if self.progress is None or kind != "final_run":
+            return
+        self.done += 1
+        self.progress.event("confirm_run", ref=data["method"], seed_index=data["seed_index"], status=data.get("status"),
+                            fitness=data.get("fitness"), env_steps=data.get("env_steps"), error=data.get("error"),
+                            reused=bool(data.get("reused")), done=self.done, total=self.total)
