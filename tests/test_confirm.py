@@ -81,6 +81,14 @@ def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(t
     starred = table.split("&#9733;")[1]
     assert f'href="#cand-{chosen["generation"]}-{chosen["candidate"]}"' in starred.split("</td>")[0]
     assert table.count("<tr>") == 1 + CONFIRM_TOP
+    # the web UI's run page says so too (the real run, served by the real app)
+    from fastapi.testclient import TestClient
+    from rewardgen.web import create_app
+
+    page = TestClient(create_app(run_dir.parent), base_url="http://127.0.0.1").get(f"/runs/{run_dir.name}").text
+    said = " ".join(page.split())
+    assert (f"confirmed on 2 new training seed(s): mean <b>{chosen['mean']:.4g}</b>" in said
+            and "the highest of the 3 retrained" in said), said[:3000]
     fin = cli("final", str(run_dir), "--seeds", "1", "--json", cwd=tmp_path, timeout=900)
     assert fin.returncode == 0, fin.stderr[-3000:]
     assert last_json(fin.stdout)["best"] | {"selection_fitness": None} == \
