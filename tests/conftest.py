@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,26 @@ def _no_traceback_on_cli_stderr():
     bad = traceback_runs(CLI_RUNS[start:])
     if bad:
         pytest.fail(f"rewardgen printed a traceback on stderr for: {bad}", pytrace=False)
+
+
+def kill_9_when(args: list[str], pattern: str, where: Path, timeout: float = 600) -> Path:
+    """Start ``rewardgen ARGS`` (stdin closed), wait until a file matching ``pattern`` appears under
+    ``where``, ``kill -9`` the process there and return that file; fail if it ended or never got there."""
+    proc = subprocess.Popen([sys.executable, "-m", "rewardgen", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = sorted(where.glob(pattern))
+            if found:
+                os.kill(proc.pid, signal.SIGKILL)
+                return found[0]
+            time.sleep(0.05)
+        raise AssertionError(f"rewardgen {' '.join(args[:1])} never made {pattern} while alive")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def last_json(stdout: str) -> dict:

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, last_json
+from conftest import cli, kill_9_when, last_json
 from rewardgen.run.confirm import CONFIRM_TOP, confirm_train_seed, contenders
 from rewardgen.run.final import train_seed as final_train_seed
 from rewardgen.sandbox.trusted import run_trusted_evaluation
@@ -99,23 +94,8 @@ def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(t
 def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_path):
     """kill -9 while the contenders retrain; `resume` keeps every finished training as it was and
     trains the rest, which come out as an uninterrupted run's (training is deterministic per seed)."""
-    args = [sys.executable, "-m", "rewardgen", *_evolve_args(tmp_path / "runs", "--json")]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        deadline, run_dir = time.monotonic() + 600, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = list((tmp_path / "runs").glob("*/confirm/*/final-run.json"))
-            if found:
-                run_dir = found[0].parents[2]
-                break
-            time.sleep(0.05)
-        assert run_dir is not None and proc.poll() is None, "the run never reached its confirmation alive"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    run_dir = kill_9_when(_evolve_args(tmp_path / "runs", "--json"), "*/confirm/*/final-run.json",
+                          tmp_path / "runs").parents[2]
     before = {p: p.read_bytes() for p in run_dir.glob("confirm/*/final-run.json")}
     policies = {p.parent: p.parent.joinpath("policy.npz").read_bytes() for p in before}
     assert 0 < len(before) < 2 * CONFIRM_TOP

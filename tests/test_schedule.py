@@ -8,16 +8,11 @@ every candidate from its saved state, and after ``kill -9`` resumes without retr
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import GOOD_PENDULUM_REWARD, ROOT, cli, last_json
+from conftest import GOOD_PENDULUM_REWARD, cli, kill_9_when, last_json
 from rewardgen.proposers.base import Proposal
 from rewardgen.tasks.spec import get_task
 from rewardgen.run.evolve import Evolution, start_run
@@ -243,26 +238,9 @@ def test_resume_after_kill_9_mid_generation(tmp_path):
     """kill -9 the orchestrator while candidates race; resume finishes the generation, keeps every
     recorded slice as it was (no finished increment is trained again) and each later slice continues
     from its candidate's saved state."""
-    args = [sys.executable, "-m", "rewardgen", "evolve", "--task", TASK, "--samples", "3", "--generations", "1",
-            "--steps", str(STEPS), "--workers", "1", "--schedule", "adaptive", "--no-video", "--llm", "offline",
-            "--runs-dir", str(tmp_path), "--json"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        run_dir = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = list(tmp_path.glob("*/gen-000/cand-0[0-2]/rung-1.json"))
-            if found:
-                run_dir = found[0].parents[2]
-                break
-            time.sleep(0.1)
-        assert run_dir is not None and proc.poll() is None, "the run never reached its second rung alive"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    args = ["evolve", "--task", TASK, "--samples", "3", "--generations", "1", "--steps", str(STEPS), "--workers", "1",
+            "--schedule", "adaptive", "--no-video", "--llm", "offline", "--runs-dir", str(tmp_path), "--json"]
+    run_dir = kill_9_when(args, "*/gen-000/cand-0[0-2]/rung-1.json", tmp_path, timeout=300).parents[2]
     before = {p: p.read_bytes() for p in run_dir.glob("gen-000/cand-*/rung-*.json")}
     assert before and len(list(run_dir.glob("gen-000/cand-*/metrics.json"))) < 3  # killed mid-generation
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
