@@ -113,6 +113,24 @@ def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_o
     assert "] evolve" not in again.stderr and "] final" not in again.stderr
 
 
+@pytest.mark.slow
+def test_suite_with_confirm_seeds_finals_the_confirmed_best(tmp_path):
+    """`bench suite --confirm-seeds 1`: the task's evolve confirms its best on a new seed, and the
+    table's evolved row is the final of that confirmed reward."""
+    out = tmp_path / "suite"
+    res = cli("bench", "suite", "--tasks", TASKS[0], "--out", str(out), *TINY, "--confirm-seeds", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    row = last_json(res.stdout)["rows"][0]
+    run = json.loads((Path(row["run_dir"]) / "run.json").read_text())
+    final = json.loads((Path(row["run_dir"]) / "final.json").read_text())
+    assert run["config"]["confirm_seeds"] == 1 and len(run["confirm"]["contenders"]) == 2  # K=2, 1 generation
+    named = run["confirm"]["best"]
+    assert {k: final["best"][k] for k in ("generation", "candidate")} == named
+    assert {k: run["best"][k] for k in ("generation", "candidate")} == named
+    assert row["evolved"]["mean"] == {r["method"]: r for r in final["rows"]}["evolved"]["fitness_mean"]
+    assert "the best confirmed on 1 new seed(s)" in (out / "suite.md").read_text()
+
+
 def test_suite_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path):
     out = tmp_path / "suite"
     for args, says in ((["--tasks", "inverted-pendulum-balance,no-such-task"], "unknown task 'no-such-task'"),

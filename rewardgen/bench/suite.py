@@ -51,6 +51,7 @@ class SuiteConfig:
     samples: int = 4
     generations: int = 3
     seed: int = 0
+    confirm_seeds: int = 0  # evolve's --confirm-seeds: the best named by its mean over this many new seeds
 
     def validate(self) -> None:
         from rewardgen.tasks.spec import get_task
@@ -62,6 +63,8 @@ class SuiteConfig:
         for name in ("seeds", "samples", "generations"):
             if getattr(self, name) <= 0:
                 raise SuiteError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.confirm_seeds < 0:
+            raise SuiteError(f"--confirm-seeds must be 0 or more, got {self.confirm_seeds}")
         for name in ("steps", "workers"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise SuiteError(f"--{name} must be positive, got {getattr(self, name)}")
@@ -96,17 +99,21 @@ def _emit(progress, kind: str, **data: Any) -> None:
 
 def _run_key(config: SuiteConfig, task) -> dict:
     """The evolve settings a task's recorded run must have to be reused (else it is run afresh)."""
-    return {"steps": config.steps_for(task), "samples": config.samples,
-            "generations": config.generations, "seed": config.seed}
+    key = {"steps": config.steps_for(task), "samples": config.samples,
+           "generations": config.generations, "seed": config.seed}
+    return key | ({"confirm_seeds": config.confirm_seeds} if config.confirm_seeds else {})  # old keys stay valid
 
 
 def planned_steps(config: SuiteConfig, task) -> tuple[int, int]:
     """(evolve, final) env-steps a task plans: halving's generations, then seeds x methods full budgets."""
+    from rewardgen.run.confirm import planned_confirm_steps
     from rewardgen.run.evolve import planned_env_steps
 
     steps = config.steps_for(task)
     methods = 3 if task.has_env_reward else 2
-    return config.generations * planned_env_steps(config.samples, steps, "halving"), config.seeds * methods * steps
+    evolve = config.generations * planned_env_steps(config.samples, steps, "halving")
+    evolve += planned_confirm_steps(config.confirm_seeds, steps, config.samples, config.generations)
+    return evolve, config.seeds * methods * steps
 
 
 class SuiteEstimate:
@@ -285,7 +292,7 @@ class Suite:
             config = EvolveConfig(task=task_id, samples=self.config.samples, generations=self.config.generations,
                                   steps=self.config.steps_for(task), seed=self.config.seed, workers=self.config.workers,
                                   llm="offline", proposer="offline", schedule="halving", trainer="ppo",
-                                  video=False)
+                                  video=False, confirm_seeds=self.config.confirm_seeds)
             store = start_run(config, self.runs_dir, task=task)
             entry = {"run_dir": str(store.path.relative_to(self.out)), "key": _run_key(self.config, task),
                      "evolve_seconds": 0.0, "final_seconds": 0.0}
@@ -419,7 +426,8 @@ def share_line(result: dict) -> str:
 def markdown_table(result: dict) -> str:
     c = result["config"]
     lines = [f"Suite: offline proposer, K={c['samples']}, {c['generations']} generations, halving, "
-             f"final with {c['seeds']} seeds per method"
+             + (f"the best confirmed on {c['confirm_seeds']} new seed(s), " if c.get("confirm_seeds") else "")
+             + f"final with {c['seeds']} seeds per method"
              + ", budget per candidate and per final training as listed (the task's default unless said)" + ".", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]

@@ -335,7 +335,8 @@ def cmd_bench_suite(args) -> int:
 
     tasks, task_steps = parse_tasks(args.tasks)
     config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps, workers=args.workers,
-                         samples=args.samples or 4, generations=args.generations, seed=args.seed)
+                         samples=args.samples or 4, generations=args.generations, seed=args.seed,
+                         confirm_seeds=args.confirm_seeds)
     console = Console(stderr=args.json)
     result = run_suite(config, SuiteProgress(console))
     if args.json:

@@ -200,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
                    "the same --out to continue an interrupted suite (default runs/suite)")
     p.add_argument("--generations", type=positive_int, default=3, help="suite: generations per evolve (default 3)")
+    p.add_argument("--confirm-seeds", type=non_negative_int, default=0, metavar="N",
+                   help="suite: each evolve names its best after retraining its 3 best candidates on N new seeds "
+                        "(evolve --confirm-seeds; default 0)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
