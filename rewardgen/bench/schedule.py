@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rewardgen.run.evolve import Evolution, resume, start_run
-from rewardgen.run.config import EvolveConfig, effective_trainer, resolve_proposer
-from rewardgen.run.final import Retraining, eval_seed, retrain
+from rewardgen.run.config import EvolveConfig, resolve_proposer
+from rewardgen.run.final import Retraining, eval_seed, retrain, run_training, seed_results
 from rewardgen.run.progress import Progress
-from rewardgen.run.step import training_setup
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
 from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, read_json, rung_file
-from rewardgen.tasks.spec import get_task, task_from_dict
+from rewardgen.tasks.spec import get_task
 
 #: the schedules compared, in the order they run (full first: the others are measured against it)
 COMPARED = ("full", "halving", "adaptive")
@@ -90,41 +89,35 @@ def judge_rewards(run_dir: Path, seeds: int, executor=None, say: Callable[[str],
     evaluation seeds). Per candidate: the fitness of each seed, their mean and (population) std; and the
     best reward by mean. The trainings live in ``run_dir/judge/`` and a rerun reuses finished ones."""
     store = RunStore.open(Path(run_dir))
-    run = store.read_run()
-    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
-    config = EvolveConfig.from_dict(run["config"] | {"task": task.id})
-    steps = int(run["config"]["steps"])
-    trainer, _ = effective_trainer(task, config.trainer)
-    episodes = config.eval_episodes or task.eval_episodes
+    training = run_training(store)
+    seed = training.config.seed
     count = len((store.read_generation(0) or {}).get("candidates") or [])
-    trainings = [Retraining.of(f"cand-{c:02d}", k, f"judge/cand-{c:02d}-seed{k}", store.read_source(0, c), steps=steps,
-                               trainer=trainer, train_seed=judge_train_seed(config.seed, k), episodes=episodes,
-                               eval_seed=eval_seed(config.seed))
+    trainings = [Retraining.of(f"cand-{c:02d}", k, f"judge/cand-{c:02d}-seed{k}", store.read_source(0, c),
+                               steps=training.steps, trainer=training.trainer, train_seed=judge_train_seed(seed, k),
+                               episodes=training.episodes, eval_seed=eval_seed(seed))
                  for k in range(seeds) for c in range(count)]
     own_executor = executor is None
     if own_executor:
         from rewardgen.run.executors import LocalExecutor
 
-        executor = LocalExecutor(config.workers)
-    watch = _JudgeProgress(len(trainings), config.seed, say)
+        executor = LocalExecutor(training.config.workers)
+    watch = _JudgeProgress(len(trainings), seed, say)
     store.lock()
     try:
-        records = retrain(store, task, training_setup(task, config, trainer, steps), trainings, executor, watch)
+        records = retrain(store, training.task, training.setup, trainings, executor, watch)
     finally:
         store.unlock()
         if own_executor:
             executor.close()
     per: dict[int, dict] = {}
     for c in range(count):
-        mine = sorted((r for r in records if r["method"] == f"cand-{c:02d}"), key=lambda r: r["seed_index"])
-        values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
-        per[c] = {"fitness": [r.get("fitness") for r in mine], "failed": len(mine) - len(values),
-                  "mean": statistics.fmean(values) if values else None,
-                  "std": statistics.pstdev(values) if values else None}
+        res = seed_results(records, f"cand-{c:02d}")
+        per[c] = {"fitness": res["fitness"], "failed": len(res["fitness"]) - res["ok"], "mean": res["mean"],
+                  "std": res["std"]}
     ranked = sorted((c for c in per if per[c]["mean"] is not None), key=lambda c: (-per[c]["mean"], c))
     spreads = [per[c]["std"] / abs(per[c]["mean"]) for c in ranked if per[c]["mean"]]
-    return {"seeds": seeds, "train_seeds": [judge_train_seed(config.seed, k) for k in range(seeds)],
-            "eval_seed": eval_seed(config.seed), "episodes": episodes, "steps": steps, "candidates": per,
+    return {"seeds": seeds, "train_seeds": [judge_train_seed(seed, k) for k in range(seeds)],
+            "eval_seed": eval_seed(seed), "episodes": training.episodes, "steps": training.steps, "candidates": per,
             "best": ranked[0] if ranked else None, "order": ranked,
             "spread": statistics.median(spreads) if spreads else None}
 

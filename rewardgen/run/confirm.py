@@ -16,10 +16,9 @@ finished one. Only trusted numbers decide.
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
-from rewardgen.run.final import Retraining, retrain
+from rewardgen.run.final import Retraining, read_record, retrain, seed_results
 from rewardgen.store import RunStore, gen_dirname
 from rewardgen.tasks.spec import Task
 
@@ -38,6 +37,11 @@ def contenders(generations: list[dict], top: int = CONFIRM_TOP) -> list[dict]:
     ok = [{"generation": g["generation"], "candidate": c["candidate"], "fitness": c["fitness"]}
           for g in generations for c in g["candidates"] if c.get("status") == "ok" and c.get("fitness") is not None]
     return sorted(ok, key=lambda x: (-x["fitness"], x["generation"], x["candidate"]))[:top]
+
+
+def finished_confirm_trainings(store: RunStore) -> int:
+    """How many confirmation trainings in ``store`` finished and were evaluated (for the time estimate)."""
+    return sum(1 for d in store.path.glob("confirm/*/") if read_record(d) is not None)
 
 
 def planned_confirm_steps(seeds: int, steps: int, samples: int, generations: int) -> int:
@@ -64,13 +68,11 @@ def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, e
     records = retrain(store, task, setup, trainings, executor, _Relay(progress, len(trainings)))
     rows = []
     for p in picks:
-        mine = sorted((r for r in records if r["method"] == _label(p)), key=lambda r: r["seed_index"])
-        values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
-        rows.append(p | {"selection_fitness": p.pop("fitness"), "fitness": [r.get("fitness") for r in mine],
+        res = seed_results(records, _label(p))
+        rows.append(p | {"selection_fitness": p.pop("fitness"), "fitness": res["fitness"],
                          "failed": [{"seed_index": r["seed_index"], "status": r.get("status"), "error": r.get("error")}
-                                    for r in mine if r.get("status") != "ok"],
-                         "mean": statistics.fmean(values) if values else None,
-                         "std": statistics.pstdev(values) if values else None})
+                                    for r in res["records"] if r.get("status") != "ok"],
+                         "mean": res["mean"], "std": res["std"]})
     judged = [r for r in rows if r["mean"] is not None]
     best = max(judged, key=lambda r: (r["mean"], r["selection_fitness"])) if judged else None
     return {"seeds": seeds, "train_seeds": [confirm_train_seed(seed, k) for k in range(seeds)], "steps": steps,

@@ -26,12 +26,12 @@ from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
 from rewardgen.run.progress import Estimate, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
-from rewardgen.run.confirm import confirm_best, planned_confirm_steps
+from rewardgen.run.confirm import confirm_best, finished_confirm_trainings, planned_confirm_steps
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (FINAL_RUN_FILE, CandidateMetrics, CorruptFileError, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
     REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
@@ -189,8 +189,7 @@ class Evolution:
         if self.config.confirm_seeds and self.kind == "evolve":
             confirming = planned_confirm_steps(self.config.confirm_seeds, self.steps, k, gens)
             planned += confirming
-            done += min(confirming, self.steps * sum(1 for f in self.store.path.glob(f"confirm/*/{FINAL_RUN_FILE}")
-                                                     if _ok_record(f)))
+            done += min(confirming, self.steps * finished_confirm_trainings(self.store))
         for g in range(gens):
             gen = self.store.read_generation(g)
             for c in range(len((gen or {}).get("candidates", [])) or k):
@@ -702,14 +701,6 @@ def failure_summary(generations: list[dict]) -> str | None:
     what = stages.get(status, f"failed ({status})")
     return (f"no candidate of the {len(cands)} trained successfully: {per_status} {what}"
             + (f", {count} of them with: {error}" if count < per_status else f": {error}"))
-
-
-def _ok_record(path: Path) -> bool:
-    """Whether a training record (``final-run.json``) says the training finished and was evaluated."""
-    try:
-        return (read_json(path) or {}).get("status") == "ok"
-    except CorruptFileError:
-        return False
 
 
 def _overall_best(generations: list[dict]) -> dict | None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 import time
 from concurrent.futures import Future, wait, FIRST_COMPLETED
 from dataclasses import dataclass
@@ -93,15 +94,10 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     best = run.get("best")
     if not best:
         raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
-    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
+    training = run_training(store, steps, episodes, run)
+    task, steps, trainer, episodes, setup = (training.task, training.steps, training.trainer, training.episodes,
+                                             training.setup)
     config = run.get("config") or {}
-    episodes = episodes or config.get("eval_episodes") or task.eval_episodes
-    from rewardgen.run.config import EvolveConfig, effective_trainer
-
-    run_config = EvolveConfig.from_dict(config | {"task": task.id})
-    steps = int(steps or run_config.budget(task))
-    trainer, _ = effective_trainer(task, run_config.trainer)
-    setup = training_setup(task, run_config, trainer, steps)
     config_seed = int(config.get("seed", 0))
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
@@ -158,6 +154,33 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
 
 
 @dataclass(frozen=True)
+class RunTraining:
+    """How a run's rewards are trained and evaluated: read once from its ``run.json`` for every retraining."""
+
+    task: Task
+    config: Any  # the run's EvolveConfig
+    steps: int  # env-steps per training
+    trainer: str  # the trainer that actually runs (``effective_trainer``)
+    episodes: int  # trusted evaluation episodes per policy
+    setup: Any  # the TrainingSetup that makes the worker jobs
+
+
+def run_training(store: RunStore, steps: int | None = None, episodes: int | None = None,
+                 run: dict | None = None) -> RunTraining:
+    """The run's training: its task and config, ``steps`` (None: the run's budget), its trainer, and
+    ``episodes`` (None: the run's evaluation episodes, else the task's). ``run``: its ``run.json``, if read."""
+    from rewardgen.run.config import EvolveConfig, effective_trainer
+
+    run = run if run is not None else store.read_run()
+    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
+    config = EvolveConfig.from_dict((run.get("config") or {}) | {"task": task.id})
+    steps = int(steps or config.budget(task))
+    trainer, _ = effective_trainer(task, config.trainer)
+    return RunTraining(task, config, steps, trainer, int(episodes or config.eval_episodes or task.eval_episodes),
+                       training_setup(task, config, trainer, steps))
+
+
+@dataclass(frozen=True)
 class Retraining:
     """One training of a reward from scratch and its trusted evaluation, as ``retrain`` runs it."""
 
@@ -207,15 +230,32 @@ def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], exe
     return runs
 
 
+def read_record(directory: Path) -> dict | None:
+    """The training record (``final-run.json``) in ``directory`` if it says the training finished and was
+    evaluated; None when it is missing, unreadable or says otherwise."""
+    try:
+        record = read_json(Path(directory) / FINAL_RUN_FILE)
+    except CorruptFileError:
+        return None
+    return record if isinstance(record, dict) and record.get("status") == "ok" else None
+
+
+def seed_results(records: list[dict], method: str) -> dict:
+    """One method's trainings among ``records``, in seed order: each seed's fitness (None: it failed), how
+    many succeeded, and their mean and population std (None when none did)."""
+    mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["seed_index"])
+    values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
+    return {"records": mine, "fitness": [r.get("fitness") for r in mine], "ok": len(values),
+            "mean": statistics.fmean(values) if values else None,
+            "std": statistics.pstdev(values) if values else None}
+
+
 def _finished_before(store: RunStore, dirname: str, key: dict) -> dict | None:
     """The record of this training from an earlier, interrupted call, if it finished and was evaluated
     under ``key`` and its policy is still there; None: train it (again)."""
     d = store.path / dirname
-    try:
-        record = read_json(d / FINAL_RUN_FILE)
-    except CorruptFileError:
-        return None
-    if not isinstance(record, dict) or record.get("key") != key or record.get("status") != "ok":
+    record = read_record(d)
+    if record is None or record.get("key") != key:
         return None
     if not (d / POLICY_FILE).is_file():
         return None
@@ -289,4 +329,5 @@ def read_final(run_dir: Path) -> dict | None:
     return read_json(Path(run_dir) / FINAL_FILE)
 
 
-__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "retrain", "Retraining", "METHODS"]
+__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "read_record", "retrain", "Retraining", "RunTraining",
+           "run_training", "seed_results", "METHODS"]
