@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, kill_9_when, last_json
+from rewardgen.run.config import EvolveConfig
 from rewardgen.run.confirm import CONFIRM_TOP, confirm_train_seed, contenders
+from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.final import train_seed as final_train_seed
 from rewardgen.sandbox.trusted import run_trusted_evaluation
 from rewardgen.tasks.spec import get_task
@@ -116,6 +118,31 @@ def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_pa
     other = json.loads((Path(last_json(whole.stdout)["run_dir"]) / "run.json").read_text())
     assert other["confirm"]["contenders"] == run["confirm"]["contenders"]
     assert other["best"] == run["best"]
+
+
+class _Events:
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, kind: str, **data) -> None:
+        self.events.append((kind, data))
+
+
+@pytest.mark.slow
+def test_time_estimate_counts_the_confirmation_and_is_measured_while_it_runs(tmp_path):
+    """The run's planned env-steps include the confirmation, and each confirmation training that
+    finishes refreshes the time left from the measured rate, ending with everything planned done."""
+    config = EvolveConfig(task=TASK, samples=2, generations=1, steps=STEPS, workers=1, video=False,
+                          eval_episodes=1, confirm_seeds=1, schedule="full")
+    progress = _Events()
+    Evolution(start_run(config, tmp_path / "runs"), progress).run()
+    kinds = [k for k, _ in progress.events]
+    estimates = [d for k, d in progress.events if k == "estimate"]
+    assert estimates[0]["env_steps_planned"] == 2 * STEPS + 2 * STEPS  # two candidates, two contenders x one seed
+    last_confirm = max(i for i, k in enumerate(kinds) if k == "confirm_run")
+    after = [d for k, d in progress.events[last_confirm:] if k == "estimate"]
+    assert after and after[-1]["basis"] == "measured"
+    assert after[-1]["env_steps_done"] >= after[-1]["env_steps_planned"] and after[-1]["seconds_left"] == 0
 
 
 def test_contenders_are_the_highest_trusted_fitness_of_the_run():

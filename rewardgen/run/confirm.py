@@ -16,7 +16,7 @@ finished one. Only trusted numbers decide.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rewardgen.run.final import Retraining, read_record, retrain, seed_results
 from rewardgen.store import RunStore, gen_dirname
@@ -50,11 +50,13 @@ def planned_confirm_steps(seeds: int, steps: int, samples: int, generations: int
 
 
 def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, episodes: int, eval_seed: int,
-                 seed: int, seeds: int, executor, progress=None) -> dict[str, Any] | None:
+                 seed: int, seeds: int, executor, progress=None,
+                 trained: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """Retrain the run's contenders on ``seeds`` new training seeds; the record ``run.json`` keeps as
     ``confirm`` (per contender: the fitness of each seed, mean, std), with ``best`` the contender of the
     highest mean (ties: the higher selection fitness). None when fewer than two candidates succeeded:
-    there is nothing to choose between. The caller holds the run's lock."""
+    there is nothing to choose between. ``trained`` is told the env-steps of each training this call
+    trained (not of those reused), for the run's time estimate. The caller holds the run's lock."""
     run = store.read_run()
     picks = contenders(run.get("generations") or [])
     if len(picks) < 2:
@@ -65,7 +67,7 @@ def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, e
                  for k in range(seeds) for p in picks]
     if progress is not None:
         progress.event("confirm_started", contenders=picks, seeds=seeds, steps=steps)
-    records = retrain(store, task, setup, trainings, executor, _Relay(progress, len(trainings)))
+    records = retrain(store, task, setup, trainings, executor, _Relay(progress, len(trainings), trained))
     rows = []
     for p in picks:
         res = seed_results(records, _label(p))
@@ -87,15 +89,20 @@ def _label(p: dict) -> str:
 
 
 class _Relay:
-    """``retrain``'s per-training events as ``confirm_run`` events, with how many are done."""
+    """``retrain``'s per-training events as ``confirm_run`` events, with how many are done; the
+    env-steps of each one trained here go to ``trained``."""
 
-    def __init__(self, progress, total: int):
-        self.progress, self.total, self.done = progress, total, 0
+    def __init__(self, progress, total: int, trained: Callable[[int], None] | None = None):
+        self.progress, self.total, self.done, self.trained = progress, total, 0, trained
 
     def event(self, kind: str, **data: Any) -> None:
-        if self.progress is None or kind != "final_run":
+        if kind != "final_run":
             return
         self.done += 1
-        self.progress.event("confirm_run", ref=data["method"], seed_index=data["seed_index"], status=data.get("status"),
-                            fitness=data.get("fitness"), env_steps=data.get("env_steps"), error=data.get("error"),
-                            reused=bool(data.get("reused")), done=self.done, total=self.total)
+        if self.progress is not None:
+            self.progress.event("confirm_run", ref=data["method"], seed_index=data["seed_index"],
+                                status=data.get("status"), fitness=data.get("fitness"), env_steps=data.get("env_steps"),
+                                error=data.get("error"), reused=bool(data.get("reused")), done=self.done,
+                                total=self.total)
+        if self.trained is not None and not data.get("reused") and data.get("env_steps"):
+            self.trained(int(data["env_steps"]))

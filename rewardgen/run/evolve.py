@@ -209,6 +209,12 @@ class Evolution:
         cores_used = usable_cores() if self.config.executor == "local" else max(1, k)
         return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
 
+    def _trained(self, env_steps: int) -> None:
+        """Count env-steps this process trained into the run's estimate and show the new time left."""
+        if self._estimate is not None:
+            self._estimate.add(env_steps)
+            self.progress.event("estimate", **self._estimate.fields())
+
     def _needs_feedback(self, g: int) -> bool:
         """Interactive runs pause once per generation: not again when feedback for g + 1 exists."""
         return not self.feedback(g + 1) and self.store.read_generation(g + 1) is None
@@ -466,9 +472,7 @@ class Evolution:
             atomic_write_bytes(d / state_file(r), resume_state)
         extra = result.get("extra") or {}
         steps = int(extra.get("slice_env_steps") or 0) if job.resume is not None else int(result.get("env_steps") or 0)
-        if self._estimate is not None:
-            self._estimate.add(steps)
-            self.progress.event("estimate", **self._estimate.fields())
+        self._trained(steps)
         record |= {"training": result.get("stats", {}), "extra": result.get("extra") or {},
                    "env_steps": steps, "env_steps_total": done_steps + steps,
                    "train_seconds": round(res.seconds, 2), "trainer": result.get("trainer"),
@@ -601,7 +605,8 @@ class Evolution:
         (``rewardgen.run.confirm``); ``run.json`` keeps the record as ``confirm``."""
         episodes = self.config.eval_episodes or self.task.eval_episodes
         result = confirm_best(self.store, self.task, self.setup, self.steps, self.trainer, episodes, self.eval_seed,
-                              self.config.seed, self.config.confirm_seeds, self.executor, self.progress)
+                              self.config.seed, self.config.confirm_seeds, self.executor, self.progress,
+                              trained=self._trained)
         run = self.store.read_run()
         run["confirm"] = result
         if result and result["best"]:
