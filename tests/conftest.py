@@ -52,20 +52,22 @@ def _no_traceback_on_cli_stderr():
         pytest.fail(f"rewardgen printed a traceback on stderr for: {bad}", pytrace=False)
 
 
-def kill_9_when(args: list[str], pattern: str, where: Path, timeout: float = 600) -> Path:
-    """Start ``rewardgen ARGS`` (stdin closed), wait until a file matching ``pattern`` appears under
-    ``where``, ``kill -9`` the process there and return that file; fail if it ended or never got there."""
+def kill_9_when(args: list[str], when, where: Path | None = None, timeout: float = 600):
+    """Start ``rewardgen ARGS`` (stdin closed), wait until ``when`` holds, ``kill -9`` the process there
+    and return what ``when`` found; fail if the process ended or never got there. ``when`` is a glob
+    pattern under ``where`` (returns the first file matching it) or a callable (returns its truthy value)."""
+    found_by = when if callable(when) else (lambda: next(iter(sorted(where.glob(when))), None))
     proc = subprocess.Popen([sys.executable, "-m", "rewardgen", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.poll() is None:
-            found = sorted(where.glob(pattern))
+            found = found_by()
             if found:
                 os.kill(proc.pid, signal.SIGKILL)
-                return found[0]
+                return found
             time.sleep(0.05)
-        raise AssertionError(f"rewardgen {' '.join(args[:1])} never made {pattern} while alive")
+        raise AssertionError(f"rewardgen {' '.join(args[:2])} never got to {when} while alive")
     finally:
         if proc.poll() is None:
             proc.kill()

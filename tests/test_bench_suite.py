@@ -6,29 +6,12 @@ from __future__ import annotations
 import pytest
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from conftest import ROOT, cli, last_json
+from conftest import cli, kill_9_when, last_json
 
 TINY = ["--steps", "4096", "--samples", "2", "--generations", "1", "--seeds", "2", "--workers", "1"]
 TASKS = ["inverted-pendulum-balance", "reacher-reach"]
-
-
-def _wait_for(predicate, proc: subprocess.Popen, what: str, limit: float = 600.0):
-    """Poll until ``predicate()`` is truthy; fails if the suite ended first (or after ``limit`` s)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        assert proc.poll() is None, f"the suite ended before {what}"
-        time.sleep(0.1)
-    raise AssertionError(f"never saw {what}")
 
 
 def _state(out: Path) -> dict:
@@ -41,24 +24,16 @@ def _state(out: Path) -> dict:
 @pytest.mark.slow
 def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_own(tmp_path):
     out = tmp_path / "suite"
-    args = [sys.executable, "-m", "rewardgen", "bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        # the second task's evolve has finished at least one candidate: kill the suite there
-        def second_task_trained():
-            entry = _state(out).get("tasks", {}).get(TASKS[1])
-            if not entry:
-                return None
-            found = sorted((out / entry["run_dir"]).glob("gen-*/cand-*/metrics.json"))
-            return (entry, found) if found else None
+    # the second task's evolve has finished at least one candidate: kill the suite there
+    def second_task_trained():
+        entry = _state(out).get("tasks", {}).get(TASKS[1])
+        if not entry:
+            return None
+        found = sorted((out / entry["run_dir"]).glob("gen-*/cand-*/metrics.json"))
+        return (entry, found) if found else None
 
-        entry, _ = _wait_for(second_task_trained, proc, "the second task trained a candidate")
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    entry, _ = kill_9_when(["bench", "suite", "--tasks", ",".join(TASKS), "--out", str(out), *TINY],
+                           second_task_trained)
 
     first = out / _state(out)["tasks"][TASKS[0]]["run_dir"]
     second = out / entry["run_dir"]

@@ -10,7 +10,6 @@ accept a reward there (its audit guard allows reads under the installed package)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
