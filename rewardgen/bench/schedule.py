@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 from rewardgen.run.evolve import Evolution, resume, start_run
 from rewardgen.run.config import EvolveConfig, resolve_proposer
-from rewardgen.run.final import Retraining, eval_seed, retrain, run_training, seed_results
+from rewardgen.run.final import Retraining, eval_seed, retrain_in_run, run_training, seed_results
 from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
@@ -96,19 +96,8 @@ def judge_rewards(run_dir: Path, seeds: int, executor=None, say: Callable[[str],
                                steps=training.steps, trainer=training.trainer, train_seed=judge_train_seed(seed, k),
                                episodes=training.episodes, eval_seed=eval_seed(seed))
                  for k in range(seeds) for c in range(count)]
-    own_executor = executor is None
-    if own_executor:
-        from rewardgen.run.executors import LocalExecutor
-
-        executor = LocalExecutor(training.config.workers)
-    watch = _JudgeProgress(len(trainings), seed, say)
-    store.lock()
-    try:
-        records = retrain(store, training.task, training.setup, trainings, executor, watch)
-    finally:
-        store.unlock()
-        if own_executor:
-            executor.close()
+    records, _ = retrain_in_run(store, training, trainings, executor,
+                                _JudgeProgress(len(trainings), seed, say))
     per: dict[int, dict] = {}
     for c in range(count):
         res = seed_results(records, f"cand-{c:02d}")

@@ -95,32 +95,20 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
     if not best:
         raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
     training = run_training(store, steps, episodes, run)
-    task, steps, trainer, episodes, setup = (training.task, training.steps, training.trainer, training.episodes,
-                                             training.setup)
+    task, steps, trainer, episodes = training.task, training.steps, training.trainer, training.episodes
     config = run.get("config") or {}
     config_seed = int(config.get("seed", 0))
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
                "sparse": sparse_reward_source(task)}
 
-    own_executor = executor is None
-    if own_executor:
-        from rewardgen.run.executors import LocalExecutor
-
-        executor = LocalExecutor(config.get("workers"))
     started = time.monotonic()
-    store.lock()
-    try:
-        _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
-        trainings = [Retraining.of(method, k, final_dirname(method, k), sources.get(method), steps=steps,
-                                   trainer=trainer, train_seed=train_seed(config_seed, k), episodes=episodes,
-                                   eval_seed=eval_seed(config_seed))
-                     for k in range(seeds) for method in methods]
-        runs = retrain(store, task, setup, trainings, executor, progress)
-    finally:
-        store.unlock()
-        if own_executor:
-            executor.close()
+    _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
+    trainings = [Retraining.of(method, k, final_dirname(method, k), sources.get(method), steps=steps,
+                               trainer=trainer, train_seed=train_seed(config_seed, k), episodes=episodes,
+                               eval_seed=eval_seed(config_seed))
+                 for k in range(seeds) for method in methods]
+    runs, executor_used = retrain_in_run(store, training, trainings, executor, progress)
     runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed_index"]))
     rows = [_summarise(method, [r for r in runs if r["method"] == method]) for method in methods]
     scores, note = normalised_scores(task, {row["method"]: row for row in rows})
@@ -145,7 +133,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         "score": scores.get("evolved") if scores else None,
         "score_note": note,
         "runs": runs,
-        "executor": executor.describe() if hasattr(executor, "describe") else {"executor": type(executor).__name__},
+        "executor": executor_used,
         "seconds": round(time.monotonic() - started, 2),
     }
     atomic_write_json(store.path / FINAL_FILE, result)
@@ -197,6 +185,26 @@ class Retraining:
         key = {"source_sha256": hashlib.sha256((source or "env reward").encode()).hexdigest(), "steps": steps,
                "trainer": trainer, "train_seed": train_seed, "episodes": episodes, "eval_seed": eval_seed}
         return cls(method, seed_index, dirname, source, key)
+
+
+def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retraining], executor=None,
+                   progress=None) -> tuple[list[dict], dict]:
+    """``retrain`` under the run's lock (``RunStoreError`` when another process holds it). With ``executor``
+    None, a ``LocalExecutor`` of the run's workers does the training and is closed after. Returns the
+    records and the executor's description (for the result's record of where it ran)."""
+    own_executor = executor is None
+    if own_executor:
+        from rewardgen.run.executors import LocalExecutor
+
+        executor = LocalExecutor(training.config.workers)
+    store.lock()
+    try:
+        records = retrain(store, training.task, training.setup, trainings, executor, progress)
+        return records, executor.describe() if hasattr(executor, "describe") else {"executor": type(executor).__name__}
+    finally:
+        store.unlock()
+        if own_executor:
+            executor.close()
 
 
 def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], executor, progress=None) -> list[dict]:
