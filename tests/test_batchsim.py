@@ -56,7 +56,7 @@ def _compare(task_id: str, steps: int, episode_length: int | None = None, n: int
                 d = np.abs(res.final_obs[i] - gobs)[sim.nq + sim.nv - sim._excl:]
                 cfrc_agree += int((d < 0.1).sum())
                 cfrc_total += d.size
-            elif not rk4 or sim.kind in ("HopperEnv", "InvertedPendulumEnv"):
+            elif not rk4 or sim.kind in ("HopperEnv", "Walker2dEnv", "InvertedPendulumEnv"):
                 np.testing.assert_allclose(res.final_obs[i], gobs, rtol=0, atol=1e-9)
             else:
                 np.testing.assert_allclose(res.final_obs[i], gobs, rtol=0, atol=0.02)
@@ -85,6 +85,11 @@ def test_halfcheetah_matches_gym_across_truncation():
 
 def test_hopper_matches_gym_across_termination():
     counts = _compare("hopper-hop", 120)
+    assert counts["terminated"] >= 3
+
+
+def test_walker_matches_gym_across_termination():
+    counts = _compare("walker-run", 150)
     assert counts["terminated"] >= 3
 
 

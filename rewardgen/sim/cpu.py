@@ -32,7 +32,7 @@ import torch
 from mujoco import _rollout
 
 from rewardgen.contract.state import State
-from rewardgen.sim.gym_rules import StepResult, init_from_env, observation_rules
+from rewardgen.sim.gym_rules import PLANAR_WALKERS, StepResult, init_from_env, observation_rules
 from rewardgen.tasks.spec import Task
 
 _S = mujoco.mjtSensor
@@ -265,7 +265,7 @@ class BatchSim:
                 vec = pos[:, rows[self._fingertip]] - pos[:, rows[self._target]]
             th = qpos[:, :2]
             return np.concatenate([np.cos(th), np.sin(th), qpos[:, 2:], qvel[:, :2], vec[:, :2]], axis=1)
-        if k == "HopperEnv":
+        if k in PLANAR_WALKERS:
             return np.concatenate([qpos[:, self._excl:], np.clip(qvel, -10, 10)], axis=1)
         if k == "AntEnv":
             parts = [qpos[:, self._excl:], qvel]
@@ -282,17 +282,10 @@ class BatchSim:
         k, u = self.kind, self.u
         if k == "InvertedPendulumEnv":
             return ~np.isfinite(obs).all(axis=1) | (np.abs(obs[:, 1]) > 0.2)
-        if k == "HopperEnv":
+        if k in PLANAR_WALKERS:
             if not u._terminate_when_unhealthy:
                 return np.zeros(len(qpos), dtype=bool)
-            z, angle = qpos[:, 1], qpos[:, 2]
-            state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
-            lo, hi = u._healthy_state_range
-            zlo, zhi = u._healthy_z_range
-            alo, ahi = u._healthy_angle_range
-            healthy = (np.all((lo < state) & (state < hi), axis=1) & (zlo < z) & (z < zhi)
-                       & (alo < angle) & (angle < ahi))
-            return ~healthy
+            return ~self._walker_healthy(qpos, qvel)
         if k == "AntEnv":
             if not u._terminate_when_unhealthy:
                 return np.zeros(len(qpos), dtype=bool)
@@ -314,9 +307,9 @@ class BatchSim:
         if k == "HalfCheetahEnv":
             xv = (qpos[:, 0] - qpos0_before) / self.dt
             return u._forward_reward_weight * xv - u._ctrl_cost_weight * np.square(action).sum(axis=1)
-        if k == "HopperEnv":
+        if k in PLANAR_WALKERS:
             xv = (qpos[:, 0] - qpos0_before) / self.dt
-            healthy = ~self._terminated_raw_hopper(qpos, qvel)
+            healthy = self._walker_healthy(qpos, qvel)
             return (u._forward_reward_weight * xv + healthy * u._healthy_reward
                     - u._ctrl_cost_weight * np.square(action).sum(axis=1))
         if k == "AntEnv":
@@ -331,15 +324,19 @@ class BatchSim:
                     - u._ctrl_cost_weight * np.square(action).sum(axis=1) - contact)
         return np.zeros(len(qpos))
 
-    def _terminated_raw_hopper(self, qpos, qvel):
+    def _walker_healthy(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """gym's ``is_healthy`` of Hopper and Walker2d: torso height (qpos[1]) and angle (qpos[2]) in
+        their ranges, and for Hopper every other state entry in ``healthy_state_range`` too."""
         u = self.u
         z, angle = qpos[:, 1], qpos[:, 2]
-        state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
-        lo, hi = u._healthy_state_range
         zlo, zhi = u._healthy_z_range
         alo, ahi = u._healthy_angle_range
-        return ~(np.all((lo < state) & (state < hi), axis=1) & (zlo < z) & (z < zhi)
-                 & (alo < angle) & (angle < ahi))
+        healthy = (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi)
+        if self.kind == "HopperEnv":
+            state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
+            lo, hi = u._healthy_state_range
+            healthy &= np.all((lo < state) & (state < hi), axis=1)
+        return healthy
 
     def _sample_reset(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """One world's reset_model() draw, consuming its generator exactly like gymnasium."""

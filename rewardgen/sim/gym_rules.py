@@ -18,7 +18,12 @@ from rewardgen.tasks.spec import Task
 
 
 #: gymnasium env classes whose reset, termination and observation rules BatchSim reproduces
-FAITHFUL_ENVS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "AntEnv", "MjcfEnv")
+FAITHFUL_ENVS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "Walker2dEnv", "AntEnv",
+                 "MjcfEnv")
+
+#: planar walkers (root x, z, angle joints first): observation with velocities clipped to [-10, 10],
+#: health from torso height and angle (``healthy_z_range``, ``healthy_angle_range``)
+PLANAR_WALKERS = ("HopperEnv", "Walker2dEnv")
 
 
 def unsupported_reason(task) -> str | None:

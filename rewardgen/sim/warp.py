@@ -51,11 +51,11 @@ import numpy as np
 import torch
 
 from rewardgen.sim.cpu import BatchSim
-from rewardgen.sim.gym_rules import StepResult, init_from_env, observation_rules
+from rewardgen.sim.gym_rules import FAITHFUL_ENVS, PLANAR_WALKERS, StepResult, init_from_env, observation_rules
 from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
 
-_KNOWN_KINDS = ("InvertedPendulumEnv", "ReacherEnv", "HalfCheetahEnv", "HopperEnv", "AntEnv", "MjcfEnv")
+_KNOWN_KINDS = FAITHFUL_ENVS
 
 
 class WarpUnavailable(RuntimeError):
@@ -225,7 +225,7 @@ class WarpSim:
             vec = xpos[:, self._fingertip] - xpos[:, self._target]
             th = qpos[:, :2]
             return torch.cat([th.cos(), th.sin(), qpos[:, 2:], qvel[:, :2], vec[:, :2]], dim=1)
-        if k == "HopperEnv":
+        if k in PLANAR_WALKERS:
             return torch.cat([qpos[:, self._excl:], qvel.clamp(-10, 10)], dim=1)
         if k == "AntEnv":
             parts = [qpos[:, self._excl:], qvel]
@@ -238,14 +238,18 @@ class WarpSim:
             return torch.cat(parts, dim=1)
         return torch.cat([qpos[:, self._excl:], qvel], dim=1)
 
-    def _hopper_healthy(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+    def _walker_healthy(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
+        """gym's ``is_healthy`` of Hopper and Walker2d (``BatchSim._walker_healthy``)."""
         u = self.u
         z, angle = qpos[:, 1], qpos[:, 2]
-        state = torch.cat([qpos, qvel], dim=1)[:, 2:]
-        lo, hi = u._healthy_state_range
         zlo, zhi = u._healthy_z_range
         alo, ahi = u._healthy_angle_range
-        return (((lo < state) & (state < hi)).all(dim=1) & (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi))
+        healthy = (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi)
+        if self.kind == "HopperEnv":
+            state = torch.cat([qpos, qvel], dim=1)[:, 2:]
+            lo, hi = u._healthy_state_range
+            healthy = healthy & ((lo < state) & (state < hi)).all(dim=1)
+        return healthy
 
     def _finite(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
         return torch.isfinite(qpos).all(dim=1) & torch.isfinite(qvel).all(dim=1)
@@ -254,8 +258,8 @@ class WarpSim:
         k, u = self.kind, self.u
         if k == "InvertedPendulumEnv":
             return ~torch.isfinite(obs).all(dim=1) | (obs[:, 1].abs() > 0.2)
-        if k == "HopperEnv" and u._terminate_when_unhealthy:
-            return ~self._hopper_healthy(qpos, qvel)
+        if k in PLANAR_WALKERS and u._terminate_when_unhealthy:
+            return ~self._walker_healthy(qpos, qvel)
         if k == "AntEnv" and u._terminate_when_unhealthy:
             zlo, zhi = u._healthy_z_range
             return ~(self._finite(qpos, qvel) & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi))
@@ -277,9 +281,9 @@ class WarpSim:
         if k == "HalfCheetahEnv":
             xv = (qpos[:, 0] - qpos0_before) / self.dt
             return u._forward_reward_weight * xv - u._ctrl_cost_weight * ctrl_sq
-        if k == "HopperEnv":
+        if k in PLANAR_WALKERS:
             xv = (qpos[:, 0] - qpos0_before) / self.dt
-            healthy = self._hopper_healthy(qpos, qvel).float()
+            healthy = self._walker_healthy(qpos, qvel).float()
             return u._forward_reward_weight * xv + healthy * u._healthy_reward - u._ctrl_cost_weight * ctrl_sq
         if k == "AntEnv":
             xv = (xpos[:, self._main_body, 0] - self._xy_before[:, 0]) / self.dt
