@@ -93,6 +93,16 @@ def _no_llm_from_the_environment(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+class EventRecorder:
+    """A progress sink (``event(kind, **data)``) that keeps every event, in order."""
+
+    def __init__(self):
+        self.events: list[tuple[str, dict]] = []
+
+    def event(self, kind: str, **data) -> None:
+        self.events.append((kind, data))
+
+
 class RecordingProgress:
     """The CLI's live display (``rewardgen.cli.display.RichProgress``) on a recorded terminal, with every bar's
     state captured after each event: what a person would have seen, event by event."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, kill_9_when, last_json
+from conftest import RecordingProgress, cli, kill_9_when, last_json
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.confirm import CONFIRM_TOP, confirm_train_seed, contenders
 from rewardgen.run.evolve import Evolution, start_run
@@ -105,6 +105,8 @@ def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_pa
 
     res = cli("resume", str(run_dir), "--json", cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
+    # only confirmation trainings were left: the run's time left is measured from them, not kept at the guess
+    assert "estimated time left (measured)" in res.stderr, res.stderr[-3000:]
     for path, content in before.items():
         assert path.read_bytes() == content and policies[path.parent] == path.parent.joinpath("policy.npz").read_bytes()
     records = _records(run_dir)
@@ -120,21 +122,13 @@ def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_pa
     assert other["best"] == run["best"]
 
 
-class _Events:
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def event(self, kind: str, **data) -> None:
-        self.events.append((kind, data))
-
-
 @pytest.mark.slow
 def test_time_estimate_counts_the_confirmation_and_is_measured_while_it_runs(tmp_path):
     """The run's planned env-steps include the confirmation, and each confirmation training that
     finishes refreshes the time left from the measured rate, ending with everything planned done."""
     config = EvolveConfig(task=TASK, samples=2, generations=1, steps=STEPS, workers=1, video=False,
                           eval_episodes=1, confirm_seeds=1, schedule="full")
-    progress = _Events()
+    progress = RecordingProgress()
     Evolution(start_run(config, tmp_path / "runs"), progress).run()
     kinds = [k for k, _ in progress.events]
     estimates = [d for k, d in progress.events if k == "estimate"]

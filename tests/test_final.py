@@ -20,17 +20,9 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.store import RunStore, RunStoreError, atomic_write_text
 from rewardgen.tasks.spec import get_task
 
-from conftest import GOOD_PENDULUM_REWARD
+from conftest import GOOD_PENDULUM_REWARD, EventRecorder
 
 TASK = "inverted-pendulum-balance"
-
-
-class Recorder:
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def event(self, kind: str, **data) -> None:
-        self.events.append((kind, data))
 
 
 @pytest.fixture
@@ -45,7 +37,7 @@ def run_dir(runs_dir: Path) -> Path:
 
 
 def test_final_evaluation_three_methods_and_score(run_dir: Path):
-    progress = Recorder()
+    progress = EventRecorder()
     result = final_evaluation(run_dir, seeds=2, steps=2048, progress=progress, episodes=2)
     assert [row["method"] for row in result["rows"]] == ["evolved", "human", "sparse"]
     for row in result["rows"]:
@@ -115,7 +107,7 @@ def test_an_interrupted_final_trains_only_what_is_missing(run_dir: Path):
     (run_dir / "final.json").unlink()
     for name in ("human-seed1", "sparse-seed0"):
         (run_dir / "final" / name / "final-run.json").unlink()
-    progress = Recorder()
+    progress = EventRecorder()
     again = final_evaluation(run_dir, seeds=2, steps=2048, episodes=2, progress=progress)
     runs = [d for kind, d in progress.events if kind == "final_run"]
     reused = sorted(f"{d['method']}-seed{d['seed_index']}" for d in runs if d.get("reused"))
@@ -123,6 +115,6 @@ def test_an_interrupted_final_trains_only_what_is_missing(run_dir: Path):
     assert len(runs) == 6
     assert [r["fitness"] for r in again["runs"]] == [r["fitness"] for r in first["runs"]]  # same seeds, same numbers
     assert json.loads((run_dir / "final.json").read_text())["rows"] == again["rows"]
-    progress = Recorder()
+    progress = EventRecorder()
     final_evaluation(run_dir, seeds=2, steps=4096, episodes=2, progress=progress)
     assert not [d for kind, d in progress.events if kind == "final_run" and d.get("reused")]

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from conftest import GOOD_PENDULUM_REWARD
+from conftest import GOOD_PENDULUM_REWARD, EventRecorder
 from rewardgen.sandbox.check import verdict_from_result
 from rewardgen.run.evolve import Evolution, planned_env_steps, start_run
 from rewardgen.run.config import EvolveConfig
@@ -24,20 +24,12 @@ NAN = ("import torch\ndef compute_reward(s):\n    t = torch.full((s.qpos.shape[0
        "    return t, {'nan': t}\n")
 
 
-class Recorder:
-    def __init__(self):
-        self.events: list[tuple[str, dict]] = []
-
-    def event(self, kind: str, **data) -> None:
-        self.events.append((kind, data))
-
-
 @pytest.mark.slow
 def test_one_worker_per_candidate_keeps_verdicts_and_videos(runs_dir):
     config = EvolveConfig(task="inverted-pendulum-balance", samples=3, generations=1, steps=2048, workers=1,
                           schedule="full", eval_episodes=1)
     store = start_run(config, runs_dir)
-    progress = Recorder()
+    progress = EventRecorder()
     evo = Evolution(store, progress)
     assert evo._proposer_check(OTHER).ok  # what an LLM proposer does before it keeps a candidate
     evo.write_generation(0, [Proposal(GOOD_PENDULUM_REWARD, origin="t"), Proposal(OTHER, origin="t"),
