@@ -132,3 +132,18 @@ def test_the_graph_is_read_correctly():
     assert "rewardgen.sim.episode" in GRAPH["rewardgen.evaluate.evaluator"]
     assert "rewardgen.sandbox.jail" in GRAPH["rewardgen.trainers.worker"]
     assert LAYERS[_package("rewardgen.trainers.worker")] > LAYERS[_package("rewardgen.sandbox.jail")]
+
+
+def test_python_source_is_parsed_in_one_place():
+    """Trusted code parses sources from executor threads, and CPython 3.11's ``ast.parse`` is not
+    thread-safe (a CI run hit "AST constructor recursion depth mismatch" with two candidates validated
+    at once): every parse goes through ``rewardgen.contract.syntax.parse``, which holds a lock."""
+    import ast
+
+    calls = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "ast"):
+                calls.append(f"{name}:{node.lineno}")
+    assert calls == ["rewardgen.contract.syntax:21"], calls

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import re
 
+from rewardgen.contract.syntax import parse
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CODE_START = re.compile(r"^(import |from \S+ import |def |class |@|[A-Za-z_][A-Za-z_0-9]*\s*(:[^=]*)?=[^=])")
 _PROSE_LANGS = {"text", "txt", "markdown", "md", "json", "yaml", "bash", "sh", "console", "output"}
@@ -36,7 +38,7 @@ def split_thinking(text: str | None) -> tuple[str, str]:
 
 def _defined_names(code: str) -> set[str]:
     try:
-        tree = ast.parse(code)
+        tree = parse(code)
     except SyntaxError:
         return set(re.findall(r"^def ([A-Za-z_]\w*)", code, re.MULTILINE))
     out = set()
@@ -93,7 +95,7 @@ def _from_plain(text: str) -> str | None:
     while end > start:  # drop trailing leftovers until the rest parses
         code = "\n".join(lines[start:end]).rstrip()
         try:
-            ast.parse(code)
+            parse(code)
             return code + "\n"
         except SyntaxError:
             end -= 1

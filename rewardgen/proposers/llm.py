@@ -13,6 +13,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rewardgen.contract.syntax import parse
 from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.client import Answer, LLMClient, LLMSettings
 from rewardgen.proposers.prompts import render, task_prompts
@@ -153,7 +154,6 @@ class LLMProposer(Proposer):
     # ----- sampling
     def _usable(self, text: str) -> bool:
         """Whether an answer holds what is asked for: reward code that parses (or a JSON object)."""
-        import ast
         import json
 
         if self.mode == "params":
@@ -166,7 +166,7 @@ class LLMProposer(Proposer):
         if code is None:
             return False
         try:
-            ast.parse(code)
+            parse(code)
             return True
         except SyntaxError:
             return False

@@ -18,6 +18,8 @@ import ast
 import string
 from dataclasses import dataclass
 
+from rewardgen.contract.syntax import parse
+
 MAX_SOURCE_CHARS = 100_000
 ALLOWED_MODULES = frozenset({"torch", "math"})
 
@@ -313,7 +315,7 @@ def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
     if "\x00" in source:
         return [Issue(0, "reward source contains a NUL character")]
     try:
-        tree = ast.parse(source, filename=filename)
+        tree = parse(source, filename=filename)
     except SyntaxError as exc:
         return [Issue(exc.lineno or 0, f"SyntaxError: {exc.msg}")]
     except (RecursionError, MemoryError, ValueError) as exc:

@@ -38,6 +38,7 @@ import torch
 
 from rewardgen.contract.schema import AXES, Schema
 from rewardgen.contract.state import State
+from rewardgen.contract.syntax import parse
 
 
 AGGREGATIONS = ("horizon", "final", "max", "total")
@@ -348,7 +349,7 @@ def make_fitness(spec: dict[str, Any], schema: Schema) -> Fitness:
 def parse_fitness(text: str) -> dict[str, Any]:
     """Parse ``"forward_velocity(body=torso, axis=x)"`` into ``{name, params}``."""
     try:
-        node = ast.parse(text.strip(), mode="eval").body
+        node = parse(text.strip(), mode="eval").body
     except SyntaxError:
         raise FitnessError(f"cannot parse fitness {text!r}; expected e.g. forward_velocity(body=torso)") from None
     if isinstance(node, ast.Name):
