@@ -96,8 +96,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         raise FinalEvaluationError(f"{run_dir}: the run has no best reward yet (no candidate got a trusted fitness)")
     training = run_training(store, steps, episodes, run)
     task, steps, trainer, episodes = training.task, training.steps, training.trainer, training.episodes
-    config = run.get("config") or {}
-    config_seed = int(config.get("seed", 0))
+    config_seed = training.config.seed
     methods = [m for m in METHODS if m != "human" or task.has_env_reward]
     sources = {"evolved": store.read_source(int(best["generation"]), int(best["candidate"])),
                "sparse": sparse_reward_source(task)}

@@ -55,8 +55,6 @@ from rewardgen.sim.gym_rules import FAITHFUL_ENVS, PLANAR_WALKERS, StepResult, i
 from rewardgen.contract.state import State
 from rewardgen.tasks.spec import Task
 
-_KNOWN_KINDS = FAITHFUL_ENVS
-
 
 class WarpUnavailable(RuntimeError):
     """MuJoCo Warp cannot run here (not installed, or the device does not exist); message is for the user."""
@@ -155,7 +153,7 @@ class WarpSim:
 
         init_from_env(self, task)
         u = self.u
-        if self.kind not in _KNOWN_KINDS:
+        if self.kind not in FAITHFUL_ENVS:
             raise ValueError(f"WarpSim does not know the rules of {self.kind}")
         m = self.model
         self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
