@@ -10,8 +10,11 @@ sampled, bounded and turned into a proposal; everything else is decided here, on
 - later generations: parents are the candidate a person preferred (ICPL-style), then the best by
   trusted fitness, never the one a person disliked; reflection on the parent's component statistics
   drops constant shaping terms, shrinks a dominating one, and leans on the goal when reward and
-  fitness disagreed or the hacking alarm rang; then weights (and targets) mutate, a term may be
-  added or removed, and a goal term is always kept;
+  fitness disagreed or the hacking alarm rang; reflection on what policies did in the trusted
+  episodes raises the upright terms and the control cost when the parent's policy, or two of the
+  last generation's, flipped over, and leans on the goal when the parent's stood still to the time
+  limit short of success; then weights (and targets) mutate, a term may be added or removed, and a
+  goal term is always kept;
 - a person's text feedback becomes term edits (``FEEDBACK_RULES``);
 - no genome is proposed twice in a run.
 """
@@ -25,7 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext
-from rewardgen.proposers.reflection import component_facts
+from rewardgen.proposers.reflection import behaviour_facts, component_facts
+from rewardgen.tasks.spec import Task
 
 Genome = list[dict[str, Any]]
 
@@ -84,21 +88,58 @@ def signature(genome: Genome) -> tuple:
                         for g in genome if g["weight"] > 0))
 
 
-def feedback_edits(feedback: list[dict], space: GeneSpace) -> list[tuple[str, list[str], float]]:
+Edit = tuple[str, list[str], float]  # (reason, term keys, factor)
+
+
+def term_keys(space: GeneSpace, names: tuple[str, ...]) -> list[str]:
+    """The space's terms named by ``names``: a name or its ``name_*`` family; "goal" is every goal term."""
+    return [k for k in space.keys()
+            if ("goal" in names and space.is_goal(k)) or any(k == n or k.startswith(n + "_") for n in names)]
+
+
+def feedback_edits(feedback: list[dict], space: GeneSpace) -> list[Edit]:
     """Text feedback turned into (reason, term keys, factor) edits."""
     edits = []
     for item in feedback:
         text = (item.get("text") or "").lower() if item.get("kind") == "text" else ""
         for pattern, names, factor, why in FEEDBACK_RULES:
             if text and re.search(pattern, text):
-                keys = [k for k in space.keys()
-                        if ("goal" in names and space.is_goal(k)) or any(k == n or k.startswith(n + "_") for n in names)]
+                keys = term_keys(space, names)
                 if keys:
                     edits.append((f'feedback "{item["text"][:60]}": {why}', keys, factor))
     return edits
 
 
-def apply_edits(genome: Genome, notes: list[str], edits: list[tuple[str, list[str], float]], space: GeneSpace,
+def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateRecord], space: GeneSpace,
+                    task: Task) -> list[Edit]:
+    """Edits from what policies did in the trusted episodes (``reflection.behaviour_facts``).
+
+    Flipping over is the robot's habit as much as one reward's, so two flipped policies in the last
+    generation count as well as the parent's own; standing still is the parent reward's own doing.
+    """
+    own = behaviour_facts(parent.stats.get("trajectories"), task)
+    others = {c.ref: behaviour_facts(c.stats.get("trajectories"), task)
+              for c in last_generation if c.status == "ok"}
+    flipped = [ref for ref, facts in others.items() if facts.flipped]
+    edits: list[Edit] = []
+    if own.flipped or len(flipped) >= 2:
+        why = (f"its policy spent {own.upside_down:.0%} of an episode upside-down" if own.flipped
+               else f"{len(flipped)} policies of the last generation flipped over ({', '.join(flipped)})")
+        body = own.main_body or next((others[r].main_body for r in flipped if others[r].main_body), None)
+        upright = term_keys(space, ("upright",))
+        # the body that flipped, where the library has its term; a missing one is added
+        upright = [k for k in upright if k == f"upright_{body}"] or upright
+        edits.append((f"{why}: upright and control cost terms up", upright + term_keys(space, ("ctrl",)), 2.0))
+    if own.stood_still:
+        why = "its policy stood still to the time limit short of success"
+        present = {g["term"] for g in space.genome_of(parent) or []}
+        goals = term_keys(space, ("goal",))
+        edits.append((f"{why}: goal terms up", [k for k in goals if k in present] or goals[:1], 2.0))
+        edits.append((f"{why}: survival and posture terms down", term_keys(space, ("alive", "posture")), 0.5))
+    return [e for e in edits if e[1]]
+
+
+def apply_edits(genome: Genome, notes: list[str], edits: list[Edit], space: GeneSpace,
                 rng: np.random.Generator) -> tuple[Genome, list[str]]:
     """Scale the edited terms' weights; add a missing term an edit raises."""
     for why, keys, factor in edits:
@@ -141,8 +182,9 @@ def fresh(space: GeneSpace, rng: np.random.Generator) -> Genome:
     return [space.new_gene(k, rng) for k in chosen]
 
 
-def child(parent: CandidateRecord, space: GeneSpace, rng: np.random.Generator) -> tuple[Genome, list[str]]:
-    """The parent's genome after reflection on its statistics, then mutated."""
+def child(parent: CandidateRecord, space: GeneSpace, rng: np.random.Generator,
+          behaviour: list[Edit] = ()) -> tuple[Genome, list[str]]:
+    """The parent's genome after reflection on its statistics and ``behaviour`` edits, then mutated."""
     keys = set(space.keys())
     genome = [dict(g) for g in space.genome_of(parent) or [] if g["term"] in keys]
     notes: list[str] = []
@@ -166,6 +208,8 @@ def child(parent: CandidateRecord, space: GeneSpace, rng: np.random.Generator) -
             gene["weight"] *= 2.0 if space.is_goal(gene["term"]) else 0.5
         why = f"r={corr:.2f}" if corr is not None and corr < 0.0 else "reward-hacking alarm"
         notes.append(f"reward and fitness disagreed ({why}): goal terms up, shaping down")
+    kept = [(why, [k for k in keys if k not in dropped], factor) for why, keys, factor in behaviour]
+    genome, notes = apply_edits(genome, notes, kept, space, rng)
     for gene in genome:
         gene["weight"] = space.clip_weight(gene["term"], gene["weight"] * math.exp(rng.normal(0.0, 0.4)))
         space.mutate_targets(gene, rng)
@@ -192,13 +236,15 @@ def propose(ctx: ProposalContext, space: GeneSpace, fresh_origin: str) -> list[P
     rng = np.random.default_rng([ctx.seed, ctx.generation, space.salt])
     chosen = parents(ctx, space)
     edits = feedback_edits(ctx.feedback, space)
+    last = ctx.history[-1] if ctx.history else []
     seen = {signature(g) for gen in ctx.history for c in gen if (g := space.genome_of(c))}
     proposals = []
     for i in range(ctx.samples):
         for _attempt in range(10):
             if chosen:
                 parent = chosen[i % len(chosen)]
-                genome, notes = child(parent, space, rng)
+                behaviour = behaviour_edits(parent, last, space, ctx.task)
+                genome, notes = child(parent, space, rng, behaviour)
                 genome, notes = apply_edits(genome, notes, edits, space, rng)
                 origin, parent_ref = f"mutation of {parent.ref}", parent.ref
             elif i == 0 and ctx.generation == 0:

@@ -1,16 +1,26 @@
-"""Facts drawn from a candidate's training statistics, for proposers and people.
+"""Facts drawn from a candidate's training statistics and trusted episodes, for proposers and people.
 
 Eureka's three heuristics, made explicit and testable: a component that is near-constant carries
 no signal; one that dominates the reward's magnitude drowns the others; a reward whose episode
-return does not track fitness is optimising something else.
+return does not track fitness is optimising something else. Two more come from what the policy did
+in the trusted evaluator's episodes (``rewardgen.evaluate.trajectory``'s facts), where reward code
+cannot reach: it spent a large share of an episode upside-down (flipped over), or it lived to the
+time limit mostly standing still without reaching success (paid for surviving, not for the goal).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rewardgen.tasks.fitness import MOVING_FITNESSES
+from rewardgen.tasks.spec import Task
+
 DOMINANT_SHARE = 0.8
 CONSTANT_RANGE = 1e-6
+#: an episode spent at least this share of its steps upside-down counts as "flipped over"
+FLIPPED_SHARE = 0.25
+#: an episode that ran to its time limit and stalled at least this share of it "stood still"
+STILL_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,3 +66,36 @@ def component_table(stats: dict) -> str:
     for name, points in comps.items():
         rows.append(name[:14].ljust(14) + "".join(f"{p['mean']:>11.4g}" for p in points))
     return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class BehaviourFacts:
+    """What a policy did in its summarised trusted episodes (the evaluation's best and worst)."""
+
+    #: the largest share of an episode spent upside-down
+    upside_down: float
+    #: an episode ran to its time limit, stalled at least ``STILL_SHARE`` of it, and missed success
+    stood_still: bool
+    #: the body the episodes' facts talk about (the fitness's body, else the robot's root)
+    main_body: str | None = None
+
+    @property
+    def flipped(self) -> bool:
+        return self.upside_down >= FLIPPED_SHARE
+
+
+def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
+    """``BehaviourFacts`` of an evaluation's ``trajectories`` (``{"best": {"facts": ...}, "worst": ...}``).
+
+    Standing still counts only where the task's fitness needs the body to move (``MOVING_FITNESSES``):
+    a fixed-base arm's centre of mass always "stalls".
+    """
+    episodes = [t.get("facts") or {} for t in (trajectories or {}).values() if isinstance(t, dict)]
+    upside = max((float(f.get("upside_down_fraction") or 0.0) for f in episodes), default=0.0)
+    success_threshold = task.success_threshold
+    moving = task.fitness.get("name") in MOVING_FITNESSES
+    still = moving and any(not f.get("terminated") and f.get("length") == f.get("horizon")
+                and float(f.get("stalled_fraction") or 0.0) >= STILL_SHARE
+                and float(f.get("fitness", success_threshold)) < success_threshold for f in episodes)
+    body = next((f["main_body"] for f in episodes if isinstance(f.get("main_body"), str)), None)
+    return BehaviourFacts(upside_down=upside, stood_still=still, main_body=body)

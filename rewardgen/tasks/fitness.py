@@ -325,6 +325,9 @@ FITNESS_FUNCTIONS: dict[str, Callable[[Schema, dict], Fitness]] = {
     "circle_laps": circle_laps,
 }
 
+#: Fitnesses that only a body on the move can score: a policy that stands still cannot succeed.
+MOVING_FITNESSES = ("forward_velocity", "circle_laps")
+
 #: A default success threshold per fitness, used when a task (e.g. a bring-your-own robot) gives none.
 #: They are generic (a robot of about a metre): give your own when your robot's scale differs.
 DEFAULT_SUCCESS: dict[str, float] = {
