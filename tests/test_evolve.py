@@ -84,3 +84,94 @@ def test_offline_proposer_applies_reflection_to_the_best_parent():
         assert any("dropped upright_torso" in n for n in p.notes)
         assert any("scaled posture down" in n for n in p.notes)  # dominant shaping term
         assert ("posture" in terms) != any("removed posture" in n for n in p.notes)  # unless a mutation removed it
+
+
+def _still_policy(task):
+    """A policy whose action is always 0: the robot stands where it was dropped."""
+    import numpy as np
+
+    from rewardgen.contract.policy import PolicyExport
+
+    env = task.make_env()
+    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    arrays = {"obs_mean": np.zeros(od), "obs_var": np.ones(od), "w0": np.zeros((8, od)), "b0": np.zeros(8),
+              "w1": np.zeros((ad, 8)), "b1": np.zeros(ad)}
+    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
+
+
+def _trusted_trajectories(task, export):
+    """What evolve stores as ``evaluation.trajectories``: the trusted evaluator's best and worst episode."""
+    from rewardgen.evaluate.evaluator import evaluate_policy
+    from rewardgen.evaluate.trajectory import best_and_worst
+
+    evaluation = evaluate_policy(task, export, episodes=2, seed=10_000, record=True)
+    return best_and_worst(task, export, evaluation, seed=10_000, recorded=evaluation.pop("_recorded"))
+
+
+def test_offline_reflection_leans_on_the_goal_when_the_parent_stood_still():
+    """A reward that pays more for surviving than for moving gets a policy that stands to the time limit;
+    its children weigh the goal up and survival down. Not on a fixed-base arm, whose centre of mass
+    always stands still."""
+    ant = get_task("ant-run")
+    trajectories = _trusted_trajectories(ant, _still_policy(ant))
+    assert trajectories["worst"]["facts"]["stalled_fraction"] > 0.9  # the real facts say it stood still
+    genome = [{"term": "progress_com", "weight": 1.0}, {"term": "alive", "weight": 1.0}]
+    history = [[_record(ant, 0, 0, genome, 0.01, {"trajectories": trajectories})]]
+    props = OfflineProposer().propose(ProposalContext(ant, ant.schema, 1, 4, seed=0, history=history))
+    assert all(p.parent == "0/0" for p in props)
+    for p in props:
+        assert any("stood still to the time limit short of success: goal terms up" in n for n in p.notes), p.notes
+        weights = {g["term"]: g["weight"] for g in p.genome}
+        if "alive" in weights:  # goal x2, survival x0.5, then each weight's own mutation
+            assert weights["progress_com"] / weights["alive"] > 1.0, weights
+
+    reacher = get_task("reacher-reach")
+    trajectories = _trusted_trajectories(reacher, _still_policy(reacher))
+    assert trajectories["worst"]["facts"]["stalled_fraction"] > 0.9
+    history = [[_record(reacher, 0, 0, [{"term": "reach", "weight": 1.0}], -0.2, {"trajectories": trajectories})]]
+    props = OfflineProposer().propose(ProposalContext(reacher, reacher.schema, 1, 4, seed=0, history=history))
+    assert not any("stood still" in n for p in props for n in p.notes)
+
+
+def test_offline_reflection_keeps_a_robot_that_flips_over_upright():
+    """Policies that spend a quarter of an episode upside-down: the parent's own, or two of the last
+    generation's, raise the flipped body's upright term and the control cost (added where missing)."""
+    import numpy as np
+
+    from rewardgen.evaluate.trajectory import episode_facts
+
+    ant = get_task("ant-run")
+    n = 400  # an ant that runs for 100 steps, then lies on its back
+    t = np.arange(1, n + 1)
+    up = np.where(t <= 100, 1.0, -0.95)
+    flipped_episode = {"length": n, "horizon": 1000, "terminated": False, "fitness_value": 0.1, "dt": 0.05,
+                       "seed": 1, "main_body": "torso", "bodies": ["torso"], "height": np.where(t <= 100, 0.6, 0.27),
+                       "up_z": up, "tilt_deg": np.degrees(np.arccos(up))[:, None],
+                       "com": np.stack([np.minimum(t, 100) * 0.05, np.zeros(n), np.full(n, 0.5)], axis=1)}
+    flipped = {"worst": {"facts": episode_facts(flipped_episode)}}
+    assert flipped["worst"]["facts"]["upside_down_fraction"] == 0.75
+    upright = {"best": {"facts": episode_facts(dict(flipped_episode, up_z=np.ones(n),
+                                                    tilt_deg=np.zeros((n, 1))))}}
+    good = [{"term": "progress_com", "weight": 2.0}, {"term": "upright_torso", "weight": 0.2}]
+    other = [{"term": "progress", "weight": 1.0}]
+
+    def children(flips: int):
+        gen = [_record(ant, 0, 0, good, 1.5, {"trajectories": upright})]
+        gen += [_record(ant, 0, c, other, 0.1 / c, {"trajectories": flipped if c <= flips else upright})
+                for c in (1, 2, 3)]
+        ctx = ProposalContext(ant, ant.schema, 1, 4, seed=0, history=[gen])
+        return [p for p in OfflineProposer().propose(ctx) if p.parent == "0/0"]
+
+    for p in children(flips=2):
+        note = "2 policies of the last generation flipped over (0/1, 0/2): upright and control cost terms up"
+        assert note in p.notes, p.notes
+        terms = {g["term"] for g in p.genome}
+        assert "ctrl" in terms or any("removed ctrl" in x for x in p.notes)
+        assert "upright_torso" in terms or any("removed upright_torso" in x for x in p.notes)
+    assert not any("flipped" in x for p in children(flips=1) for x in p.notes)  # one flip is not a habit
+
+    own = [_record(ant, 0, 0, good, 1.5, {"trajectories": flipped})]
+    props = OfflineProposer().propose(ProposalContext(ant, ant.schema, 1, 2, seed=0, history=[own]))
+    assert all("its policy spent 75% of an episode upside-down: upright and control cost terms up" in p.notes
+               for p in props)
