@@ -103,7 +103,7 @@ class EventRecorder:
         self.events.append((kind, data))
 
 
-class RecordingProgress:
+class RecordingProgress(EventRecorder):
     """The CLI's live display (``rewardgen.cli.display.RichProgress``) on a recorded terminal, with every bar's
     state captured after each event: what a person would have seen, event by event."""
 
@@ -114,15 +114,15 @@ class RecordingProgress:
 
         from rewardgen.cli.display import RichProgress
 
+        super().__init__()
         self.file = io.StringIO()
         self.console = Console(file=self.file, force_terminal=True, width=width, color_system=None)
         self.display = RichProgress(self.console)
-        self.events: list[tuple[str, dict]] = []
         self.frames: list[list[dict]] = []
 
     def event(self, kind: str, **data) -> None:
         self.display.event(kind, **data)
-        self.events.append((kind, data))
+        super().event(kind, **data)
         self.frames.append([{"description": t.description, "completed": t.completed, "total": t.total,
                              "count": t.fields.get("count", ""), "eta": t.fields.get("eta", "")}
                             for t in self.display.bars.tasks])
