@@ -217,6 +217,9 @@ class LibrarySpace:
     def clip_weight(self, key: str, weight: float) -> float:
         return float(np.clip(weight, 1e-4, 100.0))
 
+    def strong_weight(self, key: str) -> float:
+        return float(self.library[key].hi)
+
     def mutate_targets(self, gene: dict[str, Any], rng: np.random.Generator) -> None:
         pass  # library terms have no targets
 

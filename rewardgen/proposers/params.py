@@ -350,9 +350,16 @@ class TemplateSpace:
     def is_goal(self, key: str) -> bool:
         return self.template.terms[key].goal
 
+    def _sampled_range(self, key: str) -> tuple[float, float]:
+        weight = self.template.terms[key].weight
+        return weight.typical or (max(weight.hi / 100, 1e-3), weight.hi / 10)
+
+    def strong_weight(self, key: str) -> float:
+        return self.clip_weight(key, self._sampled_range(key)[1])
+
     def new_gene(self, key: str, rng: np.random.Generator) -> dict[str, Any]:
         term = self.template.terms[key]
-        lo, hi = term.weight.typical or (max(term.weight.hi / 100, 1e-3), term.weight.hi / 10)
+        lo, hi = self._sampled_range(key)
         weight = self.clip_weight(key, math.exp(rng.uniform(math.log(lo), math.log(hi))))
         return {"term": key, "weight": weight,
                 **{n: _moved(b, b.default, rng, 0.05) for n, b in term.targets.items()}}
