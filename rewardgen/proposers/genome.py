@@ -135,7 +135,7 @@ def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateReco
     if own.flipped or len(flipped) >= 2:
         why = (f"its policy spent {own.upside_down:.0%} of an episode upside-down" if own.flipped
                else f"{len(flipped)} policies of the last generation flipped over ({', '.join(flipped)})")
-        body = own.main_body or next((others[r].main_body for r in flipped if others[r].main_body), None)
+        body = own.tilt_body or next((others[r].tilt_body for r in flipped if others[r].tilt_body), None)
         upright = term_keys(space, ("upright",))
         # the body that flipped, where the library has its term; a missing one is added
         upright = [k for k in upright if k == f"upright_{body}"] or upright

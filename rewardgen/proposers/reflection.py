@@ -76,8 +76,8 @@ class BehaviourFacts:
     upside_down: float
     #: an episode ran to its time limit, stalled at least ``STILL_SHARE`` of it, and missed success
     stood_still: bool
-    #: the body the episodes' facts talk about (the fitness's body, else the robot's root)
-    main_body: str | None = None
+    #: the body whose uprightness the facts measure (the main body, or the body that tilts where it cannot)
+    tilt_body: str | None = None
 
     @property
     def flipped(self) -> bool:
@@ -97,5 +97,6 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
     still = moving and any(not f.get("terminated") and f.get("length") == f.get("horizon")
                 and float(f.get("stalled_fraction") or 0.0) >= STILL_SHARE
                 and float(f.get("fitness", success_threshold)) < success_threshold for f in episodes)
-    body = next((f["main_body"] for f in episodes if isinstance(f.get("main_body"), str)), None)
-    return BehaviourFacts(upside_down=upside, stood_still=still, main_body=body)
+    body = next((f.get("tilt_body") or f.get("main_body") for f in episodes
+                 if isinstance(f.get("tilt_body") or f.get("main_body"), str)), None)
+    return BehaviourFacts(upside_down=upside, stood_still=still, tilt_body=body)
