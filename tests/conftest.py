@@ -93,6 +93,21 @@ def _no_llm_from_the_environment(monkeypatch):
         monkeypatch.delenv(key, raising=False)
 
 
+def mlp_policy(task, seed: int = 1, scale: float = 0.5):
+    """A policy export for ``task``: one hidden layer of 16, weights drawn N(0, scale) (scale 0: always action 0)."""
+    import numpy as np
+
+    from rewardgen.contract.policy import PolicyExport
+
+    env = task.make_env()
+    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    rng = np.random.default_rng(seed)
+    arrays = {"obs_mean": np.zeros(od), "obs_var": np.ones(od), "w0": rng.normal(0, scale, (16, od)),
+              "b0": np.zeros(16), "w1": rng.normal(0, scale, (ad, 16)), "b1": np.zeros(ad)}
+    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
+
+
 class EventRecorder:
     """A progress sink (``event(kind, **data)``) that keeps every event, in order."""
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import mlp_policy
 from rewardgen.inspect.debug import DebugError, DebugReport, analyse, debug_reward
-from rewardgen.contract.policy import PolicyExport
 from rewardgen.tasks.spec import get_task
 
 REWARDS = Path(__file__).parent / "debug_rewards"
@@ -29,17 +29,6 @@ PLANTED = {  # file -> (flag code, component or None for the total)
     "anti_correlated": ("anti_correlated", None),
     "nonfinite": ("nonfinite", "rate"),
 }
-
-
-def random_policy(task) -> PolicyExport:
-    env = task.make_env()
-    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    rng = np.random.default_rng(0)
-    arrays = {"obs_mean": np.zeros(obs_dim), "obs_var": np.ones(obs_dim),
-              "w0": rng.normal(0, 0.3, (16, obs_dim)), "b0": np.zeros(16),
-              "w1": rng.normal(0, 0.3, (act_dim, 16)), "b1": np.zeros(act_dim)}
-    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +89,8 @@ def test_json_and_render(reports):
 
 def test_trained_policy_rollouts_are_included():
     task = get_task(TASK)
-    report = debug_reward((REWARDS / "sound_halfcheetah.py").read_text(), task, policy=random_policy(task),
-                          episodes=2, max_steps=100)
+    report = debug_reward((REWARDS / "sound_halfcheetah.py").read_text(), task,
+                          policy=mlp_policy(task, seed=0, scale=0.3), episodes=2, max_steps=100)
     assert report.rollouts == ["random", "policy"]
     assert [e["kind"] for e in report.episodes] == ["random", "random", "policy", "policy"]
     forward = next(c for c in report.components if c.name == "forward")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import cli, last_json
+from conftest import cli, last_json, mlp_policy
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.library import term_library
 from rewardgen.proposers.offline import OfflineProposer
@@ -86,22 +86,9 @@ def test_offline_proposer_applies_reflection_to_the_best_parent():
         assert ("posture" in terms) != any("removed posture" in n for n in p.notes)  # unless a mutation removed it
 
 
-def _still_policy(task):
-    """A policy whose action is always 0: the robot stands where it was dropped."""
-    import numpy as np
-
-    from rewardgen.contract.policy import PolicyExport
-
-    env = task.make_env()
-    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    arrays = {"obs_mean": np.zeros(od), "obs_var": np.ones(od), "w0": np.zeros((8, od)), "b0": np.zeros(8),
-              "w1": np.zeros((ad, 8)), "b1": np.zeros(ad)}
-    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
-
-
 def _trusted_trajectories(task, export):
-    """What evolve stores as ``evaluation.trajectories``: the trusted evaluator's best and worst episode."""
+    """What evolve stores as ``evaluation.trajectories``: the trusted evaluator's best and worst episode.
+    (``mlp_policy(task, scale=0.0)`` always acts 0: the robot stands where it was dropped.)"""
     from rewardgen.evaluate.evaluator import evaluate_policy
     from rewardgen.evaluate.trajectory import best_and_worst
 
@@ -114,7 +101,7 @@ def test_offline_reflection_leans_on_the_goal_when_the_parent_stood_still():
     its children weigh the goal up and survival down. Not on a fixed-base arm, whose centre of mass
     always stands still."""
     ant = get_task("ant-run")
-    trajectories = _trusted_trajectories(ant, _still_policy(ant))
+    trajectories = _trusted_trajectories(ant, mlp_policy(ant, scale=0.0))
     assert trajectories["worst"]["facts"]["stalled_fraction"] > 0.9  # the real facts say it stood still
     genome = [{"term": "progress_com", "weight": 1.0}, {"term": "alive", "weight": 1.0}]
     history = [[_record(ant, 0, 0, genome, 0.01, {"trajectories": trajectories})]]
@@ -127,7 +114,7 @@ def test_offline_reflection_leans_on_the_goal_when_the_parent_stood_still():
             assert weights["progress_com"] / weights["alive"] > 1.0, weights
 
     reacher = get_task("reacher-reach")
-    trajectories = _trusted_trajectories(reacher, _still_policy(reacher))
+    trajectories = _trusted_trajectories(reacher, mlp_policy(reacher, scale=0.0))
     assert trajectories["worst"]["facts"]["stalled_fraction"] > 0.9
     history = [[_record(reacher, 0, 0, [{"term": "reach", "weight": 1.0}], -0.2, {"trajectories": trajectories})]]
     props = OfflineProposer().propose(ProposalContext(reacher, reacher.schema, 1, 4, seed=0, history=history))

@@ -7,26 +7,16 @@ import json
 import numpy as np
 import pytest
 
+from conftest import mlp_policy
 from rewardgen.evaluate.evaluator import evaluate_policy
-from rewardgen.contract.policy import PolicyExport
 from rewardgen.tasks.spec import get_task
 from rewardgen.evaluate.trajectory import best_and_worst, episode_facts, record_trajectory, summarize_episode
-
-
-def random_policy(task, seed: int = 1, scale: float = 0.5) -> PolicyExport:
-    env = task.make_env()
-    od, ad = env.observation_space.shape[0], env.action_space.shape[0]
-    env.close()
-    rng = np.random.default_rng(seed)
-    arrays = {"obs_mean": np.zeros(od), "obs_var": np.ones(od), "w0": rng.normal(0, scale, (16, od)),
-              "b0": np.zeros(16), "w1": rng.normal(0, scale, (ad, 16)), "b1": np.zeros(ad)}
-    return PolicyExport({k: v.astype(np.float32) for k, v in arrays.items()})
 
 
 @pytest.mark.parametrize("task_id", ["hopper-hop", "inverted-pendulum-balance"])
 def test_record_matches_trusted_evaluation(task_id):
     task = get_task(task_id)
-    export = random_policy(task)
+    export = mlp_policy(task)
     evaluation = evaluate_policy(task, export, episodes=2, seed=10_000)
     for i, ep in enumerate(evaluation["episodes"]):
         traj = record_trajectory(task, export, 10_000 + i)
@@ -69,7 +59,7 @@ def test_summary_states_the_facts():
 
 def test_best_and_worst_of_an_evaluation():
     task = get_task("inverted-pendulum-balance")
-    export = random_policy(task, seed=3, scale=0.2)
+    export = mlp_policy(task, seed=3, scale=0.2)
     evaluation = evaluate_policy(task, export, episodes=3, seed=10_000)
     out = best_and_worst(task, export, evaluation, seed=10_000)
     fits = [e["fitness"] for e in evaluation["episodes"]]

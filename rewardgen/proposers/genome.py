@@ -253,14 +253,14 @@ def propose(ctx: ProposalContext, space: GeneSpace, fresh_origin: str) -> list[P
     chosen = parents(ctx, space)
     edits = feedback_edits(ctx.feedback, space)
     last = ctx.history[-1] if ctx.history else []
+    behaviour = {p.ref: behaviour_edits(p, last, space, ctx.task) for p in chosen}
     seen = {signature(g) for gen in ctx.history for c in gen if (g := space.genome_of(c))}
     proposals = []
     for i in range(ctx.samples):
         for _attempt in range(10):
             if chosen:
                 parent = chosen[i % len(chosen)]
-                behaviour = behaviour_edits(parent, last, space, ctx.task)
-                genome, notes = child(parent, space, rng, behaviour)
+                genome, notes = child(parent, space, rng, behaviour[parent.ref])
                 genome, notes = apply_edits(genome, notes, edits, space, rng)
                 origin, parent_ref = f"mutation of {parent.ref}", parent.ref
             elif i == 0 and ctx.generation == 0:

@@ -97,6 +97,6 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
     still = moving and any(not f.get("terminated") and f.get("length") == f.get("horizon")
                 and float(f.get("stalled_fraction") or 0.0) >= STILL_SHARE
                 and float(f.get("fitness", success_threshold)) < success_threshold for f in episodes)
-    body = next((f.get("tilt_body") or f.get("main_body") for f in episodes
-                 if isinstance(f.get("tilt_body") or f.get("main_body"), str)), None)
+    bodies = (f.get("tilt_body") or f.get("main_body") for f in episodes)
+    body = next((b for b in bodies if isinstance(b, str)), None)
     return BehaviourFacts(upside_down=upside, stood_still=still, tilt_body=body)
