@@ -55,6 +55,12 @@ REPORT_FILE = "report.html"
 FEEDBACK_FILE = "feedback.json"
 
 
+
+def candidate_label(generation: int, candidate: int) -> str:
+    """How a candidate is named everywhere a person or an LLM reads it (CLI, report, web, JSON,
+    prompts): ``g1c3`` is generation 1, candidate 3; it cannot be read as a fraction."""
+    return f"g{int(generation)}c{int(candidate)}"
+
 # ----- the records the store holds (JSON objects; a reader tolerates keys it does not know)
 class RunRecord(TypedDict, total=False):
     """``run.json``: the run's config and task, its status, a summary per generation and the best."""
