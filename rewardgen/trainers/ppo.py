@@ -210,6 +210,9 @@ class PPOTrainer(Trainer):
             if worlds[1]["discounted"].shape != (n,):
                 raise ResumeStateError("resume state mis-sizes the worlds' discounted returns")
             discounted = torch.as_tensor(worlds[1]["discounted"], dtype=torch.float64, device=device)
+            if reward is not None:  # the open episodes' books continue too (no artefact episodes)
+                reward.restore_books({k.split("/", 1)[1]: v for k, v in worlds[1].items() if k.startswith("books/")},
+                                     device)
         else:
             obs_rms.update(raw_obs)
         batch = n * T
@@ -388,7 +391,8 @@ class PPOTrainer(Trainer):
         worlds = None
         if hasattr(sim, "snapshot"):
             header, arrays = sim.snapshot()
-            worlds = (header, arrays | {"discounted": discounted.cpu().numpy()})
+            books = {f"books/{k}": v for k, v in reward.books().items()} if reward is not None else {}
+            worlds = (header, arrays | {"discounted": discounted.cpu().numpy()} | books)
         sim.close()
         if helper is not None:
             helper.shutdown()
