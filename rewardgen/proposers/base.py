@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.schema import Schema
+from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.tasks.spec import Task
 
 
@@ -49,6 +50,8 @@ class ProposalContext:
     check: Callable[[str], Any] | None = None
     #: progress events for the user: ``event("warning", message=...)``, ``event("llm_status", ...)``
     event: Callable[..., None] | None = None
+    #: how the run trains and compares candidates (budget, trainer, schedule, evaluation), for the prompt
+    plan: TrainingPlan | None = None
 
     def ranked(self) -> list[CandidateRecord]:
         """All successful candidates so far, best trusted fitness first."""

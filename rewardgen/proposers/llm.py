@@ -140,7 +140,7 @@ class LLMProposer(Proposer):
         return self._render("feedback", feedback=ctx.feedback, sources=sources)
 
     def messages(self, ctx: ProposalContext, compact: bool = False) -> list[dict]:
-        base = task_prompts(ctx.task, self.prompts_dir)
+        base = task_prompts(ctx.task, self.prompts_dir, ctx.plan)
         user = [base["task"]]
         if self.mode == "params":
             from rewardgen.proposers.params import reward_template, template_prompt

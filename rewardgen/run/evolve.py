@@ -268,7 +268,8 @@ class Evolution:
                               seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
                               run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
                               check=self._proposer_check,
-                              event=self.progress.event)
+                              event=self.progress.event,
+                              plan=self.setup.plan(self.config.samples, self.config.schedule, self.config.eval_episodes))
         self.progress.event("proposing", generation=g, proposer=proposer.label)
         proposals = proposer.propose(ctx)
         if len(proposals) != self.config.samples:
