@@ -1,8 +1,11 @@
 """Facts drawn from a candidate's training statistics and trusted episodes, for proposers and people.
 
-Eureka's three heuristics, made explicit and testable: a component that is near-constant carries
-no signal; one that dominates the reward's magnitude drowns the others; a reward whose episode
-return does not track fitness is optimising something else. Two more come from what the policy did
+Eureka's three heuristics, made explicit and testable, with the fact each depends on: a component
+that is constant per step carries no signal of its own, but where episodes end early (a fall ends
+them) a constant positive term still pays for living longer, through episode length, so it is only
+flagged, never called useless (``rewardgen.proposers.history`` says which applies to the task); one
+that dominates the reward's magnitude drowns the others; a reward whose episode return does not track
+fitness is optimising something else. Two more come from what the policy did
 in the trusted evaluator's episodes (``rewardgen.evaluate.trajectory``'s facts), where reward code
 cannot reach: it spent a large share of an episode upside-down (flipped over), or it lived to the
 time limit mostly standing still without reaching success (paid for surviving, not for the goal).
@@ -53,19 +56,6 @@ def component_facts(stats: dict) -> list[ComponentFacts]:
             dominant=len(comps) > 1 and share > DOMINANT_SHARE,
         ))
     return facts
-
-
-def component_table(stats: dict) -> str:
-    """A plain-text table of component means through training (one row per component)."""
-    comps: dict[str, list[dict]] = stats.get("components") or {}
-    if not comps:
-        return "(no component statistics)"
-    steps = [p["step"] for p in next(iter(comps.values()))]
-    head = "component".ljust(14) + "".join(f"{s:>11}" for s in steps)
-    rows = [head]
-    for name, points in comps.items():
-        rows.append(name[:14].ljust(14) + "".join(f"{p['mean']:>11.4g}" for p in points))
-    return "\n".join(rows)
 
 
 @dataclass(frozen=True)
