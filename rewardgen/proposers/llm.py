@@ -56,13 +56,18 @@ def based_on(text: str | None, ctx: ProposalContext, default: str | None) -> str
 
 
 def dominant_request_failure(proposals: list[Proposal], samples: int, generation: int) -> str:
-    """One line naming the most common request failure of a generation's proposals."""
+    """One line for a generation whose LLM requests failed: how many samples failed (all of them, counted
+    by sample, not by wording) and the most common cause, with each kind's count when they differ."""
     from collections import Counter
 
-    causes = Counter((p.error or "").removeprefix("LLM request failed: ") for p in proposals if p.error)
-    cause, count = causes.most_common(1)[0]
-    share = f"all {samples}" if count == len(proposals) else f"{count} of {samples}"
-    return f"{share} LLM samples of generation {generation} failed: {cause}"
+    failed = [p for p in proposals if p.error]
+    kinds = Counter(p.extra.get("failure") or p.extra.get("fix_failure") or "error" for p in failed)
+    kind = kinds.most_common(1)[0][0]
+    cause = next((p.error or "").removeprefix("LLM request failed: ") for p in failed
+                 if (p.extra.get("failure") or p.extra.get("fix_failure") or "error") == kind)
+    share = f"all {samples}" if len(failed) >= samples else f"{len(failed)} of {samples}"
+    mixed = "" if len(kinds) == 1 else " (" + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + ")"
+    return f"{share} LLM samples of generation {generation} failed{mixed}: {cause}"
 
 
 class LLMProposer(Proposer):
