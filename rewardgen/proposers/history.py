@@ -192,9 +192,13 @@ def component_block(stats: dict, ends_early: bool) -> str | None:
                          + ("episodes end early on this task, so it pays for living longer (it works through "
                             "episode length)." if ends_early else
                             "every episode runs to the time limit here, so it changes nothing the policy can choose."))
-        if f.dominant:
-            notes.append(f"{names[name]} makes up {100 * f.share:.0f}% of the reward's magnitude: PPO barely sees "
-                         "the other terms.")
+        if f.dominant and not f.constant:
+            notes.append(f"{names[name]} makes up {100 * f.share:.0f}% of the reward's magnitude and varies: the other "
+                         "terms barely move the return beside it.")
+        elif f.dominant:
+            notes.append(f"{names[name]} makes up {100 * f.share:.0f}% of the reward's magnitude: its size against the "
+                         "others sets how much " + ("living longer is worth beside the goal." if ends_early else
+                                                    "nothing; the varying terms are all the policy can act on."))
     if any(names[n] != n for n in comps):
         notes.append("(component_N: a name from the code that is not a plain identifier is not shown)")
     block = fence("\n".join(rows), "text")

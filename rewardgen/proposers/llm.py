@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from rewardgen.contract.syntax import parse
@@ -20,7 +21,7 @@ from rewardgen.proposers.client import Answer, LLMClient, LLMSettings
 from rewardgen.proposers.prompts import render, task_prompts
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.reflection import component_facts
-from rewardgen.safetext import for_llm
+from rewardgen.safetext import for_llm, llm_name
 
 
 #: the default ``prompt_chars``: about 15k tokens, which leaves room for the answer in a 32k context
@@ -123,8 +124,10 @@ class LLMProposer(Proposer):
         best_header = h.header(best, parent_of(best), budget).split(": ", 1)[1]
         best_header = f"{best.label}, {best_header.split('; compared', 1)[0]}"
         if compact:  # the prompt did not fit: the facts in a few lines, no code, tables or trajectories
-            return self._render("reflection_compact", generation=last, best={"header": best_header},
-                                facts=component_facts(best.stats or {})[:8],
+            facts = [replace(f, name=llm_name(f.name, f"component_{i}"))
+                     for i, f in enumerate(component_facts(best.stats or {})[:8])]
+            return self._render("reflection_compact", generation=last, best={"header": best_header}, facts=facts,
+                                ends_early=ends_early, params_mode=self.mode == "params",
                                 newest=[h.header(c, parent_of(c), budget) for c in newest])
         detail = None
         if best.generation != last:  # described in full with its own generation: its facts again here
@@ -143,7 +146,9 @@ class LLMProposer(Proposer):
                     out.append(f"Generation {g}: {h.generation_summary(gen)}.")
                     continue
                 out.append(f"Generation {g}:")
-                out += [h.describe_older(c, parent_of(c), budget, with_change=level == 0) for c in gen]
+                for c in gen:
+                    line = h.describe_older(c, parent_of(c), budget, with_change=level == 0 and c is not best)
+                    out.append(line + (" (the run's best so far: its code is above)" if c is best else ""))
             return out
 
         def text() -> str:
@@ -152,8 +157,7 @@ class LLMProposer(Proposer):
                 threshold=ctx.task.success_threshold, ends_early=ends_early,
                 best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
                       "detail": detail, "success": (best.fitness or 0) >= ctx.task.success_threshold},
-                newest=entries, skipped=skipped, older=older_blocks(),
-                dropped=None)
+                newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
 
         out = text()
         while room is not None and len(out) > room and any(level < 2 for level in levels):
