@@ -44,9 +44,11 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
     return Evolution(store, progress).run()
 
 
-def resume(run_dir: str | Path, progress: Progress | None = None) -> dict:
-    """Continue an interrupted run (finished candidates are kept, never retrained); its summary."""
-    return _resume(Path(run_dir), progress)
+def resume(run_dir: str | Path, progress: Progress | None = None, generations: int | None = None) -> dict:
+    """Continue an interrupted run (finished candidates are kept, never retrained); its summary.
+
+    :param generations: the run's new total of generations: a finished run of 3 given 5 trains 2 more."""
+    return _resume(Path(run_dir), progress, generations)
 
 
 def train(source: str, task: str | Task, *, steps: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",

@@ -159,11 +159,16 @@ def cmd_resume(args) -> int:
     from rewardgen.store import RunStore
 
     run = RunStore.open(Path(args.run)).read_run()
-    if run.get("status") == "finished" and not args.json:
+    generations = getattr(args, "generations", None)
+    if generations is not None:
+        from rewardgen.run.evolve import extend_run
+
+        extend_run(Path(args.run), generations)  # a bad total is one line (exit 2) before anything runs
+    elif run.get("status") == "finished" and not args.json:
         done = len(run.get("generations", []))
         print(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To train "
-              "more generations, start the next one from the web UI (`rewardgen serve`) or run `rewardgen evolve "
-              "--replay` / a new `rewardgen evolve`.", file=sys.stderr)
+              f"more generations: `rewardgen resume {args.run} --generations {done + 1}` (the new total), or start "
+              "the next one from the web UI (`rewardgen serve`).", file=sys.stderr)
     return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
 
 

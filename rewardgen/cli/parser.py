@@ -122,9 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-run a past LLM run from its recorded answers, with no network")
     p.set_defaults(func=cmd_evolve)
 
-    p = sub.add_parser("resume", help="continue an interrupted run without retraining finished candidates",
-                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9).")
+    p = sub.add_parser("resume", help="continue an interrupted run, or add generations to a finished one",
+                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9) without "
+                                   "retraining finished candidates; with --generations N, plan N generations in all "
+                                   "and train the ones the run lacks (a finished run goes on from its last "
+                                   "generation, its feedback and best included).")
     p.add_argument("run", help="the run directory, e.g. runs/20261123-120000-halfcheetah-run")
+    p.add_argument("--generations", type=positive_int, default=None, metavar="N",
+                   help="the run's new TOTAL of generations, counted like evolve --generations (a run of 3 "
+                        "finished generations given --generations 5 trains 2 more); default: the run's own")
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
     p.set_defaults(func=cmd_resume)
 
