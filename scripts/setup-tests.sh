@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, from the project's own files only:
-# the package with its test and ray extras at the pinned versions, and Debian's chromium for the
+# the package with its test, ray, gpu and onnx extras at the pinned versions, and Debian's chromium for the
 # browser tests (Playwright drives it; it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +12,4 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "note: browser tests will be skipped; install Debian's chromium (apt-get install chromium)" >&2
   fi
 fi
-pip install -q -c constraints.txt -e ".[test,ray,gpu]"
+pip install -q -c constraints.txt -e ".[test,ray,gpu,onnx]"

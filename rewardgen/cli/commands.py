@@ -422,6 +422,8 @@ def cmd_export(args) -> int:
     from rewardgen.store import RunStore
 
     RunStore.open(Path(args.run))
+    if getattr(args, "policy", False):
+        return _export_policy(args)
     out = writable_output(Path(args.output))
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
@@ -430,6 +432,22 @@ def cmd_export(args) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen export") from None
     print(path)
+    return 0
+
+
+def _export_policy(args) -> int:
+    from rewardgen.inspect.policy_export import export_policy
+    from rewardgen.store import parse_candidate_label
+
+    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    result = export_policy(Path(args.run), candidate, Path(args.output), force=args.force)
+    folder = Path(result["dir"])
+    print(f"policy of {result['candidate']} ({result['task']}) written to {term(folder, markup=False)}: "
+          f"{', '.join(result['files'])}")
+    if result["onnx"] != "written":
+        print(f"  {result['onnx']}")
+    print(f"  load it with torch alone: import policy; pi = policy.load('{term(folder / 'policy.pt', markup=False)}'); "
+          "action = pi.act(obs)  (policy.py is in the same folder)")
     return 0
 
 

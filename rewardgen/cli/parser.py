@@ -234,13 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output file (default RUN/report.html)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="export a reward as a standalone file with a gymnasium wrapper",
+    p = sub.add_parser("export", help="export a reward (standalone file with a gymnasium wrapper) or, with --policy, "
+                                      "the trained policy as a torch module",
                        description="Write compute_reward plus a gymnasium.Wrapper applying it to the task's env, "
-                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen.")
+                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen. With "
+                                   "--policy, write the candidate's trained policy to a folder instead: policy.pt "
+                                   "(weights and facts, read with torch.load(weights_only=True)), policy.py (a short "
+                                   "loader that needs only torch: policy.load('policy.pt') gives a torch module "
+                                   "mapping observations to the env's own actions, as rewardgen's evaluator acts) "
+                                   "and policy.onnx when the onnx package is installed (rewardgen[onnx]).")
     p.add_argument("run", help="the run directory")
-    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best)")
-    p.add_argument("-o", "--output", required=True, help="output .py file")
-    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best); "
+                   "with --policy also g1c3")
+    p.add_argument("-o", "--output", required=True, help="output .py file; with --policy, a new (or empty) folder")
+    p.add_argument("--policy", action="store_true",
+                   help="export the trained policy (policy.pt, policy.py, policy.onnx) instead of the reward")
+    p.add_argument("--force", action="store_true", help="overwrite the output file (with --policy: the policy files "
+                   "in a folder that is not empty)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("final", help="final evaluation: retrain the best reward with several seeds vs baselines",
