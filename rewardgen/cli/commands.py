@@ -451,6 +451,39 @@ def _export_policy(args) -> int:
     return 0
 
 
+def cmd_play(args) -> int:
+    from rewardgen.evaluate.window import display_available
+    from rewardgen.inspect.play import default_video_name, play
+    from rewardgen.inspect.policy_export import trained_policy
+    from rewardgen.store import parse_candidate_label
+
+    RunStore.open(Path(args.run))
+    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    if args.window and not display_available():
+        raise UsageError("--window needs a display (DISPLAY or WAYLAND_DISPLAY is not set); leave it out to "
+                         "write only the video", prog="rewardgen play")
+    label = trained_policy(Path(args.run), candidate).label  # no such candidate, no policy: one line first
+    out = writable_output(Path(args.output or default_video_name(Path(args.run), label)))
+    if out.suffix.lower() != ".mp4":
+        raise UsageError(f"-o {out}: the video is an .mp4 file; give a name ending in .mp4", prog="rewardgen play")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it, or -o another file", prog="rewardgen play")
+    result = play(Path(args.run), candidate, out, seed=args.seed, seconds=args.seconds, window=args.window)
+    v = result["video"]
+    ended = " (the episode ended: terminated)" if v.get("terminated") else ""
+    fit = "" if result.get("fitness") is None else f", trusted fitness {result['fitness']:.4g}"
+    print(f"{result['candidate']} of {term(Path(args.run).name, markup=False)} ({result['task']}{fit}): "
+          f"{v.get('steps')} steps, {v.get('seconds')} s of video{ended}, seed {result['seed']}")
+    print(term(v.get("path") or out, markup=False))
+    if result.get("window"):
+        w = result["window"]
+        print(f"shown in a window: {w['steps']} steps" + (" (closed early)" if w.get("closed") else ""))
+    elif result.get("window_error"):
+        print(term(f"rewardgen play: no window ({flatten(result['window_error'], 300)}); the video is written",
+                   markup=False), file=sys.stderr)
+    return 0
+
+
 def cmd_feedback(args) -> int:
     from rewardgen.run import feedback
 

@@ -15,6 +15,7 @@ from rewardgen.cli.commands import (
     cmd_export,
     cmd_feedback,
     cmd_final,
+    cmd_play,
     cmd_prefer,
     cmd_report,
     cmd_resume,
@@ -252,6 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite the output file (with --policy: the policy files "
                    "in a folder that is not empty)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("play", help="watch a trained policy: a video of one rollout, and a window when a display exists",
+                       description="Render one rollout of a candidate's trained policy to an mp4 (headless: MuJoCo's "
+                                   "offscreen renderer) and, when a display exists, show it in MuJoCo's viewer "
+                                   "window in real time. The rollout is the trusted evaluation's first episode "
+                                   "unless --seed says otherwise.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--candidate", default=None, metavar="g1c3",
+                   help="which candidate: g1c3 (generation 1, candidate 3) or 1/3 (default: the run's best)")
+    p.add_argument("-o", "--output", default=None, metavar="VIDEO.mp4",
+                   help="the video to write (default ./<run id>-<candidate>.mp4)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="the episode's reset seed (default: the run's first evaluation episode)")
+    p.add_argument("--seconds", type=positive_float, default=10.0,
+                   help="simulated seconds to show at most; the episode may end earlier (default 10)")
+    p.add_argument("--window", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the rollout in a window too (default: when DISPLAY or WAYLAND_DISPLAY is set)")
+    p.add_argument("--force", action="store_true", help="overwrite the video file if it exists")
+    p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("final", help="final evaluation: retrain the best reward with several seeds vs baselines",
                        description="Retrain the run's best reward with several seeds, and the env's own (human) "
