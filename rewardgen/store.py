@@ -12,6 +12,8 @@ Layout::
     runs/<id>/gen-NNN/cand-NN/metrics.json   verdict, trusted fitness, training statistics (written last)
     runs/<id>/gen-NNN/cand-NN/video.mp4      the policy's rollout, rendered in the background after sealing
     runs/<id>/gen-NNN/cand-NN/video.json     the video's length and frames, or why it was not rendered
+    runs/<id>/live.json                      what the process working on the run is doing now (per-candidate
+                                             progress, time left; ``run.progress.LiveFile``), for the web UI
 
 Every file above except ``run.lock`` is written atomically: a temp file in the same directory,
 fsync'd, then renamed over the target (``atomic_write_bytes``; ``video.mp4`` by the video renderer
@@ -53,6 +55,8 @@ FINAL_FILE = "final.json"
 FINAL_RUN_FILE = "final-run.json"
 REPORT_FILE = "report.html"
 FEEDBACK_FILE = "feedback.json"
+#: the working process's live progress (``run.progress.LiveFile``); meaningful while ``run.lock`` is held
+LIVE_FILE = "live.json"
 
 
 
@@ -400,6 +404,11 @@ class RunStore:
 
     def read_source(self, generation: int, candidate: int) -> str:
         return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()
+
+    def read_live(self) -> dict | None:
+        """``live.json`` (what the working process last said it was doing), None when missing or not an object."""
+        live = read_json(self.path / LIVE_FILE)
+        return live if isinstance(live, dict) else None
 
     def read_policy(self, generation: int, candidate: int, max_bytes: int) -> bytes | None:
         """The candidate's ``policy.npz`` as bytes (parse them with ``contract.policy.PolicyExport``), None

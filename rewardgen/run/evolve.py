@@ -24,7 +24,7 @@ from typing import Any
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
-from rewardgen.run.progress import Estimate, Progress, SilentProgress
+from rewardgen.run.progress import Estimate, Fanout, LiveFile, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.run.confirm import confirm_best, finished_confirm_trainings, planned_confirm_steps
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
@@ -32,7 +32,7 @@ from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
 from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
-    REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
+    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
@@ -109,7 +109,8 @@ class Evolution:
 
     def __init__(self, store: RunStore, progress: Progress | None = None):
         self.store = store
-        self.progress = progress or SilentProgress()
+        # whoever watches (the terminal), and live.json for the web UI: the same events
+        self.progress = Fanout(progress or SilentProgress(), LiveFile(store.path / LIVE_FILE))
         run = store.read_run()
         self.config = EvolveConfig.from_dict(run["config"])
         self.task: Task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
