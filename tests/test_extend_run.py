@@ -36,9 +36,8 @@ def test_resume_with_more_generations_extends_a_finished_run(runs_dir: Path) -> 
 
     # the total must grow: the same count (or fewer) is one line, and nothing changes
     before = (run_dir / "run.json").read_bytes()
-    for n in ("1",):
-        _usage_error(cli("resume", str(run_dir), "--generations", n), "already has 1 generation(s)",
-                     "new total", "--generations 2")
+    _usage_error(cli("resume", str(run_dir), "--generations", "1"), "already has 1 generation(s)",
+                 "new total", "--generations 2")
     _usage_error(cli("resume", str(run_dir), "--generations", "0"), "positive integer")
     assert (run_dir / "run.json").read_bytes() == before
 
