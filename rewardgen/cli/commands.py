@@ -443,7 +443,8 @@ def _export_policy(args) -> int:
     result = export_policy(Path(args.run), candidate, Path(args.output), force=args.force)
     folder = Path(result["dir"])
     print(f"policy of {result['candidate']} ({result['task']}) written to {term(folder, markup=False)}: "
-          f"{', '.join(result['files'])}")
+          f"{', '.join(result['files'])} (checked against the trusted evaluator's policy: largest difference "
+          f"{result['max_difference']:.1g})")
     if result["onnx"] != "written":
         print(f"  {result['onnx']}")
     print(f"  load it with torch alone: import policy; pi = policy.load('{term(folder / 'policy.pt', markup=False)}'); "
@@ -462,13 +463,14 @@ def cmd_play(args) -> int:
     if args.window and not display_available():
         raise UsageError("--window needs a display (DISPLAY or WAYLAND_DISPLAY is not set); leave it out to "
                          "write only the video", prog="rewardgen play")
-    label = trained_policy(Path(args.run), candidate).label  # no such candidate, no policy: one line first
-    out = writable_output(Path(args.output or default_video_name(Path(args.run), label)))
+    trained = trained_policy(Path(args.run), candidate)  # no such candidate, no policy: one line first
+    out = writable_output(Path(args.output or default_video_name(Path(args.run), trained.label)))
     if out.suffix.lower() != ".mp4":
         raise UsageError(f"-o {out}: the video is an .mp4 file; give a name ending in .mp4", prog="rewardgen play")
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it, or -o another file", prog="rewardgen play")
-    result = play(Path(args.run), candidate, out, seed=args.seed, seconds=args.seconds, window=args.window)
+    result = play(Path(args.run), candidate, out, seed=args.seed, seconds=args.seconds, window=args.window,
+                  trained=trained)
     v = result["video"]
     ended = " (the episode ended: terminated)" if v.get("terminated") else ""
     fit = "" if result.get("fitness") is None else f", trusted fitness {result['fitness']:.4g}"

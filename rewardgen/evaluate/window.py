@@ -70,6 +70,9 @@ def watch_rollout(task: Task, export: PolicyExport, seed: int, max_seconds: floa
 
 
 def main() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")  # stderr's last line is the error the caller reports, not a warning
     job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="window job")
     export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.evaluate.window import display_available
-from rewardgen.inspect.policy_export import PolicyExportError, trained_policy
+from rewardgen.inspect.policy_export import PolicyExportError, TrainedPolicy, trained_policy
 
 
 def evaluation_seed(run: dict) -> int:
@@ -27,18 +27,20 @@ def default_video_name(run_dir: Path, label: str) -> str:
 
 
 def play(run_dir: Path, candidate: tuple[int, int] | None = None, out: Path | None = None, seed: int | None = None,
-         seconds: float = 10.0, window: bool | None = None, width: int = 640, height: int = 480) -> dict[str, Any]:
+         seconds: float = 10.0, window: bool | None = None, width: int = 640, height: int = 480,
+         trained: TrainedPolicy | None = None) -> dict[str, Any]:
     """Render the policy of ``candidate`` (default: the run's best) to the mp4 ``out`` and, with
     ``window`` (None: when a display exists), show the same rollout in a window.
 
     :returns: ``{"candidate", "video": {path, frames, seconds, steps, terminated, ...}, "window": {...} | None,
         "window_error": str | None, "seed"}``.
+    :param trained: the candidate's policy when the caller has read it already (``trained_policy``).
     :raises PolicyExportError: (a UserError) no such candidate or no trained policy."""
     from rewardgen.sandbox.trusted import render_in_child, show_in_window
 
     if not seconds > 0:
         raise PolicyExportError(f"--seconds must be positive, got {seconds}")
-    trained = trained_policy(run_dir, candidate)
+    trained = trained or trained_policy(run_dir, candidate)
     seed = evaluation_seed(trained.run) if seed is None else int(seed)
     out = Path(out) if out is not None else Path(default_video_name(run_dir, trained.label))
     video = render_in_child(trained.task, trained.export, out, seed, width=width, height=height, max_seconds=seconds)
