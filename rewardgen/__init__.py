@@ -12,6 +12,8 @@ The public API (everything else is internal)::
     report = rewardgen.debug(source, "hopper-hop")      # what each term of a reward does
     rewardgen.export("runs/<run-id>", "best_reward.py") # the best reward as a standalone file
     rewardgen.report("runs/<run-id>")                   # the run's HTML report
+    rewardgen.export_policy("runs/<run-id>", "policy/") # the trained policy as a torch module (+ loader)
+    rewardgen.play("runs/<run-id>", "best.mp4")         # a video of the policy (and a window with a display)
 
 Every mistake a caller can make raises ``rewardgen.UserError`` (the CLI prints its one line and exits
 with 2). See ``rewardgen.api`` for the parameters and docs/architecture.md for the package map.
@@ -28,6 +30,9 @@ __all__ = ["UserError", "check", "debug", "evolve", "export", "get_task", "list_
 _mjlog.install()  # MuJoCo's warnings go through Python, not to the terminal or ./MUJOCO_LOG.TXT
 
 _API = {"check", "debug", "evolve", "export", "get_task", "list_tasks", "report", "resume", "train"}
+# taking a run home (docs/policies.md)
+__all__ += ["export_policy", "play"]
+_API |= {"export_policy", "play"}
 
 
 def __getattr__(name: str) -> Any:

@@ -44,9 +44,11 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
     return Evolution(store, progress).run()
 
 
-def resume(run_dir: str | Path, progress: Progress | None = None) -> dict:
-    """Continue an interrupted run (finished candidates are kept, never retrained); its summary."""
-    return _resume(Path(run_dir), progress)
+def resume(run_dir: str | Path, progress: Progress | None = None, generations: int | None = None) -> dict:
+    """Continue an interrupted run (finished candidates are kept, never retrained); its summary.
+
+    :param generations: the run's new total of generations: a finished run of 3 given 5 trains 2 more."""
+    return _resume(Path(run_dir), progress, generations)
 
 
 def train(source: str, task: str | Task, *, steps: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",
@@ -81,3 +83,24 @@ def report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Write a run's HTML report (default ``<run_dir>/report.html``); its path."""
     RunStore.open(Path(run_dir))  # a clear UserError for a folder that is not a run
     return write_report(Path(run_dir), Path(out) if out else None)
+
+
+def export_policy(run_dir: str | Path, out_dir: str | Path, candidate: str | None = None, force: bool = False) -> dict:
+    """Write a run's best policy (or ``candidate``, "g1c3" or "1/3") to the folder ``out_dir``:
+    ``policy.pt``, the torch-only loader ``policy.py`` and ``policy.onnx`` when onnx is installed."""
+    from rewardgen.inspect.policy_export import export_policy as _export_policy
+    from rewardgen.store import parse_candidate_label
+
+    return _export_policy(Path(run_dir), parse_candidate_label(candidate) if candidate else None, Path(out_dir),
+                          force=force)
+
+
+def play(run_dir: str | Path, out: str | Path, candidate: str | None = None, seed: int | None = None,
+         seconds: float = 10.0, window: bool | None = None) -> dict:
+    """Render a run's best policy (or ``candidate``) to the mp4 ``out`` and, with ``window`` (None: when a
+    display exists), show it in MuJoCo's viewer; what was shown (``video``, ``window``)."""
+    from rewardgen.inspect.play import play as _play
+    from rewardgen.store import parse_candidate_label
+
+    return _play(Path(run_dir), parse_candidate_label(candidate) if candidate else None, Path(out), seed=seed,
+                 seconds=seconds, window=window)

@@ -12,6 +12,8 @@ Layout::
     runs/<id>/gen-NNN/cand-NN/metrics.json   verdict, trusted fitness, training statistics (written last)
     runs/<id>/gen-NNN/cand-NN/video.mp4      the policy's rollout, rendered in the background after sealing
     runs/<id>/gen-NNN/cand-NN/video.json     the video's length and frames, or why it was not rendered
+    runs/<id>/live.json                      what the process working on the run is doing now (per-candidate
+                                             progress, time left; ``run.progress.LiveFile``), for the web UI
 
 Every file above except ``run.lock`` is written atomically: a temp file in the same directory,
 fsync'd, then renamed over the target (``atomic_write_bytes``; ``video.mp4`` by the video renderer
@@ -53,6 +55,8 @@ FINAL_FILE = "final.json"
 FINAL_RUN_FILE = "final-run.json"
 REPORT_FILE = "report.html"
 FEEDBACK_FILE = "feedback.json"
+#: the working process's live progress (``run.progress.LiveFile``); meaningful while ``run.lock`` is held
+LIVE_FILE = "live.json"
 
 
 
@@ -60,6 +64,18 @@ def candidate_label(generation: int, candidate: int) -> str:
     """How a candidate is named everywhere a person or an LLM reads it (CLI, report, web, JSON,
     prompts): ``g1c3`` is generation 1, candidate 3; it cannot be read as a fraction."""
     return f"g{int(generation)}c{int(candidate)}"
+
+
+def parse_candidate_label(text: str) -> tuple[int, int]:
+    """(generation, candidate) of a label people type: ``g1c3`` (``candidate_label``'s form, any case)
+    or ``1/3``. UserError, with the forms it takes, for anything else."""
+    import re
+
+    m = re.fullmatch(r"\s*(?:[gG](\d{1,6})[cC](\d{1,6})|(\d{1,6})\s*/\s*(\d{1,6}))\s*", str(text))
+    if not m:
+        raise UserError(f"a candidate is named like g1c3 (generation 1, candidate 3) or 1/3, got {str(text)[:80]!r}")
+    g, c = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+    return int(g), int(c)
 
 # ----- the records the store holds (JSON objects; a reader tolerates keys it does not know)
 class RunRecord(TypedDict, total=False):
@@ -388,3 +404,23 @@ class RunStore:
 
     def read_source(self, generation: int, candidate: int) -> str:
         return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()
+
+    def read_live(self) -> dict | None:
+        """``live.json`` (what the working process last said it was doing), None when missing or not an object."""
+        live = read_json(self.path / LIVE_FILE)
+        return live if isinstance(live, dict) else None
+
+    def read_policy(self, generation: int, candidate: int, max_bytes: int) -> bytes | None:
+        """The candidate's ``policy.npz`` as bytes (parse them with ``contract.policy.PolicyExport``), None
+        when it has none; RunStoreError when it is larger than ``max_bytes`` or cannot be read."""
+        path = self.cand_dir(generation, candidate) / POLICY_FILE
+        try:
+            with open(path, "rb") as f:
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > max_bytes:
+            raise RunStoreError(f"{path} is larger than a policy can be ({max_bytes} bytes)")
+        return data

@@ -8,8 +8,12 @@ the playwright package is missing (never downloads a browser).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import subprocess
+import sys
 import socket
 import threading
 import time
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, last_json
+from conftest import ROOT, cli, last_json
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -64,11 +68,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(browser_run: Path):
+@contextlib.contextmanager
+def _serving(runs_dir: Path):
+    """The web UI over ``runs_dir`` on a free loopback port, in a thread: (base URL, app)."""
     from rewardgen.web import create_app
 
-    app = create_app(browser_run.parent)
+    app = create_app(runs_dir)
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -77,10 +82,18 @@ def server(browser_run: Path):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", app
-    app.state.jobs.wait_all(120)
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        app.state.jobs.wait_all(120)
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(browser_run: Path):
+    with _serving(browser_run.parent) as served:
+        yield served
 
 
 WAIT_METADATA = """async (sel) => {
@@ -170,3 +183,120 @@ def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> No
     items = json.loads((browser_run / "feedback.json").read_text())["items"]
     assert [(x["kind"], x["applies_to"]) for x in items] == [("text", 1), ("preference", 1)]
     assert os.path.getsize(ARTIFACTS / "generation.png") > 0
+
+
+@pytest.mark.slow
+def test_candidate_page_shows_video_curves_code_diff_and_takes_feedback(server, browser_run: Path) -> None:
+    base, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_id = browser_run.name
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)
+            page.goto(f"{base}/runs/{run_id}/gen/0")
+            page.locator("#cand-1 a.cand-page-link").click()
+            expect(page).to_have_url(f"{base}/runs/{run_id}/gen/0/cand/1")
+            expect(page.locator("h1")).to_contain_text("Candidate g0c1")
+            meta = page.evaluate(WAIT_METADATA, "#video-1")
+            assert meta["duration"] > 0 and (meta["width"], meta["height"]) == (320, 240), meta
+            expect(page.locator("svg.chart").first).to_be_visible()  # the training curves
+            expect(page.locator("#code")).to_contain_text("def compute_reward")
+            expect(page.locator("#diff")).to_contain_text("no parent")
+            episodes = json.loads((browser_run / "gen-000" / "cand-01" / "metrics.json").read_text())
+            count = len(episodes["evaluation"]["episodes"])
+            expect(page.locator("#episodes tr")).to_have_count(count + 1)
+            expect(page.locator("#take-home")).to_contain_text("--candidate g0c1")
+            page.screenshot(path=str(ARTIFACTS / "candidate.png"), full_page=True)
+
+            # feedback from the candidate's page comes back to it, shown as text (never as markup)
+            text = "pole drifts left <b>x</b><script>window.__injected = 1</script>"
+            page.locator("#cand-text").fill(text)
+            page.locator("#cand-feedback").get_by_role("button", name="Send feedback").click()
+            expect(page.locator("h1")).to_contain_text("Candidate g0c1")
+            assert "/gen/0/cand/1" in page.url
+            expect(page.get_by_role("status")).to_contain_text("saved")
+            expect(page.locator("table.feedback")).to_contain_text(text)
+            assert page.evaluate("window.__injected") is None
+
+            # neighbours, the parent-less note, a candidate that does not exist
+            page.get_by_role("link", name="previous candidate").click()
+            expect(page.locator("h1")).to_contain_text("Candidate g0c0")
+            r = page.goto(f"{base}/runs/{run_id}/gen/0/cand/7")
+            assert r.status == 404
+            expect(page.locator("#error")).to_contain_text("g0c7")
+        finally:
+            browser.close()
+    items = json.loads((browser_run / "feedback.json").read_text())["items"]
+    assert any(x.get("text") == text and x.get("candidate") in ("0/1", "g0c1") for x in items)
+
+
+@pytest.mark.slow
+def test_the_report_link_opens_the_report_with_its_videos(server, browser_run: Path) -> None:
+    base, _ = server
+    run_id = browser_run.name
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(f"{base}/runs/{run_id}")
+            with page.expect_response(lambda r: r.url.endswith("/report")) as info:
+                page.locator("#report-link").click()
+            response = info.value
+            assert response.status == 200
+            assert "script-src 'none'" in response.headers["content-security-policy"]
+            expect(page.locator("body")).to_contain_text("why it won")
+            first = page.locator("video").first
+            first.evaluate("v => v.id = 'report-video'")
+            meta = page.evaluate(WAIT_METADATA, "#report-video")
+            assert meta["duration"] > 0, meta  # the report's relative video links resolve on the server
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_a_running_generation_shows_live_progress_per_candidate(tmp_path: Path) -> None:
+    """A run started in a terminal: its page shows each candidate's stage and env-steps and the time
+    left while it trains (the events the terminal shows), and drops them when the run is done."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance",
+                             "--samples", "2", "--generations", "1", "--steps", "120000", "--schedule", "full",
+                             "--workers", "1", "--no-video", "--llm", "offline", "--runs-dir", str(runs)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(runs.glob("*/live.json")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+        run_dir = next(runs.glob("*/live.json")).parent
+        with _serving(runs) as (base, _), sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.set_default_timeout(60_000)
+                expect.set_options(timeout=60_000)
+                page.goto(f"{base}/runs/{run_dir.name}")
+                row = page.locator("#live-g0c0")
+                expect(row).to_be_visible()
+                expect(page.locator("#live-g0c1")).to_be_visible()
+                # the page polls: the first candidate's env-steps grow on the page itself
+                expect(row.locator("td.count")).to_contain_text(re.compile(r"^[1-9][0-9,.]*k? / 120k$"))
+                expect(page.locator("#run-left")).to_contain_text(re.compile(r"~\d+( min \d\d)? s left"))
+                page.screenshot(path=str(ARTIFACTS / "live-progress.png"), full_page=True)
+                expect(page.locator("#live-g0c1 td.stage")).to_contain_text(re.compile("training|evaluat|finished"))
+                expect(page.locator("#generation-left")).to_contain_text("left")
+                # when the run ends the page reloads without live rows and shows the finished generation
+                expect(page.locator("#live-table")).to_have_count(0, timeout=180_000)
+                expect(page.locator("#generations")).to_contain_text("finished")
+            finally:
+                browser.close()
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

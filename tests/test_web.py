@@ -88,6 +88,10 @@ def test_video_is_served_as_mp4_with_range_requests(client: Client) -> None:
     f"/runs/{RID}/gen/0/cand/..%2F..%2F..%2Frun.json/video.mp4", f"/runs/{RID}/gen/0/cand/-1/video.mp4",
     f"/runs/{RID}/gen/0/cand/0%2F..%2F1/video.mp4", "/runs/nope", "/runs/nope/progress.json",
     "/runs/..%2F..%2F..%2F..%2Fetc%2Fpasswd/gen/0/cand/0/video.mp4", "/static/..%2F..%2Fetc/passwd",
+    f"/runs/{RID}/gen/0/cand/9", f"/runs/{RID}/gen/7/cand/0", f"/runs/{RID}/gen/0/cand/-1", f"/runs/{RID}/gen/0/cand/1e2",
+    f"/runs/{RID}/gen-000/..%2F..%2Frun.json/video.mp4", f"/runs/{RID}/gen-0/cand-00/video.mp4",
+    f"/runs/{RID}/gen-000/cand-0/video.mp4", f"/runs/{RID}/gen-000/cand-01/video.mp4", f"/runs/{RID}/x/y/video.mp4",
+    "/runs/nope/report",
 ])
 def test_traversal_and_unknown_paths_are_404_html(client: Client, url: str) -> None:
     r = client.get(url)
@@ -456,3 +460,75 @@ def test_job_log_tail_shows_only_the_latest_job_and_each_line_once(tmp_path: Pat
                    "generation 1 done: best 0\n")
     assert tail(log) == ["--- 2026-01-02 rewardgen resume", "generation 0: already finished",
                          "gen 1 cand 0 fitness 0.5", "generation 1 done: best 0"]
+
+
+def test_candidate_page_shows_code_diff_curves_and_a_feedback_form(client: Client, runs: Path) -> None:
+    r = client.get(f"/runs/{RID}/gen/1")
+    assert f'href="/runs/{RID}/gen/1/cand/0"' in r.text and f'href="/runs/{RID}/gen/1/cand/1"' in r.text
+    r = client.get(f"/runs/{RID}/gen/1/cand/1")
+    assert r.status_code == 200 and "Candidate g1c1" in r.text
+    assert "w = 1.1" in r.text and '<span class="add">+    w = 1.1</span>' in r.text  # code and diff
+    assert f'href="/runs/{RID}/gen/0/cand/0" id="parent-link">g0c0</a>' in r.text
+    assert "<svg" in r.text and "reward components" in r.text
+    assert 'name="return_cand" value="1"' in r.text and 'name="candidate" value="1/1"' in r.text
+    assert f'href="/runs/{RID}/gen/1/cand/0">&larr; previous candidate' in r.text
+    r = client.form(f"/runs/{RID}/feedback", data={"text": "hops <i>sideways</i>", "candidate": "1/1",
+                                                   "return_gen": "1", "return_cand": "1"})
+    assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1/cand/1?msg=")
+    r = client.get(r.headers["location"])
+    assert "hops &lt;i&gt;sideways&lt;/i&gt;" in r.text and "<i>sideways" not in r.text
+    # feedback about another candidate is not listed here
+    client.form(f"/runs/{RID}/feedback", data={"text": "about the other one", "candidate": "1/0"})
+    assert "about the other one" not in client.get(f"/runs/{RID}/gen/1/cand/1").text
+
+
+def test_report_is_rendered_by_rewardgen_not_read_from_the_run(client: Client, runs: Path) -> None:
+    run = runs / RID
+    (run / "report.html").write_text("<script>document.title='owned'</script>PLANTED")
+    r = client.get(f"/runs/{RID}")
+    assert f'href="/runs/{RID}/report" id="report-link"' in r.text
+    r = client.get(f"/runs/{RID}/report")
+    assert r.status_code == 200 and "PLANTED" not in r.text and "<script" not in r.text and RID in r.text
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'none'" in csp and "default-src 'none'" in csp and "form-action 'none'" in csp
+    assert 'src="gen-000/cand-00/video.mp4"' in r.text  # relative to /runs/RID/, served below
+    v = client.get(f"/runs/{RID}/gen-000/cand-00/video.mp4")
+    assert v.status_code == 200 and v.content == FAKE_MP4
+
+
+def _hold_lock(run: Path) -> int:
+    fd = os.open(run / "run.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_live_progress_shows_while_a_process_holds_the_run_and_escapes_its_text(client: Client, runs: Path) -> None:
+    import time
+
+    run = runs / RID
+    now = time.time()
+    atomic_write_json(run / "live.json", {
+        "version": 1, "updated": now - 5, "phase": "training", "generation": 2,
+        "candidates": [
+            {"candidate": 0, "stage": "training", "steps": 1500, "target": 3000, "rung": 0, "rungs": 2},
+            {"candidate": 1, "stage": "failed", "steps": 0, "target": 3000, "error": "<script>alert(1)</script>\x1b[2J"},
+            "junk", {"candidate": "x"}, {"candidate": 2, "steps": "many", "target": None, "fitness": "high"}],
+        "generation_env_steps": {"done": 1500, "planned": 6000}, "generation_seconds_left": 65,
+        "estimate": {"seconds_left": 125, "basis": "measured", "at": now - 5}})
+    assert client.get(f"/runs/{RID}/progress.json").json()["live"] is None  # nobody works on it: stale
+    fd = _hold_lock(run)
+    try:
+        p = client.get(f"/runs/{RID}/progress.json").json()
+        assert p["busy"] and [r["label"] for r in p["live"]["rows"]] == ["g2c0", "g2c1", "g2c2"]
+        html = p["live_html"]
+        assert 'id="live-g2c0"' in html and "1.5k / 3k" in html and "rung 1 of 2" in html
+        assert "~1 min 0" in html and "~2 min 0" in html  # counted down from when it was written
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+        page = client.get(f"/runs/{RID}").text
+        assert 'id="live-g2c1"' in page and f'href="/runs/{RID}/gen/2/cand/0"' in page
+        for junk in ([], "text", {"candidates": {"a": 1}, "estimate": [], "generation": "2"}):
+            atomic_write_json(run / "live.json", junk)
+            assert client.get(f"/runs/{RID}/progress.json").status_code == 200
+            assert client.get(f"/runs/{RID}").status_code == 200
+    finally:
+        os.close(fd)

@@ -163,11 +163,16 @@ def cmd_resume(args) -> int:
     from rewardgen.store import RunStore
 
     run = RunStore.open(Path(args.run)).read_run()
-    if run.get("status") == "finished" and not args.json:
+    generations = getattr(args, "generations", None)
+    if generations is not None:
+        from rewardgen.run.evolve import extend_run
+
+        extend_run(Path(args.run), generations)  # a bad total is one line (exit 2) before anything runs
+    elif run.get("status") == "finished" and not args.json:
         done = len(run.get("generations", []))
         print(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To train "
-              "more generations, start the next one from the web UI (`rewardgen serve`) or run `rewardgen evolve "
-              "--replay` / a new `rewardgen evolve`.", file=sys.stderr)
+              f"more generations: `rewardgen resume {args.run} --generations {done + 1}` (the new total), or start "
+              "the next one from the web UI (`rewardgen serve`).", file=sys.stderr)
     return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
 
 
@@ -421,6 +426,8 @@ def cmd_export(args) -> int:
     from rewardgen.store import RunStore
 
     RunStore.open(Path(args.run))
+    if getattr(args, "policy", False):
+        return _export_policy(args)
     out = writable_output(Path(args.output))
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
@@ -429,6 +436,57 @@ def cmd_export(args) -> int:
     except OSError as exc:
         raise UsageError(f"cannot write {out}: {exc.strerror or exc}", prog="rewardgen export") from None
     print(path)
+    return 0
+
+
+def _export_policy(args) -> int:
+    from rewardgen.inspect.policy_export import export_policy
+    from rewardgen.store import parse_candidate_label
+
+    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    result = export_policy(Path(args.run), candidate, Path(args.output), force=args.force)
+    folder = Path(result["dir"])
+    print(f"policy of {result['candidate']} ({result['task']}) written to {term(folder, markup=False)}: "
+          f"{', '.join(result['files'])} (checked against the trusted evaluator's policy: largest difference "
+          f"{result['max_difference']:.1g})")
+    if result["onnx"] != "written":
+        print(f"  {result['onnx']}")
+    print(f"  load it with torch alone: import policy; pi = policy.load('{term(folder / 'policy.pt', markup=False)}'); "
+          "action = pi.act(obs)  (policy.py is in the same folder)")
+    return 0
+
+
+def cmd_play(args) -> int:
+    from rewardgen.evaluate.window import display_available
+    from rewardgen.inspect.play import default_video_name, play
+    from rewardgen.inspect.policy_export import trained_policy
+    from rewardgen.store import parse_candidate_label
+
+    RunStore.open(Path(args.run))
+    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    if args.window and not display_available():
+        raise UsageError("--window needs a display (DISPLAY or WAYLAND_DISPLAY is not set); leave it out to "
+                         "write only the video", prog="rewardgen play")
+    trained = trained_policy(Path(args.run), candidate)  # no such candidate, no policy: one line first
+    out = writable_output(Path(args.output or default_video_name(Path(args.run), trained.label)))
+    if out.suffix.lower() != ".mp4":
+        raise UsageError(f"-o {out}: the video is an .mp4 file; give a name ending in .mp4", prog="rewardgen play")
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it, or -o another file", prog="rewardgen play")
+    result = play(Path(args.run), candidate, out, seed=args.seed, seconds=args.seconds, window=args.window,
+                  trained=trained)
+    v = result["video"]
+    ended = " (the episode ended: terminated)" if v.get("terminated") else ""
+    fit = "" if result.get("fitness") is None else f", trusted fitness {result['fitness']:.4g}"
+    print(f"{result['candidate']} of {term(Path(args.run).name, markup=False)} ({result['task']}{fit}): "
+          f"{v.get('steps')} steps, {v.get('seconds')} s of video{ended}, seed {result['seed']}")
+    print(term(v.get("path") or out, markup=False))
+    if result.get("window"):
+        w = result["window"]
+        print(f"shown in a window: {w['steps']} steps" + (" (closed early)" if w.get("closed") else ""))
+    elif result.get("window_error"):
+        print(term(f"rewardgen play: no window ({flatten(result['window_error'], 300)}); the video is written",
+                   markup=False), file=sys.stderr)
     return 0
 
 

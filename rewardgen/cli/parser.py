@@ -15,6 +15,7 @@ from rewardgen.cli.commands import (
     cmd_export,
     cmd_feedback,
     cmd_final,
+    cmd_play,
     cmd_prefer,
     cmd_report,
     cmd_resume,
@@ -125,9 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="re-run a past LLM run from its recorded answers, with no network")
     p.set_defaults(func=cmd_evolve)
 
-    p = sub.add_parser("resume", help="continue an interrupted run without retraining finished candidates",
-                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9).")
+    p = sub.add_parser("resume", help="continue an interrupted run, or add generations to a finished one",
+                       description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9) without "
+                                   "retraining finished candidates; with --generations N, plan N generations in all "
+                                   "and train the ones the run lacks (a finished run goes on from its last "
+                                   "generation, its feedback and best included).")
     p.add_argument("run", help="the run directory, e.g. runs/20261123-120000-halfcheetah-run")
+    p.add_argument("--generations", type=positive_int, default=None, metavar="N",
+                   help="the run's new TOTAL of generations, counted like evolve --generations (a run of 3 "
+                        "finished generations given --generations 5 trains 2 more); default: the run's own")
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
     p.set_defaults(func=cmd_resume)
 
@@ -231,14 +238,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output file (default RUN/report.html)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="export a reward as a standalone file with a gymnasium wrapper",
+    p = sub.add_parser("export", help="export a reward (standalone file with a gymnasium wrapper) or, with --policy, "
+                                      "the trained policy as a torch module",
                        description="Write compute_reward plus a gymnasium.Wrapper applying it to the task's env, "
-                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen.")
+                                   "usable from stable-baselines3 or any gymnasium trainer without rewardgen. With "
+                                   "--policy, write the candidate's trained policy to a folder instead: policy.pt "
+                                   "(weights and facts, read with torch.load(weights_only=True)), policy.py (a short "
+                                   "loader that needs only torch: policy.load('policy.pt') gives a torch module "
+                                   "mapping observations to the env's own actions, as rewardgen's evaluator acts) "
+                                   "and policy.onnx when the onnx package is installed (rewardgen[onnx]).")
     p.add_argument("run", help="the run directory")
-    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best)")
-    p.add_argument("-o", "--output", required=True, help="output .py file")
-    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
+    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best); "
+                   "with --policy also g1c3")
+    p.add_argument("-o", "--output", required=True, help="output .py file; with --policy, a new (or empty) folder")
+    p.add_argument("--policy", action="store_true",
+                   help="export the trained policy (policy.pt, policy.py, policy.onnx) instead of the reward")
+    p.add_argument("--force", action="store_true", help="overwrite the output file (with --policy: the policy files "
+                   "in a folder that is not empty)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("play", help="watch a trained policy: a video of one rollout, and a window when a display exists",
+                       description="Render one rollout of a candidate's trained policy to an mp4 (headless: MuJoCo's "
+                                   "offscreen renderer) and, when a display exists, show it in MuJoCo's viewer "
+                                   "window in real time. The rollout is the trusted evaluation's first episode "
+                                   "unless --seed says otherwise.")
+    p.add_argument("run", help="the run directory")
+    p.add_argument("--candidate", default=None, metavar="g1c3",
+                   help="which candidate: g1c3 (generation 1, candidate 3) or 1/3 (default: the run's best)")
+    p.add_argument("-o", "--output", default=None, metavar="VIDEO.mp4",
+                   help="the video to write (default ./<run id>-<candidate>.mp4)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="the episode's reset seed (default: the run's first evaluation episode)")
+    p.add_argument("--seconds", type=positive_float, default=10.0,
+                   help="simulated seconds to show at most; the episode may end earlier (default 10)")
+    p.add_argument("--window", action=argparse.BooleanOptionalAction, default=None,
+                   help="show the rollout in a window too (default: when DISPLAY or WAYLAND_DISPLAY is set)")
+    p.add_argument("--force", action="store_true", help="overwrite the video file if it exists")
+    p.set_defaults(func=cmd_play)
 
     p = sub.add_parser("final", help="final evaluation: retrain the best reward with several seeds vs baselines",
                        description="Retrain the run's best reward with several seeds, and the env's own (human) "

@@ -24,7 +24,7 @@ from typing import Any
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
-from rewardgen.run.progress import Estimate, Progress, SilentProgress
+from rewardgen.run.progress import Estimate, Fanout, LiveFile, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.run.confirm import confirm_best, finished_confirm_trainings, planned_confirm_steps
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
@@ -32,7 +32,7 @@ from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
 from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
-    REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
+    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
     atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
@@ -109,7 +109,8 @@ class Evolution:
 
     def __init__(self, store: RunStore, progress: Progress | None = None):
         self.store = store
-        self.progress = progress or SilentProgress()
+        # whoever watches (the terminal), and live.json for the web UI: the same events
+        self.progress = Fanout(progress or SilentProgress(), LiveFile(store.path / LIVE_FILE))
         run = store.read_run()
         self.config = EvolveConfig.from_dict(run["config"])
         self.task: Task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
@@ -738,8 +739,51 @@ def evolve(config: EvolveConfig, runs_dir: Path = Path("runs"), progress: Progre
     return Evolution(store, progress).run()
 
 
-def resume(run_dir: Path, progress: Progress | None = None) -> dict:
-    """Continue an interrupted run; finished candidates are kept as they are."""
+def extend_run(run_dir: Path, generations: int) -> RunStore:
+    """Plan ``generations`` generations in all for the run at ``run_dir`` (the new total, as
+    ``evolve --generations`` counts them), so that ``resume`` trains the ones it lacks.
+
+    A finished run is set back to ``queued``; its finished generations, candidates and feedback stay
+    as they are and the next generation reads them like any other. Only ``run.json`` changes (one
+    atomic write, under the run's lock): a process killed before or after it leaves a run that a plain
+    ``resume`` continues. ConfigError (a user error) for a ``train`` run, for a total that would
+    drop generations already proposed, or for a finished run's own count (nothing to add)."""
+    if not isinstance(generations, int) or isinstance(generations, bool) or generations < 1:
+        raise ConfigError(f"--generations must be a positive integer, got {generations!r}")
+    store = RunStore.open(run_dir)
+    store.lock()  # RunStoreError when another process works on the run
+    try:
+        run = store.read_run()
+        if run.get("kind", "evolve") != "evolve":
+            raise ConfigError(f"{store.path} is a `rewardgen {run.get('kind')}` run of one reward file; it has no "
+                              "generations to add (start `rewardgen evolve` instead)")
+        done = len(run.get("generations") or [])
+        proposed = 0
+        while store.read_generation(proposed) is not None:
+            proposed += 1
+        planned = int((run.get("config") or {}).get("generations") or 0)
+        if run.get("status") == "finished" and generations <= done:
+            raise ConfigError(f"{store.path.name} already has {done} generation(s); --generations is the new total, "
+                              f"so give more than {done} (e.g. --generations {done + 1} adds one)")
+        if generations < max(proposed, done):
+            raise ConfigError(f"{store.path.name} has proposed {max(proposed, done)} generation(s) already; "
+                              f"--generations is the new total and cannot be less than that")
+        if generations != planned or run.get("status") == "finished":
+            run["config"] = dict(run.get("config") or {}, generations=generations)
+            if run.get("status") == "finished":
+                run["status"] = "queued"
+            run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            store.write_run(run)
+    finally:
+        store.unlock()
+    return store
+
+
+def resume(run_dir: Path, progress: Progress | None = None, generations: int | None = None) -> dict:
+    """Continue an interrupted run; finished candidates are kept as they are. ``generations``: the
+    run's new total of generations (``extend_run``), to add generations to a finished run."""
+    if generations is not None:
+        extend_run(run_dir, generations)
     store = RunStore.open(run_dir)
     run = store.read_run()
     if run.get("status") == "finished":
@@ -759,4 +803,4 @@ def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
     return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
 
 
-__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "resume", "train_file", "start_run", "RunStoreError"]
+__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "extend_run", "resume", "train_file", "start_run", "RunStoreError"]

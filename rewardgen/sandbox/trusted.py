@@ -32,7 +32,7 @@ _SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 
 def run_json_module(module: str, job: dict[str, Any], timeout: float, what: str,
                     env: dict[str, str] | None = None, memory_bytes: int = EVALUATOR_MEMORY_BYTES,
-                    idle: bool = False) -> dict[str, Any]:
+                    idle: bool = False, fresh: bool = False) -> dict[str, Any]:
     """Run ``module`` (trusted rewardgen code) with ``job`` on stdin; its last stdout line is the
     JSON answer. RuntimeError, naming ``what``, on a timeout or failure.
 
@@ -40,7 +40,8 @@ def run_json_module(module: str, job: dict[str, Any], timeout: float, what: str,
     no core dumps, dies with this process) and no secrets from the environment. It is forked from
     this command's zygote (``rewardgen.sandbox.zygote``: the imports already paid) when there is one,
     else started as a fresh ``python -m module``. ``idle``: at the lowest CPU priority
-    (``SCHED_IDLE``, nice 19), for work nobody waits on (videos)."""
+    (``SCHED_IDLE``, nice 19), for work nobody waits on (videos). ``fresh``: never forked from the
+    zygote, whose mujoco has chosen its GL backend already (a window needs its own)."""
     import os
     import resource
 
@@ -52,7 +53,7 @@ def run_json_module(module: str, job: dict[str, Any], timeout: float, what: str,
     full_env = dict(clean, PYTHONPATH=pythonpath, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
     rlimits = [(resource.RLIMIT_CORE, 0, 0), (resource.RLIMIT_AS, memory_bytes, memory_bytes)]
     data = json.dumps(job).encode()
-    forked = _run_forked(module, data, full_env, rlimits, timeout, what, idle)
+    forked = None if fresh else _run_forked(module, data, full_env, rlimits, timeout, what, idle)
     if forked is not None:
         returncode, out, err = forked
     else:
@@ -182,3 +183,15 @@ def render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max
         pol.flush()
         return render_video(task, Path(pol.name), path, seed, max_steps, width, height, fps, max_seconds, timeout,
                             idle)
+
+
+def show_in_window(task: Task, export: PolicyExport, seed: int, max_seconds: float = 10.0,
+                   timeout: float = 3600.0) -> dict[str, Any]:
+    """``rewardgen.evaluate.window.watch_rollout`` in a confined fresh child with ``MUJOCO_GL=glfw``
+    (the policy goes to a temp file for it to read). RuntimeError when no window could be opened."""
+    with tempfile.NamedTemporaryFile(prefix="rewardgen-policy.", suffix=".npz") as pol:
+        pol.write(export.to_bytes())
+        pol.flush()
+        job = {"task": task.to_dict(), "policy_path": pol.name, "seed": seed, "max_seconds": max_seconds}
+        return run_json_module("rewardgen.evaluate.window", job, timeout, "the viewer window",
+                               env={"MUJOCO_GL": "glfw"}, fresh=True)

@@ -2,15 +2,24 @@
 
 Server-rendered pages (Jinja2 templates in ``templates/``; the candidate card, the Jinja environment
 and the SVG charts are shared with ``report.html`` in ``rewardgen.inspect.pages`` and ``.charts``); the only
-JavaScript polls ``/runs/<id>/progress.json`` while a generation is being trained.
+JavaScript polls ``/runs/<id>/progress.json`` while a generation is being trained. Live progress is
+the working process's ``live.json`` (``rewardgen.run.progress.LiveFile``: the same events the terminal
+shows, folded per candidate), rendered here by ``_live.html`` with the page's escaping, so a run
+started in a terminal shows its bars in the browser too. The report is rendered on request by
+``rewardgen.inspect.report.render_html`` (never the ``report.html`` file of a run directory someone
+else made), under a Content-Security-Policy that allows no script.
 
 Routes::
 
     GET  /                                   runs list
     GET  /runs/{run}                         fitness per generation, feedback given, "next generation"
     GET  /runs/{run}/gen/{g}                 the generation's candidates side by side
+    GET  /runs/{run}/gen/{g}/cand/{c}        one candidate: video, curves, code, diff, evaluation, feedback
     GET  /runs/{run}/gen/{g}/cand/{c}/video.mp4   the rollout video (Range requests supported)
-    GET  /runs/{run}/progress.json           status, finished candidates, background job
+    GET  /runs/{run}/report                  the run's HTML report, rendered now from the run's files
+    GET  /runs/{run}/gen-NNN/cand-NN/video.mp4    the same videos where the report's relative links point
+    GET  /runs/{run}/progress.json           status, finished candidates, background job, and while a
+                                             process works on the run its live per-candidate progress
     POST /runs/{run}/feedback                text (+ optional candidate "G/C")
     POST /runs/{run}/prefer                  generation, best, worst
     POST /runs/{run}/next                    start the next generation in the background
@@ -59,7 +68,8 @@ from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
 from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, CorruptFileError,
     RunStore, RunStoreError, read_json)
-from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE
+from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, candidate_label, cand_dirname, gen_dirname
+from rewardgen.errors import flatten
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import card, environment, reward_diff
 from rewardgen.web.jobs import JobError, Jobs, run_lock_held
@@ -74,6 +84,9 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 NUMBER = re.compile(r"^[0-9]{1,6}$")
 MAX_BODY = 64 * 1024
 MAX_SOURCE_SHOWN = 200_000
+#: the report page: its own styles and the run's videos, no script of any kind, no frames, no forms
+REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'; "
+              "script-src 'none'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 class WebError(Exception):
@@ -182,8 +195,56 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = N
     return out
 
 
+def duration(seconds: Any) -> str:
+    """A time left for people: "2 min 05 s", "40 s"."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return "-"
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def live_view(raw: dict | None, now: float) -> dict | None:
+    """``live.json`` (``run.progress.LiveState.snapshot``) as ``_live.html`` shows it: every value
+    checked (the file sits in a run directory), candidates labelled ``g1c3``, times left counted down
+    to ``now``."""
+    if not isinstance(raw, dict):
+        return None
+    updated = _num(raw.get("updated")) or now
+    g = raw.get("generation") if isinstance(raw.get("generation"), int) else None
+    rows = []
+    for cand in raw.get("candidates") if isinstance(raw.get("candidates"), list) else []:
+        if not isinstance(cand, dict) or not isinstance(cand.get("candidate"), int) or g is None:
+            continue
+        steps, target = int(_num(cand.get("steps")) or 0), int(_num(cand.get("target")) or 0)
+        rows.append({"candidate": cand["candidate"], "label": candidate_label(g, cand["candidate"]),
+                     "stage": str(cand.get("stage") or ""), "steps": steps, "target": target,
+                     "shown": min(steps, target), "fitness": _num(cand.get("fitness")),
+                     "fate": cand.get("fate") if isinstance(cand.get("fate"), str) else None,
+                     "error": flatten(cand["error"], 160) if cand.get("error") else None,
+                     "rung": cand.get("rung") if isinstance(cand.get("rung"), int) else 0,
+                     "rungs": cand.get("rungs") if isinstance(cand.get("rungs"), int) else 1})
+    steps = raw.get("generation_env_steps") if isinstance(raw.get("generation_env_steps"), dict) else {}
+    gen_left = _num(raw.get("generation_seconds_left"))
+    est = raw.get("estimate") if isinstance(raw.get("estimate"), dict) else {}
+    run_left = _num(est.get("seconds_left"))
+    if run_left is not None:
+        run_left = max(0.0, run_left - max(0.0, now - (_num(est.get("at")) or updated)))
+    confirm = raw.get("confirm") if isinstance(raw.get("confirm"), dict) else None
+    return {"phase": str(raw.get("phase") or ""), "generation": g, "rows": rows,
+            "gen_done": int(_num(steps.get("done")) or 0), "gen_planned": int(_num(steps.get("planned")) or 0),
+            "generation_left": None if gen_left is None else max(0.0, gen_left - max(0.0, now - updated)),
+            "run_left": run_left, "basis": str(est.get("basis") or ""),
+            "confirm": {"done": _num(confirm.get("done")), "total": _num(confirm.get("total"))} if confirm else None,
+            "age": max(0.0, now - updated)}
+
+
 def progress(store: RunStore, job: dict | None) -> dict:
-    """What the progress endpoint reports: run status, generations done and the current one's candidates."""
+    """What the progress endpoint reports: run status, generations done and the current one's candidates,
+    and, while a process works on the run, its live progress (``live_view``)."""
     run = store.read_run()
     done = [g["generation"] for g in run.get("generations", [])]
     planned = int((run.get("config") or {}).get("generations") or 0)
@@ -194,9 +255,16 @@ def progress(store: RunStore, job: dict | None) -> dict:
         if gen is not None:
             total = len(gen.get("candidates", []))
             finished = sum((store.cand_dir(current, c) / METRICS_FILE).is_file() for c in range(total))
+    busy = bool(job and job.get("running")) or run_lock_held(store.path)
+    live = None
+    if busy:
+        try:
+            live = live_view(store.read_live(), time.time())
+        except CorruptFileError:  # caught mid-way by a reader that raced a writer's rename: next poll
+            live = None
     return {"run": store.path.name, "status": run.get("status"), "generations_planned": planned,
             "generations_finished": len(done), "current_generation": current, "candidates_total": total,
-            "candidates_finished": finished, "busy": bool(job and job.get("running")) or run_lock_held(store.path),
+            "candidates_finished": finished, "busy": busy, "live": live,
             "best": run.get("best"), "job": job, "time": time.time()}
 
 
@@ -265,6 +333,8 @@ def create_app(runs_dir: Path, token: str | None = None,
     env = environment(TEMPLATES)
     env.globals["csrf_field"] = CSRF_FIELD
     env.globals["csrf_token"] = csrf
+    env.filters["duration"] = duration
+    live_template = env.get_template("_live.html")
     templates = Jinja2Templates(env=env)
     app = FastAPI(title="rewardgen", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runs, app.state.jobs, app.state.csrf = runs, jobs, csrf
@@ -367,8 +437,29 @@ def create_app(runs_dir: Path, token: str | None = None,
                     feedback=items, has_next=has_next,
                     gens_proposed=proposed_generations(store), progress=progress(store, jobs.status(store.path)))
 
-    @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
-    def video(run_id: str, gen: str, cand: str):
+    @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}", response_class=HTMLResponse)
+    def candidate_page(request: Request, run_id: str, gen: str, cand: str):
+        store = runs.store(run_id)
+        g, record = _generation_index(store, gen)
+        c = _number(cand, "candidate")
+        count = len(record.get("candidates", []))
+        if c >= count:
+            raise WebError(404, f"candidate {candidate_label(g, c)} does not exist (generation {g} has {count})")
+        run = store.read_run()
+        item = _candidates(store, store.path.name, g, record, (run.get("config") or {}).get("steps"))[c]
+        best = run.get("best") if isinstance(run.get("best"), dict) else {}
+        prog = progress(store, jobs.status(store.path))
+        live = prog.get("live") or {}
+        now = next((r for r in live.get("rows", []) if r["candidate"] == c and live.get("generation") == g), None)
+        mine = [x for x in _safe_feedback(store) if _about(x.get("candidate")) == (g, c)]
+        parent = _about(item.get("parent"))
+        return page(request, "candidate.html", run=run, run_id=store.path.name, run_path=str(store.path), g=g,
+                    c=item, index=c, count=count, label=candidate_label(g, c),
+                    parent=parent and {"g": parent[0], "c": parent[1], "label": candidate_label(*parent)},
+                    is_best=(best.get("generation"), best.get("candidate")) == (g, c), live_row=now,
+                    feedback=mine, progress=prog, gens_proposed=proposed_generations(store))
+
+    def _video_file(run_id: str, gen: str, cand: str) -> FileResponse:
         store = runs.store(run_id)
         g, record = _generation_index(store, gen)
         c = _number(cand, "candidate")
@@ -379,10 +470,32 @@ def create_app(runs_dir: Path, token: str | None = None,
             raise WebError(404, f"candidate {g}/{c} has no video")
         return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
+    def video(run_id: str, gen: str, cand: str):
+        return _video_file(run_id, gen, cand)
+
+    @app.get("/runs/{run_id}/{gen_dir}/{cand_dir}/video.mp4")
+    def report_video(run_id: str, gen_dir: str, cand_dir: str):
+        """The report's relative video links (``gen-000/cand-01/video.mp4``)."""
+        gm, cm = re.fullmatch(r"gen-([0-9]{3,6})", gen_dir), re.fullmatch(r"cand-([0-9]{2,6})", cand_dir)
+        if not gm or not cm or gen_dirname(int(gm.group(1))) != gen_dir or cand_dirname(int(cm.group(1))) != cand_dir:
+            raise WebError(404, "no such video")
+        return _video_file(run_id, str(int(gm.group(1))), str(int(cm.group(1))))
+
+    @app.get("/runs/{run_id}/report", response_class=HTMLResponse)
+    def report(run_id: str):
+        from rewardgen.inspect.report import render_html
+
+        store = runs.store(run_id)
+        text = render_html(store.path, store.path)  # videos linked relative to the run: report_video serves them
+        return HTMLResponse(text, headers={"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-cache"})
+
     @app.get("/runs/{run_id}/progress.json")
     def progress_json(run_id: str):
         store = runs.store(run_id)
-        return JSONResponse(progress(store, jobs.status(store.path)))
+        data = progress(store, jobs.status(store.path))
+        data["live_html"] = live_template.render(live=data["live"], run_id=store.path.name)
+        return JSONResponse(data)
 
     async def form(request: Request) -> dict[str, str]:
         """The urlencoded form of a POST, read at most ``MAX_BODY`` bytes (chunked bodies too), with the
@@ -405,8 +518,10 @@ def create_app(runs_dir: Path, token: str | None = None,
                                 "wrong); reload the page and try again")
         return data
 
-    def back(run_id: str, gen: str | None, **query: str) -> RedirectResponse:
+    def back(run_id: str, gen: str | None, cand: str | None = None, **query: str) -> RedirectResponse:
         url = f"/runs/{quote(run_id)}" + (f"/gen/{int(gen)}" if gen and NUMBER.match(gen) else "")
+        if gen and NUMBER.match(gen) and cand and NUMBER.match(cand):
+            url += f"/cand/{int(cand)}"
         q = "&".join(f"{k}={quote(v)}" for k, v in query.items())
         return RedirectResponse(url + (f"?{q}" if q else ""), status_code=303)
 
@@ -419,7 +534,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         except FeedbackError as exc:
             raise WebError(400, f"feedback not saved: {exc}") from None
         about = f" about {item['candidate']}" if item["candidate"] else ""
-        return back(store.path.name, f.get("return_gen"),
+        return back(store.path.name, f.get("return_gen"), f.get("return_cand"),
                     msg=f"feedback #{item['id']}{about} saved; generation {item['applies_to']} will use it")
 
     @app.post("/runs/{run_id}/prefer")
@@ -449,6 +564,18 @@ def create_app(runs_dir: Path, token: str | None = None,
         return back(store.path.name, None, msg="next generation started")
 
     return app
+
+
+def _about(ref: Any) -> tuple[int, int] | None:
+    """(generation, candidate) of a feedback item's or proposal's candidate reference (``1/3`` or ``g1c3``)."""
+    from rewardgen.store import parse_candidate_label
+
+    if not isinstance(ref, str) or not ref:
+        return None
+    try:
+        return parse_candidate_label(ref)
+    except ValueError:
+        return None
 
 
 def _safe_feedback(store: RunStore) -> list[dict]:

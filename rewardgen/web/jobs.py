@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.resources import PACKAGE_PARENT
-from rewardgen.store import RUN_LOCK_FILE, RunStore, RunStoreError
+from rewardgen.errors import UserError
+from rewardgen.store import RUN_LOCK_FILE, RunStore
 
 LOG_FILE = "web-job.log"
 
@@ -112,18 +113,14 @@ class Jobs:
     @staticmethod
     def _extend(run_dir: Path) -> None:
         """A finished run gets one more generation; anything else is resumed as it is."""
+        from rewardgen.run.evolve import extend_run
+
         try:
-            store = RunStore.open(run_dir)
-            run = store.read_run()
-        except RunStoreError as exc:
+            run = RunStore.open(run_dir).read_run()
+            if run.get("status") == "finished":
+                extend_run(run_dir, len(run.get("generations", [])) + 1)
+        except UserError as exc:
             raise JobError(str(exc)) from None
-        if run.get("status") != "finished":
-            return
-        done = len(run.get("generations", []))
-        run["config"] = dict(run.get("config", {}), generations=done + 1)
-        run["status"] = "queued"
-        run["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        store.write_run(run)
 
     def status(self, run_dir: Path) -> dict[str, Any] | None:
         """The latest job this process started for the run, or None."""
