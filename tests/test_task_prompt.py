@@ -1,6 +1,6 @@
-"""The task prompt states what decides fitness and training, and the simulator agrees with every number.
+"""The first request states what decides fitness and training, and the simulator agrees with every number.
 
-For every built-in task and a brought MJCF robot: the rules that end an episode are in the prompt
+For every built-in task and a brought MJCF robot, in the user message the LLM proposer sends first: the rules that end an episode are in the prompt
 with their numbers, and the canonical env (where the trusted evaluation runs) ends an episode just
 outside each bound and not just inside it, with the quantity read by the very expression the prompt
 gives; the fitness's per-step expression and the way an early end counts are stated; a rotation's
@@ -18,6 +18,9 @@ import pytest
 import torch
 
 from rewardgen.contract.state import StateBuffers
+from rewardgen.proposers.base import ProposalContext
+from rewardgen.proposers.client import LLMSettings
+from rewardgen.proposers.llm import LLMProposer
 from rewardgen.proposers.prompts import task_prompts
 from rewardgen.run.config import EvolveConfig, effective_trainer
 from rewardgen.run.step import training_setup
@@ -42,10 +45,15 @@ def _task(task_id, brought):
 
 
 def _prompt(task, samples=4, schedule="halving"):
+    """The user message of generation 0's request, as the LLM proposer builds it in a run with these
+    settings (the plan is what ``Evolution`` gives the proposer)."""
     config = EvolveConfig(task=task.id, samples=samples, schedule=schedule)
     setup = training_setup(task, config, effective_trainer(task, config.trainer)[0], config.budget(task))
     plan = setup.plan(config.samples, config.schedule, config.eval_episodes)
-    return task_prompts(task, plan=plan)["task"], plan
+    ctx = ProposalContext(task, task.schema, 0, samples, seed=0, plan=plan)
+    messages = LLMProposer(LLMSettings(base_url="http://unused")).messages(ctx)
+    assert messages[1]["content"].startswith(task_prompts(task, plan=plan)["task"])
+    return messages[1]["content"], plan
 
 
 def _state(task, data) -> "object":
