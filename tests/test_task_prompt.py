@@ -1,9 +1,9 @@
 """The first request states what decides fitness and training, and the simulator agrees with every number.
 
-For every built-in task and a brought MJCF robot, in the user message the LLM proposer sends first: the rules that end an episode are in the prompt
-with their numbers, and the canonical env (where the trusted evaluation runs) ends an episode just
-outside each bound and not just inside it, with the quantity read by the very expression the prompt
-gives; the fitness's per-step expression and the way an early end counts are stated; a rotation's
+For every built-in task and a brought MJCF robot, in the user message the LLM proposer sends first:
+the rules that end an episode are there with their numbers, and the canonical env (where the trusted
+evaluation runs) ends an episode just outside each bound and not just inside it, with the quantity
+read by the very expression the prompt gives; the fitness's per-step expression and the way an early end counts are stated; a rotation's
 stated sense scores positive; the budget, the worlds, the trainer and the schedule are there.
 """
 
