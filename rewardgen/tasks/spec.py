@@ -168,11 +168,11 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
     ppo = _ppo_settings(raw.get("ppo"), where)
     env_kwargs = dict(raw.get("env_kwargs") or {})
     frame_skip = int(raw.get("frame_skip", 5))
-    if env_id:  # a gymnasium env steps with its own frame skip: the task records that one, never 5
+    if env_id:
+        # a gymnasium env steps with its own frame skip (env_kwargs may change it): the task records that
+        # one. The field is for MJCF robots; a gymnasium task's is not used (runs made before this
+        # recorded 5 for every gymnasium task and still load)
         own = _env_frame_skip(env_id, env_kwargs)
-        if "frame_skip" in raw and own is not None and frame_skip != own:
-            raise TaskError(f"{where}: {env_id} steps with frame_skip {own}; 'frame_skip' is for MJCF tasks "
-                            f"(give env_kwargs: {{frame_skip: {frame_skip}}} to change the env's)")
         frame_skip = own if own is not None else frame_skip
     return Task(
         id=task_id,
