@@ -101,3 +101,33 @@ class ScriptedServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+TRANSCRIPTS = __import__("pathlib").Path(__file__).parent / "data" / "llm-transcripts"
+
+
+def transcript_answers(task: str = "hopper-hop") -> dict[int, list[str]]:
+    """A real model's answers to rewardgen's requests (``tests/data/llm-transcripts/TASK/resp-GGG-C.md``):
+    ``{generation: [answer of sample 0, 1, ...]}``."""
+    import re
+
+    out: dict[int, list[str]] = {}
+    for path in sorted((TRANSCRIPTS / task).glob("resp-*.md")):
+        g, c = (int(x) for x in re.fullmatch(r"resp-(\d+)-(\d+)\.md", path.name).groups())
+        out.setdefault(g, []).append(path.read_text())
+    return out
+
+
+def replaying(answers: dict[int, list[str]]) -> Callable[[dict, int], dict]:
+    """A responder that answers generation g's request (the generation its reflection names as the
+    newest, plus one) with the recorded answers of generation g, in order; a fix request (a longer
+    conversation) gets the same sample's recorded answer again."""
+    import re
+
+    def respond(body: dict, index: int) -> dict:
+        text = "\n".join(str(m.get("content") or "") for m in body["messages"])
+        said = re.search(r"generation (\d+) is the newest", text)
+        g = min(int(said.group(1)) + 1 if said else 0, max(answers))
+        return {"texts": answers[g][: body.get("n", 1)]}
+
+    return respond

@@ -217,7 +217,7 @@ def test_evolve_with_llm_reflects_and_replays(runs_dir, tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
         out = last_json(res.stdout)
         assert "LLM proposer (scripted-model" in res.stderr
-        gen1 = [b for b in server.requests if "Results of generation 0" in b["messages"][-1]["content"]]
+        gen1 = [b for b in server.requests if "generation 0 is the newest" in b["messages"][-1]["content"]]
         assert gen1, "the second generation's request carried no reflection"
         prompt = gen1[0]["messages"][-1]["content"]
         run = json.loads((Path(out["run_dir"]) / "run.json").read_text())

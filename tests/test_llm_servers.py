@@ -192,6 +192,39 @@ def test_answers_cut_by_the_output_limit_are_asked_again_with_room(task, tmp_pat
         assert "all 2 LLM samples of generation 0 failed: every answer was cut" in proposer.failure
 
 
+def test_a_server_that_cuts_every_first_answer_is_asked_in_a_follow_up_turn(task, tmp_path):
+    """The quirk a real relay showed: every first-turn answer is cut at the server's own limit, whatever
+    max_tokens says, but a follow-up turn is answered whole. The cut answer goes back as the model's
+    turn and the follow-up asks for only the code."""
+    cut = GOOD[:150]
+
+    def responder(body, i):
+        if len(body["messages"]) > 2:  # a follow-up turn
+            return _ok(body)
+        return {"texts": [cut] * body.get("n", 1), "finish_reason": "length", "completion_tokens": 700 + i}
+
+    events = Events()
+    with ScriptedServer(responder) as server:
+        props = _proposer(server.base_url).propose(_ctx(task, tmp_path, samples=4, events=events))
+        assert [p.error for p in props] == [None] * 4 and all("def _upright" in p.source for p in props)
+        follow_ups = [b for b in server.requests if len(b["messages"]) > 2]
+        assert len(follow_ups) == 4
+        for body in follow_ups:
+            assert body["messages"][-2] == {"role": "assistant", "content": cut}
+            assert "cut off by the output limit" in body["messages"][-1]["content"]
+            assert "only the code" in body["messages"][-1]["content"]
+        assert any("follow-up turn" in w for w in events.warnings())
+
+    def never_whole(body, i):  # every answer cut, each at another length: the line still counts all of them
+        return {"texts": [cut] * body.get("n", 1), "finish_reason": "length", "completion_tokens": 500 + i}
+
+    with ScriptedServer(never_whole) as server:
+        proposer = _proposer(server.base_url, generation_retries=0)
+        props = proposer.propose(_ctx(task, tmp_path / "never", samples=4))
+        assert all(p.error and "even when asked in a follow-up turn" in p.error for p in props)
+        assert proposer.failure.startswith("all 4 LLM samples of generation 0 failed: every answer was cut")
+
+
 # ----- failing fast where retrying cannot help
 @pytest.mark.parametrize("spec, fragment", [
     ({"status": 401, "message": "Incorrect API key provided: sk-wrong.", "type": "invalid_request_error",

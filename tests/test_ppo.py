@@ -104,3 +104,34 @@ def test_jobs_get_their_share_of_the_cores():
     assert (alone.sim_threads, alone.use_helper_thread) == (2, True)
     assert (shared.sim_threads, shared.use_helper_thread) == (1, False)
     assert get_trainer("ppo").hp.use_helper_thread  # `rewardgen train`: the whole machine
+
+
+FORWARD = """
+import torch
+
+def compute_reward(s):
+    forward = s.qvel[:, 0]
+    return forward, {"forward": forward}
+"""
+
+
+def test_an_episode_that_straddles_a_resumed_slice_is_booked_whole():
+    """halfcheetah-backflip's episodes are 300 steps (no early end). Slice 1 stops mid-episode (192 steps
+    per world), slice 2 continues the worlds: its episodes are 300 steps long, with the returns and
+    fitness of one uninterrupted training, not 108-step pieces booked from the resume on."""
+    task = get_task("halfcheetah-backflip")
+    hp = PPOHyperparams(num_envs=8, rollout_steps=16, epochs=1)
+    fitness = make_fitness(task.fitness, task.schema)
+
+    def train(steps: int, resume: bytes | None = None):
+        reward = BatchReward(load_reward(FORWARD), fitness, TrainingStats(steps), 8, task.episode_length)
+        out = PPOTrainer(hp).train(task, reward, TrainConfig(steps=steps, seed=2, resume=resume), lambda s: None)
+        return out, reward
+
+    one, r1 = train(8 * 16 * 12)
+    two, r2 = train(8 * 16 * 12, one.resume_state)
+    whole, rw = train(8 * 16 * 24)
+    assert r1.stats.episode_returns == [] and len(r2.stats.episode_returns) == 8
+    assert {e["length"] for e in two.stats["episodes"]} == {300.0}
+    np.testing.assert_allclose(r2.stats.episode_returns, rw.stats.episode_returns, rtol=1e-9)
+    np.testing.assert_allclose(r2.stats.episode_fitness, rw.stats.episode_fitness, rtol=1e-9)

@@ -77,6 +77,9 @@ def test_task_loads_and_its_fitness_measures_a_random_rollout(task_id):
     assert task_from_dict(json.loads(json.dumps(task.to_dict())), where="round trip").to_dict() == task.to_dict()
     schema = task.schema
     assert schema.nu == task.model.nu and schema.bodies
+    env = task.make_env()  # the frame skip a run records is the one the env steps with (Hopper: 4, not 5)
+    assert task.frame_skip == schema.frame_skip == env.unwrapped.frame_skip, task.frame_skip
+    env.close()
     assert task.description and task.episode_length > 0 and task.default_steps > 0
     check_applies(task.fitness, task.model, schema, terminates=True)
     fitness, states, values = _rollout(task, 40)
@@ -152,3 +155,13 @@ def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):
             task_from_dict(raw | {"ppo": bad}, where="t.yaml")
     hp = get_trainer("ppo", task_ppo=hopper.ppo, num_envs=16).hp
     assert (hp.epochs, hp.minibatches, hp.rollout_steps, hp.num_envs) == (10, 32, 32, 16)
+
+
+def test_a_gymnasium_tasks_frame_skip_is_the_envs_own(tmp_path):
+    raw = {"id": "h", "description": "hop", "env": "Hopper-v5", "episode_length": 100, "default_steps": 1000,
+           "fitness": "forward_velocity(body=torso)", "success_threshold": 1.0}
+    assert task_from_dict(raw, where="t.yaml").frame_skip == 4
+    assert task_from_dict(raw | {"env_kwargs": {"frame_skip": 2}}, where="t.yaml").frame_skip == 2
+    assert task_from_dict(raw | {"frame_skip": 4}, where="t.yaml").frame_skip == 4  # run.json's own record
+    # a run made before recorded 5 for every gymnasium task: it still loads, with the env's own
+    assert task_from_dict(raw | {"frame_skip": 5}, where="run.json").frame_skip == 4

@@ -69,3 +69,49 @@ def test_best_and_worst_of_an_evaluation():
     # the cart never tilts, so the summary watches the pole
     assert "pole" in out["best"]["summary"]
     json.dumps(out, allow_nan=False)
+
+
+# A slab built lying on its side (its frame turned 90 degrees about x) that stays where it lies.
+SLAB = """
+<mujoco model="slab">
+  <worldbody>
+    <geom name="floor" type="plane" size="5 5 0.1"/>
+    <body name="slab" pos="0 0 0.06" euler="90 0 0">
+      <freejoint name="root"/>
+      <geom type="box" size="0.3 0.05 0.2" density="500"/>
+      <body name="flap" pos="0.3 0 0">
+        <joint name="hinge" type="hinge" axis="0 0 1" range="-30 30"/>
+        <geom type="capsule" fromto="0 0 0 0.1 0 0" size="0.01" mass="0.01"/>
+      </body>
+    </body>
+  </worldbody>
+  <actuator><motor joint="hinge" ctrlrange="-1 1" gear="0.01"/></actuator>
+</mujoco>
+"""
+
+
+def test_tilt_is_measured_from_each_bodys_initial_pose(tmp_path):
+    """A body built lying on its side is not 'tilted 90 deg' or 'fallen': tilt is from its own initial pose."""
+    from rewardgen.tasks.spec import task_from_mjcf
+
+    (tmp_path / "slab.xml").write_text(SLAB)
+    task = task_from_mjcf(tmp_path / "slab.xml", "lie still", "height(body=slab)", episode_length=60,
+                          reset_noise=0.0)
+    traj = record_trajectory(task, mlp_policy(task, scale=0.0), seed=1)
+    slab = task.schema.bodies.index("slab")
+    assert traj["tilt_deg"][:, slab].max() < 5.0 and traj["up_z"].min() > 0.99
+    f = episode_facts(traj)
+    assert f["falls"] == 0 and f["upside_down_fraction"] == 0.0 and f["max_tilt_deg"] < 5.0
+    assert "No falls of slab" in summarize_episode(traj)
+
+
+def test_a_flip_is_not_reported_as_a_fall():
+    """Where the fitness is a rotation (a backflip), turning over is the task: no 'fell N times'."""
+    from rewardgen.proposers.reflection import behaviour_facts
+
+    traj = _synthetic() | {"fitness_name": "rotation"}
+    assert "fell" not in summarize_episode(traj) and "upside-down 45% of the time" in summarize_episode(traj)
+    assert "fell 1 time(s)" in summarize_episode(_synthetic() | {"fitness_name": "forward_velocity"})
+    trajectories = {"best": {"facts": episode_facts(traj)}}
+    assert not behaviour_facts(trajectories, get_task("halfcheetah-backflip")).flipped
+    assert behaviour_facts(trajectories, get_task("halfcheetah-run")).flipped

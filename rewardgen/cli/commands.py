@@ -55,9 +55,13 @@ def cmd_tasks(args) -> int:
 
 def cmd_describe(args) -> int:
     from rewardgen.proposers.prompts import task_prompts
+    from rewardgen.run.config import EvolveConfig, effective_trainer
+    from rewardgen.run.step import training_setup
 
     task = task_named(args.task)
-    prompts = task_prompts(task)
+    config = EvolveConfig(task=task.id)  # evolve's defaults: the budget and schedule a plain run gets
+    setup = training_setup(task, config, effective_trainer(task, config.trainer)[0], config.budget(task))
+    prompts = task_prompts(task, plan=setup.plan(config.samples, config.schedule, config.eval_episodes))
     if args.json:
         emit_json({"task": task.id, "system": prompts["system"], "user": prompts["task"]})
         return 0

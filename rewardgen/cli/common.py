@@ -77,7 +77,7 @@ def config_from_args(args):
 
     llm = {k: getattr(args, k) for k in ("llm", "model", "base_url", "temperature", "llm_timeout", "critic", "prompts",
                                          "schedule", "mode", "interactive", "executor", "ray_address", "sim",
-                                         "device", "confirm_seeds")
+                                         "device", "confirm_seeds", "prompt_chars")
            if hasattr(args, k)}
     if hasattr(args, "no_video"):
         llm["video"] = not args.no_video

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     llm.add_argument("--critic", choices=["sandbox", "llm"], default="sandbox",
                      help="sandbox (default): check code in the sandbox before training; llm: also an LLM review")
     llm.add_argument("--prompts", default=None, help="directory of Jinja2 templates overriding prompts/")
+    llm.add_argument("--prompt-chars", type=positive_int, default=60_000, metavar="N",
+                     help="most characters of an LLM request (about 4 per token; default 60000, for a 32k-token "
+                          "context): older generations are compressed to fit, the newest never is")
     llm.add_argument("--replay", default=None, metavar="RUN_DIR",
                      help="re-run a past LLM run from its recorded answers, with no network")
     p.set_defaults(func=cmd_evolve)

@@ -12,9 +12,12 @@ does this for the best and the worst episode of an evaluation.
 
 Definitions (all from the State of each step):
 - main body: the fitness's ``body`` parameter if it names one, else the robot's root body;
-- tilt: angle between a body's z axis (``body_up``) and world +z; upside-down: main body up_z < 0;
+- tilt: angle between a body's z axis (``body_up``) and the same axis in the model's initial pose
+  (``qpos0``: a body built lying on its side is not tilted); upside-down: the main body tilted more
+  than 90 degrees (up_z < 0);
 - a fall: entering a state where the main body is tilted more than 60 degrees, or (for a body that
-  starts above 5 cm) its height drops below half its starting height;
+  starts above 5 cm) its height drops below half its starting height. Not reported where the fitness
+  is a rotation (a flip): turning over is the task there, not a failure;
 - stalled: a window of at least 1 s in which the centre of mass moves (horizontally) slower than
   5 cm/s on average.
 """
@@ -80,6 +83,7 @@ def trajectory_from_episode(task: Task, fitness, run: dict[str, Any], seed: int)
                terminated=bool(run["terminated"]),
                fitness_value=fitness.episode_value(list(run["values"]), task.episode_length),
                dt=float(schema.dt), main_body=main_body(task), bodies=list(schema.bodies),
+               fitness_name=fitness.name,
                start_com=np.asarray(run["start_com"], dtype=np.float64))
     return out
 
@@ -105,7 +109,7 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     h, up = np.asarray(traj["height"]), np.asarray(traj["up_z"])
     facts: dict[str, Any] = {"seed": traj.get("seed"), "length": n, "horizon": int(traj["horizon"]),
                              "terminated": bool(traj["terminated"]), "fitness": float(traj["fitness_value"]),
-                             "main_body": traj["main_body"]}
+                             "main_body": traj["main_body"], "falls_matter": traj.get("fitness_name") != "rotation"}
     if n == 0:
         return facts
     quarters = [float(q.mean()) for q in np.array_split(h, min(4, n))]
@@ -166,14 +170,17 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
         lines.append(f"{b} height: start {f['height_start']:.3f} m, mean {f['height_mean']:.3f}, min "
                      f"{f['height_min']:.3f} (step {f['height_min_step']}), end {f['height_end']:.3f}; by quarter "
                      + ", ".join(f"{q:.3f}" for q in f["height_quarters"]) + ".")
-    if f["falls"]:
+    if not f.get("falls_matter", True):
+        pass  # a flip: turning over is the task, not a fall
+    elif f["falls"]:
         lines.append(f"{tb} fell {f['falls']} time(s) (tilt > {FALL_TILT_DEG:.0f} deg or height below half its "
                      f"start), first at step {f['first_fall_step']}.")
     else:
         lines.append(f"No falls of {tb}.")
-    tilt = f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {f['max_tilt_deg']:.0f} deg"
+    tilt = (f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {f['max_tilt_deg']:.0f} deg "
+            "from its initial pose")
     if f.get("most_tilted_body") and f["most_tilted_body"] != tb:
-        tilt += f"; most tilted body: {f['most_tilted_body']} ({f['most_tilted_deg']:.0f} deg)"
+        tilt += f"; most tilted body from its initial pose: {f['most_tilted_body']} ({f['most_tilted_deg']:.0f} deg)"
     lines.append(tilt + ".")
     d = f["displacement"]
     lines.append(f"Centre of mass moved {d[0]:+.2f} m along x, {d[1]:+.2f} m along y (path {f['path_length']:.2f} m, "

@@ -33,5 +33,6 @@ def get_proposer(name: str, config: Any = None) -> Proposer:
         settings = LLMSettings(model=config.model, base_url=config.base_url, temperature=config.temperature,
                                timeout=config.llm_timeout)
         return LLMProposer(settings, prompts_dir=Path(config.prompts) if config.prompts else None,
-                           critic=config.critic, replay=bool(config.replay), mode=mode)
+                           critic=config.critic, replay=bool(config.replay), mode=mode,
+                           prompt_chars=int(getattr(config, "prompt_chars", 60_000)))
     raise ValueError(f"unknown proposer {name!r}; available: offline, openai")

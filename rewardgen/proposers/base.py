@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.schema import Schema
+from rewardgen.proposers.taskfacts import TrainingPlan
+from rewardgen.store import candidate_label
 from rewardgen.tasks.spec import Task
 
 
@@ -24,10 +26,26 @@ class CandidateRecord:
     error: str | None = None
     proposal: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: each trusted evaluation of its schedule's slices, in order: ``{"env_steps", "fitness",
+    #: "episodes"}`` (env-steps trained so far, trusted fitness or None, each episode's fitness)
+    rungs: list[dict[str, Any]] = field(default_factory=list)
+    #: how its training ended: "final" (trained the whole budget), "eliminated", "failed"
+    fate: str | None = None
 
     @property
     def ref(self) -> str:
         return f"{self.generation}/{self.candidate}"
+
+    @property
+    def label(self) -> str:
+        """How people and LLMs read its name (``store.candidate_label``): g1c3."""
+        return candidate_label(self.generation, self.candidate)
+
+    @property
+    def env_steps(self) -> int | None:
+        """Env-steps its policy had trained when last evaluated (None when it never trained)."""
+        done = [r["env_steps"] for r in self.rungs if r.get("fitness") is not None]
+        return int(done[-1]) if done else None
 
 
 @dataclass
@@ -49,6 +67,8 @@ class ProposalContext:
     check: Callable[[str], Any] | None = None
     #: progress events for the user: ``event("warning", message=...)``, ``event("llm_status", ...)``
     event: Callable[..., None] | None = None
+    #: how the run trains and compares candidates (budget, trainer, schedule, evaluation), for the prompt
+    plan: TrainingPlan | None = None
 
     def ranked(self) -> list[CandidateRecord]:
         """All successful candidates so far, best trusted fitness first."""

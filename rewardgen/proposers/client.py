@@ -11,8 +11,8 @@ cache, and the adaptations real servers need.
   the run (``llm-adaptations.json`` in the run directory): a rejected parameter (``temperature``
   other than 1 on reasoning models, ``n``, ``max_tokens``) is dropped or replaced; a refused
   ``system`` role is folded into the first user message; an answer cut by the output limit
-  (``finish_reason: length``) is asked again with a larger ``max_tokens`` and a request for
-  shorter code; an empty choice is asked for again once.
+  (``finish_reason: length``) goes back as the model's turn, and a follow-up turn asks for only the
+  code with a larger ``max_tokens``; an empty choice is asked for again once.
 - ``n`` samples per request where the server honours it; where it returns fewer choices, the rest
   come from concurrent single-sample requests. Large K is split into chunks.
 - Code is looked for in the answer without its ``<think>`` blocks, then in ``tool_calls``
@@ -55,8 +55,8 @@ OPTIONAL_PARAMS = ("temperature", "n", "max_tokens", "max_completion_tokens")
 #: the largest output budget asked for after answers were cut
 MAX_OUTPUT_TOKENS = 32768
 
-SHORTER = ("\n\n(Your previous answer was cut off by the output limit. Answer with only the complete Python code "
-           "of compute_reward(s) and its helpers in one ```python block: no explanation, keep it short.)")
+FOLLOW_UP = ("Your answer was cut off by the output limit. Give only the code now: the complete compute_reward(s) "
+             "and its helpers in one ```python block, no explanation.")
 
 
 class LLMError(RuntimeError):
@@ -498,18 +498,19 @@ class LLMClient:
 
     def _longer(self, messages: list[dict], choice: _Choice, tag: str,
                 usable: Callable[[str], bool] | None) -> Answer:
-        """Ask again for an answer that was cut: a larger output budget and a request for shorter code."""
-        asked = dict(messages[-1])
-        asked["content"] = f"{asked['content']}{SHORTER}"
-        shorter = messages[:-1] + [asked]
-        cut_at = choice.completion_tokens
+        """An answer cut by the output limit: the cut answer goes back as the model's turn and a follow-up
+        turn asks for only the code, with a larger output budget (some servers cut every first answer at
+        their own limit whatever ``max_tokens`` says, yet answer a follow-up whole); twice, then named."""
+        cut_at, cut = choice.completion_tokens, choice
         for _ in range(2):
             budget = min(MAX_OUTPUT_TOKENS, max(4096, 2 * (self.adapt.max_tokens or cut_at or 2048)))
             if budget != self.adapt.max_tokens:
                 self.adapted(f"answers were cut by the output limit (finish_reason length at {cut_at or '?'} tokens): "
-                             f"asking again with {self.adapt.token_param}={budget} and for shorter code",
+                             f"asking in a follow-up turn for only the code, with {self.adapt.token_param}={budget}",
                              max_tokens=budget)
-            got = self._call(shorter, 1, tag)
+            follow_up = messages + [{"role": "assistant", "content": cut.content or "(cut off before any text)"},
+                                    {"role": "user", "content": FOLLOW_UP}]
+            got = self._call(follow_up, 1, tag)
             if isinstance(got, LLMError):
                 return self._failure(got)
             if not got:
@@ -519,13 +520,11 @@ class LLMClient:
                 if text.strip():
                     return Answer(text, source=source, finish_reason=got[0].finish_reason)
                 break
-            cut_at = got[0].completion_tokens
-            if (self.adapt.max_tokens or 0) >= MAX_OUTPUT_TOKENS:
-                break
+            cut_at, cut = got[0].completion_tokens, got[0]
         return Answer(None, f"every answer was cut by the output limit (finish_reason length at {cut_at or '?'} "
-                            f"tokens, max {self.adapt.token_param} {self.adapt.max_tokens}), even when asked for shorter "
-                            "code: raise the server's output limit (llama.cpp -n, Ollama num_predict) or use a model "
-                            "that answers shorter", "length")
+                            f"tokens, max {self.adapt.token_param} {self.adapt.max_tokens}), even when asked in a "
+                            "follow-up turn for only the code: raise the server's output limit (llama.cpp -n, Ollama "
+                            "num_predict) or use a model that answers shorter", "length")
 
     # ----- one request, with retries and adaptations
     def _request_body(self, messages: list[dict], n: int) -> dict:

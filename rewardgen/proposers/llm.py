@@ -10,7 +10,9 @@ again ``generation_retries`` times. The trusted fitness's code is never in a pro
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from rewardgen.contract.syntax import parse
@@ -18,7 +20,12 @@ from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.client import Answer, LLMClient, LLMSettings
 from rewardgen.proposers.prompts import render, task_prompts
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
-from rewardgen.proposers.reflection import component_facts, component_table
+from rewardgen.proposers.reflection import component_facts
+from rewardgen.safetext import for_llm, llm_name
+
+
+#: the default ``prompt_chars``: about 15k tokens, which leaves room for the answer in a 32k context
+DEFAULT_PROMPT_CHARS = 60_000
 
 
 def extract_json(text: str) -> str | None:
@@ -32,43 +39,48 @@ def extract_json(text: str) -> str | None:
     return text[start:end + 1] if 0 <= start < end else None
 
 
-def _episode_table(stats: dict) -> str:
-    rows = stats.get("episodes") or []
-    if not rows:
-        return "(no episode finished during training)"
-    out = [f"{'step':>9} {'episodes':>9} {'length':>8} {'return':>10} {'fitness':>9}"]
-    for r in rows:
-        out.append(f"{r['step']:>9} {r['episodes']:>9} {r['length']:>8.1f} {r['return']:>10.4g} {r['fitness']:>9.4g}")
-    return "\n".join(out)
+_BASED_ON = re.compile(r"^\W*(?:based on|parent)\W*:?\W*(g\d+c\d+|\d+/\d+|none|nothing)\b", re.IGNORECASE | re.MULTILINE)
 
 
-def _request_failure(record: CandidateRecord) -> bool:
-    """A candidate that never existed because an LLM request failed (refused, empty, cut): not a
-    reward failure, so it is not fed back to the model as one."""
-    return bool((record.proposal or {}).get("failure") or (record.proposal or {}).get("fix_failure")) \
-        and record.status == "proposal"
+def based_on(text: str | None, ctx: ProposalContext, default: str | None) -> str | None:
+    """The parent an answer names on its ``Based on: g1c2`` line (a candidate that trained), None for
+    ``Based on: none``, else ``default`` (the best so far)."""
+    from rewardgen.proposers.history import find
 
-
-def _components(record: CandidateRecord) -> list[str]:
-    return sorted((record.stats or {}).get("components", {}))
+    m = _BASED_ON.search((text or "")[:2000])
+    if not m:
+        return default
+    if m.group(1).lower() in ("none", "nothing"):
+        return None
+    record = find(ctx.history, m.group(1))
+    return record.ref if record is not None and record.status == "ok" else default
 
 
 def dominant_request_failure(proposals: list[Proposal], samples: int, generation: int) -> str:
-    """One line naming the most common request failure of a generation's proposals."""
+    """One line for a generation whose LLM requests failed: how many samples failed (all of them, counted
+    by sample, not by wording) and the most common cause, with each kind's count when they differ."""
     from collections import Counter
 
-    causes = Counter((p.error or "").removeprefix("LLM request failed: ") for p in proposals if p.error)
-    cause, count = causes.most_common(1)[0]
-    share = f"all {samples}" if count == len(proposals) else f"{count} of {samples}"
-    return f"{share} LLM samples of generation {generation} failed: {cause}"
+    failed = [p for p in proposals if p.error]
+    kinds = Counter(p.extra.get("failure") or p.extra.get("fix_failure") or "error" for p in failed)
+    kind = kinds.most_common(1)[0][0]
+    cause = next((p.error or "").removeprefix("LLM request failed: ") for p in failed
+                 if (p.extra.get("failure") or p.extra.get("fix_failure") or "error") == kind)
+    share = f"all {samples}" if len(failed) >= samples else f"{len(failed)} of {samples}"
+    mixed = "" if len(kinds) == 1 else " (" + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + ")"
+    return f"{share} LLM samples of generation {generation} failed{mixed}: {cause}"
 
 
 class LLMProposer(Proposer):
     name = "openai"
 
     def __init__(self, settings: LLMSettings, prompts_dir: Path | None = None, critic: str = "sandbox",
-                 max_fixes: int = 2, generation_retries: int = 1, replay: bool = False, mode: str = "code"):
+                 max_fixes: int = 2, generation_retries: int = 1, replay: bool = False, mode: str = "code",
+                 prompt_chars: int = DEFAULT_PROMPT_CHARS):
+        """:param prompt_chars: the most characters a generation's request should have (system and user
+            messages): older generations are compressed to fit; the newest is never cut."""
         self.settings = settings
+        self.prompt_chars = int(prompt_chars)
         self.prompts_dir = prompts_dir
         self.critic = critic
         self.max_fixes = max_fixes
@@ -85,46 +97,74 @@ class LLMProposer(Proposer):
     def _render(self, name: str, **ctx) -> str:
         return render(name, self.prompts_dir, **ctx)
 
-    def reflection(self, ctx: ProposalContext, compact: bool = False) -> str | None:
+    def reflection(self, ctx: ProposalContext, compact: bool = False, room: int | None = None) -> str | None:
+        """What came of the earlier generations (``rewardgen.proposers.history``): the best so far with
+        its code, every candidate of the newest generation in full, older ones compressed until the text
+        fits ``room`` characters (never the newest). None before the first generation."""
+        from rewardgen.proposers import history as h
+        from rewardgen.sim.termination import termination_of
+        from rewardgen.tasks.fitness import make_fitness
+
+        records = [[c for c in gen if not h.request_failure(c)] for gen in ctx.history]
         ranked = ctx.ranked()
         if not ranked:
-            failures = [c for gen in ctx.history for c in gen if c.status != "ok" and not _request_failure(c)]
+            failures = [c for gen in records for c in gen if c.status != "ok"]
             if not failures:
                 return None
             lines = ["Every candidate so far failed. Their errors:"]
-            lines += [f"- {c.ref} ({c.status}): {(c.error or '')[:300]}" for c in failures[-8:]]
+            lines += [f"- {c.label} ({c.status}):\n{for_llm(c.error or '', limit=400)}" for c in failures[-8:]]
             lines.append("Write a simpler reward that respects the contract exactly.")
             return "\n".join(lines)
         best = ranked[0]
-        by_ref = {c.ref: c for gen in ctx.history for c in gen}
-        tried = []
-        for c in (c for gen in ctx.history for c in gen):
-            parent = by_ref.get(c.proposal.get("parent") or "")
-            if c.status == "ok" and parent is not None and parent.fitness is not None and c.fitness is not None \
-                    and c.fitness <= parent.fitness:
-                tried.append(f"{c.ref} (from {parent.ref}): components {', '.join(_components(c)) or '?'} -> "
-                             f"fitness {c.fitness:.4g}, not better than {parent.fitness:.4g}")
-        last = ctx.history[-1] if ctx.history else []
-        failures = [{"ref": c.ref, "status": c.status, "error": (c.error or "")[:300]} for c in last
-                    if c.status != "ok" and not _request_failure(c)]
-        corr = (best.stats or {}).get("reward_fitness_correlation")
-        from rewardgen.tasks.fitness import make_fitness
-
+        budget = ctx.plan.steps if ctx.plan else None
+        ends_early = termination_of(ctx.task).ends_early
+        parent_of = lambda c: h.find(ctx.history, (c.proposal or {}).get("parent"))  # noqa: E731
+        last = len(ctx.history) - 1
+        newest = records[-1] if records else []
+        best_header = h.header(best, parent_of(best), budget).split(": ", 1)[1]
+        best_header = f"{best.label}, {best_header.split('; compared', 1)[0]}"
         if compact:  # the prompt did not fit: the facts in a few lines, no code, tables or trajectories
+            facts = [replace(f, name=llm_name(f.name, f"component_{i}"))
+                     for i, f in enumerate(component_facts(best.stats or {})[:8])]
+            return self._render("reflection_compact", generation=last, best={"header": best_header}, facts=facts,
+                                ends_early=ends_early, params_mode=self.mode == "params",
+                                newest=[h.header(c, parent_of(c), budget) for c in newest])
+        detail = None
+        if best.generation != last:  # described in full with its own generation: its facts again here
+            detail = h.describe_candidate(best, parent_of(best), ctx.task, ends_early, budget,
+                                          show_change=False).split("\n", 1)[1:]
+            detail = detail[0] if detail else None
+        entries = [h.describe_candidate(c, parent_of(c), ctx.task, ends_early, budget) for c in newest]
+        skipped = sum(1 for c in (ctx.history[-1] if ctx.history else []) if h.request_failure(c))
+        levels = [0] * last  # older generations: 0 with their changes, 1 one line each, 2 one line in all
+
+        def older_blocks() -> list[str]:
+            out = []
+            for g, level in enumerate(levels):
+                gen = records[g]
+                if level == 2:
+                    out.append(f"Generation {g}: {h.generation_summary(gen)}.")
+                    continue
+                out.append(f"Generation {g}:")
+                for c in gen:
+                    line = h.describe_older(c, parent_of(c), budget, with_change=level == 0 and c is not best)
+                    out.append(line + (" (the run's best so far: its code is above)" if c is best else ""))
+            return out
+
+        def text() -> str:
             return self._render(
-                "reflection_compact", generation=ctx.generation - 1, best=best, threshold=ctx.task.success_threshold,
-                facts=component_facts(best.stats or {})[:8],
-                failures=[dict(f, error=f["error"].splitlines()[0][:120] if f["error"] else "") for f in failures[:2]])
-        return self._render(
-            "reflection", generation=ctx.generation - 1, best=best,
-            fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc, threshold=ctx.task.success_threshold,
-            component_table=component_table(best.stats or {}), facts=component_facts(best.stats or {}),
-            episode_table=_episode_table(best.stats or {}),
-            correlation="not available" if corr is None else f"{corr:.2f}",
-            hacking=(best.stats.get("hacking") or {}).get("message") if best.stats else None,
-            trajectories=(best.stats or {}).get("trajectories"),
-            archive=[] if compact else [{"ref": c.ref, "fitness": c.fitness, "components": _components(c)} for c in ranked[:3]],
-            tried=[] if compact else tried[-8:], failures=failures[:4 if compact else 8])
+                "reflection", generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
+                threshold=ctx.task.success_threshold, ends_early=ends_early,
+                best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
+                      "detail": detail, "success": (best.fitness or 0) >= ctx.task.success_threshold},
+                newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
+
+        out = text()
+        while room is not None and len(out) > room and any(level < 2 for level in levels):
+            g = next(i for i, level in enumerate(levels) if level < 2)  # the oldest first
+            levels[g] += 1
+            out = text()
+        return out
 
     def feedback_text(self, ctx: ProposalContext, compact: bool = False) -> str | None:
         if not ctx.feedback:
@@ -136,17 +176,24 @@ class LLMProposer(Proposer):
                 refs.append(f["candidate"])
             elif f.get("kind") == "preference":
                 refs += [f"{f['generation']}/{f['best']}"] + ([f"{f['generation']}/{f['worst']}"] if f.get("worst") is not None else [])
-        sources = {} if compact else {r: by_ref[r].source for r in dict.fromkeys(refs) if r in by_ref}
+        from rewardgen.proposers.history import code_block
+
+        sources = {} if compact else {by_ref[r].label: code_block(by_ref[r].source) for r in dict.fromkeys(refs)
+                                      if r in by_ref}
         return self._render("feedback", feedback=ctx.feedback, sources=sources)
 
     def messages(self, ctx: ProposalContext, compact: bool = False) -> list[dict]:
-        base = task_prompts(ctx.task, self.prompts_dir)
+        """The request: the system prompt, then the task, what came of earlier generations (kept within
+        ``prompt_chars`` in all by compressing older generations) and people's feedback."""
+        base = task_prompts(ctx.task, self.prompts_dir, ctx.plan)
         user = [base["task"]]
         if self.mode == "params":
             from rewardgen.proposers.params import reward_template, template_prompt
 
             user.append(template_prompt(reward_template(ctx.task)))
-        for part in (self.reflection(ctx, compact), self.feedback_text(ctx, compact)):
+        feedback = self.feedback_text(ctx, compact)
+        used = len(base["system"]) + sum(len(u) + 2 for u in user) + len(feedback or "")
+        for part in (self.reflection(ctx, compact, room=max(0, self.prompt_chars - used)), feedback):
             if part:
                 user.append(part)
         return [{"role": "system", "content": base["system"]}, {"role": "user", "content": "\n\n".join(user)}]
@@ -224,6 +271,7 @@ class LLMProposer(Proposer):
             return Proposal("", origin=origin, parent=parent, error=f"LLM request failed: {answer.error}",
                             extra={"sample": i, "failure": answer.kind})
         conversation, text, code, notes = list(messages), answer.text, None, []
+        parent = based_on(answer.text, ctx, parent)
         if answer.source != "content":
             notes.append(f"the code came from the model's {answer.source.replace('_', ' ')}, not its answer text")
         for fix in range(self.max_fixes + 1):
@@ -231,15 +279,18 @@ class LLMProposer(Proposer):
             if code is not None:
                 verdict = ctx.check(code) if ctx.check else None
                 if verdict is not None and not verdict.ok:
-                    problem = self._render("execution_error", stage=verdict.stage, error=verdict.error,
-                                           detail="\n".join(verdict.details)[-1500:])
+                    details = "\n".join(verdict.details)
+                    report = f"{verdict.error}\n{details[-1500:]}" if details else verdict.error
+                    problem = self._render("execution_error", stage=verdict.stage, report=for_llm(report, limit=2000))
                     error = f"{verdict.stage}: {verdict.error}"
                 else:
                     reason = self._review(client, ctx, code, i, fix) if self.critic == "llm" else None
                     if reason is None:
                         return Proposal(code, origin=origin, parent=parent, notes=notes,
                                         extra={"sample": i, "fixes": fix, "cached": answer.cached})
-                    problem, error = self._render("critic_rejection", reason=reason), f"critic: {reason}"
+                    problem = self._render("critic_rejection", reason=for_llm(reason, limit=600,
+                                                                               what="the reviewer's objection"))
+                    error = f"critic: {reason}"
             notes.append(f"round {fix}: {error}")
             if fix == self.max_fixes:
                 break
@@ -273,7 +324,9 @@ class LLMProposer(Proposer):
 
     def _review(self, client: LLMClient, ctx: ProposalContext, code: str, i: int, fix: int) -> str | None:
         """The LLM critic's objection, or None when it approves (or cannot answer)."""
-        prompt = [{"role": "user", "content": self._render("critic_review", task=ctx.task, source=code)}]
+        from rewardgen.proposers.history import code_block
+
+        prompt = [{"role": "user", "content": self._render("critic_review", task=ctx.task, code=code_block(code))}]
         ans = client.sample(prompt, 1, tag=f"g{ctx.generation}-critic-s{i}-{fix}")[0]
         text = (ans.text or "").strip()
         if text.upper().startswith("REJECT"):

@@ -27,12 +27,20 @@ def render(name: str, directory: Path | None = None, **context: Any) -> str:
     return environment(directory).get_template(f"{name}.j2").render(**context)
 
 
-def task_prompts(task, directory: Path | None = None) -> dict[str, str]:
-    """The system and task prompts for ``task`` (what ``describe`` prints)."""
-    from rewardgen.tasks.fitness import make_fitness
+def task_prompts(task, directory: Path | None = None, plan=None) -> dict[str, str]:
+    """The system and task prompts for ``task`` (what ``describe`` prints). ``plan`` (a
+    ``taskfacts.TrainingPlan``) adds the training budget, the trainer and the schedule."""
+    from rewardgen.proposers.taskfacts import fitness_lines, judging_lines, plan_lines, termination_lines
+    from rewardgen.sim.termination import termination_of
 
-    fitness = make_fitness(task.fitness, task.schema)
+    termination = termination_of(task)
+    ends = termination_lines(termination)
+    seconds = f"{task.episode_length * task.schema.dt:.3g}"
+    ends[0] = ends[0].replace(" env steps (", f" env steps, {seconds} s (", 1)
     return {
         "system": render("system", directory),
-        "task": render("task", directory, task=task, schema=task.schema, fitness_doc=fitness.doc),
+        "task": render("task", directory, task=task, schema=task.schema, fitness_lines=fitness_lines(task, termination),
+                       judging_lines=judging_lines(plan, task), termination_lines=ends,
+                       training_lines=plan_lines(plan, task) if plan else [],
+                       schedule_lines=list(plan.schedule_lines) if plan else []),
     }

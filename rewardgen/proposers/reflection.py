@@ -1,8 +1,11 @@
 """Facts drawn from a candidate's training statistics and trusted episodes, for proposers and people.
 
-Eureka's three heuristics, made explicit and testable: a component that is near-constant carries
-no signal; one that dominates the reward's magnitude drowns the others; a reward whose episode
-return does not track fitness is optimising something else. Two more come from what the policy did
+Eureka's three heuristics, made explicit and testable, with the fact each depends on: a component
+that is constant per step carries no signal of its own, but where episodes end early (a fall ends
+them) a constant positive term still pays for living longer, through episode length, so it is only
+flagged, never called useless (``rewardgen.proposers.history`` says which applies to the task); one
+that dominates the reward's magnitude drowns the others; a reward whose episode return does not track
+fitness is optimising something else. Two more come from what the policy did
 in the trusted evaluator's episodes (``rewardgen.evaluate.trajectory``'s facts), where reward code
 cannot reach: it spent a large share of an episode upside-down (flipped over), or it lived to the
 time limit mostly standing still without reaching success (paid for surviving, not for the goal).
@@ -55,19 +58,6 @@ def component_facts(stats: dict) -> list[ComponentFacts]:
     return facts
 
 
-def component_table(stats: dict) -> str:
-    """A plain-text table of component means through training (one row per component)."""
-    comps: dict[str, list[dict]] = stats.get("components") or {}
-    if not comps:
-        return "(no component statistics)"
-    steps = [p["step"] for p in next(iter(comps.values()))]
-    head = "component".ljust(14) + "".join(f"{s:>11}" for s in steps)
-    rows = [head]
-    for name, points in comps.items():
-        rows.append(name[:14].ljust(14) + "".join(f"{p['mean']:>11.4g}" for p in points))
-    return "\n".join(rows)
-
-
 @dataclass(frozen=True)
 class BehaviourFacts:
     """What a policy did in its summarised trusted episodes (the evaluation's best and worst)."""
@@ -88,10 +78,13 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
     """``BehaviourFacts`` of an evaluation's ``trajectories`` (``{"best": {"facts": ...}, "worst": ...}``).
 
     Standing still counts only where the task's fitness needs the body to move (``MOVING_FITNESSES``):
-    a fixed-base arm's centre of mass always "stalls".
+    a fixed-base arm's centre of mass always "stalls". Flipping over never counts where the fitness is
+    a rotation: turning over is the task there.
     """
     episodes = [t.get("facts") or {} for t in (trajectories or {}).values() if isinstance(t, dict)]
-    upside = max((float(f.get("upside_down_fraction") or 0.0) for f in episodes), default=0.0)
+    # where the fitness is a rotation (a flip), being upside-down is the task, not a fall
+    flipping = task.fitness.get("name") == "rotation"
+    upside = 0.0 if flipping else max((float(f.get("upside_down_fraction") or 0.0) for f in episodes), default=0.0)
     success_threshold = task.success_threshold
     moving = task.fitness.get("name") in MOVING_FITNESSES
     still = moving and any(not f.get("terminated") and f.get("length") == f.get("horizon")

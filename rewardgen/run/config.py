@@ -42,6 +42,8 @@ class EvolveConfig:
     :param llm_timeout: seconds per LLM request before the client retries.
     :param critic: "sandbox" (check code before training) or "llm" (also an LLM review pass).
     :param prompts: directory of Jinja2 templates overriding ``prompts/``.
+    :param prompt_chars: the most characters an LLM request should have (about 4 per token): older
+        generations are compressed to fit, the newest never is. The default suits a 32k-token context.
     :param replay: a past run directory whose recorded LLM answers are replayed (no network).
     :param executor: "local" (worker processes on this machine) or "ray" (Ray tasks on a cluster).
     :param ray_address: the Ray cluster to join (None starts or finds a local one).
@@ -77,6 +79,7 @@ class EvolveConfig:
     llm_timeout: float = 120.0
     critic: str = "sandbox"
     prompts: str | None = None
+    prompt_chars: int = 60_000
     replay: str | None = None
     mode: str = "code"
     video: bool = True
@@ -93,7 +96,7 @@ class EvolveConfig:
     confirm_seeds: int = 0
 
     def validate(self) -> None:
-        for name in ("samples", "generations", "check_steps"):
+        for name in ("samples", "generations", "check_steps", "prompt_chars"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("steps", "workers", "timeout", "eval_episodes", "num_envs"):

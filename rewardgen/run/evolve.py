@@ -259,8 +259,21 @@ class Evolution:
                     generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
                     fitness=m.get("fitness"), error=m.get("error"),
                     proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
-                                                                  trajectories=(m.get("evaluation") or {}).get("trajectories"))))
+                                                                  trajectories=(m.get("evaluation") or {}).get("trajectories")),
+                    rungs=self._evaluations(g, c, int(m.get("rungs") or 0)), fate=m.get("fate")))
             out.append(records)
+        return out
+
+    def _evaluations(self, g: int, c: int, rungs: int) -> list[dict]:
+        """The trusted evaluation after each of a candidate's slices: env-steps so far, fitness, and each
+        episode's fitness (so a child cut early is compared with its parent at the same env-steps)."""
+        out = []
+        for r in range(rungs):
+            rung = self._rung(g, c, r) or {}
+            episodes = [e.get("fitness") for e in (rung.get("evaluation") or {}).get("episodes") or []]
+            out.append({"env_steps": int(rung.get("env_steps_total") or 0),
+                        "fitness": rung.get("fitness") if rung.get("status") == "ok" else None,
+                        "episodes": [float(x) for x in episodes if isinstance(x, (int, float))]})
         return out
 
     def _propose(self, g: int) -> dict:
@@ -269,7 +282,8 @@ class Evolution:
                               seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
                               run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
                               check=self._proposer_check,
-                              event=self.progress.event)
+                              event=self.progress.event,
+                              plan=self.setup.plan(self.config.samples, self.config.schedule, self.config.eval_episodes))
         self.progress.event("proposing", generation=g, proposer=proposer.label)
         proposals = proposer.propose(ctx)
         if len(proposals) != self.config.samples:

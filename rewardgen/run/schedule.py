@@ -229,3 +229,36 @@ def merge_training_stats(rungs: list[dict]) -> dict:
         merged["num_episodes"] += int(stats.get("num_episodes") or 0)
         merged["reward_fitness_correlation"] = stats.get("reward_fitness_correlation")
     return merged
+
+
+def describe_schedule(samples: int, steps: int, schedule: str, batch: int | None = None) -> list[str]:
+    """How a generation's ``samples`` candidates are trained, compared and cut, in sentences (for the
+    proposer: why a reward must make the policy learn fast early). ``batch``: env-steps per training
+    update; each slice ends at the first update past its mark."""
+    def n(x: int) -> str:
+        return f"{x:,}"
+
+    if schedule == "full" or samples <= 1:
+        return [f"Every candidate trains the full {n(steps)} env-steps; then they are compared by trusted fitness."]
+    past = f" Training stops at the end of an update ({n(batch)} env-steps), a little past each mark." if batch else ""
+    if schedule == "adaptive":
+        inc = max(1, int(round(steps * ADAPTIVE_INCREMENT)))
+        total = adaptive_total_steps(samples, steps)
+        return [f"The {samples} candidates of a generation train in increments of {n(inc)} env-steps and are evaluated "
+                f"after each.{past} A candidate is dropped when, twice in a row, it is behind the leader by more than "
+                f"the evaluation noise and by at least {ADAPTIVE_GAP:.0%} of the success threshold and is not catching "
+                f"up, or when the generation's step budget ({n(total)} env-steps in all) cannot carry it; the last one "
+                f"left trains to the full {n(steps)}. A dropped candidate keeps the fitness measured where it "
+                "stopped. So what the policy learns in the first increments decides who continues."]
+    plan = schedule_plan(samples, steps, rung_fractions(samples, schedule), schedule)
+    first = plan[0]
+    parts = [f"all {samples} train to {n(first['target'])} env-steps and are evaluated"]
+    for before, rung in zip(plan, plan[1:]):
+        last = rung is plan[-1]
+        keep = survivors(before["candidates"], before["rung"])
+        parts.append(f"the best {keep} {'train' if keep > 1 else 'trains'} on to "
+                     f"{'the full ' if last else ''}{n(rung['target'])}" + ("" if last else " and are evaluated again"))
+    return [f"Candidates of a generation are compared in rungs (successive halving): " + "; ".join(parts) + "." + past,
+            f"A candidate cut early keeps the fitness measured where it was cut, at that budget. So a reward is first "
+            f"judged on what the policy learns in its first {n(first['target'])} env-steps "
+            f"({first['target'] / steps:.0%} of the budget): a reward that only pays off late is cut before it does."]

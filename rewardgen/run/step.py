@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.job import SmokeCheck, WorkerJob
+from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.sandbox import WorkerLimits, WorkerResult
 from rewardgen.sandbox.trusted import run_trusted_evaluation
@@ -62,6 +63,38 @@ class TrainingSetup:
                          num_envs=num_envs, sim=self.sim, device=self.device if self.sim != "cpu" else "cpu",
                          gpu_memory_fraction=self.gpu_memory_fraction if self.sim != "cpu" else None,
                          resume=resume, check=check)
+
+    def worlds(self) -> int:
+        """Worlds a training of this setup simulates in parallel (what ``job`` and the trainer decide)."""
+        if self.trainer == "ppo":
+            return int(self.num_envs or ppo_worlds(self.budget, int(self.task.ppo.get("num_envs", 128))))
+        return int(self.num_envs or 8)
+
+    def plan(self, samples: int, schedule: str, eval_episodes: int | None = None) -> TrainingPlan:
+        """What a proposer is told about this training and the run's schedule (``TrainingPlan``), from
+        the trainer's and the schedule's own settings."""
+        from rewardgen.run.schedule import describe_schedule
+        from rewardgen.trainers import get_trainer
+
+        worlds = self.worlds()
+        if self.trainer == "ppo":
+            from rewardgen.trainers.ppo import describe_ppo
+
+            hp = get_trainer("ppo", task_ppo=self.task.ppo, num_envs=worlds).hp
+            lines, batch = describe_ppo(hp), worlds * hp.rollout_steps
+        else:
+            from rewardgen.trainers.sb3 import describe_sb3, sb3_rollout
+
+            lines, batch = describe_sb3(worlds), worlds * sb3_rollout(worlds)
+        env = self.task.make_env()
+        try:
+            observation = int(env.observation_space.shape[0])
+        finally:
+            env.close()
+        return TrainingPlan(steps=self.budget, samples=samples, worlds=worlds, trainer_lines=lines,
+                            schedule=schedule, schedule_lines=describe_schedule(samples, self.budget, schedule, batch),
+                            eval_episodes=int(eval_episodes or self.task.eval_episodes), training_seeds=1,
+                            observation_size=observation)
 
     def limits(self, steps: int) -> WorkerLimits:
         """The worker's limits for a training of ``steps`` env-steps."""

@@ -51,7 +51,7 @@ class Task:
     default_steps: int
     env_id: str | None = None
     mjcf: str | None = None
-    frame_skip: int = 5
+    frame_skip: int = 5  # physics steps per env step: given for MJCF, the env's own for gymnasium ids
     reset_noise: float = 0.1
     eval_episodes: int = 5
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +166,14 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
     if baseline == "env" and not env_id:
         raise TaskError(f"{where}: baseline 'env' needs a gymnasium env; MJCF tasks have no env reward (use sparse)")
     ppo = _ppo_settings(raw.get("ppo"), where)
+    env_kwargs = dict(raw.get("env_kwargs") or {})
+    frame_skip = int(raw.get("frame_skip", 5))
+    if env_id:
+        # a gymnasium env steps with its own frame skip (env_kwargs may change it): the task records that
+        # one. The field is for MJCF robots; a gymnasium task's is not used (runs made before this
+        # recorded 5 for every gymnasium task and still load)
+        own = _env_frame_skip(env_id, env_kwargs)
+        frame_skip = own if own is not None else frame_skip
     return Task(
         id=task_id,
         description=_require(raw, "description", str, where).strip(),
@@ -175,14 +183,34 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         default_steps=default_steps,
         env_id=env_id,
         mjcf=mjcf,
-        frame_skip=int(raw.get("frame_skip", 5)),
+        frame_skip=frame_skip,
         reset_noise=float(raw.get("reset_noise", 0.1)),
         eval_episodes=int(raw.get("eval_episodes", 5)),
-        env_kwargs=dict(raw.get("env_kwargs") or {}),
+        env_kwargs=env_kwargs,
         source=where,
         baseline=baseline,
         ppo=ppo,
     )
+
+
+def _env_frame_skip(env_id: str, env_kwargs: dict[str, Any]) -> int | None:
+    """The frame skip a gymnasium env steps with (``env_kwargs``, its registration, its constructor's
+    default), read without building it; None when it cannot be told."""
+    import inspect
+
+    if isinstance(env_kwargs.get("frame_skip"), int):
+        return int(env_kwargs["frame_skip"])
+    try:
+        spec = gym.spec(env_id)
+        if isinstance(spec.kwargs.get("frame_skip"), int):
+            return int(spec.kwargs["frame_skip"])
+        from gymnasium.envs.registration import load_env_creator
+
+        creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+        default = inspect.signature(creator).parameters.get("frame_skip")
+    except Exception:  # noqa: BLE001 - an env that cannot be looked up is reported when it is built
+        return None
+    return int(default.default) if default is not None and isinstance(default.default, int) else None
 
 
 def _check_env_id(env_id: Any, where: str) -> None:

@@ -285,6 +285,32 @@ class BatchReward:
         self._returns.masked_fill_(done, 0.0)
         self._fit.close(done)
 
+    def books(self) -> dict[str, np.ndarray]:
+        """Each world's open episode as booked so far (return, length, fitness accumulators), to carry
+        into a resumed slice with ``restore_books``; call after a ``flush``."""
+        fit = self._fit
+        return {"returns": self._returns.cpu().numpy(), "count": fit.count.cpu().numpy(),
+                "total": fit.total.cpu().numpy(), "best": fit.best.cpu().numpy(), "ring": fit.ring.cpu().numpy()}
+
+    def restore_books(self, books: dict[str, np.ndarray], device: torch.device | str = "cpu") -> bool:
+        """Continue the open episodes a previous slice booked (``books``), for worlds that continue
+        mid-episode: without them, an episode that straddles the slices would be recorded with only
+        its steps after the resume (short "episodes" that never happened). False when ``books`` does
+        not fit this batch (then nothing changes)."""
+        n = int(np.asarray(books.get("returns", ())).shape[0]) if "returns" in books else 0
+        tail = max(int(self.fitness.tail), 1)
+        shapes = {"returns": (n,), "count": (n,), "total": (n,), "best": (n,), "ring": (n, tail)}
+        if n == 0 or any(np.asarray(books.get(k)).shape != shape for k, shape in shapes.items()):
+            return False
+        self._size(n, torch.device(device))
+        dev = self.device
+        self._returns = torch.as_tensor(np.asarray(books["returns"], dtype=np.float64), device=dev)
+        fit = self._fit
+        fit.count = torch.as_tensor(np.asarray(books["count"], dtype=np.int64), device=dev)
+        for key in ("total", "best", "ring"):
+            setattr(fit, key, torch.as_tensor(np.asarray(books[key], dtype=np.float64), device=dev))
+        return True
+
     def flush(self) -> None:
         """Record the episodes closed since the last flush; raise if a reward value was NaN or inf."""
         self._check_finite()

@@ -71,6 +71,24 @@ class PPOHyperparams:
     use_helper_thread: bool = True
 
 
+def describe_ppo(hp: PPOHyperparams) -> list[str]:
+    """What training does with a reward, in sentences (for the proposer), from these settings."""
+    n, T = int(hp.num_envs or 8), hp.rollout_steps
+    hidden = "x".join(str(h) for h in hp.hidden)
+    lines = [f"Training is rewardgen's PPO: each update collects {T} steps of all {n} worlds ({n * T:,} env-steps), "
+             f"then runs {hp.epochs} epochs of {hp.minibatches} minibatches at learning rate {hp.learning_rate:g}"
+             f"{' (annealed to 0)' if hp.anneal_lr else ''}; discount gamma {hp.gamma:g}, GAE lambda "
+             f"{hp.gae_lambda:g}, clip {hp.clip_coef:g}. Policy and critic are separate {hidden} tanh MLPs; exploration "
+             f"is Gaussian noise with a learned std starting at {math.exp(hp.init_log_std):.2f} of the action range."]
+    if hp.normalize_reward:
+        lines.append(f"Before PPO uses your reward it is divided by a running estimate of the standard deviation of "
+                     f"the discounted return and clipped to +-{hp.clip_reward:g}: the reward's overall scale matters "
+                     "little, the relative size of its terms does.")
+    lines.append("A world that reaches the time limit is not treated as failed (its value is bootstrapped); a world "
+                 "that terminates gets no further reward.")
+    return lines
+
+
 class RunningMeanStd:
     """Parallel-algorithm running mean/variance (float64, on the training device), as SB3's
     VecNormalize keeps it."""
@@ -210,6 +228,9 @@ class PPOTrainer(Trainer):
             if worlds[1]["discounted"].shape != (n,):
                 raise ResumeStateError("resume state mis-sizes the worlds' discounted returns")
             discounted = torch.as_tensor(worlds[1]["discounted"], dtype=torch.float64, device=device)
+            if reward is not None:  # the open episodes' books continue too (no artefact episodes)
+                reward.restore_books({k.split("/", 1)[1]: v for k, v in worlds[1].items() if k.startswith("books/")},
+                                     device)
         else:
             obs_rms.update(raw_obs)
         batch = n * T
@@ -388,7 +409,8 @@ class PPOTrainer(Trainer):
         worlds = None
         if hasattr(sim, "snapshot"):
             header, arrays = sim.snapshot()
-            worlds = (header, arrays | {"discounted": discounted.cpu().numpy()})
+            books = {f"books/{k}": v for k, v in reward.books().items()} if reward is not None else {}
+            worlds = (header, arrays | {"discounted": discounted.cpu().numpy()} | books)
         sim.close()
         if helper is not None:
             helper.shutdown()

@@ -204,6 +204,28 @@ def restore_state(model: PPO, venv: VecNormalize, raw: bytes) -> dict:
     return header
 
 
+#: stable-baselines3 PPO's settings here (its rollout: ``sb3_rollout``)
+SB3_PPO = {"batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gae_lambda": 0.95, "gamma": 0.99, "ent_coef": 0.0}
+
+
+def sb3_rollout(num_envs: int) -> int:
+    """Steps per env in one rollout: about 2048 env-steps per update across the envs."""
+    return max(16, 2048 // num_envs)
+
+
+def describe_sb3(num_envs: int) -> list[str]:
+    """What training does with a reward, in sentences (for the proposer), from these settings."""
+    n_steps = sb3_rollout(num_envs)
+    return [f"Training is stable-baselines3 PPO: each update collects {n_steps} steps of all {num_envs} worlds "
+            f"({n_steps * num_envs:,} env-steps), then runs {SB3_PPO['n_epochs']} epochs of minibatches of "
+            f"{SB3_PPO['batch_size']} at learning rate {SB3_PPO['learning_rate']:g}; discount gamma {SB3_PPO['gamma']:g}, "
+            f"GAE lambda {SB3_PPO['gae_lambda']:g}; 64x64 MLP policy and critic.",
+            "Observations and your reward are normalised by running statistics (VecNormalize) before PPO uses them: "
+            "the reward's overall scale matters little, the relative size of its terms does.",
+            "A world that reaches the time limit is not treated as failed (its value is bootstrapped); a world that "
+            "terminates gets no further reward."]
+
+
 class SB3Trainer(Trainer):
     """PPO from stable-baselines3 with a rollout of 2048 steps per update across the batch."""
 
@@ -226,9 +248,8 @@ class SB3Trainer(Trainer):
         venv = VecNormalize(RewardVecEnv(task, reward, config.num_envs, config.seed, config.device,
                                          env_reward=self.env_reward),
                             norm_obs=True, norm_reward=True, gamma=0.99)
-        n_steps = max(16, 2048 // config.num_envs)
-        model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=64, n_epochs=10, learning_rate=3e-4,
-                    gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=config.seed, device=config.device, verbose=0)
+        model = PPO("MlpPolicy", venv, n_steps=sb3_rollout(config.num_envs), **SB3_PPO, seed=config.seed,
+                    device=config.device, verbose=0)
         header = restore_state(model, venv, config.resume) if config.resume is not None else None
         return model, venv, header
 

@@ -1,0 +1,352 @@
+"""What an LLM is told about the generations before it: like with like, the newest in full.
+
+- Every fitness is shown with the env-steps its policy had trained when it was measured and the
+  evaluation episodes behind it (their range); each candidate is one training seed.
+- A child is compared with its parent at the same env-steps (``compare``): both candidates' trusted
+  evaluations after each slice of the schedule (``CandidateRecord.rungs``) are read at the larger
+  budget both reached, so a child cut by halving at 61k env-steps meets its parent's fitness at 61k,
+  not the parent's at 300k.
+- The newest generation is described candidate by candidate (``describe_candidate``): the change
+  from its parent (a unified diff, or its code when it has none), its reward components at its own
+  budget, its training episodes, what its policy did in the trusted episodes, and any error, fenced
+  as output of the code under test (``safetext.for_llm``).
+- Older generations are compressed to fit a character budget (``older_blocks``): first their code
+  changes go, then their lines; the newest generation never is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+
+from rewardgen.proposers.base import CandidateRecord
+from rewardgen.proposers.reflection import behaviour_facts, component_facts
+from rewardgen.safetext import for_llm, llm_name
+from rewardgen.tasks.spec import Task
+
+#: most lines of a diff (or of code) shown for a candidate of an older generation
+OLDER_CHANGE_LINES = 30
+#: most characters of one candidate's code shown
+CODE_LIMIT = 8000
+#: most columns of a component table, rows of an episode table
+TABLE_POINTS = 6
+
+
+def steps_text(steps: int | None) -> str:
+    return "?" if steps is None else f"{int(steps):,}"
+
+
+def fit_text(x: float | None) -> str:
+    return "none" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def _parse_ref(ref: str | None) -> tuple[int, int] | None:
+    """A candidate reference as proposals record it ("1/3") or as people read it ("g1c3")."""
+    m = re.fullmatch(r"\s*(?:g(\d+)c(\d+)|(\d+)/(\d+))\s*", ref or "")
+    if not m:
+        return None
+    g, c = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+    return int(g), int(c)
+
+
+def find(history: list[list[CandidateRecord]], ref: str | None) -> CandidateRecord | None:
+    """The candidate a reference names, in either form, or None."""
+    key = _parse_ref(ref)
+    if key is None:
+        return None
+    return next((c for gen in history for c in gen if (c.generation, c.candidate) == key), None)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A trusted fitness and what stands behind it."""
+
+    fitness: float
+    steps: int
+    episodes: list[float]
+
+    def spread(self) -> str:
+        n = len(self.episodes)
+        if n <= 1:
+            return "1 evaluation episode"
+        return f"{n} evaluation episodes, {fit_text(min(self.episodes))} to {fit_text(max(self.episodes))}"
+
+
+def measure_at(record: CandidateRecord, steps: int | None = None) -> Measure | None:
+    """The record's trusted fitness at the last evaluation at or before ``steps`` env-steps (the last
+    one when None); None when it has none there."""
+    best = None
+    for r in record.rungs:
+        if r.get("fitness") is None or (steps is not None and int(r["env_steps"]) > steps):
+            continue
+        best = Measure(float(r["fitness"]), int(r["env_steps"]), list(r.get("episodes") or []))
+    if best is None and steps is None and record.fitness is not None and not record.rungs:
+        best = Measure(float(record.fitness), 0, [])  # a record without its evaluations (older runs)
+    return best
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A child's and its parent's trusted fitness at the same budget."""
+
+    child: Measure
+    parent: Measure
+
+    @property
+    def better(self) -> bool:
+        return self.child.fitness > self.parent.fitness
+
+    def text(self, child: str, parent: str) -> str:
+        same = self.child.steps == self.parent.steps
+        where = f"at {steps_text(self.child.steps)} env-steps" if same else \
+            f"({child} at {steps_text(self.child.steps)}, {parent} at {steps_text(self.parent.steps)} env-steps)"
+        word = "better than" if self.better else "not better than"
+        return (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
+                f"{fit_text(self.parent.fitness)}: {word} its parent")
+
+
+def compare(child: CandidateRecord, parent: CandidateRecord | None) -> Comparison | None:
+    """The child's and the parent's fitness at the larger budget both were evaluated at."""
+    if parent is None:
+        return None
+    mine, theirs = measure_at(child), measure_at(parent)
+    if mine is None or theirs is None:
+        return None
+    common = min(mine.steps, theirs.steps)
+    a, b = measure_at(child, common), measure_at(parent, common)
+    return Comparison(a, b) if a is not None and b is not None else None
+
+
+# ----- text blocks
+def fence(text: str, lang: str = "") -> str:
+    """``text`` in a Markdown code fence longer than any run of backticks inside it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+
+def code_block(source: str) -> str:
+    text = source.strip()
+    if len(text) > CODE_LIMIT:
+        text = text[:CODE_LIMIT] + f"\n# ... [cut: {len(text) - CODE_LIMIT} more characters]"
+    return fence(text, "python")
+
+
+def diff_lines(parent: CandidateRecord, child: CandidateRecord) -> list[str]:
+    return list(difflib.unified_diff(parent.source.strip().splitlines(), child.source.strip().splitlines(),
+                                     fromfile=parent.label, tofile=child.label, n=2, lineterm=""))
+
+
+def change_block(child: CandidateRecord, parent: CandidateRecord | None, max_lines: int | None = None) -> str:
+    """What the child changed: a unified diff against its parent, or its code when it has none."""
+    if parent is None or not parent.source.strip():
+        lines = child.source.strip().splitlines()
+        head = "Its code:"
+        if max_lines is not None and len(lines) > max_lines:
+            return head + "\n" + fence("\n".join(lines[:max_lines]) + f"\n# ... [{len(lines) - max_lines} more lines]",
+                                       "python")
+        return head + "\n" + code_block(child.source)
+    lines = diff_lines(parent, child)
+    if not lines:
+        return f"Its code is identical to {parent.label}'s."
+    cut = ""
+    if max_lines is not None and len(lines) > max_lines:
+        cut = f"\n... [{len(lines) - max_lines} more diff lines]"
+        lines = lines[:max_lines]
+    return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines) + cut, "diff")
+
+
+def _pick(points: list, n: int) -> list:
+    if len(points) <= n:
+        return list(points)
+    idx = sorted({round(i * (len(points) - 1) / (n - 1)) for i in range(n)})
+    return [points[i] for i in idx]
+
+
+def component_block(stats: dict, ends_early: bool) -> str | None:
+    """A table of each component's batch mean through training (a few points), its range and its share
+    of the reward's magnitude, then one line per fact worth knowing. Names from the code are shown only
+    as plain identifiers."""
+    comps: dict[str, list[dict]] = stats.get("components") or {}
+    if not comps:
+        return None
+    facts = {f.name: f for f in component_facts(stats)}
+    names = {name: llm_name(name, f"component_{i}") for i, name in enumerate(comps)}
+    first = next(iter(comps.values()))
+    steps = [p["step"] for p in _pick(first, TABLE_POINTS)]
+    width = max(9, *(len(n) for n in names.values())) + 2
+    head = "component".ljust(width) + "".join(f" {_k(s):>10}" for s in steps) + f"  {'min..max':<21}{'share':>6}"
+    rows = [head]
+    notes = []
+    for name, points in comps.items():
+        f = facts.get(name)
+        if f is None:
+            continue
+        shown = _pick(points, TABLE_POINTS)
+        rows.append(names[name].ljust(width) + "".join(f" {p['mean']:>10.4g}" for p in shown)
+                    + f"  {f'{f.min:.3g}..{f.max:.3g}':<21}{f'{100 * f.share:.0f}%':>6}")
+        if f.constant:
+            notes.append(f"{names[name]} is constant per step ({f.min:.3g}): "
+                         + ("episodes end early on this task, so it pays for living longer (it works through "
+                            "episode length)." if ends_early else
+                            "every episode runs to the time limit here, so it changes nothing the policy can choose."))
+        if f.dominant and not f.constant:
+            notes.append(f"{names[name]} makes up {100 * f.share:.0f}% of the reward's magnitude and varies: the other "
+                         "terms barely move the return beside it.")
+        elif f.dominant:
+            notes.append(f"{names[name]} makes up {100 * f.share:.0f}% of the reward's magnitude: its size against the "
+                         "others sets how much " + ("living longer is worth beside the goal." if ends_early else
+                                                    "nothing; the varying terms are all the policy can act on."))
+    if any(names[n] != n for n in comps):
+        notes.append("(component_N: a name from the code that is not a plain identifier is not shown)")
+    block = fence("\n".join(rows), "text")
+    return block + ("\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+
+
+def _k(step: int) -> str:
+    return f"{step / 1000:.0f}k" if step >= 10_000 else str(step)
+
+
+def episode_block(stats: dict) -> str | None:
+    rows = stats.get("episodes") or []
+    if not rows:
+        return None
+    out = [f"{'env-steps':>10} {'episodes':>9} {'length':>8} {'return':>10} {'fitness':>9}"]
+    for r in _pick(rows, TABLE_POINTS):
+        out.append(f"{r['step']:>10,} {r['episodes']:>9} {r['length']:>8.1f} {r['return']:>10.4g} {r['fitness']:>9.4g}")
+    return fence("\n".join(out), "text")
+
+
+def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
+    """One line on what the policy did in the trusted episodes (rewardgen's own measurements)."""
+    trajectories = stats.get("trajectories") or {}
+    episodes = [t.get("facts") or {} for t in trajectories.values() if isinstance(t, dict)]
+    episodes = [f for f in episodes if f.get("length") is not None]
+    if not episodes:
+        return None
+    parts = []
+    lengths = sorted({int(f["length"]) for f in episodes})
+    ended = [f for f in episodes if f.get("terminated") and int(f["length"]) < horizon]
+    if not ended:
+        parts.append(f"every shown episode ran to the time limit ({horizon} steps)")
+    else:
+        parts.append("ended early by the termination rules at step " + ", ".join(str(int(f["length"])) for f in ended)
+                     + (f" (others ran to {horizon})" if len(ended) < len(episodes) else ""))
+    body = episodes[0].get("main_body") or "main body"
+    if all("height_mean" in f for f in episodes):
+        lo, hi = min(f["height_min"] for f in episodes), max(f["height_max"] for f in episodes)
+        parts.append(f"{body} height {lo:.2f}-{hi:.2f} m (mean {sum(f['height_mean'] for f in episodes) / len(episodes):.2f})")
+    if all("max_tilt_deg" in f for f in episodes):
+        tilt_body = episodes[0].get("tilt_body") or body
+        up = max(float(f.get("upside_down_fraction") or 0.0) for f in episodes)
+        parts.append(f"{tilt_body} tilted at most {max(f['max_tilt_deg'] for f in episodes):.0f} deg from its initial pose"
+                     + (f", upside-down up to {up:.0%} of an episode" if up > 0 else ""))
+    facts = behaviour_facts(trajectories, task)
+    falls = [f for f in episodes if f.get("falls") and f.get("falls_matter", True)]
+    if falls and task.fitness.get("name") != "rotation":
+        parts.append(f"{episodes[0].get('tilt_body') or body} fell (first at step "
+                     + ", ".join(str(f.get("first_fall_step")) for f in falls) + ")")
+    if all("displacement" in f for f in episodes):
+        dx = [f["displacement"][0] for f in episodes]
+        sp = [f["mean_speed_x"] for f in episodes]
+        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x ({min(sp):+.2f} to {max(sp):+.2f} m/s)")
+    stalled = [float(f.get("stalled_fraction") or 0.0) for f in episodes if "stalled_fraction" in f]
+    if stalled and max(stalled) > 0:
+        parts.append(f"stalled up to {max(stalled):.0%} of an episode")
+    if facts.stood_still:
+        parts.append("it stood still to the time limit short of success")
+    n = len(episodes)
+    which = "its best and worst trusted episodes" if n > 1 else "its trusted episode"
+    return f"What its policy did ({which}, fitness " \
+           + " and ".join(fit_text(f.get("fitness")) for f in episodes) + "): " + "; ".join(parts) + "."
+
+
+def request_failure(record: CandidateRecord) -> bool:
+    """A candidate that never existed because an LLM request failed (refused, empty, cut): not a reward
+    failure, so it is not described as one."""
+    return bool((record.proposal or {}).get("failure") or (record.proposal or {}).get("fix_failure")) \
+        and record.status == "proposal"
+
+
+def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None) -> str:
+    """One line: the candidate, its parent, how its training ended, its fitness where measured."""
+    who = f"{record.label} (child of {parent.label})" if parent else f"{record.label} (a new design)"
+    if record.status != "ok":
+        stage = {"proposal": "never became a usable reward", "static": "failed the static checks",
+                 "contract": "broke the reward contract", "runtime": "failed while running",
+                 "timeout": "timed out", "evaluation": "failed its trusted evaluation"}.get(record.status,
+                                                                                         f"failed ({record.status})")
+        return f"{who}: {stage}"
+    m = measure_at(record)
+    if m is None:
+        return f"{who}: no trusted fitness"
+    fate = {"final": "trained the full budget" if budget is None or m.steps >= budget else "trained to the end",
+            "eliminated": "cut by the schedule"}.get(record.fate or "", "trained")
+    line = f"{who}: {fate}; fitness {fit_text(m.fitness)} at {steps_text(m.steps)} env-steps ({m.spread()})"
+    cmp = compare(record, parent)
+    if cmp is not None:
+        line += "; " + cmp.text(record.label, parent.label)
+    elif parent is not None:
+        line += f"; its parent {parent.label} has no fitness to compare with"
+    return line
+
+
+def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, task: Task, ends_early: bool,
+                       budget: int | None, show_change: bool = True) -> str:
+    """A candidate of the newest generation, in full: a header line, then its error, its change from its
+    parent (``show_change``), components, training episodes and trusted episodes."""
+    parts = ["### " + header(record, parent, budget)]
+    if record.status != "ok":
+        parts.append("Its error:\n" + for_llm(record.error or "no error recorded"))
+    if show_change and record.source.strip():
+        parts.append(change_block(record, parent))
+    stats = record.stats or {}
+    comps = component_block(stats, ends_early)
+    if comps:
+        parts.append(f"Its reward components through its training, to {steps_text(record.env_steps)} env-steps "
+                     "(batch mean per step at each point; range and share of the reward's magnitude over training):\n"
+                     + comps)
+    eps = episode_block(stats)
+    if eps:
+        corr = stats.get("reward_fitness_correlation")
+        parts.append("Its training episodes (the exploring training policy; mean over the episodes that ended in each "
+                     "interval; fitness as the trusted measure scores them):\n" + eps
+                     + (f"\nCorrelation between episode return and fitness: {corr:.2f}." if corr is not None else ""))
+    hacking = (stats.get("hacking") or {}).get("message") if isinstance(stats.get("hacking"), dict) else None
+    if hacking:
+        parts.append(f"Warning: {hacking}.")
+    line = behaviour_line(stats, task, task.episode_length)
+    if line:
+        parts.append(line)
+    return "\n".join(parts)
+
+
+def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None,
+                   with_change: bool) -> str:
+    """A candidate of an older generation: its line, and (``with_change``) a bounded diff or code."""
+    line = "- " + header(record, parent, budget)
+    if record.status != "ok":
+        line += ": " + for_llm(record.error or "", limit=200)
+    if with_change and record.source.strip():
+        line += "\n" + change_block(record, parent, OLDER_CHANGE_LINES)
+    elif record.source.strip() and parent is not None:
+        changed = [l for l in diff_lines(parent, record)[2:] if l[:1] in "+-"]
+        line += f" ({len(changed)} lines changed from {parent.label})"
+    return line
+
+
+def generation_summary(records: list[CandidateRecord]) -> str:
+    ok = [c for c in records if c.status == "ok" and measure_at(c) is not None]
+    if not ok:
+        return f"{len(records)} candidates, none trained successfully"
+    best = max(ok, key=lambda c: measure_at(c).fitness)
+    m = measure_at(best)
+    return (f"{len(records)} candidates, {len(ok)} trained; best {best.label} {fit_text(m.fitness)} at "
+            f"{steps_text(m.steps)} env-steps")
+
+
+__all__ = ["Comparison", "Measure", "behaviour_line", "change_block", "code_block", "compare", "component_block",
+           "describe_candidate", "describe_older", "episode_block", "fence", "find", "generation_summary",
+           "header", "measure_at", "request_failure"]

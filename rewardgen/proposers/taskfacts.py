@@ -1,0 +1,191 @@
+"""What decides a candidate's fitness and its training, stated from the code that enforces it.
+
+A proposer that guesses the rules writes rewards for another task. The task prompt says exactly how
+the trusted fitness measures an episode (its per-step measure as an expression over the State ``s``
+a reward reads, how an episode's values become one number, how an episode that ends early counts,
+and which way a rotation turns, in the robot's own joints), when the simulator ends an episode
+(``rewardgen.sim.termination.termination_of``), and how the run trains and compares candidates
+(``TrainingPlan``, built by ``rewardgen.run`` from the trainer's and the schedule's own settings).
+Tests check these lines against the simulator and the fitness functions for every task.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+
+from rewardgen.contract.state import StateBuffers
+from rewardgen.sim.termination import Termination, termination_of
+from rewardgen.tasks.fitness import Fitness, make_fitness
+from rewardgen.tasks.spec import Task
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a run trains and compares its candidates, as a proposer is told it.
+
+    :param steps: env-steps of one full training (one env-step: one step of one world).
+    :param samples: candidates per generation (K).
+    :param worlds: worlds simulated in parallel while training.
+    :param trainer_lines: the trainer's settings in sentences (from the trainer's own code).
+    :param schedule: ``halving``, ``adaptive`` or ``full``.
+    :param schedule_lines: when candidates are evaluated, compared and cut (from the schedule's code).
+    :param eval_episodes: trusted evaluation episodes behind each fitness.
+    :param training_seeds: training seeds behind each fitness (evolve trains each candidate once).
+    :param observation_size: length of the observation vector the policy sees.
+    """
+
+    steps: int
+    samples: int
+    worlds: int
+    trainer_lines: list[str] = field(default_factory=list)
+    schedule: str = "full"
+    schedule_lines: list[str] = field(default_factory=list)
+    eval_episodes: int = 1
+    training_seeds: int = 1
+    observation_size: int | None = None
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() and abs(x) >= 1000 else f"{x:g}"
+
+
+# ----- which way a rotation turns, in the robot's own joints
+def hinge_rates(task: Task, body: str, axis: int) -> list[tuple[str, float]]:
+    """Hinge joints whose velocity alone turns ``body`` about world ``axis``, with the sign: a joint
+    velocity of +1 rad/s gives ``s.body_angvel[body][:, axis]`` of about +1 or -1 (measured through the
+    State, in the initial pose). Only joints that turn the body about that axis and no other count."""
+    model = task.model
+    schema = task.schema
+    out = []
+    for name, dof in zip(schema.joints, schema.joint_dof_adr):
+        j = schema.joint_ids[schema.joints.index(name)]
+        if int(model.jnt_type[j]) != int(mujoco.mjtJoint.mjJNT_HINGE):
+            continue
+        data = mujoco.MjData(model)
+        data.qvel[dof] = 1.0
+        mujoco.mj_forward(model, data)
+        buffers = StateBuffers(schema, model, 1)
+        buffers.fill(0, data, np.zeros(model.nu, dtype=np.float32), 0)
+        w = buffers.body_angvel[0, schema.body_index(body)].astype(float)
+        if abs(abs(w[axis]) - 1.0) < 1e-3 and np.abs(np.delete(w, axis)).max() < 1e-3:
+            out.append((name, float(np.sign(w[axis]))))
+    return out
+
+
+def _rotation_sense(task: Task, fitness: Fitness) -> str | None:
+    params = fitness.params
+    body, axis_name = params.get("body"), params.get("axis", "y")
+    axis = "xyz".index(axis_name)
+    sign = -1.0 if float(params.get("sign", 1)) < 0 else 1.0
+    field_expr = f's.body_angvel["{body}"][:, {axis}]'
+    if axis == 1:
+        what = ("backward (the front, at +x, goes up and over the top toward -x)" if sign < 0
+                else "forward (the front, at +x, goes down and under toward -x)")
+    else:
+        what = f"about {'+' if sign > 0 else '-'}{axis_name} (right-hand rule)"
+    line = (f"Turning {what} is a {'negative' if sign < 0 else 'positive'} angular velocity about world "
+            f"+{axis_name}: {field_expr} {'<' if sign < 0 else '>'} 0")
+    joints = hinge_rates(task, body, axis)
+    if joints:
+        name, rate = joints[0]
+        rising = (sign * rate) > 0
+        line += (f", which is s.joint_vel[\"{name}\"] {'>' if rising else '<'} 0 (joint {name} "
+                 f"{'increasing' if rising else 'decreasing'}: one full turn the scored way changes it by "
+                 f"{'+' if rising else '-'}2*pi)")
+    return line + "."
+
+
+def _circle_sense(fitness: Fitness) -> str:
+    sense = "counterclockwise" if float(fitness.params.get("sign", 1)) > 0 else "clockwise"
+    return (f"{sense.capitalize()} is as seen from above (looking down -z): "
+            + ("turning from +x toward +y." if sense == "counterclockwise" else "turning from +x toward -y."))
+
+
+def fitness_lines(task: Task, termination: Termination | None = None) -> list[str]:
+    """Sentences saying exactly what the trusted fitness measures and how an episode counts."""
+    fitness = make_fitness(task.fitness, task.schema)
+    termination = termination or termination_of(task)
+    horizon = int(task.episode_length)
+    unit = f" ({fitness.unit})" if fitness.unit else ""
+    lines = [f"It measures {fitness.doc}.",
+             f"Per step it reads `{fitness.expr}`{unit} from the same State `s` your reward gets."]
+    early = termination.ends_early
+    if fitness.aggregate == "horizon":
+        how = (f"An episode's fitness is the sum of the per-step values divided by {horizon} (the time limit in "
+               "steps, not the steps lived): the mean over the whole horizon.")
+        if early:
+            example = ""
+            if fitness.name == "forward_velocity":
+                example = (f" For example a policy moving at 2 m/s that falls at step {horizon // 5} scores at most "
+                           f"{2 * (horizon // 5) / horizon:.2g}.")
+            how += f" An episode that ends early counts 0 for every step it did not live.{example}"
+    elif fitness.aggregate == "total":
+        how = "An episode's fitness is the sum of the per-step values over the steps lived (turning back subtracts)."
+        if early:
+            how += " An episode that ends early keeps what it achieved before it ended."
+    elif fitness.aggregate == "max":
+        how = "An episode's fitness is the largest per-step value of the episode."
+        if early:
+            how += " An episode that ends early keeps the largest value it reached before it ended."
+    else:
+        how = f"An episode's fitness is the mean of the per-step values over the last {fitness.tail} steps of the episode."
+        if early:
+            how += f" An episode that ends early is judged on its last {fitness.tail} steps before it ended."
+    if not early:
+        how += " (Episodes of this task always run to the time limit.)"
+    lines.append(how)
+    if fitness.name == "rotation":
+        lines.append(_rotation_sense(task, fitness))
+    elif fitness.name == "circle_laps":
+        lines.append(_circle_sense(fitness))
+    elif fitness.name == "forward_velocity" and float(fitness.params.get("sign", 1)) < 0:
+        axis = fitness.params.get("axis", "x")
+        lines.append(f"The sign is flipped: moving toward -{axis} scores positive, moving toward +{axis} negative.")
+    return lines
+
+
+def termination_lines(termination: Termination) -> list[str]:
+    """``Termination.describe()`` plus what follows for a reward (true for PPO with these rules)."""
+    lines = termination.describe()
+    if termination.ends_early:
+        lines.append("So here a positive per-step term (even a constant one, like an alive bonus) pays for living "
+                     "longer: it works through episode length, not through its own variation. A reward whose "
+                     "per-step total is mostly negative teaches the policy to end episodes early.")
+    else:
+        lines.append("So here a constant per-step term changes nothing the policy can choose (every episode lasts "
+                     "the same): it carries no signal.")
+    return lines
+
+
+def plan_lines(plan: TrainingPlan, task: Task) -> list[str]:
+    """Sentences on the training budget, the trainer and the schedule."""
+    per_world = plan.steps / max(plan.worlds, 1)
+    lines = [f"Each candidate trains for {_num(plan.steps)} env-steps (one env-step is one step of one world): "
+             f"{plan.worlds} worlds in parallel, about {_num(round(per_world))} steps per world, "
+             f"{per_world / task.episode_length:.2g} times the {task.episode_length}-step time limit."]
+    lines += plan.trainer_lines
+    if plan.observation_size:
+        lines.append(f"The policy observes the env's own observation vector ({plan.observation_size} numbers, "
+                     "normalised), not `s`; `s.action` is what it outputs.")
+    lines.append("rewardgen adds nothing to the reward you write: it is the whole training reward (no alive bonus, "
+                 "control cost or termination penalty of its own), and the env's own reward is not used.")
+    return lines
+
+
+def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
+    """How many episodes and seeds stand behind each fitness, and the success threshold."""
+    episodes = plan.eval_episodes if plan else task.eval_episodes
+    seeds = plan.training_seeds if plan else 1
+    seed_text = ("one training seed (the reward is trained once): the same reward retrained on another seed can "
+                 "score quite differently, so small differences between candidates are noise"
+                 if seeds == 1 else f"{seeds} training seeds")
+    return [f"A candidate's fitness is the mean over {episodes} evaluation episode{'s' if episodes != 1 else ''} of its "
+            f"trained policy, run with its mean action (no exploration noise) from new random starts; it comes from "
+            f"{seed_text}. Success means at least {task.success_threshold:g}."]
+
+
+__all__ = ["TrainingPlan", "fitness_lines", "hinge_rates", "judging_lines", "plan_lines", "termination_lines"]
