@@ -212,7 +212,11 @@ class WarpSim:
         self._mjm = mjm
 
         with wp.ScopedDevice(self.wp_device):
-            self._m = mjw.put_model(mjm)
+            try:
+                self._m = mjw.put_model(mjm)
+            except NotImplementedError as exc:  # e.g. the humanoids' PGS solver
+                self._env.close()
+                raise WarpUnavailable(f"MuJoCo Warp cannot run the model of {task.id}: {exc} (use --sim cpu)") from None
             self._d = mjw.make_data(mjm, nworld=self.n, nconmax=nconmax, njmax=njmax)
         self._stream = None
         if self.wp_device.is_cuda:  # warp and torch on one stream: ordered, no synchronisation
