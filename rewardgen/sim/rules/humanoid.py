@@ -64,7 +64,7 @@ class HumanoidRules(EnvRules):
 
     def progress(self, xp: Any, v: GymView) -> Any:
         """gymnasium's ``mass_center``: body masses times ``xipos``, over the total mass; x and y."""
-        key = (xp.__name__, str(v.xipos.device), str(v.xipos.dtype))
+        key = (id(xp), str(v.xipos.device), str(v.xipos.dtype))
         mass = self._mass.get(key)
         if mass is None:
             mass = self._mass[key] = xp.asarray(self.mass, dtype=v.xipos.dtype, device=v.xipos.device)
