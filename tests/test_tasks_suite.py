@@ -118,20 +118,23 @@ def test_sparse_reward_pays_only_on_track_for_success():
         assert set(comps) == {"success"} and float(total[0]) == (1.0 if v >= step else 0.0)
 
 
-def _train(task) -> tuple[str, str, str | None, int]:
+def _train(task, trainer: str = "sb3") -> tuple[str, str, str | None, int, str | None]:
     job = {"mode": "train", "task": task.to_dict(), "source": sparse_reward_source(task), "steps": 256,
-           "seed": 0, "trainer": "sb3", "num_envs": 2}
+           "seed": 0, "trainer": trainer, "num_envs": 2}
     res = run_worker(job, WorkerLimits(wall_seconds=240.0))
-    return task.id, res.stage, res.error, int((res.result or {}).get("env_steps", 0))
+    return task.id, res.stage, res.error, int((res.result or {}).get("env_steps", 0)), (res.result or {}).get("trainer")
 
 
 @pytest.mark.slow
-def test_every_task_trains_for_a_tiny_budget():
+@pytest.mark.parametrize("trainer", ["sb3", "ppo"])
+def test_every_task_trains_for_a_tiny_budget(trainer):
+    """Every task trains in the worker with either trainer (rewardgen PPO on the batched simulator)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_train, TASKS))
+        results = list(pool.map(lambda t: _train(t, trainer), TASKS))
     failed = [r for r in results if r[1] != "ok"]
     assert not failed, failed
-    assert all(steps >= 256 for *_, steps in results)
+    assert all(steps >= 256 for *_, steps, _ in results)
+    assert {r[4] for r in results} == {trainer}
 
 
 def test_task_ppo_settings_are_validated_kept_and_applied(tmp_path):

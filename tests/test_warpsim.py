@@ -128,3 +128,43 @@ def test_ppo_trains_on_warp_with_reward_and_books_on_the_sim_device():
     two = PPOTrainer(hp).train(task, reward, TrainConfig(steps, seed=0, resume=one.resume_state),
                                lambda s: None)
     assert two.env_steps == 2 * steps and two.resumed_from == steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", ["double-pendulum-balance", "swimmer-swim", "pusher-push", "walker-run"])
+def test_warp_cpu_runs_the_same_rules_as_batchsim(task_id):
+    """The rules classes on torch: from the same states with the same actions, WarpSim's observations,
+    env rewards and terminations are BatchSim's (to float32 precision), and its resets are the env's
+    distribution (Pusher's puck rejection-sampled away from the goal)."""
+    task = get_task(task_id)
+    n = 6
+    ws = make_sim(task, n, seed=0, sim="warp", device="cpu")
+    bs = make_sim(task, n, seed=0, sim="cpu", nthread=1)
+    ws.reset()
+    bs.reset()
+    rng = np.random.default_rng(1)
+    terminated = 0
+    for _ in range(8):
+        for i in range(n):
+            ws.set_world_state(i, bs.qpos[i], bs.qvel[i])
+        action = rng.uniform(-1, 1, (n, ws.act_dim)).astype(np.float32)
+        rw, rb = ws.step(action), bs.step(action)
+        np.testing.assert_allclose(rw.final_obs, rb.final_obs, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(rw.env_reward, rb.env_reward, atol=1e-3, rtol=1e-4)
+        assert (rw.terminated == rb.terminated).all() and (rw.truncated == rb.truncated).all()
+        terminated += int(rb.terminated.sum())
+    if task_id == "double-pendulum-balance":
+        assert terminated > 0  # random pushes drop the poles: terminations were compared too
+    if task_id == "pusher-push":
+        ws.reset()
+        puck, goal = ws.qpos[:, -4:-2], ws.qpos[:, -2:]
+        assert np.all(goal == 0) and np.all(np.linalg.norm(puck, axis=1) > 0.17)
+        assert np.all((puck[:, 0] <= 0) & (puck[:, 0] >= -0.3) & (np.abs(puck[:, 1]) <= 0.2))
+    ws.close()
+    bs.close()
+
+
+def test_warp_refuses_a_model_it_cannot_run_with_a_clear_error():
+    """MuJoCo Warp has no PGS solver, which the humanoids use: a clear error, not a crash."""
+    with pytest.raises(WarpUnavailable, match="PGS.*--sim cpu"):
+        WarpSim(get_task("humanoid-run"), 2, device="cpu")

@@ -152,7 +152,7 @@ def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
     reproduces; other tasks train with sb3 (and a note saying so)."""
     if trainer != "ppo":
         return trainer, None
-    from rewardgen.sim.gym_rules import unsupported_reason
+    from rewardgen.sim.rules import unsupported_reason
 
     reason = unsupported_reason(task)
     return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)

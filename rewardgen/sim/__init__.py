@@ -2,21 +2,44 @@
 
 Two backends with one interface (``BatchSimulator``): ``cpu.BatchSim`` (MuJoCo's native rollout
 threads) and ``warp.WarpSim`` (MuJoCo Warp on a GPU, or Warp's CPU device for tests). Both reproduce
-the gymnasium env's rules (observation, termination, env reward, resets) in batch. ``episode`` is the
-canonical one-env loop that trusted evaluation and trajectories share.
+the gymnasium env's rules (observation, termination, env reward, resets) in batch, from one rules
+class per env (``rules``), written once for both. ``termination`` states a task's termination rules
+for prompts; ``episode`` is the canonical one-env loop that trusted evaluation and trajectories share.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rewardgen.tasks.spec import Task
 
-if TYPE_CHECKING:  # torch-heavy, and only a type here: ``gym_rules`` is read by the orchestrator
+if TYPE_CHECKING:  # torch-heavy, and only a type here: ``rules`` is read by the orchestrator
     from rewardgen.contract.state import State
 
 #: the simulators ``--sim`` accepts
 SIMS = ("cpu", "warp")
+
+
+@dataclass
+class StepResult:
+    """What one ``step`` of a batched simulator returns; arrays (numpy, or tensors on WarpSim's
+    device) have leading dimension N.
+
+    ``obs`` is the observation to act on next (after auto-reset for finished worlds);
+    ``final_obs`` is every world's observation before any reset (use it to bootstrap truncations).
+    ``env_reward`` is the gymnasium env's own reward for this step.
+    """
+
+    obs: Any
+    env_reward: Any
+    terminated: Any
+    truncated: Any
+    final_obs: Any
+
+    @property
+    def done(self) -> Any:
+        return self.terminated | self.truncated
 
 
 class BatchSimulator(Protocol):

@@ -1,8 +1,10 @@
 """A batch of N worlds of one task, stepped together in native code.
 
 ``BatchSim`` reproduces the task's gymnasium env (same model, frame skip, reset distribution,
-termination rules, time limit, observation layout) for N worlds at once, and produces the reward
-contract's ``State`` as batched arrays.
+termination rules, time limit, observation layout, env reward) for N worlds at once, and produces
+the reward contract's ``State`` as batched arrays. What each env observes, when it ends, what it
+pays and how it resets is its rules class (``rewardgen.sim.rules``), shared with ``WarpSim``; this
+module only provides what those rules read (a ``GymView``) and a per-world ``Draw`` of reset noise.
 
 How it is fast (measured on 2 cores, see docs/benchmarks.md): physics runs in ``mujoco.rollout``'s
 native thread pool with the GIL released, frame skip included, so one Python call advances every
@@ -10,12 +12,15 @@ world by one environment step. Everything the State and the observations need is
 sensors that are added to the model through ``mujoco.MjSpec`` and come back batched:
 
 * the *dynamics* model carries contact sensors (net contact force per body) and frame sensors for
-  the bodies an observation reads. Sensors are computed before the last integration substep, which
-  is exactly when gymnasium reads ``xpos``/``cfrc_ext`` after ``mj_step`` (they are stale there
-  too), so these match the env bit for bit;
+  every body (and whatever else the env's rules read: sites, inertial frames, body velocities,
+  joint actuator and limit forces). Sensors are computed before the last integration substep, which
+  is exactly when gymnasium reads ``xpos``/``cfrc_ext``/``cinert``... after ``mj_step`` (they are
+  stale there too), so these match the env bit for bit;
 * a *probe* model (the same model with constraints disabled) is evaluated once per env step at the
   new state: its kinematic sensors (framepos/framequat/framezaxis/framelinvel/frameangvel,
-  subtreecom/subtreelinvel) give what ``refresh_derived`` computes, as the State requires.
+  subtreecom/subtreelinvel) give what ``refresh_derived`` computes, as the State requires. With RK4
+  (which leaves gymnasium's derived quantities at its last stage, a state no sensor sees) the probe
+  keeps constraints and provides the env's view too, at the new state: close, not equal.
 
 The only per-world Python work is sampling the reset noise of worlds that finished an episode, so
 each world keeps its own generator and resets are the same as gymnasium's for the same seed.
@@ -24,23 +29,34 @@ each world keeps its own generator and resets are the same as gymnasium's for th
 from __future__ import annotations
 
 import os
+import types
 import warnings
+from functools import cached_property
 
 import mujoco
 import numpy as np
 import torch
+from array_api_compat import numpy as compat_numpy
 from mujoco import _rollout
 
 from rewardgen.contract.state import State
-from rewardgen.sim.gym_rules import PLANAR_WALKERS, StepResult, init_from_env, observation_rules
+from rewardgen.sim import StepResult
+from rewardgen.sim.rules import init_from_env
 from rewardgen.tasks.spec import Task
 
 _S = mujoco.mjtSensor
 _XBODY, _SITE, _BODY = mujoco.mjtObj.mjOBJ_XBODY, mujoco.mjtObj.mjOBJ_SITE, mujoco.mjtObj.mjOBJ_BODY
+_JOINT = mujoco.mjtObj.mjOBJ_JOINT
 _FULL = int(mujoco.mjtState.mjSTATE_FULLPHYSICS)
 _CTRL = int(mujoco.mjtState.mjSTATE_CTRL)
 _CONTACT_FORCE, _CONTACT_TORQUE, _CONTACT_POS = 2, 4, 16  # contact sensor data bits
 _REDUCE_NETFORCE = 3
+_SLIDE_HINGE = (int(mujoco.mjtJoint.mjJNT_SLIDE), int(mujoco.mjtJoint.mjJNT_HINGE))
+
+#: the namespace the env rules run in here: array-api-compat's numpy, with numpy's own ``clip`` (the
+#: same numbers; the wrapper costs ~35 us a call, on the step's hot path)
+xnp = types.SimpleNamespace(**({k: getattr(compat_numpy, k) for k in dir(compat_numpy) if not k.startswith("__")}
+                               | {"__name__": compat_numpy.__name__, "clip": np.clip}))
 
 
 class _Sensors:
@@ -70,8 +86,8 @@ def _compile(spec: mujoco.MjSpec) -> mujoco.MjModel:
         return spec.compile()
 
 
-def _name_everything(spec: mujoco.MjSpec) -> tuple[list[str], list[str]]:
-    """Give unnamed bodies/sites a name (sensors refer to elements by name); return the names."""
+def _name_everything(spec: mujoco.MjSpec) -> tuple[list[str], list[str], list[str]]:
+    """Give unnamed bodies/sites/joints a name (sensors refer to elements by name); return the names."""
     bodies = []
     for i, b in enumerate(spec.bodies):
         if i and not b.name:
@@ -82,7 +98,158 @@ def _name_everything(spec: mujoco.MjSpec) -> tuple[list[str], list[str]]:
         if not s.name:
             s.name = f"__rg_site{i}"
         sites.append(s.name)
-    return bodies, sites
+    joints = []
+    for i, j in enumerate(spec.joints):
+        if not j.name:
+            j.name = f"__rg_joint{i}"
+        joints.append(j.name)
+    return bodies, sites, joints
+
+
+class _WorldDraw:
+    """``rules.base.Draw`` for one world (n == 1) from its own generator, consumed as gymnasium's
+    ``np_random`` is: ``uniform(low, high, size=(1, k))`` draws the same numbers as ``size=k``."""
+
+    n = 1
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def uniform(self, low: float, high: float, size: int) -> np.ndarray:
+        return self.rng.uniform(low=low, high=high, size=(1, size))
+
+    def normal(self, size: int) -> np.ndarray:
+        return self.rng.standard_normal((1, size))
+
+    def rows(self, vector: np.ndarray) -> np.ndarray:
+        return np.array(vector, dtype=np.float64)[None, :]
+
+    def until(self, sample, accept) -> np.ndarray:
+        while True:
+            x = sample()
+            if bool(accept(x)[0]):
+                return x
+
+
+class _SensorView:
+    """``rules.base.GymView`` of a batch of worlds, read from sensordata: ``sens`` holds what the env
+    reads after its step (or reset), ``fresh`` the probe's evaluation of the new state. Each quantity
+    is computed on first use; only those the rules declare (``EnvRules.reads``) are available."""
+
+    def __init__(self, sim: "BatchSim", qpos: np.ndarray, qvel: np.ndarray, sens: np.ndarray, fresh: np.ndarray,
+                 *, qpos_before: np.ndarray | None = None, action: np.ndarray | None = None,
+                 ctrl: np.ndarray | None = None, after_reset: bool = False):
+        self._sim, self._sens, self._fresh = sim, sens, fresh
+        self.n = qpos.shape[0]
+        self.qpos, self.qvel, self.qpos_before = qpos, qvel, qpos_before
+        self.action, self.ctrl = action, ctrl
+        self.after_reset = after_reset
+
+    def _rows(self, sens: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """(N, nbody, k) from an (nbody-1, k) index array; the world's row (0) is zero."""
+        out = np.zeros((self.n, self._sim.model.nbody, idx.shape[1]))
+        out[:, 1:] = sens[:, idx]
+        return out
+
+    def _index(self, quantity: str) -> dict[str, np.ndarray]:
+        if quantity not in self._sim.rules.reads:
+            raise AttributeError(f"the rules of {self._sim.kind} do not declare that they read {quantity!r}")
+        return self._sim._gym_idx
+
+    @cached_property
+    def xpos(self) -> np.ndarray:
+        return self._rows(self._sens, self._index("xpos")["xpos"])
+
+    @cached_property
+    def xpos_now(self) -> np.ndarray:
+        return self._rows(self._fresh, self._index("xpos_now")["xpos"])
+
+    @cached_property
+    def site_xpos(self) -> np.ndarray:
+        return self._sens[:, self._index("site_xpos")["site"]]
+
+    @cached_property
+    def xipos(self) -> np.ndarray:
+        return self._rows(self._sens, self._index("xipos")["xipos"])
+
+    @cached_property
+    def cfrc_ext(self) -> np.ndarray:
+        """gym's ``data.cfrc_ext`` (N, nbody, 6): com-based [torque, force] of the net contact force
+        on each body, about the subtree com of the body's root (zero right after a reset)."""
+        idx = self._index("cfrc_ext")
+        out = np.zeros((self.n, self._sim.model.nbody, 6))
+        if self.after_reset:
+            return out
+        c = self._sens[:, idx["contact"]]  # (N, B, 9): force, torque, pos (world frame, on body)
+        f = self.contact_force
+        ref = self._sens[:, idx["root_com"]]  # (N, B, 3) or (N, 1, 3)
+        out[:, 1:, :3] = np.cross(c[..., 6:9] - ref, f) - c[..., 3:6]
+        out[:, 1:, 3:] = f
+        return out
+
+    @cached_property
+    def contact_force(self) -> np.ndarray:
+        """(N, nbody-1, 3): the net contact force on bodies 1.. (``cfrc_ext[:, 1:, 3:]``; the State's)."""
+        return -self._sens[:, self._sim._gym_idx["contact"][:, 0:3]]
+
+    @cached_property
+    def cinert(self) -> np.ndarray:
+        """gym's ``data.cinert`` (N, nbody, 10): each body's inertia about its root's subtree com in
+        world axes (xx, yy, zz, xy, xz, yz), mass x offset, mass (MuJoCo's ``mju_inertCom``)."""
+        idx = self._index("cinert")
+        m = self._sim.model
+        mass, inertia = m.body_mass[1:], m.body_inertia[1:]
+        rot = self._sens[:, idx["ximat"]]  # (N, B, 3 axes, 3): rows are the x, y, z axes, so R = rot^T
+        full = np.einsum("nbki,bk,nbkj->nbij", rot, inertia, rot)
+        dif = self._sens[:, idx["xipos"]] - self._sens[:, idx["root_com"]]
+        mb = mass[None, :]
+        d0, d1, d2 = dif[..., 0], dif[..., 1], dif[..., 2]
+        out = np.zeros((self.n, m.nbody, 10))
+        c = out[:, 1:]
+        c[..., 0] = full[..., 0, 0] + mb * (d1 * d1 + d2 * d2)
+        c[..., 1] = full[..., 1, 1] + mb * (d0 * d0 + d2 * d2)
+        c[..., 2] = full[..., 2, 2] + mb * (d0 * d0 + d1 * d1)
+        c[..., 3] = full[..., 0, 1] - mb * d0 * d1
+        c[..., 4] = full[..., 0, 2] - mb * d0 * d2
+        c[..., 5] = full[..., 1, 2] - mb * d1 * d2
+        c[..., 6:9] = mb[..., None] * dif
+        c[..., 9] = mb
+        return out
+
+    @cached_property
+    def cvel(self) -> np.ndarray:
+        """gym's ``data.cvel`` (N, nbody, 6): [angular, linear] velocity of each body at its root's
+        subtree com (the body's origin velocity moved there)."""
+        idx = self._index("cvel")
+        ang = self._sens[:, idx["angvel"]]
+        lin = self._sens[:, idx["linvel"]]
+        offset = self._sens[:, idx["root_com"]] - self._sens[:, idx["xpos"]]
+        out = np.zeros((self.n, self._sim.model.nbody, 6))
+        out[:, 1:, :3] = ang
+        out[:, 1:, 3:] = lin + np.cross(ang, offset)
+        return out
+
+    @cached_property
+    def qfrc_actuator(self) -> np.ndarray:
+        """gym's ``data.qfrc_actuator`` (N, nv) on slide and hinge joints (actuator forces on free and
+        ball joints are not modelled: zero)."""
+        idx = self._index("qfrc_actuator")
+        out = np.zeros((self.n, self._sim.nv))
+        out[:, idx["actfrc_dof"]] = self._sens[:, idx["actfrc"]]
+        return out
+
+    @cached_property
+    def qfrc_constraint(self) -> np.ndarray:
+        """gym's ``data.qfrc_constraint`` (N, nv), its joint-limit part on slide and hinge joints
+        (contacts and equality constraints are not modelled: zero): the limit's force, pushing away
+        from the nearer end of the joint's range."""
+        idx = self._index("qfrc_constraint")
+        out = np.zeros((self.n, self._sim.nv))
+        q = self.qpos[:, idx["limfrc_qadr"]]
+        lo, hi = idx["limfrc_range"][:, 0], idx["limfrc_range"][:, 1]
+        sign = np.where(q - lo < hi - q, 1.0, -1.0)
+        out[:, idx["limfrc_dof"]] = sign * self._sens[:, idx["limfrc"]]
+        return out
 
 
 class BatchSim:
@@ -105,24 +272,31 @@ class BatchSim:
         self.init_qpos = np.array(u.init_qpos, dtype=np.float64)
         self.init_qvel = np.array(u.init_qvel, dtype=np.float64)
         m = self.model
-
-        # --- models with sensors -------------------------------------------------------------
-        self._dyn_model, self._dyn = self._dynamics_model(mujoco.MjSpec.from_file(u.fullpath))
-        self._probe_model, self._probe = self._probe_model_build(mujoco.MjSpec.from_file(u.fullpath))
-        # same physics as the env's model (env kwargs may have changed options after loading)
-        for mm in (self._dyn_model, self._probe_model):
-            assert mm.nq == m.nq and mm.nv == m.nv and mm.nu == m.nu and mm.nbody == m.nbody
-        self._copy_options(m, self._dyn_model)
-        self._copy_options(m, self._probe_model)
+        reads = self.rules.reads
         # Single-stage integrators: gymnasium's post-step xpos/cfrc_ext are those of the last
         # substep's start, which the dynamics model's sensors capture exactly. RK4 leaves them at
         # its last stage (a full-step predictor no sensor sees); the closest observable is the new
         # state, so the probe then keeps constraints on and provides them.
         self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+
+        # --- models with sensors -------------------------------------------------------------
+        self._dyn_model, self._dyn = self._build_model(mujoco.MjSpec.from_file(u.fullpath), gym_extras=not self._rk4,
+                                                       probe=False)
+        self._probe_model, self._probe = self._build_model(mujoco.MjSpec.from_file(u.fullpath), gym_extras=True,
+                                                           probe=True)
+        # same physics as the env's model (env kwargs may have changed options after loading)
+        for mm in (self._dyn_model, self._probe_model):
+            assert mm.nq == m.nq and mm.nv == m.nv and mm.nu == m.nu and mm.nbody == m.nbody
+        self._copy_options(m, self._dyn_model)
+        self._copy_options(m, self._probe_model)
         # the probe's integration is thrown away: one forward evaluation is all it needs
         self._probe_model.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
-        if not self._rk4:
+        if not self._rk4 and "qfrc_constraint" not in reads:
             self._probe_model.opt.disableflags |= int(mujoco.mjtDisableBit.mjDSBL_CONSTRAINT)
+        # envs that read actuator forces get the step's controls in the probe (its contact forces then
+        # include the actuation, as gymnasium's do); the others evaluate it at zero controls, which
+        # changes none of its positions or velocities
+        self._probe_ctrl_of_step = "qfrc_actuator" in reads
 
         nthread = int(nthread if nthread is not None else max(1, min(os.cpu_count() or 1, 16)))
         self.nthread = nthread
@@ -144,17 +318,18 @@ class BatchSim:
         self._out_state = np.empty((n, self.frame_skip, self.nstate))
         self._out_sens = np.empty((n, self.frame_skip, self._dyn_model.nsensordata))
         self._probe_ctrl = np.zeros((n, 1, self.nu))
+        self._probe_ctrl_reset = np.zeros((n, 1, self.nu))  # a reset leaves data.ctrl at zero
         self._probe_state = np.empty((n, 1, self.nstate))
         self._probe_sens = np.empty((n, 1, self._probe_model.nsensordata))
         self.episode_step = np.zeros(n, dtype=np.int64)
-        self.goal = np.zeros((n, 2))  # Reacher target
-        self._stale = np.zeros((n, self._dyn_model.nsensordata))  # dynamics sensors "as gym sees them"
+        self._stale = np.zeros((n, self._dyn_model.nsensordata))  # sensors "as gym sees them"
         self._last_action = np.zeros((n, self.act_dim), dtype=np.float32)
         self._last_ctrl = np.zeros((n, self.nu))
+        self._xy_before = np.zeros((n, 2))  # the rules' progress after the last step or reset
         self._qpos_adr = slice(1, 1 + self.nq)
         self._qvel_adr = slice(1 + self.nq, 1 + self.nq + self.nv)
         self._state_arrays: dict[str, np.ndarray] | None = None
-        self._setup_env_rules()
+        self._index_sensors()
 
     # ------------------------------------------------------------------------------------------
     # model building
@@ -166,15 +341,21 @@ class BatchSim:
             if hasattr(src.opt, f):
                 setattr(dst.opt, f, getattr(src.opt, f))
 
-    def _dynamics_model(self, spec: mujoco.MjSpec):
-        bodies, _ = _name_everything(spec)
+    def _build_model(self, spec: mujoco.MjSpec, gym_extras: bool, probe: bool):
+        """The env's model with sensors: what the env reads after a step first (the same layout in
+        both models, the rules' extra quantities where ``gym_extras``), then, in the probe, what the
+        reward's State needs."""
+        names = _name_everything(spec)
         sens = _Sensors(spec)
-        self._add_gym_view(sens, bodies)
+        self._add_gym_view(sens, names, gym_extras)
+        if probe:
+            self._add_state_view(sens, names)
         return _compile(spec), sens.slices
 
-    def _add_gym_view(self, sens: "_Sensors", bodies: list[str]) -> None:
-        """Sensors for what gymnasium reads from MjData after mj_step: cfrc_ext and xpos."""
-        m = self.model
+    def _add_gym_view(self, sens: _Sensors, names: tuple[list[str], list[str], list[str]], extras: bool) -> None:
+        """Sensors for what gymnasium reads from MjData after mj_step: always cfrc_ext and xpos (the
+        State's contact forces need them), and, with ``extras``, the rest of what the rules read."""
+        m, (bodies, sites, joints) = self.model, names
         # net contact force on each body (reduce=netforce, world frame), gym's cfrc_ext
         for b in range(1, m.nbody):
             sens.add(f"contact{b}", _S.mjSENS_CONTACT, _BODY, bodies[b], 9,
@@ -184,12 +365,40 @@ class BatchSim:
         # body positions as gym reads them after mj_step (stale by one substep)
         for b in range(1, m.nbody):
             sens.add(f"stale_xpos{b}", _S.mjSENS_FRAMEPOS, _XBODY, bodies[b], 3)
+        if not extras:
+            return
+        reads = self.rules.reads
+        if reads & {"cfrc_ext", "cinert", "cvel"}:  # each root's subtree com: the point com-based quantities refer to
+            for r in sorted(set(int(x) for x in m.body_rootid[1:]) - {int(m.body_rootid[root])}):
+                sens.add(f"gym_rootcom{r}", _S.mjSENS_SUBTREECOM, _BODY, bodies[r], 3)
+        if "site_xpos" in reads:
+            for s in range(m.nsite):
+                sens.add(f"gym_site_xpos{s}", _S.mjSENS_FRAMEPOS, _SITE, sites[s], 3)
+        if reads & {"xipos", "cinert"}:
+            for b in range(1, m.nbody):
+                sens.add(f"gym_xipos{b}", _S.mjSENS_FRAMEPOS, _BODY, bodies[b], 3)
+        if "cinert" in reads:
+            for b in range(1, m.nbody):
+                for axis, kind in (("x", _S.mjSENS_FRAMEXAXIS), ("y", _S.mjSENS_FRAMEYAXIS), ("z", _S.mjSENS_FRAMEZAXIS)):
+                    sens.add(f"gym_ximat{b}{axis}", kind, _BODY, bodies[b], 3)
+        if "cvel" in reads:
+            for b in range(1, m.nbody):
+                sens.add(f"gym_linvel{b}", _S.mjSENS_FRAMELINVEL, _XBODY, bodies[b], 3)
+                sens.add(f"gym_angvel{b}", _S.mjSENS_FRAMEANGVEL, _XBODY, bodies[b], 3)
+        if "qfrc_actuator" in reads:
+            for j in self._joints(limited=False):
+                sens.add(f"gym_actfrc{j}", _S.mjSENS_JOINTACTFRC, _JOINT, joints[j], 1)
+        if "qfrc_constraint" in reads:
+            for j in self._joints(limited=True):
+                sens.add(f"gym_limfrc{j}", _S.mjSENS_JOINTLIMITFRC, _JOINT, joints[j], 1)
 
-    def _probe_model_build(self, spec: mujoco.MjSpec):
-        bodies, sites = _name_everything(spec)
-        sens = _Sensors(spec)
-        self._add_gym_view(sens, bodies)
-        sc = self.schema
+    def _joints(self, limited: bool) -> list[int]:
+        m = self.model
+        return [j for j in range(m.njnt) if int(m.jnt_type[j]) in _SLIDE_HINGE and (not limited or m.jnt_limited[j])]
+
+    def _add_state_view(self, sens: _Sensors, names: tuple[list[str], list[str], list[str]]) -> None:
+        """The probe's sensors for the reward's State (``refresh_derived`` at the new state)."""
+        (bodies, sites, _), sc = names, self.schema
         for key, kind, dim in (("pos", _S.mjSENS_FRAMEPOS, 3), ("quat", _S.mjSENS_FRAMEQUAT, 4),
                                ("up", _S.mjSENS_FRAMEZAXIS, 3), ("linvel", _S.mjSENS_FRAMELINVEL, 3),
                                ("angvel", _S.mjSENS_FRAMEANGVEL, 3)):
@@ -199,15 +408,11 @@ class BatchSim:
             sens.add(f"site{j}", _S.mjSENS_FRAMEPOS, _SITE, sites[s], 3)
         sens.add("com", _S.mjSENS_SUBTREECOM, _BODY, bodies[sc.robot_root], 3)
         sens.add("comvel", _S.mjSENS_SUBTREELINVEL, _BODY, bodies[sc.robot_root], 3)
-        return _compile(spec), sens.slices
 
-    # ------------------------------------------------------------------------------------------
-    # per-env rules (gymnasium/envs/mujoco/*_v5.py)
-    def _setup_env_rules(self) -> None:
-        observation_rules(self)
-        m = self.model
-        # Index arrays for the State's derived fields in the probe's sensordata
-        sc, sl = self.schema, self._probe
+    def _index_sensors(self) -> None:
+        """Index arrays into sensordata: the State's fields (probe) and the env's view (same layout in
+        the dynamics model and the probe, extras read from whichever model provides the view)."""
+        m, sc, sl = self.model, self.schema, self._probe
         nb = len(sc.body_ids)
 
         def cat(prefix: str, count: int) -> np.ndarray:
@@ -218,170 +423,70 @@ class BatchSim:
 
         self._pidx = {key: cat(key, nb) for key in ("pos", "quat", "up", "linvel", "angvel")}
         self._pidx["site"] = cat("site", len(sc.site_ids))
-        d = self._dyn
-        self._contact_idx = np.array([[d[f"contact{b}"].start + i for i in range(9)]
-                                      for b in range(1, m.nbody)], dtype=np.int64)  # (nbody-1, 9)
-        self._stale_xpos_idx = np.array([[d[f"stale_xpos{b}"].start + i for i in range(3)]
-                                         for b in range(1, m.nbody)], dtype=np.int64)
-        self._schema_body_rows = np.asarray(sc.body_ids, dtype=np.int64) - 1
+        self._schema_bodies = np.asarray(sc.body_ids, dtype=np.int64)
+        if not self._rk4:
+            assert all(self._dyn[k] == v for k, v in sl.items() if k in self._dyn)
+
+        def rows(prefix: str, dim: int, ids) -> np.ndarray:
+            return np.array([[sl[f"{prefix}{i}"].start + k for k in range(dim)] for i in ids],
+                            dtype=np.int64).reshape(len(ids), dim)
+
+        bodies = range(1, m.nbody)
+        robot_root = int(m.body_rootid[int(sc.robot_root)])
+        roots = [int(m.body_rootid[b]) for b in bodies]
+        reads = self.rules.reads
+        idx: dict[str, np.ndarray] = {"contact": rows("contact", 9, bodies), "xpos": rows("stale_xpos", 3, bodies)}
+        # the subtree com of each body's root, (B, 3), or (1, 3) when one root serves all (or, without
+        # the extra sensors, for the State's contact forces, which use the force part only)
+        if all(r == robot_root for r in roots) or not reads & {"cfrc_ext", "cinert", "cvel"}:
+            idx["root_com"] = rows("stale_rootcom", 3, [""])
+        else:
+            idx["root_com"] = np.concatenate([rows("stale_rootcom", 3, [""]) if r == robot_root
+                                              else rows("gym_rootcom", 3, [r]) for r in roots])
+        if "site_xpos" in reads:
+            idx["site"] = rows("gym_site_xpos", 3, range(m.nsite))
+        if reads & {"xipos", "cinert"}:
+            idx["xipos"] = rows("gym_xipos", 3, bodies)
+        if "cinert" in reads:
+            idx["ximat"] = np.stack([rows(f"gym_ximat{b}", 3, ["x", "y", "z"]) for b in bodies])
+        if "cvel" in reads:
+            idx["linvel"], idx["angvel"] = rows("gym_linvel", 3, bodies), rows("gym_angvel", 3, bodies)
+        if "qfrc_actuator" in reads:
+            js = self._joints(limited=False)
+            idx["actfrc"] = rows("gym_actfrc", 1, js)[:, 0]
+            idx["actfrc_dof"] = np.array([m.jnt_dofadr[j] for j in js], dtype=np.int64)
+        if "qfrc_constraint" in reads:
+            js = self._joints(limited=True)
+            idx["limfrc"] = rows("gym_limfrc", 1, js)[:, 0]
+            idx["limfrc_dof"] = np.array([m.jnt_dofadr[j] for j in js], dtype=np.int64)
+            idx["limfrc_qadr"] = np.array([m.jnt_qposadr[j] for j in js], dtype=np.int64)
+            idx["limfrc_range"] = np.array([m.jnt_range[j] for j in js], dtype=np.float64).reshape(len(js), 2)
+        self._gym_idx = idx
 
     # ------------------------------------------------------------------------------------------
-    def _cfrc_ext(self, sens: np.ndarray) -> np.ndarray:
-        """gym's ``data.cfrc_ext[1:]`` (N, nbody-1, 6) from gym-view sensordata (cached per array)."""
-        cached = getattr(self, "_cfrc_cache", None)
-        if cached is not None and cached[0] is sens:
-            return cached[1]
-        out = self._cfrc_ext_compute(sens)
-        self._cfrc_cache = (sens, out)
-        return out
-
-    def _cfrc_ext_compute(self, sens: np.ndarray) -> np.ndarray:
-        c = sens[:, self._contact_idx]  # (N, B, 9): force, torque, pos (world frame, on body)
-        f = -c[..., 0:3]
-        t = -c[..., 3:6]
-        ref = sens[:, self._dyn["stale_rootcom"]][:, None, :]
-        torque = np.cross(c[..., 6:9] - ref, f) + t
-        return np.concatenate([torque, f], axis=-1)
-
-    def _probe_run(self, state: np.ndarray, out_sens: np.ndarray) -> None:
+    def _probe_run(self, state: np.ndarray, out_sens: np.ndarray, ctrl: np.ndarray) -> None:
         k = state.shape[0]
         self._pool.rollout([self._probe_model] * k, self._datas_probe, 1, _CTRL, state, None,
-                           self._probe_ctrl[:k], self._probe_state[:k], out_sens, None)
-
-    def _obs(self, qpos: np.ndarray, qvel: np.ndarray, stale: np.ndarray | None,
-             probe: np.ndarray | None) -> np.ndarray:
-        """gym ``_get_obs`` for a batch. ``stale`` is dynamics sensordata after a step, ``probe``
-        probe sensordata (used right after a reset, where gym's derived data is current)."""
-        k = self.kind
-        if k == "InvertedPendulumEnv":
-            return np.concatenate([qpos, qvel], axis=1)
-        if k == "ReacherEnv":
-            if stale is not None:
-                xp = stale[:, self._stale_xpos_idx]  # (N, nbody-1, 3)
-                vec = xp[:, self._fingertip - 1] - xp[:, self._target - 1]
-            else:
-                pos = probe[:, self._pidx["pos"]].reshape(len(qpos), -1, 3)
-                rows = {b: j for j, b in enumerate(self.schema.body_ids)}
-                vec = pos[:, rows[self._fingertip]] - pos[:, rows[self._target]]
-            th = qpos[:, :2]
-            return np.concatenate([np.cos(th), np.sin(th), qpos[:, 2:], qvel[:, :2], vec[:, :2]], axis=1)
-        if k in PLANAR_WALKERS:
-            return np.concatenate([qpos[:, self._excl:], np.clip(qvel, -10, 10)], axis=1)
-        if k == "AntEnv":
-            parts = [qpos[:, self._excl:], qvel]
-            if self._cfrc_in_obs:
-                if stale is not None:
-                    cf = np.clip(self._cfrc_ext(stale), *self.u._contact_force_range)
-                else:  # after reset gym's cfrc_ext is all zeros (mj_resetData + mj_forward)
-                    cf = np.zeros((len(qpos), self.model.nbody - 1, 6))
-                parts.append(cf.reshape(len(qpos), -1))
-            return np.concatenate(parts, axis=1)
-        return np.concatenate([qpos[:, self._excl:], qvel], axis=1)
-
-    def _terminated(self, qpos: np.ndarray, qvel: np.ndarray, obs: np.ndarray) -> np.ndarray:
-        k, u = self.kind, self.u
-        if k == "InvertedPendulumEnv":
-            return ~np.isfinite(obs).all(axis=1) | (np.abs(obs[:, 1]) > 0.2)
-        if k in PLANAR_WALKERS:
-            if not u._terminate_when_unhealthy:
-                return np.zeros(len(qpos), dtype=bool)
-            return ~self._walker_healthy(qpos, qvel)
-        if k == "AntEnv":
-            if not u._terminate_when_unhealthy:
-                return np.zeros(len(qpos), dtype=bool)
-            zlo, zhi = u._healthy_z_range
-            finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
-            return ~(finite & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi))
-        return np.zeros(len(qpos), dtype=bool)
-
-    def _env_reward(self, qpos0_before, xy_before, action, qpos, qvel, stale, terminated) -> np.ndarray:
-        """The gymnasium env's own reward for this step (``action`` as the unwrapped env saw it)."""
-        k, u = self.kind, self.u
-        if k == "InvertedPendulumEnv":
-            return (~terminated).astype(np.float64)
-        if k == "ReacherEnv":
-            xp = stale[:, self._stale_xpos_idx]
-            vec = xp[:, self._fingertip - 1] - xp[:, self._target - 1]
-            return (-np.linalg.norm(vec, axis=1) * u._reward_dist_weight
-                    - np.square(action).sum(axis=1) * u._reward_control_weight)
-        if k == "HalfCheetahEnv":
-            xv = (qpos[:, 0] - qpos0_before) / self.dt
-            return u._forward_reward_weight * xv - u._ctrl_cost_weight * np.square(action).sum(axis=1)
-        if k in PLANAR_WALKERS:
-            xv = (qpos[:, 0] - qpos0_before) / self.dt
-            healthy = self._walker_healthy(qpos, qvel)
-            return (u._forward_reward_weight * xv + healthy * u._healthy_reward
-                    - u._ctrl_cost_weight * np.square(action).sum(axis=1))
-        if k == "AntEnv":
-            xy = stale[:, self._stale_xpos_idx[self._main_body - 1]][:, :2]
-            xv = (xy[:, 0] - xy_before[:, 0]) / self.dt
-            zlo, zhi = u._healthy_z_range
-            finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
-            healthy = finite & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi)
-            cf = np.clip(self._cfrc_ext(stale), *u._contact_force_range)
-            contact = u._contact_cost_weight * np.square(cf).sum(axis=(1, 2))
-            return (xv * u._forward_reward_weight + healthy * u._healthy_reward
-                    - u._ctrl_cost_weight * np.square(action).sum(axis=1) - contact)
-        return np.zeros(len(qpos))
-
-    def _walker_healthy(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-        """gym's ``is_healthy`` of Hopper and Walker2d: torso height (qpos[1]) and angle (qpos[2]) in
-        their ranges, and for Hopper every other state entry in ``healthy_state_range`` too."""
-        u = self.u
-        z, angle = qpos[:, 1], qpos[:, 2]
-        zlo, zhi = u._healthy_z_range
-        alo, ahi = u._healthy_angle_range
-        healthy = (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi)
-        if self.kind == "HopperEnv":
-            state = np.concatenate([qpos, qvel], axis=1)[:, 2:]
-            lo, hi = u._healthy_state_range
-            healthy &= np.all((lo < state) & (state < hi), axis=1)
-        return healthy
-
-    def _sample_reset(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """One world's reset_model() draw, consuming its generator exactly like gymnasium."""
-        rng, k, u = self._rngs[i], self.kind, self.u
-        nq, nv = self.nq, self.nv
-        if k == "ReacherEnv":
-            qpos = rng.uniform(low=-0.1, high=0.1, size=nq) + self.init_qpos
-            while True:
-                goal = rng.uniform(low=-0.2, high=0.2, size=2)
-                if np.linalg.norm(goal) < 0.2:
-                    break
-            qpos[-2:] = goal
-            self.goal[i] = goal
-            qvel = self.init_qvel + rng.uniform(low=-0.005, high=0.005, size=nv)
-            qvel[-2:] = 0
-            return qpos, qvel
-        if k == "MjcfEnv":
-            c = u._reset_noise
-            return (self.init_qpos + rng.uniform(-c, c, size=nq), self.init_qvel + rng.uniform(-c, c, size=nv))
-        c = u._reset_noise_scale
-        qpos = self.init_qpos + rng.uniform(low=-c, high=c, size=nq)
-        if k in ("HalfCheetahEnv", "AntEnv"):
-            qvel = self.init_qvel + c * rng.standard_normal(nv)
-        else:
-            qvel = self.init_qvel + rng.uniform(low=-c, high=c, size=nv)
-        return qpos, qvel
+                           ctrl[:k], self._probe_state[:k], out_sens, None)
 
     def _reset_worlds(self, idx: np.ndarray) -> np.ndarray:
         """Reset worlds ``idx``; return their fresh observations."""
         rows = np.empty((len(idx), self.nstate))
         rows[:] = self._initial_row
         for j, i in enumerate(idx):
-            qpos, qvel = self._sample_reset(int(i))
-            rows[j, self._qpos_adr] = qpos
-            rows[j, self._qvel_adr] = qvel
+            qpos, qvel = self.rules.reset(xnp, _WorldDraw(self._rngs[int(i)]), self.init_qpos, self.init_qvel)
+            rows[j, self._qpos_adr] = qpos[0]
+            rows[j, self._qvel_adr] = qvel[0]
         self._state[idx] = rows
         self.episode_step[idx] = 0
         probe = np.empty((len(idx), 1, self._probe_model.nsensordata))
-        self._probe_run(rows, probe)
+        self._probe_run(rows, probe, self._probe_ctrl_reset)
         probe = probe[:, 0]
-        if self.kind == "AntEnv":  # "xy before" of the first step is current after set_state
-            pos = probe[:, self._pidx["pos"]].reshape(len(idx), -1, 3)
-            row = list(self.schema.body_ids).index(self._main_body)
-            self._xy_before[idx] = pos[:, row, :2]
-        return self._obs(rows[:, self._qpos_adr], rows[:, self._qvel_adr], None, probe)
+        view = _SensorView(self, rows[:, self._qpos_adr], rows[:, self._qvel_adr], probe, probe, after_reset=True)
+        progress = self.rules.progress(xnp, view)
+        if progress is not None:  # "before" of the first step is what the env reads after set_state
+            self._xy_before[idx] = progress
+        return self.rules.observation(xnp, view)
 
     # ------------------------------------------------------------------------------------------
     # public API
@@ -398,9 +503,7 @@ class BatchSim:
 
     #: per-world arrays a snapshot holds (with each world's reset generator): everything ``step``
     #: reads that a previous step wrote
-    _SNAPSHOT_FIELDS = ("_state", "episode_step", "goal", "_stale", "_last_action", "_last_ctrl", "_xy_before",
-                        "obs")
-
+    _SNAPSHOT_FIELDS = ("_state", "episode_step", "_stale", "_last_action", "_last_ctrl", "_xy_before", "obs")
     def snapshot(self) -> tuple[dict, dict[str, np.ndarray]]:
         """Every world as it is now, to continue later with ``restore`` exactly where it stopped
         (mid-episode): ``(header, arrays)``, JSON-able and plain arrays (a trainer's resume state)."""
@@ -462,22 +565,28 @@ class BatchSim:
         self._last_action[:] = action
         self._last_ctrl[:] = ctrl
         self._ctrl[:] = np.asarray(ctrl, dtype=np.float64)[:, None, :]
-        qpos0_before = self._state[:, 1].copy()
+        qpos_before = self._state[:, self._qpos_adr].copy()
         self._pool.rollout([self._dyn_model] * self.n, self._datas_dyn, self.frame_skip, _CTRL,
                            self._state, None, self._ctrl, self._out_state, self._out_sens, None)
         self._state[:] = self._out_state[:, -1]
-        self._probe_run(self._state, self._probe_sens)
+        if self._probe_ctrl_of_step:
+            self._probe_ctrl[:] = self._ctrl[:, -1:]
+        self._probe_run(self._state, self._probe_sens, self._probe_ctrl)
         stale = self._probe_sens[:, 0] if self._rk4 else self._out_sens[:, -1]
         self._stale = stale
         qpos, qvel = self.qpos, self.qvel
-        obs = self._obs(qpos, qvel, stale, None)
-        terminated = self._terminated(qpos, qvel, obs)
-        reward = self._env_reward(qpos0_before, self._xy_before, ctrl, qpos, qvel, stale, terminated)
-        if self.kind == "AntEnv":
-            self._xy_before = stale[:, self._stale_xpos_idx[self._main_body - 1]][:, :2].copy()
+        view = _SensorView(self, qpos, qvel, stale, self._probe_sens[:, 0], qpos_before=qpos_before, action=ctrl,
+                           ctrl=self._ctrl[:, -1])
+        rules = self.rules
+        obs = rules.observation(xnp, view)
+        terminated = rules.terminated(xnp, view)
+        reward = rules.reward(xnp, view, self._xy_before, terminated)
+        progress = rules.progress(xnp, view)
+        if progress is not None:
+            self._xy_before = np.array(progress)
         self.episode_step += 1
         truncated = (self.episode_step >= self.episode_length) & ~terminated
-        self._build_state_arrays(qpos, qvel, self._probe_sens[:, 0], stale)
+        self._build_state_arrays(qpos, qvel, self._probe_sens[:, 0], view)
         final_obs = obs
         done = terminated | truncated
         next_obs = obs.copy()
@@ -489,7 +598,7 @@ class BatchSim:
 
     # ------------------------------------------------------------------------------------------
     # the reward's State
-    def _build_state_arrays(self, qpos, qvel, probe, stale) -> None:
+    def _build_state_arrays(self, qpos, qvel, probe, view: _SensorView) -> None:
         n, sc = self.n, self.schema
         f32 = np.float32
         nb = len(sc.body_ids)
@@ -497,7 +606,7 @@ class BatchSim:
         def grab(key: str, dim: int) -> np.ndarray:
             return probe[:, self._pidx[key]].reshape(n, -1, dim).astype(f32)
 
-        cf = self._cfrc_ext(stale)[:, self._schema_body_rows, 3:]
+        cf = view.contact_force[:, self._schema_bodies - 1]
         self._state_arrays = {
             "qpos": qpos.astype(f32), "qvel": qvel.astype(f32),
             "action": self._last_action.copy(), "ctrl": self._last_ctrl.astype(f32),

@@ -18,15 +18,19 @@ Semantics, mirroring ``BatchSim`` (see its docstring):
 * observations and the env reward read what gymnasium reads after ``mj_step``: for single-stage
   integrators (Euler, implicit) body positions and ``cfrc_ext`` of the last substep's start (MuJoCo
   Warp's ``step`` leaves them there, like MuJoCo's ``mj_step``); for RK4, those of the new state;
+* what the env's rules (``rewardgen.sim.rules``, shared with BatchSim) read is MuJoCo Warp's own
+  arrays as the physics left them (``xpos``, ``xipos``, ``cinert``, ``cvel``, ``site_xpos``,
+  ``qfrc_actuator``, ``qfrc_constraint``, ``cfrc_ext``), copied before the refresh below;
 * the reward's State describes the new state: ``kinematics``, ``com_pos``, ``com_vel`` and
   ``subtree_vel`` are recomputed after the step (``refresh_derived``); body linear velocity is
   ``cvel``'s linear part moved from the root's subtree com to the body origin
   (``v = lin + ang x (xpos - subtree_com[root])``), body_up is ``xmat``'s third column,
   contact_force is ``|cfrc_ext[body, 3:]|`` as the step produced it;
-* a finished world is reset with ``mujoco_warp.reset_data`` (masked) and its qpos/qvel drawn from the
-  task's reset distribution. The draws come from one torch generator on the device (seeded by
-  ``seed``), not from per-world numpy generators, so WarpSim and BatchSim with the same seed start
-  from different (identically distributed) states. ``set_world_state`` puts a world in a given state.
+* a finished world is reset with ``mujoco_warp.reset_data`` (masked) and its qpos/qvel drawn by the
+  env's rules. The draws come from one torch generator on the device (seeded by ``seed``; rejection
+  sampling redraws a fixed ``REJECTION_ROUNDS`` times), not from per-world numpy generators, so
+  WarpSim and BatchSim with the same seed start from different (identically distributed) states.
+  ``set_world_state`` puts a world in a given state.
 
 Precision: MuJoCo Warp computes in float32 (BatchSim in float64), so trajectories agree to float32
 rounding for a few steps and then drift apart like any chaotic system; statistics agree.
@@ -39,7 +43,6 @@ minute, which makes the CPU device useful for tests only.
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import warnings
@@ -49,11 +52,18 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
+from array_api_compat import torch as xt
 
-from rewardgen.sim.cpu import BatchSim
-from rewardgen.sim.gym_rules import FAITHFUL_ENVS, PLANAR_WALKERS, StepResult, init_from_env, observation_rules
 from rewardgen.contract.state import State
+from rewardgen.sim import StepResult
+from rewardgen.sim.cpu import BatchSim
+from rewardgen.sim.rules import init_from_env
 from rewardgen.tasks.spec import Task
+
+#: redraws of every world's sample in ``_DeviceDraw.until`` (no host round trip to ask whether all
+#: were accepted): with an acceptance rate of 0.6 or more a world is left unaccepted with probability
+#: below 1e-12
+REJECTION_ROUNDS = 32
 
 
 class WarpUnavailable(RuntimeError):
@@ -122,6 +132,42 @@ def _resolve_device(wp: Any, device: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------
+class _TensorView:
+    """``rules.base.GymView`` of every world, from MuJoCo Warp's arrays (``gym``: copies of what the
+    env reads after its step; ``xpos_now``: positions after the refresh)."""
+
+    def __init__(self, n: int, qpos: torch.Tensor, qvel: torch.Tensor, gym: dict[str, torch.Tensor],
+                 xpos_now: torch.Tensor, cfrc_ext: torch.Tensor, *, qpos_before: torch.Tensor | None = None,
+                 action: torch.Tensor | None = None, ctrl: torch.Tensor | None = None, after_reset: bool = False):
+        self.n, self.qpos, self.qvel, self.qpos_before = n, qpos, qvel, qpos_before
+        self.action, self.ctrl, self.after_reset = action, ctrl, after_reset
+        self.xpos_now, self.cfrc_ext = xpos_now, cfrc_ext
+        for name, value in gym.items():
+            setattr(self, name, value)
+
+
+class _DeviceDraw:
+    """``rules.base.Draw`` for every world at once from one torch generator on the device."""
+
+    def __init__(self, n: int, gen: torch.Generator, device: torch.device):
+        self.n, self.gen, self.device = n, gen, device
+
+    def uniform(self, low: float, high: float, size: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand((self.n, size), generator=self.gen, device=self.device)
+
+    def normal(self, size: int) -> torch.Tensor:
+        return torch.randn((self.n, size), generator=self.gen, device=self.device)
+
+    def rows(self, vector: torch.Tensor) -> torch.Tensor:
+        return vector[None, :].repeat(self.n, 1)
+
+    def until(self, sample, accept) -> torch.Tensor:
+        x = sample()
+        for _ in range(REJECTION_ROUNDS):
+            x = torch.where(accept(x)[:, None], x, sample())
+        return x
+
+
 class WarpSim:
     """N worlds of ``task`` on MuJoCo Warp; ``BatchSim``'s API, gymnasium semantics per world, auto-reset.
 
@@ -151,10 +197,8 @@ class WarpSim:
         if self.n <= 0:
             raise ValueError("num_worlds must be positive")
 
-        init_from_env(self, task)
+        init_from_env(self, task)  # ValueError for an env no rules reproduce
         u = self.u
-        if self.kind not in FAITHFUL_ENVS:
-            raise ValueError(f"WarpSim does not know the rules of {self.kind}")
         m = self.model
         self._rk4 = m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
 
@@ -168,7 +212,11 @@ class WarpSim:
         self._mjm = mjm
 
         with wp.ScopedDevice(self.wp_device):
-            self._m = mjw.put_model(mjm)
+            try:
+                self._m = mjw.put_model(mjm)
+            except NotImplementedError as exc:  # e.g. the humanoids' PGS solver
+                self._env.close()
+                raise WarpUnavailable(f"MuJoCo Warp cannot run the model of {task.id}: {exc} (use --sim cpu)") from None
             self._d = mjw.make_data(mjm, nworld=self.n, nconmax=nconmax, njmax=njmax)
         self._stream = None
         if self.wp_device.is_cuda:  # warp and torch on one stream: ordered, no synchronisation
@@ -183,6 +231,13 @@ class WarpSim:
             "qpos", "qvel", "ctrl", "xpos", "xquat", "xmat", "cvel", "subtree_com", "subtree_linvel",
             "cfrc_ext", "time")}
         self._v["site_xpos"] = tt(d.site_xpos) if m.nsite else None
+        for name in ("xipos", "cinert", "qfrc_actuator", "qfrc_constraint"):
+            self._v[name] = tt(getattr(d, name))
+        # what gym reads after its step, copied before the refresh moves it to the new state
+        self._gym_reads = sorted(self.rules.reads & {"xpos", "xipos", "cinert", "cvel", "site_xpos", "qfrc_actuator",
+                                                     "qfrc_constraint"})
+        # a reset's view needs actuator or constraint forces: a full forward pass instead of the refresh
+        self._reset_forward = bool(self.rules.reads & {"qfrc_actuator", "qfrc_constraint"})
         self._reset_mask = torch.zeros(self.n, dtype=torch.bool, device=self.device)
         self._reset_mask_wp = wp.from_torch(self._reset_mask, dtype=wp.bool)
 
@@ -202,7 +257,6 @@ class WarpSim:
         self._qadr = idx(sc.joint_qpos_adr)
         self._dadr = idx(sc.joint_dof_adr)
         self._root = int(sc.robot_root)
-        observation_rules(self)
 
         self.episode_step = torch.zeros(self.n, dtype=torch.int64, device=dev)
         self._last_action = torch.zeros((self.n, self.act_dim), dtype=f32, device=dev)
@@ -210,113 +264,6 @@ class WarpSim:
         self._xy_before = torch.zeros((self.n, 2), dtype=f32, device=dev)
         self._state_tensors: dict[str, torch.Tensor] | None = None
         self.obs: Any = None
-
-    # ------------------------------------------------------------------------------------------
-    # per-env rules: the same as BatchSim's (gymnasium/envs/mujoco/*_v5.py, set by observation_rules), in torch
-    def _obs(self, qpos: torch.Tensor, qvel: torch.Tensor, xpos: torch.Tensor,
-             cfrc: torch.Tensor | None) -> torch.Tensor:
-        """gym ``_get_obs`` for a batch; ``xpos``/``cfrc`` as gym sees them (None cfrc: right after reset)."""
-        k = self.kind
-        if k == "InvertedPendulumEnv":
-            return torch.cat([qpos, qvel], dim=1)
-        if k == "ReacherEnv":
-            vec = xpos[:, self._fingertip] - xpos[:, self._target]
-            th = qpos[:, :2]
-            return torch.cat([th.cos(), th.sin(), qpos[:, 2:], qvel[:, :2], vec[:, :2]], dim=1)
-        if k in PLANAR_WALKERS:
-            return torch.cat([qpos[:, self._excl:], qvel.clamp(-10, 10)], dim=1)
-        if k == "AntEnv":
-            parts = [qpos[:, self._excl:], qvel]
-            if self._cfrc_in_obs:
-                if cfrc is None:  # after reset gym's cfrc_ext is all zeros (mj_resetData + mj_forward)
-                    parts.append(torch.zeros((len(qpos), (self.model.nbody - 1) * 6), device=qpos.device))
-                else:
-                    lo, hi = self.u._contact_force_range
-                    parts.append(cfrc[:, 1:].clamp(lo, hi).reshape(len(qpos), -1))
-            return torch.cat(parts, dim=1)
-        return torch.cat([qpos[:, self._excl:], qvel], dim=1)
-
-    def _walker_healthy(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
-        """gym's ``is_healthy`` of Hopper and Walker2d (``BatchSim._walker_healthy``)."""
-        u = self.u
-        z, angle = qpos[:, 1], qpos[:, 2]
-        zlo, zhi = u._healthy_z_range
-        alo, ahi = u._healthy_angle_range
-        healthy = (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi)
-        if self.kind == "HopperEnv":
-            state = torch.cat([qpos, qvel], dim=1)[:, 2:]
-            lo, hi = u._healthy_state_range
-            healthy = healthy & ((lo < state) & (state < hi)).all(dim=1)
-        return healthy
-
-    def _finite(self, qpos: torch.Tensor, qvel: torch.Tensor) -> torch.Tensor:
-        return torch.isfinite(qpos).all(dim=1) & torch.isfinite(qvel).all(dim=1)
-
-    def _terminated(self, qpos, qvel, obs, xpos_new) -> torch.Tensor:
-        k, u = self.kind, self.u
-        if k == "InvertedPendulumEnv":
-            return ~torch.isfinite(obs).all(dim=1) | (obs[:, 1].abs() > 0.2)
-        if k in PLANAR_WALKERS and u._terminate_when_unhealthy:
-            return ~self._walker_healthy(qpos, qvel)
-        if k == "AntEnv" and u._terminate_when_unhealthy:
-            zlo, zhi = u._healthy_z_range
-            return ~(self._finite(qpos, qvel) & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi))
-        if k == "MjcfEnv" and u._terminate_when_unhealthy:  # MjcfEnv.is_healthy: height after the step
-            lo, hi = u._healthy_z_range
-            z = xpos_new[:, u._healthy_body, 2]
-            return ~(self._finite(qpos, qvel) & (lo <= z) & (z <= hi))
-        return torch.zeros(len(qpos), dtype=torch.bool, device=qpos.device)
-
-    def _env_reward(self, qpos0_before, ctrl, qpos, qvel, xpos, cfrc, terminated) -> torch.Tensor:
-        """The gymnasium env's own reward for this step (``ctrl``: the action the unwrapped env saw)."""
-        k, u = self.kind, self.u
-        ctrl_sq = ctrl.square().sum(dim=1)
-        if k == "InvertedPendulumEnv":
-            return (~terminated).float()
-        if k == "ReacherEnv":
-            vec = xpos[:, self._fingertip] - xpos[:, self._target]
-            return -vec.norm(dim=1) * u._reward_dist_weight - ctrl_sq * u._reward_control_weight
-        if k == "HalfCheetahEnv":
-            xv = (qpos[:, 0] - qpos0_before) / self.dt
-            return u._forward_reward_weight * xv - u._ctrl_cost_weight * ctrl_sq
-        if k in PLANAR_WALKERS:
-            xv = (qpos[:, 0] - qpos0_before) / self.dt
-            healthy = self._walker_healthy(qpos, qvel).float()
-            return u._forward_reward_weight * xv + healthy * u._healthy_reward - u._ctrl_cost_weight * ctrl_sq
-        if k == "AntEnv":
-            xv = (xpos[:, self._main_body, 0] - self._xy_before[:, 0]) / self.dt
-            zlo, zhi = u._healthy_z_range
-            healthy = (self._finite(qpos, qvel) & (zlo <= qpos[:, 2]) & (qpos[:, 2] <= zhi)).float()
-            lo, hi = u._contact_force_range
-            contact = u._contact_cost_weight * cfrc[:, 1:].clamp(lo, hi).square().sum(dim=(1, 2))
-            return (xv * u._forward_reward_weight + healthy * u._healthy_reward
-                    - u._ctrl_cost_weight * ctrl_sq - contact)
-        return torch.zeros(len(qpos), device=qpos.device)
-
-    def _sample_reset(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reset_model() draw for every world (used where a world resets): the task's noise."""
-        n, nq, nv, g, k, u = self.n, self.nq, self.nv, self._gen, self.kind, self.u
-        dev = self.device
-
-        def uniform(c: float, size: int) -> torch.Tensor:
-            return (torch.rand((n, size), generator=g, device=dev) * 2.0 - 1.0) * c
-
-        if k == "ReacherEnv":
-            qpos = self._init_qpos + uniform(0.1, nq)
-            # gym rejection-samples goal ~ U([-0.2, 0.2]^2) until |goal| < 0.2: uniform on the disc
-            r = 0.2 * torch.rand(n, generator=g, device=dev).sqrt()
-            a = 2.0 * math.pi * torch.rand(n, generator=g, device=dev)
-            qpos[:, -2:] = torch.stack([r * a.cos(), r * a.sin()], dim=1)
-            qvel = self._init_qvel + uniform(0.005, nv)
-            qvel[:, -2:] = 0.0
-            return qpos, qvel
-        c = float(u._reset_noise if k == "MjcfEnv" else u._reset_noise_scale)
-        qpos = self._init_qpos + uniform(c, nq)
-        if k in ("HalfCheetahEnv", "AntEnv"):
-            qvel = self._init_qvel + c * torch.randn((n, nv), generator=g, device=dev)
-        else:
-            qvel = self._init_qvel + uniform(c, nv)
-        return qpos, qvel
 
     # ------------------------------------------------------------------------------------------
     # Warp work, captured in CUDA graphs where possible
@@ -337,6 +284,9 @@ class WarpSim:
         mjw.com_pos(m, d)
         mjw.com_vel(m, d)
         mjw.subtree_vel(m, d)
+
+    def _forward(self) -> None:
+        self._mjw.forward(self._m, self._d)
 
     def _reset_data(self) -> None:
         self._mjw.reset_data(self._m, self._d, reset=self._reset_mask_wp)
@@ -382,16 +332,23 @@ class WarpSim:
         v = self._v
         self._reset_mask.copy_(done)
         self._run("reset", self._reset_data)
-        qpos, qvel = self._sample_reset()
+        draw = _DeviceDraw(self.n, self._gen, self.device)
+        qpos, qvel = self.rules.reset(xt, draw, self._init_qpos, self._init_qvel)
         mask = done[:, None]
         v["qpos"].copy_(torch.where(mask, qpos, v["qpos"]))
         v["qvel"].copy_(torch.where(mask, qvel, v["qvel"]))
         self.episode_step.masked_fill_(done, 0)
-        self._run("refresh", self._refresh)  # positions after set_state (gym's mj_forward)
-        xpos = v["xpos"]
-        obs = self._obs(v["qpos"], v["qvel"], xpos, None)
-        if self.kind == "AntEnv":  # "xy before" of the first step is current after set_state
-            self._xy_before.copy_(torch.where(mask, xpos[:, self._main_body, :2], self._xy_before))
+        # derived quantities after set_state (gym's mj_forward)
+        if self._reset_forward:
+            self._run("reset_forward", self._forward)
+        else:
+            self._run("refresh", self._refresh)
+        view = _TensorView(self.n, v["qpos"], v["qvel"], {q: v[q] for q in self._gym_reads}, v["xpos"],
+                           torch.zeros_like(v["cfrc_ext"]), after_reset=True)
+        obs = self.rules.observation(xt, view)
+        progress = self.rules.progress(xt, view)
+        if progress is not None:  # "before" of the first step is what the env reads after set_state
+            self._xy_before.copy_(torch.where(mask, progress.to(self._xy_before.dtype), self._xy_before))
         return obs
 
     def reset(self) -> Any:
@@ -424,18 +381,21 @@ class WarpSim:
         self._last_action.copy_(a)
         self._last_ctrl.copy_(ctrl)
         v["ctrl"].copy_(ctrl)
-        qpos0_before = v["qpos"][:, 0].clone()
+        qpos_before = v["qpos"].clone()
         self._run("physics", self._physics)
         # what gym reads after mj_step, before the refresh moves the derived data to the new state
-        xpos_gym = v["xpos"].clone()
+        gym = {q: v[q].clone() for q in self._gym_reads}
         cfrc = v["cfrc_ext"].clone()
         self._run("refresh", self._refresh)
         qpos, qvel = v["qpos"].clone(), v["qvel"].clone()
-        obs = self._obs(qpos, qvel, xpos_gym, cfrc)
-        terminated = self._terminated(qpos, qvel, obs, v["xpos"])
-        reward = self._env_reward(qpos0_before, ctrl, qpos, qvel, xpos_gym, cfrc, terminated)
-        if self.kind == "AntEnv":
-            self._xy_before.copy_(xpos_gym[:, self._main_body, :2])
+        view = _TensorView(self.n, qpos, qvel, gym, v["xpos"], cfrc, qpos_before=qpos_before, action=ctrl, ctrl=ctrl)
+        rules = self.rules
+        obs = rules.observation(xt, view)
+        terminated = rules.terminated(xt, view)
+        reward = rules.reward(xt, view, self._xy_before, terminated)
+        progress = rules.progress(xt, view)
+        if progress is not None:
+            self._xy_before.copy_(progress)
         self.episode_step += 1
         truncated = (self.episode_step >= self.episode_length) & ~terminated
         self._build_state(qpos, qvel, cfrc)
