@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,10 @@ def cmd_evolve(args) -> int:
 
     task = None
     if args.replay:
-        config, task = replay_config(Path(args.replay))
+        from rewardgen.run.config import UserReach
+
+        config, task = replay_config(Path(args.replay), UserReach(base_url=args.base_url, prompts=args.prompts,
+                                                                  ray_address=args.ray_address))
     elif args.env:
         if args.task:
             raise UsageError("give either --task or --env, not both", prog="rewardgen evolve")
@@ -117,8 +121,8 @@ def _run_or_stop(args, fn, run_dir: Path) -> int:
             run = RunStore(run_dir).read_run()
             emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
                         "error": str(exc)})
-        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: rewardgen resume {run_dir})",
-                   markup=False),
+        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: rewardgen resume "
+                   f"{shlex.quote(str(run_dir))})", markup=False),
               file=sys.stderr)
         return EXIT_FAILED
     return _report_run(args, summary)
@@ -142,16 +146,26 @@ def _report_run(args, summary: dict) -> int:
                           highlight=False)
             console.print(f"  reward: {term(path)}", soft_wrap=True)
         report = Path(summary["run_dir"]) / REPORT_FILE
-        if report.is_file():
+        if RunStore(Path(summary["run_dir"])).is_file(REPORT_FILE):
             console.print(f"  report: {term(report)}", soft_wrap=True)
     from rewardgen.run.evolve import failure_summary
 
     cause = failure_summary(summary.get("generations") or [])
     if cause:  # nothing usable came out of the run: say why in one line, exit non-zero
-        print(term(f"rewardgen: {cause} (details: rewardgen report {summary['run_dir']})", markup=False),
+        print(term(f"rewardgen: {cause} (details: rewardgen report {shlex.quote(str(summary['run_dir']))})",
+                   markup=False),
               file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def user_reach(args):
+    """Where the user points rewardgen (endpoint, model, templates, cluster), from their command line."""
+    from rewardgen.run.config import UserReach
+
+    return UserReach(base_url=getattr(args, "base_url", None), model=getattr(args, "model", None),
+                     prompts=getattr(args, "prompts", None), ray_address=getattr(args, "ray_address", None),
+                     use_run_endpoint=bool(getattr(args, "use_run_endpoint", False)))
 
 
 def cmd_resume(args) -> int:
@@ -161,10 +175,11 @@ def cmd_resume(args) -> int:
     run = RunStore.open(Path(args.run)).read_run()
     if run.get("status") == "finished" and not args.json:
         done = len(run.get("generations", []))
-        print(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To train "
-              "more generations, start the next one from the web UI (`rewardgen serve`) or run `rewardgen evolve "
-              "--replay` / a new `rewardgen evolve`.", file=sys.stderr)
-    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
+        print(term(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To "
+                   "train more generations, start the next one from the web UI (`rewardgen serve`) or run "
+                   "`rewardgen evolve --replay` / a new `rewardgen evolve`.", markup=False), file=sys.stderr)
+    reach = user_reach(args)
+    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress, reach), Path(args.run))
 
 
 def cmd_train(args) -> int:

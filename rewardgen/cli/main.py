@@ -8,6 +8,7 @@ With ``--json`` the last line of stdout is one JSON object and the progress disp
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 
 from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_train
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_dir = CURRENT_RUN.get("run_dir")
-        print("rewardgen: interrupted" + (f"; continue with `rewardgen resume {term(run_dir, markup=False)}`"
+        print("rewardgen: interrupted" + (f"; continue with `rewardgen resume {term(shlex.quote(run_dir), markup=False)}`"
                                           if run_dir else ""), file=sys.stderr)
         return 130
 

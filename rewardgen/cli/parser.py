@@ -126,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Continue a run from its run directory (after a crash, Ctrl-C or kill -9).")
     p.add_argument("run", help="the run directory, e.g. runs/20261123-120000-halfcheetah-run")
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+    reach = p.add_argument_group("where it may connect (a run directory never chooses this for you: docs/sandbox.md)")
+    reach.add_argument("--base-url", default=None,
+                       help="the OpenAI-compatible endpoint to continue an LLM run with (default: OPENAI_BASE_URL, "
+                            "else OpenAI's API); a run made with another endpoint is refused unless you pass this "
+                            "or --use-run-endpoint")
+    reach.add_argument("--use-run-endpoint", action="store_true",
+                       help="send requests (and OPENAI_API_KEY) to the endpoint the run recorded: only for runs you trust")
+    reach.add_argument("--model", default=None, help="LLM model name (default: the run's)")
+    reach.add_argument("--prompts", default=None, help="prompt templates to continue with (needed when the run was "
+                                                       "made with its own: templates are code)")
+    reach.add_argument("--ray-address", default=None, help="the Ray cluster to continue on (needed when the run "
+                                                           "named one)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("train", help="train one reward file and report its trusted fitness",

@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from rewardgen.store import METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, atomic_write_text, read_json
+from rewardgen.store import MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, atomic_write_text
 
 
 class ExportError(UserError):
@@ -57,8 +57,11 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     works on any env of the same model, but then the file is exported with ``ENV_ID = None``).
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ExportError(f"{run_dir} is not a run directory (no run.json)")
+    store = RunStore(run_dir)
     try:
-        run = read_json(run_dir / RUN_FILE)
+        run = store.read_json(RUN_FILE)
     except RunStoreError as exc:
         raise ExportError(str(exc)) from None
     if run is None:
@@ -67,14 +70,16 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     if not isinstance(task, dict):
         raise ExportError(f"{run_dir / 'run.json'} has no task")
     g, c = _select(run_dir, run, candidate)
-    cand_dir = RunStore(run_dir).cand_dir(g, c)
+    cand_dir = store.cand_dir(g, c)
     try:
-        source = (cand_dir / REWARD_FILE).read_text()
+        source = store.read_text(cand_dir / REWARD_FILE, MAX_SOURCE_BYTES)
+    except RunStoreError as exc:
+        raise ExportError(str(exc)) from None
     except (OSError, UnicodeDecodeError):
         raise ExportError(f"no reward for candidate {g}/{c} ({cand_dir / 'reward.py'} is missing)") from None
     metrics: dict = {}
     try:
-        metrics = read_json(cand_dir / METRICS_FILE) or {}
+        metrics = store.read_json(cand_dir / METRICS_FILE) or {}
     except RunStoreError:
         pass
     metrics = metrics if isinstance(metrics, dict) else {}
