@@ -174,19 +174,22 @@ def test_run_lock_and_web_job_log_links_write_nothing_outside(runs_dir: Path, ba
     assert not (tmp_path / "pwned").exists()
 
 
-def test_printed_commands_quote_the_run_path(runs_dir: Path, tmp_path: Path):
-    """A run folder whose name is a shell line: the commands rewardgen prints for the user to copy keep it
-    one argument."""
+def test_printed_commands_quote_the_run_path(tmp_path: Path):
+    """A runs folder whose name is a shell line: the command rewardgen prints for the user to copy (here
+    ``rewardgen resume RUN`` after the endpoint refused the key) keeps the path one shell word."""
     runs = tmp_path / "runs; touch pwned #"
-    res = cli("train", str(Path(__file__).parent / "debug_rewards" / "constant.py"), "--task",
-              "inverted-pendulum-balance", "--steps", "256", "--runs-dir", str(runs), timeout=300)
-    assert res.returncode in (0, 1), res.stderr
+    with ScriptedServer(lambda request, index: {"status": 401}) as server:
+        res = cli("evolve", "--task", "inverted-pendulum-balance", "--steps", "256", "--samples", "1", "--generations",
+                  "1", "--llm", "openai", "--base-url", server.base_url, "--no-video", "--runs-dir", str(runs),
+                  env={"OPENAI_API_KEY": KEY}, timeout=300)
+    assert res.returncode == 1, res.stderr
     run_dir = next(runs.iterdir())
-    # the suggestion in the failure line, or the "run directory" line, names the path as one shell word
-    for line in (res.stdout + res.stderr).splitlines():
-        if "rewardgen report" in line or "rewardgen resume" in line:
-            command = line[line.index("rewardgen "):].rstrip(")`")
-            assert shlex.split(command)[2] == str(run_dir), line
+    lines = [ln for ln in res.stderr.splitlines() if "rewardgen resume" in ln]
+    assert lines, res.stderr
+    for line in lines:
+        command = line[line.index("rewardgen resume"):].rstrip(")`")
+        assert shlex.split(command)[2] == str(run_dir), line
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_code_in_task_text_never_runs(runs_dir: Path, tmp_path: Path):

@@ -252,6 +252,8 @@ def cmd_bench(args) -> int:
     if args.what == "suite":
         return cmd_bench_suite(args)
     task_named(args.task)
+    if args.what == "export":
+        return cmd_bench_export(args)
     args.workers = args.workers or 1
     args.steps_given = args.steps is not None
     args.steps = args.steps or 300_000
@@ -339,6 +341,35 @@ def cmd_bench(args) -> int:
         emit_json(result)
     elif args.what not in ("schedule", "evolve"):
         console.print_json(json.dumps(result, default=str))
+    return 0
+
+
+def cmd_bench_export(args) -> int:
+    from rich.console import Console
+
+    from rewardgen.bench.export import bench_export
+
+    reward = read_reward(args.reward) if args.reward else None
+    steps, repeats = args.steps or 2000, args.repeats or 5
+    console = Console(stderr=args.json, highlight=False)
+    console.print(f"bench export on {term(args.task)}: the exported reward's forms against the raw env, "
+                  f"{steps} env-steps x {repeats} repeats, interleaved; load {loadavg()}")
+    result = bench_export(args.task, reward, steps=steps, repeats=repeats, envs=args.envs,
+                          say=lambda line: console.print(line))
+    result["load"] = loadavg()
+    if args.json:
+        emit_json(result)
+        return 0
+    cpu, wall = result["us_per_step_cpu"], result["us_per_step_wall"]
+    console.print(f"CPU time of this process per env step: raw env {cpu['raw']:.0f} us; plain RewardWrapper "
+                  f"{cpu['plain']:.0f} us ({result['plain_ratio']:.2f}x raw), of which the State {cpu['state']:.0f} us "
+                  f"(raw + State: {result['state_ratio']:.2f}x) and the reward's own calls {cpu['reward']:.0f} us")
+    console.print(f"  vectorised ({result['envs']} envs, per env-step): raw {cpu['vec_raw']:.0f} us, plain "
+                  f"{cpu['vec_plain']:.0f} us ({result['vec_plain_ratio']:.2f}x)")
+    console.print(f"wall time per env step: raw {wall['raw']:.0f} us, plain {wall['plain']:.0f} us "
+                  f"({result['plain_ratio_wall']:.2f}x), SandboxedRewardWrapper {wall['sandboxed']:.0f} us "
+                  f"({result['sandboxed_ratio_wall']:.2f}x); vectorised raw {wall['vec_raw']:.0f} us, sandboxed "
+                  f"{wall['vec_sandboxed']:.0f} us ({result['vec_sandboxed_ratio_wall']:.2f}x); load {result['load']}")
     return 0
 
 

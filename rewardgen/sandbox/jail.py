@@ -404,14 +404,19 @@ class Jail:
 
     def submit(self, state: State) -> None:
         """Hand ``state`` to the jail and return at once (one call at a time: ``collect`` next)."""
+        self.submit_shared(self.shared.write(state), state.qpos.device)
+
+    def submit_shared(self, n: int, device: torch.device | str = "cpu") -> None:
+        """Like ``submit`` for a State of ``n`` worlds already written into ``shared.inputs``."""
         if self.load_error is not None:
             raise self.load_error
         if self._pending is not None:
             raise RuntimeError("Jail.submit twice without collect")
-        n = self.shared.write(state)
+        if not 0 < n <= self.shared.capacity:
+            raise ValueError(f"a call on {n} worlds does not fit a jail made for {self.shared.capacity}")
         self._send(_OP_CALL, n)
         self._submitted = time.monotonic()
-        self._pending = (n, state.qpos.device)
+        self._pending = (n, torch.device(device))
 
     def collect(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The answer to the last ``submit``: ``(total, components)``, checked (JailError if it failed)."""

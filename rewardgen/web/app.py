@@ -193,7 +193,10 @@ def progress(store: RunStore, job: dict | None) -> dict:
     current = next((g for g in range(max(planned, len(done) + 1)) if g not in done), None)
     total = finished = 0
     if current is not None:
-        gen = store.read_generation(current)
+        try:
+            gen = store.read_generation(current)
+        except CorruptFileError:  # damaged, or refused (a link): no progress to show from it
+            gen = None
         if gen is not None:
             total = len(gen.get("candidates", []))
             finished = sum(store.is_file(store.cand_dir(current, c) / METRICS_FILE) for c in range(total))
