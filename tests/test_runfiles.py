@@ -89,7 +89,7 @@ NOT_RUN_FILES = {
     ("rewardgen.bench.train", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.sandbox", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.export", "*"): "the benchmark's own temporary folder",
-    ("rewardgen.reaper", "*"): "/proc of this process's children",
+    ("rewardgen.sandbox.reaper", "*"): "/proc of this process's children",
 }
 
 
