@@ -4,9 +4,9 @@ Gathered from where rewards come from, never written for the test: the offline p
 (every term of every task at once) and its params templates, the sparse baselines, the reward in the
 system prompt, the jail's warm-up reward, the rewards of the docs and README, the LLM transcripts in
 ``/work/shared/llm-transcripts`` (when present), the legitimate files of the hostile corpus
-(``legit_*``), the debug rewards, and every reward string in the tests that the validator accepted
-before it became an allowlist (collected by ``tests/honest_rewards_seen.txt``-free rule: a string
-with ``def compute_reward`` in a test module that is not hostile by its own header).
+(``legit_*``), the debug rewards, and the reward strings of the test modules (a string constant with
+``def compute_reward`` that parses and holds none of the fragments of the rewards the tests refuse
+on purpose).
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ def _prompt_and_warm_up() -> list[tuple[str, str]]:
     from rewardgen.sandbox.jail import _WARM_UP_REWARD
 
     system = (ROOT / "prompts" / "system.j2").read_text()
-    block = system[system.index("import torch"):] if "import torch" in system else ""
-    block = block.split("\n\n\n")[0] if block else ""
     out = [("jail warm-up", _WARM_UP_REWARD)]
     example = _first_reward(system)
     if example:

@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rewardgen.contract.syntax import parse
 from rewardgen.store import MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, atomic_write_text
 
 
@@ -81,7 +82,7 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     if not isinstance(task, dict):
         raise ExportError(f"{run_dir / 'run.json'} has no task")
     g, c = _select(run_dir, run, candidate)
-    label = f"g{g}c{c}"
+    label = f"{g}/{c}"
     cand_dir = store.cand_dir(g, c)
     try:
         source = store.read_text(cand_dir / REWARD_FILE, MAX_SOURCE_BYTES)
@@ -95,6 +96,11 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     except RunStoreError:
         pass
     metrics = metrics if isinstance(metrics, dict) else {}
+    try:
+        compile(source, str(cand_dir / REWARD_FILE), "exec")
+    except SyntaxError as exc:
+        raise ExportError(f"candidate {label} cannot be exported: its reward.py does not parse (SyntaxError: "
+                          f"{exc.msg}, line {exc.lineno}); nothing was written") from None
     issues = validate_source(source)
     if issues:
         more = f" (and {len(issues) - 1} more issue(s))" if len(issues) > 1 else ""
@@ -148,7 +154,7 @@ def _source_literal(source: str) -> str:
     lines = source.rstrip("\n").split("\n")
     body = "".join(f"    {_literal(line)},\n" for line in lines)
     text = f'"\\n".join([\n{body}]) + "\\n"'
-    expr = ast.parse(text, mode="eval").body
+    expr = parse(text, mode="eval").body
     items = expr.left.args[0].elts if isinstance(expr, ast.BinOp) and isinstance(expr.left, ast.Call) else None
     if items is None or [getattr(x, "value", None) for x in items] != lines \
             or not all(isinstance(x, ast.Constant) for x in items):
@@ -163,7 +169,7 @@ STATE_FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "body_pos", "body_quat
 def state_fields_read(source: str) -> list[str]:
     """The State fields ``source`` reads: every attribute (or match-pattern attribute) named like one.
     Sound for a source the validator accepted, which builds no attribute name at runtime."""
-    tree = ast.parse(source)
+    tree = parse(source)
     names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     names |= {a for n in ast.walk(tree) if isinstance(n, ast.MatchClass) for a in n.kwd_attrs}
     if "num_worlds" in names:

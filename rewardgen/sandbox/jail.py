@@ -581,7 +581,7 @@ def compute_reward(s):
     g = torch.max(x, dim=-1).values + torch.min(x, dim=-1).values + torch.argmax(x, dim=-1).float()
     h = torch.full_like(b, 0.5) + torch.arange(x.shape[0]).float() + torch.isfinite(x).all(-1).float()
     total = a.sum(-1) + b + c + d + e + f + g + h + torch.nan_to_num(x).sum(-1) + torch.sign(x).sum(-1)
-    return total, {"total": total, "a": a[:, 0]}
+    return total, {"all": total, "a": a[:, 0]}
 """
 
 
