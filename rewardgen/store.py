@@ -160,6 +160,7 @@ class CandidateMetrics(TypedDict, total=False):
     hacking: dict[str, Any] | None
     env_steps: int
     steps_spent: int
+    flags: list[str]  # what the reward tried in its jail (refused system calls, guard switched off)
 
 
 def gen_dirname(generation: int) -> str:

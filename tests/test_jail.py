@@ -395,3 +395,22 @@ def compute_reward(s):
     deadline = float(re.search(r"within ([0-9.]+) s", res.error).group(1))
     assert seen and end - seen[-1] <= deadline + 10, (end - seen[-1], deadline)
     assert res.seconds < 120
+
+
+def test_flags_reach_the_report_and_the_web_page(tmp_path):
+    """A candidate whose reward was flagged says so on its card, in the report and the web UI alike."""
+    from fastapi.testclient import TestClient
+
+    from rewardgen.inspect.report import write_report
+    from rewardgen.store import RunStore
+    from rewardgen.web import create_app
+    from test_feedback import fake_run
+
+    run = fake_run(tmp_path / "runs", samples=1)
+    store = RunStore(run)
+    m = store.read_metrics(0, 0)
+    flag = "was refused 3 system call(s) in its jail (openat x3): it tried what a reward has no business doing"
+    store.write_json(store.cand_dir(0, 0) / "metrics.json", m | {"flags": [flag]})
+    assert f"the reward {flag}" in write_report(run).read_text()
+    page = TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1").get(f"/runs/{run.name}/gen/0")
+    assert f"the reward {flag}" in page.text

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
+from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, jail_flags, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import (ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer,
                                   resolve_proposer)
@@ -32,7 +32,7 @@ from rewardgen.run.step import save_training_output, training_failure, training_
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, candidate_label, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
     REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_FILE, VIDEO_INFO_FILE, new_run_id, rung_file,
     state_file)
 from rewardgen.sandbox import WorkerLimits
@@ -473,6 +473,8 @@ class Evolution:
             if not check.ok:
                 self.store.write_text(d / TRAIN_LOG, check.log)
                 return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
+        if jail_flags(res.jail):  # what the reward tried in its jail during this slice (verdict flags)
+            record["flags"] = jail_flags(res.jail)
         save_training_output(self.store, d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
         failure = training_failure(res)
         if failure is not None:
@@ -520,6 +522,12 @@ class Evolution:
         if trained:
             metrics["training"] = merge_training_stats(trained)
             metrics["hacking"] = hacking_alarm(metrics["training"])
+        flags = list(dict.fromkeys(f for x in rungs for f in [*((x.get("check") or {}).get("flags") or []),
+                                                               *(x.get("flags") or [])]))
+        if flags:
+            metrics["flags"] = flags
+            for flag in flags:
+                self.progress.event("warning", message=f"{candidate_label(g, c)}: the reward {flag}")
         metrics["env_steps"] = max((int(x.get("env_steps_total") or 0) for x in rungs), default=0)
         metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
         if final["status"] == "ok":
@@ -756,6 +764,8 @@ def resume(run_dir: Path, progress: Progress | None = None, reach: UserReach | N
         try:
             run = store.read_run()
             run["config"] = dict(run["config"], **asdict(config))
+            if run.get("kind", "evolve") == "evolve":  # what the display and the report say it talks to
+                run["proposer"] = get_proposer(config.proposer, config).label
             store.write_run(run)
         finally:
             store.unlock()
