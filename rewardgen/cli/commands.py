@@ -15,6 +15,7 @@ from rewardgen.cli.common import (
     consoles,
     emit_json,
     read_reward,
+    resume_command,
     task_from_env_args,
     task_named,
     writable_output,
@@ -121,8 +122,8 @@ def _run_or_stop(args, fn, run_dir: Path) -> int:
             run = RunStore(run_dir).read_run()
             emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
                         "error": str(exc)})
-        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: rewardgen resume "
-                   f"{shlex.quote(str(run_dir))})", markup=False),
+        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: {resume_command(run_dir)})",
+                   markup=False),
               file=sys.stderr)
         return EXIT_FAILED
     return _report_run(args, summary)

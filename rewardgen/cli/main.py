@@ -8,11 +8,10 @@ With ``--json`` the last line of stdout is one JSON object and the progress disp
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 
 from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_serve, cmd_train
-from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE
+from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE, resume_command
 from rewardgen.cli.parser import build_parser
 from rewardgen import interrupt
 from rewardgen.errors import UserError
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_dir = CURRENT_RUN.get("run_dir")
-        print("rewardgen: interrupted" + (f"; continue with `rewardgen resume {term(shlex.quote(run_dir), markup=False)}`"
+        print("rewardgen: interrupted" + (f"; continue with `{term(resume_command(run_dir), markup=False)}`"
                                           if run_dir else ""), file=sys.stderr)
         return 130
     finally:
