@@ -249,7 +249,9 @@ _RG_SLIDE = int(_rg_mujoco.mjtJoint.mjJNT_SLIDE)
 _RG_HINGE = int(_rg_mujoco.mjtJoint.mjJNT_HINGE)
 _RG_JOINT_TRN = (int(_rg_mujoco.mjtTrn.mjTRN_JOINT), int(_rg_mujoco.mjtTrn.mjTRN_JOINTINPARENT))
 _RG_FILENAME = "<rewardgen exported reward>"
-_RG_I1, _RG_I2 = [1, 2, 0], [2, 0, 1]  # the cross product's index pattern
+_RG_EPS = _rg_np.zeros((3, 3, 3))  # the Levi-Civita symbol: a x b = einsum("ijk,j,k->i", eps, a, b)
+_RG_EPS[0, 1, 2] = _RG_EPS[1, 2, 0] = _RG_EPS[2, 0, 1] = 1.0
+_RG_EPS[0, 2, 1] = _RG_EPS[2, 1, 0] = _RG_EPS[1, 0, 2] = -1.0
 
 
 def load_reward():
@@ -367,7 +369,8 @@ class RG_StateBuilder:
         self.dt = float(model.opt.timestep * frame_skip)
         self.n = int(num_worlds)
         self._b = _rg_index(self.body_ids)
-        self._roots = _rg_index(model.body_rootid[self.body_ids])
+        roots = model.body_rootid[self.body_ids]
+        self._roots = int(roots[0]) if len(roots) and (roots == roots[0]).all() else _rg_index(roots)
         self._qadr = _rg_index([int(model.jnt_qposadr[j]) for j in joints])
         self._dadr = _rg_index([int(model.jnt_dofadr[j]) for j in joints])
         self._sites = _rg_index(self.site_ids)
@@ -387,6 +390,8 @@ class RG_StateBuilder:
             setattr(self, "_" + name, view)
             offset += size
         self._fill = [getattr(self, "_fill_" + f) for f in self.fields]
+        ends = _rg_np.cumsum([0, *self._sizes])
+        self._spans = [(int(ends[k]), int(ends[k + 1])) for k in range(len(self.fields))]
         by = {"body": self.bodies, "joint": self.joints, "site": self.sites}
         self._named = {}
         for name in ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",
@@ -423,11 +428,12 @@ class RG_StateBuilder:
         self._body_quat[i] = data.xquat[self._b]
 
     def _fill_body_linvel(self, i, data, action, step):
-        # cvel's linear part moved from the subtree's centre to the body's origin: + ang x d, in float64 and
-        # term by term as numpy's cross computes it (so the values equal rewardgen's to the bit)
+        # cvel's linear part moved from the subtree's centre to the body's origin: + ang x d, in float64. The
+        # cross product through the Levi-Civita symbol in one einsum: each component is the same two products
+        # numpy's cross takes (plus exact zeros), so the values equal rewardgen's to the bit, in one call
         cvel = data.cvel[self._b]
-        ang, d = cvel[:, :3], data.xpos[self._b] - data.subtree_com[self._roots]
-        self._body_linvel[i] = cvel[:, 3:] + (ang[:, _RG_I1] * d[:, _RG_I2] - ang[:, _RG_I2] * d[:, _RG_I1])
+        d = data.xpos[self._b] - data.subtree_com[self._roots]
+        self._body_linvel[i] = cvel[:, 3:] + _rg_np.einsum("ijk,nj,nk->ni", _RG_EPS, cvel[:, :3], d)
 
     def _fill_body_angvel(self, i, data, action, step):
         self._body_angvel[i] = data.cvel[self._b, :3]
@@ -458,10 +464,12 @@ class RG_StateBuilder:
     def state(self, n=None, device="cpu"):
         """A State of the first ``n`` worlds, views of one copy of the block (made once per call)."""
         n = self.n if n is None else n
-        block = _rg_torch.from_numpy(self._block[:n].copy())
+        block = self._block[:n].copy()
+        # a tensor per field the reward reads, each a view of the copy (from_numpy per field costs less
+        # than one torch split for the few fields a reward reads)
+        parts = [_rg_torch.from_numpy(block[:, a:b]) for a, b in self._spans]
         if device != "cpu":
-            block = block.to(device)
-        parts = block.split(self._sizes, dim=1) if len(self.fields) > 1 else (block,)
+            parts = [t.to(device) for t in parts]
         s = RG_State()
         named = self._named
         for name, t in zip(self.fields, parts):
