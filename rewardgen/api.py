@@ -44,11 +44,21 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
     return Evolution(store, progress).run()
 
 
-def resume(run_dir: str | Path, progress: Progress | None = None, generations: int | None = None) -> dict:
+def resume(run_dir: str | Path, progress: Progress | None = None, generations: int | None = None, *,
+           base_url: str | None = None, model: str | None = None, use_run_endpoint: bool = False,
+           prompts: str | None = None, ray_address: str | None = None) -> dict:
     """Continue an interrupted run (finished candidates are kept, never retrained); its summary.
 
-    :param generations: the run's new total of generations: a finished run of 3 given 5 trains 2 more."""
-    return _resume(Path(run_dir), progress, generations)
+    :param generations: the run's new total of generations: a finished run of 3 given 5 trains 2 more.
+
+    The run directory is untrusted input: the LLM endpoint is ``base_url`` (else ``OPENAI_BASE_URL``, else
+    OpenAI's), never silently the run's; a run made with another endpoint is refused (``ConfigError``)
+    unless ``use_run_endpoint``. The run's prompt templates or Ray cluster are used only when given again."""
+    from rewardgen.run.config import UserReach
+
+    reach = UserReach(base_url=base_url, model=model, prompts=prompts, ray_address=ray_address,
+                      use_run_endpoint=use_run_endpoint)
+    return _resume(Path(run_dir), progress, reach, generations)
 
 
 def train(source: str, task: str | Task, *, steps: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",

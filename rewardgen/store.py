@@ -24,11 +24,14 @@ atomic, on purpose: ``run.lock`` and ``feedback.lock`` (only their ``flock`` mat
 appended as it comes and only shown) and the TensorBoard event files under ``tensorboard/``
 (streamed by TensorBoard's writer; nothing reads them back). A candidate whose ``metrics.json``
 exists is finished and is never retrained.
+
+A run directory may come from someone else, so ``RunStore`` opens its files only through
+``rewardgen.runfiles.RunFiles`` (no symlink followed, reads resolved inside the run, writes that
+cannot land outside it). The module-level ``atomic_write_*`` and ``read_json`` are for files that are
+not a run's (a report or export the user names with ``-o``, a benchmark's own table).
 """
 
 from __future__ import annotations
-
-from rewardgen.errors import UserError
 
 import fcntl
 import json
@@ -38,6 +41,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, TypedDict
+
+from rewardgen.errors import UserError
+from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401
 
 # ----- every file name of the run store (the layout above), spelled here only
 RUN_FILE = "run.json"
@@ -54,6 +60,8 @@ FINAL_FILE = "final.json"
 #: one finished final training, beside its policy in ``final/<method>-seed<k>/`` (what a rerun reuses)
 FINAL_RUN_FILE = "final-run.json"
 REPORT_FILE = "report.html"
+#: the largest reward.py read back (the validator takes 100,000 characters)
+MAX_SOURCE_BYTES = 1024 * 1024
 FEEDBACK_FILE = "feedback.json"
 #: the working process's live progress (``run.progress.LiveFile``); meaningful while ``run.lock`` is held
 LIVE_FILE = "live.json"
@@ -169,6 +177,7 @@ class CandidateMetrics(TypedDict, total=False):
     hacking: dict[str, Any] | None
     env_steps: int
     steps_spent: int
+    flags: list[str]  # what the reward tried in its jail (refused system calls, guard switched off)
 
 
 def gen_dirname(generation: int) -> str:
@@ -194,19 +203,6 @@ def rung_file(rung: int) -> str:
 def state_file(rung: int) -> str:
     """``state-R.npz``: the trainer's resume state after rung R (the next rung continues from it)."""
     return f"state-{rung}.npz"
-
-
-class RunStoreError(UserError):
-    """A run directory that is missing, corrupt or busy; the message is for the user."""
-
-
-class CorruptFileError(RunStoreError):
-    """A run-store file that exists but cannot be read or is not JSON (``read_json``); ``path`` and
-    ``reason`` say which and why, for callers that report it in their own words."""
-
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"corrupt file {path}: {reason}")
-        self.path, self.reason = Path(path), reason
 
 
 def _umask() -> int:
@@ -311,11 +307,13 @@ def new_run_id(task_id: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{task_id}"
 
 
-class RunStore:
-    """One run directory. Only the orchestrator writes here."""
+class RunStore(RunFiles):
+    """One run directory: its layout, records and lock. Only the orchestrator writes here; every file
+    is opened through ``RunFiles`` (``self.read_json(path)``, ``self.write_json(path, obj)``, ...)."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        super().__init__(Path(path))
+        self.path = self.root
         self._lock_fd: int | None = None
 
     # ----- creation and loading
@@ -328,7 +326,7 @@ class RunStore:
         runs_dir = check_runs_dir(Path(runs_dir))
         path = runs_dir / run_id
         suffix = 1
-        while path.exists():
+        while os.path.lexists(path):
             suffix += 1
             path = runs_dir / f"{run_id}-{suffix}"
         try:
@@ -350,9 +348,11 @@ class RunStore:
         path = Path(path)
         if not path.is_dir():
             raise RunStoreError(f"no run directory at {path}")
-        if not (path / RUN_FILE).is_file():
-            raise RunStoreError(f"{path} is not a run directory (no {RUN_FILE})")
         store = cls(path)
+        if store.kind(RUN_FILE) == "link":
+            store.read_run()  # RefusedFileError: says it is a link
+        if not store.is_file(RUN_FILE):
+            raise RunStoreError(f"{path} is not a run directory (no {RUN_FILE})")
         run = store.read_run()
         for key in ("config", "task", "status"):
             if key not in run:
@@ -360,7 +360,7 @@ class RunStore:
         return store
 
     def read_run(self) -> RunRecord:
-        run = read_json(self.path / RUN_FILE)
+        run = self.read_json(RUN_FILE)
         if run is None:
             raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
@@ -368,11 +368,14 @@ class RunStore:
         return run
 
     def write_run(self, run: RunRecord) -> None:
-        atomic_write_json(self.path / RUN_FILE, run)
+        self.write_json(RUN_FILE, run)
 
     # ----- locking: one process works on a run at a time
     def lock(self) -> None:
-        fd = os.open(self.path / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        """Hold ``run.lock`` (``flock``) until ``unlock``; RunStoreError when another process holds it.
+        The file is opened without following a link and must be a regular file of one name, so a
+        hostile run cannot make this truncate or write anything outside it."""
+        fd = self.open_lock(RUN_LOCK_FILE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -387,6 +390,19 @@ class RunStore:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def lock_held(self) -> bool:
+        """Whether some process holds ``run.lock`` (i.e. is working on the run right now)."""
+        if not self.is_file(RUN_LOCK_FILE):
+            return False
+        fd = self.open_fd(RUN_LOCK_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     # ----- layout
     def gen_dir(self, generation: int) -> Path:
         return self.path / gen_dirname(generation)
@@ -396,31 +412,29 @@ class RunStore:
 
     def read_generation(self, generation: int) -> GenerationRecord | None:
         """The generation's proposal record, or None if it was not written yet."""
-        return read_json(self.gen_dir(generation) / GENERATION_FILE)
+        return self.read_json(self.gen_dir(generation) / GENERATION_FILE)
 
     def read_metrics(self, generation: int, candidate: int) -> CandidateMetrics | None:
         """The candidate's verdict, or None while it is not finished."""
-        return read_json(self.cand_dir(generation, candidate) / METRICS_FILE)
+        return self.read_json(self.cand_dir(generation, candidate) / METRICS_FILE)
 
     def read_source(self, generation: int, candidate: int) -> str:
-        return (self.cand_dir(generation, candidate) / REWARD_FILE).read_text()
+        return self.read_text(self.cand_dir(generation, candidate) / REWARD_FILE, MAX_SOURCE_BYTES)
 
     def read_live(self) -> dict | None:
         """``live.json`` (what the working process last said it was doing), None when missing or not an object."""
-        live = read_json(self.path / LIVE_FILE)
+        live = self.read_json(LIVE_FILE)
         return live if isinstance(live, dict) else None
 
     def read_policy(self, generation: int, candidate: int, max_bytes: int) -> bytes | None:
         """The candidate's ``policy.npz`` as bytes (parse them with ``contract.policy.PolicyExport``), None
-        when it has none; RunStoreError when it is larger than ``max_bytes`` or cannot be read."""
+        when it has none; RunStoreError when it is larger than ``max_bytes``, a link or cannot be read."""
         path = self.cand_dir(generation, candidate) / POLICY_FILE
         try:
-            with open(path, "rb") as f:
-                data = f.read(max_bytes + 1)
+            return self.read_bytes(path, max_bytes)
         except FileNotFoundError:
             return None
+        except RunStoreError:
+            raise
         except OSError as exc:
             raise RunStoreError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(data) > max_bytes:
-            raise RunStoreError(f"{path} is larger than a policy can be ({max_bytes} bytes)")
-        return data

@@ -9,7 +9,8 @@
   ``reasoning_field``, default ``reasoning_content``), ``"tool_args"`` (code as tool-call arguments),
   ``"completion_tokens"`` per choice;
 - ``{"hang": seconds}``: sleep before answering with the default (drives client timeouts).
-Every request body is kept in ``server.requests``.
+Every request body is kept in ``server.requests`` and its ``Authorization`` header (where the API key
+travels) in ``server.authorizations``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ScriptedServer:
     def __init__(self, responder: Callable[[dict, int], dict]):
         self.responder = responder
         self.requests: list[dict] = []
+        self.authorizations: list[str | None] = []
         self._lock = threading.Lock()
         server = self
 
@@ -37,6 +39,7 @@ class ScriptedServer:
                 with server._lock:
                     index = len(server.requests)
                     server.requests.append(body)
+                    server.authorizations.append(self.headers.get("Authorization"))
                 spec = server.responder(body, index)
                 if "hang" in spec:
                     time.sleep(spec["hang"])

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import subprocess
@@ -112,7 +113,10 @@ def test_selection_and_errors(tmp_path):
     out = export_reward(run, parse_candidate("0/1"), tmp_path / "x.py")
     text = out.read_text()
     assert "def compute_reward(s):" in text and "ENV_ID = 'Hopper-v5'" in text
-    assert "import rewardgen" not in text and "from rewardgen" not in text
+    # rewardgen is imported only by the sandboxed forms, when they are made (the plain form never needs it)
+    top = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in top if "rewardgen" in ast.unparse(n)]
+    assert "from rewardgen.sandbox.standalone import JailedReward" in text
     with pytest.raises(ExportError, match="no reward for candidate 0/5"):
         export_reward(run, (0, 5), tmp_path / "y.py")
     with pytest.raises(ExportError):
@@ -161,3 +165,125 @@ def test_exported_reward_trains_with_sb3_without_rewardgen(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = proc.stdout.strip().splitlines()[-1]
     assert line.startswith("OK 2048 ['alive', 'ctrl', 'forward', 'upright']"), line
+
+
+# ----- an honest export (issue 31, item 2)
+HOSTILE = '''import os
+os.system("touch @PWNED@")
+
+
+def compute_reward(s):
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}
+'''
+
+# passes the old validator's idea of a reward on batches, and on one world (the exported wrapper's)
+# walks to os to write the user's API key to a file; the static check refuses the walk
+SINGLE_WORLD = '''import torch
+
+
+def _os():
+    for c in ().__class__.__base__.__subclasses__():
+        if c.__name__ == "_wrap_close":
+            return c.__init__.__globals__
+
+
+def compute_reward(s):
+    forward = s.qvel[:, 0]
+    if s.qpos.shape[0] == 1:
+        os = _os()
+        fd = os["open"]("@PWNED@", os["O_WRONLY"] | os["O_CREAT"])
+        os["write"](fd, os["environ"].get("OPENAI_API_KEY", "no key").encode())
+    return forward, {"forward": forward}
+'''
+
+
+def test_export_refuses_what_check_refuses(tmp_path):
+    run = make_run(tmp_path, "hopper-hop")
+    pwned = tmp_path / "pwned"
+    (run / "gen-000" / "cand-01" / "reward.py").write_text(HOSTILE.replace("@PWNED@", str(pwned)))
+    with pytest.raises(ExportError, match="rewardgen check refuses its reward.py .*import of 'os'"):
+        export_reward(run, None, tmp_path / "x.py")
+    assert not (tmp_path / "x.py").exists() and not pwned.exists()
+    from conftest import cli
+
+    res = cli("export", str(run), "-o", str(tmp_path / "y.py"))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "import of 'os'" in res.stderr
+    assert not (tmp_path / "y.py").exists()
+
+
+def test_importing_the_file_runs_none_of_the_reward(tmp_path):
+    """The reward is data in the file: a module-level line of it (had it passed the check) does not run on
+    import, and the header says in plain words where it runs."""
+    from rewardgen.inspect.export import render_export
+
+    pwned = tmp_path / "pwned"
+    out = tmp_path / "tampered.py"
+    out.write_text(render_export(HOSTILE.replace("@PWNED@", str(pwned)), get_task("hopper-hop").to_dict()))
+    mod = load_module(out)
+    assert not pwned.exists()
+    assert mod.REWARD_SOURCE == HOSTILE.replace("@PWNED@", str(pwned))
+    head = out.read_text()[:1500]
+    assert "UNTRUSTED CODE" in head and "UNSANDBOXED, in YOUR Python process" in head
+    assert "make_env(sandboxed=True)" in head and "rewardgen's jail" in head
+
+
+@pytest.mark.slow
+def test_sandboxed_forms_give_the_same_rewards_as_the_plain_ones(tmp_path):
+    mod = load_module(export_reward(make_run(tmp_path, "hopper-hop"), None, tmp_path / "reward_export.py"))
+    plain, jailed = mod.make_env(), mod.make_env(sandboxed=True)
+    assert "seccomp" in jailed.jailed.layers and "netns" in jailed.jailed.layers
+    rng = np.random.default_rng(0)
+    try:
+        for env in (plain, jailed):
+            env.reset(seed=5)
+        for _ in range(40):
+            a = rng.uniform(-1, 1, 3).astype(np.float32)
+            (o1, r1, t1, u1, i1), (o2, r2, t2, u2, i2) = plain.step(a), jailed.step(a)
+            assert r1 == pytest.approx(r2, abs=1e-6) and i1["reward_components"] == pytest.approx(i2["reward_components"])
+            assert (t1, u1) == (t2, u2)
+            if t1 or u1:
+                break
+        vp, vj = mod.make_vec_env(4), mod.make_vec_env(4, sandboxed=True)
+        for v in (vp, vj):
+            v.seed(2)
+            v.reset()
+        for _ in range(20):
+            acts = rng.uniform(-1, 1, (4, 3)).astype(np.float32)
+            (_, rp, dp, ip), (_, rj, dj, ij) = vp.step(acts), vj.step(acts)
+            assert np.allclose(rp, rj, atol=1e-6) and (dp == dj).all()
+            assert ip[0]["reward_components"] == pytest.approx(ij[0]["reward_components"])
+        vp.close()
+        vj.close()
+    finally:
+        plain.close()
+        jailed.close()
+
+
+@pytest.mark.slow
+def test_the_sandboxed_form_contains_a_hostile_reward(tmp_path, monkeypatch):
+    """A tampered exported file (the reward writes the user's key to a file when it sees one world): the
+    sandboxed form refuses it (static check), and with the check switched off the jail contains it."""
+    from rewardgen.inspect.export import render_export
+    from rewardgen.sandbox.standalone import JailedReward, JailedRewardError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user-key-999")
+    pwned = tmp_path / "pwned"
+    source = SINGLE_WORLD.replace("@PWNED@", str(pwned))
+    out = tmp_path / "tampered.py"
+    out.write_text(render_export(source, get_task("hopper-hop").to_dict()))
+    mod = load_module(out)
+    with pytest.raises(JailedRewardError, match="static check refuses"):
+        mod.make_env(sandboxed=True)
+    env = mod._rg_base_env()
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    u = env.unwrapped
+    with JailedReward(source, u.model, u.frame_skip, capacity=1, validate=False) as jailed:
+        jailed.fill(0, u.data, np.zeros(3, np.float32), 1)
+        with pytest.raises(JailedRewardError) as info:
+            jailed(1)
+        said = str(info.value) + jailed.log.text()
+    env.close()
+    assert not pwned.exists()
+    assert "sk-user-key-999" not in said

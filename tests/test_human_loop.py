@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 from llm_server import ScriptedServer
 from rewardgen.run import feedback
+from rewardgen.run.config import UserReach
 from rewardgen.run.evolve import Evolution, resume, start_run
 from rewardgen.run.config import EvolveConfig
 from rewardgen.store import RunStore
@@ -39,7 +40,8 @@ def _one_more_generation(store: RunStore) -> None:
     run["config"]["generations"] += 1
     run["status"] = "queued"
     store.write_run(run)
-    resume(store.path)
+    # the endpoint comes from the user, not the run: the same one again, named
+    resume(store.path, reach=UserReach(base_url=run["config"].get("base_url")))
 
 
 @pytest.mark.slow

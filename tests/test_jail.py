@@ -304,3 +304,113 @@ def test_a_machine_without_namespaces_degrades_and_says_so(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300).stdout
     assert text.startswith("accepted")
     assert "no user/PID/IPC/mount/network namespaces" in text and "seccomp and rlimits still apply" in text
+
+
+# ----- the jail's answers checked for meaning and liveness (issue 31, item 4)
+_WALK = '''
+def _os():
+    for c in ().__class__.__base__.__subclasses__():
+        if c.__name__ == "_wrap_close":
+            return c.__init__.__globals__
+'''
+
+
+@pytest.mark.parametrize("name", ["__total__", "total", "(total)", "__anything"])
+def test_reserved_component_names_are_refused(task, name):
+    source = f"def compute_reward(s):\n    z = s.qpos[:, 0] * 0.0\n    return z, {{{name!r}: z + 500.0}}\n"
+    with Jail(source, task.schema, 2) as jail:
+        with pytest.raises(Exception) as info:
+            jail(_random_state(task, 2))
+    assert getattr(info.value, "stage", None) == "contract" and "reserved" in str(info.value), info.value
+
+
+def test_refused_system_calls_are_counted_outside_the_jail(task):
+    """With the audit hook off, the reward's open/socket/kill reach the kernel and are refused; the
+    supervisor (outside the jail) counts each. An honest reward is refused nothing."""
+    hostile = _WALK + '''
+def compute_reward(s):
+    os = _os()
+    for attempt in (lambda: os["open"]("/etc/passwd", 0), lambda: os["listdir"]("/"),
+                    lambda: os["kill"](1, 0), lambda: os["getcwd"]()):
+        try:
+            attempt()
+        except OSError:
+            pass
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}
+'''
+    with Jail(hostile, task.schema, 2, JailOptions(audit=False)) as jail:
+        for _ in range(3):
+            jail(_random_state(task, 2))
+        total, names = jail.refused()
+    assert total >= 12 and {"openat", "kill"} <= set(names), (total, names)
+    with Jail(GOOD, task.schema, 2) as jail:
+        for _ in range(3):
+            jail(_random_state(task, 2))
+        jail.verify()
+        assert jail.refused() == (0, {}) and not jail.guard_off
+
+
+def test_a_guard_switched_off_is_flagged(task):
+    off = '''
+def compute_reward(s):
+    for cell in __builtins__["__import__"].__closure__:
+        if hasattr(cell.cell_contents, "armed"):
+            cell.cell_contents.armed = False
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}
+'''
+    with Jail(off, task.schema, 2) as jail:
+        jail(_random_state(task, 2))
+        jail.verify()
+        assert jail.guard_off
+
+
+@pytest.mark.slow
+def test_a_reward_that_blocks_after_the_smoke_check_is_caught_within_its_deadline(task):
+    """It passes the smoke check, then blocks reading its own channel (no CPU used, so the CPU limit
+    never fires): the worker stops it within seconds of its per-call deadline, not at the wall-clock
+    limit, and says why."""
+    blocking = _WALK + '''
+_calls = [0]
+
+
+def compute_reward(s):
+    _calls[0] += 1
+    if _calls[0] > 120:
+        _os()["read"](3, 1)
+    z = s.qpos[:, 0] * 0.0
+    return z, {"z": z}
+'''
+    seen: list[float] = []
+    job = {"mode": "train", "task": task.to_dict(), "source": blocking, "steps": 20_000, "seed": 0,
+           "trainer": "ppo", "num_envs": 8, "validate": False,
+           "check": {"steps": 256, "seed": 0, "num_envs": 4, "seconds": 120.0}}
+    res = run_worker(job, WorkerLimits(wall_seconds=300), on_event=lambda ev: seen.append(time.monotonic()))
+    end = time.monotonic()
+    assert res.check is not None, res.error  # the smoke check passed
+    assert res.stage == "runtime" and "did not answer within" in res.error and "blocked" in res.error, res.error
+    import re
+
+    deadline = float(re.search(r"within ([0-9.]+) s", res.error).group(1))
+    assert seen and end - seen[-1] <= deadline + 10, (end - seen[-1], deadline)
+    assert res.seconds < 120
+
+
+def test_flags_reach_the_report_and_the_web_page(tmp_path):
+    """A candidate whose reward was flagged says so on its card, in the report and the web UI alike."""
+    from fastapi.testclient import TestClient
+
+    from rewardgen.inspect.report import write_report
+    from rewardgen.store import RunStore
+    from rewardgen.web import create_app
+    from test_feedback import fake_run
+
+    run = fake_run(tmp_path / "runs", samples=1)
+    store = RunStore(run)
+    m = store.read_metrics(0, 0)
+    flag = "was refused 3 system call(s) in its jail (openat x3): it tried what a reward has no business doing"
+    store.write_json(store.cand_dir(0, 0) / "metrics.json", m | {"flags": [flag]})
+    assert f"the reward {flag}" in write_report(run).read_text()
+    page = TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1").get(f"/runs/{run.name}/gen/0")
+    assert f"the reward {flag}" in page.text

@@ -324,6 +324,7 @@ def test_a_run_stopped_by_the_endpoint_exits_1_names_the_cause_and_resumes(runs_
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("rewardgen: the run stopped: all 2 LLM samples of generation 0 failed: "
                                "401 the API key was refused") and "OPENAI_API_KEY" in last
+        assert f"rewardgen resume {out_dir(res)} --base-url {server.base_url}" in last  # the command to continue
         assert "train.log" not in res.stderr and len(server.requests) == 1
         out = last_json(res.stdout)
         run = json.loads((Path(out["run_dir"]) / "run.json").read_text())
@@ -331,7 +332,9 @@ def test_a_run_stopped_by_the_endpoint_exits_1_names_the_cause_and_resumes(runs_
         assert not (Path(out["run_dir"]) / "gen-000" / "generation.json").exists()
 
         state["key_ok"] = True  # the key is fixed: resume asks generation 0 again and trains it
-        res = cli("resume", out["run_dir"], "--json")
+        res = cli("resume", out["run_dir"], "--json")  # the endpoint is named again, or the run is refused
+        assert res.returncode == 2 and "--use-run-endpoint" in res.stderr and len(server.requests) == 1
+        res = cli("resume", out["run_dir"], "--base-url", server.base_url, "--json")
         assert res.returncode == 0, res.stderr[-2000:]
         assert last_json(res.stdout)["best"] is not None
         records = sorted(p.name for p in (Path(out["run_dir"]) / "gen-000" / "llm").glob("*.json"))
@@ -355,3 +358,8 @@ def test_a_run_where_no_candidate_trained_exits_1_with_the_dominant_cause(runs_d
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("rewardgen: no candidate of the 2 trained successfully: 2 were never usable rewards")
     assert "non-finite" in last and "Traceback" not in res.stderr
+
+
+def out_dir(res) -> str:
+    """The run directory a ``--json`` command printed last."""
+    return last_json(res.stdout)["run_dir"]

@@ -145,7 +145,7 @@ def test_seccomp_allowlist_holds_nothing_dangerous():
 # --------------------------------------------------------------------------------------------
 
 def _header(text: str) -> dict[str, str]:
-    return dict(re.findall(r"^# (attack|expect|cause|flags|wall): ?(.*)$", text, flags=re.M))
+    return dict(re.findall(r"^# (attack|expect|cause|flags|flagged|wall): ?(.*)$", text, flags=re.M))
 
 
 CORPUS = sorted(HOSTILE.glob("*.py"))
@@ -315,8 +315,12 @@ def test_hostile_verdict(corpus, path):
         assert head["cause"].strip().lower() in said, explained
     if not verdict.ok:
         assert verdict.error and "\n" not in verdict.error
-    assert set(verdict.to_json()) == {"ok", "stage", "error", "components"}
+    assert set(verdict.to_json()) <= {"ok", "stage", "error", "components", "flags"}
     json.dumps(verdict.to_json())
+    if path.stem.startswith("legit_"):  # an honest reward is never flagged
+        assert verdict.flags == [], verdict.flags
+    for expected in filter(None, (x.strip() for x in head.get("flagged", "").split(";"))):
+        assert any(expected in flag for flag in verdict.flags), (expected, verdict.flags)
     if verdict.stage not in ("static",) and "bypass" not in head.get("flags", ""):
         assert "seccomp" in verdict.isolation and "audit-hook" in verdict.isolation, verdict.isolation
 

@@ -458,7 +458,7 @@ def test_job_log_tail_shows_only_the_latest_job_and_each_line_once(tmp_path: Pat
                    "\n--- 2026-01-02 rewardgen resume\ngeneration 0: already finished\n"
                    "gen 1 cand 0 training\rgen 1 cand 0 fitness 0.5\ngeneration 1 done: best 0\n"
                    "generation 1 done: best 0\n")
-    assert tail(log) == ["--- 2026-01-02 rewardgen resume", "generation 0: already finished",
+    assert tail(tmp_path) == ["--- 2026-01-02 rewardgen resume", "generation 0: already finished",
                          "gen 1 cand 0 fitness 0.5", "generation 1 done: best 0"]
 
 

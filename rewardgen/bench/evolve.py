@@ -44,7 +44,7 @@ from rewardgen.run.executors import usable_cores
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.bench.train import sb3_throughput
 from rewardgen.sandbox import WorkerLimits, run_worker
-from rewardgen.store import RunStore, read_json
+from rewardgen.store import RunStore
 from rewardgen.tasks.spec import get_task
 
 ROWS = ("full", "full+video", "halving")
@@ -94,15 +94,15 @@ def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video:
     for c in range(len(proposals)):
         d = store.cand_dir(0, c)
         candidates += 1
-        for rung in sorted(d.glob("rung-*.json")):
-            record = read_json(rung)
+        for rung in store.listdir(d, "rung-*.json"):
+            record = store.read_json(d / rung)
             rate = float(record.get("env_steps_per_second") or 0)
             if record.get("status") == "ok" and rate > 0:
                 train_seconds += int(record.get("env_steps") or 0) / rate
     failed = [c["candidate"] for c in gen["candidates"] if c["status"] != "ok"]
     return {"run_dir": str(store.path), "wall_seconds": round(wall, 3), "env_steps": int(gen["steps_spent"]),
             "train_seconds": round(train_seconds, 3), "candidates": candidates, "failed": failed,
-            "videos": len(list(store.path.glob("gen-000/cand-*/video.mp4")))}
+            "videos": sum(store.is_file(store.cand_dir(0, c) / "video.mp4") for c in range(len(proposals)))}
 
 
 def train_command(task_id: str, source: str, steps: int, runs_dir: Path, seed: int = 0) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from rewardgen.run.final import Retraining, eval_seed, retrain_in_run, run_train
 from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
-from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, read_json, rung_file
+from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, rung_file
 from rewardgen.tasks.spec import get_task
 
 #: the schedules compared, in the order they run (full first: the others are measured against it)
@@ -66,8 +66,8 @@ def earlier_run(runs_dir: Path, config: EvolveConfig, proposals: list) -> Path |
     wanted = asdict(config) | {"steps": config.budget(get_task(config.task))}
     for run_dir in sorted(Path(runs_dir).glob("*/")):
         try:
-            run = read_json(run_dir / RUN_FILE)
             store = RunStore(run_dir)
+            run = store.read_json(RUN_FILE)
             # read through EvolveConfig: a run made before a config field existed has its default
             if not run or asdict(EvolveConfig.from_dict(run["config"])) != wanted or store.read_generation(0) is None:
                 continue
@@ -251,7 +251,7 @@ def race_ranks(run_dir: Path, full_fitness: dict, best: int) -> list[dict]:
     for r in itertools.count():  # the race ends with one candidate (or none) left: the loop breaks there
         seen = {}
         for c in map(int, full_fitness):
-            rec = read_json(store.cand_dir(0, c) / rung_file(r))
+            rec = store.read_json(store.cand_dir(0, c) / rung_file(r))
             e = Evaluation.from_rung(rec) if rec else None
             if e is not None and e.fitness is not None:
                 seen[c] = e

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.errors import UserError
+from rewardgen.runfiles import RunFiles
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
 
 #: the seven tasks with an env reward that rewardgen PPO's batched simulator runs, cheapest first
@@ -230,7 +231,7 @@ class Suite:
         entry = self.state["tasks"].get(task_id)
         if not entry or entry.get("key") != _run_key(self.config, self.tasks[task_id]):
             return None
-        if not (self.out / entry["run_dir"] / "run.json").is_file():
+        if not RunFiles(self.out / entry["run_dir"]).is_file(RUN_FILE):
             return None
         return entry
 
@@ -352,7 +353,7 @@ def task_row(task_id: str, final: dict, run_dir: Path, entry: dict | None = None
         beats = evolved["mean"] >= human["mean"]
         if sparse and sparse["mean"] is not None:
             beats_both = beats and evolved["mean"] >= sparse["mean"]
-    run = read_json(run_dir / RUN_FILE) or {}
+    run = RunFiles(run_dir).read_json(RUN_FILE) or {}
     return {"task": task_id, "finished": True, "run_dir": str(run_dir), "steps": final["steps"],
             "seeds": final["seeds"], "evolved": evolved, "human": human, "sparse": sparse,
             "score": final.get("score"), "score_note": final.get("score_note"), "evolved_ge_human": beats,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from rewardgen.cli.common import (
     consoles,
     emit_json,
     read_reward,
+    resume_command,
     task_from_env_args,
     task_named,
     writable_output,
@@ -90,7 +92,10 @@ def cmd_evolve(args) -> int:
 
     task = None
     if args.replay:
-        config, task = replay_config(Path(args.replay))
+        from rewardgen.run.config import UserReach
+
+        config, task = replay_config(Path(args.replay), UserReach(base_url=args.base_url, prompts=args.prompts,
+                                                                  ray_address=args.ray_address))
     elif args.env:
         if args.task:
             raise UsageError("give either --task or --env, not both", prog="rewardgen evolve")
@@ -121,7 +126,7 @@ def _run_or_stop(args, fn, run_dir: Path) -> int:
             run = RunStore(run_dir).read_run()
             emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
                         "error": str(exc)})
-        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: rewardgen resume {run_dir})",
+        print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: {resume_command(run_dir)})",
                    markup=False),
               file=sys.stderr)
         return EXIT_FAILED
@@ -146,16 +151,26 @@ def _report_run(args, summary: dict) -> int:
                           highlight=False)
             console.print(f"  reward: {term(path)}", soft_wrap=True)
         report = Path(summary["run_dir"]) / REPORT_FILE
-        if report.is_file():
+        if RunStore(Path(summary["run_dir"])).is_file(REPORT_FILE):
             console.print(f"  report: {term(report)}", soft_wrap=True)
     from rewardgen.run.evolve import failure_summary
 
     cause = failure_summary(summary.get("generations") or [])
     if cause:  # nothing usable came out of the run: say why in one line, exit non-zero
-        print(term(f"rewardgen: {cause} (details: rewardgen report {summary['run_dir']})", markup=False),
+        print(term(f"rewardgen: {cause} (details: rewardgen report {shlex.quote(str(summary['run_dir']))})",
+                   markup=False),
               file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def user_reach(args):
+    """Where the user points rewardgen (endpoint, model, templates, cluster), from their command line."""
+    from rewardgen.run.config import UserReach
+
+    return UserReach(base_url=getattr(args, "base_url", None), model=getattr(args, "model", None),
+                     prompts=getattr(args, "prompts", None), ray_address=getattr(args, "ray_address", None),
+                     use_run_endpoint=bool(getattr(args, "use_run_endpoint", False)))
 
 
 def cmd_resume(args) -> int:
@@ -164,16 +179,18 @@ def cmd_resume(args) -> int:
 
     run = RunStore.open(Path(args.run)).read_run()
     generations = getattr(args, "generations", None)
+    reach = user_reach(args)
     if generations is not None:
-        from rewardgen.run.evolve import extend_run
+        from rewardgen.run.evolve import check_reach, extend_run
 
+        check_reach(Path(args.run), reach)  # a run naming another endpoint is refused before it changes
         extend_run(Path(args.run), generations)  # a bad total is one line (exit 2) before anything runs
     elif run.get("status") == "finished" and not args.json:
         done = len(run.get("generations", []))
-        print(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To train "
-              f"more generations: `rewardgen resume {args.run} --generations {done + 1}` (the new total), or start "
-              "the next one from the web UI (`rewardgen serve`).", file=sys.stderr)
-    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress), Path(args.run))
+        print(term(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To "
+                   f"train more generations: `rewardgen resume {shlex.quote(str(args.run))} --generations {done + 1}` (the new total), "
+                   "or start the next one from the web UI (`rewardgen serve`).", markup=False), file=sys.stderr)
+    return _run_or_stop(args, lambda progress: resume(Path(args.run), progress, reach), Path(args.run))
 
 
 def cmd_train(args) -> int:
@@ -246,6 +263,8 @@ def cmd_bench(args) -> int:
     if args.what == "suite":
         return cmd_bench_suite(args)
     task_named(args.task)
+    if args.what == "export":
+        return cmd_bench_export(args)
     args.workers = args.workers or 1
     args.steps_given = args.steps is not None
     args.steps = args.steps or 300_000
@@ -333,6 +352,36 @@ def cmd_bench(args) -> int:
         emit_json(result)
     elif args.what not in ("schedule", "evolve"):
         console.print_json(json.dumps(result, default=str))
+    return 0
+
+
+def cmd_bench_export(args) -> int:
+    from rich.console import Console
+
+    from rewardgen.bench.export import bench_export
+
+    reward = read_reward(args.reward) if args.reward else None
+    steps, repeats = args.steps or 2000, args.repeats or 5
+    console = Console(stderr=args.json, highlight=False)
+    console.print(f"bench export on {term(args.task)}: the exported reward's forms against the raw env, "
+                  f"{steps} env-steps x {repeats} repeats, interleaved; load {loadavg()}")
+    result = bench_export(args.task, reward, steps=steps, repeats=repeats, envs=args.envs,
+                          say=lambda line: console.print(line))
+    result["load"] = loadavg()
+    if args.json:
+        emit_json(result)
+        return 0
+    cpu, wall = result["us_per_step_cpu"], result["us_per_step_wall"]
+    console.print(f"CPU time of this process per env step: raw env {cpu['raw']:.0f} us; plain RewardWrapper "
+                  f"{cpu['plain']:.0f} us ({result['plain_ratio']:.2f}x raw): the wrapper with its State and no "
+                  f"reward {cpu['state']:.0f} us ({result['state_ratio']:.2f}x), the reward's own calls "
+                  f"{result['reward_us']:.0f} us")
+    console.print(f"  vectorised ({result['envs']} envs, per env-step): raw {cpu['vec_raw']:.0f} us, plain "
+                  f"{cpu['vec_plain']:.0f} us ({result['vec_plain_ratio']:.2f}x)")
+    console.print(f"wall time per env step: raw {wall['raw']:.0f} us, plain {wall['plain']:.0f} us "
+                  f"({result['plain_ratio_wall']:.2f}x), SandboxedRewardWrapper {wall['sandboxed']:.0f} us "
+                  f"({result['sandboxed_ratio_wall']:.2f}x); vectorised raw {wall['vec_raw']:.0f} us, sandboxed "
+                  f"{wall['vec_sandboxed']:.0f} us ({result['vec_sandboxed_ratio_wall']:.2f}x); load {result['load']}")
     return 0
 
 

@@ -128,3 +128,22 @@ positive_int = number_type(int, lambda v: v > 0, "a positive integer")
 non_negative_int = number_type(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = number_type(float, lambda v: v > 0, "a positive number")
 port_number = number_type(int, lambda v: 1 <= v <= 65535, "a TCP port from 1 to 65535")
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The ``rewardgen resume`` line that continues this command's own run, for the user to copy: the run
+    path quoted as one shell word, and the endpoint (or prompt templates) this command was given, which
+    ``resume`` takes only from its command line (docs/sandbox.md, "What rewardgen trusts")."""
+    import shlex
+
+    from rewardgen.store import RunStore
+
+    words = ["rewardgen", "resume", str(run_dir)]
+    try:
+        config = RunStore(Path(run_dir)).read_run().get("config") or {}
+    except (UserError, OSError):
+        config = {}
+    for flag, key in (("--base-url", "base_url"), ("--prompts", "prompts"), ("--ray-address", "ray_address")):
+        if isinstance(config.get(key), str) and config.get(key):
+            words += [flag, config[key]]
+    return " ".join(shlex.quote(w) for w in words)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_train
-from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE
+from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_serve, cmd_train
+from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE, resume_command
 from rewardgen.cli.parser import build_parser
 from rewardgen import interrupt
 from rewardgen.errors import UserError
@@ -25,8 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="gymnasium")
     interrupt.install()  # a Ctrl-C swallowed by a finalizer still stops the run (rewardgen/interrupt.py)
     parser = build_parser()
+    reap = False
     try:
         args = parser.parse_args(argv)
+        if argv is None and args.func is not cmd_serve:
+            # every process this command starts, at any depth, becomes ours to wait for when it is
+            # orphaned: the command returns only once they are all gone (rewardgen/sandbox/reaper.py).
+            # (Not serve: the runs it starts in the background are commands of their own.)
+            from rewardgen.sandbox.reaper import become_subreaper
+
+            reap = become_subreaper()
         if args.func in (cmd_evolve, cmd_train, cmd_resume):
             from rewardgen.sandbox import zygote
 
@@ -37,9 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         run_dir = CURRENT_RUN.get("run_dir")
-        print("rewardgen: interrupted" + (f"; continue with `rewardgen resume {term(run_dir, markup=False)}`"
+        print("rewardgen: interrupted" + (f"; continue with `{term(resume_command(run_dir), markup=False)}`"
                                           if run_dir else ""), file=sys.stderr)
         return 130
+    finally:
+        if reap:
+            from rewardgen.sandbox.reaper import reap_descendants
+
+            reap_descendants()
 
 
 if __name__ == "__main__":

@@ -136,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the run's new TOTAL of generations, counted like evolve --generations (a run of 3 "
                         "finished generations given --generations 5 trains 2 more); default: the run's own")
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
+    reach = p.add_argument_group("where it may connect (a run directory never chooses this for you: docs/sandbox.md)")
+    reach.add_argument("--base-url", default=None,
+                       help="the OpenAI-compatible endpoint to continue an LLM run with (default: OPENAI_BASE_URL, "
+                            "else OpenAI's API); a run made with another endpoint is refused unless you pass this "
+                            "or --use-run-endpoint")
+    reach.add_argument("--use-run-endpoint", action="store_true",
+                       help="send requests (and OPENAI_API_KEY) to the endpoint the run recorded: only for runs you trust")
+    reach.add_argument("--model", default=None, help="LLM model name (default: the run's)")
+    reach.add_argument("--prompts", default=None, help="prompt templates to continue with (needed when the run was "
+                                                       "made with its own: templates are code)")
+    reach.add_argument("--ray-address", default=None, help="the Ray cluster to continue on (needed when the run "
+                                                           "named one)")
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("train", help="train one reward file and report its trusted fitness",
@@ -157,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("bench", help="benchmarks: throughput, learning, schedule (adaptive, halving, full training), "
-                       "evolve (evolve's speed against its trainer's)",
+                       "evolve (evolve's speed against its trainer's), export (the exported reward's step cost)",
                        description="throughput: raw batched simulation vs rewardgen PPO vs SB3 PPO, side by side. "
                                    "learning: median trusted fitness of rewardgen PPO and SB3 PPO at equal steps. "
                                    "schedule: the same candidates under --schedule full, halving and adaptive: "
@@ -167,11 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "generations (K candidates x --steps, full schedule with and without video; "
                                    "halving at the task's budget): env-steps/s, efficiency (evolve / trainer "
                                    "alone) and per-candidate fixed overhead, medians over --repeats. "
+                                   "export: the exported reward file's cost per env step against the raw env's, side by "
+                                   "side (its plain wrapper, the State it builds and the reward's own calls apart, the "
+                                   "sandboxed wrapper, and the vectorised forms; docs/benchmarks.md). "
                                    "suite: per task, evolve with the offline proposer at the task's budget, then "
                                    "final (evolved, human and sparse rewards, --seeds seeds each); a table of the "
                                    "fitnesses, human-normalised scores, success and the share of tasks where "
                                    "evolved >= human (docs/benchmarks.md); resumable.")
-    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite"], help="which benchmark")
+    p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite", "export"],
+                   help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
@@ -215,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(evolve --confirm-seeds; default 0)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="schedule, evolve: run seed; candidates' training seeds derive from it (default 0)")
+    p.add_argument("--reward", default=None, metavar="FILE",
+                   help="export: the reward to export (default: the offline proposer's canonical reward for the task)")
+    p.add_argument("--envs", type=positive_int, default=8, help="export: envs of the vectorised forms (default 8)")
     p.add_argument("--sim", choices=["cpu", "warp"], default="cpu", help="throughput: simulator (default cpu)")
     p.add_argument("--device", default="cpu", help="throughput with --sim warp: device, e.g. cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON on the last line of stdout")

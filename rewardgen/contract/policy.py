@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,3 +149,22 @@ class DeterministicPolicy:
                 if i < len(self._layers) - 1:
                     x = self._act(x)
             return torch.clamp(x, -1.0, 1.0).numpy()
+
+
+def policy_job(policy: bytes | Path) -> dict[str, str]:
+    """The policy as a child's job carries it: its bytes (base64), never a path into a run for the
+    child to open. A ``Path`` is read here, through ``RunFiles`` (no symlink followed)."""
+    import base64
+
+    from rewardgen.runfiles import RunFiles
+
+    if not isinstance(policy, (bytes, bytearray)):
+        policy = RunFiles(Path(policy).parent).read_bytes(Path(policy).name, MAX_POLICY_BYTES)
+    return {"policy_b64": base64.b64encode(bytes(policy)).decode("ascii")}
+
+
+def policy_from_job(job: dict[str, Any]) -> PolicyExport:
+    """The child's side of ``policy_job``."""
+    import base64
+
+    return PolicyExport.from_bytes(base64.b64decode(job["policy_b64"], validate=True))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rewardgen.tasks.fitness import make_fitness
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
 from rewardgen.evaluate.trajectory import best_and_worst, main_body, trajectory_from_episode
 from rewardgen.sim.episode import run_episode
 from rewardgen.tasks.spec import Task, task_from_dict
@@ -72,7 +72,7 @@ def main() -> None:
     torch.set_num_threads(1)
     job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="evaluation job")
-    export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())
+    export = policy_from_job(job)
     seed = int(job.get("seed", 10_000))
     trajectories = bool(job.get("trajectories", True))
     result = evaluate_policy(task, export, job.get("episodes"), seed, record=trajectories)

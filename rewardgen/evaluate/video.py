@@ -31,7 +31,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport  # noqa: E402
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job  # noqa: E402
 from rewardgen.store import VIDEO_FILE, publish  # noqa: E402
 from rewardgen.tasks.spec import Task, task_from_dict  # noqa: E402
 
@@ -191,7 +191,7 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
 def main() -> None:
     job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="video job")
-    export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())
+    export = policy_from_job(job)
     out = _render_here(task, export, Path(job["path"]), int(job["seed"]), job.get("max_steps"),
                        int(job.get("width", 480)), int(job.get("height", 360)), job.get("fps"),
                        float(job.get("max_seconds", 10.0)))

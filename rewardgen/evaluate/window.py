@@ -13,12 +13,11 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
 from rewardgen.tasks.spec import Task, task_from_dict
 
 
@@ -75,7 +74,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # stderr's last line is the error the caller reports, not a warning
     job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="window job")
-    export = PolicyExport.from_bytes(Path(job["policy_path"]).read_bytes())
+    export = policy_from_job(job)
     print(json.dumps(watch_rollout(task, export, int(job["seed"]), float(job.get("max_seconds", 10.0)))), flush=True)
     # the viewer's GL context and render thread do not always survive interpreter teardown (a crash
     # after the answer is out); nothing is left to clean up, so leave at once

@@ -140,6 +140,8 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
         "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None, "fate": fate_text(metrics, budget) if m else "",
         "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
         "evaluation": evaluation, "training": training,
+        # what the reward tried in its jail (refused system calls, its guard switched off): said, not hidden
+        "flags": [str(f) for f in m.get("flags")][:8] if isinstance(m.get("flags"), list) else [],
     }
 
 

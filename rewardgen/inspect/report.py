@@ -34,8 +34,9 @@ from rewardgen.inspect import pages
 from rewardgen.inspect.charts import fitness_chart, training_chart
 from rewardgen.inspect.pages import count, finite, num
 from rewardgen.safetext import html
-from rewardgen.store import (FINAL_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, VIDEO_FILE,
-                             VIDEO_INFO_FILE, CorruptFileError, atomic_write_text, read_json)
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import (FINAL_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
+                             VIDEO_FILE, VIDEO_INFO_FILE, CorruptFileError, atomic_write_text)
 
 REPORT_NAME = "report.html"
 
@@ -45,6 +46,7 @@ class Cand:
     g: int
     c: int
     path: Path
+    files: RunFiles | None = None  # the run's files (how everything of the candidate is read)
     metrics: dict | None = None
     proposal: dict = field(default_factory=dict)
     source: str | None = None
@@ -76,50 +78,55 @@ class Cand:
         return pages.hacking(self.metrics)
 
 
-def _read_json(path: Path, notes: list[str]) -> Any:
-    """``store.read_json``, but a damaged file becomes a note and None: a report shows a broken run."""
+def _read_json(files: RunFiles, path: Path, notes: list[str]) -> Any:
+    """``RunFiles.read_json``, but a damaged or refused file becomes a note and None: a report shows a
+    broken run (and nothing from outside it: a symlink is refused, never followed)."""
     try:
-        return read_json(path)
+        return files.read_json(path)
     except CorruptFileError as exc:
         notes.append(f"{path.name}: unreadable ({exc.reason[:120]})")
         return None
 
 
-def _numbered(parent: Path, prefix: str, suffix: str = "") -> list[tuple[int, Path]]:
+def _numbered(files: RunFiles, parent: Path, prefix: str, suffix: str = "") -> list[tuple[int, Path]]:
     """``(N, path)`` of ``prefix-N`` folders (or, with a ``suffix`` such as ".json", ``prefix-N.json``
-    files) in ``parent``, in order of N."""
+    files) in ``parent``, in order of N; links are skipped."""
     out = []
-    for p in parent.glob(f"{prefix}-*{suffix}"):
-        m = re.fullmatch(rf"{prefix}-(\d+){re.escape(suffix)}", p.name)
-        if m and (p.is_file() if suffix else p.is_dir()):
-            out.append((int(m.group(1)), p))
+    for name in files.listdir(parent, f"{prefix}-*{suffix}"):
+        m = re.fullmatch(rf"{prefix}-(\d+){re.escape(suffix)}", name)
+        if m and files.kind(parent / name) == ("file" if suffix else "dir"):
+            out.append((int(m.group(1)), parent / name))
     return sorted(out)
 
 
 def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
     """(run.json or {}, candidates per generation, notes about missing/corrupt files)."""
     notes: list[str] = []
-    run = _read_json(run_dir / RUN_FILE, notes)
+    files = RunFiles(run_dir)
+    run = _read_json(files, run_dir / RUN_FILE, notes)
     if run is None and not notes:
         notes.append("run.json is missing")
     run = run if isinstance(run, dict) else {}
     gens: list[list[Cand]] = []
-    for g, gdir in _numbered(run_dir, "gen"):
+    for g, gdir in _numbered(files, run_dir, "gen"):
         while len(gens) < g:
             gens.append([])
         cands = []
-        for c, cdir in _numbered(gdir, "cand"):
-            cand = Cand(g, c, cdir)
-            metrics = _read_json(cdir / METRICS_FILE, cand.notes)
+        for c, cdir in _numbered(files, gdir, "cand"):
+            cand = Cand(g, c, cdir, files)
+            metrics = _read_json(files, cdir / METRICS_FILE, cand.notes)
             cand.metrics = metrics if isinstance(metrics, dict) else None
-            proposal = _read_json(cdir / PROPOSAL_FILE, cand.notes)
+            proposal = _read_json(files, cdir / PROPOSAL_FILE, cand.notes)
             cand.proposal = proposal if isinstance(proposal, dict) else {}
             try:
-                cand.source = (cdir / REWARD_FILE).read_text()
+                cand.source = files.read_text(cdir / REWARD_FILE, MAX_SOURCE_BYTES)
+            except CorruptFileError as exc:
+                cand.source = None
+                cand.notes.append(f"{REWARD_FILE}: unreadable ({exc.reason[:120]})")
             except (OSError, UnicodeDecodeError):
                 cand.source = None
-            for r, rpath in _numbered(cdir, "rung", ".json"):
-                rec = _read_json(rpath, cand.notes)
+            for r, rpath in _numbered(files, cdir, "rung", ".json"):
+                rec = _read_json(files, rpath, cand.notes)
                 if isinstance(rec, dict):
                     cand.rungs.append(rec | {"rung": r})
             cands.append(cand)
@@ -224,10 +231,10 @@ def _safe_chart(draw) -> Markup | None:
 def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_dir: Path) -> dict:
     """The shared card's fields (``pages.card``) plus what only the report shows of a candidate."""
     video = c.path / VIDEO_FILE
-    rel = Path(os.path.relpath(video, out_dir)).as_posix() if video.is_file() else None
+    rel = Path(os.path.relpath(video, out_dir)).as_posix() if c.files is not None and c.files.is_file(video) else None
     diff, parent = _diff(gens, c)
     item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status,
-                      video_info=_read_json(c.path / VIDEO_INFO_FILE, []))  # a damaged video.json: just "no video"
+                      video_info=_read_json(c.files, c.path / VIDEO_INFO_FILE, []) if c.files else None)  # a damaged video.json: just "no video"
     m = c.metrics or {}
     facts = [f"{label}: {num(m[key])}" for key, label in (("env_steps", "env steps"), ("train_seconds", "training s"),
                                                             ("env_steps_per_second", "env-steps/s"), ("trainer", "trainer"))
@@ -331,7 +338,7 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         fits = [c.fitness for c in cands if c.fitness is not None and c.status == "ok"]
         gen_rows.append([g, len(cands), len(fits), num(max(fits)) if fits else "-",
                          num(statistics.median(fits)) if fits else "-"])
-    final = _read_json(run_dir / FINAL_FILE, notes)
+    final = _read_json(RunFiles(run_dir), run_dir / FINAL_FILE, notes)
     rs, bs = ((runner.metrics or {}).get("env_steps") if runner else None), ((best.metrics or {}).get("env_steps")
                                                                              if best else None)
     context = {
@@ -370,8 +377,18 @@ def write_report(run_dir: Path, out: Path | None = None) -> Path:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no run directory at {run_dir}")
     out = Path(out) if out is not None else run_dir / REPORT_NAME
+    files = RunFiles(run_dir)
+    try:
+        files.relative(out)
+        inside = True
+    except CorruptFileError:
+        inside = False
+    if inside:  # the run's own report.html: written like every file of the run (no link followed)
+        text = render_html(run_dir, Path(os.path.abspath(out)).parent)
+        files.write_bytes(out, text.encode("utf-8"), mode=0o644)
+        return out
     text = render_html(run_dir, out.resolve().parent)
-    atomic_write_text(out, text)
+    atomic_write_text(out, text)  # a file the user named with -o
     try:
         os.chmod(out, 0o644)  # a report is for reading (the atomic temp file was private)
     except OSError:

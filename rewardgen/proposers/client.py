@@ -41,7 +41,7 @@ from typing import Any
 
 from rewardgen.errors import flatten
 from rewardgen.proposers.extract import split_thinking
-from rewardgen.store import RunStoreError, atomic_write_json, read_json
+from rewardgen.runfiles import RunFiles, RunStoreError
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
@@ -358,7 +358,8 @@ class LLMClient:
         self.fatal: LLMError | None = None
         self._lock = threading.Lock()
         # records are numbered on from what the folder holds (a resumed generation keeps the old ones)
-        self._seq = len(list(Path(record_dir).glob("*.json"))) if record_dir and Path(record_dir).is_dir() else 0
+        self._files = RunFiles(self.cache_dir.parent)  # the run's files: no link followed, nothing outside it
+        self._seq = len(self._files.listdir(record_dir, "*.json")) if record_dir else 0
         self._in_flight = 0
         self._client = None
         self._adapt_file = self.cache_dir.parent / "llm-adaptations.json"
@@ -376,7 +377,7 @@ class LLMClient:
 
     def _load_adaptations(self) -> Adaptations:
         try:
-            raw = read_json(self._adapt_file)  # None when missing: AttributeError below
+            raw = self._files.read_json(self._adapt_file)  # None when missing: AttributeError below
             return Adaptations(**{k: v for k, v in raw.items() if k in Adaptations.__dataclass_fields__})
         except (RunStoreError, TypeError, ValueError, AttributeError):
             return Adaptations()
@@ -390,8 +391,8 @@ class LLMClient:
             if new:
                 self.adapt.notes.append(note)
             try:
-                atomic_write_json(self._adapt_file, asdict(self.adapt))
-            except OSError:
+                self._files.write_json(self._adapt_file, asdict(self.adapt))
+            except (OSError, RunStoreError):
                 pass  # remembering is a convenience; the run goes on
         if new:
             self.notify(note)
@@ -407,17 +408,17 @@ class LLMClient:
         with self._lock:
             self._seq += 1
             n = self._seq
-        atomic_write_json(self.record_dir / f"{n:03d}-{tag}.json", {"request": request, "response": response})
+        self._files.write_json(self.record_dir / f"{n:03d}-{tag}.json", {"request": request, "response": response})
 
     def _cache_get(self, key: str) -> tuple[str, str] | None:
         try:
-            raw = read_json(self.cache_dir / f"{key}.json")  # None when missing: TypeError below
+            raw = self._files.read_json(self.cache_dir / f"{key}.json")  # None when missing: TypeError below
             return raw["text"], raw.get("source", "content")
         except (RunStoreError, KeyError, TypeError, ValueError):
             return None
 
     def _cache_put(self, key: str, text: str, source: str) -> None:
-        atomic_write_json(self.cache_dir / f"{key}.json", {"text": text, "source": source})
+        self._files.write_json(self.cache_dir / f"{key}.json", {"text": text, "source": source})
 
     def _status(self, delta: int) -> None:
         with self._lock:

@@ -158,3 +158,85 @@ def effective_trainer(task: Task, trainer: str) -> tuple[str, str | None]:
     return ("sb3", f"{reason}; training with --trainer sb3 instead") if reason else ("ppo", None)
 
 
+
+
+# ----- settings a run directory may not choose for the user
+@dataclass(frozen=True)
+class UserReach:
+    """Where the user points rewardgen, from their command line and environment (never from a run's
+    files): the LLM endpoint and model, prompt templates (rendered as Jinja2: code), a Ray cluster.
+
+    :param base_url: ``--base-url`` (None: ``OPENAI_BASE_URL``, else OpenAI's API).
+    :param model: ``--model`` (None: the run's recorded model name, which can send nothing secret).
+    :param prompts: ``--prompts``. :param ray_address: ``--ray-address``.
+    :param use_run_endpoint: ``--use-run-endpoint``: the user trusts the endpoint the run recorded.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    prompts: str | None = None
+    ray_address: str | None = None
+    use_run_endpoint: bool = False
+
+
+def _endpoint(url: str | None) -> str:
+    import os
+
+    from rewardgen.proposers.client import DEFAULT_ENDPOINT
+
+    return (url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_ENDPOINT).strip().rstrip("/").lower()
+
+
+def continue_settings(recorded: EvolveConfig, reach: UserReach, where: str) -> tuple[EvolveConfig, list[str]]:
+    """The settings to continue a recorded run with (``resume``, the web UI's next generation, ``evolve
+    --replay``), and one-line notes on what changed. A run directory is untrusted input: the API key
+    goes only to the endpoint the user names (``reach``); a run that recorded another endpoint is
+    refused (ConfigError, one line) unless ``reach.use_run_endpoint``; prompt templates and a Ray address
+    the run names are refused unless the user gives them again; limits are checked like a new run's."""
+    import dataclasses
+    import os
+
+    config = dataclasses.replace(recorded)
+    notes: list[str] = []
+    llm = config.proposer == "openai" and not config.replay
+    if reach.use_run_endpoint and reach.base_url:
+        raise ConfigError("give either --base-url or --use-run-endpoint, not both")
+    if reach.use_run_endpoint:
+        if not recorded.base_url:
+            raise ConfigError(f"{where} recorded no LLM endpoint of its own; --use-run-endpoint has nothing to use")
+    elif reach.base_url:
+        if llm and recorded.base_url and _endpoint(recorded.base_url) != _endpoint(reach.base_url):
+            notes.append(f"continuing with your LLM endpoint {reach.base_url} (the run was made with "
+                         f"{recorded.base_url})")
+        config.base_url = reach.base_url
+    elif recorded.base_url and _endpoint(recorded.base_url) != _endpoint(None):
+        if llm:
+            raise ConfigError(
+                f"{where} was made with the LLM endpoint {recorded.base_url!r}, not yours "
+                f"({_endpoint(None)}); rewardgen sends OPENAI_API_KEY only where you point it: pass --base-url URL "
+                f"(or set OPENAI_BASE_URL) for your own endpoint, or --use-run-endpoint if you trust that one")
+        config.base_url = None  # an offline run never talks to it: nothing to ask
+    if reach.model:
+        config.model = reach.model
+    if not isinstance(config.model, str) or not config.model.isprintable() or not 0 < len(config.model) <= 200:
+        raise ConfigError(f"{where} records an unusable LLM model name; pass --model NAME")
+    if recorded.prompts and not reach.prompts:
+        raise ConfigError(f"{where} was made with prompt templates from {recorded.prompts!r}; templates are code "
+                          "rewardgen renders, so it uses only those you name: pass --prompts DIR")
+    config.prompts = reach.prompts or None
+    if recorded.executor == "ray" and recorded.ray_address and not reach.ray_address:
+        raise ConfigError(f"{where} ran on the Ray cluster at {recorded.ray_address!r}; rewardgen joins only a "
+                          "cluster you name: pass --ray-address ADDRESS")
+    if reach.ray_address:
+        config.ray_address = reach.ray_address
+    elif recorded.executor == "ray":
+        config.ray_address = None
+    try:
+        total_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError):
+        total_gb = float("inf")
+    if not isinstance(config.memory_gb, (int, float)) or not 0 < config.memory_gb <= max(total_gb, 1.0):
+        raise ConfigError(f"{where} records a memory limit of {config.memory_gb!r} GB per worker, more than this "
+                          f"machine has ({total_gb:.0f} GB): the limit would not hold")
+    config.validate()
+    return config, notes

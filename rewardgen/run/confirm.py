@@ -41,7 +41,7 @@ def contenders(generations: list[dict], top: int = CONFIRM_TOP) -> list[dict]:
 
 def finished_confirm_trainings(store: RunStore) -> int:
     """How many confirmation trainings in ``store`` finished and were evaluated (for the time estimate)."""
-    return sum(1 for d in store.path.glob("confirm/*/") if read_record(d) is not None)
+    return sum(1 for name in store.listdir("confirm") if read_record(store, store.path / "confirm" / name) is not None)
 
 
 def planned_confirm_steps(seeds: int, steps: int, samples: int, generations: int) -> int:

@@ -12,8 +12,8 @@ from rewardgen import interrupt
 from rewardgen.errors import flatten
 
 import base64
-import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, verdict_from_result
+from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, jail_flags, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
-from rewardgen.run.config import ConfigError, EvolveConfig, effective_trainer, resolve_proposer
+from rewardgen.run.config import (ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer,
+                                  resolve_proposer)
 from rewardgen.run.progress import Estimate, Fanout, LiveFile, Progress, SilentProgress
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.run.confirm import confirm_best, finished_confirm_trainings, planned_confirm_steps
@@ -31,9 +32,9 @@ from rewardgen.run.step import save_training_output, training_failure, training_
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
-from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
-    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_INFO_FILE, atomic_write_bytes,
-    atomic_write_json, atomic_write_text, new_run_id, read_json, rung_file, state_file)
+from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, candidate_label, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
+    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_FILE, VIDEO_INFO_FILE, new_run_id, rung_file,
+    state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
 from rewardgen.run.schedule import (HALVING_RUNGS, SCHEDULES, Evaluation, adaptive_decision,  # noqa: F401
@@ -87,21 +88,31 @@ def start_run(config: EvolveConfig, runs_dir: Path, kind: str = "evolve", task: 
         "best": None,
     }
     store = RunStore.create(runs_dir, new_run_id(task.id) + ("-train" if kind == "train" else ""), run)
-    if config.replay:  # the replayed run's recorded answers become this run's cache
-        source = Path(config.replay) / "llm-cache"
-        if source.is_dir():
-            shutil.copytree(source, store.path / "llm-cache")
+    if config.replay:  # the replayed run's recorded answers become this run's cache (files only, no links)
+        store.copy_from(RunStore(Path(config.replay)), "llm-cache")
     return store
 
 
-def replay_config(run_dir: Path) -> tuple[EvolveConfig, Task]:
-    """The config of a past run, set to replay its recorded LLM answers (``evolve --replay``)."""
-    old = RunStore.open(run_dir).read_run()
-    if not (Path(run_dir) / "llm-cache").is_dir():
+def replay_config(run_dir: Path, reach: UserReach | None = None) -> tuple[EvolveConfig, Task]:
+    """The config of a past run, set to replay its recorded LLM answers (``evolve --replay``). The run
+    is someone else's perhaps: what it names to reach (prompt templates, a Ray cluster) is used only
+    when the user names it too (``reach``; ``continue_settings``)."""
+    old_store = RunStore.open(run_dir)
+    old = old_store.read_run()
+    if not old_store.is_dir("llm-cache"):
         raise ConfigError(f"{run_dir} has no recorded LLM answers to replay (llm-cache/ is missing)")
-    config = EvolveConfig.from_dict(old["config"])
+    config = _recorded_config(old, run_dir)
     config.llm, config.proposer, config.replay = "openai", "openai", str(Path(run_dir).resolve())
+    config, _ = continue_settings(config, reach or UserReach(), f"run {Path(run_dir).name}")
     return config, task_from_dict(old["task"], where=str(Path(run_dir) / RUN_FILE))
+
+
+def _recorded_config(run: dict, run_dir: Path) -> EvolveConfig:
+    """``run.json``'s config as an EvolveConfig; ConfigError (one line) when it is not one."""
+    try:
+        return EvolveConfig.from_dict(run["config"])
+    except (TypeError, AttributeError) as exc:
+        raise ConfigError(f"corrupt run file {Path(run_dir) / RUN_FILE}: its config is not a run's ({exc})") from None
 
 
 class Evolution:
@@ -110,7 +121,7 @@ class Evolution:
     def __init__(self, store: RunStore, progress: Progress | None = None):
         self.store = store
         # whoever watches (the terminal), and live.json for the web UI: the same events
-        self.progress = Fanout(progress or SilentProgress(), LiveFile(store.path / LIVE_FILE))
+        self.progress = Fanout(progress or SilentProgress(), LiveFile(lambda obj: store.write_json(LIVE_FILE, obj)))
         run = store.read_run()
         self.config = EvolveConfig.from_dict(run["config"])
         self.task: Task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
@@ -311,13 +322,13 @@ class Evolution:
         records = []
         for c, p in enumerate(proposals):
             d = self.store.cand_dir(g, c)
-            atomic_write_text(d / REWARD_FILE, p.source)
+            self.store.write_text(d / REWARD_FILE, p.source)
             record = p.record(proposer)
-            atomic_write_json(d / PROPOSAL_FILE, record)
+            self.store.write_json(d / PROPOSAL_FILE, record)
             records.append(record)
         gen = {"generation": g, "proposer": proposer, "candidates": records, "tokens": tokens,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        atomic_write_json(self.store.gen_dir(g) / GENERATION_FILE, gen)
+        self.store.write_json(self.store.gen_dir(g) / GENERATION_FILE, gen)
         return gen
 
     def _generation(self, g: int) -> None:
@@ -411,7 +422,7 @@ class Evolution:
                     interrupt.wait(fut)
 
     def _rung(self, g: int, c: int, r: int) -> RungRecord | None:
-        return read_json(self.store.cand_dir(g, c) / rung_file(r))
+        return self.store.read_json(self.store.cand_dir(g, c) / rung_file(r))
 
     def _slice(self, g: int, c: int, r: int, target: int, rungs: int, cpu_threads: int = 1,
                slots: threading.Semaphore | None = None) -> None:
@@ -428,7 +439,7 @@ class Evolution:
         record: RungRecord = {"rung": r, "target_steps": target}
 
         def fail(status: str, error: str | None, **more: Any) -> None:
-            atomic_write_json(d / rung_file(r), record | {"status": status, "error": error, "fitness": None} | more)
+            self.store.write_json(d / rung_file(r), record | {"status": status, "error": error, "fitness": None} | more)
 
         self.progress.event("candidate_started", generation=g, candidate=c, rung=r, rungs=rungs, target=target,
                             budget=self.steps)
@@ -442,14 +453,14 @@ class Evolution:
                 record["check"] = check.to_json() | {"seconds": seconds, "isolation": check.isolation,
                                                      "warnings": check.warnings, "by": "proposer"}
                 if not check.ok:
-                    atomic_write_text(d / TRAIN_LOG, check.log)
+                    self.store.write_text(d / TRAIN_LOG, check.log)
                     return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
         previous = self._rung(g, c, r - 1) if r > 0 else None
         done_steps = int(previous["env_steps_total"]) if previous else 0
         steps, resume = max(1, target - done_steps), None
         saved_state = d / state_file(r - 1)
-        if previous and saved_state.is_file():
-            resume = base64.b64encode(saved_state.read_bytes()).decode()
+        if previous and self.store.is_file(saved_state):
+            resume = base64.b64encode(self.store.read_bytes(saved_state)).decode()
         elif previous:  # the trainer gave no resumable state: train this rung's budget from scratch
             steps, done_steps = target, 0
             record["restarted"] = "the trainer returned no resumable state; this rung trained from scratch"
@@ -475,16 +486,18 @@ class Evolution:
             record["check"] = check.to_json() | {"seconds": round(float(seconds), 2), "isolation": check.isolation,
                                                  "warnings": check.warnings, "by": "training worker"}
             if not check.ok:
-                atomic_write_text(d / TRAIN_LOG, check.log)
+                self.store.write_text(d / TRAIN_LOG, check.log)
                 return fail(check.stage, check.error, traceback="\n".join(check.details) or check.error)
-        save_training_output(d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
+        if jail_flags(res.jail):  # what the reward tried in its jail during this slice (verdict flags)
+            record["flags"] = jail_flags(res.jail)
+        save_training_output(self.store, d, res, f"--- rung {r}: training to {target} env-steps ---\n", append=r > 0)
         failure = training_failure(res)
         if failure is not None:
             return fail(*failure, traceback=res.traceback, train_seconds=round(res.seconds, 2))
         result = res.result or {}
         resume_state = getattr(res, "resume_state", None)
         if resume_state and r < rungs - 1:
-            atomic_write_bytes(d / state_file(r), resume_state)
+            self.store.write_bytes(d / state_file(r), resume_state)
         extra = result.get("extra") or {}
         steps = int(extra.get("slice_env_steps") or 0) if job.resume is not None else int(result.get("env_steps") or 0)
         self._trained(steps)
@@ -498,11 +511,11 @@ class Evolution:
             self._queue_video(g, c)
         self.progress.event("evaluating", generation=g, candidate=c)
         started = time.monotonic()
-        evaluation, error = trusted_fitness(self.task, d, self.config.eval_episodes, self.eval_seed)
+        evaluation, error = trusted_fitness(self.task, self.store, d, self.config.eval_episodes, self.eval_seed)
         if evaluation is None:
             return fail("evaluation", error, **{k: record[k] for k in ("training", "env_steps_total")})
         record["evaluation_seconds"] = round(time.monotonic() - started, 2)
-        atomic_write_json(d / rung_file(r), record | {"status": "ok", "error": None,
+        self.store.write_json(d / rung_file(r), record | {"status": "ok", "error": None,
                                                           "fitness": evaluation["fitness"], "evaluation": evaluation})
         self.progress.event("slice_finished", generation=g, candidate=c, rung=r, rungs=rungs,
                             fitness=evaluation["fitness"])
@@ -524,6 +537,12 @@ class Evolution:
         if trained:
             metrics["training"] = merge_training_stats(trained)
             metrics["hacking"] = hacking_alarm(metrics["training"])
+        flags = list(dict.fromkeys(f for x in rungs for f in [*((x.get("check") or {}).get("flags") or []),
+                                                               *(x.get("flags") or [])]))
+        if flags:
+            metrics["flags"] = flags
+            for flag in flags:
+                self.progress.event("warning", message=f"{candidate_label(g, c)}: the reward {flag}")
         metrics["env_steps"] = max((int(x.get("env_steps_total") or 0) for x in rungs), default=0)
         metrics["steps_spent"] = sum(int(x.get("env_steps") or 0) for x in rungs)
         if final["status"] == "ok":
@@ -546,7 +565,7 @@ class Evolution:
     def _render_video(self, g: int, c: int) -> None:
         info = self._video(g, c)
         # beside metrics.json, which stays as it was sealed
-        atomic_write_json(self.store.cand_dir(g, c) / VIDEO_INFO_FILE, info)
+        self.store.write_json(self.store.cand_dir(g, c) / VIDEO_INFO_FILE, info)
         self.progress.event("video_ready", generation=g, candidate=c, video=info)
 
     def _wait_videos(self, generation: int | None = None) -> bool:
@@ -569,7 +588,7 @@ class Evolution:
             gen = self.store.read_generation(g)
             for c in range(len((gen or {}).get("candidates", []))):
                 m = self.store.read_metrics(g, c)
-                if m is not None and m.get("status") == "ok" and not (self.store.cand_dir(g, c) / VIDEO_INFO_FILE).is_file():
+                if m is not None and m.get("status") == "ok" and not self.store.is_file(self.store.cand_dir(g, c) / VIDEO_INFO_FILE):
                     self._queue_video(g, c)
 
     def _video(self, g: int, c: int) -> dict:
@@ -581,8 +600,11 @@ class Evolution:
         d = self.store.cand_dir(g, c)
         self.progress.event("rendering_video", generation=g, candidate=c)
         try:
-            info = render_video(self.task, (d / POLICY_FILE).resolve(), video_path(d).resolve(), self.eval_seed,
-                                timeout=600.0, idle=True)
+            with tempfile.TemporaryDirectory(prefix="rewardgen-video-") as scratch:  # rendered outside the run
+                out = Path(scratch) / VIDEO_FILE
+                info = render_video(self.task, self.store.read_bytes(d / POLICY_FILE), out, self.eval_seed,
+                                    timeout=600.0, idle=True)
+                self.store.write_bytes(video_path(d), out.read_bytes())
             return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames"),
                     "render_seconds": info.get("render_seconds")}
         except (RuntimeError, ValueError, OSError) as exc:
@@ -596,15 +618,16 @@ class Evolution:
         return cands[c].get("error") if c < len(cands) else None
 
     def _finish(self, d: Path, metrics: CandidateMetrics) -> CandidateOutcome:
-        for stale in d.glob("state-*.npz"):  # resumable states are only needed while a candidate is alive
-            stale.unlink()
-        atomic_write_json(d / METRICS_FILE, metrics)
+        for stale in self.store.listdir(d, "state-*.npz"):  # resumable states: only while a candidate lives
+            self.store.unlink(d / stale)
+        self.store.write_json(d / METRICS_FILE, metrics)
         if metrics.get("training"):
             try:
                 from rewardgen.inspect.tensorboard import write_scalars
 
                 folder = f"{gen_dirname(metrics['generation'])}-{cand_dirname(metrics['candidate'])}"
-                write_scalars(self.store.path / "tensorboard" / folder, metrics)
+                with self.store.folder_path(self.store.path / "tensorboard" / folder) as logdir:
+                    write_scalars(Path(logdir), metrics)
             except Exception as exc:  # noqa: BLE001 - TensorBoard logs are a convenience, never fatal
                 self.progress.event("warning", message=f"TensorBoard scalars not written: {exc}")
         outcome = CandidateOutcome(metrics["generation"], metrics["candidate"], metrics["status"],
@@ -779,16 +802,45 @@ def extend_run(run_dir: Path, generations: int) -> RunStore:
     return store
 
 
-def resume(run_dir: Path, progress: Progress | None = None, generations: int | None = None) -> dict:
+def check_reach(run_dir: Path, reach: UserReach | None = None) -> None:
+    """ConfigError (one line) when the run names an LLM endpoint, prompt templates or a Ray cluster that
+    ``reach`` (the user's own settings) does not: what ``resume`` would refuse, checked before anything
+    changes the run."""
+    run = RunStore.open(run_dir).read_run()
+    continue_settings(_recorded_config(run, run_dir), reach or UserReach(), f"run {Path(run_dir).name}")
+
+
+def resume(run_dir: Path, progress: Progress | None = None, reach: UserReach | None = None,
+           generations: int | None = None) -> dict:
     """Continue an interrupted run; finished candidates are kept as they are. ``generations``: the
-    run's new total of generations (``extend_run``), to add generations to a finished run."""
+    run's new total of generations (``extend_run``), to add generations to a finished run.
+
+    The run directory is untrusted input: the LLM endpoint, prompt templates and Ray cluster come from
+    ``reach`` (the user's command line and environment), never silently from ``run.json``
+    (``continue_settings`` refuses, in one line, a run that names others). The settings used are
+    written back to ``run.json`` before anything runs, so the record says what the run continued with."""
     if generations is not None:
+        check_reach(run_dir, reach)  # a foreign endpoint is refused before the run is changed
         extend_run(run_dir, generations)
     store = RunStore.open(run_dir)
     run = store.read_run()
     if run.get("status") == "finished":
         return Evolution(store, progress).summary()
-    return Evolution(store, progress).run()
+    config, notes = continue_settings(_recorded_config(run, run_dir), reach or UserReach(), f"run {store.path.name}")
+    if asdict(config) != {k: v for k, v in run["config"].items() if k in asdict(config)}:
+        store.lock()  # nobody else may be running it while its settings change
+        try:
+            run = store.read_run()
+            run["config"] = dict(run["config"], **asdict(config))
+            if run.get("kind", "evolve") == "evolve":  # what the display and the report say it talks to
+                run["proposer"] = get_proposer(config.proposer, config).label
+            store.write_run(run)
+        finally:
+            store.unlock()
+    evolution = Evolution(store, progress)
+    for note in notes:
+        evolution.progress.event("warning", message=note)
+    return evolution.run()
 
 
 def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
@@ -803,4 +855,4 @@ def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
     return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
 
 
-__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "extend_run", "resume", "train_file", "start_run", "RunStoreError"]
+__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "check_reach", "extend_run", "resume", "train_file", "start_run", "RunStoreError"]

@@ -36,8 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError,
-    atomic_write_json, read_json)
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError
 
 FEEDBACK_FILE = "feedback.json"
 LOCK_FILE = "feedback.lock"
@@ -67,7 +67,7 @@ def finished_generations(run_dir: Path) -> list[int]:
 def proposed_generations(store: RunStore) -> int:
     """How many generations (0, 1, ... contiguous) have their proposals written."""
     n = 0
-    while (store.gen_dir(n) / GENERATION_FILE).is_file():
+    while store.is_file(store.gen_dir(n) / GENERATION_FILE):
         n += 1
     return n
 
@@ -100,7 +100,7 @@ def _check_candidate(store: RunStore, generation: int, candidate: Any, what: str
     if not 0 <= candidate < n:
         raise FeedbackError(f"{what} {generation}/{candidate} does not exist "
                             f"(generation {generation} has candidates 0..{n - 1})")
-    if not (store.cand_dir(generation, candidate) / METRICS_FILE).is_file():
+    if not store.is_file(store.cand_dir(generation, candidate) / METRICS_FILE):
         raise FeedbackError(f"{what} {generation}/{candidate} has not finished yet")
     return candidate
 
@@ -122,7 +122,10 @@ def _check_generation(store: RunStore, generation: Any) -> int:
 # ----- storage
 @contextmanager
 def _locked(run_dir: Path) -> Iterator[None]:
-    fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # a regular file of the run's own, never through a link (RunFiles.open_lock)
+        fd = RunFiles(Path(run_dir)).open_lock(LOCK_FILE)
+    except CorruptFileError as exc:
+        raise FeedbackError(str(exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -133,7 +136,7 @@ def _locked(run_dir: Path) -> Iterator[None]:
 def _read(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / FEEDBACK_FILE
     try:
-        raw = read_json(path)
+        raw = RunFiles(Path(run_dir)).read_json(FEEDBACK_FILE)
     except CorruptFileError as exc:
         raise FeedbackError(f"corrupt feedback file {path}: {exc.reason}") from None
     if raw is None:
@@ -150,7 +153,7 @@ def _append(store: RunStore, item: dict) -> dict:
         item = {"id": max((int(x.get("id", 0)) for x in items), default=0) + 1, **item,
                 "applies_to": proposed_generations(store),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "time": time.time()}
-        atomic_write_json(store.path / FEEDBACK_FILE, {"version": 1, "items": items + [item]})
+        store.write_json(FEEDBACK_FILE, {"version": 1, "items": items + [item]})
     return item
 
 

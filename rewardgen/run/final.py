@@ -44,8 +44,8 @@ from rewardgen.errors import UserError
 
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
 from rewardgen.sandbox import WorkerResult
-from rewardgen.store import (FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore,
-                             atomic_write_json, final_dirname, read_json)
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore, final_dirname
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
@@ -135,7 +135,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         "executor": executor_used,
         "seconds": round(time.monotonic() - started, 2),
     }
-    atomic_write_json(store.path / FINAL_FILE, result)
+    store.write_json(FINAL_FILE, result)
     _emit(progress, "final_finished", result=result)
     return result
 
@@ -232,16 +232,16 @@ def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], exe
         for fut in done:
             t = pending.pop(fut)
             record = _finish_one(store, task, t, fut, progress)
-            atomic_write_json(store.path / t.dirname / FINAL_RUN_FILE, record | {"key": t.key})
+            store.write_json(store.path / t.dirname / FINAL_RUN_FILE, record | {"key": t.key})
             runs.append(record)
     return runs
 
 
-def read_record(directory: Path) -> dict | None:
-    """The training record (``final-run.json``) in ``directory`` if it says the training finished and was
-    evaluated; None when it is missing, unreadable or says otherwise."""
+def read_record(store: RunFiles, directory: Path) -> dict | None:
+    """The training record (``final-run.json``) in ``directory`` of the run ``store`` if it says the
+    training finished and was evaluated; None when it is missing, unreadable or says otherwise."""
     try:
-        record = read_json(Path(directory) / FINAL_RUN_FILE)
+        record = store.read_json(Path(directory) / FINAL_RUN_FILE)
     except CorruptFileError:
         return None
     return record if isinstance(record, dict) and record.get("status") == "ok" else None
@@ -261,10 +261,10 @@ def _finished_before(store: RunStore, dirname: str, key: dict) -> dict | None:
     """The record of this training from an earlier, interrupted call, if it finished and was evaluated
     under ``key`` and its policy is still there; None: train it (again)."""
     d = store.path / dirname
-    record = read_record(d)
+    record = read_record(store, d)
     if record is None or record.get("key") != key:
         return None
-    if not (d / POLICY_FILE).is_file():
+    if not store.is_file(d / POLICY_FILE):
         return None
     return {name: value for name, value in record.items() if name != "key"}
 
@@ -276,7 +276,7 @@ def _finish_one(store: RunStore, task: Task, t: Retraining, fut: Future, progres
     except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
         res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
     d = store.path / t.dirname
-    save_training_output(d, res)
+    save_training_output(store, d, res)
     record: dict[str, Any] = {"method": t.method, "seed_index": t.seed_index, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
     failure = training_failure(res)
@@ -289,7 +289,7 @@ def _finish_one(store: RunStore, task: Task, t: Retraining, fut: Future, progres
     retried = [w for w in res.warnings if "retried" in w]  # the executor lost an attempt
     if retried:
         record["warnings"] = retried
-    evaluation, error = trusted_fitness(task, d, t.key["episodes"], t.key["eval_seed"])
+    evaluation, error = trusted_fitness(task, store, d, t.key["episodes"], t.key["eval_seed"])
     if evaluation is None:
         record |= {"status": "evaluation", "error": error}
     else:
@@ -333,7 +333,7 @@ def normalised_scores(task: Task, rows: dict[str, dict]) -> tuple[dict[str, floa
 
 def read_final(run_dir: Path) -> dict | None:
     """The run's final evaluation, or None if it has none."""
-    return read_json(Path(run_dir) / FINAL_FILE)
+    return RunStore(Path(run_dir)).read_json(FINAL_FILE)
 
 
 __all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "read_record", "retrain", "Retraining", "RunTraining",

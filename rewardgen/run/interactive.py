@@ -29,7 +29,7 @@ def generation_rows(run_dir: Path, generation: int) -> list[dict[str, Any]]:
         m = store.read_metrics(generation, c) or {}
         video = store.cand_dir(generation, c) / VIDEO_FILE
         rows.append({"candidate": c, "status": m.get("status", "running"), "fitness": m.get("fitness"),
-                     "error": m.get("error"), "video": str(video) if video.is_file() else None})
+                     "error": m.get("error"), "video": str(video) if store.is_file(video) else None})
     return rows
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
-from rewardgen.store import atomic_write_json
 
 
 class Progress(Protocol):
@@ -173,8 +172,9 @@ class LiveFile:
     #: events that only move a count: written at most once per ``interval``
     FREQUENT = {"candidate_progress", "llm_status", "estimate"}
 
-    def __init__(self, path, interval: float = 1.0):
-        self.path, self.interval = path, interval
+    def __init__(self, write: Callable[[Any], None], interval: float = 1.0):
+        """``write(obj)`` writes ``obj`` as the run's ``live.json`` (atomically, through the run's files)."""
+        self.write, self.interval = write, interval
         self.state = LiveState()
         self.lock = threading.Lock()
         self.last = 0.0
@@ -188,6 +188,6 @@ class LiveFile:
                 return
             self.last = now
             try:
-                atomic_write_json(self.path, self.state.snapshot())
+                self.write(self.state.snapshot())
             except (OSError, TypeError, ValueError):
                 self.broken = True

@@ -18,7 +18,9 @@ from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.sandbox import WorkerLimits, WorkerResult
 from rewardgen.sandbox.trusted import run_trusted_evaluation
-from rewardgen.store import POLICY_FILE, TRAIN_LOG, atomic_write_bytes, atomic_write_text
+from rewardgen.contract.policy import MAX_POLICY_BYTES
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import POLICY_FILE, TRAIN_LOG
 from rewardgen.tasks.spec import Task
 
 
@@ -111,21 +113,25 @@ def training_failure(res: WorkerResult) -> tuple[str, str] | None:
     return None
 
 
-def save_training_output(directory: Path, res: WorkerResult, log_header: str = "", append: bool = False) -> None:
+def save_training_output(files: RunFiles, directory: Path, res: WorkerResult, log_header: str = "",
+                         append: bool = False) -> None:
     """Write the worker's log (``train.log``, appended to for a continued training) and, when it
-    returned one, its policy (``policy.npz``), each atomically."""
+    returned one, its policy (``policy.npz``), each atomically, in the run ``files``."""
     log_path = directory / TRAIN_LOG
-    before = log_path.read_text(errors="replace") if append and log_path.is_file() else ""
-    atomic_write_text(log_path, before + log_header + res.log)
+    before = files.read_text(log_path, errors="replace") if append and files.is_file(log_path) else ""
+    files.write_text(log_path, before + log_header + res.log)
     if res.ok and res.payload is not None:
-        atomic_write_bytes(directory / POLICY_FILE, res.payload)
+        files.write_bytes(directory / POLICY_FILE, res.payload)
 
 
-def trusted_fitness(task: Task, directory: Path, episodes: int | None, seed: int) -> tuple[dict[str, Any] | None, str | None]:
-    """Evaluate ``directory/policy.npz`` in the trusted evaluator: ``(evaluation, None)`` or ``(None, error)``."""
+def trusted_fitness(task: Task, files: RunFiles, directory: Path, episodes: int | None,
+                    seed: int) -> tuple[dict[str, Any] | None, str | None]:
+    """Evaluate ``directory/policy.npz`` of the run ``files`` in the trusted evaluator:
+    ``(evaluation, None)`` or ``(None, error)``."""
     try:
-        return run_trusted_evaluation(task, directory / POLICY_FILE, episodes, seed), None
-    except (RuntimeError, ValueError) as exc:
+        policy = files.read_bytes(directory / POLICY_FILE, MAX_POLICY_BYTES)
+        return run_trusted_evaluation(task, policy, episodes, seed), None
+    except (RuntimeError, ValueError, OSError) as exc:
         return None, str(exc)
 
 

@@ -16,7 +16,8 @@ zygote it is a fresh process.
 ``guard.py`` (audit hook, restricted builtins) and ``rewardgen.sandbox.validate`` (static checks) give
 honest mistakes clear messages; they are not the boundary. ``check.py`` is the candidate check
 (static, then a smoke run in a worker). ``trusted.py`` runs the *trusted* children that read what a
-worker produced (the evaluator, the video renderer) with limits of their own. See docs/sandbox.md.
+worker produced (the evaluator, the video renderer) with limits of their own. ``standalone.py``
+(``JailedReward``) gives an exported reward the same jail, for code outside rewardgen. See docs/sandbox.md.
 
 The names below are imported on first use, so ``rewardgen.sandbox.zygote`` can be started before
 torch is imported here (the zygote's imports then overlap the command's own).
@@ -27,10 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["Jail", "JailError", "JailOptions", "WorkerLimits", "WorkerResult", "run_worker", "worker_env",
-           "run_trusted_evaluation", "render_video", "render_in_child"]
+           "run_trusted_evaluation", "render_video", "render_in_child", "JailedReward"]
 _FROM = {"Jail": "jail", "JailError": "jail", "JailOptions": "jail", "WorkerLimits": "process",
          "WorkerResult": "process", "run_worker": "process", "worker_env": "process",
-         "run_trusted_evaluation": "trusted", "render_video": "trusted", "render_in_child": "trusted"}
+         "run_trusted_evaluation": "trusted", "render_video": "trusted", "render_in_child": "trusted",
+         "JailedReward": "standalone"}
 
 
 def __getattr__(name: str) -> Any:

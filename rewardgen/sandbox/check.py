@@ -36,6 +36,9 @@ class CheckVerdict:
     :param components: the reward's component names (from the run; empty unless it ran).
     :param line: the candidate's line the error points at, when known.
     :param details: more lines for ``explain`` (all static issues, trimmed traceback, isolation notes).
+    :param flags: what the trusted side saw the reward try in its jail (``jail_flags``: system calls
+        the filter refused, the audit hook switched off); the layers held, but a reward that tries
+        these is not an honest one. Empty for every honest reward.
     """
 
     ok: bool
@@ -48,10 +51,14 @@ class CheckVerdict:
     warnings: list[str] = field(default_factory=list)
     source: str = field(default="", repr=False)
     log: str = field(default="", repr=False)
+    flags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """Exactly ``{"ok", "stage", "error", "components"}``."""
-        return {"ok": self.ok, "stage": self.stage, "error": self.error, "components": list(self.components)}
+        """``{"ok", "stage", "error", "components"}``, and ``"flags"`` when there are any."""
+        out = {"ok": self.ok, "stage": self.stage, "error": self.error, "components": list(self.components)}
+        if self.flags:
+            out["flags"] = list(self.flags)
+        return out
 
     def explain(self) -> str:
         """Multi-line text for people: what failed, where, and the source line."""
@@ -70,6 +77,7 @@ class CheckVerdict:
                     lines.append(f"    {self.line:4d} | {src[self.line - 1].rstrip()}")
         for d in self.details:
             lines.extend("  " + x for x in d.rstrip().splitlines())
+        lines.extend(f"  flagged: the reward {flag}" for flag in self.flags)
         if self.warnings:  # isolation layers this machine could not give (none where every layer works)
             lines.append("  sandbox notes: " + "; ".join(self.warnings))
         return "\n".join(lines)
@@ -109,6 +117,20 @@ def _runtime_cause(res: WorkerResult, limits: WorkerLimits) -> str:
     return err or f"failed at stage {res.stage}"
 
 
+def jail_flags(jail: dict[str, Any] | None) -> list[str]:
+    """One line per thing the reward tried that its jail refused, from a worker's ``jail`` frame."""
+    if not jail:
+        return []
+    flags = []
+    if jail.get("refused"):
+        calls = ", ".join(f"{name} x{count}" for name, count in (jail.get("syscalls") or {}).items())
+        flags.append(f"was refused {jail['refused']} system call(s) in its jail ({calls}): it tried what a reward "
+                     "has no business doing (files, network, processes, signals)")
+    if jail.get("guard_off"):
+        flags.append("switched the sandbox's audit hook off (the kernel layers held)")
+    return flags
+
+
 def check_reward(source: str, task: Any, steps: int = 256, seed: int = 0, *,
                  limits: WorkerLimits | None = None, job_extra: dict[str, Any] | None = None) -> CheckVerdict:
     """Static checks, then a short run in the sandbox; never raises for problems of the reward.
@@ -135,7 +157,8 @@ def verdict_from_result(res: WorkerResult, source: str, limits: WorkerLimits = C
     """The check's verdict from a worker's result: a mode "check" job's, or a train job that carried
     ``check`` (the smoke check folded into its training: ``res.check`` holds what the check frame
     said; an error before that frame is the check's failure, one after it is training's)."""
-    common = {"isolation": res.isolation, "warnings": res.warnings, "source": source, "log": res.log}
+    common = {"isolation": res.isolation, "warnings": res.warnings, "source": source, "log": res.log,
+              "flags": jail_flags(res.jail)}
     if res.check is not None:
         comps = sorted((res.check.get("stats") or {}).get("components", {}))
         if int(res.check.get("output_bytes") or 0) > limits.output_bytes:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rewardgen.sandbox.validate import BANNED_ATTRIBUTES, BANNED_BUILTINS, module_allowed
+from rewardgen.sandbox.validate import BANNED_BUILTINS, module_allowed
 
 CANDIDATE_FILENAME = "reward.py"
 MAX_VIOLATIONS = 20
@@ -194,26 +194,11 @@ class RefusedImport(ImportError):
 
 
 def reward_torch() -> Any:
-    """A module object with torch's public namespace minus what rewards may not use.
+    """The reward's ``torch`` (``rewardgen.sandbox.allowed.reward_torch``): only the allowlisted names,
+    no real submodule reachable."""
+    from rewardgen.sandbox.allowed import reward_torch as view
 
-    ``import torch`` in a reward yields this copy: ``torch.save``, ``torch.load``, ``torch.from_file``,
-    ``torch.ops``, ``torch.hub``, ``torch.os``... are simply absent, and rebinding names on it
-    (``torch.exp = ...``) cannot reach the trusted code's torch. Classes and submodules are shared.
-    """
-    import types
-
-    import torch
-
-    mod = types.ModuleType("torch", torch.__doc__)
-    for name, value in torch.__dict__.items():
-        if name.startswith("_") or name in BANNED_ATTRIBUTES or "Storage" in name:
-            continue
-        if module_allowed(f"torch.{name}") is not None:
-            continue
-        if isinstance(value, types.ModuleType) and not value.__name__.startswith("torch"):
-            continue  # stdlib modules torch happens to import (os, sys, ...)
-        mod.__dict__[name] = value
-    return mod
+    return view()
 
 
 def _import_gate(guard: Guard | None) -> Callable[..., Any]:
@@ -243,10 +228,15 @@ def _import_gate(guard: Guard | None) -> Callable[..., Any]:
                     guard.violations.append(message)
             raise RefusedImport(message)
         module = builtins.__import__(name, globals, locals, fromlist, level)
-        if name == "torch" or (name.startswith("torch.") and not fromlist):
+        if name == "torch" or name.startswith("torch."):
             if not torch_view:
                 torch_view.append(reward_torch())
-            return torch_view[0]
+            if not fromlist:  # ``import torch.nn.functional as F`` walks down from the top itself
+                return torch_view[0]
+            view = torch_view[0]
+            for part in name.split(".")[1:]:  # ``from torch.nn import functional``: the view's own namespace
+                view = getattr(view, part)
+            return view
         return module
 
     return guarded_import

@@ -171,6 +171,19 @@ def check_frame(value: Any, debug: bool = False) -> dict:
     elif kind == "check":  # a train job's smoke check passed (job key "check")
         _number(value.get("env_steps"), "check.env_steps", integer=True)
         check_stats(value.get("stats", {}))
+    elif kind == "jail":  # what the worker saw of its jail (refused system calls, guard switched off)
+        _number(value.get("refused"), "jail.refused", integer=True)
+        _number(value.get("calls"), "jail.calls", integer=True)
+        if value.get("deadline") is not None:
+            _number(value["deadline"], "jail.deadline")
+        if not isinstance(value.get("guard_off"), bool):
+            raise SchemaError("jail.guard_off is not true or false")
+        calls = value.get("syscalls")
+        if not isinstance(calls, dict) or len(calls) > 16:
+            raise SchemaError("jail.syscalls is not an object of at most 16 system calls")
+        for name, count in calls.items():
+            _name(name, "jail.syscalls name")
+            _number(count, f"jail.syscalls.{name}", integer=True)
     elif kind == "resume_state":
         _number(value.get("env_steps"), "resume_state.env_steps", integer=True)
         _number(value.get("bytes"), "resume_state.bytes", integer=True)

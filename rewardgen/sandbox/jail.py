@@ -27,7 +27,19 @@ privileges, namespaces), not what the child claims.
 Channel: requests ``(op, worlds)``; replies ``(kind, components, payload bytes)`` followed by the
 payload (component names as JSON when they change, or an error record), at most
 ``MAX_MESSAGE_BYTES``. Everything the child sends is validated: kinds, counts, sizes, UTF-8,
-names (printable, at most ``MAX_NAME_CHARS``, at most ``MAX_COMPONENTS``), error stages.
+names (printable, at most ``MAX_NAME_CHARS``, at most ``MAX_COMPONENTS``, none the trusted side uses
+itself: ``RESERVED_NAMES`` and anything starting with ``__``), error stages.
+
+The answers are checked for liveness and meaning too:
+
+- every call has a deadline (``Jail.deadline``): generous for the first ``CALIBRATION_CALLS`` (the
+  smoke check's), then ``DEADLINE_FACTOR`` times the slowest call measured so far, scaled by the
+  batch size, within ``DEADLINE_MIN``..``DEADLINE_MAX`` seconds. A reward that blocks (reading its own
+  channel uses no CPU, so RLIMIT_CPU never fires) is stopped there and fails with a clear reason;
+- the namespace parent supervises the seccomp filter (``seccomp.Supervisor``): every refused system
+  call is counted outside the jail, where the reward cannot change the count (``Jail.refused``);
+- ``Jail.verify`` also asks whether the audit hook is still armed (``guard_off``: the jail's own
+  word, so a flag, not a boundary).
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ import os
 import resource
 import select
 import signal
+import socket
 import struct
 import sys
 import time
@@ -58,12 +71,23 @@ MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
 MAX_MESSAGE_BYTES = 256 * 1024
 STAGES = ("static", "load", "runtime", "contract", "sandbox")
+#: component names the trusted side uses for its own series (the total's label in the books, the
+#: charts' and debug tables' total): a reward may not return them (nor any name starting with "__")
+RESERVED_NAMES = frozenset({"total", "(total)", "total_reward"})
+#: the first calls (the smoke check's) get FIRST_CALL_DEADLINE seconds each; later ones
+#: DEADLINE_FACTOR x the slowest measured (per world, times the batch), within DEADLINE_MIN..DEADLINE_MAX
+CALIBRATION_CALLS = 16
+FIRST_CALL_DEADLINE = 60.0
+DEADLINE_FACTOR = 50.0
+DEADLINE_MIN = 2.0
+DEADLINE_MAX = 30.0
 
 _REQUEST = struct.Struct("<BI")  # op, worlds
 _REPLY = struct.Struct("<BHI")  # kind, components, payload bytes
 _OP_CALL, _OP_VERIFY, _OP_STOP = 1, 2, 3
 _HELLO, _OK, _ERROR = 1, 2, 3
 _REQ_FD, _REP_FD = 3, 4  # the jail's ends of the channel, at fixed numbers
+_HANDOFF_FD = 5  # the jail's end of the socket that hands its seccomp listener to the supervisor
 
 _CLONE_NEWNS, _CLONE_NEWCGROUP, _CLONE_NEWUTS, _CLONE_NEWIPC = 0x20000, 0x02000000, 0x04000000, 0x08000000
 _CLONE_NEWUSER, _CLONE_NEWPID, _CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -221,6 +245,9 @@ def component_name_error(name: Any) -> str | None:
         return f"component name '{shown[:60]}' is not valid Unicode text (a lone surrogate)"
     if not name.isprintable():
         return f"component name '{shown[:60]}' has unprintable characters"
+    if name.startswith("__") or name in RESERVED_NAMES:
+        return (f"component name {name!r} is reserved (rewardgen's own series use it; names starting with '__' "
+                "are reserved too): choose another")
     return None
 
 
@@ -244,6 +271,16 @@ class Jail:
                  filename: str = CANDIDATE_FILENAME):
         self.shared = SharedState(schema, capacity)
         _warm_up(self.shared)
+        from rewardgen.sandbox.seccomp import COUNTS_BYTES
+
+        # the supervisor's counters of refused system calls: shared with the namespace parent only (the
+        # jail unmaps its copy before any candidate code runs)
+        self._counts = mmap.mmap(-1, COUNTS_BYTES)
+        self.deadline: float | None = None  # seconds for the next call (None: FIRST_CALL_DEADLINE)
+        self._slowest = 0.0  # the slowest call measured, per world
+        self._calls = 0
+        self._submitted = 0.0
+        self.guard_off = False
         self.layers: list[str] = []
         self.warnings: list[str] = []
         self._names: tuple[str, ...] = ()
@@ -264,7 +301,8 @@ class Jail:
             try:
                 os.close(self._req)
                 os.close(self._rep)
-                _intermediate(parent, source, options, filename, self.shared, req_r, rep_w, sync_w, go_r)
+                _intermediate(parent, source, options, filename, self.shared, req_r, rep_w, sync_w, go_r,
+                              self._counts)
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
             finally:
@@ -366,20 +404,38 @@ class Jail:
 
     def submit(self, state: State) -> None:
         """Hand ``state`` to the jail and return at once (one call at a time: ``collect`` next)."""
+        self.submit_shared(self.shared.write(state), state.qpos.device)
+
+    def submit_shared(self, n: int, device: torch.device | str = "cpu") -> None:
+        """Like ``submit`` for a State of ``n`` worlds already written into ``shared.inputs``."""
         if self.load_error is not None:
             raise self.load_error
         if self._pending is not None:
             raise RuntimeError("Jail.submit twice without collect")
-        n = self.shared.write(state)
+        if not 0 < n <= self.shared.capacity:
+            raise ValueError(f"a call on {n} worlds does not fit a jail made for {self.shared.capacity}")
         self._send(_OP_CALL, n)
-        self._pending = (n, state.qpos.device)
+        self._submitted = time.monotonic()
+        self._pending = (n, torch.device(device))
 
     def collect(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The answer to the last ``submit``: ``(total, components)``, checked (JailError if it failed)."""
         if self._pending is None:
             raise RuntimeError("Jail.collect without submit")
         (n, device), self._pending = self._pending, None
-        kind, count, payload = self._reply(timeout=None)
+        allowed = self.call_deadline(n)
+        try:
+            kind, count, payload = self._reply(timeout=max(0.0, self._submitted + allowed - time.monotonic()),
+                                               timeout_error=None)
+        except TimeoutError:
+            self.close()  # it blocked: the jail goes, its worker reports the candidate
+            measured = f"its calls took at most {self._slowest * n * 1000:.1f} ms for {n} worlds before"
+            raise JailError("runtime", f"the reward did not answer within {allowed:.1f} s ({measured}; the "
+                                       f"deadline is {DEADLINE_FACTOR:g}x that, at least {DEADLINE_MIN:g} s): it "
+                                       "blocked or hung, and was stopped") from None
+        took = time.monotonic() - self._submitted
+        self._calls += 1
+        self._slowest = max(self._slowest, took / max(n, 1))
         if kind == _ERROR:
             raise _error_from(payload)
         if kind != _OK:
@@ -392,12 +448,29 @@ class Jail:
         values = torch.from_numpy(self.shared.outputs[: 1 + count, :n].copy()).to(device)
         return values[0], {name: values[1 + k] for k, name in enumerate(self._names)}
 
+    def call_deadline(self, n: int) -> float:
+        """Seconds a call on ``n`` worlds may take: ``FIRST_CALL_DEADLINE`` while calibrating, then
+        ``DEADLINE_FACTOR`` x the slowest call measured (per world, times ``n``), within the bounds."""
+        if self._calls < CALIBRATION_CALLS:
+            return FIRST_CALL_DEADLINE
+        return min(DEADLINE_MAX, max(DEADLINE_MIN, DEADLINE_FACTOR * self._slowest * max(n, 1)))
+
+    def refused(self) -> tuple[int, dict[str, int]]:
+        """System calls the seccomp filter refused the jail, as its supervisor counted them outside it:
+        ``(in all, {name: count})``."""
+        from rewardgen.sandbox.seccomp import read_counts
+
+        return read_counts(self._counts)
+
     def verify(self) -> None:
-        """Ask the jail's guards whether the candidate tried anything refused (JailError if so)."""
+        """Ask the jail's guards whether the candidate tried anything refused (JailError if so); notes
+        in ``guard_off`` whether the jail says its audit hook was switched off."""
         self._send(_OP_VERIFY, 0)
         kind, _, payload = self._reply(timeout=60.0)
         if kind == _ERROR:
             raise _error_from(payload)
+        if payload:
+            self.guard_off = self.guard_off or _json_object(payload).get("guard") == "off"
 
     def close(self) -> None:
         """Stop the jail and reap it (killed if it does not stop at once)."""
@@ -442,8 +515,14 @@ class Jail:
         except OSError:
             raise self._death() from None
 
-    def _reply(self, timeout: float | None) -> tuple[int, int, bytes]:
-        head = _read_exact(self._rep, _REPLY.size, timeout)
+    def _reply(self, timeout: float | None, timeout_error: str | None = "") -> tuple[int, int, bytes]:
+        """The next reply; after ``timeout`` s a JailError (``timeout_error`` None: TimeoutError)."""
+        try:
+            head = _read_exact(self._rep, _REPLY.size, timeout)
+        except JailError:
+            if timeout_error is None:
+                raise TimeoutError from None
+            raise
         if len(head) < _REPLY.size:
             raise self._death()
         kind, count, length = _REPLY.unpack(head)
@@ -502,7 +581,7 @@ def compute_reward(s):
     g = torch.max(x, dim=-1).values + torch.min(x, dim=-1).values + torch.argmax(x, dim=-1).float()
     h = torch.full_like(b, 0.5) + torch.arange(x.shape[0]).float() + torch.isfinite(x).all(-1).float()
     total = a.sum(-1) + b + c + d + e + f + g + h + torch.nan_to_num(x).sum(-1) + torch.sign(x).sum(-1)
-    return total, {"total": total, "a": a[:, 0]}
+    return total, {"all": total, "a": a[:, 0]}
 """
 
 
@@ -591,7 +670,7 @@ def _write_file(path: str, text: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def _intermediate(parent: int, source: str, options: JailOptions, filename: str, shared: SharedState,
-                  req_r: int, rep_w: int, sync_w: int, go_r: int) -> None:  # pragma: no cover
+                  req_r: int, rep_w: int, sync_w: int, go_r: int, counts: mmap.mmap) -> None:  # pragma: no cover
     """Make the namespaces, fork the jail into them, wait for it and exit as it did."""
     _libc("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
@@ -612,9 +691,17 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
                 call()
             except OSError:
                 pass
+    handoff, handoff_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         os.close(sync_w)
+        counts.close()  # the counters are the supervisor's: the jail keeps no mapping of them
+        mine = os.dup(handoff_child.fileno())  # apart from both ends' numbers, which may be 5 themselves
+        handoff.close()
+        handoff_child.close()
+        if mine != _HANDOFF_FD:
+            os.dup2(mine, _HANDOFF_FD)
+            os.close(mine)
         code = 70
         try:
             _jail_main(source, options, filename, shared, made)
@@ -627,15 +714,43 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
     os.close(sync_w)
     for fd in (_REQ_FD, _REP_FD):
         os.close(fd)
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
+    handoff_child.close()
+    status = _supervise(pid, handoff, counts)
     if os.WIFSIGNALED(status):
         os._exit(128 + os.WTERMSIG(status))
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _supervise(pid: int, handoff: socket.socket, counts: mmap.mmap) -> int:  # pragma: no cover
+    """In the namespace parent: take the jail's seccomp listener (if it sends one) and answer every
+    refused call (counted into ``counts``) until the jail exits; its wait status."""
+    from rewardgen.sandbox.seccomp import Supervisor
+
+    listener = None
+    try:
+        _, fds, _, _ = socket.recv_fds(handoff, 16, 1)
+        listener = fds[0] if fds else None
+    except OSError:
+        pass
+    handoff.close()
+    poller = select.poll()
+    if listener is not None:
+        poller.register(listener, select.POLLIN)
+        supervisor = Supervisor(listener, counts)
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG if listener is not None else 0)
+        except InterruptedError:
+            continue
+        if done:
+            return status
+        for _, events in poller.poll(100):
+            if events & select.POLLIN:
+                supervisor.serve_one()
+            elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                poller.unregister(listener)
+                os.close(listener)
+                listener = None
 
 
 def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedState,
@@ -661,13 +776,26 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
     layers.append("rlimits")
     _drop_capabilities()
     torch.set_num_threads(1)
+    _quiet_source_lookups(source, filename)
+    handoff = socket.socket(fileno=_HANDOFF_FD)
+    listener = None
     if options.seccomp:
         try:
-            seccomp.load_allowlist(read_fds=(_REQ_FD,), write_fds=(1, 2, _REP_FD))
+            listener = seccomp.load_allowlist(read_fds=(_REQ_FD,), write_fds=(1, 2, _REP_FD), handoff_fd=_HANDOFF_FD)
         except seccomp.SeccompUnavailable as exc:
             warnings.append(f"seccomp filter not active: {exc}")
+        if listener is None and not any(w.startswith("seccomp filter not active") for w in warnings):
+            warnings.append("refused system calls are not counted here (seccomp user notification unavailable)")
     else:
         warnings.append("seccomp disabled by the job (tests only)")
+    try:  # the listener goes to the supervisor (sendmsg is allowed on this socket alone), then away
+        handoff.sendmsg([b"L"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", listener))]
+                        if listener is not None else [])
+    except OSError:
+        pass
+    handoff.close()
+    if listener is not None:
+        os.close(listener)
     guard = None
     if options.audit:
         guard = Guard(read_roots=[])
@@ -698,7 +826,8 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
         try:
             if op == _OP_VERIFY:
                 fn.verify()
-                _reply(_OK, 0, b"")
+                armed = guard is None or guard.armed
+                _reply(_OK, 0, json.dumps({"guard": "armed" if armed else "off"}).encode())
                 continue
             with torch.no_grad():
                 total, components = check_output(fn(shared.state(n)), n, finite=False)
@@ -722,6 +851,18 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
                 sys.stdout.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _quiet_source_lookups(source: str, filename: str) -> None:  # pragma: no cover
+    """Before the filter: tracebacks and warnings in the jail would look source lines up on disk (a
+    ``stat`` and an ``open`` per frame, refused and counted as if the reward had tried them). The
+    reward's own lines are put in ``linecache``; a warning is shown without its source line."""
+    import linecache
+    import warnings as warnings_module
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    warnings_module.formatwarning = lambda message, category, path, lineno, line=None: \
+        f"{path}:{lineno}: {category.__name__}: {message}\n"
 
 
 def _reply(kind: int, count: int, payload: bytes) -> None:  # pragma: no cover

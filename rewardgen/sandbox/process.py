@@ -71,7 +71,8 @@ class WorkerResult:
     the worker went away, see ``rewardgen.run.executors``). ``started``: "zygote" (forked from the command's
     zygote), "fresh", or why there was no zygote; ``check``: a train job's folded smoke check as its
     ``check`` frame said (with ``seconds`` from the start and the ``output_bytes`` seen by then);
-    ``peak_rss_kb``: the forked worker's peak RSS (its jail included), as the zygote reaped it.
+    ``peak_rss_kb``: the forked worker's peak RSS (its jail included), as the zygote reaped it;
+    ``jail``: the worker's ``jail`` frame (system calls refused in the jail, guard switched off).
     """
 
     stage: str
@@ -90,6 +91,7 @@ class WorkerResult:
     check: dict[str, Any] | None = None
     timeout_seconds: float | None = None
     peak_rss_kb: int | None = None
+    jail: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -246,6 +248,8 @@ def run_worker(job: WorkerJob | dict[str, Any], limits: WorkerLimits = WorkerLim
                             result.check = dict(value, seconds=round(time.monotonic() - start, 3),
                                                 output_bytes=log.total)
                             check_done.set()
+                        elif kind == "jail":
+                            result.jail = value
                         elif kind == "result":
                             result.result, result.stage = value, "ok"
                         elif kind == "error":

@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from rewardgen.contract.policy import PolicyExport
+from rewardgen.contract.policy import PolicyExport, policy_job
 from rewardgen.tasks.spec import Task
 
 
-def run_trusted_evaluation(task: Task, policy_path: Path, episodes: int | None = None, seed: int = 10_000,
+def run_trusted_evaluation(task: Task, policy: bytes | Path, episodes: int | None = None, seed: int = 10_000,
                            timeout: float = 600.0) -> dict[str, Any]:
-    """Evaluate in a fresh process (the orchestrator's entry point). Raises RuntimeError on failure."""
-    job = {"task": task.to_dict(), "policy_path": str(policy_path), "episodes": episodes, "seed": seed}
+    """Evaluate ``policy`` (its bytes, or a policy file) in a confined process of its own (the
+    orchestrator's entry point). Raises RuntimeError on failure."""
+    job = {"task": task.to_dict(), **policy_job(policy), "episodes": episodes, "seed": seed}
     return run_json_module("rewardgen.evaluate.evaluator", job, timeout, "trusted evaluation")
 
 
@@ -151,16 +151,17 @@ def _run_forked(module: str, data: bytes, env: dict[str, str], rlimits: list, ti
     return returncode, b"".join(chunks[1]), b"".join(chunks[2])
 
 
-def render_video(task: Task, policy_path: Path, path: Path, seed: int, max_steps: int | None = None,
+def render_video(task: Task, policy: bytes | Path, path: Path, seed: int, max_steps: int | None = None,
                  width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
                  timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
-    """``rewardgen.evaluate.video.render_rollout`` of the policy file at ``policy_path``, in a confined
+    """``rewardgen.evaluate.video.render_rollout`` of ``policy`` (its bytes, or a policy file) to the mp4
+    at ``path`` (not a run's file: evolve renders into scratch and stores the result), in a confined
     child with ``MUJOCO_GL=egl``; ``idle``: at the lowest CPU priority, for videos nobody waits on.
 
     :raises VideoError: rendering or encoding failed (no file is left at ``path``)."""
     from rewardgen.evaluate.video import VideoError
 
-    job = {"task": task.to_dict(), "policy_path": str(policy_path), "path": str(path), "seed": seed,
+    job = {"task": task.to_dict(), **policy_job(policy), "path": str(path), "seed": seed,
            "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
     try:
         return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering", env={"MUJOCO_GL": "egl"},
@@ -172,26 +173,17 @@ def render_video(task: Task, policy_path: Path, path: Path, seed: int, max_steps
 def render_in_child(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None = None,
                     width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
                     timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
-    """``render_video`` of a policy held in memory (for a process whose mujoco chose a windowed
-    backend): the policy goes to a temp file beside ``path`` for the child to read.
+    """``render_video`` of a policy held in memory (for a process whose mujoco chose a windowed backend).
 
     :raises VideoError: rendering or encoding failed (no file is left at ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(prefix=".policy.", suffix=".npz", dir=path.parent) as pol:
-        pol.write(export.to_bytes())
-        pol.flush()
-        return render_video(task, Path(pol.name), path, seed, max_steps, width, height, fps, max_seconds, timeout,
-                            idle)
+    return render_video(task, export.to_bytes(), Path(path), seed, max_steps, width, height, fps, max_seconds,
+                        timeout, idle)
 
 
 def show_in_window(task: Task, export: PolicyExport, seed: int, max_seconds: float = 10.0,
                    timeout: float = 3600.0) -> dict[str, Any]:
     """``rewardgen.evaluate.window.watch_rollout`` in a confined fresh child with ``MUJOCO_GL=glfw``
-    (the policy goes to a temp file for it to read). RuntimeError when no window could be opened."""
-    with tempfile.NamedTemporaryFile(prefix="rewardgen-policy.", suffix=".npz") as pol:
-        pol.write(export.to_bytes())
-        pol.flush()
-        job = {"task": task.to_dict(), "policy_path": pol.name, "seed": seed, "max_seconds": max_seconds}
-        return run_json_module("rewardgen.evaluate.window", job, timeout, "the viewer window",
-                               env={"MUJOCO_GL": "glfw"}, fresh=True)
+    (the policy goes to it as bytes in its job). RuntimeError when no window could be opened."""
+    job = {"task": task.to_dict(), **policy_job(export.to_bytes()), "seed": seed, "max_seconds": max_seconds}
+    return run_json_module("rewardgen.evaluate.window", job, timeout, "the viewer window",
+                           env={"MUJOCO_GL": "glfw"}, fresh=True)

@@ -7,9 +7,22 @@ API: ``validate_source(source) -> list[Issue]`` (empty means accepted), and ``en
 which raises ``ValidationError`` carrying the issues. Every ``Issue`` has a 1-based ``line`` (0 when
 the problem is the whole file) and a one-line ``message``.
 
-The rules are deliberately conservative: a reward needs arithmetic on tensors, not reflection,
-files, processes or native code. Name-based rules (banned attribute names wherever they appear)
-are used instead of type inference, so aliasing (``t = torch; t.save(...)``) does not help.
+The rules are an allowlist (``rewardgen.sandbox.allowed``): a reward needs arithmetic on tensors, not
+reflection, files, processes or native code. An attribute is accepted only when its name is listed
+there, whatever object it is read on (name-based rules instead of type inference, so aliasing,
+``t = torch; t.save(...)``, does not help), with three refinements:
+
+- torch's namespaces (``nn``, ``functional``, ``linalg``, ``special``) only on a name known to be torch
+  or ``torch.nn`` (an import, or a module-level assignment of one), so ``torch.functional`` or a real
+  submodule reached another way is refused;
+- a reward may define names of its own (its classes' methods, the attributes it stores: ``self.scale``)
+  and read them on any object; none may be a name that real objects carry (``os``, ``torch``, a
+  torch function's name for a stored one), so on a module or tensor such a name is simply absent and
+  a method called with ``self`` bound to a module reaches and patches nothing;
+- names built at runtime are refused: ``getattr``/``setattr``/``vars``, ``hasattr`` with a name that is
+  not a listed string literal, ``str.format`` fields that read attributes, literals with ``__``.
+
+It is not the boundary in rewardgen (the jail is), but it is the only guard of an exported reward.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ import string
 from dataclasses import dataclass
 
 from rewardgen.contract.syntax import parse
+from rewardgen.sandbox import allowed
 
 MAX_SOURCE_CHARS = 100_000
 ALLOWED_MODULES = frozenset({"torch", "math"})
@@ -109,38 +123,88 @@ def _is_dunder(name: str) -> bool:
 
 
 def module_allowed(dotted: str) -> str | None:
-    """None when a reward may import ``dotted``, else the reason (shared with the worker's import gate)."""
+    """None when a reward may import ``dotted`` (``allowed.MODULES``), else the reason (shared with the
+    jail's import gate)."""
+    if dotted in allowed.MODULES:
+        return None
     top = dotted.split(".")[0]
     if top not in ALLOWED_MODULES:
         return f"import of {dotted!r} is not allowed (only {', '.join(sorted(ALLOWED_MODULES))})"
-    if dotted.startswith("torch."):
-        parts = dotted.split(".")
-        for i in range(2, len(parts) + 1):
-            prefix = ".".join(parts[:i])
-            if prefix in BANNED_TORCH_PATHS:
-                return f"{prefix} is not available to rewards (file, process, native-code or global-state API)"
-        if any(p.startswith("_") for p in parts[1:]):
-            return f"import of private module {dotted!r} is not allowed"
-    return None
+    parts = dotted.split(".")
+    if any(p.startswith("_") for p in parts[1:]):
+        return f"import of private module {dotted!r} is not allowed"
+    for i in range(2, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if prefix in BANNED_TORCH_PATHS:
+            return f"{prefix} is not available to rewards (file, process, native-code or global-state API)"
+    if dotted.startswith("torch.") and ".".join(parts[:-1]) in allowed.NAMESPACE_NAMES \
+            and parts[-1] in allowed.NAMESPACE_NAMES[".".join(parts[:-1])]:
+        return None  # a function of an allowed namespace (from torch.linalg import norm)
+    return (f"{dotted} is not available to rewards (they may use torch's functions and its nn.functional, "
+            "linalg and special namespaces, and math)")
 
 
 def attribute_problem(name: str) -> str | None:
-    """None when ``x.<name>`` is acceptable on any object, else why it is refused."""
+    """None when ``x.<name>`` is acceptable on any object (``allowed.ATTRIBUTES``), else why not."""
     if _is_dunder(name):
         return f"access to dunder attribute .{name} is not allowed"
     if name in BANNED_ATTRIBUTES:
         return f"access to attribute .{name} is not allowed (file, process, native-code or introspection API)"
-    for prefix in BANNED_ATTRIBUTE_PREFIXES:
-        if name.startswith(prefix):
-            kind = "private attribute" if prefix == "_" else f"attribute starting with {prefix!r}"
-            return f"access to {kind} .{name} is not allowed"
+    if name.startswith("_"):
+        return f"access to private attribute .{name} is not allowed"
+    if name in allowed.NAMESPACES:
+        return (f"torch's namespace .{name} may only be read from an imported torch (torch.nn, torch.nn.functional, "
+                "torch.linalg, torch.special)")
+    if name not in allowed.ATTRIBUTES:
+        return (f"attribute .{name} is not one a reward may use (torch's functions, tensor methods, the State's "
+                "fields, math; a class of the reward's own reads its attributes through self)")
+    return None
+
+
+def _own_names(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """Attribute names of the reward's own: those it stores (``self.scale = ...``, anywhere), and those
+    its classes define (methods, class-level names)."""
+    stored = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)}
+    defined: set[str] = set()
+    for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+        for item in cls.body:
+            if isinstance(item, ast.FunctionDef):
+                defined.add(item.name)
+            elif isinstance(item, (ast.Assign, ast.AnnAssign)):
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                defined.update(t.id for t in targets if isinstance(t, ast.Name))
+    return stored, defined
+
+
+def _dotted_problem(dotted: str | None) -> str | None:
+    """Why ``torch.a.b`` or ``math.x`` (a path from an imported module) is not available, or None."""
+    if not dotted:
+        return None
+    parts = dotted.split(".")
+    if parts[0] == "math":
+        return None if len(parts) < 2 or parts[1] in allowed.MATH else f"math has no {parts[1]!r} a reward may use"
+    namespace = parts[0]
+    for part in parts[1:]:
+        held = allowed.NAMESPACE_NAMES.get(namespace)
+        if held is None:
+            return None  # past a function or dtype: the attribute names are checked one by one
+        if part not in held:
+            path = f"{namespace}.{part}"
+            for i in range(2, len(path.split(".")) + 1):
+                prefix = ".".join(path.split(".")[:i])
+                if prefix in BANNED_TORCH_PATHS:
+                    return f"{prefix} is not available to rewards (file, process, native-code or global-state API)"
+            return (f"{path} is not available to rewards (they may use torch's functions and its nn.functional, "
+                    "linalg and special namespaces, and math)")
+        namespace = f"{namespace}.{part}"
     return None
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, own_names: set[str] = frozenset()) -> None:
         self.issues: list[Issue] = []
         self.module_aliases: dict[str, str] = {}
+        self.own_names = own_names
         self.class_depth = 0
 
     def add(self, node: ast.AST | None, message: str) -> None:
@@ -173,8 +237,10 @@ class _Checker(ast.NodeVisitor):
                     self.add(node, f"'from {module} import *' is not allowed; import names explicitly")
                 continue
             full = f"{module}.{alias.name}"
-            why = module_allowed(full) if module.startswith("torch") else None
-            why = why or attribute_problem(alias.name)
+            if module == "math":
+                why = None if alias.name in allowed.MATH else f"math has no {alias.name!r} a reward may use"
+            else:
+                why = module_allowed(full)
             if why:
                 self.add(node, f"from {module} import {alias.name}: {why}")
             else:
@@ -186,21 +252,29 @@ class _Checker(ast.NodeVisitor):
             self.add(node, f"use of {node.id!r} is not allowed")
         elif _is_dunder(node.id):
             self.add(node, f"use of dunder name {node.id!r} is not allowed")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and node.id in self.module_aliases and self.class_depth == 0:
-            pass  # rebinding a module alias locally is harmless
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and node.id in self.module_aliases:
+            self.add(node, f"rebinding the module name {node.id!r} is not allowed (name your variable differently)")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        why = attribute_problem(node.attr)
+        dotted = self._dotted(node)
+        parent = self._dotted(node.value)
+        own = node.attr in self.own_names and parent is None
+        if node.attr in allowed.NAMESPACES and parent in allowed.NAMESPACE_NAMES \
+                and node.attr in allowed.NAMESPACE_NAMES[parent]:
+            why = None  # torch.nn, torch.nn.functional, torch.linalg, torch.special
+        elif own:
+            why = None  # a name of the reward's own (checked to be one no real object carries)
+        else:
+            why = attribute_problem(node.attr)
         if why:
             self.add(node, why)
-        dotted = self._dotted(node)
-        if dotted and dotted.startswith("torch."):
-            banned = module_allowed(dotted)
-            if banned and "private" not in banned:
-                self.add(node, banned)
+        if parent is not None and (banned := _dotted_problem(dotted)):
+            self.add(node, banned)
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self._root_is_module(node):
             self.add(node, f"assigning to or deleting {dotted or 'an attribute of a module'} (monkeypatching) "
                            "is not allowed")
+        elif isinstance(node.ctx, ast.Del):
+            self.add(node, f"deleting .{node.attr} is not allowed")
         self.generic_visit(node)
 
     # match statements: class patterns read attributes by bare name, captures bind names --------
@@ -254,6 +328,12 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        if isinstance(func, ast.Name) and func.id == "hasattr":
+            name = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                self.add(node, "hasattr with an attribute name built at runtime is not allowed")
+            elif (why := attribute_problem(name.value)) is not None:
+                self.add(node, f"hasattr(..., {name.value!r}): {why}")
         if isinstance(func, ast.Attribute) and func.attr == "format":
             target = func.value
             if not (isinstance(target, ast.Constant) and isinstance(target.value, str)):
@@ -320,7 +400,22 @@ def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
         return [Issue(exc.lineno or 0, f"SyntaxError: {exc.msg}")]
     except (RecursionError, MemoryError, ValueError) as exc:
         return [Issue(0, f"reward source could not be parsed ({type(exc).__name__}: nested too deeply?)")]
-    checker = _Checker()
+    try:
+        stored, defined = _own_names(tree)
+    except RecursionError:
+        return [Issue(0, "reward source is nested too deeply")]
+    # names of the reward's own may be read on any object, so none may be a name a real object carries
+    # (read on torch, a tensor or a module it is then simply absent), and a stored one may not be a
+    # listed name either (``self.relu = ...`` on a ``self`` bound to torch.nn.functional would patch it)
+    own = {n for n in stored | defined if not n.startswith("_") and n not in BANNED_ATTRIBUTES}
+    checker = _Checker(own)
+    fresh_needed = (stored | (defined - allowed.ATTRIBUTES)) - {n for n in stored | defined if n.startswith("_")}
+    if fresh_needed:
+        reachable = allowed.reachable_names()
+        for name in sorted(fresh_needed):
+            if name in reachable or name in BANNED_ATTRIBUTES or (name in stored and name in allowed.ATTRIBUTES):
+                checker.add(None, f"the reward's own attribute .{name} has the name of an attribute real objects "
+                                  "carry (torch, tensors, modules); name it differently")
     try:
         checker.visit(tree)
     except RecursionError:

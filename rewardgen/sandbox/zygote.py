@@ -81,6 +81,7 @@ PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.trainers.worker",
            "rewardgen.sandbox.jail", "rewardgen.sandbox.guard", "rewardgen.sandbox.seccomp", "rewardgen.contract.reward",
            "rewardgen.sandbox.validate", "rewardgen.trainers.ppo", "rewardgen.trainers.sb3", "rewardgen.sim.cpu",
            "rewardgen.evaluate.evaluator", "rewardgen.evaluate.trajectory", "rewardgen.evaluate.video", "rewardgen.tasks.fitness", "rewardgen.tasks.spec",
+           "rewardgen.sandbox.standalone",
            "torch._dynamo", "imageio_ffmpeg")
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _MAX_FDS = 8

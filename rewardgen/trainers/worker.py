@@ -62,6 +62,7 @@ def open_jail(job: WorkerJob, out, schema, capacity: int):
     out.json({"type": "isolation", "layers": layers + jail.layers, "warnings": warnings + jail.warnings})
     if jail.load_error is not None:
         jail.close()
+        out.json(jail_report(jail))
         raise jail.load_error
     return jail
 
@@ -168,6 +169,18 @@ def run_job(job: WorkerJob, out) -> None:
     finally:
         if hasattr(fn, "close"):
             fn.close()
+        if hasattr(fn, "refused"):
+            out.json(jail_report(fn))
+
+
+def jail_report(jail) -> dict:
+    """The ``jail`` frame: what the trusted side saw of the jail's behaviour, sent after it closed.
+    ``refused``: system calls its seccomp filter refused (counted by the supervisor, outside the jail);
+    ``guard_off``: the jail said its audit hook was switched off; ``deadline``: the last call deadline."""
+    total, by_name = jail.refused()
+    top = dict(sorted(by_name.items(), key=lambda kv: -kv[1])[:16])
+    return {"type": "jail", "refused": int(total), "syscalls": top, "guard_off": bool(jail.guard_off),
+            "deadline": round(float(jail.call_deadline(jail.shared.capacity)), 3), "calls": int(jail._calls)}
 
 
 def _smoke(check: SmokeCheck, task, fn, fitness) -> dict:

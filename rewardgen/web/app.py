@@ -51,6 +51,7 @@ component names with lone surrogates, reward errors and feedback are escaped in 
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import secrets
 import time
@@ -66,13 +67,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.store import (GENERATION_FILE, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE, CorruptFileError,
-    RunStore, RunStoreError, read_json)
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import (GENERATION_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
+    CorruptFileError, RunStore, RunStoreError)
 from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, candidate_label, cand_dirname, gen_dirname
 from rewardgen.errors import flatten
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import card, environment, reward_diff
-from rewardgen.web.jobs import JobError, Jobs, run_lock_held
+from rewardgen.web.jobs import JobError, Jobs
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TOKEN_COOKIE = "rewardgen_token"
@@ -113,7 +115,7 @@ class Runs:
         if not RUN_ID.match(run_id or "") or ".." in run_id:
             raise WebError(404, f"no run named {run_id!r}")
         path = (self.root / run_id).resolve()
-        if path.parent != self.root or not (path / RUN_FILE).is_file():
+        if path.parent != self.root or not RunFiles(path).is_file(RUN_FILE):
             raise WebError(404, f"no run named {run_id!r} in {self.root}")
         try:
             return RunStore.open(path)
@@ -125,10 +127,10 @@ class Runs:
         if not self.root.is_dir():
             return out
         for d in sorted(self.root.iterdir(), key=lambda p: p.name, reverse=True):
-            if not d.is_dir() or not RUN_ID.match(d.name) or not (d / RUN_FILE).is_file():
+            if os.path.islink(d) or not d.is_dir() or not RUN_ID.match(d.name) or not RunFiles(d).is_file(RUN_FILE):
                 continue
             try:
-                run = read_json(d / RUN_FILE)
+                run = RunFiles(d).read_json(RUN_FILE)
                 cfg = run.get("config", {})
                 out.append({"id": d.name, "task": (run.get("task") or {}).get("id", "?"), "status": run.get("status"),
                             "done": len(run.get("generations", [])), "planned": cfg.get("generations"),
@@ -152,10 +154,11 @@ def _generation_index(store: RunStore, raw: str) -> tuple[int, dict]:
     return g, gen
 
 
-def _read_json(path: Path) -> dict:
-    """``store.read_json`` for display: an object, or {} when the file is missing, damaged or not one."""
+def _read_json(store: RunStore, path: Path) -> dict:
+    """``store.read_json`` for display: an object, or {} when the file is missing, damaged, refused (a
+    symlink) or not one."""
     try:
-        data = read_json(path)
+        data = store.read_json(path)
     except CorruptFileError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -163,8 +166,8 @@ def _read_json(path: Path) -> dict:
 
 def _source(store: RunStore, g: int, c: int) -> str | None:
     try:
-        return (store.cand_dir(g, c) / REWARD_FILE).read_text()[:MAX_SOURCE_SHOWN]
-    except (OSError, UnicodeDecodeError):
+        return store.read_text(store.cand_dir(g, c) / REWARD_FILE, MAX_SOURCE_BYTES)[:MAX_SOURCE_SHOWN]
+    except (OSError, UnicodeDecodeError, CorruptFileError):
         return None
 
 
@@ -185,12 +188,12 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = N
     out = []
     for c, proposal in enumerate(gen.get("candidates", [])):
         d = store.cand_dir(g, c)
-        m = _read_json(d / METRICS_FILE)
-        prop = _read_json(d / PROPOSAL_FILE) or (proposal if isinstance(proposal, dict) else {})
+        m = _read_json(store, d / METRICS_FILE)
+        prop = _read_json(store, d / PROPOSAL_FILE) or (proposal if isinstance(proposal, dict) else {})
         source = _source(store, g, c)
-        video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if (d / VIDEO_FILE).is_file() else None
+        video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if store.is_file(d / VIDEO_FILE) else None
         item = card(f"{g}/{c}", str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
-                    video, budget, video_info=_read_json(d / VIDEO_INFO_FILE))
+                    video, budget, video_info=_read_json(store, d / VIDEO_INFO_FILE))
         out.append(item | {"index": c})
     return out
 
@@ -251,11 +254,14 @@ def progress(store: RunStore, job: dict | None) -> dict:
     current = next((g for g in range(max(planned, len(done) + 1)) if g not in done), None)
     total = finished = 0
     if current is not None:
-        gen = store.read_generation(current)
+        try:
+            gen = store.read_generation(current)
+        except CorruptFileError:  # damaged, or refused (a link): no progress to show from it
+            gen = None
         if gen is not None:
             total = len(gen.get("candidates", []))
-            finished = sum((store.cand_dir(current, c) / METRICS_FILE).is_file() for c in range(total))
-    busy = bool(job and job.get("running")) or run_lock_held(store.path)
+            finished = sum(store.is_file(store.cand_dir(current, c) / METRICS_FILE) for c in range(total))
+    busy = bool(job and job.get("running")) or store.lock_held()
     live = None
     if busy:
         try:
@@ -266,6 +272,22 @@ def progress(store: RunStore, job: dict | None) -> dict:
             "generations_finished": len(done), "current_generation": current, "candidates_total": total,
             "candidates_finished": finished, "busy": busy, "live": live,
             "best": run.get("best"), "job": job, "time": time.time()}
+
+
+class DescriptorResponse(FileResponse):
+    """A ``FileResponse`` (Range requests included) of a file ``RunFiles`` opened: it reads that
+    descriptor's file through ``/proc/self/fd``, so a name swapped for a link meanwhile changes nothing;
+    the descriptor is closed when the response ends, however it ends."""
+
+    def __init__(self, fd: int, **kwargs: Any):
+        self.fd = fd
+        super().__init__(f"/proc/self/fd/{fd}", **kwargs)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            os.close(self.fd)
 
 
 # ----- the app
@@ -405,7 +427,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         gens = []
         g = 0
         summaries = {s["generation"]: s for s in run.get("generations", [])}
-        while (store.gen_dir(g) / GENERATION_FILE).is_file():
+        while store.is_file(store.gen_dir(g) / GENERATION_FILE):
             s = summaries.get(g)
             gens.append({"generation": g, "finished": s is not None, "best": (s or {}).get("best"),
                          "candidates": (s or {}).get("candidates", [])})
@@ -431,7 +453,7 @@ def create_app(runs_dir: Path, token: str | None = None,
         run = store.read_run()
         finished = g in {s["generation"] for s in run.get("generations", [])}
         items = [x for x in _safe_feedback(store) if x.get("generation") == g]
-        has_next = (store.gen_dir(g + 1) / GENERATION_FILE).is_file()
+        has_next = store.is_file(store.gen_dir(g + 1) / GENERATION_FILE)
         return page(request, "generation.html", run=run, run_id=store.path.name, g=g, finished=finished,
                     cands=_candidates(store, store.path.name, g, record, (run.get("config") or {}).get("steps")),
                     feedback=items, has_next=has_next,
@@ -465,10 +487,11 @@ def create_app(runs_dir: Path, token: str | None = None,
         c = _number(cand, "candidate")
         if c >= len(record.get("candidates", [])):
             raise WebError(404, f"candidate {g}/{c} does not exist")
-        path = (store.cand_dir(g, c) / VIDEO_FILE).resolve()
-        if not path.is_relative_to(store.path.resolve()) or not path.is_file():
-            raise WebError(404, f"candidate {g}/{c} has no video")
-        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
+        try:  # opened without following a link; the response reads that descriptor, whatever the name is now
+            fd = store.open_fd(store.cand_dir(g, c) / VIDEO_FILE)
+        except (OSError, CorruptFileError):
+            raise WebError(404, f"candidate {g}/{c} has no video") from None
+        return DescriptorResponse(fd, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
 
     @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
     def video(run_id: str, gen: str, cand: str):

@@ -12,7 +12,6 @@ endpoint.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from typing import Any
 
 from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.errors import UserError
-from rewardgen.store import RUN_LOCK_FILE, RunStore
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import RunStore, RunStoreError
 
 LOG_FILE = "web-job.log"
 
@@ -46,26 +46,17 @@ class Job:
 
 def run_lock_held(run_dir: Path) -> bool:
     """Whether some process holds ``run.lock`` (i.e. is working on the run right now)."""
-    path = Path(run_dir) / RUN_LOCK_FILE
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return RunStore(Path(run_dir)).lock_held()
 
 
-def tail(path: Path, lines: int = 8, max_bytes: int = 8192) -> list[str]:
+def tail(run_dir: Path, lines: int = 8, max_bytes: int = 8192) -> list[str]:
+    """The last lines of the run's ``web-job.log`` (read like every file of a run: no link followed)."""
     try:
-        with open(path, "rb") as f:
+        with RunFiles(Path(run_dir)).open_read(LOG_FILE) as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - max_bytes))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
+            text = f.read(max_bytes).decode("utf-8", "replace")
+    except (OSError, RunStoreError):
         return []
     # only the latest job's part of the log (each start writes a "--- ... rewardgen resume" marker)
     marker = text.rfind("\n--- ")
@@ -98,9 +89,15 @@ class Jobs:
             if run_lock_held(run_dir):
                 raise JobError(f"run {run_dir.name} is in use by another rewardgen process "
                                "(a terminal session may be training it or waiting for feedback)")
+            self._check_reach(run_dir)
             self._extend(run_dir)
             log = run_dir / LOG_FILE
-            with open(log, "ab") as out:
+            try:  # appended inside the run only: a web-job.log that is a link is refused, never followed
+                out = RunFiles(run_dir).open_append(LOG_FILE)
+            except (OSError, RunStoreError) as exc:
+                raise JobError(f"cannot write the job's log: {exc}") from None
+            with out:
+                # the marker holds the time only: nothing from the run's files is written as a line of its own
                 out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} rewardgen resume\n".encode())
                 out.flush()
                 env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -109,6 +106,20 @@ class Jobs:
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)
             self._jobs[str(run_dir)] = Job(run_dir, proc, time.time(), log)
+
+    @staticmethod
+    def _check_reach(run_dir: Path) -> None:
+        """Refuse, before anything changes, a run whose recorded LLM endpoint (or prompt templates, or Ray
+        cluster) is not what this server's environment names: the job would send the key there.
+        ``rewardgen resume`` refuses it again (``continue_settings``)."""
+        from rewardgen.run.config import ConfigError, EvolveConfig, UserReach, continue_settings
+
+        try:
+            run = RunStore.open(run_dir).read_run()
+            continue_settings(EvolveConfig.from_dict(run["config"]), UserReach(), f"run {run_dir.name}")
+        except (ConfigError, RunStoreError, TypeError, AttributeError) as exc:
+            raise JobError(f"{exc} (the web UI continues a run only with this server's own settings; resume it "
+                           f"from a terminal with the flags that message names)") from None
 
     @staticmethod
     def _extend(run_dir: Path) -> None:
@@ -131,7 +142,7 @@ class Jobs:
             return None
         code = job.proc.poll()
         return {"running": code is None, "returncode": code, "pid": job.proc.pid,
-                "seconds": round(time.time() - job.started, 1), "log_tail": tail(job.log)}
+                "seconds": round(time.time() - job.started, 1), "log_tail": tail(job.run_dir)}
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Wait for every job (tests, shutdown)."""

@@ -4,6 +4,7 @@
 # expect: ok
 # cause:
 # flags: bypass noaudit
+# flagged: refused
 
 
 def _os():

@@ -4,6 +4,7 @@
 # expect: ok
 # cause:
 # flags: bypass
+# flagged: switched the sandbox's audit hook off; refused
 
 
 def _os():
