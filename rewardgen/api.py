@@ -33,7 +33,8 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
 
     :param samples: candidates per generation (K). :param generations: generations to run.
     :param steps: training budget per candidate (env-steps); None: the task's default.
-    :param progress: receives ``event(kind, **data)`` as the run goes (None: silent).
+    :param progress: receives ``event(kind, **data)`` as the run goes (None: silent); through
+        ``rewardgen.evolve``, ``True`` shows the live display ``rewardgen evolve`` shows in a terminal.
     :param options: any other ``rewardgen.run.config.EvolveConfig`` field (``llm``, ``schedule``,
         ``workers``, ``video``, ...).
     :returns: the run summary (``run_dir``, ``best``, one entry per generation).
@@ -48,6 +49,7 @@ def resume(run_dir: str | Path, progress: Progress | None = None, generations: i
            base_url: str | None = None, model: str | None = None, use_run_endpoint: bool = False,
            prompts: str | None = None, ray_address: str | None = None) -> dict:
     """Continue an interrupted run (finished candidates are kept, never retrained); its summary.
+    ``progress`` as for ``evolve`` (``True`` through ``rewardgen.resume``: the terminal display).
 
     :param generations: the run's new total of generations: a finished run of 3 given 5 trains 2 more.
 
@@ -64,6 +66,7 @@ def resume(run_dir: str | Path, progress: Progress | None = None, generations: i
 def train(source: str, task: str | Task, *, steps: int | None = None, seed: int = 0, runs_dir: str | Path = "runs",
           progress: Progress | None = None, **options: Any) -> dict:
     """Train one reward (its Python source) and measure its policy with the trusted fitness.
+    ``progress`` as for ``evolve`` (``True`` through ``rewardgen.train``: the terminal display).
 
     :returns: ``{"run_dir", "summary", "metrics"}``; ``metrics["fitness"]`` is the trusted fitness.
     """
@@ -99,9 +102,9 @@ def export_policy(run_dir: str | Path, out_dir: str | Path, candidate: str | Non
     """Write a run's best policy (or ``candidate``, "g1c3" or "1/3") to the folder ``out_dir``:
     ``policy.pt``, the torch-only loader ``policy.py`` and ``policy.onnx`` when onnx is installed."""
     from rewardgen.inspect.policy_export import export_policy as _export_policy
-    from rewardgen.store import parse_candidate_label
+    from rewardgen.store import candidate_from_text
 
-    return _export_policy(Path(run_dir), parse_candidate_label(candidate) if candidate else None, Path(out_dir),
+    return _export_policy(Path(run_dir), candidate_from_text(candidate) if candidate else None, Path(out_dir),
                           force=force)
 
 
@@ -110,7 +113,7 @@ def play(run_dir: str | Path, out: str | Path, candidate: str | None = None, see
     """Render a run's best policy (or ``candidate``) to the mp4 ``out`` and, with ``window`` (None: when a
     display exists), show it in MuJoCo's viewer; what was shown (``video``, ``window``)."""
     from rewardgen.inspect.play import play as _play
-    from rewardgen.store import parse_candidate_label
+    from rewardgen.store import candidate_from_text
 
-    return _play(Path(run_dir), parse_candidate_label(candidate) if candidate else None, Path(out), seed=seed,
+    return _play(Path(run_dir), candidate_from_text(candidate) if candidate else None, Path(out), seed=seed,
                  seconds=seconds, window=window)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -74,16 +75,34 @@ def candidate_label(generation: int, candidate: int) -> str:
     return f"g{int(generation)}c{int(candidate)}"
 
 
-def parse_candidate_label(text: str) -> tuple[int, int]:
-    """(generation, candidate) of a label people type: ``g1c3`` (``candidate_label``'s form, any case)
-    or ``1/3``. UserError, with the forms it takes, for anything else."""
-    import re
+_CANDIDATE_REF = re.compile(r"\s*(?:[gG](\d{1,6})\s*[cC](\d{1,6})|(\d{1,6})\s*/\s*(\d{1,6}))\s*")
 
-    m = re.fullmatch(r"\s*(?:[gG](\d{1,6})[cC](\d{1,6})|(\d{1,6})\s*/\s*(\d{1,6}))\s*", str(text))
-    if not m:
-        raise UserError(f"a candidate is named like g1c3 (generation 1, candidate 3) or 1/3, got {str(text)[:80]!r}")
+
+def parse_candidate_label(text: Any) -> tuple[int, int] | None:
+    """``"g1c3"`` (or ``"1/3"``, the form runs made before labels were used and a person may still
+    type) -> (1, 3); None for anything else."""
+    m = _CANDIDATE_REF.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        return None
     g, c = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
     return int(g), int(c)
+
+
+def candidate_from_text(text: str) -> tuple[int, int]:
+    """``parse_candidate_label`` for a label a person typed: UserError, with the forms it takes, for
+    anything else."""
+    parsed = parse_candidate_label(text)
+    if parsed is None:
+        raise UserError(f"a candidate is named like g1c3 (generation 1, candidate 3) or 1/3, got {str(text)[:80]!r}")
+    return parsed
+
+
+def as_label(ref: Any) -> Any:
+    """A candidate reference read from a run (a proposal's parent, a feedback item) as its label;
+    anything that is not a reference comes back unchanged."""
+    parsed = parse_candidate_label(ref)
+    return candidate_label(*parsed) if parsed else ref
+
 
 # ----- the records the store holds (JSON objects; a reader tolerates keys it does not know)
 class RunRecord(TypedDict, total=False):

@@ -85,6 +85,16 @@ def runs_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _rate_book_of_the_test_session(tmp_path_factory):
+    """Runs remember their pace (``rewardgen.run.forecast.RateBook``) in the session's own cache, never
+    the tester's (session-wide, so the session's shared real runs use it too): a test that needs a fresh
+    machine's first estimate points XDG_CACHE_HOME elsewhere."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _no_llm_from_the_environment(monkeypatch):
     """Tests choose their proposer: a key or base URL in the tester's environment must not switch

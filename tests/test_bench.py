@@ -69,7 +69,8 @@ def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
     assert winner["rungs"] == 3 and winner["env_steps"] == winner["steps_spent"] == 4096
     # the best trusted fitness recorded, at whichever rung (a finalist can end below an earlier cut's score)
     top = max(metrics, key=lambda m: m["fitness"])
-    assert out["halving"]["best"] == {"candidate": top["candidate"], "fitness": top["fitness"]}
+    assert out["halving"]["best"] == {"candidate": top["candidate"], "fitness": top["fitness"],
+                                      "label": f"g0c{top['candidate']}"}
     first_out = next(m for m in metrics if m["rungs"] == 1)
     second_out = next(m for m in metrics if m["rungs"] == 2)
     def rung_fitness(m: dict, r: int) -> float:  # the trusted fitness the cut after rung r ranked by
@@ -86,7 +87,7 @@ def test_bench_schedule_runs_both_schedules_on_the_same_candidates(tmp_path):
     first = {c: json.loads((adaptive / f"gen-000/cand-{c:02d}/rung-0.json").read_text())["fitness"] for c in range(3)}
     assert race[0]["racing"] == 3 and race[0]["rung"] == 0
     assert race[0]["best_rank"] == sorted(first, key=lambda c: (-first[c], c)).index(best) + 1
-    assert f"full's best (candidate {best}) ranked {race[0]['best_rank']} of 3" in res.stderr
+    assert f"full's best (g0c{best}) ranked {race[0]['best_rank']} of 3" in res.stderr
 
 
 @pytest.mark.slow
@@ -138,7 +139,7 @@ def test_bench_schedule_judges_each_pick_on_new_seeds_and_a_rerun_reuses_everyth
         j, pick = out[name]["judged"], out[name]["best"]["candidate"]
         assert j["candidate"] == pick and j["mean"] == means[pick]
         assert j["gap"] == pytest.approx((means[judged["best"]] - means[pick]) / abs(means[judged["best"]]))
-    assert f"best reward candidate {judged['best']}" in res.stderr
+    assert f"best reward g0c{judged['best']}" in res.stderr
     mtimes = {key: p.stat().st_mtime_ns for key, (p, _) in policies.items()}
     runs_before = sorted(p.name for p in (tmp_path / "runs").iterdir())
 

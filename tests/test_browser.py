@@ -138,16 +138,16 @@ def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> No
             form.get_by_role("button", name="Send").click()
             expect(page.get_by_role("status")).to_contain_text("saved")
 
-            page.get_by_label("best 0/1").check()
-            page.get_by_label("worst 0/0").check()
+            page.get_by_label("best g0c1").check()
+            page.get_by_label("worst g0c0").check()
             page.get_by_role("button", name="Save preference").click()
-            expect(page.get_by_role("status")).to_contain_text("best 0/1, worst 0/0")
+            expect(page.get_by_role("status")).to_contain_text("best g0c1, worst g0c0")
             page.screenshot(path=str(ARTIFACTS / "feedback.png"), full_page=True)
 
             # bad input gets a clear page and nothing is stored
             page.goto(f"{base}/runs/{run_id}/gen/0")
-            page.get_by_label("best 0/0").check()
-            page.get_by_label("worst 0/0").check()
+            page.get_by_label("best g0c0").check()
+            page.get_by_label("worst g0c0").check()
             page.get_by_role("button", name="Save preference").click()
             expect(page.locator("#error")).to_contain_text("same candidate")
 

@@ -144,8 +144,8 @@ def test_export_of_a_candidate_with_a_syntax_error_or_a_broken_contract(tmp_path
     syntax = _run_with(tmp_path / "a", "def compute_reward(s)\n    return s.step, {}\n", {"status": "static"})
     before = snapshot(tmp_path)
     out = tmp_path / "out.py"
-    one_line_error(cli("export", str(syntax), "--candidate", "0/0", "-o", str(out)),
-                   "candidate 0/0", "does not parse", "SyntaxError", "line 1")
+    one_line_error(cli("export", str(syntax), "--candidate", "g0c0", "-o", str(out)),
+                   "candidate g0c0", "does not parse", "SyntaxError", "line 1")
     broken = _run_with(tmp_path / "b", GOOD_PENDULUM_REWARD,
                        {"status": "contract", "error": "compute_reward must return (total, dict)"})
     before = snapshot(tmp_path)

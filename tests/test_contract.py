@@ -45,7 +45,7 @@ def test_broken_candidates_are_recorded_not_fatal(runs_dir):
         assert fragment in c["error"], (name, c["error"])
         metrics = json.loads((store.cand_dir(0, c["candidate"]) / "metrics.json").read_text())
         assert metrics["fitness"] is None and metrics["traceback"]
-    assert summary["best"] == {"generation": 0, "candidate": 0, "fitness": cands[0]["fitness"]}
+    assert summary["best"] == {"generation": 0, "candidate": 0, "label": "g0c0", "fitness": cands[0]["fitness"]}
 
 
 MUTATING_REWARD = '''

@@ -133,3 +133,51 @@ def test_runs_in_the_sandbox(reports):
     with pytest.raises(DebugError) as err:
         debug_reward(hostile, get_task("inverted-pendulum-balance"), episodes=1, job_extra={"validate": False})
     assert err.value.stage == "sandbox" and "outside the allowed paths" in str(err.value)
+
+
+def _growth_report(episodes: list[tuple[np.ndarray, bool]]) -> DebugReport:
+    """``analyse`` of one component's per-step values, episode by episode (values, terminated)."""
+    meta = {"components": ["x"], "episodes": [{"kind": "policy", "episode": i, "seed": i, "length": len(v),
+                                               "terminated": t, "fitness": 0.0} for i, (v, t) in enumerate(episodes)]}
+    arrays = {}
+    for i, (v, _) in enumerate(episodes):
+        arrays |= {f"{i}/total": v, f"{i}/c/0": v, f"{i}/fitness": np.linspace(0, 1, len(v))}
+    return analyse(meta, arrays)
+
+
+def test_growth_is_a_term_still_growing_at_the_end_of_full_episodes():
+    steps = np.arange(300, dtype=np.float64)
+    time_bonus = 0.002 * steps
+    assert _growth_report([(time_bonus, False)] * 3).flagged("unbounded_growth", "x")
+    assert _growth_report([(steps ** 2, False)] * 3).flagged("unbounded_growth", "x")
+    # a policy that speeds up from rest and holds its pace: the velocity levels off, late steps do not dominate
+    speed = 3.0 * (1 - np.exp(-steps / 40.0))
+    assert not _growth_report([(speed, False)] * 3).flagged("unbounded_growth")
+    # short random rollouts that fall at once beside long fast ones: pooled by step the early bins are all
+    # slow, which is no growth of the term
+    short = [(np.full(25, 0.05), True)] * 5
+    assert not _growth_report(short + [(np.full(300, 3.0), False)] * 3).flagged("unbounded_growth")
+    # a hopper that speeds up until it falls: the env ended the episodes, there are no late steps to outweigh
+    assert not _growth_report([(0.02 * np.arange(146.0), True)] * 5).flagged("unbounded_growth")
+
+
+@pytest.mark.slow
+def test_forward_velocity_with_a_trained_hopper_is_not_growth(tmp_path):
+    """The real case: plain forward velocity on hopper-hop with a policy trained a little (it speeds up
+    over its episode, then falls) and random rollouts that fall at once was flagged as unbounded
+    growth; it is not, and the planted time bonus still is on the same rollouts' kind of task."""
+    from rewardgen import api
+    from rewardgen.contract.policy import PolicyExport
+
+    source = ("import torch\n\ndef compute_reward(s):\n    forward = s.body_linvel['torso'][:, 0]\n"
+              "    alive = torch.ones_like(forward)\n    return forward + alive, {'forward': forward, 'alive': alive}\n")
+    task = get_task("hopper-hop")
+    out = api.train(source, task, steps=60_000, runs_dir=tmp_path)
+    assert out["metrics"]["status"] == "ok"
+    policy = PolicyExport.from_bytes((Path(out["run_dir"]) / "gen-000" / "cand-00" / "policy.npz").read_bytes())
+    report = debug_reward(source, task, policy=policy, episodes=5)
+    assert not report.flagged("unbounded_growth"), [f.message for f in report.flags]
+    planted = source.replace("forward + alive,", "forward + alive + 0.002 * s.step,").replace(
+        "'alive': alive}", "'alive': alive, 'time_bonus': 0.002 * s.step}")
+    cheetah = get_task("halfcheetah-run")  # episodes that run to the end: the planted growth is found
+    assert debug_reward(planted, cheetah, episodes=2, max_steps=300).flagged("unbounded_growth", "time_bonus")

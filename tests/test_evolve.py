@@ -41,7 +41,7 @@ def test_evolve_inverted_pendulum_reaches_the_success_threshold(runs_dir):
     # generation 1 descends from generation 0's best
     gen1 = json.loads((run_dir / "gen-001" / "generation.json").read_text())
     gen0_best = max((c for c in out["generations"][0]["candidates"]), key=lambda c: c["fitness"])
-    assert any(c["parent"] == f"0/{gen0_best['candidate']}" for c in gen1["candidates"])
+    assert any(c["parent"] == f"g0c{gen0_best['candidate']}" for c in gen1["candidates"])
 
 
 def _record(task, g, c, genome, fitness, stats):
@@ -76,7 +76,7 @@ def test_offline_proposer_applies_reflection_to_the_best_parent():
     history = [[_record(task, 0, 0, good, 1.5, stats),
                 _record(task, 0, 1, [{"term": "progress_com", "weight": 1.0}], 0.2, {})]]
     props = OfflineProposer().propose(ProposalContext(task, task.schema, 1, 4, seed=0, history=history))
-    from_best = [p for p in props if p.parent == "0/0"]
+    from_best = [p for p in props if p.parent == "g0c0"]
     assert from_best
     for p in from_best:
         terms = {g["term"] for g in p.genome}
@@ -106,7 +106,7 @@ def test_offline_reflection_leans_on_the_goal_when_the_parent_stood_still():
     genome = [{"term": "progress_com", "weight": 1.0}, {"term": "alive", "weight": 1.0}]
     history = [[_record(ant, 0, 0, genome, 0.01, {"trajectories": trajectories})]]
     props = OfflineProposer().propose(ProposalContext(ant, ant.schema, 1, 4, seed=0, history=history))
-    assert all(p.parent == "0/0" for p in props)
+    assert all(p.parent == "g0c0" for p in props)
     for p in props:
         assert any("stood still to the time limit short of success: goal terms up" in n for n in p.notes), p.notes
         weights = {g["term"]: g["weight"] for g in p.genome}
@@ -149,11 +149,11 @@ def test_offline_reflection_keeps_a_robot_that_flips_over_upright():
         gen += [_record(ant, 0, c, other, 0.1 / c, {"trajectories": flipped if c <= flips else upright})
                 for c in (1, 2, 3)]
         ctx = ProposalContext(ant, ant.schema, 1, 4, seed=0, history=[gen])
-        return [p for p in OfflineProposer().propose(ctx) if p.parent == "0/0"]
+        return [p for p in OfflineProposer().propose(ctx) if p.parent == "g0c0"]
 
     strong = term_library(ant, ant.schema)["ctrl"].hi
     for p in children(flips=2):
-        why = "2 policies of the last generation flipped over (0/1, 0/2)"
+        why = "2 policies of the last generation flipped over (g0c1, g0c2)"
         assert f"{why}: upright terms up" in p.notes and f"{why}: control cost up to a strong weight" in p.notes, p.notes
         weights = {g["term"]: g["weight"] for g in p.genome}
         if "ctrl" in weights:  # at the top of its range, then mutated (log-normal, sigma 0.4)

@@ -117,10 +117,12 @@ def test_selection_and_errors(tmp_path):
     top = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not [n for n in top if "rewardgen" in ast.unparse(n)]
     assert "from rewardgen.sandbox.standalone import JailedReward" in text
-    with pytest.raises(ExportError, match="no reward for candidate 0/5"):
+    with pytest.raises(ExportError, match="no reward for candidate g0c5"):
         export_reward(run, (0, 5), tmp_path / "y.py")
-    with pytest.raises(ExportError):
-        parse_candidate("best")
+    assert parse_candidate("g0c1") == parse_candidate("0/1") == (0, 1)  # the label, or the older form
+    for bad in ("best", "g0", "c1", "0/", "g-1c2"):
+        with pytest.raises(ExportError, match="like g1c0"):
+            parse_candidate(bad)
     with pytest.raises(ExportError, match="not a run directory"):
         export_reward(tmp_path / "nope", None, tmp_path / "z.py")
 

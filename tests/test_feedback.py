@@ -68,13 +68,13 @@ def test_text_and_preference_are_stored_with_kind_time_and_generation(run: Path)
     assert [x["id"] for x in items] == [1, 2, 3]
     assert items[0] == a and a["kind"] == "text" and a["text"] == "keep the pole still" and a["candidate"] is None
     assert a["generation"] == 0 and a["applies_to"] == 1 and a["created"] and a["time"] > 0
-    assert b["candidate"] == "0/2" and b["generation"] == 0
+    assert b["candidate"] == "g0c2" and b["generation"] == 0  # stored by its label, whichever form was given
     assert c["kind"] == "preference" and (c["best"], c["worst"], c["ranking"]) == (2, 0, [2, 1, 0])
     data = json.loads((run / "feedback.json").read_text())
     assert data["version"] == 1 and len(data["items"]) == 3
     assert feedback.describe(items) == [
-        "human feedback: keep the pole still", "human feedback about candidate 0/2: too much wobbling",
-        "human preference in generation 0: best 0/2, worst 0/0, ranking 0/2 > 0/1 > 0/0"]
+        "human feedback: keep the pole still", "human feedback about candidate g0c2: too much wobbling",
+        "human preference in generation 0: best g0c2, worst g0c0, ranking g0c2 > g0c1 > g0c0"]
 
 
 def test_for_generation_is_what_was_given_before_that_generation_was_proposed(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_unknown_run_and_unfinished_candidates_are_refused(tmp_path: Path) -> No
     with pytest.raises(FeedbackError, match="unknown run"):
         feedback.load(tmp_path)
     run = fake_run(tmp_path / "runs", generations=1, unfinished=((0, 1),), status="running")
-    with pytest.raises(FeedbackError, match="0/1 has not finished"):
+    with pytest.raises(FeedbackError, match="g0c1 has not finished"):
         feedback.add_text(run, "hm", candidate="0/1")
     with pytest.raises(FeedbackError, match="generation 0 has not finished"):
         feedback.add_preference(run, 0, best=0)
@@ -206,10 +206,10 @@ def test_terminal_feedback_stores_text_and_one_preference(run: Path) -> None:
 
     (run / "gen-000" / "cand-01" / "video.mp4").write_bytes(b"mp4")
     console = _console()
-    assert ask_in_terminal(run, 0, console, _answers("keep it centred", "7", "x", "2", "2", "0")) is True
+    assert ask_in_terminal(run, 0, console, _answers("keep it centred", "7", "x", "g0c2", "2", "0")) is True
     out = console.export_text()
     assert "generation 0" in out and "cand-01/video.mp4" in out and "0.12" in out
-    assert "choose one of 0, 1, 2" in out and "must differ from the best" in out
+    assert "choose one of g0c0, g0c1, g0c2" in out and "must differ from the best" in out  # a label or a number
     items = feedback.load(run)
     assert [x["kind"] for x in items] == ["text", "preference"]
     assert items[0]["text"] == "keep it centred" and (items[1]["best"], items[1]["worst"]) == (2, 0)

@@ -55,8 +55,8 @@ def test_offline_proposer_takes_the_preferred_candidate_as_parent(runs_dir):
     _one_more_generation(store)
     gen1 = store.read_generation(1)
     parents = [c["parent"] for c in gen1["candidates"]]
-    assert parents[0] == f"0/{preferred}"
-    assert f"0/{worst}" not in parents  # the disliked candidate is never a parent
+    assert parents[0] == f"g0c{preferred}"
+    assert f"g0c{worst}" not in parents  # the disliked candidate is never a parent
     assert any("smoother motion" in n for c in gen1["candidates"] for n in c["notes"])
 
 
@@ -70,8 +70,8 @@ def test_llm_prompt_carries_feedback_text_and_preference(runs_dir):
         prompts = [b["messages"][-1]["content"] for b in server.requests if len(b["messages"]) == 2]
         last = prompts[-1]
         assert "the cart slides off to the right edge" in last
-        assert "preferred candidate 0/2" in last and "0/0 least" in last
-        assert "Code of candidate 0/2" in last
+        assert "preferred candidate g0c2" in last and "g0c0 least" in last
+        assert "Code of candidate g0c2" in last
         assert store.read_generation(1)["candidates"][0]["parent"] is not None
 
 
@@ -90,7 +90,7 @@ def test_interactive_evolve_takes_feedback_from_the_terminal(runs_dir):
     assert items[0]["text"] == "make the pole swing less" and items[0]["applies_to"] == 1
     assert items[1]["best"] == 1 and items[1]["worst"] == 0
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    assert store_parent(run_dir) == "0/1"
+    assert store_parent(run_dir) == "g0c1"
 
 
 def store_parent(run_dir: Path) -> str:

@@ -118,7 +118,7 @@ def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backf
                              stats=stats)
     weak = CandidateRecord(0, 1, render_params(tpl, {"spin": 0.2}), "ok", -0.1, proposal={"params": {"spin": {"weight": 0.2}}})
     children = proposer.propose(ProposalContext(task, task.schema, 1, 4, seed=3, history=[[parent, weak]]))
-    assert {c.parent for c in children} == {"0/0", "0/1"}
+    assert {c.parent for c in children} == {"g0c0", "g0c1"}
     first = children[0]
     assert any("reward and fitness disagreed" in n for n in first.notes)
     assert all(validate_params(tpl, c.extra["params"]) == c.extra["params"] for c in children)
@@ -139,8 +139,8 @@ def test_parameter_mode_evolves_like_code_mode():
                                stats={"hacking": {"flag": True}} if c == 0 else {}) for c, p in enumerate(gen0)]
     liked = [{"kind": "preference", "generation": 0, "best": 0, "worst": 2, "ranking": [0, 1]}]
     children = proposer.propose(ProposalContext(task, task.schema, 1, 4, seed=5, history=[history], feedback=liked))
-    assert children[0].parent == "0/0"  # the preferred one first, though 0/2 has the best fitness
-    assert all(c.parent != "0/2" for c in children)  # never the disliked one
+    assert children[0].parent == "g0c0"  # the preferred one first, though g0c2 has the best fitness
+    assert all(c.parent != "g0c2" for c in children)  # never the disliked one
     assert any("reward-hacking alarm" in n for n in children[0].notes)
     said = [{"kind": "text", "text": "it shakes violently"}]
     edited = proposer.propose(ProposalContext(task, task.schema, 1, 2, seed=5, history=[history], feedback=said))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from rewardgen.envsteps import fmt
 import torch
 
 from rewardgen.inspect.report import lineage, load_run, write_report
@@ -92,13 +94,15 @@ def test_report_contents(tmp_path):
     assert "12345" in text and "678" in text  # tokens
     assert "ZeroDivisionError" in text and "pending" in text
     assert "unreadable" in text and "metrics.json: unreadable" in text
-    assert "possible reward hacking" in text  # 1/0's reward rose with flat fitness
+    assert "possible reward hacking" in text  # g1c0's reward rose with flat fitness
     assert "torso fell 1 time(s)" in text  # the best candidate's trajectory summaries
+    assert "<b>best episode</b>: seed 10001" in text and "best episode: best episode" not in text.replace(
+        "</b>", "")  # said once
     assert "f * 1," in text  # the best reward's code
     _, gens, _ = load_run(run)
-    assert [c.ref for c in lineage(gens, gens[1][0])] == ["1/0", "0/0"]
-    assert "Which reward won, and why" in text and "winner is candidate <b>1/0</b>" in text
-    assert "runner-up, 0/0" in text and "identical to its parent 0/0" in text
+    assert [c.ref for c in lineage(gens, gens[1][0])] == ["g1c0", "g0c0"]
+    assert "Which reward won, and why" in text and "winner is candidate <b>g1c0</b>" in text
+    assert "runner-up, g0c0" in text and "identical to its parent g0c0" in text
     assert "forward_velocity(body=torso, axis=x)" in text and "{}" not in text.split("<h2>")[0]
 
 
@@ -189,7 +193,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
         assert (report.parent / src).is_file() and (report.parent / src).stat().st_size > 1000, src
     # the winner, marked, and why
     best = run["best"]
-    ref = f"{best['generation']}/{best['candidate']}"
+    ref = f"g{best['generation']}c{best['candidate']}"
     assert f"winner is candidate <b>{ref}</b>" in text
     assert len(re.findall(r"class=[\"']winner[\"']", text)) >= 2 and "(the winner)" in text
     why = text[re.search(r"id=[\"']why[\"']", text).start():text.index("<h2>Fitness per generation")]
@@ -199,7 +203,7 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     proposal = json.loads((run_dir / f"gen-{best['generation']:03d}" / f"cand-{best['candidate']:02d}"
                            / "proposal.json").read_text())
     if proposal.get("parent"):  # the offline proposer's children name their parent: the diff is against it
-        pg, pc = proposal["parent"].split("/")
+        pg, pc = re.fullmatch(r"g(\d+)c(\d+)", proposal["parent"]).groups()
         link = rf"against its parent <a href=[\"']#cand-{pg}-{pc}[\"']>{re.escape(proposal['parent'])}</a>"
         assert re.search(link, why), why
     else:
@@ -210,9 +214,9 @@ def test_real_run_report_shows_videos_the_winner_and_the_schedule(small_real_run
     cut = [m for m in fates if m["fate"] == "eliminated"]
     assert cut, "halving with 3 candidates cuts some"
     for m in cut:
-        assert f"cut by halving after rung {m['rungs']}: trained {m['env_steps']:,} of 3,000 env-steps" in text
+        assert f"cut by halving after rung {m['rungs']}: trained {fmt(m['env_steps'])} of 3k env-steps" in text
     # the setup in words, not a JSON dump; no LLM model for the offline proposer; fitness explained
-    assert "gpt-4o-mini" not in text and '"llm_timeout"' not in text and "budget 3,000 env-steps" in text
+    assert "gpt-4o-mini" not in text and '"llm_timeout"' not in text and "budget 3k env-steps" in text
     assert "alive_fraction</b>: fraction of the episode horizon survived" in text and "alive_fraction {}" not in text
 
 
@@ -297,7 +301,7 @@ def test_report_and_web_ui_render_a_candidate_through_one_card(tmp_path):
     w, r = card(web, "0"), card(report, "1-0")
     for part in ('<div class="flag hacking">&#9888; possible reward hacking: &lt;i&gt;return&lt;/i&gt; rose',
                  '<div class="err">boom &lt;script&gt;alert(1)&lt;/script&gt;</div>',
-                 "origin: llm &lt;img src=x&gt;; parent 0/0", "&lt;b&gt;x&lt;/b&gt;\\udcff"):
+                 "origin: llm &lt;img src=x&gt;; parent g0c0", "&lt;b&gt;x&lt;/b&gt;\\udcff"):
         assert part in w and part in r, part
     chart = w[w.index('<div class="plot">'):w.index("</svg>") + 6]
     assert chart in r

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GOOD_PENDULUM_REWARD, ROOT, cli, last_json
+from rewardgen.envsteps import fmt
 from rewardgen.safetext import html, one_line, term
 
 HOSTILE = "\x1b[2J\x1b[H\x1b[32maccepted: the reward ran\x1b[0m [link=https://evil.example]click[/link] \udcff"
@@ -185,9 +187,9 @@ def test_progress_bars_never_overshoot_and_show_own_budgets(small_real_run):
     cut = [m for m in metrics.values() if m["fate"] == "eliminated"]
     assert cut
     for m in cut:
-        [row] = [r for r in last if r["description"].startswith(f"gen {m['generation']} cand {m['candidate']:<2}")]
+        [row] = [r for r in last if r["description"].startswith(f"g{m['generation']}c{m['candidate']} ")]
         assert row["total"] == m["env_steps"] < 3000 and "cut early" in row["description"], row
-        assert row["count"] == f"{m['env_steps']:,}/3k"  # its own budget, of the full one
+        assert row["count"] == f"{fmt(m['env_steps'])}/3k"  # its own budget, of the full one
     for m in metrics.values():
         if m["fate"] == "final":
             assert m["env_steps"] >= 3000  # PPO trains whole batches: 3072 for 3000, shown as trained
@@ -206,8 +208,9 @@ def test_progress_says_queued_until_a_candidate_starts_and_estimates_time_left(s
             first_slice_done = True  # a candidate has trained its first slice
         for row in frame:
             desc = row["description"]
-            if desc.startswith("gen ") and " cand " in desc:
-                g, c = int(desc.split()[1]), int(desc.split()[3])
+            label = re.match(r"g(\d+)c(\d+) ", desc)
+            if label:
+                g, c = int(label.group(1)), int(label.group(2))
                 if (g, c) not in started:
                     assert desc.endswith("queued"), desc  # not "checking" before it has started
                     saw_queued_while_other_ran |= bool(started)

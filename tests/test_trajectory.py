@@ -50,11 +50,26 @@ def test_summary_states_the_facts():
     assert f["longest_stall"][1] == 200 and 0.4 < f["stalled_fraction"] < 0.55
     text = summarize_episode(traj, "worst episode")
     assert text.startswith("worst episode: seed 7, fitness 0.123; lasted 200 of 1000 steps")
-    assert "ended early by termination" in text
+    assert "ended early: the env's termination rule ended it (its failure condition)" in text
     assert "torso fell 1 time(s)" in text and "first at step 101" in text
     assert "upside-down 45% of the time" in text
     assert "+5.00 m along x" in text
     assert "until the end" in text
+
+
+def test_an_episode_the_env_ended_is_never_called_fall_free():
+    """A walker standing still sinks below its healthy torso height (0.8 m) and the env ends the episode,
+    though the torso never tilts 60 degrees or halves its height: the summary names the env's rule and
+    does not say "No falls" beside it."""
+    task = get_task("walker-run")
+    text = summarize_episode(record_trajectory(task, mlp_policy(task, scale=0.0), 10_000), "best episode")
+    assert "ended early: the env's termination rule ended it (an episode goes on only while the torso's " \
+           "height stays between 0.8 and 2 m (exclusive) and the torso's pitch angle" in text, text
+    assert "No falls" not in text and "did not tilt past 60 deg or drop below half its start height before " \
+           "the env ended the episode" in text
+    cheetah = get_task("halfcheetah-run")  # nothing ends its episodes early
+    text = summarize_episode(record_trajectory(cheetah, mlp_policy(cheetah, scale=0.0), 10_000))
+    assert "ran to the time limit" in text and "No falls of torso." in text
 
 
 def test_best_and_worst_of_an_evaluation():

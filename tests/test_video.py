@@ -58,6 +58,56 @@ def test_locomotion_uses_the_track_camera_and_caps_length(tmp_path: Path) -> Non
     assert info["fps"] == pytest.approx(20.0) and info["frames"] == 21 and info["steps"] == 20
 
 
+#: the environment of a fresh headless machine: no MUJOCO_GL, no display, nothing that picks a backend
+def _headless_env() -> dict[str, str]:
+    import os
+
+    drop = {"MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"}
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def test_a_frame_renders_with_mujoco_gl_unset(tmp_path: Path) -> None:
+    """A fresh headless machine (no MUJOCO_GL, no display): importing rewardgen picks a headless backend
+    before mujoco is imported, says which, and a frame and a video render in that process."""
+    code = (
+        "import json, os, sys\n"
+        "assert 'MUJOCO_GL' not in os.environ and 'DISPLAY' not in os.environ\n"
+        "import rewardgen, mujoco, numpy as np\n"
+        "from rewardgen.glbackend import CHOICE\n"
+        "from rewardgen.tasks.spec import get_task\n"
+        "from rewardgen.evaluate.video import render_rollout\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from test_video import random_export\n"
+        "m = mujoco.MjModel.from_xml_string('<mujoco><worldbody><light pos=\"0 0 3\"/>"
+        "<geom type=\"box\" size=\".3 .3 .3\" rgba=\"1 0 0 1\"/></worldbody></mujoco>')\n"
+        "d = mujoco.MjData(m); mujoco.mj_forward(m, d)\n"
+        "r = mujoco.Renderer(m, height=48, width=64); r.update_scene(d); frame = r.render(); r.close()\n"
+        "t = get_task('inverted-pendulum-balance')\n"
+        "info = render_rollout(t, random_export(t.id), sys.argv[1], seed=0, max_steps=5, width=64, height=48)\n"
+        "print(json.dumps({'env': os.environ.get('MUJOCO_GL'), 'choice': CHOICE.describe(), 'shape': frame.shape,\n"
+        "                  'red': int((frame[..., 0] > 100).sum()), 'renderer': info['renderer']}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v.mp4"), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120, env=_headless_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = __import__("json").loads(proc.stdout.splitlines()[-1])
+    assert out["env"] in ("egl", "osmesa") and out["renderer"] == out["env"]
+    assert out["choice"] == f"{out['env']} (chosen by rewardgen: no display)"
+    assert out["shape"] == [48, 64, 3] and out["red"] > 100  # the red box was drawn
+    assert stream_info(tmp_path / "v.mp4")["h264"]
+
+
+def test_a_backend_the_user_set_is_kept() -> None:
+    from rewardgen.glbackend import choose
+
+    env = {"MUJOCO_GL": "osmesa"}
+    assert choose(env).describe() == "osmesa (MUJOCO_GL was set)" and env == {"MUJOCO_GL": "osmesa"}
+    env = {"DISPLAY": ":0"}
+    assert choose(env).backend == "" and env == {"DISPLAY": ":0"}  # with a display, mujoco's default stays
+    env = {}
+    assert choose(env).backend in ("egl", "osmesa") and env["MUJOCO_GL"] == choose(env).backend
+
+
 def test_frame_plan_skips_steps_above_30_fps() -> None:
     assert frame_plan(0.008, None, 10.0, None, 1000) == (5, 25.0, 1000)  # hopper: 125 Hz -> every 5th step
     assert frame_plan(0.05, None, 10.0, None, 1000) == (1, 20.0, 200)
@@ -89,9 +139,8 @@ def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path)
         "print(json.dumps(render_in_child(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"
     )
     out = tmp_path / "child.mp4"
-    env = {k: v for k, v in __import__("os").environ.items() if k != "MUJOCO_GL"}
     proc = subprocess.run([sys.executable, "-c", code, str(out), str(Path(__file__).parent)], capture_output=True,
-                          text=True, timeout=120, env=env)
+                          text=True, timeout=120, env=_headless_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.is_file() and stream_info(out)["h264"]
     assert not list(tmp_path.glob(".policy.*"))

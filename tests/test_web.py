@@ -60,8 +60,8 @@ def test_pages_show_runs_generations_and_candidates(client: Client) -> None:
     assert f"/runs/{RID}/gen/1" in r.text
     r = client.get(f"/runs/{RID}/gen/1")
     assert r.status_code == 200
-    assert "candidate 1/0" in r.text and "candidate 1/1" in r.text and "reward components" in r.text
-    assert "diff against parent 0/0" in r.text and '<span class="del">-    w = 0.0</span>' in r.text
+    assert "candidate g1c0" in r.text and "candidate g1c1" in r.text and "reward components" in r.text
+    assert "diff against parent g0c0" in r.text and '<span class="del">-    w = 0.0</span>' in r.text
     assert '<span class="add">+    w = 1.0</span>' in r.text
     assert "no video" in r.text and 'name="best"' in r.text
     r = client.get(f"/runs/{RID}/gen/0")
@@ -128,7 +128,7 @@ def test_text_feedback_is_stored_and_escaped(client: Client, runs: Path) -> None
                                                    "return_gen": "1"})
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
     items = feedback.load(runs / RID)
-    assert items[0]["text"] == "<script>alert(1)</script> less wobble" and items[0]["candidate"] == "1/1"
+    assert items[0]["text"] == "<script>alert(1)</script> less wobble" and items[0]["candidate"] == "g1c1"
     page = client.get(r.headers["location"]).text
     assert "saved" in page and "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
     r = client.form(f"/runs/{RID}/feedback", data={"text": "general note"})
@@ -169,7 +169,7 @@ def test_preference_is_stored(client: Client, runs: Path) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1?msg=")
     [item] = feedback.load(runs / RID)
     assert (item["kind"], item["generation"], item["best"], item["worst"]) == ("preference", 1, 1, 0)
-    assert "best 1/1, worst 1/0" in client.get(f"/runs/{RID}/gen/1").text
+    assert "best g1c1, worst g1c0" in client.get(f"/runs/{RID}/gen/1").text
 
 
 def test_unfinished_generation_cannot_be_ranked(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ from rewardgen.run.executors import usable_cores
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.bench.train import sb3_throughput
 from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import get_task
 
@@ -85,7 +86,7 @@ def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video:
                           eval_episodes=eval_episodes)
     store = start_run(config, runs_dir)
     started = time.monotonic()
-    evo = Evolution(store)
+    evo = Evolution(store, forecast=False)  # a calibration would be timed with the run
     evo.write_generation(0, proposals, "offline")
     summary = evo.run()
     wall = time.monotonic() - started
@@ -144,8 +145,8 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
                            "repeat": []}
     for k in range(repeats):
         alone = trainer_alone(task, proposals[0].source, steps, seed)
-        say(f"repeat {k + 1}/{repeats}: trainer alone {alone['env_steps_per_s']:,.0f} env-steps/s "
-            f"({alone['env_steps']} env-steps in {alone['train_seconds']:.1f} s of training, "
+        say(f"repeat {k + 1}/{repeats}: trainer alone {fmt_steps(alone['env_steps_per_s'])} env-steps/s "
+            f"({fmt_steps(alone['env_steps'])} env-steps in {alone['train_seconds']:.1f} s of training, "
             f"{alone['wall_seconds']:.1f} s whole job), load {_load()}")
         rate = alone["env_steps_per_s"]
         one: dict[str, Any] = {"trainer_alone": alone}
@@ -158,7 +159,7 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
                     "overhead_per_candidate_s": (run["wall_seconds"] - run["env_steps"] / rate) / run["candidates"],
                     "overhead_measured_s": (run["wall_seconds"] - run["train_seconds"]) / run["candidates"]}
             one[row] = run
-            say(f"  {row:>10}: {run['env_steps']} env-steps in {run['wall_seconds']:.1f} s = {sps:,.0f}/s, "
+            say(f"  {row:>10}: {fmt_steps(run['env_steps'])} env-steps in {run['wall_seconds']:.1f} s = {fmt_steps(sps)}/s, "
                 f"efficiency {run['efficiency']:.2f}, overhead {run['overhead_per_candidate_s']:.2f} s/candidate "
                 f"(measured {run['overhead_measured_s']:.2f} s), load {_load()}")
         if train_row:
@@ -167,8 +168,8 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
             cmd["sb3_env_steps_per_s"] = sb3["env_steps_per_s"]
             cmd["train_vs_sb3"] = cmd["env_steps_per_s"] / sb3["env_steps_per_s"]
             one["train_command"] = cmd
-            say(f"  `rewardgen train`: {cmd['env_steps']} env-steps in {cmd['wall_seconds']:.1f} s whole command = "
-                f"{cmd['env_steps_per_s']:,.0f}/s; SB3 PPO trains at {sb3['env_steps_per_s']:,.0f}/s: "
+            say(f"  `rewardgen train`: {fmt_steps(cmd['env_steps'])} env-steps in {cmd['wall_seconds']:.1f} s whole "
+                f"command = {fmt_steps(cmd['env_steps_per_s'])}/s; SB3 PPO trains at {fmt_steps(sb3['env_steps_per_s'])}/s: "
                 f"{cmd['train_vs_sb3']:.1f}x, load {_load()}")
         out["repeat"].append(one)
     out["load_after"] = _load()

@@ -59,7 +59,7 @@ def compute_reward(s):
 def main() -> None:  # pragma: no cover - python -m rewardgen.bench.sandbox overhead
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m rewardgen.bench.sandbox")
+    p = argparse.ArgumentParser(prog="python -m rewardgen.bench.sandbox", allow_abbrev=False)
     p.add_argument("what", choices=["overhead"])
     p.add_argument("--task", default="inverted-pendulum-balance")
     p.add_argument("--steps", type=int, default=8192)

@@ -30,7 +30,8 @@ from rewardgen.run.final import Retraining, eval_seed, retrain_in_run, run_train
 from rewardgen.run.progress import Progress
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
-from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, rung_file
+from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, candidate_label, rung_file
 from rewardgen.tasks.spec import get_task
 
 #: the schedules compared, in the order they run (full first: the others are measured against it)
@@ -134,7 +135,7 @@ class _JudgeProgress:
             eta = f", about {seconds // 60}:{seconds % 60:02d} left"
         fit = data.get("fitness")
         what = "reused" if data.get("reused") else (f"fitness {fit:.3f}" if fit is not None else data.get("status"))
-        self.say(f"seed {self.seed} judge {self.done}/{self.total}: candidate {int(data['method'].removeprefix('cand-'))} "
+        self.say(f"seed {self.seed} judge {self.done}/{self.total}: {candidate_label(0, int(data['method'].removeprefix('cand-')))} "
                  f"training seed {data['seed_index']}: {what}{eta}")
 
 
@@ -165,10 +166,10 @@ def judge_text(seed: int, judged: dict, per: dict) -> str:
         if j.get("mean") is None:
             parts.append(f"{name}'s pick: not judged")
             continue
-        parts.append(f"{name}'s pick (candidate {j['candidate']}) {j['mean']:.3f}, rank {j['rank']}"
+        parts.append(f"{name}'s pick ({candidate_label(0, j['candidate'])}) {j['mean']:.3f}, rank {j['rank']}"
                      + (f", {j['gap']:.1%} below" if j["gap"] else ""))
     spread = judged["spread"]
-    return (f"seed {seed} judged on {judged['seeds']} new training seeds per candidate: best reward candidate {best} "
+    return (f"seed {seed} judged on {judged['seeds']} new training seeds per candidate: best reward {candidate_label(0, best)} "
             f"{b['mean']:.3f} ± {b['std']:.3f}; " + "; ".join(parts)
             + ("" if spread is None else f"; one reward's seed-to-seed spread: median {spread:.0%} of its mean"))
 
@@ -266,10 +267,10 @@ def race_ranks(run_dir: Path, full_fitness: dict, best: int) -> list[dict]:
 def race_text(seed: int, race: list[dict], best: int) -> str:
     """One line: full's best candidate's rank at each of the adaptive race's evaluations."""
     ranked = [x for x in race if x["best_rank"]]
-    ranks = ", ".join(f"{x['best_rank']} of {x['racing']} at {x['env_steps'] / 1000:.0f}k" for x in ranked)
+    ranks = ", ".join(f"{x['best_rank']} of {x['racing']} at {fmt_steps(x['env_steps'])}" for x in ranked)
     if len(ranked) < len(race):
-        ranks += f"; dropped before {race[len(ranked)]['env_steps'] / 1000:.0f}k"
-    return f"seed {seed} adaptive race: full's best (candidate {best}) ranked {ranks}"
+        ranks += f"; dropped before {fmt_steps(race[len(ranked)]['env_steps'])}"
+    return f"seed {seed} adaptive race: full's best ({candidate_label(0, best)}) ranked {ranks}"
 
 
 def row_text(seed: int, schedule: str, r: dict) -> str:
@@ -279,5 +280,6 @@ def row_text(seed: int, schedule: str, r: dict) -> str:
     gap = r.get("fitness_gap")
     gap_text = "" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} full's best"
     fit = best.get("fitness")
-    return (f"seed {seed} {schedule:>8}: {r['env_steps']:,} env-steps{share}, best candidate {best.get('candidate')} "
+    pick = "none" if best.get("candidate") is None else candidate_label(0, best["candidate"])
+    return (f"seed {seed} {schedule:>8}: {fmt_steps(r['env_steps'])} env-steps{share}, best {pick} "
             f"fitness {fit if fit is None else round(fit, 3)}{gap_text}" + (" (the run made before)" if r.get("reused") else ""))

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardgen.envsteps import fmt as fmt_steps, parse as parse_env_steps
 from rewardgen.errors import UserError
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
@@ -400,7 +401,7 @@ def table_rows(result: dict) -> list[list[str]]:
         if r["score"] is not None and (sparse.get("mean") or 0) > (human.get("mean") or 0):
             score += " (sparse beat human)"  # the denominator is then the sparse reward's lead
         word = {True: "yes", False: "no", None: "n/a"}
-        out.append([r["task"], f"{r['steps']:,}", _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
+        out.append([r["task"], fmt_steps(r["steps"]), _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
                     f"{_rate(r['evolved'])} / {_rate(r['human'])}", word[r["evolved_ge_human"]],
                     word[r.get("evolved_ge_both")]])
     return out
@@ -446,11 +447,9 @@ def parse_tasks(text: str | None) -> tuple[list[str], dict[str, int]]:
         name = name.strip()
         if budget:
             try:
-                steps[name] = int(budget.replace("_", ""))
-            except ValueError:
-                raise SuiteError(f"--tasks {item}: the budget after '=' must be a number of env-steps") from None
-            if steps[name] <= 0:
-                raise SuiteError(f"--tasks {item}: the budget must be positive")
+                steps[name] = parse_env_steps(budget)
+            except ValueError as exc:
+                raise SuiteError(f"--tasks {item}: the budget after '=': {exc}") from None
         tasks.append(name)
     return tasks, steps
 

@@ -15,13 +15,18 @@ from rewardgen.cli.common import (
     consoles,
     emit_json,
     read_reward,
+    refuse_with_replay,
     resume_command,
     task_from_env_args,
     task_named,
+    task_with_overrides,
     writable_output,
 )
-from rewardgen.cli.display import (SuiteProgress, 
+from rewardgen.cli.display import (
     RichProgress,
+    SuiteProgress,
+    final_table,
+    suite_table,
     components_table,
     human_steps,
     loadavg,
@@ -30,7 +35,7 @@ from rewardgen.cli.display import (SuiteProgress,
 )
 from rewardgen.errors import UserError, flatten
 from rewardgen.safetext import term
-from rewardgen.store import REPORT_FILE, REWARD_FILE, RunStore
+from rewardgen.store import REPORT_FILE, REWARD_FILE, RunStore, candidate_label
 
 
 def cmd_tasks(args) -> int:
@@ -91,9 +96,11 @@ def cmd_evolve(args) -> int:
     from rewardgen.run.evolve import Evolution, replay_config, start_run
 
     task = None
+    notes: list[str] = []
     if args.replay:
         from rewardgen.run.config import UserReach
 
+        refuse_with_replay(args)
         config, task = replay_config(Path(args.replay), UserReach(base_url=args.base_url, prompts=args.prompts,
                                                                   ray_address=args.ray_address))
     elif args.env:
@@ -107,8 +114,12 @@ def cmd_evolve(args) -> int:
                          prog="rewardgen evolve")
     else:
         config = config_from_args(args)
+        config.validate()
+        task, notes = task_with_overrides(task_named(config.task), args)
     config.validate()
     task = task or task_named(config.task)
+    for note in notes:  # the task as this run changes it: said before anything runs
+        consoles(args.json).print(f"{term(task.id)}: {term(note)}", highlight=False, soft_wrap=True)
     store = start_run(config, Path(args.runs_dir), task=task)
     return _run_or_stop(args, lambda progress: Evolution(store, progress).run(), store.path)
 
@@ -123,9 +134,11 @@ def _run_or_stop(args, fn, run_dir: Path) -> int:
         if args.json:
             from rewardgen.store import RunStore
 
+            from rewardgen.run.evolve import labelled
+
             run = RunStore(run_dir).read_run()
-            emit_json({"run_dir": str(run_dir), "best": run.get("best"), "generations": run.get("generations", []),
-                        "error": str(exc)})
+            emit_json({"run_dir": str(run_dir), **labelled(run.get("best"), run.get("generations", [])),
+                       "error": str(exc)})
         print(term(f"rewardgen: the run stopped: {flatten(exc, 1000)} (once fixed: {resume_command(run_dir)})",
                    markup=False),
               file=sys.stderr)
@@ -140,12 +153,12 @@ def _report_run(args, summary: dict) -> int:
         from rich.console import Console
 
         console = Console(highlight=False)
-        console.print(summary_table(summary))
+        console.print(summary_table(summary, console.width))
         best = summary.get("best")
         if best:
             path = RunStore(Path(summary["run_dir"])).cand_dir(best["generation"], best["candidate"]) / REWARD_FILE
             conf = best.get("confirmed")
-            console.print(f"best: generation {best['generation']} candidate {best['candidate']} "
+            console.print(f"best: {candidate_label(best['generation'], best['candidate'])} "
                           f"fitness {best['fitness']:.4g}" + (f" (confirmed: mean {conf['mean']:.4g} ± {conf['std']:.2g} "
                                                               f"over {conf['seeds']} new seed(s))" if conf else ""),
                           highlight=False)
@@ -230,7 +243,7 @@ def cmd_train(args) -> int:
             console.print(f"trusted fitness ({term(fitness_name)}): [bold]{m['fitness']:.4g}[/], {verdict}")
             console.print(f"trained {human_steps(m.get('env_steps'))} env-steps at "
                           f"{human_steps(round(m.get('env_steps_per_second') or 0))} env-steps/s")
-            table = components_table(m.get("training") or {})
+            table = components_table(m.get("training") or {}, console.width)
             if table is not None:
                 console.print(table)
         else:
@@ -302,7 +315,7 @@ def cmd_bench(args) -> int:
                 gap = med.get("fitness_gap")
                 fit = med.get("best_fitness")
                 judged = med.get("judged_gap")
-                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {med['env_steps']:,.0f} env-steps{share}, "
+                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {human_steps(med['env_steps'])} env-steps{share}, "
                               f"best fitness {fit if fit is None else round(fit, 3)}"
                               + ("" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} "
                                  "full's best")
@@ -318,23 +331,23 @@ def cmd_bench(args) -> int:
         samples = args.samples or (2 if quick else 4)
         repeats = args.repeats or (1 if quick else 3)
         halving = args.halving_steps or (4096 if quick else None)
-        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {steps} env-steps, full "
-                      f"schedule, with and without video; halving at {halving or 'the default'} budget), "
+        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {human_steps(steps)} env-steps, full "
+                      f"schedule, with and without video; halving at {human_steps(halving) if halving else 'the default'} budget), "
                       f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {loadavg()}")
         result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
                               workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
                               sb3_steps=2048 if quick else 16_384,
                               say=lambda line: console.print(line, highlight=False))
         if not args.json:
-            console.print(f"trainer alone: {result['trainer_alone_env_steps_per_s']:,.0f} env-steps/s (median)")
+            console.print(f"trainer alone: {human_steps(result['trainer_alone_env_steps_per_s'])} env-steps/s (median)")
             for row in ("full", "full+video", "halving"):
                 r = result[row]
-                console.print(f"{row:>10}: {r['env_steps_per_s']:,.0f} env-steps/s, efficiency {r['efficiency']:.2f}, "
+                console.print(f"{row:>10}: {human_steps(r['env_steps_per_s'])} env-steps/s, efficiency {r['efficiency']:.2f}, "
                               f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
                               f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
             r = result["train_command"]
-            console.print(f"`rewardgen train`: {r['env_steps_per_s']:,.0f} env-steps/s whole command, "
-                          f"{r['train_vs_sb3']:.1f}x SB3 PPO's training-only {r['sb3_env_steps_per_s']:,.0f}/s, "
+            console.print(f"`rewardgen train`: {human_steps(r['env_steps_per_s'])} env-steps/s whole command, "
+                          f"{r['train_vs_sb3']:.1f}x SB3 PPO's training-only {human_steps(r['sb3_env_steps_per_s'])}/s, "
                           f"wall {r['wall_seconds']:.1f} s (medians)")
     elif args.what == "throughput" and args.sim == "warp":
         from rewardgen.bench.warp import warp_throughput
@@ -346,7 +359,8 @@ def cmd_bench(args) -> int:
                       f"SB3 PPO over 8 gymnasium envs - side by side in one run")
         result = bench.throughput(args.task)
     else:
-        console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {args.steps} steps x {args.seeds} seeds")
+        console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {human_steps(args.steps)} env-steps x "
+                      f"{args.seeds or 3} seeds")
         result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds or 3)))
     if args.json:
         emit_json(result)
@@ -387,9 +401,8 @@ def cmd_bench_export(args) -> int:
 
 def cmd_bench_suite(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
-    from rewardgen.bench.suite import HEADER, SuiteConfig, parse_tasks, run_suite, share_line, table_rows
+    from rewardgen.bench.suite import SuiteConfig, parse_tasks, run_suite, share_line
 
     tasks, task_steps = parse_tasks(args.tasks)
     config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps, workers=args.workers,
@@ -400,12 +413,7 @@ def cmd_bench_suite(args) -> int:
     if args.json:
         emit_json(result)
         return 0
-    table = Table(title=f"bench suite ({args.out})")
-    for col in HEADER:
-        table.add_column(col)
-    for cells in table_rows(result):
-        table.add_row(*cells)
-    console.print(table)
+    console.print(suite_table(result, args.out, console.width))
     console.print(share_line(result), highlight=False)
     console.print(f"table: {term(Path(args.out) / 'suite.md')}", soft_wrap=True)
     return 0
@@ -446,13 +454,15 @@ def cmd_debug(args) -> int:
     if args.json:
         emit_json(report.to_json())
     else:
-        rendered = report.render()
-        if isinstance(rendered, str):
-            print(rendered)
-        else:
-            from rich.console import Console
+        from rich.console import Console
 
-            Console().print(rendered)
+        from rewardgen.cli.display import debug_table
+
+        console = Console(highlight=False)
+        console.print(term(report.heading(), markup=False), markup=False, soft_wrap=True)
+        console.print(debug_table(report, console.width))
+        for line in report.flag_lines():  # component names come from the reward: shown, never obeyed
+            console.print(term(line, markup=False), markup=False)
     return 0
 
 
@@ -490,9 +500,9 @@ def cmd_export(args) -> int:
 
 def _export_policy(args) -> int:
     from rewardgen.inspect.policy_export import export_policy
-    from rewardgen.store import parse_candidate_label
+    from rewardgen.store import candidate_from_text
 
-    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    candidate = candidate_from_text(args.candidate) if args.candidate else None
     result = export_policy(Path(args.run), candidate, Path(args.output), force=args.force)
     folder = Path(result["dir"])
     print(f"policy of {result['candidate']} ({result['task']}) written to {term(folder, markup=False)}: "
@@ -509,10 +519,10 @@ def cmd_play(args) -> int:
     from rewardgen.evaluate.window import display_available
     from rewardgen.inspect.play import default_video_name, play
     from rewardgen.inspect.policy_export import trained_policy
-    from rewardgen.store import parse_candidate_label
+    from rewardgen.store import candidate_from_text
 
     RunStore.open(Path(args.run))
-    candidate = parse_candidate_label(args.candidate) if args.candidate else None
+    candidate = candidate_from_text(args.candidate) if args.candidate else None
     if args.window and not display_available():
         raise UsageError("--window needs a display (DISPLAY or WAYLAND_DISPLAY is not set); leave it out to "
                          "write only the video", prog="rewardgen play")
@@ -604,7 +614,6 @@ def _check_port_free(host: str, port: int) -> None:
 
 def cmd_final(args) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from rewardgen.run.executors import make_executor
     from rewardgen.run.final import final_evaluation
@@ -627,16 +636,7 @@ def cmd_final(args) -> int:
     if args.json:
         emit_json(result)
         return 0
-    table = Table(title=f"final evaluation of {Path(args.run).name}")
-    for col in ("method", "seeds ok", "fitness mean", "fitness std", "success rate", "normalised score"):
-        table.add_column(col)
-    def f(v: float | None) -> str:
-        return "" if v is None else f"{v:.4g}"
-
-    for row in result["rows"]:
-        table.add_row(row["label"], f"{row['ok']}/{row['seeds']}", f(row["fitness_mean"]), f(row["fitness_std"]),
-                      f(row["success_rate"]), f(row.get("human_normalized")))
-    console.print(table)
+    console.print(final_table(result, Path(args.run).name, console.width))
     score = result.get("score")
     console.print(f"human-normalised score of the evolved reward: {score:.3f}" if score is not None
                   else f"human-normalised score: n/a ({result.get('score_note')})")

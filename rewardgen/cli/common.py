@@ -28,6 +28,21 @@ class UsageError(UserError):
 
 
 class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and no prefix matching: ``--generation 2`` is refused, never
+    taken for ``--generations``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Also keeps the defaults of the (sub)command that parsed, as ``parser_defaults``: a command can
+        tell a flag that was given from one left at its default."""
+        ns, rest = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "parser_defaults"):  # the subcommand's, set first, wins over the top level's
+            ns.parser_defaults = {a.dest: a.default for a in self._actions if a.dest != argparse.SUPPRESS}
+        return ns, rest
+
     def error(self, message: str):  # one line, exit 2, no usage dump
         raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
@@ -98,6 +113,49 @@ def task_from_env_args(args):
     return task_from_mjcf(args.env, args.describe, args.fitness, **extra)
 
 
+#: the brought-robot flags that only describe a model file's robot: refused with --task
+ROBOT_ONLY = (("episode_length", "--episode-length"), ("frame_skip", "--frame-skip"), ("id", "--id"))
+
+
+def task_with_overrides(task, args):
+    """``task`` with the brought-robot flags that make sense for it applied (``--fitness``,
+    ``--success-threshold``, ``--describe``), and one line per change; UsageError for those that
+    only describe a model file (``--episode-length``, ``--frame-skip``, ``--id``)."""
+    from rewardgen.sim.termination import termination_of
+    from rewardgen.tasks.spec import with_overrides
+
+    for dest, flag in ROBOT_ONLY:
+        if getattr(args, dest, None) is not None:
+            raise UsageError(f"{flag} goes with --env ROBOT.xml, not --task: to change a task's {flag[2:]}, "
+                             "copy its YAML file, edit it and pass the copy to --task", prog="rewardgen evolve")
+    fitness, threshold, describe = (getattr(args, k, None) for k in ("fitness", "success_threshold", "describe"))
+    if fitness is None and threshold is None and describe is None:
+        return task, []
+    terminates = termination_of(task).ends_early if fitness is not None else True
+    return with_overrides(task, fitness=fitness, success_threshold=threshold, describe=describe,
+                          terminates=terminates)
+
+
+#: flags whose values a replay takes from the replayed run: given with --replay, they would be ignored
+REPLAYED = ("task", "env", "describe", "fitness", "episode_length", "success_threshold", "frame_skip", "id",
+            "steps", "seed", "samples", "generations", "mode", "trainer", "num_envs", "timeout", "eval_episodes",
+            "schedule", "confirm_seeds", "model", "base_url", "temperature", "critic", "llm")
+# not refused: --prompts and --ray-address, which a replay of a run made with templates or on a cluster
+# needs again (a run's own templates are code and its cluster a place: rewardgen uses only those the
+# user names; run.config.continue_settings)
+
+
+def refuse_with_replay(args) -> None:
+    """UsageError for a flag given with ``--replay`` that the replay would not use (it reruns the
+    recorded run's own settings)."""
+    defaults = getattr(args, "parser_defaults", {})
+    given = [d for d in REPLAYED if d in defaults and getattr(args, d, None) != defaults[d]]
+    if given:
+        flags = ", ".join("--" + d.replace("_", "-") for d in given)
+        raise UsageError(f"--replay reruns the recorded run with its own settings; {flags} would be ignored: "
+                         "leave them out (or start a new run without --replay)", prog="rewardgen evolve")
+
+
 def read_reward(path_text: str) -> str:
     path = Path(path_text)
     if not path.is_file():
@@ -121,6 +179,16 @@ def writable_output(out: Path) -> Path:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"-o {out}: cannot write to {folder} (permission denied)")
     return out
+
+
+def env_steps(text: str) -> int:
+    """An argparse type for a count of env-steps: 100000, 100_000, 100k, 1.5M, 1e5 (``rewardgen.envsteps``)."""
+    from rewardgen.envsteps import parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 #: argparse types: a wrong value is one clear line

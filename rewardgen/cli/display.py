@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,9 @@ from typing import Any
 from rewardgen.cli.common import CURRENT_RUN
 from rewardgen.errors import flatten
 from rewardgen.safetext import one_line, term
-from rewardgen.store import VIDEO_FILE, gen_dirname
+from rewardgen.envsteps import fmt as human_steps
+from rewardgen.store import VIDEO_FILE, as_label, candidate_label, gen_dirname
+from rewardgen.tables import Col, clip, fitted_table
 
 
 class RichProgress:
@@ -53,6 +56,7 @@ class RichProgress:
         self.lock = threading.Lock()
         self.steps = 0
         self.kind = "evolve"
+        self.llm = False
 
     def __enter__(self):
         if self.live:
@@ -70,7 +74,7 @@ class RichProgress:
 
     # ----- rows
     def _label(self, g: int, c: int) -> str:
-        return f"gen {g} cand {c:<2}"
+        return f"{candidate_label(g, c):<5}"
 
     def _row(self, g: int, c: int):
         key = (g, c)
@@ -109,6 +113,7 @@ class RichProgress:
     def _on_run_started(self, run_dir, task, proposer, config, run_kind="evolve", steps=None, **_):
         CURRENT_RUN["run_dir"] = str(run_dir)
         self.kind = run_kind
+        self.llm = run_kind == "evolve" and (config or {}).get("proposer") == "openai"
         if run_kind == "train":
             self.print(f"[bold]rewardgen train[/]: task [cyan]{term(task)}[/], the reward file as one candidate, "
                        f"{human_steps(steps)} env-steps")
@@ -218,19 +223,18 @@ class RichProgress:
     def _on_confirm_started(self, contenders, seeds, steps, **_):
         self._confirm_started = time.monotonic()
         self._confirm_trained = 0
-        named = ", ".join(f"gen {c['generation']} cand {c['candidate']} ({c['fitness']:.4g})" for c in contenders)
+        named = ", ".join(f"{candidate_label(c['generation'], c['candidate'])} ({c['fitness']:.4g})" for c in contenders)
         self.print(f"confirming the best: retraining {named} from scratch on {seeds} new training seed(s) each, "
                    f"{human_steps(steps)} env-steps per training")
 
     def _on_confirm_run(self, ref, seed_index, status, fitness, reused, done, total, error=None, **_):
-        g, c = ref.split("/")
         what = "finished before: reused" if reused else (
             f"fitness {fitness:.4g}" if status == "ok" else f"[red]{term(status)}[/]: {one_line(error, 60)}")
         self._confirm_trained += not reused
         eta = ""
         if self._confirm_trained and done < total:
             eta = f" (~{_clock((time.monotonic() - self._confirm_started) / self._confirm_trained * (total - done))} left)"
-        self.print(f"confirm {done}/{total}: gen {g} cand {c}, seed {seed_index}: {what}{eta}")
+        self.print(f"confirm {done}/{total}: {term(as_label(ref))}, seed {seed_index}: {what}{eta}")
 
     def _on_confirm_finished(self, confirm, best, **_):
         if not confirm:
@@ -241,26 +245,36 @@ class RichProgress:
             self.print("confirming the best: no retraining succeeded; the best stays the highest single-seed fitness")
             return
         b = rows[(confirm["best"]["generation"], confirm["best"]["candidate"])]
-        line = (f"confirmed best: gen {b['generation']} cand {b['candidate']}, mean fitness {b['mean']:.4g} "
+        line = (f"confirmed best: {candidate_label(b['generation'], b['candidate'])}, mean fitness {b['mean']:.4g} "
                 f"± {b['std']:.2g} over {confirm['seeds']} new seed(s) (picked at {b['selection_fitness']:.4g})")
         if confirm.get("changed"):
             first = confirm["contenders"][0]
             mean = "failed" if first["mean"] is None else f"mean {first['mean']:.4g}"
-            line += (f"; the highest single-seed fitness, gen {first['generation']} cand {first['candidate']} "
+            line += (f"; the highest single-seed fitness, {candidate_label(first['generation'], first['candidate'])} "
                      f"({first['selection_fitness']:.4g}), had {mean}")
         self.print(line)
 
     def _on_warning(self, message, **_):
         self.print(f"[yellow]warning:[/] {term(message)}")
 
+    def _on_calibrating(self, task, trainer, **_):
+        self.print(f"measuring how fast {term(task)} trains with {term(trainer)} on this machine, for the time "
+                   "estimate (a few seconds; remembered for the next run)")
+
     def _on_estimate(self, seconds_left, seconds_total, basis, **_):
-        """The run's duration: printed up front (a guess) and once measured; kept for generation starts."""
+        """The run's duration: printed up front (measured on this machine, or remembered from the last
+        run) and once this run's own pace is measured; kept for generation starts."""
         shown = getattr(self, "_estimate_shown", set())
         self._estimate = (seconds_left, basis)
-        if basis not in shown:
+        first = not shown
+        if basis not in shown and (first or basis == "measured"):
             self._estimate_shown = shown | {basis}
-            what = "estimated duration" if basis == "guess" else "estimated time left (measured)"
-            self.print(f"{what}: ~{duration(seconds_left)}")
+            what = {"calibrated": "estimated duration (measured on this machine)",
+                    "remembered": "estimated duration (from the last run of this setup)",
+                    "guess": "estimated duration (a rough guess: nothing measured yet)",
+                    "measured": "estimated time left (measured)"}.get(basis, "estimated duration")
+            llm = "; the LLM's answers not counted" if self.llm and basis != "measured" else ""
+            self.print(f"{what}: ~{duration(seconds_left)}{llm}")
 
     def _on_llm_status(self, generation, in_flight, answered, failed, **_):
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
@@ -290,10 +304,10 @@ class RichProgress:
         if resumed or generation in self.resumed or self.kind == "train":
             return  # said so when it started; `train` prints its own verdict
         b = summary.get("best")
-        line = f"generation {generation} done: best candidate {b['candidate']} fitness {b['fitness']:.4g}" if b \
-            else f"generation {generation} done: no candidate succeeded"
+        line = (f"generation {generation} done: best {candidate_label(generation, b['candidate'])} fitness "
+                f"{b['fitness']:.4g}") if b else f"generation {generation} done: no candidate succeeded"
         if best:
-            line += f"; best so far gen {best['generation']} cand {best['candidate']} ({best['fitness']:.4g})"
+            line += f"; best so far {candidate_label(best['generation'], best['candidate'])} ({best['fitness']:.4g})"
         self.print(line)
         if report:
             self.print(f"report: {term(report)}")
@@ -317,39 +331,29 @@ def duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def summary_table(summary: dict, budget: int | None = None):
-    from rich.table import Table
-
-    table = Table(title=f"run {term(Path(summary['run_dir']).name)}", caption="* the best candidate of the run",
-                  caption_justify="left")
-    for col in ("gen", "cand", "status", "fitness", "success", "trained"):
-        table.add_column(col, no_wrap=True)
-    errors = any(c.get("error") for gen in summary.get("generations", []) for c in gen["candidates"])
-    if errors:  # no empty squeezed column when every candidate ran
-        table.add_column("error", overflow="fold", max_width=60)
+def summary_table(summary: dict, width: int = 80):
+    """The run's candidates: label (``*`` the best), status ("success": trained, at or above the task's
+    success threshold), fitness, env-steps trained, error."""
     best = summary.get("best") or {}
+    errors = any(c.get("error") for gen in summary.get("generations", []) for c in gen["candidates"])
+    cols = [Col("candidate"), Col("status", 1), Col("fitness", justify="right"),
+            Col("trained env-steps", 2, justify="right")] + ([Col("error", 3, wrap=True)] if errors else [])
+    rows = []
+    cut = False
     for gen in summary.get("generations", []):
         for cand in gen["candidates"]:
             mark = " *" if (best.get("generation"), best.get("candidate")) == (gen["generation"], cand["candidate"]) else ""
-            fit = "" if cand["fitness"] is None else f"{cand['fitness']:.4g}{mark}"
-            trained = f"{human_steps(cand['env_steps'])} steps" if cand.get("env_steps") else ""
+            trained = human_steps(cand["env_steps"]) if cand.get("env_steps") else ""
             if cand.get("fate") == "eliminated":
-                trained += " (cut early by the schedule)"
-            cells = [str(gen["generation"]), str(cand["candidate"]), term(cand["status"]), fit,
-                     "yes" if cand.get("success") else "", trained]
-            table.add_row(*cells, *([one_line(cand.get("error"), 120)] if errors else []))
-    return table
-
-
-def human_steps(n: Any) -> str:
-    """Env-steps for people: 1000000 -> "1M", 300000 -> "300k", 2048 -> "2,048"."""
-    if not isinstance(n, (int, float)) or isinstance(n, bool):
-        return str(n)
-    n = int(n)
-    for div, unit in ((1_000_000, "M"), (1_000, "k")):
-        if abs(n) >= div and n % (div // 100) == 0:
-            return f"{n / div:g}{unit}"
-    return f"{n:,}"
+                trained, cut = trained + " (cut)", True
+            status = "success" if cand["status"] == "ok" and cand.get("success") else term(cand["status"], markup=False)
+            cells = [candidate_label(gen["generation"], cand["candidate"]) + mark, status,
+                     "" if cand["fitness"] is None else f"{cand['fitness']:.4g}", trained]
+            rows.append(cells + ([clip(one_line(cand.get("error"), markup=False), 240, "in the report")]
+                                 if errors else []))
+    caption = "* the best candidate of the run" + ("; (cut): stopped early by the schedule" if cut else "")
+    return fitted_table(cols, rows, width, title=f"run {term(Path(summary['run_dir']).name, markup=False)}",
+                        caption=caption)
 
 
 BASELINES = {"env": "the env's own reward", "sparse": "a sparse success reward"}
@@ -393,18 +397,53 @@ def component_shares(training: dict) -> list[dict]:
     return sorted(rows, key=lambda r: -(r["share"] or 0))
 
 
-def components_table(training: dict):
-    from rich.table import Table
+def components_table(training: dict, width: int = 80):
+    """Each reward component's mean per step at the start and the end of training and its share at the end."""
+    rows = [[clip(one_line(r["name"], markup=False), 64), f"{r['first']:.4g}", f"{r['last']:.4g}",
+             "-" if r["share"] is None else f"{r['share']:.0%}"] for r in component_shares(training)]
+    cols = [Col("component", wrap=True), Col("start of training", 1, justify="right"),
+            Col("end of training", justify="right"), Col("share at end", justify="right")]
+    return fitted_table(cols, rows, width, title="reward components (mean per step)") if rows else None
 
-    rows = component_shares(training)
-    table = Table(title="reward components (mean per step)", title_justify="left")
-    table.add_column("component", overflow="fold", max_width=32)
-    for col in ("start of training", "end of training", "share at end"):
-        table.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
-        table.add_row(one_line(r["name"], 64), f"{r['first']:.4g}", f"{r['last']:.4g}",
-                      "-" if r["share"] is None else f"{r['share']:.0%}")
-    return table if rows else None
+
+def final_table(result: dict, run_name: str, width: int = 80):
+    """``rewardgen final``'s rows: per method the seeds that trained, fitness mean and std, success rate
+    and the human-normalised score."""
+    def f(v: float | None) -> str:
+        return "" if v is None else f"{v:.4g}"
+
+    cols = [Col("method"), Col("seeds ok", 2, justify="right"), Col("fitness mean", justify="right"),
+            Col("fitness std", 1, justify="right"), Col("success rate", 3, justify="right"),
+            Col("normalised score", 1, justify="right")]
+    rows = [[term(row["label"], markup=False), f"{row['ok']}/{row['seeds']}", f(row["fitness_mean"]),
+             f(row["fitness_std"]), f(row["success_rate"]), f(row.get("human_normalized"))] for row in result["rows"]]
+    return fitted_table(cols, rows, width, title=f"final evaluation of {run_name}")
+
+
+def suite_table(result: dict, out: str | Path, width: int = 80):
+    """``rewardgen bench suite``'s table (the columns of ``suite.md``), fitted to ``width``."""
+    from rewardgen.bench.suite import HEADER, table_rows
+
+    priority = {"task": 0, "evolved (mean ± std)": 0, "human (env reward)": 0, "evolved >= human": 0,
+                "human-normalised score": 1, "budget": 2, "sparse": 3}  # success, >= both: 4
+    cols = [Col(h, priority.get(h, 4), wrap=h == "human-normalised score") for h in HEADER]
+    return fitted_table(cols, [[term(c, markup=False) for c in r] for r in table_rows(result)], width,
+                        title=f"bench suite ({out})", more=f"every column: {Path(out) / 'suite.md'}")
+
+
+def debug_table(report, width: int = 80):
+    """``rewardgen debug``'s statistics per component (the ``DebugReport.render`` columns), fitted to ``width``."""
+    def _g(x: float | None, digits: int = 4) -> str:
+        return "-" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+    cols = [Col("component", wrap=True), Col("mean", justify="right"), Col("std", 2, justify="right"),
+            Col("min", 3, justify="right"), Col("max", 3, justify="right"), Col("share", justify="right"),
+            Col("const", 2, justify="right"), Col("nan/inf", 2, justify="right"),
+            Col("corr(step)", 1, justify="right"), Col("corr(ep)", 1, justify="right")]
+    rows = [[clip(one_line(c.name, markup=False), 64), _g(c.mean), _g(c.std), _g(c.min), _g(c.max),
+             "-" if c is report.total else f"{100 * c.share:.0f}%", f"{100 * c.constant_fraction:.0f}%",
+             str(c.nonfinite), _g(c.corr_step, 2), _g(c.corr_episode, 2)] for c in [*report.components, report.total]]
+    return fitted_table(cols, rows, width)
 
 
 class SuiteProgress:
@@ -434,11 +473,11 @@ class SuiteProgress:
                 self.last_estimate = now
                 left = d["seconds_left"]
                 self.say(f"suite: about {duration(left)} left, done near {time.strftime('%H:%M', time.localtime(time.time() + left))} "
-                         f"({d['basis']}: {d['env_steps_left'] / 1e6:.1f}M of {d['env_steps_planned'] / 1e6:.1f}M "
-                         f"env-steps to go at {d['rate']:,.0f}/s; load {loadavg()})")
+                         f"({d['basis']}: {human_steps(d['env_steps_left'])} of {human_steps(d['env_steps_planned'])} "
+                         f"env-steps to go at {human_steps(d['rate'])}/s; load {loadavg()})")
         elif kind == "candidate_finished":
             fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
-            self.say(f"  {task} gen {d['generation']} cand {d['candidate']}: {d['status']}{fit}"
+            self.say(f"  {task} {candidate_label(d['generation'], d['candidate'])}: {d['status']}{fit}"
                      + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
         elif kind == "generation_finished":
             best = d.get("best") or {}

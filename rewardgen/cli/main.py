@@ -7,7 +7,6 @@ With ``--json`` the last line of stdout is one JSON object and the progress disp
 
 from __future__ import annotations
 
-import os
 import sys
 
 from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_serve, cmd_train
@@ -19,7 +18,6 @@ from rewardgen.safetext import one_line, term
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     import warnings
 
     warnings.filterwarnings("ignore", module="gymnasium")

@@ -26,6 +26,7 @@ from rewardgen.cli.commands import (
 )
 from rewardgen.cli.common import (
     Parser,
+    env_steps,
     non_negative_int,
     port_number,
     positive_float,
@@ -39,7 +40,7 @@ def _add_env_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--describe", default=None, help='what the robot should do, e.g. "make it walk forward"')
     g.add_argument("--fitness", default=None,
                    help='trusted fitness from rewardgen\'s library, e.g. "forward_velocity(body=base)"')
-    g.add_argument("--episode-length", type=positive_int, default=None, help="steps per episode (default 1000)")
+    g.add_argument("--episode-length", type=env_steps, default=None, help="steps per episode (default 1000)")
     g.add_argument("--success-threshold", type=float, default=None, help="fitness that counts as success")
     g.add_argument("--frame-skip", type=positive_int, default=None, help="physics steps per env step (default 5)")
     g.add_argument("--id", default=None, help="task id (default: derived from the file name)")
@@ -48,7 +49,8 @@ def _add_env_args(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- parser
 def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -> None:
     p.add_argument("--task", required=task_required, help="task id (see `rewardgen tasks`) or path to a task YAML file")
-    p.add_argument("--steps", type=positive_int, default=None, help="training env-steps per candidate (default: the task's)")
+    p.add_argument("--steps", type=env_steps, default=None,
+                   help="training env-steps per candidate: 300000, 300_000, 300k, 1.5M or 1e6 (default: the task's)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
     p.add_argument("--workers", type=positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
@@ -66,11 +68,33 @@ def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -
     p.add_argument("--json", action="store_true", help="print a JSON object as the last line of stdout")
 
 
+def version_text() -> str:
+    """``rewardgen --version``: the package, Python, MuJoCo, and which OpenGL backend renders videos and why."""
+    import platform
+
+    import mujoco
+
+    from rewardgen import __version__
+    from rewardgen.glbackend import install
+
+    return (f"rewardgen {__version__} (Python {platform.python_version()}, MuJoCo {mujoco.__version__}; "
+            f"renderer: {install().describe()})")
+
+
+class _Version(argparse.Action):
+    """Prints ``version_text()`` as one unwrapped line (argparse's own version action rewraps it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rewardgen", description="Write, train and select reward functions for MuJoCo robots.",
                      epilog="Exit codes: 0 done; 1 the command ran but produced nothing usable (e.g. a run in which "
                             "no candidate trained, or the LLM endpoint failed: the cause is named in one line); "
                             "2 bad input (one line on stderr, nothing on disk changed).")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print rewardgen's version, MuJoCo's and the renderer in force, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -162,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "then a short run in the sandbox. Exit 0 accepted, 1 rejected, 2 usage error.")
     p.add_argument("reward", help="path to a reward .py file")
     p.add_argument("--task", required=True, help="task id or path to a task YAML file")
-    p.add_argument("--steps", type=positive_int, default=256, help="env-steps of the smoke run (default 256)")
+    p.add_argument("--steps", type=env_steps, default=256, help="env-steps of the smoke run (default 256)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true",
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
@@ -189,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite", "export"],
                    help="which benchmark")
     p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--steps", type=env_steps, default=None,
                    help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
                         "schedule: the full budget per candidate (default: the task's; same as --schedule-steps); "
                         "suite: every task's budget instead of its own (quick runs)")
@@ -203,11 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead); "
                         "suite: trainings at once (default: CPU cores)")
-    p.add_argument("--halving-steps", type=positive_int, default=None,
+    p.add_argument("--halving-steps", type=env_steps, default=None,
                    help="evolve: budget per candidate of the halving row (default: the task's)")
     p.add_argument("--quick", action="store_true", help="evolve: a tiny run (4096 env-steps, 2 candidates, 1 repeat, "
                    "1 evaluation episode) that checks the benchmark works, not the machine")
-    p.add_argument("--schedule-steps", type=positive_int, default=None,
+    p.add_argument("--schedule-steps", type=env_steps, default=None,
                    help="schedule: full budget per candidate (default: the task's; --steps says the same)")
     p.add_argument("--runs-dir", type=Path, default=None,
                    help="schedule: where the runs are kept (default: a new temporary directory); rerun with the same "
@@ -267,8 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "mapping observations to the env's own actions, as rewardgen's evaluator acts) "
                                    "and policy.onnx when the onnx package is installed (rewardgen[onnx]).")
     p.add_argument("run", help="the run directory")
-    p.add_argument("--candidate", default=None, metavar="G/C", help="which candidate (default: the run's best); "
-                   "with --policy also g1c3")
+    p.add_argument("--candidate", default=None, metavar="gGcC",
+                   help="which candidate, by its label, e.g. g1c0 (generation 1, candidate 0; 1/0 works too; "
+                        "default: the run's best)")
     p.add_argument("-o", "--output", required=True, help="output .py file; with --policy, a new (or empty) folder")
     p.add_argument("--policy", action="store_true",
                    help="export the trained policy (policy.pt, policy.py, policy.onnx) instead of the reward")
@@ -301,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and the human-normalised score (method - sparse) / |human - sparse|.")
     p.add_argument("run", help="the run directory")
     p.add_argument("--seeds", type=positive_int, default=5, help="training seeds per method (default 5)")
-    p.add_argument("--steps", type=positive_int, default=None, help="env-steps per training (default: the run's)")
+    p.add_argument("--steps", type=env_steps, default=None, help="env-steps per training (default: the run's)")
     p.add_argument("--episodes", type=positive_int, default=None, help="evaluation episodes per policy")
     p.add_argument("--executor", choices=["local", "ray"], default="local", help="where training runs")
     p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray")
@@ -313,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "generation's proposer uses it.")
     p.add_argument("run", help="the run directory")
     p.add_argument("--text", required=True, help="what you saw and what you want instead")
-    p.add_argument("--candidate", default=None, metavar="G/C", help="the candidate it is about, e.g. 0/2")
+    p.add_argument("--candidate", default=None, metavar="gGcC",
+                   help="the candidate it is about, by its label, e.g. g0c2 (0/2 works too)")
     p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("prefer", help="say which candidates of a generation you prefer (ICPL-style)",
@@ -343,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Write a task file for an MJCF model (keep it, edit it, pass it to --task).")
     _add_env_args(q)
     q.add_argument("-o", "--output", required=True, help="the YAML file to write")
-    q.add_argument("--steps", type=positive_int, default=None, help="default training steps")
+    q.add_argument("--steps", type=env_steps, default=None, help="default training steps")
     q.add_argument("--force", action="store_true", help="overwrite an existing file")
     q.set_defaults(func=cmd_task_new)
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from rewardgen.sim.episode import run_episode
+from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.tasks.spec import Task
@@ -80,12 +81,26 @@ def trajectory_from_episode(task: Task, fitness, run: dict[str, Any], seed: int)
     out["step"] = np.arange(1, n + 1)
     out["time"] = out["step"] * float(schema.dt)
     out.update(seed=int(seed), length=int(run["length"]), horizon=int(task.episode_length),
-               terminated=bool(run["terminated"]),
+               terminated=bool(run["terminated"]), termination=termination_rules(task),
                fitness_value=fitness.episode_value(list(run["values"]), task.episode_length),
                dt=float(schema.dt), main_body=main_body(task), bodies=list(schema.bodies),
                fitness_name=fitness.name,
                start_com=np.asarray(run["start_com"], dtype=np.float64))
     return out
+
+
+_RULES: dict[str, list[str]] = {}
+
+
+def termination_rules(task: Task) -> list[str]:
+    """What the task's env requires of an episode to go on (``rewardgen.sim.termination``), as phrases:
+    ["the torso's height stays above 0.7 m", ...]; [] when nothing ends an episode early."""
+    key = repr(sorted(task.to_dict().items(), key=lambda kv: kv[0]))
+    if key not in _RULES:
+        term = termination_of(task)
+        _RULES[key] = [f"{b.meaning} stays {b.inside()}" for b in term.bounds] + \
+            (["every position and velocity stays finite"] if term.nonfinite else [])
+    return _RULES[key]
 
 
 def _segments(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -159,8 +174,12 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
     head = f"{label}: " if label else ""
     if n == 0:
         return f"{head}the episode has no steps."
-    ended = ("ended early by termination (the env's failure condition)" if f["terminated"] and n < horizon
-             else "ran to the time limit")
+    early = bool(f["terminated"] and n < horizon)
+    rules = traj.get("termination") or []
+    ended = "ran to the time limit"
+    if early:
+        ended = ("ended early: the env's termination rule ended it" + (
+            f" (an episode goes on only while {' and '.join(rules)})" if rules else " (its failure condition)"))
     lines = [f"{head}seed {f['seed']}, fitness {f['fitness']:.4g}; lasted {n} of {horizon} steps "
              f"({n * dt:.2f} s), {ended}."]
     b, tb = f["main_body"], f["tilt_body"]
@@ -175,6 +194,9 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
     elif f["falls"]:
         lines.append(f"{tb} fell {f['falls']} time(s) (tilt > {FALL_TILT_DEG:.0f} deg or height below half its "
                      f"start), first at step {f['first_fall_step']}.")
+    elif early:  # the env's rule is the fall that counts; say what the summary's own measure saw before it
+        lines.append(f"{tb} did not tilt past {FALL_TILT_DEG:.0f} deg or drop below half its start height before "
+                     "the env ended the episode.")
     else:
         lines.append(f"No falls of {tb}.")
     tilt = (f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {f['max_tilt_deg']:.0f} deg "

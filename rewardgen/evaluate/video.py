@@ -5,9 +5,12 @@ each recorded step with MuJoCo's offscreen renderer and encodes the frames with 
 (``imageio-ffmpeg``) as H.264 / yuv420p with the index at the front (``+faststart``), which every
 browser plays and can seek over HTTP Range requests.
 
-Headless rendering needs an OpenGL backend chosen before ``mujoco`` is imported (``MUJOCO_GL=egl``).
-A process whose mujoco chose another backend renders through ``rewardgen.sandbox.trusted.render_in_child``
-(a confined ``python -m rewardgen.evaluate.video`` started with ``MUJOCO_GL=egl``); the result is the same.
+MuJoCo picks its OpenGL backend when ``mujoco`` is imported; importing ``rewardgen`` first picks a
+headless one (``egl``) when ``MUJOCO_GL`` is unset and there is no display (``rewardgen.glbackend``).
+A process whose mujoco took the windowed default with no display to open gets a ``VideoError`` that
+says so; ``rewardgen.sandbox.trusted.render_in_child`` renders the same video in a confined child
+(``python -m rewardgen.evaluate.video`` started with ``MUJOCO_GL=egl``). The result names the backend
+that drew it (``renderer``).
 
 The camera follows the robot: the model's ``track`` camera when it has one (gymnasium's locomotion
 robots do), else a tracking camera on the schema's robot root body. The video is capped at
@@ -27,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job  # noqa: E402
-from rewardgen.store import VIDEO_FILE, publish  # noqa: E402
-from rewardgen.tasks.spec import Task, task_from_dict  # noqa: E402
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
+from rewardgen.glbackend import has_display
+from rewardgen.store import VIDEO_FILE, publish
+from rewardgen.tasks.spec import Task, task_from_dict
 
 #: frames per second of simulated time above which steps are skipped (rendering is the slow part)
 MAX_FPS = 30.0
@@ -156,7 +158,7 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
         env.close()
     return {"path": str(path), "frames": frames, "seconds": round(frames / out_fps, 3), "fps": round(out_fps, 3),
             "steps": step, "terminated": bool(terminated), "camera": camera_label, "width": width, "height": height,
-            "render_seconds": round(time.monotonic() - started, 2)}
+            "renderer": _gl_backend() or "glfw", "render_seconds": round(time.monotonic() - started, 2)}
 
 
 def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_steps: int | None = None,
@@ -179,13 +181,14 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
         export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
     finally:
         env.close()
-    if _gl_backend() in HEADLESS_BACKENDS:
+    if _gl_backend() in HEADLESS_BACKENDS or has_display():
         try:
             return _render_here(task, export, Path(path), seed, max_steps, width, height, fps, max_seconds)
         except (OSError, RuntimeError, ImportError) as exc:
-            raise VideoError(f"rendering failed: {exc}") from exc
-    raise VideoError(f"this process's MuJoCo renders with {_gl_backend() or 'glfw'!r}, which needs a display; "
-                     "set MUJOCO_GL=egl before importing mujoco, or use rewardgen.sandbox.trusted.render_in_child")
+            raise VideoError(f"rendering failed ({_gl_backend() or 'glfw'} backend): {exc}") from exc
+    raise VideoError(f"this process's MuJoCo renders with {_gl_backend() or 'glfw'!r}, which needs a display, and "
+                     "there is none: mujoco was imported before rewardgen without MUJOCO_GL (import rewardgen "
+                     "first, or set MUJOCO_GL=egl), or use rewardgen.sandbox.trusted.render_in_child")
 
 
 def main() -> None:

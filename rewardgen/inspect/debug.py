@@ -27,8 +27,10 @@ Flags (``Flag.code``), each with a one-line explanation:
 - ``wrong_sign``: a component named like a penalty (ctrl, cost, penalty, energy, torque, effort,
   jerk, ...) that is positive on average; or any positive-on-average component (share >= 5%) whose
   correlation with the fitness is below -0.5, i.e. it pays for something the fitness punishes.
-- ``unbounded_growth``: the component's mean |value| grows steadily with the episode step
-  (10 bins of episode step: Spearman rank correlation > 0.9 and the last bin 3x the first).
+- ``unbounded_growth``: the component's mean |value| grows steadily with the episode step and is
+  still growing at the end, in the episodes that ran to their last step (each in tenths of its own
+  length, episodes weighed alike: Spearman rank correlation > 0.9, the last tenth 3x the first and
+  1.4x the middle one).
 - ``scale``: the largest component's mean |value| is more than 100x another's (that one has
   practically no influence).
 - ``anti_correlated``: the total reward's correlation with the fitness is below -0.3.
@@ -59,6 +61,10 @@ ANTI_CORRELATION = -0.3
 WRONG_SIGN_CORRELATION = -0.5
 GROWTH_RANK_CORRELATION = 0.9
 GROWTH_RATIO = 3.0
+#: and the last tenth at least this times the middle one: a policy speeding up from rest and then
+#: holding its pace (forward velocity) rises in the first half only; a term that grows with the step
+#: (a time bonus, a position) still grows in the second (linear growth: 1.7x)
+LATE_GROWTH_RATIO = 1.4
 MIN_GROWTH_STEPS = 20
 PENALTY_WORDS = ("ctrl", "control", "cost", "penalty", "penalties", "energy", "torque", "effort", "jerk",
                  "action_rate", "smooth", "power", "work", "collision", "pain", "punish")
@@ -138,10 +144,20 @@ class DebugReport:
             "isolation": list(self.isolation),
         })
 
+    def heading(self) -> str:
+        """What was run: task, episodes, steps, rollouts and the fitness."""
+        return (f"reward debug on {self.task}: {len(self.episodes)} episode(s), {self.steps} steps "
+                f"({', '.join(self.rollouts)} rollouts); fitness {self.fitness}")
+
+    def flag_lines(self) -> list[str]:
+        """The flags, one line each under a count, or the line that says there are none."""
+        if not self.flags:
+            return ["no flags: nothing suspicious in these rollouts"]
+        return [f"{len(self.flags)} flag(s):"] + [f"  [{f.code}] {f.message}" for f in self.flags]
+
     def render(self) -> str:
         """Plain-text table of the component statistics followed by the flags."""
-        head = (f"reward debug on {self.task}: {len(self.episodes)} episode(s), {self.steps} steps "
-                f"({', '.join(self.rollouts)} rollouts); fitness {self.fitness}")
+        head = self.heading()
         cols = ["component", "mean", "std", "min", "max", "share", "const", "nan/inf", "corr(step)", "corr(ep)"]
         rows = [cols]
         for c in [*self.components, self.total]:
@@ -155,11 +171,7 @@ class DebugReport:
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
         lines.append("")
-        if self.flags:
-            lines.append(f"{len(self.flags)} flag(s):")
-            lines.extend(f"  [{f.code}] {f.message}" for f in self.flags)
-        else:
-            lines.append("no flags: nothing suspicious in these rollouts")
+        lines.extend(self.flag_lines())
         return "\n".join(lines)
 
 
@@ -286,28 +298,35 @@ def _stats(name: str, eps: list[dict], get, share: float) -> ComponentStats:
     )
 
 
-def _growth(values: list[np.ndarray]) -> tuple[float | None, float | None]:
-    """(Spearman of binned mean |value| vs episode step, last-bin / first-bin mean |value|)."""
-    longest = max((len(v) for v in values), default=0)
-    if longest < MIN_GROWTH_STEPS:
-        return None, None
+def _growth(values: list[np.ndarray]) -> tuple[float | None, float | None, float | None]:
+    """(Spearman of binned mean |value| vs episode step, last-bin / first-bin and last-bin / middle-bin
+    mean |value|), or Nones when no episode is long enough.
+
+    Each episode is binned over its own length (tenths of it), so episodes of different lengths weigh
+    alike in every bin: pooled by absolute step, short episodes (random rollouts that fall at once) fill
+    the first bins only and any term that is larger in the long ones would seem to grow with the step."""
+    long = [v for v in values if len(v) >= MIN_GROWTH_STEPS]
+    if not long:
+        return None, None, None
     bins = 10
-    edges = np.linspace(0, longest, bins + 1)
     sums, counts = np.zeros(bins), np.zeros(bins)
-    for v in values:
+    for v in long:
         a = np.abs(v)
-        idx = np.minimum((np.arange(len(v)) * bins) // longest, bins - 1)
+        idx = np.minimum((np.arange(len(v)) * bins) // len(v), bins - 1)
         ok = np.isfinite(a)
-        np.add.at(sums, idx[ok], a[ok])
-        np.add.at(counts, idx[ok], 1)
+        np.add.at(sums, idx[ok], a[ok] / max(1, len(v)))  # each episode weighs the same in every bin
+        np.add.at(counts, idx[ok], 1.0 / max(1, len(v)))
     have = counts > 0
     if have.sum() < 5:
-        return None, None
+        return None, None, None
     means = sums[have] / counts[have]
-    rho = _spearman(edges[:-1][have], means)
-    first, last = means[0], means[-1]
-    ratio = float(last / first) if first > 1e-12 else (math.inf if last > 1e-9 else 1.0)
-    return rho, ratio
+    rho = _spearman(np.arange(bins)[have], means)
+    first, middle, last = means[0], means[len(means) // 2], means[-1]
+
+    def ratio(a: float, b: float) -> float:
+        return float(a / b) if b > 1e-12 else (math.inf if a > 1e-9 else 1.0)
+
+    return rho, ratio(last, first), ratio(last, middle)
 
 
 def analyse(meta: dict, arrays: dict[str, np.ndarray], task: Task | None = None) -> DebugReport:
@@ -360,9 +379,12 @@ def _flags(comps: list[ComponentStats], total: ComponentStats, eps: list[dict]) 
             flags.append(Flag("wrong_sign", c.name,
                               f"'{c.name}' is positive on average ({_g(c.mean)}) but correlates {corr:+.2f} with "
                               f"the fitness: it pays for something the fitness punishes"))
-        values = [np.asarray(e["components"][c.name]) for e in eps]
-        rho, ratio = _growth(values)
-        if rho is not None and ratio is not None and rho > GROWTH_RANK_CORRELATION and ratio >= GROWTH_RATIO:
+        # only episodes that reached their last step have late steps to outweigh the rest: one the env
+        # ended (a hopper that sped up until it fell) says nothing about them
+        values = [np.asarray(e["components"][c.name]) for e in eps if not e.get("terminated")]
+        rho, ratio, late = _growth(values)
+        if (rho is not None and rho > GROWTH_RANK_CORRELATION and ratio >= GROWTH_RATIO
+                and late >= LATE_GROWTH_RATIO):  # still growing in the second half: not a start-up that levels off
             flags.append(Flag("unbounded_growth", c.name,
                               f"'{c.name}' grows steadily with the episode step (|value| x{min(ratio, 1e9):.3g} from "
                               f"the first to the last tenth of the episode): late steps outweigh everything"))
@@ -392,7 +414,7 @@ def main() -> None:  # pragma: no cover - python -m rewardgen.inspect.debug FILE
 
     from rewardgen.tasks.spec import get_task
 
-    p = argparse.ArgumentParser(prog="python -m rewardgen.inspect.debug")
+    p = argparse.ArgumentParser(prog="python -m rewardgen.inspect.debug", allow_abbrev=False)
     p.add_argument("file", type=Path)
     p.add_argument("--task", required=True)
     p.add_argument("--policy", type=Path)

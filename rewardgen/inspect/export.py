@@ -26,12 +26,12 @@ from rewardgen.errors import UserError, flatten
 
 import ast
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.syntax import parse
-from rewardgen.store import MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, atomic_write_text
+from rewardgen.store import (MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError,
+                             atomic_write_text, candidate_label, parse_candidate_label)
 
 
 class ExportError(UserError):
@@ -44,11 +44,11 @@ BROKEN = {"static": "failed the static checks", "contract": "broke the reward co
 
 
 def parse_candidate(text: str) -> tuple[int, int]:
-    """``"G/C"`` (or ``"g1c3"``) -> (G, C)."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text) or re.fullmatch(r"\s*g(\d+)c(\d+)\s*", text)
-    if not m:
-        raise ExportError(f"candidate must look like GEN/CAND (e.g. 1/0), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+    """``"g1c0"`` (or ``"1/0"``) -> (1, 0)."""
+    parsed = parse_candidate_label(text)
+    if parsed is None:
+        raise ExportError(f"candidate must look like g1c0 (generation 1, candidate 0; 1/0 works too), got {text!r}")
+    return parsed
 
 
 def _select(run_dir: Path, run: dict, candidate: tuple[int, int] | None) -> tuple[int, int]:
@@ -57,7 +57,7 @@ def _select(run_dir: Path, run: dict, candidate: tuple[int, int] | None) -> tupl
     best = run.get("best")
     if isinstance(best, dict) and isinstance(best.get("generation"), int) and isinstance(best.get("candidate"), int):
         return best["generation"], best["candidate"]
-    raise ExportError(f"run {run_dir} has no best candidate yet; name one with --candidate GEN/CAND")
+    raise ExportError(f"run {run_dir} has no best candidate yet; name one with --candidate, e.g. g1c0")
 
 
 def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -> Path:
@@ -82,14 +82,14 @@ def export_reward(run_dir: Path, candidate: tuple[int, int] | None, out: Path) -
     if not isinstance(task, dict):
         raise ExportError(f"{run_dir / 'run.json'} has no task")
     g, c = _select(run_dir, run, candidate)
-    label = f"{g}/{c}"
+    label = candidate_label(g, c)
     cand_dir = store.cand_dir(g, c)
     try:
         source = store.read_text(cand_dir / REWARD_FILE, MAX_SOURCE_BYTES)
     except RunStoreError as exc:
         raise ExportError(str(exc)) from None
     except (OSError, UnicodeDecodeError):
-        raise ExportError(f"no reward for candidate {g}/{c} ({cand_dir / 'reward.py'} is missing)") from None
+        raise ExportError(f"no reward for candidate {candidate_label(g, c)} ({cand_dir / 'reward.py'} is missing)") from None
     metrics: dict = {}
     try:
         metrics = store.read_json(cand_dir / METRICS_FILE) or {}

@@ -21,7 +21,9 @@ import jinja2
 
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.inspect.charts import component_chart
+from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.safetext import html
+from rewardgen.store import as_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -43,20 +45,8 @@ def num(v: Any) -> Any:
     return f"{v:.4g}" if isinstance(v, float) else v
 
 
-def short_steps(v: Any) -> str:
-    """Env-steps for people: 1000000 -> "1M", 300000 -> "300k", 2048 -> "2048"."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return "-" if v is None else str(v)
-    v = int(v)
-    for div, unit in ((1_000_000, "M"), (1_000, "k")):
-        if abs(v) >= div and v % (div // 100) == 0:
-            return f"{v / div:g}{unit}"
-    return str(v)
-
-
-def count(n: Any) -> str:
-    """A whole number with thousands separators ("3,000"), "-" when it is not a number."""
-    return f"{int(n):,}" if finite(n) else "-"
+#: env-steps for people, the one format everywhere (``rewardgen.envsteps.fmt``: 768, 30.7k, 1.5M)
+steps_text = fmt_steps
 
 
 def environment(*dirs: Path) -> jinja2.Environment:
@@ -67,7 +57,7 @@ def environment(*dirs: Path) -> jinja2.Environment:
     """
     loader = jinja2.FileSystemLoader([str(d) for d in dirs] + [str(TEMPLATES)])
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.ChainableUndefined, finalize=html)
-    env.filters.update(fit=fit, num=num, steps=short_steps, count=count)
+    env.filters.update(fit=fit, num=num, steps=steps_text, label=as_label)
     return env
 
 
@@ -77,16 +67,16 @@ def fate_text(metrics: dict | None, budget: Any) -> str:
         return "not finished"
     m = metrics
     steps = m.get("env_steps")
-    of = f" of {count(budget)}" if budget else ""
+    of = f" of {steps_text(budget)}" if budget else ""
     fate = m.get("fate")
     if fate == "eliminated":
         by = "the adaptive schedule" if m.get("schedule") == "adaptive" else "halving"
-        return f"cut by {by} after rung {m.get('rungs', '?')}: trained {count(steps)}{of} env-steps"
+        return f"cut by {by} after rung {m.get('rungs', '?')}: trained {steps_text(steps)}{of} env-steps"
     if fate == "failed" or m.get("status", "unknown") != "ok":
-        return f"failed ({m.get('status', 'unknown')}) after {count(steps or 0)}{of} env-steps"
+        return f"failed ({m.get('status', 'unknown')}) after {steps_text(steps or 0)}{of} env-steps"
     if fate == "final":
-        return f"trained the full budget: {count(steps)}{of} env-steps"
-    return f"trained {count(steps)}{of} env-steps" if steps else "-"
+        return f"trained the full budget: {steps_text(steps)}{of} env-steps"
+    return f"trained {steps_text(steps)}{of} env-steps" if steps else "-"
 
 
 def hacking(metrics: dict | None) -> dict | None:
@@ -134,7 +124,7 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
     return {
         "ref": ref, "key": key, "finished": bool(m), "status": status, "fitness": m.get("fitness"),
         "fitness_std": evaluation.get("fitness_std"), "success": m.get("success"), "error": m.get("error"),
-        "traceback": m.get("traceback"), "origin": proposal.get("origin"), "parent": proposal.get("parent"),
+        "traceback": m.get("traceback"), "origin": proposal.get("origin"), "parent": as_label(proposal.get("parent")),
         "notes": notes, "hacking": hacking(metrics), "source": source, "diff": diff, "video": video,
         "video_note": ("no video" + (f": {video_error}" if video_error else "")) if m else "training...",
         "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None, "fate": fate_text(metrics, budget) if m else "",
@@ -145,5 +135,4 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
     }
 
 
-__all__ = ["TEMPLATES", "card", "count", "environment", "fate_text", "finite", "fit", "hacking", "reward_diff",
-           "short_steps"]
+__all__ = ["TEMPLATES", "card", "environment", "fate_text", "finite", "fit", "hacking", "reward_diff", "steps_text"]

@@ -32,11 +32,12 @@ from markupsafe import Markup
 
 from rewardgen.inspect import pages
 from rewardgen.inspect.charts import fitness_chart, training_chart
-from rewardgen.inspect.pages import count, finite, num
+from rewardgen.inspect.pages import finite, num, steps_text
 from rewardgen.safetext import html
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import (FINAL_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
-                             VIDEO_FILE, VIDEO_INFO_FILE, CorruptFileError, atomic_write_text)
+                             VIDEO_FILE, VIDEO_INFO_FILE, CorruptFileError, as_label, atomic_write_text,
+                             candidate_label, parse_candidate_label)
 
 REPORT_NAME = "report.html"
 
@@ -55,7 +56,7 @@ class Cand:
 
     @property
     def ref(self) -> str:
-        return f"{self.g}/{self.c}"
+        return candidate_label(self.g, self.c)
 
     @property
     def status(self) -> str:
@@ -139,8 +140,7 @@ def load_run(run_dir: Path) -> tuple[dict, list[list[Cand]], list[str]]:
 # ------------------------------------------------------------------------------------------------
 
 def _parse_ref(ref: Any) -> tuple[int, int] | None:
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(ref)) if ref is not None else None
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return parse_candidate_label(ref)
 
 
 def lineage(gens: list[list[Cand]], cand: Cand) -> list[Cand]:
@@ -172,7 +172,7 @@ def _confirm_rows(run: dict) -> dict | None:
     if not isinstance(conf, dict) or not isinstance(conf.get("contenders"), list) or not conf.get("best"):
         return None
     chosen = (conf["best"].get("generation"), conf["best"].get("candidate"))
-    rows = [{"ref": f"{r.get('generation')}/{r.get('candidate')}", "key": f"{r.get('generation')}-{r.get('candidate')}",
+    rows = [{"ref": as_label(f"{r.get('generation')}/{r.get('candidate')}"), "key": f"{r.get('generation')}-{r.get('candidate')}",
              "selection": r.get("selection_fitness"), "fitness": r.get("fitness") or [], "mean": r.get("mean"),
              "std": r.get("std"), "chosen": (r.get("generation"), r.get("candidate")) == chosen}
             for r in conf["contenders"] if isinstance(r, dict)]
@@ -204,7 +204,13 @@ def _trajectories(c: Cand) -> list[tuple[str, Any]]:
     traj = ((c.metrics or {}).get("evaluation") or {}).get("trajectories")
     if not isinstance(traj, dict):
         return []
-    return [(k, v.get("summary") if isinstance(v, dict) else v) for k, v in traj.items()]
+    out = []
+    for k, v in traj.items():
+        text = v.get("summary") if isinstance(v, dict) else v
+        if isinstance(text, str) and text.startswith(f"{k} episode: "):  # the template says "best episode:" itself
+            text = text[len(f"{k} episode: "):]
+        out.append((k, text))
+    return out
 
 
 def _diff(gens: list[list[Cand]], c: Cand) -> tuple[dict, Cand | None]:
@@ -215,7 +221,8 @@ def _diff(gens: list[list[Cand]], c: Cand) -> tuple[dict, Cand | None]:
     if not parent:
         return pages.reward_diff(None, c.source, None, c.ref), None
     if ref is None or ref not in index:
-        return pages.reward_diff(None, c.source, str(parent), c.ref, note=f"parent {parent} is not in this run"), None
+        return pages.reward_diff(None, c.source, str(as_label(parent)), c.ref,
+                                 note=f"parent {as_label(parent)} is not in this run"), None
     p = index[ref]
     return pages.reward_diff(p.source, c.source, p.ref, c.ref), p
 
@@ -247,7 +254,7 @@ def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_d
     return item | {
         "winner": c is best, "fitness": c.fitness, "notes": [str(n) for n in item["notes"]],
         "shares": component_shares(c), "trajectories": _trajectories(c), "facts": facts, "file_notes": c.notes,
-        "rungs": ", ".join(f"{count(r.get('env_steps_total'))}: {num(r.get('fitness'))}" for r in c.rungs
+        "rungs": ", ".join(f"{steps_text(r.get('env_steps_total'))}: {num(r.get('fitness'))}" for r in c.rungs
                            if r.get("status") == "ok"),
         "training_chart": _safe_chart(lambda: training_chart(t, c.fitness)) if has_training else None,
         "parent_card": parent,
@@ -275,7 +282,7 @@ def _setup(run: dict) -> list[str]:
     if cfg.get("samples") is not None and cfg.get("generations") is not None:
         bits.append(f"{cfg['samples']} candidates per generation, {cfg['generations']} generation(s)")
     if cfg.get("steps"):
-        bits.append(f"budget {count(cfg['steps'])} env-steps per candidate")
+        bits.append(f"budget {steps_text(cfg['steps'])} env-steps per candidate")
     if cfg.get("schedule"):
         bits.append(f"schedule: {cfg['schedule']}")
     if cfg.get("trainer"):

@@ -34,7 +34,7 @@ class CandidateRecord:
 
     @property
     def ref(self) -> str:
-        return f"{self.generation}/{self.candidate}"
+        return candidate_label(self.generation, self.candidate)
 
     @property
     def label(self) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
+from rewardgen.store import candidate_label
 from rewardgen.tasks.spec import Task
 
 Genome = list[dict[str, Any]]
@@ -176,9 +177,9 @@ def parents(ctx: ProposalContext, space: GeneSpace) -> list[CandidateRecord]:
     for f in ctx.feedback:
         if f.get("kind") == "preference":
             ranking = f.get("ranking") or [f["best"]]
-            preferred += [f"{f['generation']}/{x}" for x in ranking[:1]]
+            preferred += [candidate_label(f['generation'], x) for x in ranking[:1]]
             if f.get("worst") is not None:
-                disliked.add(f"{f['generation']}/{f['worst']}")
+                disliked.add(candidate_label(f['generation'], f['worst']))
     ordered = [by_ref[r] for r in reversed(preferred) if r in by_ref]
     ordered += [c for c in ctx.ranked() if space.genome_of(c)]
     out: list[CandidateRecord] = []

@@ -22,6 +22,7 @@ from rewardgen.proposers.prompts import render, task_prompts
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.reflection import component_facts
 from rewardgen.safetext import for_llm, llm_name
+from rewardgen.store import candidate_label
 
 
 #: the default ``prompt_chars``: about 15k tokens, which leaves room for the answer in a 32k context
@@ -175,7 +176,7 @@ class LLMProposer(Proposer):
             if f.get("kind") == "text" and f.get("candidate"):
                 refs.append(f["candidate"])
             elif f.get("kind") == "preference":
-                refs += [f"{f['generation']}/{f['best']}"] + ([f"{f['generation']}/{f['worst']}"] if f.get("worst") is not None else [])
+                refs += [candidate_label(f['generation'], f['best'])] + ([candidate_label(f['generation'], f['worst'])] if f.get("worst") is not None else [])
         from rewardgen.proposers.history import code_block
 
         sources = {} if compact else {by_ref[r].label: code_block(by_ref[r].source) for r in dict.fromkeys(refs)

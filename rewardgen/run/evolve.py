@@ -33,8 +33,8 @@ from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.inspect.report import write_report
 from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, candidate_label, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
-    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_FILE, VIDEO_INFO_FILE, new_run_id, rung_file,
-    state_file)
+    LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_FILE, VIDEO_INFO_FILE, as_label, new_run_id,
+    rung_file, state_file)
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
 from rewardgen.run.schedule import (HALVING_RUNGS, SCHEDULES, Evaluation, adaptive_decision,  # noqa: F401
@@ -116,10 +116,14 @@ def _recorded_config(run: dict, run_dir: Path) -> EvolveConfig:
 
 
 class Evolution:
-    """Runs (or resumes) the run in ``store`` to completion."""
+    """Runs (or resumes) the run in ``store`` to completion.
 
-    def __init__(self, store: RunStore, progress: Progress | None = None):
+    ``forecast``: measure (or recall) this machine's pace for the first time estimate
+    (``rewardgen.run.forecast``); off where the run itself is being timed (``bench evolve``)."""
+
+    def __init__(self, store: RunStore, progress: Progress | None = None, forecast: bool = True):
         self.store = store
+        self.forecast = forecast
         # whoever watches (the terminal), and live.json for the web UI: the same events
         self.progress = Fanout(progress or SilentProgress(), LiveFile(lambda obj: store.write_json(LIVE_FILE, obj)))
         run = store.read_run()
@@ -175,6 +179,7 @@ class Evolution:
                 self._write_report()
             self._set_status("finished")
             self._write_report()  # again: the one written after the last generation still said "running"
+            self._remember_pace()
             summary = self.summary()
             self.progress.event("run_finished", summary=summary)
             return summary
@@ -219,7 +224,74 @@ class Evolution:
         from rewardgen.run.executors import usable_cores
 
         cores_used = usable_cores() if self.config.executor == "local" else max(1, k)
-        return Estimate(planned, min(done, planned), left, self.trainer, cores_used)
+        done = min(done, planned)
+        forecast, basis = self._forecast(planned, done) if done < planned and self.forecast else (None, "guess")
+        return Estimate(planned, done, left, self.trainer, cores_used, forecast, basis)
+
+    # ----- the first time estimate: measured before it is promised (rewardgen.run.forecast)
+    def _pace_setup(self) -> tuple[str, int, int]:
+        """(the rate book's key for this run's training setup, jobs at once, each job's threads)."""
+        from rewardgen.run.forecast import setup_key
+
+        k = self.config.samples
+        workers = k if self.config.executor == "ray" else (self.config.workers or default_candidate_workers(k))
+        threads = self.executor.cpu_threads(workers)
+        num_envs = self.setup.job(None, 0, 1).num_envs
+        return setup_key(self.task.id, self.setup, num_envs, workers, threads), workers, threads
+
+    def _forecast(self, planned: int, done: int) -> tuple[float | None, str]:
+        """Seconds the work left will take, from costs remembered for this setup or measured now by a
+        short calibration, and which of the two; (None, "guess") when neither is possible."""
+        from rewardgen.run.forecast import RateBook, calibrate, forecast_seconds, loadavg
+
+        key, workers, threads = self._pace_setup()
+        book = RateBook()
+        remembered = book.get(key)
+        if remembered is not None:
+            costs, correction, basis = *remembered, "remembered"
+        else:
+            self.progress.event("calibrating", task=self.task.id, trainer=self.trainer)
+            try:
+                costs = calibrate(self.task, self.setup, self.executor, self.config.eval_episodes or
+                                  self.task.eval_episodes, self.eval_seed, threads, self.config.check_steps)
+            except (RuntimeError, ValueError, OSError) as exc:
+                self.progress.event("warning", message=f"could not measure this machine's speed for the time "
+                                                       f"estimate ({flatten(exc, 300)}); it is a rough guess")
+                return None, "guess"
+            book.put(key, costs)
+            correction, basis = 1.0, "calibrated"
+        plans = self._plans()
+        raw = forecast_seconds(costs, plans, workers, self.config.eval_episodes or self.task.eval_episodes,
+                               self.task.episode_length, loadavg())
+        self._pace = (key, costs, raw * (planned - done) / max(1, planned))
+        return correction * raw * (planned - done) / max(1, planned), basis
+
+    def _plans(self) -> list[list[dict]]:
+        """Every generation's schedule plan (the slices it trains when all goes well), and the
+        confirmation's trainings as one more."""
+        k = self.config.samples
+        plan = schedule_plan(k, self.steps, rung_fractions(k, self.config.schedule), self.config.schedule)
+        plans = [plan] * self.config.generations
+        if self.config.confirm_seeds and self.kind == "evolve":
+            plans.append([{"target": self.steps, "candidates": min(3, k * self.config.generations)
+                           * self.config.confirm_seeds}])
+        return plans
+
+    def _remember_pace(self) -> None:
+        """After a run this process took from its start to its end and trained as planned (candidates that
+        failed early say nothing about the pace): how far its duration was from the forecast
+        (``correction``), for the next run of the same setup. Not after a run whose duration held
+        other waits (an LLM's answers, a person's feedback)."""
+        pace = getattr(self, "_pace", None)
+        est = self._estimate
+        if pace is None or est is None or est.done_at_start or pace[2] <= 0 or est.here < 0.8 * est.planned:
+            return
+        if self.config.interactive or (self.kind == "evolve" and self.config.proposer == "openai"):
+            return
+        from rewardgen.run.forecast import RateBook
+
+        key, costs, raw = pace
+        RateBook().put(key, costs, est.elapsed() / raw)
 
     def _trained(self, env_steps: int) -> None:
         """Count env-steps this process trained into the run's estimate and show the new time left."""
@@ -266,11 +338,14 @@ class Evolution:
                 m = self.store.read_metrics(g, c)
                 if m is None:
                     continue
+                proposal = gen["candidates"][c]
+                if proposal.get("parent"):  # the parent by its label (runs made before labels stored "0/1")
+                    proposal = proposal | {"parent": as_label(proposal["parent"])}
                 records.append(CandidateRecord(
                     generation=g, candidate=c, source=self.store.read_source(g, c), status=m["status"],
                     fitness=m.get("fitness"), error=m.get("error"),
-                    proposal=gen["candidates"][c], stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
-                                                                  trajectories=(m.get("evaluation") or {}).get("trajectories")),
+                    proposal=proposal, stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
+                                                  trajectories=(m.get("evaluation") or {}).get("trajectories")),
                     rungs=self._evaluations(g, c, int(m.get("rungs") or 0)), fate=m.get("fate")))
             out.append(records)
         return out
@@ -606,9 +681,9 @@ class Evolution:
                                     timeout=600.0, idle=True)
                 self.store.write_bytes(video_path(d), out.read_bytes())
             return {"file": video_path(d).name, "seconds": info.get("seconds"), "frames": info.get("frames"),
-                    "render_seconds": info.get("render_seconds")}
+                    "render_seconds": info.get("render_seconds"), "renderer": info.get("renderer")}
         except (RuntimeError, ValueError, OSError) as exc:
-            self.progress.event("warning", message=f"video of {g}/{c} not rendered: {exc}")
+            self.progress.event("warning", message=f"video of {candidate_label(g, c)} not rendered: {exc}")
             return {"error": str(exc)}
 
     def _proposal_error(self, g: int, c: int) -> str | None:
@@ -697,7 +772,7 @@ class Evolution:
     def summary(self) -> dict:
         run = self.store.read_run()
         return {"run_dir": str(self.store.path), "status": run["status"], "task": self.task.id,
-                "best": run.get("best"), "generations": run.get("generations", [])}
+                **labelled(run.get("best"), run.get("generations", []))}
 
 
 class _Slot:
@@ -744,6 +819,20 @@ def failure_summary(generations: list[dict]) -> str | None:
     what = stages.get(status, f"failed ({status})")
     return (f"no candidate of the {len(cands)} trained successfully: {per_status} {what}"
             + (f", {count} of them with: {error}" if count < per_status else f": {error}"))
+
+
+def labelled(best: dict | None, generations: list[dict]) -> dict:
+    """``{"best", "generations"}`` as output shows them (JSON, the API's summary): copies in which every
+    candidate also carries its ``label`` (``g1c3``) beside the numeric ``generation`` and ``candidate``."""
+    def one(item: Any, g: Any) -> Any:
+        if isinstance(item, dict) and isinstance(g, int) and isinstance(item.get("candidate"), int):
+            return item | {"label": candidate_label(g, item["candidate"])}
+        return item
+
+    gens = [gen | {"candidates": [one(c, gen.get("generation")) for c in gen.get("candidates") or []],
+                   "best": one(gen.get("best"), gen.get("generation"))} if isinstance(gen, dict) else gen
+            for gen in generations]
+    return {"best": one(best, (best or {}).get("generation")), "generations": gens}
 
 
 def _overall_best(generations: list[dict]) -> dict | None:

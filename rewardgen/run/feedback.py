@@ -30,20 +30,19 @@ from rewardgen.errors import UserError
 
 import fcntl
 import os
-import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError
+from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError,
+    as_label, candidate_label, parse_candidate_label)
 
 FEEDBACK_FILE = "feedback.json"
 LOCK_FILE = "feedback.lock"
 MAX_TEXT = 4000
 AWAITING = "awaiting_feedback"
-_REF = re.compile(r"^\s*(\d{1,6})\s*/\s*(\d{1,6})\s*$")
 
 
 class FeedbackError(UserError):
@@ -73,11 +72,12 @@ def proposed_generations(store: RunStore) -> int:
 
 
 def parse_ref(ref: str) -> tuple[int, int]:
-    """'G/C' -> (G, C); FeedbackError for anything else."""
-    m = _REF.match(str(ref))
-    if not m:
-        raise FeedbackError(f"bad candidate reference {ref!r}: expected GENERATION/CANDIDATE, e.g. 0/1")
-    return int(m.group(1)), int(m.group(2))
+    """'g0c1' (or '0/1') -> (0, 1); FeedbackError for anything else."""
+    parsed = parse_candidate_label(str(ref))
+    if parsed is None:
+        raise FeedbackError(f"bad candidate reference {ref!r}: expected a candidate label such as g0c1 "
+                            "(generation 0, candidate 1; 0/1 works too)")
+    return parsed
 
 
 def _candidate_count(store: RunStore, generation: int) -> int:
@@ -98,10 +98,10 @@ def _check_candidate(store: RunStore, generation: int, candidate: Any, what: str
             raise FeedbackError(f"{what} must be a candidate number, got {candidate!r}") from None
     n = _candidate_count(store, generation)
     if not 0 <= candidate < n:
-        raise FeedbackError(f"{what} {generation}/{candidate} does not exist "
+        raise FeedbackError(f"{what} {candidate_label(generation, candidate)} does not exist "
                             f"(generation {generation} has candidates 0..{n - 1})")
     if not store.is_file(store.cand_dir(generation, candidate) / METRICS_FILE):
-        raise FeedbackError(f"{what} {generation}/{candidate} has not finished yet")
+        raise FeedbackError(f"{what} {candidate_label(generation, candidate)} has not finished yet")
     return candidate
 
 
@@ -171,7 +171,7 @@ def add_text(run_dir: Path, text: str, candidate: str | None = None) -> dict:
     if candidate is not None and str(candidate).strip():
         g, c = parse_ref(candidate)
         _check_candidate(store, g, c)
-        ref, about = f"{g}/{c}", g
+        ref, about = candidate_label(g, c), g
     else:
         done = finished_generations(store.path)
         ref, about = None, (done[-1] if done else None)
@@ -203,9 +203,11 @@ def add_preference(run_dir: Path, generation: int, best: int, worst: int | None 
 
 
 def load(run_dir: Path) -> list[dict]:
-    """Every feedback item of the run, oldest first."""
+    """Every feedback item of the run, oldest first; a candidate it is about named by its label
+    (``g0c1``; runs made before labels stored ``0/1``)."""
     store = _open(run_dir)
-    return sorted(_read(store.path), key=lambda x: (x.get("time", 0), x.get("id", 0)))
+    items = [x | {"candidate": as_label(x["candidate"])} if x.get("candidate") else x for x in _read(store.path)]
+    return sorted(items, key=lambda x: (x.get("time", 0), x.get("id", 0)))
 
 
 def for_generation(run_dir: Path, generation: int) -> list[dict]:
@@ -219,20 +221,25 @@ def awaiting(run_dir: Path) -> bool:
     return _open(run_dir).read_run().get("status") == AWAITING
 
 
+def _label(g: Any, c: Any) -> str:
+    """A stored preference's candidate as its label (``g1c3``); as stored if not numbers."""
+    return candidate_label(g, c) if isinstance(g, int) and isinstance(c, int) else f"{g}/{c}"
+
+
 def describe(items: list[dict]) -> list[str]:
     """One plain line per item, for prompts and terminal output."""
     lines = []
     for x in items:
         if x.get("kind") == "text":
-            about = f" about candidate {x['candidate']}" if x.get("candidate") else ""
+            about = f" about candidate {as_label(x['candidate'])}" if x.get("candidate") else ""
             lines.append(f"human feedback{about}: {x.get('text', '')}")
         elif x.get("kind") == "preference":
             g = x.get("generation")
-            line = f"human preference in generation {g}: best {g}/{x.get('best')}"
+            line = f"human preference in generation {g}: best {_label(g, x.get('best'))}"
             if x.get("worst") is not None:
-                line += f", worst {g}/{x['worst']}"
+                line += f", worst {_label(g, x['worst'])}"
             if x.get("ranking"):
-                line += ", ranking " + " > ".join(f"{g}/{c}" for c in x["ranking"])
+                line += ", ranking " + " > ".join(_label(g, c) for c in x["ranking"])
             lines.append(line)
     return lines
 

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError
-from rewardgen.store import RunStore, RunStoreError
+from rewardgen.store import RunStore, RunStoreError, candidate_label, parse_candidate_label
+from rewardgen.tables import Col, clip, fitted_table
 from rewardgen.safetext import one_line, term
 from rewardgen.store import VIDEO_FILE
 
@@ -34,18 +35,16 @@ def generation_rows(run_dir: Path, generation: int) -> list[dict[str, Any]]:
 
 
 def _show(run_dir: Path, generation: int, console: Any) -> list[dict]:
-    from rich.table import Table
-
     rows = generation_rows(run_dir, generation)
-    table = Table(title=f"generation {generation}: trusted fitness", title_justify="left")
-    for col in ("cand", "status", "fitness"):
-        table.add_column(col)
-    table.add_column("video / error", overflow="fold")
+    cells = []
     for r in rows:
         fit = "-" if r["fitness"] is None else f"{r['fitness']:.4g}"
         video = str(Path(r["video"]).relative_to(run_dir)) if r["video"] else None
-        table.add_row(str(r["candidate"]), term(r["status"]), fit, term(video) if video else one_line(r["error"], 200))
-    console.print(table)
+        cells.append([candidate_label(generation, r["candidate"]), term(r["status"], markup=False), fit,
+                      term(video, markup=False) if video else clip(one_line(r["error"], markup=False), 240)])
+    cols = [Col("candidate"), Col("status", 1), Col("fitness", justify="right"), Col("video / error", 2, wrap=True)]
+    console.print(fitted_table(cols, cells, console.width, title=f"generation {generation}: trusted fitness",
+                               more=""))
     console.print(f"run directory: {term(run_dir)}", soft_wrap=True)
     return rows
 
@@ -80,9 +79,9 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
 
     def pick(key: str) -> Callable[[str], None]:
         def check(answer: str) -> None:
-            c = _number(answer)
+            c = _number(answer, generation)
             if c not in finished:
-                raise FeedbackError(f"choose one of {_choices(finished)}")
+                raise FeedbackError(f"choose one of {_choices(generation, finished)}")
             if key == "worst" and c == choice.get("best"):
                 raise FeedbackError("the worst candidate must differ from the best")
             choice[key] = c
@@ -90,10 +89,10 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
 
     try:
         given |= _ask(input_fn, console, "Feedback (free text): ", lambda text: feedback.add_text(run_dir, text))
-        if finished and _ask(input_fn, console, f"Best candidate of generation {generation} ({_choices(finished)}): ",
+        if finished and _ask(input_fn, console, f"Best candidate of generation {generation} ({_choices(generation, finished)}): ",
                              pick("best")):
             if len(finished) >= 2:
-                _ask(input_fn, console, f"Worst candidate ({_choices(finished)}): ", pick("worst"))
+                _ask(input_fn, console, f"Worst candidate ({_choices(generation, finished)}): ", pick("worst"))
     except EOFError:
         console.print("(no more input)")
     try:
@@ -105,15 +104,22 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
     return given
 
 
-def _number(answer: str) -> int:
+def _number(answer: str, generation: int) -> int:
+    """A candidate of ``generation`` by its label (``g1c3``) or its number (``3``)."""
+    parsed = parse_candidate_label(answer)
+    if parsed is not None:
+        if parsed[0] != generation:
+            raise FeedbackError(f"{answer!r} is a candidate of generation {parsed[0]}, not of {generation}")
+        return parsed[1]
     try:
         return int(answer)
     except ValueError:
-        raise FeedbackError(f"{answer!r} is not a candidate number") from None
+        raise FeedbackError(f"{answer!r} is not a candidate (give its label, e.g. g{generation}c0, or its "
+                            "number)") from None
 
 
-def _choices(cands: list[int]) -> str:
-    return ", ".join(str(c) for c in cands)
+def _choices(generation: int, cands: list[int]) -> str:
+    return ", ".join(candidate_label(generation, c) for c in cands)
 
 
 __all__ = ["ask_in_terminal", "generation_rows"]

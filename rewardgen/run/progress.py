@@ -19,23 +19,29 @@ class SilentProgress:
         pass
 
 
-#: env-steps/s per core assumed before anything was measured (the first finished slice replaces it)
+#: env-steps/s per core assumed when nothing could be measured (the calibration failed)
 GUESSED_STEPS_PER_CORE = {"ppo": 10_000.0, "sb3": 1_500.0}
-#: seconds per candidate besides its env-steps assumed before anything was measured
+#: seconds per candidate besides its env-steps assumed when nothing could be measured
 GUESSED_OVERHEAD_S = 1.5
 
 
 class Estimate:
-    """How long the run will take: planned env-steps over a rate, refined as slices finish.
+    """How long the run will take: planned env-steps and a forecast, refined as slices finish.
 
-    Up front (``basis`` "guess") the rate is ``GUESSED_STEPS_PER_CORE`` times the cores plus
-    ``GUESSED_OVERHEAD_S`` per candidate; once this process has trained something, the rate is what
-    it measured: env-steps trained here over the wall time since it started (overheads included)."""
+    Up front the duration is ``forecast_s`` (``rewardgen.run.forecast``: measured on this machine,
+    ``basis`` "calibrated", or remembered from an earlier run, "remembered"), scaled to the env-steps
+    still planned; without one (the calibration failed: ``basis`` "guess") it is
+    ``GUESSED_STEPS_PER_CORE`` times the cores plus ``GUESSED_OVERHEAD_S`` per candidate. Once this
+    process has trained something, the rate is what it measured: env-steps trained here over the wall
+    time since it started (overheads included), ``basis`` "measured"."""
 
-    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int):
+    def __init__(self, planned: int, done: int, candidates_left: int, trainer: str, cores: int,
+                 forecast_s: float | None = None, forecast_basis: str = "calibrated"):
         self.planned, self.done, self.here = int(planned), int(done), 0
+        self.done_at_start = int(done)
         self.candidates_left = candidates_left
         self.guess_rate = GUESSED_STEPS_PER_CORE.get(trainer, 1_500.0) * max(1, cores)
+        self.forecast_s, self.forecast_basis = forecast_s, forecast_basis
         self.started = time.monotonic()
         self.lock = threading.Lock()
 
@@ -44,12 +50,17 @@ class Estimate:
             self.done += int(env_steps)
             self.here += int(env_steps)
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
     def fields(self) -> dict[str, Any]:
         with self.lock:
             elapsed = time.monotonic() - self.started
             left_steps = max(0, self.planned - self.done)
             if self.here > 0 and elapsed > 0:
                 left, basis = left_steps * elapsed / self.here, "measured"
+            elif self.forecast_s is not None:
+                left, basis = self.forecast_s * left_steps / max(1, self.planned - self.done_at_start), self.forecast_basis
             else:
                 left, basis = left_steps / self.guess_rate + self.candidates_left * GUESSED_OVERHEAD_S, "guess"
             return {"seconds_left": round(left, 1), "seconds_total": round(elapsed + left, 1), "basis": basis,

@@ -151,12 +151,22 @@ def _run_forked(module: str, data: bytes, env: dict[str, str], rlimits: list, ti
     return returncode, b"".join(chunks[1]), b"".join(chunks[2])
 
 
+def headless_gl() -> str:
+    """The headless backend a rendering child uses: this process's when it chose one (``osmesa`` where
+    ``rewardgen.glbackend`` found only OSMesa), else ``egl``."""
+    import os
+
+    chosen = os.environ.get("MUJOCO_GL", "")
+    return chosen if chosen in ("egl", "osmesa") else "egl"
+
+
 def render_video(task: Task, policy: bytes | Path, path: Path, seed: int, max_steps: int | None = None,
                  width: int = 480, height: int = 360, fps: float | None = None, max_seconds: float = 10.0,
                  timeout: float = 300.0, idle: bool = False) -> dict[str, Any]:
     """``rewardgen.evaluate.video.render_rollout`` of ``policy`` (its bytes, or a policy file) to the mp4
     at ``path`` (not a run's file: evolve renders into scratch and stores the result), in a confined
-    child with ``MUJOCO_GL=egl``; ``idle``: at the lowest CPU priority, for videos nobody waits on.
+    child with a headless ``MUJOCO_GL`` (``headless_gl``); ``idle``: at the lowest CPU priority, for
+    videos nobody waits on.
 
     :raises VideoError: rendering or encoding failed (no file is left at ``path``)."""
     from rewardgen.evaluate.video import VideoError
@@ -164,8 +174,8 @@ def render_video(task: Task, policy: bytes | Path, path: Path, seed: int, max_st
     job = {"task": task.to_dict(), **policy_job(policy), "path": str(path), "seed": seed,
            "max_steps": max_steps, "width": width, "height": height, "fps": fps, "max_seconds": max_seconds}
     try:
-        return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering", env={"MUJOCO_GL": "egl"},
-                               idle=idle)
+        return run_json_module("rewardgen.evaluate.video", job, timeout, "rendering",
+                               env={"MUJOCO_GL": headless_gl()}, idle=idle)
     except RuntimeError as exc:
         raise VideoError(str(exc)) from None
 

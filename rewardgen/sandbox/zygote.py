@@ -380,6 +380,19 @@ def prestart() -> None:
         threading.Thread(target=start, name="rewardgen-zygote-start", daemon=True).start()
 
 
+def ready() -> None:
+    """Start this command's zygote now if it is not running, and return once it serves (or could not
+    start): what is timed after this does not pay its start-up (the time estimate's calibration)."""
+    z = shared()
+    if z is not None:
+        with z._lock:
+            if z._sock is None and z.error is None:
+                try:
+                    z.start()
+                except ZygoteUnavailable as exc:
+                    z.error = str(exc)
+
+
 def reset_shared() -> None:
     """Stop this command's zygote; the next job starts a new one (benchmarks: one per measured run)."""
     global _SHARED

@@ -350,12 +350,7 @@ def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, 
             env_kwargs["healthy_body"] = healthy_body
     elif healthy_body is not None:
         raise TaskError("healthy_body needs healthy_z_range")
-    if spec["name"] == "jump_height" and "rest" not in spec["params"] and isinstance(spec["params"].get("body"), str):
-        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["params"]["body"])
-        if body > 0:
-            data = mujoco.MjData(model)
-            mujoco.mj_forward(model, data)
-            spec["params"]["rest"] = round(float(data.xpos[body][2]), 4)
+    _fill_rest_height(spec, model)
     if spec["name"] not in FITNESS_FUNCTIONS:
         raise FitnessError(f"unknown fitness {spec['name']!r}; available: {', '.join(FITNESS_FUNCTIONS)}")
     if success_threshold is None:
@@ -378,6 +373,67 @@ def task_from_mjcf(path: str | os.PathLike, describe: str, fitness: str | dict, 
     except (KeyError, TypeError, ValueError) as exc:
         raise FitnessError(f"fitness {spec['name']!r}: {exc}") from None
     return task
+
+
+def _fill_rest_height(spec: dict[str, Any], model: mujoco.MjModel) -> None:
+    """``jump_height`` without ``rest``: the body's height in the model's initial pose."""
+    if spec["name"] == "jump_height" and "rest" not in spec["params"] and isinstance(spec["params"].get("body"), str):
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec["params"]["body"])
+        if body > 0:
+            data = mujoco.MjData(model)
+            mujoco.mj_forward(model, data)
+            spec["params"]["rest"] = round(float(data.xpos[body][2]), 4)
+
+
+def with_overrides(task: Task, *, fitness: str | None = None, success_threshold: float | None = None,
+                   describe: str | None = None, terminates: bool = True) -> tuple[Task, list[str]]:
+    """``task`` with another trusted fitness, success threshold or goal (``evolve --task T --fitness ...``).
+
+    A fitness is checked the way a brought robot's is (names exist, it can measure something on this
+    model); with a fitness of another kind and no ``success_threshold``, the threshold becomes that
+    fitness's default (the task's was for its own fitness). Returns the new task and one line per
+    change, for the user. Raises TaskError / FitnessError with one-line messages.
+
+    :param terminates: whether the task's episodes can end early (``alive_fraction`` needs it).
+    """
+    from rewardgen.tasks.applicability import check_applies
+    from rewardgen.tasks.fitness import DEFAULT_SUCCESS, FitnessError, format_fitness, parse_fitness
+
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    if describe is not None:
+        if not describe.strip():
+            raise TaskError("--describe: describe the goal in words (e.g. 'make it walk forward')")
+        changes["description"] = describe.strip()
+        notes.append(f"goal: {describe.strip()!r} instead of the task's own description")
+    if fitness is not None:
+        spec = parse_fitness(fitness)
+        spec = {"name": spec.get("name"), "params": dict(spec.get("params") or {})}
+        _fill_rest_height(spec, task.model)
+        try:
+            check_applies(spec, task.model, task.schema, terminates=terminates)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FitnessError(f"fitness {spec['name']!r}: {exc}") from None
+        if spec == task.fitness:  # the task's own fitness, spelled out: nothing changes
+            fitness = None
+    if fitness is not None:
+        changes["fitness"] = spec
+        notes.append(f"trusted fitness: {format_fitness(spec)} instead of the task's {format_fitness(task.fitness)}")
+        if success_threshold is None and spec["name"] != task.fitness.get("name"):
+            success_threshold = DEFAULT_SUCCESS.get(spec["name"], 0.0)
+            notes.append(f"success threshold: {success_threshold:g}, {spec['name']}'s default (give "
+                         "--success-threshold to choose)")
+            changes["success_threshold"] = float(success_threshold)
+            success_threshold = None
+    if success_threshold is not None:
+        changes["success_threshold"] = float(success_threshold)
+        notes.append(f"success threshold: {float(success_threshold):g} instead of the task's "
+                     f"{task.success_threshold:g}")
+    if not changes:
+        return task, []
+    from dataclasses import replace
+
+    return replace(task, **changes), notes
 
 
 def write_task_yaml(task: Task, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -221,7 +221,7 @@ def serve(run, prog: str) -> None:
     """A worker's entry point: read the job from stdin (bounded), answer with frames on --result-fd."""
     from rewardgen.sandbox.ipc import FrameWriter
 
-    parser = argparse.ArgumentParser(prog=prog)
+    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False)
     parser.add_argument("--result-fd", type=int, required=True)
     args = parser.parse_args()
     out = FrameWriter(args.result_fd)

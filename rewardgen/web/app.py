@@ -70,7 +70,7 @@ from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generation
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import (GENERATION_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
     CorruptFileError, RunStore, RunStoreError)
-from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, candidate_label, cand_dirname, gen_dirname
+from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, as_label, candidate_label, cand_dirname, gen_dirname
 from rewardgen.errors import flatten
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import card, environment, reward_diff
@@ -174,13 +174,13 @@ def _source(store: RunStore, g: int, c: int) -> str | None:
 def _diff(store: RunStore, g: int, c: int, source: str | None, parent: Any) -> dict:
     """The candidate's reward against its parent's (``pages.reward_diff``), the parent read from the store."""
     if not parent:
-        return reward_diff(None, source, None, f"{g}/{c}")
+        return reward_diff(None, source, None, candidate_label(g, c))
     try:
         pg, pc = parse_ref(str(parent))
     except FeedbackError:
-        return reward_diff(None, source, str(parent), f"{g}/{c}",
+        return reward_diff(None, source, str(parent), candidate_label(g, c),
                            note=f"parent {parent!r} is not a candidate reference")
-    return reward_diff(_source(store, pg, pc), source, f"{pg}/{pc}", f"{g}/{c}")
+    return reward_diff(_source(store, pg, pc), source, candidate_label(pg, pc), candidate_label(g, c))
 
 
 def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = None) -> list[dict]:
@@ -192,7 +192,7 @@ def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = N
         prop = _read_json(store, d / PROPOSAL_FILE) or (proposal if isinstance(proposal, dict) else {})
         source = _source(store, g, c)
         video = f"/runs/{quote(run_id)}/gen/{g}/cand/{c}/video.mp4" if store.is_file(d / VIDEO_FILE) else None
-        item = card(f"{g}/{c}", str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
+        item = card(candidate_label(g, c), str(c), m or None, prop, source, _diff(store, g, c, source, prop.get("parent")),
                     video, budget, video_info=_read_json(store, d / VIDEO_INFO_FILE))
         out.append(item | {"index": c})
     return out
@@ -486,11 +486,11 @@ def create_app(runs_dir: Path, token: str | None = None,
         g, record = _generation_index(store, gen)
         c = _number(cand, "candidate")
         if c >= len(record.get("candidates", [])):
-            raise WebError(404, f"candidate {g}/{c} does not exist")
+            raise WebError(404, f"candidate {candidate_label(g, c)} does not exist")
         try:  # opened without following a link; the response reads that descriptor, whatever the name is now
             fd = store.open_fd(store.cand_dir(g, c) / VIDEO_FILE)
         except (OSError, CorruptFileError):
-            raise WebError(404, f"candidate {g}/{c} has no video") from None
+            raise WebError(404, f"candidate {candidate_label(g, c)} has no video") from None
         return DescriptorResponse(fd, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
 
     @app.get("/runs/{run_id}/gen/{gen}/cand/{cand}/video.mp4")
@@ -556,7 +556,7 @@ def create_app(runs_dir: Path, token: str | None = None,
             item = feedback.add_text(store.path, f.get("text", ""), f.get("candidate") or None)
         except FeedbackError as exc:
             raise WebError(400, f"feedback not saved: {exc}") from None
-        about = f" about {item['candidate']}" if item["candidate"] else ""
+        about = f" about {as_label(item['candidate'])}" if item["candidate"] else ""
         return back(store.path.name, f.get("return_gen"), f.get("return_cand"),
                     msg=f"feedback #{item['id']}{about} saved; generation {item['applies_to']} will use it")
 
@@ -571,9 +571,9 @@ def create_app(runs_dir: Path, token: str | None = None,
             item = feedback.add_preference(store.path, gen, best=best, worst=worst or None)
         except FeedbackError as exc:
             raise WebError(400, f"preference not saved: {exc}") from None
-        text = f"preference #{item['id']} saved: best {item['generation']}/{item['best']}"
+        text = f"preference #{item['id']} saved: best {candidate_label(item['generation'], item['best'])}"
         if item["worst"] is not None:
-            text += f", worst {item['generation']}/{item['worst']}"
+            text += f", worst {candidate_label(item['generation'], item['worst'])}"
         return back(store.path.name, gen, msg=text)
 
     @app.post("/runs/{run_id}/next")

@@ -1,0 +1,216 @@
+"""How long a run will take, said only after measuring this machine: the first time estimate.
+
+A fixed guess of the machine's speed was 3-18x off (tasks differ ~10x in cost per env-step, a loaded
+machine is slower, small budgets are mostly fixed costs). So the first estimate comes from
+measurements of this task's training on this machine:
+
+- ``calibrate``: a short real training of the task's trainer (a worker job with the sparse success
+  reward, its smoke check included, as a candidate's first slice has) and two trusted evaluations
+  (one of a few steps: the evaluator's fixed cost; one as the run evaluates: its cost per step),
+  timed; a few seconds;
+- ``RateBook``: what a calibration measured, and how far the last run of the same setup took from
+  its forecast (``correction``), remembered in ``$XDG_CACHE_HOME/rewardgen/rates.json``
+  (``~/.cache/...``), so the next run of that setup starts with an estimate and no calibration.
+
+``forecast_seconds`` turns the ``Costs`` into a duration: every planned slice of every generation
+(the schedule's rungs), the slices of a rung spread over the workers, each a training job (fixed
+cost plus env-steps) and a trusted evaluation of full-length episodes, slowed by the load the extra
+workers add to what the machine was already doing. The run then refines the estimate from its own
+pace (``rewardgen.run.progress.Estimate``), as before.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rewardgen.contract.job import SmokeCheck
+from rewardgen.store import POLICY_FILE, atomic_write_json
+from rewardgen.runfiles import RunFiles
+
+#: a remembered measurement older than this is measured again
+BOOK_MAX_AGE_S = 14 * 24 * 3600.0
+#: a remembered correction is kept within these bounds (one odd run must not wreck the next estimate)
+CORRECTION_RANGE = (0.5, 2.0)
+
+
+def loadavg() -> float:
+    """The machine's 1-minute load average (0 where unknown)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What one slice of training and its evaluation cost on this machine, measured.
+
+    :param job_s: seconds of a training job besides its env-steps (worker start, simulator and trainer
+        set-up, the smoke check, sending the policy back).
+    :param step_s: seconds per env-step of training, one job running.
+    :param eval_fixed_s: seconds of a trusted evaluation besides its env-steps (its process, the env).
+    :param eval_step_s: seconds per env-step the trusted evaluation simulates.
+    :param load: the machine's 1-minute load average when measured; :param cores: its usable cores.
+    :param measured_at: when (``time.time()``); :param seconds: how long the measurement took.
+    """
+
+    job_s: float
+    step_s: float
+    eval_fixed_s: float
+    eval_step_s: float
+    load: float
+    cores: int
+    measured_at: float
+    seconds: float = 0.0
+
+    @classmethod
+    def from_json(cls, raw: Any) -> "Costs | None":
+        try:
+            costs = cls(**{k: raw[k] for k in ("job_s", "step_s", "eval_fixed_s", "eval_step_s", "load", "cores",
+                                               "measured_at")}, seconds=float(raw.get("seconds", 0.0)))
+        except (KeyError, TypeError):
+            return None
+        numbers = (costs.job_s, costs.step_s, costs.eval_fixed_s, costs.eval_step_s, costs.load, costs.measured_at)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in numbers) or costs.cores < 1:
+            return None
+        return costs
+
+    def slowdown(self, workers: int, load_now: float | None = None) -> float:
+        """How much slower each of ``workers`` jobs runs than the one job measured: the jobs share the
+        cores with what else the machine runs (its load now, less the measuring job itself)."""
+        load_now = self.load if load_now is None else load_now
+        other = max(0.0, load_now)
+        measured = max(1.0, (self.load + 1.0) / self.cores)
+        return max(1.0, (other + workers) / self.cores) / measured
+
+
+def forecast_seconds(costs: Costs, generations: list[list[dict]], workers: int, episodes: int,
+                     episode_length: int, load_now: float | None = None) -> float:
+    """Seconds to train and evaluate ``generations`` (each a schedule plan: rungs of ``{"target",
+    "candidates"}``) with ``workers`` jobs at once; evaluations of full-length episodes (a trained
+    policy rarely ends early)."""
+    evaluation = costs.eval_fixed_s + costs.eval_step_s * episodes * episode_length
+    total = 0.0
+    for plan in generations:
+        before = 0
+        for rung in plan:
+            n, steps = int(rung["candidates"]), max(0, int(rung["target"]) - before)
+            before = int(rung["target"])
+            if n <= 0:
+                continue
+            at_once = max(1, min(workers, n))
+            one = (costs.job_s + steps * costs.step_s + evaluation) * costs.slowdown(at_once, load_now)
+            total += math.ceil(n / at_once) * one
+    return total
+
+
+def calibration_steps(batch: int, budget: int) -> int:
+    """Env-steps the calibration trains: four of the trainer's batches, at least 4096 (its rate settles),
+    at most a fifth of the budget (a calibration never costs much of a small run)."""
+    return int(max(256, min(max(4 * batch, 4096), budget // 5 or 256)))
+
+
+def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int = 1,
+              check_steps: int = 256) -> Costs:
+    """Measure ``Costs`` with a real training job (the sparse success reward, smoke check included)
+    and two trusted evaluations of its policy. RuntimeError when the training or evaluation fails."""
+    from rewardgen.run.executors import usable_cores
+    from rewardgen.run.step import save_training_output, training_failure, trusted_fitness
+    from rewardgen.tasks.baselines import sparse_reward_source
+
+    started = time.monotonic()
+    if getattr(executor, "name", "") == "local":
+        from rewardgen.sandbox import zygote
+
+        zygote.ready()  # started once per command: not a cost of every slice
+    load = loadavg()
+    probe = setup.job(None, seed, 1)
+    batch = (probe.num_envs or 8) * int(task.ppo.get("rollout_steps", 16)) if setup.trainer == "ppo" else 2048
+    steps = calibration_steps(batch, setup.budget)
+    check = SmokeCheck(steps=check_steps, seed=seed, num_envs=4, seconds=60.0)
+    job = setup.job(sparse_reward_source(task), seed, steps, cpu_threads, None, check)
+    began = time.monotonic()
+    res = executor.submit(job, setup.limits(steps)).result()
+    wall = time.monotonic() - began
+    failure = training_failure(res)
+    if failure is not None:
+        raise RuntimeError(f"calibration training failed ({failure[0]}): {failure[1]}")
+    result = res.result or {}
+    trained = int(result.get("env_steps") or steps)
+    timing = (result.get("extra") or {}).get("timing") or {}
+    # the steps' own cost (PPO reports collection and updates apart from its set-up); the rest of the
+    # job's wall time is paid once per slice whatever its length
+    train_s = float(timing.get("collect_s", 0) + timing.get("update_s", 0)) or float(result.get("seconds") or wall)
+    with tempfile.TemporaryDirectory(prefix="rewardgen-calibration-") as tmp:
+        files = RunFiles(Path(tmp))
+        save_training_output(files, Path(tmp), res)
+        began = time.monotonic()
+        short, error = trusted_fitness(replace(task, episode_length=min(task.episode_length, 10)), files, Path(tmp),
+                                       1, seed)
+        fixed = time.monotonic() - began
+        began = time.monotonic()
+        full, error = trusted_fitness(task, files, Path(tmp), episodes, seed) if short else (None, error)
+        whole = time.monotonic() - began
+        if full is None or not (Path(tmp) / POLICY_FILE).is_file():
+            raise RuntimeError(f"calibration evaluation failed: {error}")
+    simulated = sum(int(e.get("length") or 0) for e in full.get("episodes") or []) or 1
+    return Costs(job_s=max(0.0, wall - train_s), step_s=train_s / max(1, trained), eval_fixed_s=fixed,
+                 eval_step_s=max(0.0, whole - fixed) / simulated, load=load, cores=usable_cores(),
+                 measured_at=time.time(), seconds=round(time.monotonic() - started, 2))
+
+
+def book_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "rewardgen" / "rates.json"
+
+
+class RateBook:
+    """Measured ``Costs`` per training setup, and each setup's last ``correction`` (the run's real
+    duration over its forecast), in one small JSON file. A file that cannot be read or written is
+    ignored: the estimate is a convenience, never a reason for a run to fail."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or book_path()
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and isinstance(data.get("setups"), dict) else {}
+
+    def get(self, key: str, now: float | None = None) -> tuple[Costs, float] | None:
+        """The remembered ``(costs, correction)`` of ``key``, None when there are none (or old ones)."""
+        entry = self._read().get("setups", {}).get(key)
+        costs = Costs.from_json(entry.get("costs")) if isinstance(entry, dict) else None
+        if costs is None or (now or time.time()) - costs.measured_at > BOOK_MAX_AGE_S:
+            return None
+        correction = entry.get("correction", 1.0)
+        ok = isinstance(correction, (int, float)) and math.isfinite(correction)
+        return costs, min(max(float(correction) if ok else 1.0, CORRECTION_RANGE[0]), CORRECTION_RANGE[1])
+
+    def put(self, key: str, costs: Costs, correction: float | None = None) -> None:
+        data = self._read() or {"version": 1, "setups": {}}
+        entry = data["setups"].get(key) if isinstance(data["setups"].get(key), dict) else {}
+        entry["costs"] = asdict(costs)
+        if correction is not None and math.isfinite(correction) and correction > 0:
+            entry["correction"] = round(correction, 3)
+        data["setups"][key] = entry
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, data)
+        except OSError:
+            pass
+
+
+def setup_key(task_id: str, setup, num_envs: int | None, workers: int, cpu_threads: int) -> str:
+    """What the costs depend on: the task, trainer, simulator and device, worlds per batch, parallel jobs
+    and each job's threads (the run's budget only through the worlds it gives PPO)."""
+    return "|".join(str(x) for x in (task_id, setup.trainer, setup.sim, setup.device, num_envs, workers, cpu_threads))

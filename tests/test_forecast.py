@@ -1,0 +1,66 @@
+"""The first time estimate's arithmetic and memory (``rewardgen.run.forecast``); the estimate against
+real runs is ``tests/test_speed.py::test_the_first_estimate_is_within_2x_of_the_real_duration``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from rewardgen.run.forecast import BOOK_MAX_AGE_S, Costs, RateBook, calibration_steps, forecast_seconds
+
+COSTS = Costs(job_s=1.0, step_s=0.001, eval_fixed_s=0.5, eval_step_s=0.0001, load=0.0, cores=2,
+              measured_at=time.time())
+
+
+def test_every_planned_slice_is_a_job_plus_an_evaluation_spread_over_the_workers():
+    # halving, K=4 at 10k: 4 x 2k, then 2 x 3k more, then 1 x 5k more; evaluations of 5 x 1000 steps
+    plan = [{"target": 2000, "candidates": 4}, {"target": 5000, "candidates": 2}, {"target": 10_000, "candidates": 1}]
+    evaluation = 0.5 + 0.0001 * 5 * 1000
+    one = lambda steps: 1.0 + steps * 0.001 + evaluation
+    # two workers on two idle cores: no slowdown; rung 0 is two rounds, rung 1 one, rung 2 one
+    assert forecast_seconds(COSTS, [plan], 2, 5, 1000, load_now=0.0) == pytest.approx(
+        2 * one(2000) + one(3000) + one(5000))
+    assert forecast_seconds(COSTS, [plan, plan], 2, 5, 1000, load_now=0.0) == pytest.approx(
+        2 * (2 * one(2000) + one(3000) + one(5000)))
+    # one worker: every slice in turn
+    assert forecast_seconds(COSTS, [plan], 1, 5, 1000, load_now=0.0) == pytest.approx(
+        4 * one(2000) + 2 * one(3000) + one(5000))
+
+
+def test_a_busier_machine_makes_the_forecast_longer():
+    plan = [{"target": 4000, "candidates": 2}]
+    quiet = forecast_seconds(COSTS, [plan], 2, 1, 100, load_now=0.0)
+    busy = forecast_seconds(COSTS, [plan], 2, 1, 100, load_now=6.0)
+    assert busy == pytest.approx(quiet * (6 + 2) / 2)  # two jobs beside six others on two cores
+    measured_busy = Costs(**{**COSTS.__dict__, "load": 6.0})  # measured under that load already: no extra
+    assert forecast_seconds(measured_busy, [[{"target": 4000, "candidates": 1}]], 1, 1, 100, load_now=6.0) == \
+        pytest.approx(forecast_seconds(COSTS, [[{"target": 4000, "candidates": 1}]], 1, 1, 100, load_now=0.0))
+
+
+def test_the_calibration_stays_short():
+    assert calibration_steps(256, 30_000) == 4096  # at least 4096 env-steps
+    assert calibration_steps(2048, 1_000_000) == 8192  # four batches
+    assert calibration_steps(2048, 5_000) == 1000  # never more than a fifth of a small budget
+
+
+def test_the_rate_book_remembers_bounds_and_forgets(tmp_path):
+    book = RateBook(tmp_path / "cache" / "rates.json")
+    assert book.get("k") is None
+    book.put("k", COSTS)
+    assert book.get("k") == (COSTS, 1.0)
+    book.put("k", COSTS, correction=7.0)
+    assert book.get("k")[1] == 2.0  # one odd run cannot wreck the next estimate
+    book.put("k", COSTS, correction=1.3)
+    assert book.get("k")[1] == 1.3 and book.get("other") is None
+    assert book.get("k", now=COSTS.measured_at + BOOK_MAX_AGE_S + 1) is None  # too old: measured again
+    (tmp_path / "cache" / "rates.json").write_text("{not json")
+    assert book.get("k") is None  # a damaged file is no estimate, never an error
+    data = {"version": 1, "setups": {"k": {"costs": dict(COSTS.__dict__, step_s=float("nan"))}}}
+    (tmp_path / "cache" / "rates.json").write_text(json.dumps(data))
+    assert book.get("k") is None
+    blocked = RateBook(tmp_path / "file" / "rates.json")
+    (tmp_path / "file").write_text("a file where the folder should be")
+    blocked.put("k", COSTS)  # cannot be written: ignored
+    assert blocked.get("k") is None
