@@ -365,19 +365,21 @@ _SHARED: Zygote | None = None
 _SHARED_LOCK = threading.Lock()
 
 
+def _start_if_idle(z: Zygote) -> None:
+    """Start ``z`` unless it serves already or failed before; a failure is kept as its ``error``."""
+    with z._lock:
+        if z._sock is None and z.error is None:
+            try:
+                z.start()
+            except ZygoteUnavailable as exc:
+                z.error = str(exc)
+
+
 def prestart() -> None:
     """Start this command's zygote in the background now (the first job then finds it ready)."""
     z = shared()
     if z is not None:
-        def start() -> None:
-            with z._lock:
-                if z._sock is None and z.error is None:
-                    try:
-                        z.start()
-                    except ZygoteUnavailable as exc:
-                        z.error = str(exc)
-
-        threading.Thread(target=start, name="rewardgen-zygote-start", daemon=True).start()
+        threading.Thread(target=_start_if_idle, args=(z,), name="rewardgen-zygote-start", daemon=True).start()
 
 
 def ready() -> None:
@@ -385,12 +387,7 @@ def ready() -> None:
     start): what is timed after this does not pay its start-up (the time estimate's calibration)."""
     z = shared()
     if z is not None:
-        with z._lock:
-            if z._sock is None and z.error is None:
-                try:
-                    z.start()
-                except ZygoteUnavailable as exc:
-                    z.error = str(exc)
+        _start_if_idle(z)
 
 
 def reset_shared() -> None:
