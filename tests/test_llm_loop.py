@@ -212,8 +212,27 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
         parent_fit = [f for s, f in theirs if s <= common][-1]
         assert (f"compared at equal budget at {common:,} env-steps: g1c{c} {child:.4g}, its parent g{pg}c{pc} "
                 f"{parent_fit:.4g}") in text
-        assert f"fitness {metrics['fitness']:.4g} at {mine[-1][0]:,} env-steps (2 evaluation episodes" in text
+        # its fitness at every rung it reached, each with its env-steps, on its own header line
+        head = next(l for l in text.splitlines() if l.startswith(f"### g1c{c} "))
+        if len(mine) == 1:
+            assert f"fitness {metrics['fitness']:.4g} at {mine[-1][0]:,} env-steps (2 evaluation episodes" in head
+        else:
+            shown = ", ".join(f"{f:.4g} at {st:,}" for st, f in mine[:-1])
+            assert f"fitness {shown} and {mine[-1][1]:.4g} at {mine[-1][0]:,} env-steps (2 evaluation episodes" \
+                in head, head
+        # what its policy did names the rule that ended each trusted episode that ended early
+        did = next(l for l in text.split(head, 1)[1].splitlines() if l.startswith("What its policy did"))
+        if "ended early by the termination rules at " in did:
+            ended = did.split("ended early by the termination rules at ", 1)[1]
+            steps = re.findall(r"(?:^|and )step (\d+)", ended)
+            assert steps, did
+            for step in steps:
+                assert re.search(rf"step {step} \((the torso's|every joint)[^)]*, not ", ended), did
     assert trained == 4  # the real answers all train
+    # no advice without the noise behind it: the evaluation's uncertainty from the run, the one seed
+    assert "do not repeat" not in text
+    assert "From its evaluation episodes alone a fitness here is uncertain by about +-" in text
+    assert "this run has retrained no reward on other seeds" in text and "is weak evidence" in text
     # the newest generation is described, not the best so far again: generation 1's own candidates
     assert _user(by_gen[1]) != text and "### g0c" not in text
     # true advice: the constant alive bonus is explained, never called useless on a task that ends early
