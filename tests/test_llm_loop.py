@@ -355,6 +355,10 @@ def test_the_trusted_episode_summary_names_the_rule_that_ended_it():
     line = behaviour_line({"trajectories": {"best": {"facts": facts}}}, task, 1000)
     assert "ended early by the termination rules at step 924 (the torso's height 0.69 m, not above 0.7 m)" in line
     assert "stalled (moved slower than 5 cm/s over 1 s) for up to 30% of an episode" in line
+    # a value just past its bound never reads as the bound itself
+    height = termination_of(task).bounds[0]
+    assert height.broken_text(0.69996) == "the torso's height 0.69996 m, not above 0.7 m"
+    assert height.broken_text(0.689) == "the torso's height 0.689 m, not above 0.7 m"
 
 
 def test_older_code_is_never_cut_when_the_request_is_within_its_budget(tmp_path):

@@ -206,7 +206,8 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
                 var = sum((x - mean) ** 2 for x in m.episodes) / (len(m.episodes) - 1)
                 ses.append(math.sqrt(var / len(m.episodes)))
     n = episodes or (len(measures(records[0])[0].episodes) if records and measures(records[0]) else None)
-    lines = [f"Each fitness is the mean of {n or 'a few'} evaluation episode(s) of a policy trained on one seed."]
+    count = f"{n} evaluation episode{'s' if n != 1 else ''}" if n else "its evaluation episodes"
+    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed."]
     if ses:
         ses.sort()
         median = ses[len(ses) // 2]

@@ -120,7 +120,13 @@ class Bound:
         u = f" {self.unit}" if self.unit else ""
         what = f"{self.meaning}: one reached" if several else self.meaning
         inside = self.inside().replace(" (exclusive)", "").replace(" (inclusive)", "")
-        return f"{what} {value:.3g}{u}, not {inside}"
+        bounds = {_num(b) for b in (self.low, self.high) if b is not None}
+        shown = f"{value:.3g}"
+        for digits in (4, 5, 6, 8):  # enough digits that a value just past a bound does not read as the bound
+            if shown not in bounds:
+                break
+            shown = f"{value:.{digits}g}"
+        return f"{what} {shown}{u}, not {inside}"
 
     def inside(self) -> str:
         """The healthy range in words: 'above 0.7 m', 'between -0.2 and 0.2 rad'."""
