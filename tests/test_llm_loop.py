@@ -199,7 +199,7 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
             continue
         trained += 1
         parent = json.loads((d / "proposal.json").read_text())["parent"]
-        pg, pc = (int(x) for x in parent.split("/"))
+        pg, pc = (int(x) for x in re.fullmatch(r"g(\d+)c(\d+)", parent).groups())  # recorded as people read it
         assert f"### g1c{c} (child of g{pg}c{pc})" in text
         source = (d / "reward.py").read_text()
         parent_source = (run_dir / f"gen-{pg:03d}" / f"cand-{pc:02d}" / "reward.py").read_text()
@@ -231,6 +231,10 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
     assert trained == 4  # the real answers all train
     # no advice without the noise behind it: the evaluation's uncertainty from the run, the one seed
     assert "do not repeat" not in text
+    # a child level with its parent within the evaluation's noise is said to be
+    level = compare(_record(1, 2, [(61_440, 0.2070)], parent="g0c1"), gen0[0])
+    assert "too small to tell from noise" in level.text("g1c2", "g0c1")
+    assert "too small to tell from noise" not in compare(gen1[0], gen0[0]).text("g1c0", "g0c1")
     assert "From its evaluation episodes alone a fitness here is uncertain by about +-" in text
     assert "this run has retrained no reward on other seeds" in text and "is weak evidence" in text
     # the newest generation is described, not the best so far again: generation 1's own candidates
@@ -333,6 +337,10 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     ctx = ProposalContext(task, task.schema, 2, 4, seed=0, history=[gen0, gen1], run_dir=tmp_path)
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     assert "do not repeat" not in text
+    # a child level with its parent within the evaluation's noise is said to be
+    level = compare(_record(1, 2, [(61_440, 0.2070)], parent="g0c1"), gen0[0])
+    assert "too small to tell from noise" in level.text("g1c2", "g0c1")
+    assert "too small to tell from noise" not in compare(gen1[0], gen0[0]).text("g1c0", "g0c1")
     assert "From its evaluation episodes alone a fitness here is uncertain by about +-0.01" in text
     assert "this run has retrained no reward on other seeds, so by how much is not measured here" in text
     assert "A comparison at the first rung (61,440 env-steps) is weak evidence" in text

@@ -74,6 +74,14 @@ class Measure:
     steps: int
     episodes: list[float]
 
+    def variance_of_mean(self) -> float:
+        """The squared standard error of the fitness from its evaluation episodes (0 with fewer than 2)."""
+        n = len(self.episodes)
+        if n < 2:
+            return 0.0
+        mean = sum(self.episodes) / n
+        return sum((x - mean) ** 2 for x in self.episodes) / (n - 1) / n
+
     def spread(self) -> str:
         n = len(self.episodes)
         if n <= 1:
@@ -138,8 +146,12 @@ class Comparison:
         where = f"at {steps_text(self.child.steps)} env-steps" if same else \
             f"({child} at {steps_text(self.child.steps)}, {parent} at {steps_text(self.parent.steps)} env-steps)"
         word = "better than" if self.better else "not better than"
-        return (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
+        line = (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
                 f"{fit_text(self.parent.fitness)}: {word} its parent")
+        se = math.sqrt(self.child.variance_of_mean() + self.parent.variance_of_mean())
+        if se > 0 and abs(self.child.fitness - self.parent.fitness) <= 2 * se:
+            line += " (a difference within twice the evaluation episodes' standard error: too small to tell from noise)"
+        return line
 
 
 def compare(child: CandidateRecord, parent: CandidateRecord | None) -> Comparison | None:
