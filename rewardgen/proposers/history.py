@@ -272,8 +272,10 @@ def fence(text: str, lang: str = "") -> str:
 
 def code_block(source: str) -> str:
     text = source.strip()
-    if len(text) > CODE_LIMIT:
-        text = text[:CODE_LIMIT] + f"\n# ... [cut: {len(text) - CODE_LIMIT} more characters]"
+    if len(text) > CODE_LIMIT:  # only code far longer than any reward needs; cut at a line's end
+        keep = text.rfind("\n", 0, CODE_LIMIT)
+        keep = keep if keep > 0 else CODE_LIMIT
+        text = text[:keep] + f"\n# ... [cut: {len(text) - keep} more characters of this code]"
     return fence(text, "python")
 
 
@@ -282,23 +284,15 @@ def diff_lines(parent: CandidateRecord, child: CandidateRecord) -> list[str]:
                                      fromfile=parent.label, tofile=child.label, n=2, lineterm=""))
 
 
-def change_block(child: CandidateRecord, parent: CandidateRecord | None, max_lines: int | None = None) -> str:
-    """What the child changed: a unified diff against its parent, or its code when it has none."""
+def change_block(child: CandidateRecord, parent: CandidateRecord | None) -> str:
+    """What the child changed: a unified diff against its parent, or its code when it has none (whole:
+    a change that does not fit is left out by the caller, never cut in the middle)."""
     if parent is None or not parent.source.strip():
-        lines = child.source.strip().splitlines()
-        head = "Its code:"
-        if max_lines is not None and len(lines) > max_lines:
-            return head + "\n" + fence("\n".join(lines[:max_lines]) + f"\n# ... [{len(lines) - max_lines} more lines]",
-                                       "python")
-        return head + "\n" + code_block(child.source)
+        return "Its code:\n" + code_block(child.source)
     lines = diff_lines(parent, child)
     if not lines:
         return f"Its code is identical to {parent.label}'s."
-    cut = ""
-    if max_lines is not None and len(lines) > max_lines:
-        cut = f"\n... [{len(lines) - max_lines} more diff lines]"
-        lines = lines[:max_lines]
-    return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines) + cut, "diff")
+    return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines), "diff")
 
 
 def _pick(points: list, n: int) -> list:
