@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import re
+
 import numpy as np
 import pytest
 
@@ -63,8 +65,9 @@ def test_an_episode_the_env_ended_is_never_called_fall_free():
     does not say "No falls" beside it."""
     task = get_task("walker-run")
     text = summarize_episode(record_trajectory(task, mlp_policy(task, scale=0.0), 10_000), "best episode")
-    assert "ended early: the env's termination rule ended it (an episode goes on only while the torso's " \
-           "height stays between 0.8 and 2 m (exclusive) and the torso's pitch angle" in text, text
+    # the rule that fired, with the value that broke it (the walker sinks: its height, not its pitch)
+    assert re.search(r"ended early by the env's termination rule: the torso's height 0\.\d+ m, not between 0\.8 "
+                     r"and 2 m\.", text), text
     assert "No falls" not in text and "did not tilt past 60 deg or drop below half its start height before " \
            "the env ended the episode" in text
     cheetah = get_task("halfcheetah-run")  # nothing ends its episodes early

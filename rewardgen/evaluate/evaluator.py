@@ -44,6 +44,7 @@ def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = Non
             "fitness": fitness.episode_value(run["values"], task.episode_length),
             "length": run["length"],
             "terminated": run["terminated"],
+            "ended_by": [e["text"] for e in run.get("ended_by") or []],
             "env_return": run["env_return"],
             "com_displacement": [float(v) for v in run["end_com"] - run["start_com"]],
         })

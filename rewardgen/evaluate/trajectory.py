@@ -6,7 +6,7 @@ filled by ``StateBuffers`` after ``refresh_derived``) and returns plain arrays. 
 candidate code, so it may run in the trusted evaluator process.
 
 ``summarize_episode(traj)`` turns one record into a few sentences: how long it lasted and why it
-ended, the main body's height over time, falls, time upside-down (from ``body_up``), distance covered
+ended (the termination rule that fired, with the value that broke it), the main body's height over time, falls, time upside-down (from ``body_up``), distance covered
 by the robot's centre of mass, and where it stalled. ``best_and_worst(task, export, evaluation)``
 does this for the best and the worst episode of an evaluation.
 
@@ -82,6 +82,7 @@ def trajectory_from_episode(task: Task, fitness, run: dict[str, Any], seed: int)
     out["time"] = out["step"] * float(schema.dt)
     out.update(seed=int(seed), length=int(run["length"]), horizon=int(task.episode_length),
                terminated=bool(run["terminated"]), termination=termination_rules(task),
+               ended_by=[e["text"] for e in run.get("ended_by") or []],
                fitness_value=fitness.episode_value(list(run["values"]), task.episode_length),
                dt=float(schema.dt), main_body=main_body(task), bodies=list(schema.bodies),
                fitness_name=fitness.name,
@@ -124,7 +125,8 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     h, up = np.asarray(traj["height"]), np.asarray(traj["up_z"])
     facts: dict[str, Any] = {"seed": traj.get("seed"), "length": n, "horizon": int(traj["horizon"]),
                              "terminated": bool(traj["terminated"]), "fitness": float(traj["fitness_value"]),
-                             "main_body": traj["main_body"], "falls_matter": traj.get("fitness_name") != "rotation"}
+                             "main_body": traj["main_body"], "falls_matter": traj.get("fitness_name") != "rotation",
+                             "ended_by": list(traj.get("ended_by") or [])}
     if n == 0:
         return facts
     quarters = [float(q.mean()) for q in np.array_split(h, min(4, n))]
@@ -177,7 +179,9 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
     early = bool(f["terminated"] and n < horizon)
     rules = traj.get("termination") or []
     ended = "ran to the time limit"
-    if early:
+    if early and f["ended_by"]:
+        ended = "ended early by the env's termination rule: " + "; ".join(f["ended_by"])
+    elif early:
         ended = ("ended early: the env's termination rule ended it" + (
             f" (an episode goes on only while {' and '.join(rules)})" if rules else " (its failure condition)"))
     lines = [f"{head}seed {f['seed']}, fitness {f['fitness']:.4g}; lasted {n} of {horizon} steps "

@@ -31,6 +31,8 @@ class CandidateRecord:
     rungs: list[dict[str, Any]] = field(default_factory=list)
     #: how its training ended: "final" (trained the whole budget), "eliminated", "failed"
     fate: str | None = None
+    #: its trusted fitness when retrained from scratch on other seeds (the run's confirmation), if any
+    retrained: list[float] = field(default_factory=list)
 
     @property
     def ref(self) -> str:

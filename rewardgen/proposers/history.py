@@ -10,8 +10,14 @@
   from its parent (a unified diff, or its code when it has none), its reward components at its own
   budget, its training episodes, what its policy did in the trusted episodes, and any error, fenced
   as output of the code under test (``safetext.for_llm``).
-- Older generations are compressed to fit a character budget (``older_blocks``): first their code
-  changes go, then their lines; the newest generation never is.
+- Every fitness is shown at every rung the candidate reached; the best so far is chosen like with like
+  (``leader``: each pair at the larger budget both reached), and a candidate that peaked and then fell
+  is said to have.
+- How noisy a fitness is comes from the run's own measurements (``noise_lines``), and where early
+  rungs mis-ranked candidates the run's own example is given (``rank_flip``).
+- Older generations are compressed only when the request would exceed its character budget
+  (``LLMProposer.reflection``): first long code changes are left out whole (never cut mid-code), then
+  their lines; the newest generation never is.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.safetext import for_llm, llm_name
@@ -67,11 +74,47 @@ class Measure:
     steps: int
     episodes: list[float]
 
+    def variance_of_mean(self) -> float:
+        """The squared standard error of the fitness from its evaluation episodes (0 with fewer than 2)."""
+        n = len(self.episodes)
+        if n < 2:
+            return 0.0
+        mean = sum(self.episodes) / n
+        return sum((x - mean) ** 2 for x in self.episodes) / (n - 1) / n
+
     def spread(self) -> str:
         n = len(self.episodes)
         if n <= 1:
             return "1 evaluation episode"
         return f"{n} evaluation episodes, {fit_text(min(self.episodes))} to {fit_text(max(self.episodes))}"
+
+
+def measures(record: CandidateRecord) -> list[Measure]:
+    """The record's trusted fitness at every rung it reached, in order of env-steps."""
+    return [Measure(float(r["fitness"]), int(r["env_steps"]), list(r.get("episodes") or []))
+            for r in record.rungs if r.get("fitness") is not None]
+
+
+def fitness_text(record: CandidateRecord) -> str | None:
+    """Its fitness at every rung it reached, each with its env-steps; where it peaked before its last
+    rung and then fell, that is said (the last measurement alone would hide it)."""
+    ms = measures(record)
+    if not ms:
+        m = measure_at(record)
+        return None if m is None else f"fitness {fit_text(m.fitness)} at {steps_text(m.steps)} env-steps ({m.spread()})"
+    last = ms[-1]
+    if len(ms) == 1:
+        return f"fitness {fit_text(last.fitness)} at {steps_text(last.steps)} env-steps ({last.spread()})"
+    rungs = ", ".join(f"{fit_text(m.fitness)} at {steps_text(m.steps)}" for m in ms[:-1])
+    n = {len(m.episodes) for m in ms}
+    each = f"{n.pop()} evaluation episodes each" if len(n) == 1 else "evaluation episodes as shown"
+    rng = f"; the last {fit_text(min(last.episodes))} to {fit_text(max(last.episodes))}" if len(last.episodes) > 1 else ""
+    text = (f"fitness {rungs} and {fit_text(last.fitness)} at {steps_text(last.steps)} env-steps ({each}{rng})")
+    peak = max(ms, key=lambda m: m.fitness)
+    if peak is not last and last.fitness < peak.fitness:
+        text += (f"; it peaked at {fit_text(peak.fitness)} at {steps_text(peak.steps)} and fell to "
+                 f"{fit_text(last.fitness)} at {steps_text(last.steps)}")
+    return text
 
 
 def measure_at(record: CandidateRecord, steps: int | None = None) -> Measure | None:
@@ -103,8 +146,12 @@ class Comparison:
         where = f"at {steps_text(self.child.steps)} env-steps" if same else \
             f"({child} at {steps_text(self.child.steps)}, {parent} at {steps_text(self.parent.steps)} env-steps)"
         word = "better than" if self.better else "not better than"
-        return (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
+        line = (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
                 f"{fit_text(self.parent.fitness)}: {word} its parent")
+        se = math.sqrt(self.child.variance_of_mean() + self.parent.variance_of_mean())
+        if se > 0 and abs(self.child.fitness - self.parent.fitness) <= 2 * se:
+            line += " (a difference within twice the evaluation episodes' standard error: too small to tell from noise)"
+        return line
 
 
 def compare(child: CandidateRecord, parent: CandidateRecord | None) -> Comparison | None:
@@ -119,6 +166,102 @@ def compare(child: CandidateRecord, parent: CandidateRecord | None) -> Compariso
     return Comparison(a, b) if a is not None and b is not None else None
 
 
+# ----- like with like across the whole run
+def _beats(a: CandidateRecord, b: CandidateRecord) -> bool | None:
+    """Whether ``a`` is ahead of ``b`` at the larger budget both were evaluated at (None: no common budget)."""
+    cmp = compare(a, b)
+    if cmp is None or cmp.child.steps != cmp.parent.steps:
+        return None
+    return cmp.child.fitness > cmp.parent.fitness
+
+
+def leader(records: list[CandidateRecord]) -> CandidateRecord | None:
+    """The best candidate so far compared like with like: each pair at the larger budget both reached;
+    the one that is ahead in the most pairs leads (ties: its highest fitness at any rung). Never a
+    fitness at one budget against another's at a larger one."""
+    ok = [c for c in records if c.status == "ok" and measure_at(c) is not None]
+    if not ok:
+        return None
+
+    def score(c: CandidateRecord) -> tuple:
+        wins = sum(1 for o in ok if o is not c and _beats(c, o))
+        peak = max((m.fitness for m in measures(c)), default=measure_at(c).fitness)
+        return wins, peak, -c.generation, -c.candidate
+
+    return max(ok, key=score)
+
+
+def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:
+    """For each budget at which several candidates were evaluated: the highest fitness there and whose."""
+    at: dict[int, list[tuple[float, CandidateRecord]]] = {}
+    for c in records:
+        if c.status != "ok":
+            continue
+        for m in measures(c):
+            at.setdefault(m.steps, []).append((m.fitness, c))
+    shared = sorted(s for s, xs in at.items() if len(xs) >= 2)[-most:]
+    out = []
+    for s in shared:
+        fit, who = max(at[s], key=lambda x: x[0])
+        out.append(f"at {steps_text(s)} env-steps: {who.label} {fit_text(fit)} (of {len(at[s])} evaluated there)")
+    return out
+
+
+def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[str]:
+    """How much a fitness here can move by chance, from what the run measured: the evaluation episodes'
+    standard error, and retrainings on other seeds where the run has any (never a number it lacks)."""
+    ses = []
+    for c in records:
+        for m in measures(c):
+            if len(m.episodes) >= 2:
+                mean = sum(m.episodes) / len(m.episodes)
+                var = sum((x - mean) ** 2 for x in m.episodes) / (len(m.episodes) - 1)
+                ses.append(math.sqrt(var / len(m.episodes)))
+    n = episodes or (len(measures(records[0])[0].episodes) if records and measures(records[0]) else None)
+    count = f"{n} evaluation episode{'s' if n != 1 else ''}" if n else "its evaluation episodes"
+    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed."]
+    if ses:
+        ses.sort()
+        median = ses[len(ses) // 2]
+        lines.append(f"From its evaluation episodes alone a fitness here is uncertain by about +-{median:.2g} (the "
+                     f"median standard error of the mean over this run's {len(ses)} evaluations with several "
+                     "episodes; each candidate's episode range is shown beside its fitness).")
+    retrained = [c for c in records if c.retrained]
+    if retrained:
+        c = max(retrained, key=lambda r: len(r.retrained))
+        vals = ", ".join(fit_text(x) for x in c.retrained)
+        lines.append(f"Training on another seed moves it more: {c.label} ({fit_text(c.fitness)} on its own training "
+                     f"seed) scored {vals} when retrained at the full budget on {len(c.retrained)} other seeds.")
+    else:
+        lines.append("Training the same reward on another seed can move it further; this run has retrained no "
+                     "reward on other seeds, so by how much is not measured here.")
+    return lines
+
+
+def rank_flip(records: list[CandidateRecord]) -> str | None:
+    """A pair of candidates whose order at their first common rung reversed at a later one, from this
+    run's own records (the largest reversal), or None when no order reversed."""
+    best = None
+    ok = [c for c in records if c.status == "ok" and len(measures(c)) >= 2]
+    for i, a in enumerate(ok):
+        for b in ok[i + 1:]:
+            ma, mb = {m.steps: m.fitness for m in measures(a)}, {m.steps: m.fitness for m in measures(b)}
+            common = sorted(set(ma) & set(mb))
+            if len(common) < 2:
+                continue
+            first, last = common[0], common[-1]
+            d0, d1 = ma[first] - mb[first], ma[last] - mb[last]
+            if d0 * d1 < 0:
+                behind, ahead = (a, b) if d0 < 0 else (b, a)
+                size = abs(d1)
+                if best is None or size > best[0]:
+                    fb, fa = (ma, mb) if behind is a else (mb, ma)
+                    best = (size, f"{behind.label} was behind {ahead.label} at {steps_text(first)} env-steps "
+                                  f"({fit_text(fb[first])} against {fit_text(fa[first])}) and ahead at "
+                                  f"{steps_text(last)} ({fit_text(fb[last])} against {fit_text(fa[last])})")
+    return best[1] if best else None
+
+
 # ----- text blocks
 def fence(text: str, lang: str = "") -> str:
     """``text`` in a Markdown code fence longer than any run of backticks inside it."""
@@ -129,8 +272,10 @@ def fence(text: str, lang: str = "") -> str:
 
 def code_block(source: str) -> str:
     text = source.strip()
-    if len(text) > CODE_LIMIT:
-        text = text[:CODE_LIMIT] + f"\n# ... [cut: {len(text) - CODE_LIMIT} more characters]"
+    if len(text) > CODE_LIMIT:  # only code far longer than any reward needs; cut at a line's end
+        keep = text.rfind("\n", 0, CODE_LIMIT)
+        keep = keep if keep > 0 else CODE_LIMIT
+        text = text[:keep] + f"\n# ... [cut: {len(text) - keep} more characters of this code]"
     return fence(text, "python")
 
 
@@ -139,23 +284,15 @@ def diff_lines(parent: CandidateRecord, child: CandidateRecord) -> list[str]:
                                      fromfile=parent.label, tofile=child.label, n=2, lineterm=""))
 
 
-def change_block(child: CandidateRecord, parent: CandidateRecord | None, max_lines: int | None = None) -> str:
-    """What the child changed: a unified diff against its parent, or its code when it has none."""
+def change_block(child: CandidateRecord, parent: CandidateRecord | None) -> str:
+    """What the child changed: a unified diff against its parent, or its code when it has none (whole:
+    a change that does not fit is left out by the caller, never cut in the middle)."""
     if parent is None or not parent.source.strip():
-        lines = child.source.strip().splitlines()
-        head = "Its code:"
-        if max_lines is not None and len(lines) > max_lines:
-            return head + "\n" + fence("\n".join(lines[:max_lines]) + f"\n# ... [{len(lines) - max_lines} more lines]",
-                                       "python")
-        return head + "\n" + code_block(child.source)
+        return "Its code:\n" + code_block(child.source)
     lines = diff_lines(parent, child)
     if not lines:
         return f"Its code is identical to {parent.label}'s."
-    cut = ""
-    if max_lines is not None and len(lines) > max_lines:
-        cut = f"\n... [{len(lines) - max_lines} more diff lines]"
-        lines = lines[:max_lines]
-    return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines) + cut, "diff")
+    return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines), "diff")
 
 
 def _pick(points: list, n: int) -> list:
@@ -232,7 +369,10 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if not ended:
         parts.append(f"every shown episode ran to the time limit ({horizon} steps)")
     else:
-        parts.append("ended early by the termination rules at step " + ", ".join(str(int(f["length"])) for f in ended)
+        def why(f: dict) -> str:
+            rules = f.get("ended_by") or []
+            return f"step {int(f['length'])}" + (f" ({'; '.join(rules)})" if rules else "")
+        parts.append("ended early by the termination rules at " + " and ".join(why(f) for f in ended)
                      + (f" (others ran to {horizon})" if len(ended) < len(episodes) else ""))
     body = episodes[0].get("main_body") or "main body"
     if all("height_mean" in f for f in episodes):
@@ -254,7 +394,8 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
         parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x ({min(sp):+.2f} to {max(sp):+.2f} m/s)")
     stalled = [float(f.get("stalled_fraction") or 0.0) for f in episodes if "stalled_fraction" in f]
     if stalled and max(stalled) > 0:
-        parts.append(f"stalled up to {max(stalled):.0%} of an episode")
+        parts.append(f"its centre of mass stalled (moved slower than {100 * STALL_SPEED:.0f} cm/s over "
+                     f"{STALL_SECONDS:g} s) for up to {max(stalled):.0%} of an episode")
     if facts.stood_still:
         parts.append("it stood still to the time limit short of success")
     n = len(episodes)
@@ -284,7 +425,7 @@ def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int 
         return f"{who}: no trusted fitness"
     fate = {"final": "trained the full budget" if budget is None or m.steps >= budget else "trained to the end",
             "eliminated": "cut by the schedule"}.get(record.fate or "", "trained")
-    line = f"{who}: {fate}; fitness {fit_text(m.fitness)} at {steps_text(m.steps)} env-steps ({m.spread()})"
+    line = f"{who}: {fate}; {fitness_text(record)}"
     cmp = compare(record, parent)
     if cmp is not None:
         line += "; " + cmp.text(record.label, parent.label)
@@ -311,9 +452,13 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
     eps = episode_block(stats)
     if eps:
         corr = stats.get("reward_fitness_correlation")
-        parts.append("Its training episodes (the exploring training policy; mean over the episodes that ended in each "
-                     "interval; fitness as the trusted measure scores them):\n" + eps
-                     + (f"\nCorrelation between episode return and fitness: {corr:.2f}." if corr is not None else ""))
+        parts.append("Its training episodes (the exploring policy, which samples actions around its mean action: not "
+                     "what the trusted fitness runs, and the two can differ a lot; mean over the episodes that ended "
+                     "in each interval; fitness as the trusted measure scores them):\n" + eps
+                     + (f"\nCorrelation, over all its training episodes, between an episode's return under this "
+                        f"reward and its fitness: {corr:.2f} (near 1: the episodes this reward paid more for also "
+                        "scored higher; near 0 or below: it paid for something the fitness does not count)."
+                        if corr is not None else ""))
     hacking = (stats.get("hacking") or {}).get("message") if isinstance(stats.get("hacking"), dict) else None
     if hacking:
         parts.append(f"Warning: {hacking}.")
@@ -324,13 +469,23 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
 
 
 def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None,
-                   with_change: bool) -> str:
-    """A candidate of an older generation: its line, and (``with_change``) a bounded diff or code."""
+                   with_change: bool | str) -> str:
+    """A candidate of an older generation: its line, and its change. ``with_change``: True, its whole
+    diff (or code); "short", the change only when it has at most ``OLDER_CHANGE_LINES`` lines (never cut
+    in the middle: a longer one is named by its size); False, the size of its change only."""
     line = "- " + header(record, parent, budget)
     if record.status != "ok":
         line += ": " + for_llm(record.error or "", limit=200)
-    if with_change and record.source.strip():
-        line += "\n" + change_block(record, parent, OLDER_CHANGE_LINES)
+    if with_change == "short" and record.source.strip():
+        size = len(diff_lines(parent, record)) if parent is not None and parent.source.strip() else \
+            len(record.source.strip().splitlines())
+        if size <= OLDER_CHANGE_LINES:
+            line += "\n" + change_block(record, parent)
+        else:
+            what = f"diff against {parent.label}" if parent is not None and parent.source.strip() else "code"
+            line += f" (its {size}-line {what} is left out for length)"
+    elif with_change and record.source.strip():
+        line += "\n" + change_block(record, parent)
     elif record.source.strip() and parent is not None:
         changed = [l for l in diff_lines(parent, record)[2:] if l[:1] in "+-"]
         line += f" ({len(changed)} lines changed from {parent.label})"
@@ -341,12 +496,11 @@ def generation_summary(records: list[CandidateRecord]) -> str:
     ok = [c for c in records if c.status == "ok" and measure_at(c) is not None]
     if not ok:
         return f"{len(records)} candidates, none trained successfully"
-    best = max(ok, key=lambda c: measure_at(c).fitness)
-    m = measure_at(best)
-    return (f"{len(records)} candidates, {len(ok)} trained; best {best.label} {fit_text(m.fitness)} at "
-            f"{steps_text(m.steps)} env-steps")
+    best = leader(ok)
+    return f"{len(records)} candidates, {len(ok)} trained; best like with like {best.label}: {fitness_text(best)}"
 
 
-__all__ = ["Comparison", "Measure", "behaviour_line", "change_block", "code_block", "compare", "component_block",
-           "describe_candidate", "describe_older", "episode_block", "fence", "find", "generation_summary",
-           "header", "measure_at", "request_failure"]
+__all__ = ["Comparison", "Measure", "behaviour_line", "budget_leaders", "change_block", "code_block", "compare",
+           "component_block", "describe_candidate", "describe_older", "episode_block", "fence", "find",
+           "fitness_text", "generation_summary", "header", "leader", "measure_at", "measures", "noise_lines",
+           "rank_flip", "request_failure"]

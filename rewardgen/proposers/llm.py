@@ -116,7 +116,8 @@ class LLMProposer(Proposer):
             lines += [f"- {c.label} ({c.status}):\n{for_llm(c.error or '', limit=400)}" for c in failures[-8:]]
             lines.append("Write a simpler reward that respects the contract exactly.")
             return "\n".join(lines)
-        best = ranked[0]
+        everyone = [c for gen in records for c in gen]
+        best = h.leader(everyone) or ranked[0]
         budget = ctx.plan.steps if ctx.plan else None
         ends_early = termination_of(ctx.task).ends_early
         parent_of = lambda c: h.find(ctx.history, (c.proposal or {}).get("parent"))  # noqa: E731
@@ -137,19 +138,25 @@ class LLMProposer(Proposer):
             detail = detail[0] if detail else None
         entries = [h.describe_candidate(c, parent_of(c), ctx.task, ends_early, budget) for c in newest]
         skipped = sum(1 for c in (ctx.history[-1] if ctx.history else []) if h.request_failure(c))
-        levels = [0] * last  # older generations: 0 with their changes, 1 one line each, 2 one line in all
+        # older generations: 0 with their whole changes, 1 with their short changes only (a long one is left
+        # out whole, never cut), 2 one line each, 3 one line in all
+        levels = [0] * last
+        changes = {0: True, 1: "short", 2: False}
+        first_rung = min((m.steps for c in everyone for m in h.measures(c)[:1]), default=None)
+        flip = h.rank_flip(everyone)
 
         def older_blocks() -> list[str]:
             out = []
             for g, level in enumerate(levels):
                 gen = records[g]
-                if level == 2:
+                if level == 3:
                     out.append(f"Generation {g}: {h.generation_summary(gen)}.")
                     continue
                 out.append(f"Generation {g}:")
                 for c in gen:
-                    line = h.describe_older(c, parent_of(c), budget, with_change=level == 0 and c is not best)
-                    out.append(line + (" (the run's best so far: its code is above)" if c is best else ""))
+                    line = h.describe_older(c, parent_of(c), budget, with_change=changes[level] if c is not best
+                                            else False)
+                    out.append(line + (" (the best so far: its code is above)" if c is best else ""))
             return out
 
         def text() -> str:
@@ -157,12 +164,18 @@ class LLMProposer(Proposer):
                 "reflection", generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
                 threshold=ctx.task.success_threshold, ends_early=ends_early,
                 best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
-                      "detail": detail, "success": (best.fitness or 0) >= ctx.task.success_threshold},
-                newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
+                      "detail": detail,
+                      "success": max((m.fitness for m in h.measures(best)), default=best.fitness or 0)
+                      >= ctx.task.success_threshold},
+                leaders=h.budget_leaders(everyone),
+                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None),
+                first_rung=h.steps_text(first_rung) if first_rung is not None and len(
+                    {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
+                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
 
         out = text()
-        while room is not None and len(out) > room and any(level < 2 for level in levels):
-            g = next(i for i, level in enumerate(levels) if level < 2)  # the oldest first
+        while room is not None and len(out) > room and any(level < 3 for level in levels):
+            g = next(i for i, level in enumerate(levels) if level < 3)  # the oldest first
             levels[g] += 1
             out = text()
         return out
@@ -170,7 +183,8 @@ class LLMProposer(Proposer):
     def feedback_text(self, ctx: ProposalContext, compact: bool = False) -> str | None:
         if not ctx.feedback:
             return None
-        by_ref = {c.ref: c for gen in ctx.history for c in gen}
+        from rewardgen.proposers.history import find
+
         refs = []
         for f in ctx.feedback:
             if f.get("kind") == "text" and f.get("candidate"):
@@ -179,8 +193,8 @@ class LLMProposer(Proposer):
                 refs += [candidate_label(f['generation'], f['best'])] + ([candidate_label(f['generation'], f['worst'])] if f.get("worst") is not None else [])
         from rewardgen.proposers.history import code_block
 
-        sources = {} if compact else {by_ref[r].label: code_block(by_ref[r].source) for r in dict.fromkeys(refs)
-                                      if r in by_ref}
+        named = [find(ctx.history, r) for r in refs]  # "g0c2", or "0/2" as older feedback files wrote it
+        sources = {} if compact else {c.label: code_block(c.source) for c in named if c is not None and c.source.strip()}
         return self._render("feedback", feedback=ctx.feedback, sources=sources)
 
     def messages(self, ctx: ProposalContext, compact: bool = False) -> list[dict]:
@@ -230,8 +244,12 @@ class LLMProposer(Proposer):
                            notify=lambda message: event("warning", message=f"LLM: {message}"),
                            on_status=lambda flying, done, failed: event("llm_status", generation=ctx.generation,
                                                                         in_flight=flying, answered=done, failed=failed))
+        from rewardgen.proposers.history import leader, request_failure
+
         proposals: list[Proposal] = []
-        parent = ctx.ranked()[0].ref if ctx.ranked() else None
+        # the default parent is the best so far as the reflection names it (like with like)
+        first = leader([c for gen in ctx.history for c in gen if not request_failure(c)])
+        parent = first.ref if first is not None else (ctx.ranked()[0].ref if ctx.ranked() else None)
         self.failure = None
         for attempt in range(1 + self.generation_retries):
             compact = client.adapt.compact

@@ -30,7 +30,7 @@ def render(name: str, directory: Path | None = None, **context: Any) -> str:
 def task_prompts(task, directory: Path | None = None, plan=None) -> dict[str, str]:
     """The system and task prompts for ``task`` (what ``describe`` prints). ``plan`` (a
     ``taskfacts.TrainingPlan``) adds the training budget, the trainer and the schedule."""
-    from rewardgen.proposers.taskfacts import fitness_lines, judging_lines, plan_lines, termination_lines
+    from rewardgen.proposers.taskfacts import fitness_lines, judging_lines, plan_lines, pose_lines, termination_lines
     from rewardgen.sim.termination import termination_of
 
     termination = termination_of(task)
@@ -42,5 +42,5 @@ def task_prompts(task, directory: Path | None = None, plan=None) -> dict[str, st
         "task": render("task", directory, task=task, schema=task.schema, fitness_lines=fitness_lines(task, termination),
                        judging_lines=judging_lines(plan, task), termination_lines=ends,
                        training_lines=plan_lines(plan, task) if plan else [],
-                       schedule_lines=list(plan.schedule_lines) if plan else []),
+                       schedule_lines=list(plan.schedule_lines) if plan else [], pose_lines=pose_lines(task)),
     }

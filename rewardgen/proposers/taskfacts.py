@@ -185,7 +185,91 @@ def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
                  if seeds == 1 else f"{seeds} training seeds")
     return [f"A candidate's fitness is the mean over {episodes} evaluation episode{'s' if episodes != 1 else ''} of its "
             f"trained policy, run with its mean action (no exploration noise) from new random starts; it comes from "
-            f"{seed_text}. Success means at least {task.success_threshold:g}."]
+            f"{seed_text}. Success means at least {task.success_threshold:g}.",
+            "Training episodes (reported later as tables) are of the exploring policy, which samples its actions "
+            "around the mean action; the trusted fitness runs the mean action alone. The two can behave very "
+            "differently: a policy that runs while exploring can stand still with its mean action, or the reverse."]
 
 
-__all__ = ["TrainingPlan", "fitness_lines", "hinge_rates", "judging_lines", "plan_lines", "termination_lines"]
+# ----- the robot at reset: initial joint values, which way the root's hinges lean, frames
+def _lean(task: Task, model: mujoco.MjModel, joint: int, body: int) -> str | None:
+    """Which way a positive value of root hinge ``joint`` turns ``body``, from the model itself: the
+    body's z axis (or, about a vertical axis, its x axis) at qpos0 and after +0.1 rad."""
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    before = data.xmat[body].reshape(3, 3).copy()
+    data.qpos[model.jnt_qposadr[joint]] += 0.1
+    mujoco.mj_kinematics(model, data)
+    after = data.xmat[body].reshape(3, 3)
+    axis = data.xaxis[joint]
+    k = int(np.argmax(np.abs(axis)))
+    if abs(abs(axis[k]) - 1.0) > 1e-6:
+        return None  # not about a world axis: no short sentence is true
+    about = f"{'+' if axis[k] > 0 else '-'}{'xyz'[k]}"
+    col = 0 if k == 2 else 2  # the body's x axis for a yaw, its z axis for a pitch or roll
+    moved = after[:, col] - before[:, col]
+    m = int(np.argmax(np.abs(moved)))
+    toward = f"{'+' if moved[m] > 0 else '-'}{'xyz'[m]}"
+    which = "front (its local +x)" if col == 0 else "top (its local +z)"
+    return f"it turns the body about world {about}: a positive value turns its {which} toward world {toward}"
+
+
+def pose_lines(task: Task) -> list[str]:
+    """The robot's initial pose as a reward reads it (``qpos0``, the State at reset before reset noise):
+    the root joints' values with what they mean, the sign of each root hinge, that body positions are
+    world positions, the other joints' starting values, and the reset noise (from the env's rules)."""
+    from rewardgen.sim.rules import rules_for
+    from rewardgen.sim.rules.base import EnvRules
+
+    model, schema = task.model, task.schema
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    root = schema.robot_root
+    root_name = schema.robot_root_name
+    lines = []
+    root_joints, others = [], []
+    for name, j, adr in zip(schema.joints, schema.joint_ids, schema.joint_qpos_adr):
+        (root_joints if int(model.jnt_bodyid[j]) == root else others).append((name, j, int(adr)))
+    pos = data.xpos[root]
+    lines.append(f"s.body_pos, s.site_pos and s.com_pos are world positions (not relative to a parent body); at the "
+                 f"initial pose {root_name} is at ({pos[0]:.3g}, {pos[1]:.3g}, {pos[2]:.3g}).")
+    for name, j, adr in root_joints:
+        kind = int(model.jnt_type[j])
+        value = float(model.qpos0[adr])
+        if kind == int(mujoco.mjtJoint.mjJNT_SLIDE):
+            axis = data.xaxis[j]
+            k = int(np.argmax(np.abs(axis)))
+            world = float(pos[k])
+            if abs(abs(axis[k]) - 1.0) < 1e-6 and abs(value * axis[k] - world) < 1e-6:
+                reads = f"it reads {root_name}'s world {'xyz'[k]} itself"
+            elif abs(abs(axis[k]) - 1.0) < 1e-6:
+                reads = (f"it reads {root_name}'s world {'xyz'[k]} minus {world - value * axis[k]:.3g}: the change "
+                         f"from the initial pose, not the {'height' if k == 2 else 'position'} itself")
+            else:
+                reads = "a slide along a tilted axis"
+            lines.append(f's.joint_pos["{name}"] (slide) starts at {value:.3g} m; {reads}.')
+        elif kind == int(mujoco.mjtJoint.mjJNT_HINGE):
+            lean = _lean(task, model, j, root)
+            lines.append(f's.joint_pos["{name}"] (hinge of {root_name}) starts at {value:.3g} rad'
+                         + (f"; {lean}" if lean else "") + ".")
+    nonzero = [f'{n} {float(model.qpos0[a]):.3g}' for n, _, a in others if abs(float(model.qpos0[a])) > 1e-9]
+    if others:
+        lines.append("The other joints start at " + ("0" if not nonzero else
+                                                      "0 except " + ", ".join(nonzero)) + " (s.joint_pos).")
+    env = task.make_env()
+    try:
+        rules = rules_for(env)
+    except ValueError:
+        rules = None
+    finally:
+        env.close()
+    if rules is not None and type(rules).reset is EnvRules.reset and rules.noise > 0:
+        lines.append(f"Each reset adds uniform noise of up to +-{rules.noise:g} to every entry of s.qpos and s.qvel "
+                     "(all velocities start near 0).")
+    elif rules is not None:
+        lines.append("Each reset adds the env's own random noise to these values.")
+    return lines
+
+
+__all__ = ["TrainingPlan", "fitness_lines", "hinge_rates", "judging_lines", "plan_lines", "pose_lines",
+           "termination_lines"]

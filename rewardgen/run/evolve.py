@@ -331,6 +331,12 @@ class Evolution:
     def history(self, upto: int) -> list[list[CandidateRecord]]:
         """Finished candidates of generations before ``upto``, as proposers see them."""
         out = []
+        retrained: dict[tuple, list[float]] = {}  # from a confirmation this run made earlier (an extended run)
+        for row in ((self.store.read_run().get("confirm") or {}).get("contenders") or []):
+            if isinstance(row, dict) and isinstance(row.get("fitness"), list):
+                values = [float(x) for x in row["fitness"] if isinstance(x, (int, float)) and not isinstance(x, bool)]
+                if values:
+                    retrained[(row.get("generation"), row.get("candidate"))] = values
         for g in range(upto):
             gen = self.store.read_generation(g) or {"candidates": []}
             records = []
@@ -346,7 +352,8 @@ class Evolution:
                     fitness=m.get("fitness"), error=m.get("error"),
                     proposal=proposal, stats=dict(m.get("training") or {}, hacking=m.get("hacking"),
                                                   trajectories=(m.get("evaluation") or {}).get("trajectories")),
-                    rungs=self._evaluations(g, c, int(m.get("rungs") or 0)), fate=m.get("fate")))
+                    rungs=self._evaluations(g, c, int(m.get("rungs") or 0)), fate=m.get("fate"),
+                    retrained=retrained.get((g, c), [])))
             out.append(records)
         return out
 

@@ -30,6 +30,54 @@ def initial_up(task: Task, model: mujoco.MjModel) -> np.ndarray:
     return one.body_up[0].astype(np.float64)
 
 
+class _OneWorld:
+    """``rules.base.GymView`` of one gymnasium env right after its step, as the env read it (derived
+    quantities before ``refresh_derived``; ``xpos_now`` after it is set by the caller)."""
+
+    def __init__(self, data: mujoco.MjData, action: np.ndarray):
+        self.n, self.after_reset = 1, False
+        self.qpos, self.qvel = data.qpos[None, :].copy(), data.qvel[None, :].copy()
+        self.qpos_before = self.qpos
+        self.action = np.asarray(action, dtype=np.float64)[None, :]
+        self.ctrl = data.ctrl[None, :].copy()
+        self.xpos, self.xipos = data.xpos[None].copy(), data.xipos[None].copy()
+        self.cinert, self.cvel = data.cinert[None].copy(), data.cvel[None].copy()
+        self.cfrc_ext, self.site_xpos = data.cfrc_ext[None].copy(), data.site_xpos[None].copy()
+        self.qfrc_actuator = data.qfrc_actuator[None].copy()
+        self.qfrc_constraint = data.qfrc_constraint[None].copy()
+        self.xpos_now = self.xpos
+
+
+def ended_by(env, data: mujoco.MjData, action: np.ndarray, model: mujoco.MjModel) -> list[dict[str, Any]]:
+    """Which of the env's termination rules (``rewardgen.sim.rules``) ended an episode at this step:
+    ``[{"quantity", "meaning", "value", "text"}]`` (a non-finite state as its own entry); [] when the
+    rules are not known. Call right after the step that terminated, before ``refresh_derived``."""
+    from array_api_compat import numpy as xp
+
+    from rewardgen.sim.rules import rules_for
+
+    try:
+        rules = rules_for(env)
+    except ValueError:
+        return []
+    view = _OneWorld(data, action)
+    scratch = mujoco.MjData(model)
+    scratch.qpos[:], scratch.qvel[:] = data.qpos, data.qvel
+    mujoco.mj_kinematics(model, scratch)
+    view.xpos_now = scratch.xpos[None].copy()
+    out = []
+    try:
+        for bound, value, several in rules.broken(xp, view):
+            out.append({"quantity": bound.quantity, "meaning": bound.meaning, "value": value,
+                        "text": bound.broken_text(value, several)})
+    except (AttributeError, TypeError, ValueError):
+        return []
+    if rules.nonfinite and not (np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()):
+        out.append({"quantity": "s.qpos and s.qvel", "meaning": "the state", "value": None,
+                    "text": "a position or velocity became NaN or infinite"})
+    return out
+
+
 def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int,
                 record_body: int | None = None) -> dict[str, Any]:
     """One episode of the deterministic policy in the canonical env (reset with ``seed``).
@@ -48,10 +96,12 @@ def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int
     start_com = data.subtree_com[schema.robot_root].copy()
     values: list[float] = []
     rows: dict[str, list] = {k: [] for k in TRAJECTORY_ROWS}
-    length, env_return, filled, terminated, done = 0, 0.0, 0, False, False
+    length, env_return, filled, terminated, done, why = 0, 0.0, 0, False, False, []
     while not done:
         action = policy(obs[None, :].astype(np.float32))[0]
         obs, r, terminated, truncated, _ = env.step(action)
+        if terminated:
+            why = ended_by(env, data, action, model)
         refresh_derived(model, data)
         length += 1
         buffers.fill(filled, data, action, length)
@@ -73,5 +123,6 @@ def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int
             filled = 0
     rows["fitness"] = values
     end_com = data.subtree_com[schema.robot_root].copy()
-    return {"values": values, "length": length, "terminated": bool(terminated), "env_return": env_return,
+    return {"values": values, "length": length, "terminated": bool(terminated), "ended_by": why,
+            "env_return": env_return,
             "start_com": start_com, "end_com": end_com, "rows": rows if record_body is not None else None}

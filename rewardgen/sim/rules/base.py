@@ -115,6 +115,19 @@ class Bound:
             return (lo <= x) & (x <= hi)
         return (lo < x) & (x < hi)
 
+    def broken_text(self, value: float, several: bool = False) -> str:
+        """Why this bound ended an episode, in words: 'the torso's height 0.69 m, not above 0.7 m'."""
+        u = f" {self.unit}" if self.unit else ""
+        what = f"{self.meaning}: one reached" if several else self.meaning
+        inside = self.inside().replace(" (exclusive)", "").replace(" (inclusive)", "")
+        bounds = {_num(b) for b in (self.low, self.high) if b is not None}
+        shown = f"{value:.3g}"
+        for digits in (4, 5, 6, 8):  # enough digits that a value just past a bound does not read as the bound
+            if shown not in bounds:
+                break
+            shown = f"{value:.{digits}g}"
+        return f"{what} {shown}{u}, not {inside}"
+
     def inside(self) -> str:
         """The healthy range in words: 'above 0.7 m', 'between -0.2 and 0.2 rad'."""
         lt, gt = ("at most", "at least") if self.inclusive else ("below", "above")
@@ -227,6 +240,24 @@ class EnvRules:
         if ok is None:
             ok = xp.ones(v.n, dtype=xp.bool, device=_device(v.qpos))
         return ok
+
+    def broken(self, xp: Any, v: GymView) -> list[tuple[Bound, float, bool]]:
+        """For world 0 of ``v``: each health bound that does not hold, with the value that broke it (for
+        a bound over several quantities, the one farthest outside) and whether the bound covers several
+        quantities, so a report can say which rule ended an episode. A non-finite state is not a bound:
+        see ``nonfinite``."""
+        out = []
+        for bound, x in zip(self.health, self.bounded(xp, v), strict=True):
+            inside = bound.holds(x)
+            values = [float(a) for a in (x[0].reshape(-1) if x.ndim > 1 else x[:1])]
+            ok = [bool(a) for a in (inside[0].reshape(-1) if inside.ndim > 1 else inside[:1])]
+            bad = [a for a, fine in zip(values, ok) if not fine]
+            if bad:
+                lo = -math.inf if bound.low is None else bound.low
+                hi = math.inf if bound.high is None else bound.high
+                worst = max(bad, key=lambda a: max(lo - a, a - hi) if math.isfinite(a) else math.inf)
+                out.append((bound, worst, len(values) > 1))
+        return out
 
     def terminated(self, xp: Any, v: GymView) -> Array:
         """(N,) bool: the episode ends here (gymnasium's ``terminated``)."""
