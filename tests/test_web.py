@@ -470,9 +470,9 @@ def test_candidate_page_shows_code_diff_curves_and_a_feedback_form(client: Clien
     assert "w = 1.1" in r.text and '<span class="add">+    w = 1.1</span>' in r.text  # code and diff
     assert f'href="/runs/{RID}/gen/0/cand/0" id="parent-link">g0c0</a>' in r.text
     assert "<svg" in r.text and "reward components" in r.text
-    assert 'name="return_cand" value="1"' in r.text and 'name="candidate" value="1/1"' in r.text
+    assert 'name="return_cand" value="1"' in r.text and 'name="candidate" value="g1c1"' in r.text
     assert f'href="/runs/{RID}/gen/1/cand/0">&larr; previous candidate' in r.text
-    r = client.form(f"/runs/{RID}/feedback", data={"text": "hops <i>sideways</i>", "candidate": "1/1",
+    r = client.form(f"/runs/{RID}/feedback", data={"text": "hops <i>sideways</i>", "candidate": "g1c1",
                                                    "return_gen": "1", "return_cand": "1"})
     assert r.status_code == 303 and r.headers["location"].startswith(f"/runs/{RID}/gen/1/cand/1?msg=")
     r = client.get(r.headers["location"])
