@@ -369,8 +369,7 @@ def cmd_bench(args) -> int:
         result = bench.throughput_table(tasks, ppo_steps=ppo_steps, sb3_steps=args.sb3_steps,
                                         sim_seconds=args.sim_seconds, repeats=repeats, seed=args.seed,
                                         say=lambda line: console.print(line, highlight=False))
-        if not args.json:
-            console.print(throughput_table_view(result, console.width))
+        console.print(throughput_table_view(result, console.width))  # (with --json on stderr, as the progress)
     else:
         console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {human_steps(args.steps)} env-steps x "
                       f"{args.seeds or 3} seeds")
