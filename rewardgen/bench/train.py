@@ -4,7 +4,10 @@
 (no policy, no reward), (b) rewardgen PPO training with a representative multi-component reward,
 by default inside the same sandboxed worker process evolve uses (``run_worker``, mode "train",
 trainer "ppo"; env-steps/s as the worker measured them, and the worker's peak RSS), (c) SB3 PPO
-(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a.
+(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a, and where
+b's time went (physics, rules, policy, reward, update: the trainer's own clocks). ``throughput_table``
+does that for several tasks in one run, by default one per gymnasium env (``THROUGHPUT_TASKS``), every
+repeat going over all of them before the next.
 ``learning`` compares the two trainers on the env's own reward at equal steps.
 """
 
