@@ -4,7 +4,10 @@
 (no policy, no reward), (b) rewardgen PPO training with a representative multi-component reward,
 by default inside the same sandboxed worker process evolve uses (``run_worker``, mode "train",
 trainer "ppo"; env-steps/s as the worker measured them, and the worker's peak RSS), (c) SB3 PPO
-(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a.
+(our ``SB3Trainer`` settings) over 8 gymnasium envs with the same reward; then b/c and b/a, and where
+b's time went (physics, rules, policy, reward, update: the trainer's own clocks). ``throughput_table``
+does that for several tasks in one run, by default one per gymnasium env (``THROUGHPUT_TASKS``), every
+repeat going over all of them before the next.
 ``learning`` compares the two trainers on the env's own reward at equal steps.
 """
 
@@ -162,7 +165,7 @@ def _measure_worker_main() -> None:
     rss_kb = res.peak_rss_kb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = res.result or {}
     print(json.dumps({"stage": res.stage, "error": res.error, "env_steps": r.get("env_steps"),
-                      "seconds": r.get("seconds"), "wall_seconds": res.seconds, "isolation": res.isolation,
+                      "seconds": r.get("seconds"), "timing": (r.get("extra") or {}).get("timing"), "wall_seconds": res.seconds, "isolation": res.isolation,
                       "worker_peak_rss_mb": rss_kb / 1024.0 if sys.platform != "darwin" else rss_kb / 2**20}))
 
 
@@ -193,50 +196,55 @@ def worker_ppo(task: Task, source: str, config: TrainConfig, wall_seconds: float
     return out
 
 
-def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, sim_seconds: float = 5.0,
-               num_worlds: int | None = None, repeats: int = 3, seed: int = 0,
-               reward_source: str = REPRESENTATIVE_REWARD, in_process: bool = False,
-               runner: TrainRunner | None = None, **ppo_hp: Any) -> dict:
-    """Side-by-side throughput of (a) raw sim, (b) rewardgen PPO training, (c) SB3 PPO training.
+#: one task per gymnasium MuJoCo env (the eleven behind the sixteen tasks), cheapest physics first: the
+#: suite's task where there is one, as users train it (with the task's own PPO settings)
+THROUGHPUT_TASKS = ("inverted-pendulum-balance", "double-pendulum-balance", "reacher-reach", "pusher-push",
+                    "swimmer-swim", "halfcheetah-run", "hopper-hop", "walker-run", "ant-run", "humanoid-stand-up",
+                    "humanoid-run")
 
-    :param num_worlds: worlds of (a) and (b); default: the PPO default (``PPOHyperparams.num_envs``).
-    :param repeats: run (a), (b), (c) in turn this many times; medians (and medians of the per-repeat
-        ratios) are reported, so slow phases of a shared machine hit all three alike.
-    :param in_process: train (b) in this process instead of the sandboxed worker (then ``ppo_hp``
-        overrides PPOHyperparams, e.g. rollout_steps=16, and the peak RSS is this process's).
-    :param runner: custom (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput`` (in process).
-    """
-    from rewardgen.trainers.ppo import PPOHyperparams
+#: where (b)'s training time goes, from the trainer's ``timing`` (seconds of its threads; with the helper
+#: thread physics and rules run beside the reward's booking, so the shares can add up to more than 1)
+SPLIT_KEYS = ("physics", "rules", "policy", "reward", "update", "setup")
 
-    task = get_task(task_id)
-    if ppo_hp and not in_process and runner is None:
-        raise ValueError("PPO hyperparameter overrides need in_process=True "
-                         "(the worker trains with the task's settings over the defaults)")
-    num_worlds = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
-    mode = "in-process" if (in_process or runner is not None) else "worker"
-    run = runner or (lambda t, src, cfg: in_process_ppo(t, src, cfg, num_envs=num_worlds, **ppo_hp))
-    a_sim, a_roll, b, b_wall, c, rss = [], [], [], [], [], []
-    for r in range(repeats):
-        raw = raw_sim(task, num_worlds, sim_seconds, seed=seed + r)
-        a_sim.append(raw["batchsim_env_steps_per_s"])
-        a_roll.append(raw["rollout_env_steps_per_s"])
-        config = TrainConfig(steps=ppo_steps, seed=seed + r, num_envs=num_worlds)
-        if mode == "worker":
-            w = worker_ppo(task, reward_source, config)
-            b.append(w["env_steps_per_s"])
-            b_wall.append(w["env_steps"] / w["wall_seconds"])
-            rss.append(w["worker_peak_rss_mb"])
-            isolation = w["isolation"]
-        else:
-            start = time.perf_counter()
-            out = run(task, reward_source, config)
-            b.append(out.env_steps / (time.perf_counter() - start))
-            rss.append(peak_rss_mb())
-        c.append(sb3_throughput(task, reward_source, sb3_steps, seed=seed + r)["env_steps_per_s"])
+
+def _split(timing: dict | None) -> dict[str, float] | None:
+    """Shares of the training's wall time (``total_s``): physics (``mujoco.rollout``, dynamics and probe),
+    rules (the simulator's Python: observations, terminations, env reward, State, resets), policy (per-step
+    inference: normalisation, the actor, the observation statistics; and the batched passes after a rollout),
+    reward (the candidate's function and its books), update (PPO's epochs), setup (simulator and networks)."""
+    if not timing or not timing.get("total_s") or "physics_s" not in timing:
+        return None
+    total = timing["total_s"]
+    return {k: timing.get(f"{k}_s", 0.0) / total for k in SPLIT_KEYS}
+
+
+def _one_repeat(task: Task, num_worlds: int, ppo_steps: int, sb3_steps: int, sim_seconds: float, seed: int,
+                reward_source: str, mode: str, run: TrainRunner) -> dict:
+    """(a), (b) and (c) of one task, once, in turn."""
+    raw = raw_sim(task, num_worlds, sim_seconds, seed=seed)
+    out = {"a_batchsim": raw["batchsim_env_steps_per_s"], "a_rollout": raw["rollout_env_steps_per_s"]}
+    config = TrainConfig(steps=ppo_steps, seed=seed, num_envs=num_worlds)
+    if mode == "worker":
+        w = worker_ppo(task, reward_source, config)
+        out |= {"b": w["env_steps_per_s"], "b_worker_wall": w["env_steps"] / w["wall_seconds"],
+                "rss": w["worker_peak_rss_mb"], "isolation": w["isolation"], "timing": w.get("timing")}
+    else:
+        start = time.perf_counter()
+        res = run(task, reward_source, config)
+        out |= {"b": res.env_steps / (time.perf_counter() - start), "rss": peak_rss_mb(), "timing": res.timing}
+    out["c"] = sb3_throughput(task, reward_source, sb3_steps, seed=seed)["env_steps_per_s"]
+    return out
+
+
+def _summarise(task_id: str, num_worlds: int, repeats: list[dict], mode: str, ppo_steps: int, sb3_steps: int) -> dict:
+    """Medians over repeats (ratios: medians of the per-repeat ratios, so that a slow phase of a shared
+    machine, which hits a repeat's a, b and c alike, cancels out)."""
     med = statistics.median
+    col = {k: [r[k] for r in repeats] for k in ("a_batchsim", "a_rollout", "b", "c")}
+    a_sim, a_roll, b, c = col["a_batchsim"], col["a_rollout"], col["b"], col["c"]
     result = {
-        "task": task_id, "num_worlds": num_worlds, "repeats": repeats, "b_mode": mode,
-        "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
+        "task": task_id, "env": get_task(task_id).env_id, "num_worlds": num_worlds, "repeats": len(repeats),
+        "b_mode": mode, "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
         "a_raw_batchsim_env_steps_per_s": med(a_sim),
         "a_raw_rollout_env_steps_per_s": med(a_roll),
         "b_rewardgen_ppo_env_steps_per_s": med(b),
@@ -244,14 +252,79 @@ def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, 
         "ratio_b_over_c": med([x / y for x, y in zip(b, c)]),
         "ratio_b_over_a_batchsim": med([x / y for x, y in zip(b, a_sim)]),
         "ratio_b_over_a_rollout": med([x / y for x, y in zip(b, a_roll)]),
-        "peak_rss_mb": max(rss),
+        "peak_rss_mb": max(r["rss"] for r in repeats),
         "runs": {"a_batchsim": a_sim, "a_rollout": a_roll, "b": b, "c": c},
     }
-    if b_wall:  # the worker's whole life, interpreter start and imports included
-        result["b_worker_wall_env_steps_per_s"] = med(b_wall)
-        result["runs"]["b_worker_wall"] = b_wall
-        result["b_worker_isolation"] = isolation
+    splits = [s for s in (_split(r.get("timing")) for r in repeats) if s]
+    if splits:
+        result["b_split"] = {k: med([s[k] for s in splits]) for k in SPLIT_KEYS}
+        result["runs"]["b_timing"] = [r.get("timing") for r in repeats]
+    if mode == "worker":  # the worker's whole life, interpreter start and imports included
+        result["b_worker_wall_env_steps_per_s"] = med([r["b_worker_wall"] for r in repeats])
+        result["runs"]["b_worker_wall"] = [r["b_worker_wall"] for r in repeats]
+        result["b_worker_isolation"] = repeats[-1]["isolation"]
     return result
+
+
+def throughput(task_id: str, ppo_steps: int = 200_000, sb3_steps: int = 16_384, sim_seconds: float = 5.0,
+               num_worlds: int | None = None, repeats: int = 3, seed: int = 0,
+               reward_source: str = REPRESENTATIVE_REWARD, in_process: bool = False,
+               runner: TrainRunner | None = None, **ppo_hp: Any) -> dict:
+    """Side-by-side throughput of (a) raw sim, (b) rewardgen PPO training, (c) SB3 PPO training.
+
+    :param num_worlds: worlds of (a) and (b); default: the task's PPO setting, else PPO's default.
+    :param repeats: run (a), (b), (c) in turn this many times; medians (and medians of the per-repeat
+        ratios) are reported, so slow phases of a shared machine hit all three alike.
+    :param in_process: train (b) in this process instead of the sandboxed worker (then ``ppo_hp``
+        overrides PPOHyperparams, e.g. rollout_steps=16, and the peak RSS is this process's).
+    :param runner: custom (b): ``runner(task, reward_source, TrainConfig) -> TrainOutput`` (in process).
+    """
+    return throughput_table([task_id], ppo_steps=ppo_steps, sb3_steps=sb3_steps, sim_seconds=sim_seconds,
+                            num_worlds=num_worlds, repeats=repeats, seed=seed, reward_source=reward_source,
+                            in_process=in_process, runner=runner, **ppo_hp)["rows"][0]
+
+
+def throughput_table(tasks: list[str] | tuple[str, ...] = THROUGHPUT_TASKS, ppo_steps: int = 200_000,
+                     sb3_steps: int = 16_384, sim_seconds: float = 5.0, num_worlds: int | None = None,
+                     repeats: int = 3, seed: int = 0, reward_source: str = REPRESENTATIVE_REWARD,
+                     in_process: bool = False, runner: TrainRunner | None = None,
+                     say: Callable[[str], None] | None = None, **ppo_hp: Any) -> dict:
+    """``throughput`` of several tasks side by side in one run: every repeat runs (a), (b), (c) of each
+    task in turn before the next repeat starts, so a slow phase of the machine spreads over the tasks.
+    Returns ``{"rows": [one throughput result per task], "load": {"before", "after"}, ...}``."""
+    from rewardgen.trainers.ppo import PPOHyperparams
+
+    if ppo_hp and not in_process and runner is None:
+        raise ValueError("PPO hyperparameter overrides need in_process=True "
+                         "(the worker trains with the task's settings over the defaults)")
+    mode = "in-process" if (in_process or runner is not None) else "worker"
+    plan = []
+    for task_id in tasks:
+        task = get_task(task_id)
+        n = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
+        run = runner or (lambda t, src, cfg, n=n: in_process_ppo(t, src, cfg, num_envs=n, **ppo_hp))
+        plan.append((task_id, task, n, run))
+    load_before = _loadavg()
+    per_task: dict[str, list[dict]] = {task_id: [] for task_id, *_ in plan}
+    for r in range(repeats):
+        for task_id, task, n, run in plan:
+            one = _one_repeat(task, n, ppo_steps, sb3_steps, sim_seconds, seed + r, reward_source, mode, run)
+            per_task[task_id].append(one)
+            if say is not None:
+                say(f"repeat {r + 1}/{repeats} {task_id}: a {one['a_rollout']:,.0f}, b {one['b']:,.0f}, "
+                    f"c {one['c']:,.0f} env-steps/s (b/a {one['b'] / one['a_rollout']:.2f}, "
+                    f"b/c {one['b'] / one['c']:.1f}); load {_loadavg()}")
+    rows = [_summarise(task_id, n, per_task[task_id], mode, ppo_steps, sb3_steps) for task_id, _, n, _ in plan]
+    return {"rows": rows, "repeats": repeats, "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
+            "sim_seconds": sim_seconds, "b_mode": mode, "cores": os.cpu_count(),
+            "load": {"before": load_before, "after": _loadavg()}}
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # pragma: no cover - no load average on this system
+        return "unknown"
 
 
 def _fitness(task: Task, export, episodes: int, seed: int) -> float:

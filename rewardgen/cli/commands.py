@@ -32,6 +32,7 @@ from rewardgen.cli.display import (
     loadavg,
     summary_table,
     tasks_text,
+    throughput_table_view,
 )
 from rewardgen.errors import UserError, flatten
 from rewardgen.safetext import term
@@ -275,6 +276,9 @@ def cmd_bench(args) -> int:
 
     if args.what == "suite":
         return cmd_bench_suite(args)
+    if args.what == "throughput" and args.sim == "cpu":
+        args.task_list = throughput_tasks(args)  # checked before anything runs
+    args.task = args.task or "halfcheetah-run"
     task_named(args.task)
     if args.what == "export":
         return cmd_bench_export(args)
@@ -355,18 +359,49 @@ def cmd_bench(args) -> int:
         console.print(f"bench throughput on {args.task}: MuJoCo Warp on {args.device}")
         result = warp_throughput(args.task, device=args.device)
     elif args.what == "throughput":
-        console.print(f"bench throughput on {args.task}: raw simulation, rewardgen PPO (sandboxed worker), "
-                      f"SB3 PPO over 8 gymnasium envs - side by side in one run")
-        result = bench.throughput(args.task)
+        tasks = throughput_tasks(args)
+        repeats = args.repeats or 3
+        ppo_steps = args.steps if args.steps_given else 200_000
+        console.print(f"bench throughput on {', '.join(tasks)}: a = bare mujoco.rollout, b = rewardgen PPO "
+                      f"(sandboxed worker, {human_steps(ppo_steps)} env-steps), c = SB3 PPO over 8 gymnasium envs "
+                      f"({human_steps(args.sb3_steps)} env-steps) - side by side, {repeats} repeat(s); "
+                      f"load {loadavg()}", highlight=False)
+        result = bench.throughput_table(tasks, ppo_steps=ppo_steps, sb3_steps=args.sb3_steps,
+                                        sim_seconds=args.sim_seconds, repeats=repeats, seed=args.seed,
+                                        say=lambda line: console.print(line, highlight=False))
+        console.print(throughput_table_view(result, console.width))  # (with --json on stderr, as the progress)
     else:
         console.print(f"bench learning on {args.task}: rewardgen PPO vs SB3 PPO, {human_steps(args.steps)} env-steps x "
                       f"{args.seeds or 3} seeds")
         result = bench.learning(args.task, args.steps, seeds=tuple(range(args.seeds or 3)))
     if args.json:
         emit_json(result)
-    elif args.what not in ("schedule", "evolve"):
+    elif args.what not in ("schedule", "evolve", "throughput"):
         console.print_json(json.dumps(result, default=str))
     return 0
+
+
+def throughput_tasks(args) -> list[str]:
+    """``bench throughput``'s tasks: ``--tasks all`` or a comma-separated list, ``--task T``, or by default
+    one task per gymnasium env (``bench.train.THROUGHPUT_TASKS``); each checked to load (exit 2 if not)."""
+    from rewardgen.bench.train import THROUGHPUT_TASKS
+
+    if getattr(args, "task_list", None):
+        return args.task_list
+    if args.tasks is not None and args.task is not None:
+        raise UsageError("give --task or --tasks, not both")
+    if args.tasks is not None:
+        names = [x.strip() for x in args.tasks.split(",") if x.strip()]
+        if not names:
+            raise UsageError(f"--tasks takes 'all' or a comma-separated list of task ids, got {args.tasks!r}")
+        tasks = list(THROUGHPUT_TASKS) if names == ["all"] else names
+    else:
+        tasks = [args.task] if args.task is not None else list(THROUGHPUT_TASKS)
+    if len(set(tasks)) != len(tasks):
+        raise UsageError(f"--tasks names a task twice: {args.tasks!r}")
+    for name in tasks:
+        task_named(name)
+    return tasks
 
 
 def cmd_bench_export(args) -> int:

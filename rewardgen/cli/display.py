@@ -488,3 +488,34 @@ class SuiteProgress:
                      + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
         elif kind == "warning":
             self.say(f"  {task} warning: {d.get('message')}")
+
+
+def throughput_table_view(result: dict, width: int = 80):
+    """``rewardgen bench throughput``'s table: per task (one per env) a = bare ``mujoco.rollout``, b =
+    rewardgen PPO in its worker, c = SB3 PPO (env-steps/s, medians), b/a and b/c (medians of the
+    per-repeat ratios), and where b's time went."""
+    def rate(v: float) -> str:
+        return f"{v:,.0f}"
+
+    def split(row: dict) -> str:
+        s = row.get("b_split")
+        if not s:
+            return "-"
+        return " ".join(f"{k[:4]} {s[k]:.0%}" for k in ("physics", "rules", "policy", "reward", "update"))
+
+    # short headers: Rich does not wrap a header in a column whose cells may not wrap
+    cols = [Col("task"), Col("worlds", 3, justify="right"), Col("a rollout", justify="right"),
+            Col("a BatchSim", 4, justify="right"), Col("b PPO", justify="right"),
+            Col("c SB3", justify="right"), Col("b/a", justify="right"), Col("b/c", justify="right"),
+            Col("b's time", 2, wrap=True)]
+    rows = [[term(r["task"], markup=False), str(r["num_worlds"]), rate(r["a_raw_rollout_env_steps_per_s"]),
+             rate(r["a_raw_batchsim_env_steps_per_s"]), rate(r["b_rewardgen_ppo_env_steps_per_s"]),
+             rate(r["c_sb3_ppo_env_steps_per_s"]), f"{r['ratio_b_over_a_rollout']:.2f}",
+             f"{r['ratio_b_over_c']:.1f}", split(r)] for r in result["rows"]]
+    caption = ("a: bare mujoco.rollout of the same model, worlds and cores; b: rewardgen PPO in its worker; c: SB3 "
+               "PPO on the same reward; b's time: shares of its wall time in physics, rules (observations, "
+               "terminations, State), policy inference, reward and update; "
+               f"env-steps/s, medians over {result['repeats']} repeat(s); b/a and b/c: medians of each repeat's "
+               f"ratio; b: {result['ppo_steps']:,} env-steps ({result['b_mode']}), c: {result['sb3_steps']:,}; "
+               f"load {result['load']['before']} before, {result['load']['after']} after")
+    return fitted_table(cols, rows, width, title="throughput", caption=caption)

@@ -212,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "evolved >= human (docs/benchmarks.md); resumable.")
     p.add_argument("what", choices=["throughput", "learning", "schedule", "evolve", "suite", "export"],
                    help="which benchmark")
-    p.add_argument("--task", default="halfcheetah-run", help="task id (default halfcheetah-run)")
+    p.add_argument("--task", default=None, help="task id (default halfcheetah-run; throughput: every env's task, "
+                   "see --tasks)")
     p.add_argument("--steps", type=env_steps, default=None,
-                   help="learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
+                   help="throughput: env-steps of each b training (default 200000); learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
                         "schedule: the full budget per candidate (default: the task's; same as --schedule-steps); "
                         "suite: every task's budget instead of its own (quick runs)")
     p.add_argument("--seeds", type=positive_int, default=None, help="learning: number of seeds, 0..N-1 (default 3; PPO's "
@@ -223,7 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "and medians); suite: final training seeds per method (default 3)")
     p.add_argument("--samples", type=positive_int, default=None, help="schedule: candidates (default 8); evolve: "
                    "candidates per generation (default 4); suite: candidates per generation (default 4)")
-    p.add_argument("--repeats", type=positive_int, default=None, help="evolve: repeats, medians reported (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="throughput, evolve: repeats, interleaved, medians reported (default 3)")
+    p.add_argument("--sb3-steps", type=env_steps, default=16_384,
+                   help="throughput: env-steps of each SB3 PPO training, c (default 16384; it is a rate)")
+    p.add_argument("--sim-seconds", type=positive_float, default=5.0,
+                   help="throughput: seconds of each raw simulation, a (default 5)")
     p.add_argument("--workers", type=positive_int, default=None,
                    help="evolve: candidates trained at once (default 1: nothing hides the per-candidate overhead); "
                         "suite: trainings at once (default: CPU cores)")
@@ -245,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "judge each schedule's pick by its reward's mean fitness over them, as `rewardgen final` "
                         "would (costs N full trainings per candidate; default 0: off)")
     p.add_argument("--tasks", default=None, metavar="T,T,...",
-                   help="suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
+                   help="throughput: 'all' (the default: one task per gymnasium env) or comma-separated task ids; "
+                        "suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
                         f"default: {', '.join(DEFAULT_SUITE_TASKS)})")
     p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
                    "the same --out to continue an interrupted suite (default runs/suite)")

@@ -29,6 +29,7 @@ each world keeps its own generator and resets are the same as gymnasium's for th
 from __future__ import annotations
 
 import os
+import time
 import types
 import warnings
 from functools import cached_property
@@ -330,6 +331,9 @@ class BatchSim:
         self._qvel_adr = slice(1 + self.nq, 1 + self.nq + self.nv)
         self._state_arrays: dict[str, np.ndarray] | None = None
         self._index_sensors()
+        #: seconds spent in ``step``: in ``mujoco.rollout`` (physics: dynamics and probe) and the rest
+        #: (rules: observations, terminations, env reward, State, resets), for the trainer's timing
+        self.timing = {"physics_s": 0.0, "rules_s": 0.0}
 
     # ------------------------------------------------------------------------------------------
     # model building
@@ -466,8 +470,10 @@ class BatchSim:
     # ------------------------------------------------------------------------------------------
     def _probe_run(self, state: np.ndarray, out_sens: np.ndarray, ctrl: np.ndarray) -> None:
         k = state.shape[0]
+        t0 = time.perf_counter()
         self._pool.rollout([self._probe_model] * k, self._datas_probe, 1, _CTRL, state, None,
                            ctrl[:k], self._probe_state[:k], out_sens, None)
+        self.timing["physics_s"] += time.perf_counter() - t0
 
     def _reset_worlds(self, idx: np.ndarray) -> np.ndarray:
         """Reset worlds ``idx``; return their fresh observations."""
@@ -560,14 +566,17 @@ class BatchSim:
 
     def step(self, action: np.ndarray) -> StepResult:
         """Advance every world by one env step with ``action`` (N, act_dim) in [-1, 1]; auto-reset."""
+        t_start, physics_before = time.perf_counter(), self.timing["physics_s"]
         action = np.asarray(action, dtype=np.float32).reshape(self.n, self.act_dim)
         ctrl = self._rescale(action) if self._rescale is not None else action
         self._last_action[:] = action
         self._last_ctrl[:] = ctrl
         self._ctrl[:] = np.asarray(ctrl, dtype=np.float64)[:, None, :]
         qpos_before = self._state[:, self._qpos_adr].copy()
+        t0 = time.perf_counter()
         self._pool.rollout([self._dyn_model] * self.n, self._datas_dyn, self.frame_skip, _CTRL,
                            self._state, None, self._ctrl, self._out_state, self._out_sens, None)
+        self.timing["physics_s"] += time.perf_counter() - t0
         self._state[:] = self._out_state[:, -1]
         if self._probe_ctrl_of_step:
             self._probe_ctrl[:] = self._ctrl[:, -1:]
@@ -594,6 +603,7 @@ class BatchSim:
             idx = np.flatnonzero(done)
             next_obs[idx] = self._reset_worlds(idx)
         self.obs = next_obs
+        self.timing["rules_s"] += time.perf_counter() - t_start - (self.timing["physics_s"] - physics_before)
         return StepResult(next_obs, reward, terminated, truncated, final_obs)
 
     # ------------------------------------------------------------------------------------------

@@ -238,7 +238,9 @@ class PPOTrainer(Trainer):
         global_step = 0
         losses: dict[str, float] = {}
         clock = time.perf_counter
-        timing = {"sim_s": 0.0, "reward_s": 0.0, "collect_s": 0.0, "update_s": 0.0}  # where the time goes
+        # where the time goes: sim_s is this thread's wait for the step, policy_s the actor's inference
+        # and the observation statistics per step plus the batched passes after a rollout
+        timing = {"sim_s": 0.0, "reward_s": 0.0, "policy_s": 0.0, "collect_s": 0.0, "update_s": 0.0}
         setup_s = clock() - start
         half_log_2pi = 0.5 * math.log(2 * math.pi)
 
@@ -306,10 +308,12 @@ class PPOTrainer(Trainer):
                 noise = torch.randn((T, n, act_dim), generator=gen, device=device) * agent.log_std.exp()
                 pending = None  # a step whose reward is still to be booked
                 for t in range(T):
+                    t0 = clock()
                     x = normalize(raw_obs)
                     obs_buf[t] = x
                     action = agent.actor(x) + noise[t]
                     act_buf[t] = action
+                    timing["policy_s"] += clock() - t0
                     stepping = helper.submit(sim.step, action.clamp(-1.0, 1.0)) if helper is not None else None
                     if pending is not None:  # the previous step's, while this step's physics runs
                         book(*pending)
@@ -326,10 +330,13 @@ class PPOTrainer(Trainer):
                     if helper is None:
                         book(*pending)
                         pending = None
+                    t0 = clock()
                     raw_obs = on_device(res.obs)
                     obs_rms.update(raw_obs)
+                    timing["policy_s"] += clock() - t0
                 if pending is not None:
                     book(*pending)
+                t_passes = clock()
 
                 # ---- values, log-probs and truncation bootstraps in one batched pass each ------------
                 b_obs = obs_buf.reshape(batch, obs_dim)
@@ -349,6 +356,7 @@ class PPOTrainer(Trainer):
                     delta = rewards[t] + hp.gamma * nv * nonterminal - values[t]
                     last = delta + hp.gamma * hp.gae_lambda * nonterminal * last
                     adv[t] = last
+                timing["policy_s"] += clock() - t_passes
             # leave inference mode: these take part in autograd below
             b_obs, b_act, b_val, b_logp = b_obs.clone(), b_act.clone(), b_val.clone(), b_logp.clone()
             b_adv = adv.reshape(batch).clone()
@@ -418,7 +426,8 @@ class PPOTrainer(Trainer):
                            seconds=seconds, slice_env_steps=global_step, resumed_from=resumed_from,
                            resume_state=resume_state(resumed_from + global_step, agent, optimizer, obs_rms, ret_rms,
                                                      gen, worlds),
-                           losses=losses, num_envs=n, timing={"setup_s": setup_s, **timing, "total_s": seconds})
+                           losses=losses, num_envs=n,
+                           timing={"setup_s": setup_s, **timing, **getattr(sim, "timing", {}), "total_s": seconds})
 
 
 # -- resumable state (TrainConfig.resume): npz + JSON header, no pickles --------------------------
