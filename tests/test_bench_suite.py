@@ -125,6 +125,34 @@ def test_suite_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path):
     assert blocker.read_text() == "not a directory"
 
 
+def test_the_default_suite_is_every_task_with_an_env_reward_cheapest_first(tmp_path):
+    """Without --tasks the suite runs every task whose baseline is the env's own reward (Eureka's
+    comparison), read from the task files: the twelve today, and a new task file joins by itself."""
+    import shutil
+
+    from rewardgen.bench.suite import SuiteConfig, default_tasks, parse_tasks
+    from rewardgen.tasks.spec import ENVIRONMENTS_DIR, list_tasks
+
+    tasks = default_tasks()
+    with_env = {t.id for t in list_tasks() if t.baseline_kind == "env"}
+    assert set(tasks) == with_env and len(tasks) == len(with_env) == 12
+    assert {"double-pendulum-balance", "pusher-push", "swimmer-swim", "humanoid-run",
+            "humanoid-stand-up"} <= set(tasks)
+    assert not {"ant-circle", "halfcheetah-backflip", "hopper-backflip", "hopper-jump-in-place"} & set(tasks)
+    budgets = {t.id: t.default_steps for t in list_tasks()}
+    assert [budgets[t] for t in tasks] == sorted(budgets[t] for t in tasks)
+    assert tasks[0] == "inverted-pendulum-balance"
+    assert parse_tasks(None) == (tasks, {}) and SuiteConfig().tasks == tasks
+    assert parse_tasks("swimmer-swim,ant-run=300k") == (["swimmer-swim", "ant-run"], {"ant-run": 300_000})
+
+    # a task directory of its own: a new env-reward task joins, a sparse-baseline one does not
+    for name in ("swimmer-swim", "ant-circle", "reacher-reach"):
+        shutil.copy(ENVIRONMENTS_DIR / f"{name}.yaml", tmp_path)
+    text = (ENVIRONMENTS_DIR / "reacher-reach.yaml").read_text().replace("id: reacher-reach", "id: reacher-near")
+    (tmp_path / "reacher-near.yaml").write_text(text.replace("default_steps: 150000", "default_steps: 20000"))
+    assert default_tasks(tmp_path) == ["reacher-near", "reacher-reach", "swimmer-swim"]
+
+
 def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     """The suite's reflection showed candidates spending terms on constants ("dropped drift/upright_body0:
     constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, and

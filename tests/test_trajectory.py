@@ -133,3 +133,22 @@ def test_a_flip_is_not_reported_as_a_fall():
     trajectories = {"best": {"facts": episode_facts(traj)}}
     assert not behaviour_facts(trajectories, get_task("halfcheetah-backflip")).flipped
     assert behaviour_facts(trajectories, get_task("halfcheetah-run")).flipped
+
+
+def test_a_fixed_base_arm_pointing_down_has_not_flipped_over():
+    """The pusher's base never tilts, so the episode facts watch its most tilted link; a forearm
+    pointing down most of the episode is a pose, not a fall, and must not raise the control cost
+    (the suite's pusher run: "its policy spent 88% of an episode upside-down")."""
+    from rewardgen.proposers.reflection import behaviour_facts
+
+    traj = _synthetic()
+    up_link = traj["up_z"]
+    arm = traj | {"main_body": "shoulder", "bodies": ["shoulder", "forearm"], "up_z": np.ones_like(up_link),
+                  "height": np.full(len(up_link), 0.5),
+                  "tilt_deg": np.stack([np.zeros(len(up_link)), np.degrees(np.arccos(up_link))], axis=1)}
+    facts = episode_facts(arm)
+    assert facts["tilt_body"] == "forearm" and facts["upside_down_fraction"] == pytest.approx(0.45)
+    pusher = get_task("pusher-push")
+    assert not behaviour_facts({"best": {"facts": facts}}, pusher).flipped
+    walker = {"best": {"facts": episode_facts(traj)}}  # the main body itself turned over: a fall
+    assert behaviour_facts(walker, pusher).flipped and behaviour_facts(walker, pusher).upside_down == pytest.approx(0.45)

@@ -26,11 +26,18 @@ from rewardgen.errors import UserError
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
 
-#: the seven tasks with an env reward that rewardgen PPO's batched simulator runs, cheapest first
-DEFAULT_TASKS = ("inverted-pendulum-balance", "reacher-reach", "halfcheetah-run-backward", "hopper-hop",
-                 "walker-run", "halfcheetah-run", "ant-run")
 SUITE_FILE = "suite.json"
 TABLE_FILE = "suite.md"
+
+
+def default_tasks(directory: Path | None = None) -> list[str]:
+    """The suite's tasks when ``--tasks`` is not given: every task whose human baseline is the env's own
+    reward (the comparison the suite exists for), read from the task files so a new one joins by itself;
+    cheapest budget first, so an interrupted suite has finished the most tasks."""
+    from rewardgen.tasks.spec import ENVIRONMENTS_DIR, list_tasks
+
+    tasks = list_tasks(directory or ENVIRONMENTS_DIR)
+    return [t.id for t in sorted((t for t in tasks if t.has_env_reward), key=lambda t: (t.default_steps, t.id))]
 
 
 class SuiteError(UserError):
@@ -42,7 +49,7 @@ class SuiteConfig:
     """What the suite runs. ``steps`` None: each task's default budget (the point of the suite);
     a number overrides every task's budget (quick runs, tests)."""
 
-    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    tasks: list[str] = field(default_factory=default_tasks)
     out: str = "runs/suite"
     task_steps: dict[str, int] = field(default_factory=dict)  # one task's budget (``--tasks ant-run=300000``)
     seeds: int = 3
@@ -438,7 +445,7 @@ def markdown_table(result: dict) -> str:
 def parse_tasks(text: str | None) -> tuple[list[str], dict[str, int]]:
     """``--tasks a,b=300000``: the task ids in order, and the budgets given to some of them."""
     if text is None:
-        return list(DEFAULT_TASKS), {}
+        return default_tasks(), {}
     tasks, steps = [], {}
     for item in (x.strip() for x in text.split(",")):
         if not item:
@@ -460,11 +467,11 @@ def run_suite(config: SuiteConfig, progress=None) -> dict:
 
 
 __all__ = [
-    "DEFAULT_TASKS",
     "HEADER",
     "Suite",
     "SuiteConfig",
     "SuiteError",
+    "default_tasks",
     "markdown_table",
     "run_suite",
     "share_line",

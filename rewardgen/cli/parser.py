@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rewardgen.bench.suite import DEFAULT_TASKS as DEFAULT_SUITE_TASKS
 from rewardgen.cli.commands import (
     cmd_bench,
     cmd_check,
@@ -253,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default=None, metavar="T,T,...",
                    help="throughput: 'all' (the default: one task per gymnasium env) or comma-separated task ids; "
                         "suite: comma-separated task ids, each optionally with its own budget (ant-run=300000; "
-                        f"default: {', '.join(DEFAULT_SUITE_TASKS)})")
+                        "default: every task whose baseline is the env's own reward, as `rewardgen tasks` "
+                        "lists them, cheapest budget first)")
     p.add_argument("--out", default="runs/suite", help="suite: directory of its runs, state and table; rerun with "
                    "the same --out to continue an interrupted suite (default runs/suite)")
     p.add_argument("--generations", type=positive_int, default=3, help="suite: generations per evolve (default 3)")
