@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 TRANSCRIPTS = Path("/work/shared/llm-transcripts")
+DOC_TRANSCRIPTS = ROOT / "docs" / "llm-transcripts"  # the answers docs/llm.md measured, in the repository
 _FENCE = re.compile(r"^```(?:python|py)\n(.*?)^```", re.S | re.M)
 
 
@@ -87,10 +88,11 @@ def _transcripts() -> list[tuple[str, str]]:
     from rewardgen.proposers.extract import extract_code
 
     out = []
-    for path in sorted(TRANSCRIPTS.glob("*/resp-*.md")) if TRANSCRIPTS.is_dir() else []:
-        code = extract_code(path.read_text())
-        if code:
-            out.append((f"transcript:{path.parent.name}/{path.name}", code))
+    for root in (TRANSCRIPTS, DOC_TRANSCRIPTS):
+        for path in sorted(root.glob("*/resp-*.md")) if root.is_dir() else []:
+            code = extract_code(path.read_text())
+            if code:
+                out.append((f"transcript:{root.parent.name}/{path.parent.name}/{path.name}", code))
     return out
 
 
