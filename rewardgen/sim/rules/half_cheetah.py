@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewardgen.sim.rules.base import EnvRules, GymView
+from rewardgen.sim.rules.forward_runner import ForwardRunnerRules
 
 
-class HalfCheetahRules(EnvRules):
+class HalfCheetahRules(ForwardRunnerRules):
     env_class = "HalfCheetahEnv"
-
-    def __init__(self, env: Any):
-        super().__init__(env)
-        self.excl = 1 if env._exclude_current_positions_from_observation else 0
-        self.w_forward = env._forward_reward_weight
-        self.w_ctrl = env._ctrl_cost_weight
-        self.dt = float(env.dt)
-
-    def observation(self, xp: Any, v: GymView) -> Any:
-        return xp.concat([v.qpos[:, self.excl:], v.qvel], axis=1)
-
-    def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
-        x_velocity = (v.qpos[:, 0] - v.qpos_before[:, 0]) / self.dt
-        return self.w_forward * x_velocity - self.w_ctrl * xp.sum(xp.square(v.action), axis=1)
+    position_dims = 1  # root x
 
     def reset(self, xp: Any, draw: Any, init_qpos: Any, init_qvel: Any) -> tuple:
         c = self.noise
