@@ -335,6 +335,8 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     assert "do not repeat" not in text
     assert "From its evaluation episodes alone a fitness here is uncertain by about +-0.01" in text
     assert "this run has retrained no reward on other seeds, so by how much is not measured here" in text
+    # the evaluation's uncertainty is not offered as the whole noise: the training seed is left out of it
+    assert "which leaves the training seed out" in text and "can still be the seed's luck" in text
     # a child level with its parent within the evaluation's noise is said to be
     level = compare(_record(1, 2, [(61_440, 0.2070)], parent="g0c1"), gen0[0])
     assert "too small to tell from noise" in level.text("g1c2", "g0c1")

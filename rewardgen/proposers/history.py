@@ -233,8 +233,10 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
         lines.append(f"Training on another seed moves it more: {c.label} ({fit_text(c.fitness)} on its own training "
                      f"seed) scored {vals} when retrained at the full budget on {len(c.retrained)} other seeds.")
     else:
-        lines.append("Training the same reward on another seed can move it further; this run has retrained no "
-                     "reward on other seeds, so by how much is not measured here.")
+        lines.append("Training the same reward on another seed can move it further, often far more than the "
+                     "evaluation's uncertainty above (which leaves the training seed out): a difference many times "
+                     "that uncertainty can still be the seed's luck; this run has retrained no reward on other "
+                     "seeds, so by how much is not measured here.")
     return lines
 
 
