@@ -122,8 +122,8 @@ def test_termination_of_keeps_its_results():
         'The episode ends at once unless the torso\'s height (s.joint_pos["rootz"]) stays above 0.7 m.',
         'The episode ends at once unless the torso\'s pitch angle (s.joint_pos["rooty"]) stays between -0.2 '
         'and 0.2 rad (exclusive).',
-        "The episode ends at once unless every joint angle and velocity after the root's x and z "
-        "(s.qpos[:, 2:] and s.qvel) stays between -100 and 100 (exclusive)."]
+        "The episode ends at once unless the root's pitch and every joint angle, and every velocity, the "
+        "root's included (s.qpos[:, 2:] and s.qvel) stays between -100 and 100 (exclusive)."]
     assert lines["double-pendulum-balance"][1] == ("The episode ends at once unless the height of the upper "
                                                    "pole's tip (s.site_pos[\"tip\"][:, 2]) stays above 1 m.")
     assert lines["humanoid-run"][1] == ("The episode ends at once unless the torso's height (s.qpos[:, 2]) "

@@ -1,5 +1,5 @@
-"""Hopper-v5: a one-legged planar hopper. Healthy also needs every state entry after the root's x
-and z (angles and velocities) inside ``healthy_state_range``."""
+"""Hopper-v5: a one-legged planar hopper. Healthy also needs the root's pitch, every
+joint angle and every velocity (the root's included) inside ``healthy_state_range``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ class HopperRules(PlanarWalkerRules):
 
     def __init__(self, env: Any):
         super().__init__(env)
-        self.health += (Bound("s.qpos[:, 2:] and s.qvel", "every joint angle and velocity after the root's x and z",
+        self.health += (Bound("s.qpos[:, 2:] and s.qvel",
+                              "the root's pitch and every joint angle, and every velocity, the root's included",
                               *range_of(env._healthy_state_range), False),)
 
     def bounded(self, xp: Any, v: GymView) -> tuple:
