@@ -586,11 +586,7 @@ class BatchSim:
         qpos, qvel = self.qpos, self.qvel
         view = _SensorView(self, qpos, qvel, stale, self._probe_sens[:, 0], qpos_before=qpos_before, action=ctrl,
                            ctrl=self._ctrl[:, -1])
-        rules = self.rules
-        obs = rules.observation(xnp, view)
-        terminated = rules.terminated(xnp, view)
-        reward = rules.reward(xnp, view, self._xy_before, terminated)
-        progress = rules.progress(xnp, view)
+        obs, terminated, reward, progress = self.rules.after_step(xnp, view, self._xy_before)
         if progress is not None:
             self._xy_before = np.array(progress)
         self.episode_step += 1

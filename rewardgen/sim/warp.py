@@ -389,11 +389,7 @@ class WarpSim:
         self._run("refresh", self._refresh)
         qpos, qvel = v["qpos"].clone(), v["qvel"].clone()
         view = _TensorView(self.n, qpos, qvel, gym, v["xpos"], cfrc, qpos_before=qpos_before, action=ctrl, ctrl=ctrl)
-        rules = self.rules
-        obs = rules.observation(xt, view)
-        terminated = rules.terminated(xt, view)
-        reward = rules.reward(xt, view, self._xy_before, terminated)
-        progress = rules.progress(xt, view)
+        obs, terminated, reward, progress = self.rules.after_step(xt, view, self._xy_before)
         if progress is not None:
             self._xy_before.copy_(progress)
         self.episode_step += 1

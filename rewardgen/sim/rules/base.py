@@ -287,6 +287,13 @@ class EnvRules:
         ``progress``)."""
         raise NotImplementedError
 
+    def after_step(self, xp: Any, v: GymView, before: Array | None) -> tuple[Array, Array, Array, Array | None]:
+        """(observation, terminated, reward, progress) for the step that led to ``v``, in the order
+        gymnasium computes them (the reward may read ``terminated``); one sequence for every simulator."""
+        obs = self.observation(xp, v)
+        terminated = self.terminated(xp, v)
+        return obs, terminated, self.reward(xp, v, before, terminated), self.progress(xp, v)
+
     def reset(self, xp: Any, draw: Draw, init_qpos: Array, init_qvel: Array) -> tuple[Array, Array]:
         """(qpos, qvel), each (n, nq)/(n, nv): gymnasium's ``reset_model`` draw (default: uniform
         noise of ``noise`` on both)."""
