@@ -103,6 +103,17 @@ def test_dead_zygote_falls_back_to_a_fresh_worker_and_says_so(fresh_zygote):
     assert not _facts(res)["torch_preloaded"]  # a fresh interpreter indeed
 
 
+def test_a_closed_zygote_never_starts_again(monkeypatch):
+    """A command that fails fast closes its zygote while the ``prestart`` thread may not have begun: that
+    thread must then start nothing (a fork in flight while the interpreter exits broke a lock and printed
+    a traceback under the command's one-line error)."""
+    monkeypatch.setenv("REWARDGEN_ZYGOTE", "1")
+    z = zygote.Zygote()
+    z.close()
+    zygote._start_if_idle(z)
+    assert z.pid is None and z.error
+
+
 def test_switched_off_runs_fresh_without_a_warning(monkeypatch):
     monkeypatch.setenv("REWARDGEN_ZYGOTE", "0")
     res = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")

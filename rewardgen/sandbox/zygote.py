@@ -337,10 +337,14 @@ class Zygote:
 
     def close(self) -> None:
         """Stop the zygote (end-of-file on its socket; it kills what is left of its children). One
-        still importing is killed at once (``prestart`` for a command that then failed fast)."""
+        still importing is killed at once (``prestart`` for a command that then failed fast). A closed
+        zygote never starts again: a ``prestart`` thread that had not begun yet must not fork while the
+        command exits (the interpreter's shutdown and a fork in flight break each other's locks)."""
         if self._sock is None and self._proc is not None:
             self._kill()
         with self._lock:
+            if self.error is None:
+                self.error = "this command's zygote was closed"
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None
