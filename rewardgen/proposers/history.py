@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED
+from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.safetext import for_llm, llm_name
@@ -207,9 +207,10 @@ def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:
     return out
 
 
-def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[str]:
+def noise_lines(records: list[CandidateRecord], episodes: int | None, reference: bool = False) -> list[str]:
     """How much a fitness here can move by chance, from what the run measured: the evaluation episodes'
-    standard error, and retrainings on other seeds where the run has any (never a number it lacks)."""
+    standard error, and retrainings on other seeds where the run has any (never a number it lacks; with
+    ``reference``, the task's earlier measurement, stated with the task, gives the seed's scale)."""
     ses = []
     for c in records:
         for m in measures(c):
@@ -219,7 +220,8 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
                 ses.append(math.sqrt(var / len(m.episodes)))
     n = episodes or (len(measures(records[0])[0].episodes) if records and measures(records[0]) else None)
     count = f"{n} evaluation episode{'s' if n != 1 else ''}" if n else "its evaluation episodes"
-    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed."]
+    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed (each candidate its own "
+             "seed; every policy evaluated from the same starts)."]
     if ses:
         ses.sort()
         median = ses[len(ses) // 2]
@@ -236,7 +238,9 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
         lines.append("Training the same reward on another seed can move it further, often far more than the "
                      "evaluation's uncertainty above (which leaves the training seed out): a difference many times "
                      "that uncertainty can still be the seed's luck; this run has retrained no reward on other "
-                     "seeds, so by how much is not measured here.")
+                     "seeds" + (", so the spread to expect is the one measured on this task before (the ± in "
+                                "the task's 'For scale' line)." if reference else ", so by how much is not "
+                                "measured here."))
     return lines
 
 
@@ -383,7 +387,8 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if all("max_tilt_deg" in f for f in episodes):
         tilt_body = episodes[0].get("tilt_body") or body
         up = max(float(f.get("upside_down_fraction") or 0.0) for f in episodes)
-        parts.append(f"{tilt_body} tilted at most {max(f['max_tilt_deg'] for f in episodes):.0f} deg from its initial pose"
+        most = max(episodes, key=lambda f: f["max_tilt_deg"])
+        parts.append(f"{tilt_body} tilted at most {tilt_text(most)}"
                      + (f", upside-down up to {up:.0%} of an episode" if up > 0 else ""))
     facts = behaviour_facts(trajectories, task)
     falls = [f for f in episodes if f.get("falls") and f.get("falls_matter", True)]
@@ -471,13 +476,18 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
 
 
 def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None,
-                   with_change: bool | str) -> str:
-    """A candidate of an older generation: its line, and its change. ``with_change``: True, its whole
-    diff (or code); "short", the change only when it has at most ``OLDER_CHANGE_LINES`` lines (never cut
-    in the middle: a longer one is named by its size); False, the size of its change only."""
+                   with_change: bool | str, task: Task | None = None) -> str:
+    """A candidate of an older generation: its line, what its policy did in the trusted episodes (with
+    ``task``: the newest generation's one-line summary, kept until the prompt has no room for it), and
+    its change. ``with_change``: True, its whole diff (or code); "short", the change only when it has at
+    most ``OLDER_CHANGE_LINES`` lines (never cut in the middle: a longer one is named by its size); False,
+    the size of its change only."""
     line = "- " + header(record, parent, budget)
     if record.status != "ok":
         line += ": " + for_llm(record.error or "", limit=200)
+    behaviour = behaviour_line(record.stats or {}, task, task.episode_length) if task is not None else None
+    if behaviour:
+        line += "\n  " + behaviour
     if with_change == "short" and record.source.strip():
         size = len(diff_lines(parent, record)) if parent is not None and parent.source.strip() else \
             len(record.source.strip().splitlines())

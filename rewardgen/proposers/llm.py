@@ -139,7 +139,8 @@ class LLMProposer(Proposer):
         entries = [h.describe_candidate(c, parent_of(c), ctx.task, ends_early, budget) for c in newest]
         skipped = sum(1 for c in (ctx.history[-1] if ctx.history else []) if h.request_failure(c))
         # older generations: 0 with their whole changes, 1 with their short changes only (a long one is left
-        # out whole, never cut), 2 one line each, 3 one line in all
+        # out whole, never cut), both with each candidate's trusted-episode line; 2 one line each, 3 one
+        # line in all
         levels = [0] * last
         changes = {0: True, 1: "short", 2: False}
         first_rung = min((m.steps for c in everyone for m in h.measures(c)[:1]), default=None)
@@ -155,7 +156,7 @@ class LLMProposer(Proposer):
                 out.append(f"Generation {g}:")
                 for c in gen:
                     line = h.describe_older(c, parent_of(c), budget, with_change=changes[level] if c is not best
-                                            else False)
+                                            else False, task=ctx.task if level < 2 and c is not best else None)
                     out.append(line + (" (the best so far: its code is above)" if c is best else ""))
             return out
 
@@ -168,7 +169,8 @@ class LLMProposer(Proposer):
                       "success": max((m.fitness for m in h.measures(best)), default=best.fitness or 0)
                       >= ctx.task.success_threshold},
                 leaders=h.budget_leaders(everyone),
-                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None),
+                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None,
+                                    reference=bool(ctx.task.reference)),
                 first_rung=h.steps_text(first_rung) if first_rung is not None and len(
                     {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
                 flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")

@@ -185,10 +185,30 @@ def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
                  if seeds == 1 else f"{seeds} training seeds")
     return [f"A candidate's fitness is the mean over {episodes} evaluation episode{'s' if episodes != 1 else ''} of its "
             f"trained policy, run with its mean action (no exploration noise) from new random starts; it comes from "
-            f"{seed_text}. Success means at least {task.success_threshold:g}.",
+            f"{seed_text}. Each candidate trains on a training seed of its own, and every candidate's policy is "
+            f"evaluated from the same random starts. Success means at least {task.success_threshold:g}.",
             "Training episodes (reported later as tables) are of the exploring policy, which samples its actions "
             "around the mean action; the trusted fitness runs the mean action alone. The two can behave very "
-            "differently: a policy that runs while exploring can stand still with its mean action, or the reverse."]
+            "differently: a policy that runs while exploring can stand still with its mean action, or the reverse.",
+            *reference_lines(plan, task)]
+
+
+def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
+    """What rewardgen measured on this task before (the task file's ``reference``): a scale for the
+    fitness, and the training seed's noise, which one run's single-seed fitnesses cannot show."""
+    from rewardgen.tasks.spec import REFERENCE_REWARDS
+
+    ref = task.reference
+    if not ref:
+        return []
+    rewards = "; ".join(f"{REFERENCE_REWARDS[k]} {mean:.3g} ± {std:.2g}" for k, (mean, std) in ref["rewards"].items())
+    budget = f"{ref['steps']:,} env-steps"
+    if plan is not None and plan.steps != ref["steps"]:
+        budget += f" (this run trains to {plan.steps:,})"
+    return [f"For scale, rewardgen measured this task before at {budget}, retraining each reward from scratch on "
+            f"{ref['seeds']} training seeds (mean ± standard deviation over the seeds; {ref['measured']}): "
+            f"{rewards}. The ± is how far one reward's fitness moves with the training seed alone: two candidates "
+            "whose fitnesses differ by less than it may be equally good."]
 
 
 # ----- the robot at reset: initial joint values, which way the root's hinges lean, frames

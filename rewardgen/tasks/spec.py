@@ -14,6 +14,8 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 
 from __future__ import annotations
 
+import math
+
 from rewardgen.errors import UserError, flatten
 
 from dataclasses import dataclass, field
@@ -60,6 +62,9 @@ class Task:
     # rewardgen PPO settings this task trains better with (PPOHyperparams fields, see PPO_TASK_KEYS);
     # explicit settings of a caller still win
     ppo: dict[str, Any] = field(default_factory=dict)
+    # what rewardgen measured on this task, for scale (see REFERENCE_REWARDS): {"steps", "seeds",
+    # "measured", "rewards": {name: [mean, std over training seeds]}}; {} when never measured
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline_kind(self) -> str:
@@ -101,6 +106,8 @@ class Task:
         raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
         if self.ppo:
             raw["ppo"] = dict(self.ppo)
+        if self.reference:
+            raw["reference"] = {**self.reference, "rewards": {k: list(v) for k, v in self.reference["rewards"].items()}}
         return raw
 
     @property
@@ -190,6 +197,7 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         source=where,
         baseline=baseline,
         ppo=ppo,
+        reference=_reference(raw.get("reference"), where),
     )
 
 
@@ -264,6 +272,39 @@ def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
             raise TaskError(f"{where}: ppo.{key} must be positive, got {value!r}")
         out[key] = value
     return out
+
+
+#: the rewards a task's ``reference`` may report, and what each is
+REFERENCE_REWARDS: dict[str, str] = {
+    "env": "the env's own reward",
+    "sparse": "the sparse success reward",
+    "evolved": "the offline proposer's evolved reward",
+}
+
+
+def _reference(raw: Any, where: str) -> dict[str, Any]:
+    """A task file's ``reference``: the final retrainings of rewardgen's suite at one budget, shown to the
+    proposer for scale and as the training seed's noise. Numbers only (a task file is untrusted)."""
+    if raw is None:
+        return {}
+    shape = "like {steps: 300000, seeds: 3, measured: '2026-12-05, commit 8b9307a', rewards: {env: [0.54, 0.24]}}"
+    if not isinstance(raw, dict) or set(raw) - {"steps", "seeds", "measured", "rewards"}:
+        raise TaskError(f"{where}: 'reference' must be a mapping {shape}")
+    steps, seeds, measured, rewards = raw.get("steps"), raw.get("seeds"), raw.get("measured"), raw.get("rewards")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (steps, seeds)):
+        raise TaskError(f"{where}: reference.steps and reference.seeds must be positive integers")
+    if not isinstance(measured, str) or not 0 < len(measured) <= 60 or not measured.isprintable():
+        raise TaskError(f"{where}: reference.measured must be a short line (a date and a commit)")
+    if not isinstance(rewards, dict) or not rewards or set(rewards) - set(REFERENCE_REWARDS):
+        raise TaskError(f"{where}: reference.rewards must map some of {', '.join(REFERENCE_REWARDS)} to [mean, std]")
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in rewards.items():
+        ok = isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in pair)
+        if not ok or pair[1] < 0:
+            raise TaskError(f"{where}: reference.rewards.{name} must be [mean, std] (finite numbers, std >= 0)")
+        out[name] = (float(pair[0]), float(pair[1]))
+    return {"steps": steps, "seeds": seeds, "measured": measured, "rewards": out}
 
 
 def load_task_file(path: Path) -> Task:
