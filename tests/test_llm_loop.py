@@ -432,6 +432,7 @@ def test_the_task_prompt_states_the_initial_pose_and_which_way_a_root_hinge_lean
     assert ('s.joint_pos["rooty"] (hinge of torso) starts at 0 rad; it turns the body about world +y: a positive '
             "value turns its top (its local +z) toward world +x.") in hopper
     assert "s.body_pos, s.site_pos and s.com_pos are world positions (not relative to a parent body)" in hopper
+    assert "torso: parent world, mass 3.67 kg, initial world position (0, 0, 1.25)" in hopper  # not the parent's frame
     assert "Each reset adds uniform noise of up to +-0.005 to every entry of s.qpos and s.qvel" in hopper
     assert "the trusted fitness runs the mean action alone. The two can behave very differently" in hopper
     # checked against MuJoCo itself: a positive rooty moves the torso's z axis toward +x

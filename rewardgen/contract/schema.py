@@ -153,7 +153,7 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
         parent = body_name.get(int(model.body_parentid[b]), "world")
         pos = data.xpos[b]
         note = f"  {name}: parent {parent}, mass {model.body_mass[b]:.3g} kg, " \
-               f"initial position ({pos[0]:.3g}, {pos[1]:.3g}, {pos[2]:.3g})"
+               f"initial world position ({pos[0]:.3g}, {pos[1]:.3g}, {pos[2]:.3g})"
         if b == schema.robot_root:
             note += f", robot root (total robot mass {total_mass:.3g} kg)"
         free = [j for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b])
