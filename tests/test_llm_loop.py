@@ -369,6 +369,16 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     assert ("in this run, g1c1 was behind g0c1 at 61,440 env-steps (0.156 against 0.2064) and ahead at 301,056 "
             "(2.289 against 1.464)") in text
     assert "stalled" not in text or "moved slower than" in text
+    # the best so far is the top of several single-seed draws; the answers compete side by side
+    assert "The best so far is the highest of 4 single-seed results, so on a new seed its reward most likely " \
+           "scores lower" in text
+    assert "This request is answered 4 times" in text and "a reward submitted unchanged is retrained" in text
+    from dataclasses import replace as _replace
+
+    from rewardgen.proposers.taskfacts import TrainingPlan
+    last = _replace(ctx, plan=TrainingPlan(steps=301_056, samples=4, worlds=64, generations=3))
+    assert "This is generation 2 of the run's 3 (numbered from 0), the last" in \
+        LLMProposer(LLMSettings(base_url="http://unused")).reflection(last)
     gen0[0].retrained = [0.40, 2.09, 2.21]  # a confirmation on other seeds, where the run has one
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     assert "g0c1 (1.464 on its own training seed) scored 0.4, 2.09, 2.21 when retrained" in text

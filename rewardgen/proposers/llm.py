@@ -173,7 +173,9 @@ class LLMProposer(Proposer):
                                     reference=bool(ctx.task.reference)),
                 first_rung=h.steps_text(first_rung) if first_rung is not None and len(
                     {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
-                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
+                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params",
+                samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
+                results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))
 
         out = text()
         while room is not None and len(out) > room and any(level < 3 for level in levels):

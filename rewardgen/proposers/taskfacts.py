@@ -36,6 +36,7 @@ class TrainingPlan:
     :param eval_episodes: trusted evaluation episodes behind each fitness.
     :param training_seeds: training seeds behind each fitness (evolve trains each candidate once).
     :param observation_size: length of the observation vector the policy sees.
+    :param generations: generations the run plans in all (None: not told).
     """
 
     steps: int
@@ -47,6 +48,7 @@ class TrainingPlan:
     eval_episodes: int = 1
     training_seeds: int = 1
     observation_size: int | None = None
+    generations: int | None = None
 
 
 def _num(x: float) -> str:
@@ -166,7 +168,8 @@ def plan_lines(plan: TrainingPlan, task: Task) -> list[str]:
     per_world = plan.steps / max(plan.worlds, 1)
     lines = [f"Each candidate trains for {_num(plan.steps)} env-steps (one env-step is one step of one world): "
              f"{plan.worlds} worlds in parallel, about {_num(round(per_world))} steps per world, "
-             f"{per_world / task.episode_length:.2g} times the {task.episode_length}-step time limit."]
+             f"{per_world / task.episode_length:.2g} times the {task.episode_length}-step time limit. Every "
+             "candidate trains from scratch: nothing but its code comes from its parent."]
     lines += plan.trainer_lines
     if plan.observation_size:
         lines.append(f"The policy observes the env's own observation vector ({plan.observation_size} numbers, "
@@ -196,19 +199,30 @@ def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
 def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     """What rewardgen measured on this task before (the task file's ``reference``): a scale for the
     fitness, and the training seed's noise, which one run's single-seed fitnesses cannot show."""
+    from rewardgen.tasks.fitness import make_fitness
     from rewardgen.tasks.spec import REFERENCE_REWARDS
 
     ref = task.reference
     if not ref:
         return []
-    rewards = "; ".join(f"{REFERENCE_REWARDS[k]} {mean:.3g} ± {std:.2g}" for k, (mean, std) in ref["rewards"].items())
+    names = dict(REFERENCE_REWARDS, env=f"the env's own reward ({task.env_id}'s)" if task.env_id else "the env's reward")
+    if "sparse" in ref["rewards"]:
+        fitness = make_fitness(task.fitness, task.schema)
+        pace = fitness.step_threshold(task.success_threshold, task.episode_length)
+        names["sparse"] = f"the sparse success reward (1 on each step where {fitness.expr} >= {pace:.3g}, else 0)"
+    rewards = "; ".join(f"{names[k]} {mean:.3g} ± {std:.2g}" for k, (mean, std) in ref["rewards"].items())
     budget = f"{ref['steps']:,} env-steps"
     if plan is not None and plan.steps != ref["steps"]:
         budget += f" (this run trains to {plan.steps:,})"
+    widest = max(std for _, std in ref["rewards"].values())
     return [f"For scale, rewardgen measured this task before at {budget}, retraining each reward from scratch on "
             f"{ref['seeds']} training seeds (mean ± standard deviation over the seeds; {ref['measured']}): "
-            f"{rewards}. The ± is how far one reward's fitness moves with the training seed alone: two candidates "
-            "whose fitnesses differ by less than it may be equally good."]
+            f"{rewards}.",
+            f"The ± is how far one reward's fitness moves with the training seed alone, and it depends on the "
+            f"reward: the widest here, ±{widest:.2g}, is what to expect of a reward that finds the behaviour on "
+            f"some seeds and not on others. Two candidates each trained once differ by the luck of two draws, "
+            f"about 1.4 times that (about {1.4 * widest:.2g} here), so a smaller gap between them is no evidence "
+            f"either way. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
 
 
 # ----- the robot at reset: initial joint values, which way the root's hinges lean, frames
