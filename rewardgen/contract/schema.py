@@ -170,7 +170,8 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
         kind = _JOINT_KIND[int(model.jnt_type[j])]
         unit = "rad" if kind == "hinge" else "m"
         axis_world = data.xaxis[j]
-        rng = _fmt_range(*model.jnt_range[j], bool(model.jnt_limited[j]), unit)
+        lo, hi = model.jnt_range[j]
+        rng = _fmt_range(lo, hi, bool(model.jnt_limited[j]), unit)
         anchor = data.xanchor[j]
         at = f" at ({anchor[0]:.3g}, {anchor[1]:.3g}, {anchor[2]:.3g})" if kind == "hinge" else ""
         add(f"  {name}: {kind} on body {body_name[int(model.jnt_bodyid[j])]}{at}, "

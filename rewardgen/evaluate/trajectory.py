@@ -34,7 +34,7 @@ from rewardgen.sim.episode import run_episode
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
-from rewardgen.tasks.spec import Task
+from rewardgen.tasks.spec import Task, space_dims
 
 FALL_TILT_DEG = 60.0
 STALL_SPEED = 0.05
@@ -62,7 +62,7 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
     """
     env = task.make_env()
     try:
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
         policy = DeterministicPolicy(export)
         fitness = make_fitness(task.fitness, task.schema)
         run = run_episode(task, env, policy, fitness, seed, task.schema.body_index(main_body(task)))

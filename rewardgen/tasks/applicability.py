@@ -18,7 +18,8 @@ from rewardgen.tasks.fitness import FitnessError, _axis, format_fitness, make_fi
 
 def _chain_joints(model: "mujoco.MjModel", body_id: int) -> list[int]:
     """Every joint between a body and the world (its own and its ancestors')."""
-    joints, b = [], body_id
+    joints: list[int] = []
+    b = body_id
     while b > 0:
         joints += range(int(model.body_jntadr[b]), int(model.body_jntadr[b]) + int(model.body_jntnum[b]))
         b = int(model.body_parentid[b])

@@ -78,6 +78,7 @@ class MjcfEnv(MujocoEnv):
     def is_healthy(self) -> bool:
         if not self._terminate_when_unhealthy:
             return True
+        assert self._healthy_z_range is not None  # set exactly when unhealthy ends an episode
         lo, hi = self._healthy_z_range
         mujoco.mj_kinematics(self.model, self.data)  # positions after the step, not before its last substep
         z = float(self.data.xpos[self._healthy_body][2])

@@ -30,6 +30,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 import yaml
+from gymnasium import spaces
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 from rewardgen.contract.schema import Schema, derive_schema
 from rewardgen.resources import ENVIRONMENTS_DIR
@@ -81,7 +83,7 @@ class Task:
         """The compiled model (loaded once per process)."""
         env = self.make_env()
         try:
-            return env.unwrapped.model
+            return mujoco_env(env).model
         finally:
             env.close()
 
@@ -90,7 +92,7 @@ class Task:
         env = self.make_env()
         try:
             frame_skip = int(getattr(env.unwrapped, "frame_skip", self.frame_skip))
-            return derive_schema(env.unwrapped.model, model_name=self.robot_label, frame_skip=frame_skip)
+            return derive_schema(mujoco_env(env).model, model_name=self.robot_label, frame_skip=frame_skip)
         finally:
             env.close()
 
@@ -122,14 +124,36 @@ class Task:
         else:
             from rewardgen.tasks.mjcf_env import MjcfEnv
 
+            assert self.mjcf is not None, "a task names an env id or an MJCF file"  # task_from_dict checks it
             env = gym.wrappers.TimeLimit(
                 MjcfEnv(self.mjcf, frame_skip=self.frame_skip, reset_noise=self.reset_noise,
                         render_mode=render_mode, **self.env_kwargs),
                 max_episode_steps=self.episode_length)
-        low, high = env.action_space.low, env.action_space.high
-        if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
-            env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        act = box(env.action_space)
+        if not (np.allclose(act.low, -1.0) and np.allclose(act.high, 1.0)):
+            env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
         return env
+
+
+def mujoco_env(env: gym.Env) -> MujocoEnv:
+    """The MuJoCo env under a task env's wrappers (every task's env is one: a gymnasium MuJoCo env or
+    ``MjcfEnv``), typed as such for what it holds (``model``, ``data``, ``frame_skip``, ``dt``)."""
+    u = env.unwrapped
+    if not isinstance(u, MujocoEnv):
+        raise TypeError(f"{type(u).__name__} is not a MuJoCo env")
+    return u
+
+
+def box(space: gym.Space) -> spaces.Box:
+    """A task env's observation or action space, which is a flat Box (``low``, ``high``, ``shape``)."""
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise TypeError(f"expected a flat Box space, got {space}")
+    return space
+
+
+def space_dims(env: gym.Env) -> tuple[int, int]:
+    """``(obs_dim, act_dim)`` of a task env."""
+    return int(box(env.observation_space).shape[0]), int(box(env.action_space).shape[0])
 
 
 def _require(raw: dict, key: str, kind: type, where: str):
@@ -215,6 +239,8 @@ def _env_frame_skip(env_id: str, env_kwargs: dict[str, Any]) -> int | None:
         from gymnasium.envs.registration import load_env_creator
 
         creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+        if creator is None:
+            return None
         default = inspect.signature(creator).parameters.get("frame_skip")
     except Exception:  # noqa: BLE001 - an env that cannot be looked up is reported when it is built
         return None
