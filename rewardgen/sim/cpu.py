@@ -42,7 +42,7 @@ from mujoco import _rollout
 
 from rewardgen.contract.state import State
 from rewardgen.sim import StepResult
-from rewardgen.sim.rules import init_from_env
+from rewardgen.sim.rules import EnvMirror, init_from_env
 from rewardgen.tasks.spec import Task
 
 _S = mujoco.mjtSensor
@@ -253,7 +253,7 @@ class _SensorView:
         return out
 
 
-class BatchSim:
+class BatchSim(EnvMirror):
     """N worlds of ``task`` stepped in lockstep; gymnasium semantics per world, auto-reset.
 
     :param task: the task (gymnasium v5 env or MJCF file).

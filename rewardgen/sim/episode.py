@@ -115,7 +115,7 @@ def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int
             rows["action_sq"].append(float(np.sum(np.square(action))))
         if filled == FITNESS_CHUNK or done:
             values.extend(float(v) for v in fitness.per_step(buffers.to_state())[:filled].tolist())
-            if record_body is not None:
+            if record_body is not None and up0 is not None:  # up0 is drawn exactly when a body is recorded
                 cos = np.clip((buffers.body_up[:filled].astype(np.float64) * up0).sum(axis=-1), -1.0, 1.0)
                 rows["height"].extend(buffers.body_pos[:filled, record_body, 2].astype(np.float64))
                 rows["up_z"].extend(cos[:, record_body])
