@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from rewardgen.errors import UserError
 from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401
@@ -355,7 +355,7 @@ class RunStore(RunFiles):
                                 f"choose a writable --runs-dir") from None
         store = cls(path)
         try:
-            store.write_run(dict(run, id=path.name))
+            store.write_run(cast(RunRecord, {**run, "id": path.name}))  # the caller's run.json, named
         except OSError as exc:
             shutil.rmtree(path, ignore_errors=True)  # never leave a run without its run.json
             raise RunStoreError(f"cannot write a run in {runs_dir} ({exc.strerror or exc}); "
@@ -384,7 +384,7 @@ class RunStore(RunFiles):
             raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
-        return run
+        return cast(RunRecord, run)  # an object: its known keys are read as RunRecord types them
 
     def write_run(self, run: RunRecord) -> None:
         self.write_json(RUN_FILE, run)
