@@ -185,7 +185,9 @@ def leader(records: list[CandidateRecord]) -> CandidateRecord | None:
 
     def score(c: CandidateRecord) -> tuple:
         wins = sum(1 for o in ok if o is not c and _beats(c, o))
-        peak = max((m.fitness for m in measures(c)), default=measure_at(c).fitness)
+        last = measure_at(c)
+        assert last is not None  # ok holds the candidates with a measure
+        peak = max((m.fitness for m in measures(c)), default=last.fitness)
         return wins, peak, -c.generation, -c.candidate
 
     return max(ok, key=score)
@@ -370,7 +372,6 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if not episodes:
         return None
     parts = []
-    lengths = sorted({int(f["length"]) for f in episodes})
     ended = [f for f in episodes if f.get("terminated") and int(f["length"]) < horizon]
     if not ended:
         parts.append(f"every shown episode ran to the time limit ({horizon} steps)")
@@ -383,7 +384,8 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     body = episodes[0].get("main_body") or "main body"
     if all("height_mean" in f for f in episodes):
         lo, hi = min(f["height_min"] for f in episodes), max(f["height_max"] for f in episodes)
-        parts.append(f"{body} height {lo:.2f}-{hi:.2f} m (mean {sum(f['height_mean'] for f in episodes) / len(episodes):.2f})")
+        mean = sum(f['height_mean'] for f in episodes) / len(episodes)
+        parts.append(f"{body} height {lo:.2f}-{hi:.2f} m (mean {mean:.2f})")
     if all("max_tilt_deg" in f for f in episodes):
         tilt_body = episodes[0].get("tilt_body") or body
         up = max(float(f.get("upside_down_fraction") or 0.0) for f in episodes)
@@ -398,7 +400,8 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if all("displacement" in f for f in episodes):
         dx = [f["displacement"][0] for f in episodes]
         sp = [f["mean_speed_x"] for f in episodes]
-        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x ({min(sp):+.2f} to {max(sp):+.2f} m/s)")
+        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x "
+                     f"({min(sp):+.2f} to {max(sp):+.2f} m/s)")
     stalled = [float(f.get("stalled_fraction") or 0.0) for f in episodes if "stalled_fraction" in f]
     if stalled and max(stalled) > 0:
         parts.append(f"its centre of mass stalled (moved slower than {100 * STALL_SPEED:.0f} cm/s over "
@@ -434,7 +437,7 @@ def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int 
             "eliminated": "cut by the schedule"}.get(record.fate or "", "trained")
     line = f"{who}: {fate}; {fitness_text(record)}"
     cmp = compare(record, parent)
-    if cmp is not None:
+    if cmp is not None and parent is not None:  # a comparison has a parent
         line += "; " + cmp.text(record.label, parent.label)
     elif parent is not None:
         line += f"; its parent {parent.label} has no fitness to compare with"
@@ -499,7 +502,7 @@ def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budg
     elif with_change and record.source.strip():
         line += "\n" + change_block(record, parent)
     elif record.source.strip() and parent is not None:
-        changed = [l for l in diff_lines(parent, record)[2:] if l[:1] in "+-"]
+        changed = [line for line in diff_lines(parent, record)[2:] if line[:1] in "+-"]
         line += f" ({len(changed)} lines changed from {parent.label})"
     return line
 
@@ -509,6 +512,7 @@ def generation_summary(records: list[CandidateRecord]) -> str:
     if not ok:
         return f"{len(records)} candidates, none trained successfully"
     best = leader(ok)
+    assert best is not None  # ok is not empty
     return f"{len(records)} candidates, {len(ok)} trained; best like with like {best.label}: {fitness_text(best)}"
 
 

@@ -11,7 +11,6 @@ Tests check these lines against the simulator and the fitness functions for ever
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import mujoco
@@ -62,7 +61,7 @@ def hinge_rates(task: Task, body: str, axis: int) -> list[tuple[str, float]]:
     State, in the initial pose). Only joints that turn the body about that axis and no other count."""
     model = task.model
     schema = task.schema
-    out = []
+    out: list[tuple[str, float]] = []
     for name, dof in zip(schema.joints, schema.joint_dof_adr):
         j = schema.joint_ids[schema.joints.index(name)]
         if int(model.jnt_type[j]) != int(mujoco.mjtJoint.mjJNT_HINGE):
@@ -78,9 +77,9 @@ def hinge_rates(task: Task, body: str, axis: int) -> list[tuple[str, float]]:
     return out
 
 
-def _rotation_sense(task: Task, fitness: Fitness) -> str | None:
+def _rotation_sense(task: Task, fitness: Fitness) -> str:
     params = fitness.params
-    body, axis_name = params.get("body"), params.get("axis", "y")
+    body, axis_name = str(params["body"]), params.get("axis", "y")  # make_fitness checked the body name
     axis = "xyz".index(axis_name)
     sign = -1.0 if float(params.get("sign", 1)) < 0 else 1.0
     field_expr = f's.body_angvel["{body}"][:, {axis}]'
@@ -261,7 +260,8 @@ def pose_lines(task: Task) -> list[str]:
     root = schema.robot_root
     root_name = schema.robot_root_name
     lines = []
-    root_joints, others = [], []
+    root_joints: list[tuple[str, int, int]] = []
+    others: list[tuple[str, int, int]] = []
     for name, j, adr in zip(schema.joints, schema.joint_ids, schema.joint_qpos_adr):
         (root_joints if int(model.jnt_bodyid[j]) == root else others).append((name, j, int(adr)))
     pos = data.xpos[root]
