@@ -115,7 +115,7 @@ class RunRecord(TypedDict, total=False):
     config: dict[str, Any]  # an EvolveConfig as a dict, ``steps`` resolved
     task: dict[str, Any]  # Task.to_dict()
     proposer: str
-    generations: list["GenerationSummary"]
+    generations: list[GenerationSummary]
     best: dict[str, Any] | None  # {"generation", "candidate", "fitness"}
     tokens: dict[str, int]
     error: str | None
@@ -136,7 +136,7 @@ class GenerationRecord(TypedDict, total=False):
 
     generation: int
     proposer: str
-    candidates: list["ProposalRecord"]
+    candidates: list[ProposalRecord]
     tokens: dict[str, int] | None
     created: str
 
@@ -337,7 +337,7 @@ class RunStore(RunFiles):
 
     # ----- creation and loading
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str, run: dict) -> "RunStore":
+    def create(cls, runs_dir: Path, run_id: str, run: dict) -> RunStore:
         """Create ``runs_dir/run_id`` (a suffix when taken) with its ``run.json``.
 
         Raises RunStoreError, with nothing left behind, when ``runs_dir`` is not a directory that
@@ -363,7 +363,7 @@ class RunStore(RunFiles):
         return store
 
     @classmethod
-    def open(cls, path: Path) -> "RunStore":
+    def open(cls, path: Path) -> RunStore:
         path = Path(path)
         if not path.is_dir():
             raise RunStoreError(f"no run directory at {path}")

@@ -96,7 +96,7 @@ class WorkerJob:
         return out
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "WorkerJob":
+    def from_dict(cls, raw: Any) -> WorkerJob:
         """Rebuild and check a job; raises ``JobError`` naming the first bad key."""
         if isinstance(raw, WorkerJob):
             return raw

@@ -86,7 +86,7 @@ class PolicyExport:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "PolicyExport":
+    def from_bytes(cls, raw: bytes) -> PolicyExport:
         try:
             arrays = load_npz(raw, MAX_POLICY_BYTES, max_arrays=64)
         except ValueError as exc:

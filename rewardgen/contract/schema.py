@@ -197,5 +197,6 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
             target = f"drives joint {_name(model, mujoco.mjtObj.mjOBJ_JOINT, int(model.actuator_trnid[a, 0]), 'joint')}"
         lo, hi = model.actuator_ctrlrange[a]
         rng = _fmt_range(lo, hi, bool(model.actuator_ctrllimited[a]), "")
-        add(f"  [{a}] {name}: {target or 'other transmission'}, gear {model.actuator_gear[a, 0]:.3g}, ctrl range {rng.strip()}")
+        add(f"  [{a}] {name}: {target or 'other transmission'}, gear {model.actuator_gear[a, 0]:.3g}, "
+            f"ctrl range {rng.strip()}")
     return replace(schema, description="\n".join(lines))

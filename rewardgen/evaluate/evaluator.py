@@ -2,23 +2,23 @@
 
 This runs in its own process (``python -m rewardgen.evaluate.evaluator``), started by the orchestrator
 through ``rewardgen.sandbox.trusted.run_trusted_evaluation``, and imports nothing that loads candidate
-code (``tests/test_architecture.py`` holds ``rewardgen.evaluate`` to that). Its inputs are the task spec and a policy file of plain
-arrays (``rewardgen.contract.policy``); its output is one JSON object. Selection uses only its fitness.
+code (``tests/test_architecture.py`` holds ``rewardgen.evaluate`` to that). Its inputs are the task spec and a
+policy file of plain arrays (``rewardgen.contract.policy``); its output is one JSON object. Selection uses only
+its fitness.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
 from rewardgen.evaluate.trajectory import best_and_worst, main_body, trajectory_from_episode
 from rewardgen.sim.episode import run_episode
+from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import Task, space_dims, task_from_dict
 
 

@@ -6,9 +6,9 @@ filled by ``StateBuffers`` after ``refresh_derived``) and returns plain arrays. 
 candidate code, so it may run in the trusted evaluator process.
 
 ``summarize_episode(traj)`` turns one record into a few sentences: how long it lasted and why it
-ended (the termination rule that fired, with the value that broke it), the main body's height over time, falls, time upside-down (from ``body_up``), distance covered
-by the robot's centre of mass, and where it stalled. ``best_and_worst(task, export, evaluation)``
-does this for the best and the worst episode of an evaluation.
+ended (the termination rule that fired, with the value that broke it), the main body's height over time, falls,
+time upside-down (from ``body_up``), distance covered by the robot's centre of mass, and where it stalled.
+``best_and_worst(task, export, evaluation)`` does this for the best and the worst episode of an evaluation.
 
 Definitions (all from the State of each step):
 - main body: the fitness's ``body`` parameter if it names one, else the robot's root body;
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.sim.episode import run_episode
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import make_fitness
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.tasks.spec import Task, space_dims
 
 FALL_TILT_DEG = 60.0
@@ -161,7 +161,7 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     path = float(np.linalg.norm(np.diff(np.vstack([start[None, :2], com[:, :2]]), axis=0), axis=1).sum())
     facts.update(displacement=[float(x) for x in disp], path_length=path,
                  mean_speed_x=float(disp[0] / max(n * dt, 1e-9)))
-    win = max(1, int(round(STALL_SECONDS / dt)))
+    win = max(1, round(STALL_SECONDS / dt))
     if n >= win:
         xy = np.vstack([start[None, :2], com[:, :2]])
         speed = np.linalg.norm(xy[win:] - xy[:-win], axis=1) / (win * dt)  # window ending at each step

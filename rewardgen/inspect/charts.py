@@ -1,9 +1,9 @@
 """Small inline SVG charts built from numbers (no JavaScript, no chart library), for the web UI and the report.
 
 One drawing for both: the web UI's pages and ``report.html`` show the same fitness-per-generation and
-reward-component charts, so they come from the same functions here. Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k; whole numbers only on an integer axis such as
-generations, each one labelled when there are few), an axis label with its unit, and optional
-horizontal reference lines (the task's success threshold). Every label goes through
+reward-component charts, so they come from the same functions here. Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k;
+whole numbers only on an integer axis such as generations, each one labelled when there are few), an axis label
+with its unit, and optional horizontal reference lines (the task's success threshold). Every label goes through
 ``rewardgen.safetext.html``.
 """
 
@@ -228,7 +228,8 @@ def training_chart(training: dict, fitness: float | None = None, *, width: int =
     returns = [(p.get("step"), p.get("return")) for p in eps]
     fits = [(p.get("step"), p.get("fitness")) for p in eps]
     right = {"fitness while training": fits}
-    styles: dict[str, dict[str, Any]] = {"episode return (its reward)": {"color": "#d6604d"}, "fitness while training": {"color": "#1b7837"}}
+    styles: dict[str, dict[str, Any]] = {"episode return (its reward)": {"color": "#d6604d"},
+                                         "fitness while training": {"color": "#1b7837"}}
     done = _finite(fits)
     if _number(fitness) and done:
         right["trusted fitness (evaluation)"] = [(done[-1][0], fitness)]
@@ -238,7 +239,8 @@ def training_chart(training: dict, fitness: float | None = None, *, width: int =
                       y_label="return", right_label="fitness", empty="no finished training episodes")
 
 
-def fitness_chart(generations: Sequence[Mapping[str, Any]], *, width: int = 560, height: int = 220, threshold: float | None = None,
+def fitness_chart(generations: Sequence[Mapping[str, Any]], *, width: int = 560, height: int = 220,
+                  threshold: float | None = None,
                   fitness_label: str = "trusted fitness", median: bool = False,
                   winner: tuple[int, float, str] | None = None) -> Markup:
     """Trusted fitness of every candidate (dots) and the best so far (line), per generation, with the

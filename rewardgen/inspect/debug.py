@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.errors import UserError
 from rewardgen.contract.job import WorkerJob
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError, load_npz
+from rewardgen.errors import UserError
 from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.stats import pearson
 from rewardgen.tasks.spec import Task, space_dims
@@ -383,8 +383,9 @@ def _flags(comps: list[ComponentStats], total: ComponentStats, eps: list[dict]) 
         # ended (a hopper that sped up until it fell) says nothing about them
         values = [np.asarray(e["components"][c.name]) for e in eps if not e.get("terminated")]
         rho, ratio, late = _growth(values)
+        # still growing in the second half: not a start-up that levels off
         if (rho is not None and ratio is not None and late is not None and rho > GROWTH_RANK_CORRELATION
-                and ratio >= GROWTH_RATIO and late >= LATE_GROWTH_RATIO):  # still growing in the second half: not a start-up that levels off
+                and ratio >= GROWTH_RATIO and late >= LATE_GROWTH_RATIO):
             flags.append(Flag("unbounded_growth", c.name,
                               f"'{c.name}' grows steadily with the episode step (|value| x{min(ratio, 1e9):.3g} from "
                               f"the first to the last tenth of the episode): late steps outweigh everything"))

@@ -22,17 +22,25 @@ public ones: ``RewardWrapper``, ``make_env``...), so the reward's helpers are no
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, flatten
-
 import ast
 import math
 from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.syntax import parse
+from rewardgen.errors import UserError, flatten
 from rewardgen.inspect.pages import as_dict
-from rewardgen.store import (MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError,
-                             atomic_write_text, candidate_label, parse_candidate_label)
+from rewardgen.store import (
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    RunStore,
+    RunStoreError,
+    atomic_write_text,
+    candidate_label,
+    parse_candidate_label,
+)
 
 
 class ExportError(UserError):

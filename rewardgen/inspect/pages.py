@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
 import jinja2
 
+from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.inspect.charts import component_chart
-from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.safetext import html
 from rewardgen.store import as_label
 
@@ -116,7 +117,7 @@ def reward_diff(parent_source: str | None, source: str | None, parent_ref: str |
     return {"parent": parent_ref, "lines": lines, "note": "" if lines else f"identical to its parent {parent_ref}"}
 
 
-def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str | None, diff: dict,
+def card(ref: str, key: str, metrics: dict | None, proposal: Mapping[str, Any], source: str | None, diff: dict,
          video: str | None, budget: Any = None, status: str | None = None, video_info: dict | None = None) -> dict:
     """What ``_candidate.html``'s ``card`` shows of one candidate, from its files.
 
@@ -137,7 +138,8 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
         "traceback": m.get("traceback"), "origin": proposal.get("origin"), "parent": as_label(proposal.get("parent")),
         "notes": notes, "hacking": hacking(metrics), "source": source, "diff": diff, "video": video,
         "video_note": ("no video" + (f": {video_error}" if video_error else "")) if m else "training...",
-        "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None, "fate": fate_text(metrics, budget) if m else "",
+        "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None,
+        "fate": fate_text(metrics, budget) if m else "",
         "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
         "evaluation": evaluation, "training": training,
         # what the reward tried in its jail (refused system calls, its guard switched off): said, not hidden
@@ -145,5 +147,16 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
     }
 
 
-__all__ = ["TEMPLATES", "card", "environment", "fate_text", "finite", "fit", "hacking", "as_dict", "as_list", "reward_diff",
-           "steps_text"]
+__all__ = [
+    "TEMPLATES",
+    "as_dict",
+    "as_list",
+    "card",
+    "environment",
+    "fate_text",
+    "finite",
+    "fit",
+    "hacking",
+    "reward_diff",
+    "steps_text",
+]

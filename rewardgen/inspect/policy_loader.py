@@ -19,6 +19,7 @@ with MuJoCo for that).
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import BinaryIO
 
@@ -44,8 +45,9 @@ class Policy(torch.nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         sizes = [int(obs_dim), *[int(h) for h in hidden], int(act_dim)]
-        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.activation, self.clip_obs, self.epsilon, self.rescale = activation, float(clip_obs), float(epsilon), bool(rescale)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.activation, self.clip_obs = activation, float(clip_obs)
+        self.epsilon, self.rescale = float(epsilon), bool(rescale)
         self.register_buffer("obs_mean", torch.zeros(int(obs_dim)))
         self.register_buffer("obs_var", torch.ones(int(obs_dim)))
         self.register_buffer("action_low", -torch.ones(int(act_dim)))

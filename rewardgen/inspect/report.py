@@ -20,9 +20,9 @@ autoescaping passes it through ``rewardgen.safetext.html``; nothing here builds 
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -34,11 +34,23 @@ from markupsafe import Markup
 from rewardgen.inspect import pages
 from rewardgen.inspect.charts import fitness_chart, training_chart
 from rewardgen.inspect.pages import as_dict, finite, num, steps_text
-from rewardgen.safetext import html
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import (FINAL_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
-                             VIDEO_FILE, VIDEO_INFO_FILE, CorruptFileError, as_label, atomic_write_text,
-                             candidate_label, parse_candidate_label)
+from rewardgen.safetext import html
+from rewardgen.store import (
+    FINAL_FILE,
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    PROPOSAL_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    VIDEO_FILE,
+    VIDEO_INFO_FILE,
+    CorruptFileError,
+    as_label,
+    atomic_write_text,
+    candidate_label,
+    parse_candidate_label,
+)
 
 REPORT_NAME = "report.html"
 
@@ -178,9 +190,10 @@ def _confirm_rows(run: dict) -> dict | None:
     if not isinstance(conf, dict) or not isinstance(conf.get("contenders"), list) or not conf.get("best"):
         return None
     chosen = (conf["best"].get("generation"), conf["best"].get("candidate"))
-    rows = [{"ref": as_label(f"{r.get('generation')}/{r.get('candidate')}"), "key": f"{r.get('generation')}-{r.get('candidate')}",
-             "selection": r.get("selection_fitness"), "fitness": r.get("fitness") or [], "mean": r.get("mean"),
-             "std": r.get("std"), "chosen": (r.get("generation"), r.get("candidate")) == chosen}
+    rows = [{"ref": as_label(f"{r.get('generation')}/{r.get('candidate')}"),
+             "key": f"{r.get('generation')}-{r.get('candidate')}", "selection": r.get("selection_fitness"),
+             "fitness": r.get("fitness") or [], "mean": r.get("mean"), "std": r.get("std"),
+             "chosen": (r.get("generation"), r.get("candidate")) == chosen}
             for r in conf["contenders"] if isinstance(r, dict)]
     return {"seeds": conf.get("seeds"), "rows": rows, "changed": bool(conf.get("changed"))}
 
@@ -237,7 +250,7 @@ def _safe_chart(draw) -> Markup | None:
     """A chart, or a note when its data broke it: one bad chart must not lose the report."""
     try:
         return draw()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Markup("<p class='status-bad'>plot failed: {}</p>").format(html(f"{type(exc).__name__}: {str(exc)[:200]}"))
 
 
@@ -246,8 +259,9 @@ def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_d
     video = c.path / VIDEO_FILE
     rel = Path(os.path.relpath(video, out_dir)).as_posix() if c.files is not None and c.files.is_file(video) else None
     diff, parent = _diff(gens, c)
+    # a damaged video.json: just "no video"
     item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status,
-                      video_info=_read_json(c.files, c.path / VIDEO_INFO_FILE, []) if c.files else None)  # a damaged video.json: just "no video"
+                      video_info=_read_json(c.files, c.path / VIDEO_INFO_FILE, []) if c.files else None)
     m = c.metrics or {}
     facts = [f"{label}: {num(m[key])}" for key, label in (("env_steps", "env steps"), ("train_seconds", "training s"),
                                                             ("env_steps_per_second", "env-steps/s"), ("trainer", "trainer"))

@@ -137,7 +137,7 @@ class _SensorView:
     reads after its step (or reset), ``fresh`` the probe's evaluation of the new state. Each quantity
     is computed on first use; only those the rules declare (``EnvRules.reads``) are available."""
 
-    def __init__(self, sim: "BatchSim", qpos: np.ndarray, qvel: np.ndarray, sens: np.ndarray, fresh: np.ndarray,
+    def __init__(self, sim: BatchSim, qpos: np.ndarray, qvel: np.ndarray, sens: np.ndarray, fresh: np.ndarray,
                  *, qpos_before: np.ndarray | None = None, action: np.ndarray | None = None,
                  ctrl: np.ndarray | None = None, after_reset: bool = False):
         self._sim, self._sens, self._fresh = sim, sens, fresh

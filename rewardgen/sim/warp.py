@@ -321,7 +321,7 @@ class WarpSim(EnvMirror):
             try:
                 with wp.ScopedCapture(stream=self._stream) as cap:
                     fn()
-            except Exception as exc:  # noqa: BLE001 - fall back to plain launches, keep going
+            except Exception as exc:  # fall back to plain launches, keep going
                 warnings.warn(f"WarpSim: CUDA graph capture of {name!r} failed ({exc}); running without graphs",
                               RuntimeWarning, stacklevel=2)
                 self._use_graph = False

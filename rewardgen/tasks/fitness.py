@@ -26,8 +26,6 @@ the pace that reaches the threshold by the episode's end.
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError
-
 import ast
 import math
 from collections.abc import Callable
@@ -39,7 +37,7 @@ import torch
 from rewardgen.contract.schema import AXES, Schema
 from rewardgen.contract.state import State
 from rewardgen.contract.syntax import parse
-
+from rewardgen.errors import UserError
 
 AGGREGATIONS = ("horizon", "final", "max", "total")
 TWO_PI = 2.0 * math.pi

@@ -44,7 +44,7 @@ def _position_prefix(model: mujoco.MjModel) -> int:
 
 
 class MjcfEnv(MujocoEnv):
-    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}  # noqa: RUF012 - gym.Env's class dict
 
     def __init__(self, model_path: str, frame_skip: int = 5, reset_noise: float = 0.1,
                  healthy_z_range: tuple[float, float] | list[float] | None = None,

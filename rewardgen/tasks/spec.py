@@ -15,16 +15,12 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 from __future__ import annotations
 
 import math
-
-from rewardgen.errors import UserError, flatten
-
+import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import os
-import re
 
 import gymnasium as gym
 import mujoco
@@ -34,6 +30,7 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 from rewardgen.contract.schema import Schema, derive_schema
+from rewardgen.errors import UserError, flatten
 from rewardgen.resources import ENVIRONMENTS_DIR
 
 BASELINES = ("env", "sparse")
@@ -91,8 +88,8 @@ class Task:
     def schema(self) -> Schema:
         env = self.make_env()
         try:
-            frame_skip = int(getattr(env.unwrapped, "frame_skip", self.frame_skip))
-            return derive_schema(mujoco_env(env).model, model_name=self.robot_label, frame_skip=frame_skip)
+            u = mujoco_env(env)
+            return derive_schema(u.model, model_name=self.robot_label, frame_skip=int(u.frame_skip))
         finally:
             env.close()
 
@@ -242,7 +239,7 @@ def _env_frame_skip(env_id: str, env_kwargs: dict[str, Any]) -> int | None:
         if creator is None:
             return None
         default = inspect.signature(creator).parameters.get("frame_skip")
-    except Exception:  # noqa: BLE001 - an env that cannot be looked up is reported when it is built
+    except Exception:  # an env that cannot be looked up is reported when it is built
         return None
     return int(default.default) if default is not None and isinstance(default.default, int) else None
 
@@ -261,14 +258,14 @@ def _check_env_id(env_id: Any, where: str) -> None:
     raise TaskError(f"{where}: unknown gymnasium env id {env_id!r}{hint}")
 
 
-def check_loads(task: "Task") -> None:
+def check_loads(task: Task) -> None:
     """Build the task's env once (its schema), turning any failure into a one-line TaskError, so a
     run is never created for a task whose robot cannot be simulated."""
     try:
         task.schema  # noqa: B018 - builds the env and derives the schema (cached)
     except TaskError:
         raise
-    except Exception as exc:  # noqa: BLE001 - gymnasium, mujoco and import errors all mean "cannot load"
+    except Exception as exc:  # gymnasium, mujoco and import errors all mean "cannot load"
         raise TaskError(f"task {task.id} ({task.source or task.robot_label}): the environment cannot be built: "
                         f"{type(exc).__name__}: {flatten(exc, 300)}") from None
 

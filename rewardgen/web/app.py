@@ -55,8 +55,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import FastAPI, Request
@@ -65,15 +66,30 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rewardgen.run import feedback
-from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
-from rewardgen.runfiles import RunFiles
-from rewardgen.store import (GENERATION_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
-    CorruptFileError, GenerationRecord, RunStore, RunStoreError)
-from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, as_label, candidate_label, cand_dirname, gen_dirname
 from rewardgen.errors import flatten
 from rewardgen.inspect.charts import fitness_chart
 from rewardgen.inspect.pages import as_dict, as_list, card, environment, reward_diff
+from rewardgen.run import feedback
+from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
+from rewardgen.runfiles import RunFiles
+from rewardgen.store import (
+    GENERATION_FILE,
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    PROPOSAL_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    VIDEO_FILE,
+    VIDEO_INFO_FILE,
+    CorruptFileError,
+    GenerationRecord,
+    RunStore,
+    RunStoreError,
+    as_label,
+    cand_dirname,
+    candidate_label,
+    gen_dirname,
+)
 from rewardgen.web.jobs import JobError, Jobs
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -183,7 +199,7 @@ def _diff(store: RunStore, g: int, c: int, source: str | None, parent: Any) -> d
     return reward_diff(_source(store, pg, pc), source, candidate_label(pg, pc), candidate_label(g, c))
 
 
-def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = None) -> list[dict]:
+def _candidates(store: RunStore, run_id: str, g: int, gen: GenerationRecord, budget: Any = None) -> list[dict]:
     """Each candidate of generation ``g`` as the shared card shows it (``pages.card``)."""
     out = []
     for c, proposal in enumerate(gen.get("candidates", [])):
@@ -202,7 +218,7 @@ def duration(seconds: Any) -> str:
     """A time left for people: "2 min 05 s", "40 s"."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "-"
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 

@@ -12,8 +12,9 @@ objects decide when an episode ends and tell the prompt why (``Termination.descr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import mujoco
 

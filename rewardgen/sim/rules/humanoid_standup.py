@@ -1,6 +1,7 @@
 """HumanoidStandup-v5: the humanoid starts lying down and is paid for its root's height over the
-physics timestep (gymnasium keeps ``uph_cost_weight`` but does not apply it; nor does this), against ``data.ctrl`` squared and squared contact forces (clipped in total), plus
-1 per step; episodes never end early. Observation as Humanoid-v5's."""
+physics timestep (gymnasium keeps ``uph_cost_weight`` but does not apply it; nor does this), against
+``data.ctrl`` squared and squared contact forces (clipped in total), plus 1 per step; episodes never end
+early. Observation as Humanoid-v5's."""
 
 from __future__ import annotations
 
