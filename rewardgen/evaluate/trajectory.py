@@ -14,8 +14,8 @@ Definitions (all from the State of each step):
 - main body: the fitness's ``body`` parameter if it names one, else the robot's root body;
 - tilt: angle between a body's z axis (``body_up``) and the same axis in the model's initial pose
   (``qpos0``: a body built lying on its side is not tilted), with the way the main body's top pointed
-  at its most tilted step (+x, -x, +y or -y: the larger move of its z axis along world x or y); upside-down: the main body tilted more
-  than 90 degrees (up_z < 0);
+  at its most tilted step (+x, -x, +y or -y: the larger move of its z axis along world x or y); upside-down: the
+  main body tilted more than 90 degrees (up_z < 0);
 - a fall: entering a state where the main body is tilted more than 60 degrees, or (for a body that
   starts above 5 cm) its height drops below half its starting height. Not reported where the fitness
   is a rotation (a flip): turning over is the task there, not a failure;
