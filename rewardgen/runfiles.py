@@ -84,7 +84,10 @@ class RunFiles:
     relative to the root) and refuses one that leaves it or passes a symlink."""
 
     def __init__(self, root: Path):
-        self.root = Path(root)
+        # absolute (not resolved: a link above the run is the user's choice), so that a path built from
+        # the root reads the same from any working directory: with a relative root, root / "gen-0" was
+        # taken as relative to the root once more and landed in runs/<id>/runs/<id>/gen-0
+        self.root = Path(os.path.abspath(root))
 
     # ----- paths
     def relative(self, path: Path | str) -> tuple[str, ...]:

@@ -49,6 +49,18 @@ for i in range(1, 150):
     assert json.loads(target.read_text())["n"] == 149
 
 
+def test_a_relative_runs_dir_keeps_every_file_in_its_run(tmp_path, monkeypatch):
+    """The default --runs-dir is the relative `runs`: a candidate's files must land in runs/<id>/gen-0/...,
+    beside run.json, not one run directory deeper."""
+    monkeypatch.chdir(tmp_path)
+    store = RunStore.create(Path("runs"), "x", {"kind": "evolve", "status": "running"})
+    store.write_json(store.cand_dir(0, 0) / "metrics.json", {"status": "ok"})
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert "runs/x/gen-000/cand-00/metrics.json" in written and "runs/x/run.json" in written, written
+    assert not (tmp_path / "runs" / "x" / "runs").exists()
+    assert store.read_json(store.cand_dir(0, 0) / "metrics.json") == {"status": "ok"}
+
+
 def test_open_rejects_missing_and_corrupt_runs(tmp_path):
     with pytest.raises(RunStoreError, match="no run directory"):
         RunStore.open(tmp_path / "nope")
