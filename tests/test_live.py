@@ -17,8 +17,8 @@ def test_live_state_follows_each_candidate_of_a_real_run(small_real_run) -> None
     state = LiveState()
     seen: dict[tuple[int, int], list[str]] = {}
     lefts, counts = [], []
-    for kind, data in progress.events:
-        state.apply(kind, data)
+    for event in progress.received:
+        state.apply(event)
         snap = json.loads(json.dumps(state.snapshot()))  # what live.json holds: plain JSON
         for c in snap["candidates"]:
             stages = seen.setdefault((snap["generation"], c["candidate"]), [])

@@ -171,7 +171,8 @@ def add_text(run_dir: Path, text: str, candidate: str | None = None) -> dict:
     if candidate is not None and str(candidate).strip():
         g, c = parse_ref(candidate)
         _check_candidate(store, g, c)
-        ref, about = candidate_label(g, c), g
+        ref: str | None = candidate_label(g, c)
+        about: int | None = g
     else:
         done = finished_generations(store.path)
         ref, about = None, (done[-1] if done else None)

@@ -71,6 +71,13 @@ class Evaluation:
     fitness: float | None  # None: the slice failed
     stderr: float = 0.0  # standard error of the mean fitness over the evaluation's episodes
 
+    @property
+    def value(self) -> float:
+        """The fitness of a slice that did not fail (what the rules compare)."""
+        if self.fitness is None:
+            raise ValueError("a failed slice has no fitness to compare")
+        return self.fitness
+
     @classmethod
     def from_rung(cls, record: dict) -> "Evaluation":
         ev = record.get("evaluation") or {}
@@ -128,7 +135,7 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
             racing.append(c)
     if not racing:
         return out
-    ranked = sorted(racing, key=lambda c: (-history[c][-1].fitness, c))
+    ranked = sorted(racing, key=lambda c: (-history[c][-1].value, c))
     leader = ranked[0]
     for c in ranked[1:]:
         if _clearly_behind(history[c], history[leader], scale):
@@ -152,8 +159,8 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
 
 def _behind(e: Evaluation, lead: Evaluation, scale: float) -> bool:
     """Behind beyond both evaluations' noise (ADAPTIVE_Z standard errors) and by a meaningful gap."""
-    return (e.fitness + ADAPTIVE_Z * e.stderr < lead.fitness - ADAPTIVE_Z * lead.stderr
-            and lead.fitness - e.fitness >= ADAPTIVE_GAP * abs(scale))
+    return (e.value + ADAPTIVE_Z * e.stderr < lead.value - ADAPTIVE_Z * lead.stderr
+            and lead.value - e.value >= ADAPTIVE_GAP * abs(scale))
 
 
 def _clearly_behind(mine: Sequence[Evaluation], lead: Sequence[Evaluation], scale: float) -> bool:
@@ -164,7 +171,7 @@ def _clearly_behind(mine: Sequence[Evaluation], lead: Sequence[Evaluation], scal
     (docs/benchmarks.md), and evaluation noise says nothing about when the others will."""
     if len(mine) < 2 or len(lead) < 2 or mine[-2].fitness is None or lead[-2].fitness is None:
         return False
-    gaining = (mine[-1].fitness - mine[-2].fitness) >= (lead[-1].fitness - lead[-2].fitness)
+    gaining = (mine[-1].value - mine[-2].value) >= (lead[-1].value - lead[-2].value)
     return _behind(mine[-1], lead[-1], scale) and _behind(mine[-2], lead[-2], scale) and not gaining
 
 
