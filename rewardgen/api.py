@@ -14,10 +14,10 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.inspect.debug import DebugReport, debug_reward
 from rewardgen.inspect.export import export_reward, parse_candidate
 from rewardgen.inspect.report import write_report
-from rewardgen.run.evolve import Evolution, start_run, train_file
 from rewardgen.run.config import EvolveConfig
-from rewardgen.run.progress import Progress
+from rewardgen.run.evolve import Evolution, start_run, train_file
 from rewardgen.run.evolve import resume as _resume
+from rewardgen.run.progress import Progress
 from rewardgen.sandbox.check import CheckVerdict, check_reward
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import Task, get_task, list_tasks  # noqa: F401 - list_tasks, get_task: public
@@ -33,7 +33,8 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
 
     :param samples: candidates per generation (K). :param generations: generations to run.
     :param steps: training budget per candidate (env-steps); None: the task's default.
-    :param progress: receives ``event(event)`` (the typed events of ``rewardgen.run.events``) as the run goes (None: silent); through
+    :param progress: receives ``event(event)`` (the typed events of ``rewardgen.run.events``) as the run
+        goes (None: silent); through
         ``rewardgen.evolve``, ``True`` shows the live display ``rewardgen evolve`` shows in a terminal.
     :param options: any other ``rewardgen.run.config.EvolveConfig`` field (``llm``, ``schedule``,
         ``workers``, ``video``, ...).

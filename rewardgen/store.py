@@ -42,7 +42,7 @@ import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from rewardgen.errors import UserError
 from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401
@@ -219,10 +219,10 @@ class CandidateMetrics(TypedDict, total=False):
     fate: str
     rungs: int
     check: dict[str, Any] | None
-    traceback: str
+    traceback: str | None
     evaluation: dict[str, Any]
     extra: dict[str, Any]
-    trainer: str
+    trainer: str | None
     env_steps_per_second: float
     train_seconds: float
     training: dict[str, Any]
@@ -388,7 +388,7 @@ class RunStore(RunFiles):
                                 f"choose a writable --runs-dir") from None
         store = cls(path)
         try:
-            store.write_run(dict(run, id=path.name))
+            store.write_run(cast(RunRecord, dict(run, id=path.name)))
         except OSError as exc:
             shutil.rmtree(path, ignore_errors=True)  # never leave a run without its run.json
             raise RunStoreError(f"cannot write a run in {runs_dir} ({exc.strerror or exc}); "
@@ -417,7 +417,7 @@ class RunStore(RunFiles):
             raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
-        return run
+        return cast(RunRecord, run)  # a JSON object; readers tolerate missing keys (total=False)
 
     def write_run(self, run: RunRecord) -> None:
         self.write_json(RUN_FILE, run)

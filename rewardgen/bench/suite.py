@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rewardgen.envsteps import fmt as fmt_steps, parse as parse_env_steps
+from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.envsteps import parse as parse_env_steps
 from rewardgen.errors import UserError
 from rewardgen.run.events import EstimateUpdate, Event, FinalRun, RunWarning, TaskEvent
 from rewardgen.run.progress import Progress
@@ -266,7 +267,7 @@ class Suite:
             return {"version": 1, "tasks": {}}
         try:
             state = read_json(path)
-        except Exception as exc:  # noqa: BLE001 - a corrupt state file is the user's to remove
+        except Exception as exc:
             raise SuiteError(f"{path} is not a suite state file ({exc}); remove it or choose another --out") from None
         if not isinstance(state, dict) or not isinstance(state.get("tasks"), dict):
             raise SuiteError(f"{path} is not a suite state file; remove it or choose another --out")
@@ -329,8 +330,8 @@ class Suite:
         return result
 
     def _run_task(self, i: int, task_id: str) -> None:
-        from rewardgen.run.evolve import Evolution, start_run
         from rewardgen.run.config import EvolveConfig
+        from rewardgen.run.evolve import Evolution, start_run
         from rewardgen.run.final import final_evaluation
         from rewardgen.store import RunStore
 

@@ -6,7 +6,6 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from rewardgen.cli.common import (
     EXIT_FAILED,

@@ -8,16 +8,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rewardgen.cli.common import CURRENT_RUN
-from rewardgen.errors import flatten
-from rewardgen.safetext import one_line, term
-from rewardgen.envsteps import fmt as human_steps
-from rewardgen.run.events import (AwaitingFeedback, Calibrating, CandidateFinished, CandidateProgress,
-                                  CandidateStarted, ConfirmFinished, ConfirmRun, ConfirmStarted, EstimateUpdate,
-                                  Evaluating, Event, GenerationFinished, GenerationStarted, LLMStatus, Proposing,
-                                  FinalRun, RenderingVideo, RunStarted, RunWarning, RungFinished, SliceFinished,
-                                  TaskEvent)
 from rewardgen.bench.suite import SuiteEstimateUpdate, SuiteStarted, SuiteTask
+from rewardgen.cli.common import CURRENT_RUN
+from rewardgen.envsteps import fmt as human_steps
+from rewardgen.errors import flatten
+from rewardgen.run.events import (
+    AwaitingFeedback,
+    Calibrating,
+    CandidateFinished,
+    CandidateProgress,
+    CandidateStarted,
+    ConfirmFinished,
+    ConfirmRun,
+    ConfirmStarted,
+    EstimateUpdate,
+    Evaluating,
+    Event,
+    FinalRun,
+    GenerationFinished,
+    GenerationStarted,
+    LLMStatus,
+    Proposing,
+    RenderingVideo,
+    RungFinished,
+    RunStarted,
+    RunWarning,
+    SliceFinished,
+    TaskEvent,
+)
+from rewardgen.safetext import one_line, term
 from rewardgen.store import VIDEO_FILE, as_label, candidate_label, gen_dirname
 from rewardgen.tables import Col, clip, fitted_table
 
@@ -174,7 +193,8 @@ class RichProgress:
         self.print(f"generation {generation}: asking the {term(proposer)} for candidates")
 
     def _on_generation_started(self, e: GenerationStarted) -> None:
-        generation, candidates, pending, steps, schedule, plan = e.generation, e.candidates, e.pending, e.steps, e.schedule, e.plan
+        generation, candidates, pending, steps, schedule = e.generation, e.candidates, e.pending, e.steps, e.schedule
+        plan = e.plan
         self._llm_done()
         self.steps = steps
         done = candidates - len(pending)
@@ -211,7 +231,7 @@ class RichProgress:
             self._row(generation, c)
 
     def _on_candidate_started(self, e: CandidateStarted) -> None:
-        generation, candidate, rung, rungs, target, budget = e.generation, e.candidate, e.rung, e.rungs, e.target, e.budget
+        generation, candidate, rung, rungs, target = e.generation, e.candidate, e.rung, e.rungs, e.target
         row = self._row(generation, candidate)
         self.bars.start_task(row)
         what = "checking" if rung == 0 else f"continuing (rung {rung + 1} of {rungs})"
@@ -221,7 +241,7 @@ class RichProgress:
                          count=self._count(self.state[(generation, candidate)]["steps"], total))
 
     def _on_candidate_progress(self, e: CandidateProgress) -> None:
-        generation, candidate, steps, total, budget, rung, rungs = e.generation, e.candidate, e.steps, e.total, e.budget, e.rung, e.rungs
+        generation, candidate, steps, total, rung, rungs = e.generation, e.candidate, e.steps, e.total, e.rung, e.rungs
         row = self._row(generation, candidate)
         self.state[(generation, candidate)]["steps"] = steps
         stage = "training" if rungs == 1 else f"training, rung {rung + 1}/{rungs}"
@@ -248,13 +268,14 @@ class RichProgress:
                          description=f"{self._label(generation, candidate)} rendering its video")
 
     def _on_rung_finished(self, e: RungFinished) -> None:
-        generation, rung, rungs, continuing, next_target = e.generation, e.rung, e.rungs, e.continuing, e.next_target
+        generation, rung, rungs, continuing = e.generation, e.rung, e.rungs, e.continuing
         for c in continuing:
             self.bars.update(self._row(generation, c), description=f"{self._label(generation, c)} queued for "
                                                                    f"rung {rung + 2}/{rungs}")
 
     def _on_candidate_finished(self, e: CandidateFinished) -> None:
-        generation, candidate, status, fitness, error, success, fate, env_steps, budget, rungs = e.generation, e.candidate, e.status, e.fitness, e.error, e.success, e.fate, e.env_steps, e.budget, e.rungs
+        generation, candidate, status, fitness, error = e.generation, e.candidate, e.status, e.fitness, e.error
+        success, fate, env_steps, budget = e.success, e.fate, e.env_steps, e.budget
         key = (generation, candidate)
         row = self._row(generation, candidate)
         steps = int(env_steps or self.state[key].get("steps") or 0)
@@ -285,7 +306,8 @@ class RichProgress:
                    f"{human_steps(steps)} env-steps per training")
 
     def _on_confirm_run(self, e: ConfirmRun) -> None:
-        ref, seed_index, status, fitness, reused, done, total, error = e.ref, e.seed_index, e.status, e.fitness, e.reused, e.done, e.total, e.error
+        ref, seed_index, status, fitness, error = e.ref, e.seed_index, e.status, e.fitness, e.error
+        reused, done, total = e.reused, e.done, e.total
         what = "finished before: reused" if reused else (
             f"fitness {fitness:.4g}" if status == "ok" else f"[red]{term(status)}[/]: {one_line(error, 60)}")
         self._confirm_trained += not reused
@@ -295,7 +317,7 @@ class RichProgress:
         self.print(f"confirm {done}/{total}: {term(as_label(ref))}, seed {seed_index}: {what}{eta}")
 
     def _on_confirm_finished(self, e: ConfirmFinished) -> None:
-        confirm, best = e.confirm, e.best
+        confirm = e.confirm
         if not confirm:
             self.print("confirming the best: fewer than two candidates succeeded, nothing to choose between")
             return
@@ -323,9 +345,9 @@ class RichProgress:
                    "estimate (a few seconds; remembered for the next run)")
 
     def _on_estimate(self, e: EstimateUpdate) -> None:
-        seconds_left, seconds_total, basis = e.seconds_left, e.seconds_total, e.basis
         """The run's duration: printed up front (measured on this machine, or remembered from the last
         run) and once this run's own pace is measured; kept for generation starts."""
+        seconds_left, basis = e.seconds_left, e.basis
         shown: set[str] = getattr(self, "_estimate_shown", set())
         self._estimate = (seconds_left, basis)
         first = not shown
@@ -339,8 +361,8 @@ class RichProgress:
             self.print(f"{what}: ~{duration(seconds_left)}{llm}")
 
     def _on_llm_status(self, e: LLMStatus) -> None:
-        generation, in_flight, answered, failed = e.generation, e.in_flight, e.answered, e.failed
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
+        generation, in_flight, answered, failed = e.generation, e.in_flight, e.answered, e.failed
         text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
             (f", {failed} failed" if failed else "")
         if getattr(self, "_llm_row", None) is None:
@@ -392,7 +414,7 @@ def loadavg() -> str:
 
 
 def duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -431,8 +453,8 @@ def tasks_text(tasks: list, width: int) -> list[str]:
     import textwrap
 
     width = max(40, width)
-    out = textwrap.wrap(f"{len(tasks)} tasks; train with `rewardgen evolve --task ID`, see what a proposer is "
-                        "told with `rewardgen describe ID`.", width) + [""]
+    out = [*textwrap.wrap(f"{len(tasks)} tasks; train with `rewardgen evolve --task ID`, see what a proposer is "
+                          "told with `rewardgen describe ID`.", width), ""]
     for t in tasks:
         params = ", ".join(f"{k}={v}" for k, v in t.fitness.get("params", {}).items())
         fitness = f"{t.fitness['name']}({params})"

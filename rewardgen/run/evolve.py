@@ -24,19 +24,26 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from rewardgen.errors import flatten
 from rewardgen.inspect.report import write_report
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
-from rewardgen.run.config import (ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer,
-                                  resolve_proposer)
+from rewardgen.run.config import ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer, resolve_proposer
 from rewardgen.run.confirm import confirm_and_name_best
-from rewardgen.run.events import (AwaitingFeedback, GenerationFinished, GenerationStarted, LLMStatus, Proposing,
-                                  RunFinished, RunStarted, RunWarning)
+from rewardgen.run.events import (
+    AwaitingFeedback,
+    GenerationFinished,
+    GenerationStarted,
+    LLMStatus,
+    Proposing,
+    RunFinished,
+    RunStarted,
+    RunWarning,
+)
 from rewardgen.run.pace import RunPace
 from rewardgen.run.progress import Fanout, LiveFile, Progress, SilentProgress
 from rewardgen.run.runner import ScheduleRunner
@@ -45,9 +52,25 @@ from rewardgen.run.slices import CandidateSlices, source_key
 from rewardgen.run.step import Step, training_setup
 from rewardgen.run.videos import VideoQueue
 from rewardgen.sandbox.check import CheckVerdict, check_reward
-from rewardgen.store import (GENERATION_FILE, LIVE_FILE, PROPOSAL_FILE, REPORT_FILE, REWARD_FILE, RUN_FILE,
-                             CandidateMetrics, GenerationSummary, RungRecord, RunRecord, RunStore, RunStoreError, Stage, as_label, candidate_label,
-                             new_run_id, rung_file)
+from rewardgen.store import (
+    GENERATION_FILE,
+    LIVE_FILE,
+    PROPOSAL_FILE,
+    REPORT_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    CandidateMetrics,
+    GenerationSummary,
+    RungRecord,
+    RunRecord,
+    RunStore,
+    RunStoreError,
+    Stage,
+    as_label,
+    candidate_label,
+    new_run_id,
+    rung_file,
+)
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
 
 
@@ -325,7 +348,7 @@ class Evolution:
         """(Re)write ``report.html``; a failure is a warning, never fatal."""
         try:
             return write_report(self.store.path)
-        except Exception as exc:  # noqa: BLE001 - a report failure never stops a run
+        except Exception as exc:
             self.progress.event(RunWarning(message=f"report not written: {exc}"))
             return None
 
@@ -538,6 +561,21 @@ def train_file(source: str, config: EvolveConfig, runs_dir: Path = Path("runs"),
     return {"run_dir": str(store.path), "summary": summary, "metrics": metrics}
 
 
-__all__ = ["ConfigError", "EndpointFailure", "EvolveConfig", "failure_summary", "Evolution", "evolve", "check_reach",
-           "extend_run", "generation_summary", "labelled", "planned_env_steps", "proposer_history", "resume",
-           "train_file", "start_run", "RunStoreError"]
+__all__ = [
+    "ConfigError",
+    "EndpointFailure",
+    "Evolution",
+    "EvolveConfig",
+    "RunStoreError",
+    "check_reach",
+    "evolve",
+    "extend_run",
+    "failure_summary",
+    "generation_summary",
+    "labelled",
+    "planned_env_steps",
+    "proposer_history",
+    "resume",
+    "start_run",
+    "train_file",
+]

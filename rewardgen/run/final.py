@@ -32,7 +32,7 @@ import hashlib
 import math
 import statistics
 import time
-from concurrent.futures import Future, wait, FIRST_COMPLETED
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,22 @@ import numpy as np
 from rewardgen import interrupt
 from rewardgen.contract.job import WorkerJob
 from rewardgen.errors import UserError
-
 from rewardgen.run.events import Event, FinalFinished, FinalRun, FinalStarted
 from rewardgen.run.progress import Progress
 from rewardgen.run.step import Step, TrainingSetup, training_setup
-from rewardgen.sandbox import WorkerResult
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import (FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunRecord, RunStore, Stage,
-                             final_dirname)
+from rewardgen.sandbox import WorkerResult
+from rewardgen.store import (
+    FINAL_FILE,
+    FINAL_RUN_FILE,
+    POLICY_FILE,
+    RUN_FILE,
+    CorruptFileError,
+    RunRecord,
+    RunStore,
+    Stage,
+    final_dirname,
+)
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
@@ -190,7 +198,7 @@ class Retraining:
 
     @classmethod
     def of(cls, method: str, seed_index: int, dirname: str, source: str | None, *, steps: int, trainer: str,
-           train_seed: int, episodes: int, eval_seed: int) -> "Retraining":
+           train_seed: int, episodes: int, eval_seed: int) -> Retraining:
         """A training keyed by everything its result depends on (a rerun reuses it only if all match)."""
         key = {"source_sha256": hashlib.sha256((source or "env reward").encode()).hexdigest(), "steps": steps,
                "trainer": trainer, "train_seed": train_seed, "episodes": episodes, "eval_seed": eval_seed}
@@ -287,7 +295,7 @@ def _finish_one(store: RunStore, t: Retraining, step: Step, job: WorkerJob, fut:
     """The rest of one training's step (its policy and log written, its trusted fitness); the run's record."""
     try:
         res: WorkerResult = interrupt.wait(fut)
-    except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
+    except Exception as exc:
         res = WorkerResult(stage=Stage.CRASH, error=f"{type(exc).__name__}: {exc}")
     d = store.path / t.dirname
     outcome = step.finish(d, job, res)
@@ -348,5 +356,15 @@ def read_final(run_dir: Path) -> dict | None:
     return RunStore(Path(run_dir)).read_json(FINAL_FILE)
 
 
-__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "read_record", "retrain", "Retraining", "RunTraining",
-           "run_training", "seed_results", "METHODS"]
+__all__ = [
+    "METHODS",
+    "FinalEvaluationError",
+    "Retraining",
+    "RunTraining",
+    "final_evaluation",
+    "read_final",
+    "read_record",
+    "retrain",
+    "run_training",
+    "seed_results",
+]

@@ -4,7 +4,8 @@ as slices finish, and remembered after the run for the next one of the same setu
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rewardgen.errors import flatten
 from rewardgen.run.config import EvolveConfig

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from rewardgen.run.events import (AwaitingFeedback, CandidateFinished, CandidateProgress, CandidateStarted,
-                                  ConfirmRun, ConfirmStarted, EstimateUpdate, Evaluating, Event, GenerationFinished,
-                                  GenerationStarted, LLMStatus, Proposing, RenderingVideo, RunFinished, RunStarted,
-                                  RungFinished, SliceFinished)
+from rewardgen.run.events import (
+    AwaitingFeedback,
+    CandidateFinished,
+    CandidateProgress,
+    CandidateStarted,
+    ConfirmRun,
+    ConfirmStarted,
+    EstimateUpdate,
+    Evaluating,
+    Event,
+    GenerationFinished,
+    GenerationStarted,
+    LLMStatus,
+    Proposing,
+    RenderingVideo,
+    RunFinished,
+    RungFinished,
+    RunStarted,
+    SliceFinished,
+)
 
 
 class Progress(Protocol):

@@ -45,7 +45,7 @@ class ScheduleRunner:
         last rung."""
         participants = list(range(n))
         for r, fraction in enumerate(fractions):
-            target = max(1, int(round(self.steps * fraction)))
+            target = max(1, round(self.steps * fraction))
             self._train_slices(g, n, r, {c: target for c in participants}, {c: len(fractions) for c in participants})
             records = {c: self.slices.rung(g, c, r) or {} for c in participants}
             ok = sorted((c for c in participants if records[c]["status"] == Stage.OK),
@@ -61,7 +61,7 @@ class ScheduleRunner:
             for c in ok[len(keep):]:
                 self.slices.seal(g, c, r, Fate.ELIMINATED)
             self.progress.event(RungFinished(generation=g, rung=r, rungs=len(fractions), continuing=keep,
-                                             next_target=max(1, int(round(self.steps * fractions[r + 1])))))
+                                             next_target=max(1, round(self.steps * fractions[r + 1]))))
             participants = keep
             if not participants:
                 return

@@ -13,9 +13,11 @@ never anything the candidate's reward reported), so a resumed run recomputes the
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 SCHEDULES = ("adaptive", "halving", "full")
 
@@ -79,7 +81,7 @@ class Evaluation:
         return self.fitness
 
     @classmethod
-    def from_rung(cls, record: dict) -> "Evaluation":
+    def from_rung(cls, record: dict) -> Evaluation:
         ev = record.get("evaluation") or {}
         n = max(1, len(ev.get("episodes") or []))
         ok = record.get("status") == "ok" and record.get("fitness") is not None
@@ -113,7 +115,7 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
     (oldest-policy) evaluations."""
     k = len(history)
     total = adaptive_total_steps(k, steps) if total is None else total
-    inc = max(1, int(round(steps * ADAPTIVE_INCREMENT)))
+    inc = max(1, round(steps * ADAPTIVE_INCREMENT))
     out = Decision()
     if k == 0:
         return out
@@ -203,7 +205,7 @@ def schedule_plan(count: int, steps: int, fractions: list[float], schedule: str 
         return plan
     plan, alive = [], count
     for r, fraction in enumerate(fractions):
-        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
+        plan.append({"rung": r, "target": max(1, round(steps * fraction)), "candidates": alive})
         alive = survivors(alive, r) if alive else 0
     return plan
 
@@ -216,7 +218,7 @@ def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
     fractions = rung_fractions(samples, schedule)
     total, alive, before = 0, samples, 0.0
     for r, f in enumerate(fractions):
-        total += alive * int(round(steps * (f - before)))
+        total += alive * round(steps * (f - before))
         before = f
         alive = survivors(alive, r)
     return total
@@ -249,7 +251,7 @@ def describe_schedule(samples: int, steps: int, schedule: str, batch: int | None
         return [f"Every candidate trains the full {n(steps)} env-steps; then they are compared by trusted fitness."]
     past = f" Training stops at the end of an update ({n(batch)} env-steps), a little past each mark." if batch else ""
     if schedule == "adaptive":
-        inc = max(1, int(round(steps * ADAPTIVE_INCREMENT)))
+        inc = max(1, round(steps * ADAPTIVE_INCREMENT))
         total = adaptive_total_steps(samples, steps)
         return [f"The {samples} candidates of a generation train in increments of {n(inc)} env-steps and are evaluated "
                 f"after each.{past} A candidate is dropped when, twice in a row, it is behind the leader by more than "
@@ -260,12 +262,12 @@ def describe_schedule(samples: int, steps: int, schedule: str, batch: int | None
     plan = schedule_plan(samples, steps, rung_fractions(samples, schedule), schedule)
     first = plan[0]
     parts = [f"all {samples} train to {n(first['target'])} env-steps and are evaluated"]
-    for before, rung in zip(plan, plan[1:]):
+    for before, rung in itertools.pairwise(plan):
         last = rung is plan[-1]
         keep = survivors(before["candidates"], before["rung"])
         parts.append(f"the best {keep} {'train' if keep > 1 else 'trains'} on to "
                      f"{'the full ' if last else ''}{n(rung['target'])}" + ("" if last else " and are evaluated again"))
-    return [f"Candidates of a generation are compared in rungs (successive halving): " + "; ".join(parts) + "." + past,
+    return ["Candidates of a generation are compared in rungs (successive halving): " + "; ".join(parts) + "." + past,
             f"A candidate cut early keeps the fitness measured where it was cut, at that budget. So a reward is first "
             f"judged on what the policy learns in its first {n(first['target'])} env-steps "
             f"({first['target'] / steps:.0%} of the budget): a reward that only pays off late is cut before it does."]

@@ -10,21 +10,40 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.run.config import EvolveConfig
-from rewardgen.run.events import (CandidateFinished, CandidateProgress, CandidateStarted, Evaluating, RunWarning,
-                                  SliceFinished)
+from rewardgen.run.events import (
+    CandidateFinished,
+    CandidateProgress,
+    CandidateStarted,
+    Evaluating,
+    RunWarning,
+    SliceFinished,
+)
 from rewardgen.run.progress import Progress
 from rewardgen.run.schedule import merge_training_stats
 from rewardgen.run.step import Step, StepOutcome, check_record
 from rewardgen.run.videos import VideoQueue
 from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, jail_flags
-from rewardgen.store import (METRICS_FILE, TRAIN_LOG, CandidateMetrics, Fate, RungRecord, RunStore, Stage,
-                             cand_dirname, candidate_label, gen_dirname, rung_file, state_file)
+from rewardgen.store import (
+    METRICS_FILE,
+    TRAIN_LOG,
+    CandidateMetrics,
+    Fate,
+    RungRecord,
+    RunStore,
+    Stage,
+    cand_dirname,
+    candidate_label,
+    gen_dirname,
+    rung_file,
+    state_file,
+)
 
 
 def source_key(source: str) -> str:
@@ -38,7 +57,7 @@ class Slot:
     def __init__(self, sem: threading.Semaphore | None):
         self.sem, self.held = sem, False
 
-    def __enter__(self) -> "Slot":
+    def __enter__(self) -> Slot:
         if self.sem is not None:
             self.sem.acquire()
             self.held = True
@@ -151,7 +170,8 @@ class CandidateSlices:
         record["evaluation_seconds"] = outcome.evaluation_seconds
         self.store.write_json(d / rung_file(r), record | {"status": Stage.OK, "error": None,
                                                           "fitness": outcome.fitness, "evaluation": outcome.evaluation})
-        self.progress.event(SliceFinished(generation=g, candidate=c, rung=r, rungs=rungs, fitness=outcome.evaluation["fitness"]))
+        self.progress.event(SliceFinished(generation=g, candidate=c, rung=r, rungs=rungs,
+                                          fitness=outcome.evaluation["fitness"]))
 
     @staticmethod
     def _keep_check(record: RungRecord, outcome: StepOutcome) -> None:
@@ -214,7 +234,7 @@ class CandidateSlices:
                 folder = f"{gen_dirname(metrics['generation'])}-{cand_dirname(metrics['candidate'])}"
                 with self.store.folder_path(self.store.path / "tensorboard" / folder) as logdir:
                     write_scalars(Path(logdir), dict(metrics))
-            except Exception as exc:  # noqa: BLE001 - TensorBoard logs are a convenience, never fatal
+            except Exception as exc:
                 self.progress.event(RunWarning(message=f"TensorBoard scalars not written: {exc}"))
         self.progress.event(CandidateFinished(
             generation=metrics["generation"], candidate=metrics["candidate"], status=metrics["status"],

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardgen.contract.job import SmokeCheck, WorkerJob
 from rewardgen.contract.policy import MAX_POLICY_BYTES
