@@ -174,7 +174,7 @@ class LiveState:
         self.candidates = {c: {"candidate": c, "stage": "queued" if c in pending else "finished before",
                                "steps": 0, "target": self.first_target, "rung": 0, "rungs": 1,
                                "fitness": None, "status": None, "fate": None, "error": None}
-                           for c in range(int(ev.candidates or 0))}
+                           for c in range(ev.candidates)}
 
     @staticmethod
     def _candidate(ev: Event, cand: dict[str, Any]) -> None:
@@ -188,7 +188,7 @@ class LiveState:
                 if ev.rung:
                     cand["stage"] = "continuing"
             case CandidateProgress():
-                cand.update(steps=int(ev.steps or 0), target=ev.total or cand["target"], rung=ev.rung, rungs=ev.rungs)
+                cand.update(steps=ev.steps, target=ev.total or cand["target"], rung=ev.rung, rungs=ev.rungs)
             case SliceFinished():
                 cand["fitness"] = ev.fitness
                 if ev.rung >= ev.rungs - 1:

@@ -49,7 +49,7 @@ class ScheduleRunner:
             self._train_slices(g, n, r, {c: target for c in participants}, {c: len(fractions) for c in participants})
             records = {c: self.slices.rung(g, c, r) or {} for c in participants}
             ok = sorted((c for c in participants if records[c]["status"] == Stage.OK),
-                        key=lambda c: (-Evaluation.from_rung(dict(records[c])).value, c))
+                        key=lambda c: (-Evaluation.from_rung(records[c]).value, c))
             for c in participants:
                 if records[c]["status"] != Stage.OK:
                     self.slices.seal(g, c, r, Fate.FAILED)
@@ -71,7 +71,7 @@ class ScheduleRunner:
         fitness of the rungs before it."""
         longest = len(rung_fractions(n, "adaptive")) + 2  # every rung adds an increment: a safe bound
         for r in range(longest + 1):
-            history = [[Evaluation.from_rung(dict(rung)) for q in range(r) if (rung := self.slices.rung(g, c, q))]
+            history = [[Evaluation.from_rung(rung) for q in range(r) if (rung := self.slices.rung(g, c, q))]
                        for c in range(n)]
             decision = adaptive_decision(history, self.steps, scale=self.task.success_threshold)
             for c in decision.failed:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardgen.store import RungRecord, Stage
+
 SCHEDULES = ("adaptive", "halving", "full")
 
 #: (budget fraction, share of the rung's candidates that continue) for the "halving" schedule
@@ -81,13 +83,14 @@ class Evaluation:
         return self.fitness
 
     @classmethod
-    def from_rung(cls, record: dict) -> Evaluation:
+    def from_rung(cls, record: RungRecord) -> Evaluation:
         ev = record.get("evaluation") or {}
         n = max(1, len(ev.get("episodes") or []))
-        ok = record.get("status") == "ok" and record.get("fitness") is not None
-        return cls(int(record.get("env_steps_total") or 0), int(record.get("env_steps") or 0),
-                   float(record["fitness"]) if ok else None,
-                   float(ev.get("fitness_std") or 0.0) / math.sqrt(max(1, n - 1)) if ok else 0.0)
+        fitness = record.get("fitness") if record.get("status") == Stage.OK else None
+        if fitness is None:  # the slice failed
+            return cls(record.get("env_steps_total", 0), record.get("env_steps", 0), None)
+        return cls(record.get("env_steps_total", 0), record.get("env_steps", 0), float(fitness),
+                   float(ev.get("fitness_std") or 0.0) / math.sqrt(max(1, n - 1)))
 
 
 @dataclass
@@ -224,13 +227,13 @@ def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
     return total
 
 
-def merge_training_stats(rungs: list[dict]) -> dict:
+def merge_training_stats(rungs: Sequence[RungRecord]) -> dict:
     """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
     merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
                               "reward_fitness_correlation": None}
     for rung in rungs:
         stats = rung.get("training") or {}
-        offset = int(rung.get("env_steps_total") or 0) - int(rung.get("env_steps") or 0)
+        offset = rung.get("env_steps_total", 0) - rung.get("env_steps", 0)
         for name, points in (stats.get("components") or {}).items():
             merged["components"].setdefault(name, []).extend(dict(p, step=p["step"] + offset) for p in points)
         merged["total_reward"] += [dict(p, step=p["step"] + offset) for p in stats.get("total_reward") or []]

@@ -207,7 +207,7 @@ class CandidateSlices:
                 metrics[key] = final[key]
         trained = [x for x in rungs if x.get("training")]
         if trained:
-            metrics["training"] = merge_training_stats([dict(x) for x in trained])
+            metrics["training"] = merge_training_stats(trained)
             metrics["hacking"] = hacking_alarm(metrics["training"])
         flags = list(dict.fromkeys(f for x in rungs for f in [*((x.get("check") or {}).get("flags") or []),
                                                                *(x.get("flags") or [])]))
