@@ -15,9 +15,10 @@ sparse|`` on the means (1: as good as the human reward, 0: no better than the sp
 None, with the reason in ``score_note``, when the task has no env reward or when the human and
 sparse means are equal.
 
-Training runs as worker jobs through an executor (``rewardgen.run.executors``; a ``LocalExecutor`` by
-default), so the rewards run sandboxed; this module runs in the orchestrator process and is the
-only writer: ``runs/<id>/final/<method>-seed<k>/policy.npz``, ``train.log`` and ``final-run.json``
+Each training is one ``Step`` (``rewardgen.run.step``, as in evolve): a worker job through an executor
+(``rewardgen.run.executors``; a ``LocalExecutor`` by default), so the rewards run sandboxed; this
+module runs in the orchestrator process and is the only writer:
+``runs/<id>/final/<method>-seed<k>/policy.npz``, ``train.log`` and ``final-run.json``
 (that training's record, with the key it was made under), then ``runs/<id>/final.json`` (atomic).
 It holds the run's lock meanwhile, so it never races an evolve/resume of the same run.
 
