@@ -33,7 +33,8 @@ def evolve(task: str | Task, *, samples: int = 4, generations: int = 3, steps: i
 
     :param samples: candidates per generation (K). :param generations: generations to run.
     :param steps: training budget per candidate (env-steps); None: the task's default.
-    :param progress: receives ``event(kind, **data)`` as the run goes (None: silent); through
+    :param progress: receives ``event(event)`` (the typed events of ``rewardgen.run.events``) as the run
+        goes (None: silent); through
         ``rewardgen.evolve``, ``True`` shows the live display ``rewardgen evolve`` shows in a terminal.
     :param options: any other ``rewardgen.run.config.EvolveConfig`` field (``llm``, ``schedule``,
         ``workers``, ``video``, ...).

@@ -40,6 +40,7 @@ import re
 import shutil
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -104,6 +105,34 @@ def as_label(ref: Any) -> Any:
     return candidate_label(*parsed) if parsed else ref
 
 
+class Stage(StrEnum):
+    """Where a candidate's step ended, as its records store it (``status`` of ``rung-R.json``,
+    ``metrics.json``, ``final-run.json``): ``ok``, or the stage that failed. The values are the stored
+    strings (a StrEnum compares equal to them and is written as them)."""
+
+    OK = "ok"
+    PROPOSAL = "proposal"  # the proposer gave no usable reward (e.g. an LLM answer without code)
+    STATIC = "static"  # refused by the static checks
+    LOAD = "load"  # the source did not load in the jail
+    CONTRACT = "contract"  # the reward broke its output contract
+    RUNTIME = "runtime"  # the reward failed while running
+    SANDBOX = "sandbox"  # the jail itself failed
+    JOB = "job"  # the worker refused its job
+    TIMEOUT = "timeout"
+    CRASH = "crash"  # the worker died (or could not be run)
+    PROTOCOL = "protocol"  # the worker's answer broke the frame protocol (or held no policy)
+    LOST = "lost"  # the executor lost the job twice
+    EVALUATION = "evaluation"  # the trusted evaluation of the policy failed
+
+
+class Fate(StrEnum):
+    """How the schedule ended a candidate (``metrics.json`` ``fate``)."""
+
+    FAILED = "failed"  # its last slice failed
+    ELIMINATED = "eliminated"  # cut early on trusted fitness (or by the step budget)
+    FINAL = "final"  # trained the schedule's whole budget
+
+
 # ----- the records the store holds (JSON objects; a reader tolerates keys it does not know)
 class RunRecord(TypedDict, total=False):
     """``run.json``: the run's config and task, its status, a summary per generation and the best."""
@@ -119,6 +148,8 @@ class RunRecord(TypedDict, total=False):
     best: dict[str, Any] | None  # {"generation", "candidate", "fitness"}
     tokens: dict[str, int]
     error: str | None
+    updated: str
+    confirm: dict[str, Any] | None  # the confirmation's record (``run/confirm.py``)
 
 
 class GenerationSummary(TypedDict, total=False):
@@ -166,11 +197,13 @@ class RungRecord(TypedDict, total=False):
     env_steps: int  # trained in this slice
     env_steps_total: int
     train_seconds: float
-    trainer: str
+    trainer: str | None
     env_steps_per_second: float
     evaluation: dict[str, Any]  # the trusted evaluator's answer
     evaluation_seconds: float
     restarted: str
+    traceback: str | None  # a failed slice's
+    flags: list[str]  # what the reward tried in its jail during this slice
 
 
 class CandidateMetrics(TypedDict, total=False):
@@ -186,10 +219,10 @@ class CandidateMetrics(TypedDict, total=False):
     fate: str
     rungs: int
     check: dict[str, Any] | None
-    traceback: str
+    traceback: str | None
     evaluation: dict[str, Any]
     extra: dict[str, Any]
-    trainer: str
+    trainer: str | None
     env_steps_per_second: float
     train_seconds: float
     training: dict[str, Any]
@@ -384,7 +417,7 @@ class RunStore(RunFiles):
             raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
-        return cast(RunRecord, run)  # an object: its known keys are read as RunRecord types them
+        return cast(RunRecord, run)  # a JSON object; readers tolerate missing keys (total=False)
 
     def write_run(self, run: RunRecord) -> None:
         self.write_json(RUN_FILE, run)

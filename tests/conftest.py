@@ -119,13 +119,16 @@ def mlp_policy(task, seed: int = 1, scale: float = 0.5):
 
 
 class EventRecorder:
-    """A progress sink (``event(kind, **data)``) that keeps every event, in order."""
+    """A progress sink (``event(event)``) that keeps every event, in order: ``received`` as sent,
+    ``events`` as (kind, fields) pairs."""
 
     def __init__(self):
+        self.received: list = []
         self.events: list[tuple[str, dict]] = []
 
-    def event(self, kind: str, **data) -> None:
-        self.events.append((kind, data))
+    def event(self, event) -> None:
+        self.received.append(event)
+        self.events.append((event.kind, event.fields()))
 
 
 class RecordingProgress(EventRecorder):
@@ -145,9 +148,9 @@ class RecordingProgress(EventRecorder):
         self.display = RichProgress(self.console)
         self.frames: list[list[dict]] = []
 
-    def event(self, kind: str, **data) -> None:
-        self.display.event(kind, **data)
-        super().event(kind, **data)
+    def event(self, event) -> None:
+        self.display.event(event)
+        super().event(event)
         self.frames.append([{"description": t.description, "completed": t.completed, "total": t.total,
                              "count": t.fields.get("count", ""), "eta": t.fields.get("eta", "")}
                             for t in self.display.bars.tasks])

@@ -17,8 +17,8 @@ def test_live_state_follows_each_candidate_of_a_real_run(small_real_run) -> None
     state = LiveState()
     seen: dict[tuple[int, int], list[str]] = {}
     lefts, counts = [], []
-    for kind, data in progress.events:
-        state.apply(kind, data)
+    for event in progress.received:
+        state.apply(event)
         snap = json.loads(json.dumps(state.snapshot()))  # what live.json holds: plain JSON
         for c in snap["candidates"]:
             stages = seen.setdefault((snap["generation"], c["candidate"]), [])
@@ -47,3 +47,26 @@ def test_live_state_follows_each_candidate_of_a_real_run(small_real_run) -> None
     assert written["phase"] == final["phase"] == "finished"
     assert [(c["candidate"], c["stage"], c["steps"], c["fate"]) for c in written["candidates"]] == \
         [(c["candidate"], c["stage"], c["steps"], c["fate"]) for c in final["candidates"]]
+
+
+def test_events_are_typed_and_each_kind_is_named_once() -> None:
+    """A misspelled field is refused where the event is made (and mypy reports it), never dropped on
+    the way; the kinds that tests and live.json go by are unique."""
+    import dataclasses
+
+    from rewardgen.run import events
+    from rewardgen.run.progress import LiveState
+
+    with pytest.raises(TypeError):
+        events.CandidateProgress(generation=0, candidate=0, step=10, total=100)  # type: ignore[call-arg]  # the typo under test
+    kinds = [cls.kind for cls in vars(events).values()
+             if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event]
+    assert len(kinds) == len(set(kinds)) >= 20
+    state = LiveState()
+    state.apply(events.GenerationStarted(generation=0, candidates=2, pending=[1], steps=100))
+    state.apply(events.CandidateProgress(generation=0, candidate=1, steps=40, total=100))
+    snap = state.snapshot()
+    assert [c["stage"] for c in snap["candidates"]] == ["finished before", "training"]
+    assert snap["generation_env_steps"] == {"done": 40, "planned": 100}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        events.RunWarning(message="x").message = "y"  # type: ignore[misc]  # frozen: what was sent stays as sent

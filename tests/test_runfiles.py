@@ -90,8 +90,8 @@ NOT_RUN_FILES = {
     ("rewardgen.bench.schedule", "earlier_run"): "lists the benchmark's runs folder (each run read through "
                                                  "RunFiles)",
     ("rewardgen.bench.schedule", "compare_schedules"): "the benchmark's own temporary runs folder",
-    ("rewardgen.run.evolve", "Evolution._video"): "the video rendered into a scratch folder of its own (stored in "
-                                                  "the run through RunFiles)",
+    ("rewardgen.run.videos", "VideoQueue._video"): "the video rendered into a scratch folder of its own (stored in "
+                                                   "the run through RunFiles)",
     ("rewardgen.bench.train", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.sandbox", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.export", "*"): "the benchmark's own temporary folder",

@@ -88,10 +88,11 @@ def test_folded_check_passes_then_training_runs():
 class TimedEvents(EventRecorder):
     """Every event with the time it came (monotonic seconds)."""
 
-    def event(self, kind: str, **data) -> None:
+    def event(self, event) -> None:
         import time
 
-        super().event(kind, **data | {"at": time.monotonic()})
+        super().event(event)
+        self.events[-1][1]["at"] = time.monotonic()
 
 
 def _first_estimate_against_the_run(run) -> tuple[dict, float]:

@@ -230,15 +230,16 @@ def test_progress_display_escapes_untrusted_text():
     from rich.console import Console
 
     from rewardgen.cli.display import RichProgress
+    from rewardgen.run.events import CandidateFinished, GenerationStarted, RunStarted, RunWarning
 
     buf = io.StringIO()
     display = RichProgress(Console(file=buf, force_terminal=False, width=200))
     with display:
-        display.event("run_started", run_dir="/tmp/x", task="t", proposer="p[bold]x[/bold]", config={})
-        display.event("generation_started", generation=0, candidates=1, pending=[0], steps=100)
-        display.event("candidate_finished", generation=0, candidate=0, status="runtime", fitness=None,
-                      error=HOSTILE, success=False)
-        display.event("warning", message=HOSTILE)
+        display.event(RunStarted(run_dir="/tmp/x", task="t", proposer="p[bold]x[/bold]", config={}))
+        display.event(GenerationStarted(generation=0, candidates=1, pending=[0], steps=100))
+        display.event(CandidateFinished(generation=0, candidate=0, status="runtime", fitness=None,
+                                        error=HOSTILE, success=False))
+        display.event(RunWarning(message=HOSTILE))
     out = buf.getvalue()
     assert "\x1b" not in out and "\\x1b[2J" in out and "[link=https://evil.example]click[/link]" in out
     assert "p[bold]x[/bold]" in out

@@ -27,6 +27,7 @@ from pathlib import Path
 from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.config import EvolveConfig, resolve_proposer
+from rewardgen.run.events import Event, FinalRun
 from rewardgen.run.evolve import Evolution, resume, start_run
 from rewardgen.run.final import Retraining, eval_seed, retrain_in_run, run_training, seed_results
 from rewardgen.run.progress import Progress
@@ -120,11 +121,11 @@ class _JudgeProgress:
         self.done = self.reused = 0
         self.started = time.monotonic()
 
-    def event(self, kind: str, **data) -> None:
-        if kind != "final_run":
+    def event(self, event: Event) -> None:
+        if not isinstance(event, FinalRun):
             return
         self.done += 1
-        self.reused += bool(data.get("reused"))
+        self.reused += bool(event.reused)
         if self.say is None:
             return
         trained = self.done - self.reused
@@ -133,10 +134,11 @@ class _JudgeProgress:
         if trained and left:
             seconds = int((time.monotonic() - self.started) / trained * left)
             eta = f", about {seconds // 60}:{seconds % 60:02d} left"
-        fit = data.get("fitness")
-        what = "reused" if data.get("reused") else (f"fitness {fit:.3f}" if fit is not None else data.get("status"))
-        self.say(f"seed {self.seed} judge {self.done}/{self.total}: {candidate_label(0, int(data['method'].removeprefix('cand-')))} "
-                 f"training seed {data['seed_index']}: {what}{eta}")
+        fit = event.fitness
+        what = "reused" if event.reused else (f"fitness {fit:.3f}" if fit is not None else event.status)
+        self.say(f"seed {self.seed} judge {self.done}/{self.total}: "
+                 f"{candidate_label(0, int(event.method.removeprefix('cand-')))} "
+                 f"training seed {event.seed_index}: {what}{eta}")
 
 
 def judge_schedules(per: dict, judged: dict) -> None:

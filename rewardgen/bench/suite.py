@@ -19,11 +19,13 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.envsteps import parse as parse_env_steps
 from rewardgen.errors import UserError
+from rewardgen.run.events import EstimateUpdate, Event, FinalRun, RunWarning, TaskEvent
+from rewardgen.run.progress import Progress
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
 
@@ -100,9 +102,49 @@ def _out_dir(out: Path) -> Path:
     return out
 
 
-def _emit(progress, kind: str, **data: Any) -> None:
+@dataclass(frozen=True)
+class SuiteStarted(Event):
+    kind: ClassVar[str] = "suite_started"
+    tasks: list[str]
+    done: list[str]
+    out: str
+
+
+@dataclass(frozen=True)
+class SuiteTask(Event):
+    """A task's phase begins (``evolve``, ``final``) or it was ``done already``."""
+
+    kind: ClassVar[str] = "suite_task"
+    task: str
+    index: int
+    count: int
+    phase: str
+    run_dir: str
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class SuiteEstimateUpdate(Event):
+    """The suite's time left (``SuiteEstimate.fields``); ``task``: whose news moved it (None: the suite's)."""
+
+    kind: ClassVar[str] = "suite_estimate"
+    task: str | None
+    seconds_left: float
+    basis: str
+    env_steps_left: int
+    env_steps_planned: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class SuiteFinished(Event):
+    kind: ClassVar[str] = "suite_finished"
+    result: dict[str, Any]
+
+
+def _emit(progress: Progress | None, event: Event) -> None:
     if progress is not None:
-        progress.event(kind, **data)
+        progress.event(event)
 
 
 def _run_key(config: SuiteConfig, task) -> dict:
@@ -149,7 +191,7 @@ class SuiteEstimate:
         self.current_left = None
 
     def evolve_estimate(self, task: str, seconds_left: float, basis: str, env_steps_planned: int,
-                        env_steps_done: int, **_: Any) -> None:
+                        env_steps_done: int) -> None:
         """One ``estimate`` event of the task's evolve: its done steps, and what this process trained."""
         first = task not in self._evolve_seen
         before = self._evolve_seen.get(task, env_steps_done)
@@ -184,17 +226,17 @@ class _TaskProgress:
     def __init__(self, suite: Suite, task: str):
         self.suite, self.task = suite, task
 
-    def event(self, kind: str, **data: Any) -> None:
-        if kind == "estimate":
-            self.suite.estimate.evolve_estimate(self.task, **data)
-            _emit(self.suite.progress, "suite_estimate", task=self.task, **self.suite.estimate.fields())
+    def event(self, event: Event) -> None:
+        if isinstance(event, EstimateUpdate):
+            self.suite.estimate.evolve_estimate(self.task, event.seconds_left, event.basis, event.env_steps_planned,
+                                                event.env_steps_done)
+            _emit(self.suite.progress, SuiteEstimateUpdate(task=self.task, **self.suite.estimate.fields()))
             return
-        if kind == "final_run":
-            self.suite.estimate.final_run(self.task, data.get("env_steps"), bool(data.get("reused")))
-            _emit(self.suite.progress, kind, **{**data, "task": self.task})
-            _emit(self.suite.progress, "suite_estimate", task=self.task, **self.suite.estimate.fields())
-            return
-        _emit(self.suite.progress, kind, **{**data, "task": self.task})  # run_started's task is the same id
+        if isinstance(event, FinalRun):
+            self.suite.estimate.final_run(self.task, event.env_steps, event.reused)
+        _emit(self.suite.progress, TaskEvent(task=self.task, event=event))
+        if isinstance(event, FinalRun):
+            _emit(self.suite.progress, SuiteEstimateUpdate(task=self.task, **self.suite.estimate.fields()))
 
 
 class Suite:
@@ -262,20 +304,21 @@ class Suite:
         for t in self.config.tasks:
             if t not in todo:
                 self.estimate.finished(t)
-        _emit(self.progress, "suite_started", tasks=list(self.config.tasks), done=[t for t in self.config.tasks
-                                                                                  if t not in todo],
-              out=str(self.out))
+        _emit(self.progress, SuiteStarted(tasks=list(self.config.tasks), done=[t for t in self.config.tasks
+                                                                              if t not in todo], out=str(self.out)))
         from rewardgen.run.config import effective_trainer
 
         for t in todo:  # say up front what will take far longer than the estimate assumes
             _, note = effective_trainer(self.tasks[t], "ppo")
             if note:
-                _emit(self.progress, "warning", task=t, message=f"{note} (much slower: the estimate is low)")
-        _emit(self.progress, "suite_estimate", task=None, **self.estimate.fields())
+                _emit(self.progress, TaskEvent(task=t, event=RunWarning(
+                    message=f"{note} (much slower: the estimate is low)")))
+        _emit(self.progress, SuiteEstimateUpdate(task=None, **self.estimate.fields()))
         for i, task_id in enumerate(self.config.tasks):
             if task_id not in todo:
-                _emit(self.progress, "suite_task", task=task_id, index=i, count=len(self.config.tasks),
-                      phase="done already", run_dir=str(self.out / self.state["tasks"][task_id]["run_dir"]))
+                _emit(self.progress, SuiteTask(task=task_id, index=i, count=len(self.config.tasks),
+                                               phase="done already",
+                                               run_dir=str(self.out / self.state["tasks"][task_id]["run_dir"])))
                 continue
             self._run_task(i, task_id)
             self.estimate.finished(task_id)
@@ -283,7 +326,7 @@ class Suite:
         result["seconds_this_process"] = round(time.monotonic() - started, 1)
         atomic_write_json(self.out / "suite-result.json", result)
         atomic_write_text(self.out / TABLE_FILE, markdown_table(result))
-        _emit(self.progress, "suite_finished", result=result)
+        _emit(self.progress, SuiteFinished(result=result))
         return result
 
     def _run_task(self, i: int, task_id: str) -> None:
@@ -309,8 +352,8 @@ class Suite:
         run_dir = self.out / entry["run_dir"]
         store = RunStore.open(run_dir)
         if store.read_run().get("status") != "finished":
-            _emit(self.progress, "suite_task", task=task_id, index=i, count=count, phase="evolve",
-                  run_dir=str(run_dir), resumed=bool(store.read_run().get("generations")))
+            _emit(self.progress, SuiteTask(task=task_id, index=i, count=count, phase="evolve", run_dir=str(run_dir),
+                                           resumed=bool(store.read_run().get("generations"))))
             t0 = time.monotonic()
             Evolution(store, progress).run()
             entry["evolve_seconds"] = round(entry.get("evolve_seconds", 0.0) + time.monotonic() - t0, 1)
@@ -321,7 +364,7 @@ class Suite:
             entry["failed"] = failure_summary(store.read_run().get("generations") or []) or "no best reward"
             self._write_state()
             return
-        _emit(self.progress, "suite_task", task=task_id, index=i, count=count, phase="final", run_dir=str(run_dir))
+        _emit(self.progress, SuiteTask(task=task_id, index=i, count=count, phase="final", run_dir=str(run_dir)))
         t0 = time.monotonic()
         final_evaluation(run_dir, seeds=self.config.seeds, progress=progress)
         entry["final_seconds"] = round(entry.get("final_seconds", 0.0) + time.monotonic() - t0, 1)

@@ -6,7 +6,6 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
 
 from rewardgen.cli.common import (
     EXIT_FAILED,
@@ -652,6 +651,7 @@ def _check_port_free(host: str, port: int) -> None:
 def cmd_final(args) -> int:
     from rich.console import Console
 
+    from rewardgen.run.events import Event, FinalRun
     from rewardgen.run.executors import make_executor
     from rewardgen.run.final import final_evaluation
 
@@ -659,11 +659,11 @@ def cmd_final(args) -> int:
     executor = make_executor(args.executor, ray_address=args.ray_address)
 
     class _Progress:
-        def event(self, kind: str, **d: Any) -> None:
-            if kind == "final_run":
-                fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
-                console.print(f"  {d['method']} seed {d['seed_index']}: {d['status']}{fit}"
-                              + (" (finished before: reused)" if d.get("reused") else ""))
+        def event(self, event: Event) -> None:
+            if isinstance(event, FinalRun):
+                fit = "" if event.fitness is None else f" fitness {event.fitness:.4g}"
+                console.print(f"  {event.method} seed {event.seed_index}: {event.status}{fit}"
+                              + (" (finished before: reused)" if event.reused else ""))
 
     try:
         result = final_evaluation(Path(args.run), seeds=args.seeds, steps=args.steps, executor=executor,

@@ -8,10 +8,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rewardgen.bench.suite import SuiteEstimateUpdate, SuiteStarted, SuiteTask
 from rewardgen.cli.common import CURRENT_RUN
-from rewardgen.errors import flatten
-from rewardgen.safetext import one_line, term
 from rewardgen.envsteps import fmt as human_steps
+from rewardgen.errors import flatten
+from rewardgen.run.events import (
+    AwaitingFeedback,
+    Calibrating,
+    CandidateFinished,
+    CandidateProgress,
+    CandidateStarted,
+    ConfirmFinished,
+    ConfirmRun,
+    ConfirmStarted,
+    EstimateUpdate,
+    Evaluating,
+    Event,
+    FinalRun,
+    GenerationFinished,
+    GenerationStarted,
+    LLMStatus,
+    Proposing,
+    RenderingVideo,
+    RungFinished,
+    RunStarted,
+    RunWarning,
+    SliceFinished,
+    TaskEvent,
+)
+from rewardgen.safetext import one_line, term
 from rewardgen.store import VIDEO_FILE, as_label, candidate_label, gen_dirname
 from rewardgen.tables import Col, clip, fitted_table
 
@@ -103,14 +128,56 @@ class RichProgress:
         self.bars.update(row, completed=done, total=total, count=f"{human_steps(done)}/{human_steps(total)}",
                          eta=eta)
 
-    def event(self, kind: str, **d: Any) -> None:
+    def event(self, event: Event) -> None:
         with self.lock:
-            handler = getattr(self, f"_on_{kind}", None)
-            if handler is not None:
-                handler(**d)
+            self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        """The handler of the event's type; the events a person need not see (a video ready, the final
+        evaluation's) show nothing here."""
+        match event:
+            case RunStarted():
+                self._on_run_started(event)
+            case Proposing():
+                self._on_proposing(event)
+            case GenerationStarted():
+                self._on_generation_started(event)
+            case CandidateStarted():
+                self._on_candidate_started(event)
+            case CandidateProgress():
+                self._on_candidate_progress(event)
+            case Evaluating():
+                self._on_evaluating(event)
+            case SliceFinished():
+                self._on_slice_finished(event)
+            case RenderingVideo():
+                self._on_rendering_video(event)
+            case RungFinished():
+                self._on_rung_finished(event)
+            case CandidateFinished():
+                self._on_candidate_finished(event)
+            case ConfirmStarted():
+                self._on_confirm_started(event)
+            case ConfirmRun():
+                self._on_confirm_run(event)
+            case ConfirmFinished():
+                self._on_confirm_finished(event)
+            case RunWarning():
+                self._on_warning(event)
+            case Calibrating():
+                self._on_calibrating(event)
+            case EstimateUpdate():
+                self._on_estimate(event)
+            case LLMStatus():
+                self._on_llm_status(event)
+            case AwaitingFeedback():
+                self._on_awaiting_feedback(event)
+            case GenerationFinished():
+                self._on_generation_finished(event)
 
     # ----- events
-    def _on_run_started(self, run_dir, task, proposer, config, run_kind="evolve", steps=None, **_):
+    def _on_run_started(self, e: RunStarted) -> None:
+        run_dir, task, proposer, config, run_kind, steps = e.run_dir, e.task, e.proposer, e.config, e.run_kind, e.steps
         CURRENT_RUN["run_dir"] = str(run_dir)
         self.kind = run_kind
         self.llm = run_kind == "evolve" and (config or {}).get("proposer") == "openai"
@@ -121,10 +188,13 @@ class RichProgress:
             self.print(f"[bold]rewardgen evolve[/]: task [cyan]{term(task)}[/], proposer: {term(proposer)}")
         self.print(f"run directory: {term(run_dir)}")
 
-    def _on_proposing(self, generation, proposer, **_):
+    def _on_proposing(self, e: Proposing) -> None:
+        generation, proposer = e.generation, e.proposer
         self.print(f"generation {generation}: asking the {term(proposer)} for candidates")
 
-    def _on_generation_started(self, generation, candidates, pending, steps, schedule="full", plan=None, **_):
+    def _on_generation_started(self, e: GenerationStarted) -> None:
+        generation, candidates, pending, steps, schedule = e.generation, e.candidates, e.pending, e.steps, e.schedule
+        plan = e.plan
         self._llm_done()
         self.steps = steps
         done = candidates - len(pending)
@@ -160,7 +230,8 @@ class RichProgress:
         for c in pending:
             self._row(generation, c)
 
-    def _on_candidate_started(self, generation, candidate, rung=0, rungs=1, target=None, budget=None, **_):
+    def _on_candidate_started(self, e: CandidateStarted) -> None:
+        generation, candidate, rung, rungs, target = e.generation, e.candidate, e.rung, e.rungs, e.target
         row = self._row(generation, candidate)
         self.bars.start_task(row)
         what = "checking" if rung == 0 else f"continuing (rung {rung + 1} of {rungs})"
@@ -169,7 +240,8 @@ class RichProgress:
                          completed=min(self.state[(generation, candidate)]["steps"], total),
                          count=self._count(self.state[(generation, candidate)]["steps"], total))
 
-    def _on_candidate_progress(self, generation, candidate, steps, total, budget=None, rung=0, rungs=1, **_):
+    def _on_candidate_progress(self, e: CandidateProgress) -> None:
+        generation, candidate, steps, total, rung, rungs = e.generation, e.candidate, e.steps, e.total, e.rung, e.rungs
         row = self._row(generation, candidate)
         self.state[(generation, candidate)]["steps"] = steps
         stage = "training" if rungs == 1 else f"training, rung {rung + 1}/{rungs}"
@@ -177,28 +249,33 @@ class RichProgress:
                          description=f"{self._label(generation, candidate)} {stage}")
         self._update_eta(generation)
 
-    def _on_evaluating(self, generation, candidate, **_):
+    def _on_evaluating(self, e: Evaluating) -> None:
+        generation, candidate = e.generation, e.candidate
         self.bars.update(self._row(generation, candidate),
                          description=f"{self._label(generation, candidate)} evaluating")
 
-    def _on_slice_finished(self, generation, candidate, rung, rungs, fitness, **_):
+    def _on_slice_finished(self, e: SliceFinished) -> None:
+        generation, candidate, rung, rungs, fitness = e.generation, e.candidate, e.rung, e.rungs, e.fitness
         if rung < rungs - 1:
             self.bars.update(self._row(generation, candidate),
                              description=f"{self._label(generation, candidate)} fitness {fitness:.3g}, waiting")
 
-    def _on_rendering_video(self, generation, candidate, **_):
+    def _on_rendering_video(self, e: RenderingVideo) -> None:
+        generation, candidate = e.generation, e.candidate
         if self.state.get((generation, candidate), {}).get("finished"):
             return  # videos render in the background: a finished row keeps its fitness and fate
         self.bars.update(self._row(generation, candidate),
                          description=f"{self._label(generation, candidate)} rendering its video")
 
-    def _on_rung_finished(self, generation, rung, rungs, continuing, next_target, **_):
+    def _on_rung_finished(self, e: RungFinished) -> None:
+        generation, rung, rungs, continuing = e.generation, e.rung, e.rungs, e.continuing
         for c in continuing:
             self.bars.update(self._row(generation, c), description=f"{self._label(generation, c)} queued for "
                                                                    f"rung {rung + 2}/{rungs}")
 
-    def _on_candidate_finished(self, generation, candidate, status, fitness, error, success, fate=None,
-                               env_steps=None, budget=None, rungs=None, **_):
+    def _on_candidate_finished(self, e: CandidateFinished) -> None:
+        generation, candidate, status, fitness, error = e.generation, e.candidate, e.status, e.fitness, e.error
+        success, fate, env_steps, budget = e.success, e.fate, e.env_steps, e.budget
         key = (generation, candidate)
         row = self._row(generation, candidate)
         steps = int(env_steps or self.state[key].get("steps") or 0)
@@ -220,14 +297,17 @@ class RichProgress:
         if not self.live:
             self.print(text + (f" at {count} env-steps" if fate == "eliminated" else ""))
 
-    def _on_confirm_started(self, contenders, seeds, steps, **_):
+    def _on_confirm_started(self, e: ConfirmStarted) -> None:
+        contenders, seeds, steps = e.contenders, e.seeds, e.steps
         self._confirm_started = time.monotonic()
         self._confirm_trained = 0
         named = ", ".join(f"{candidate_label(c['generation'], c['candidate'])} ({c['fitness']:.4g})" for c in contenders)
         self.print(f"confirming the best: retraining {named} from scratch on {seeds} new training seed(s) each, "
                    f"{human_steps(steps)} env-steps per training")
 
-    def _on_confirm_run(self, ref, seed_index, status, fitness, reused, done, total, error=None, **_):
+    def _on_confirm_run(self, e: ConfirmRun) -> None:
+        ref, seed_index, status, fitness, error = e.ref, e.seed_index, e.status, e.fitness, e.error
+        reused, done, total = e.reused, e.done, e.total
         what = "finished before: reused" if reused else (
             f"fitness {fitness:.4g}" if status == "ok" else f"[red]{term(status)}[/]: {one_line(error, 60)}")
         self._confirm_trained += not reused
@@ -236,7 +316,8 @@ class RichProgress:
             eta = f" (~{_clock((time.monotonic() - self._confirm_started) / self._confirm_trained * (total - done))} left)"
         self.print(f"confirm {done}/{total}: {term(as_label(ref))}, seed {seed_index}: {what}{eta}")
 
-    def _on_confirm_finished(self, confirm, best, **_):
+    def _on_confirm_finished(self, e: ConfirmFinished) -> None:
+        confirm = e.confirm
         if not confirm:
             self.print("confirming the best: fewer than two candidates succeeded, nothing to choose between")
             return
@@ -254,17 +335,20 @@ class RichProgress:
                      f"({first['selection_fitness']:.4g}), had {mean}")
         self.print(line)
 
-    def _on_warning(self, message, **_):
+    def _on_warning(self, e: RunWarning) -> None:
+        message = e.message
         self.print(f"[yellow]warning:[/] {term(message)}")
 
-    def _on_calibrating(self, task, trainer, **_):
+    def _on_calibrating(self, e: Calibrating) -> None:
+        task, trainer = e.task, e.trainer
         self.print(f"measuring how fast {term(task)} trains with {term(trainer)} on this machine, for the time "
                    "estimate (a few seconds; remembered for the next run)")
 
-    def _on_estimate(self, seconds_left, seconds_total, basis, **_):
+    def _on_estimate(self, e: EstimateUpdate) -> None:
         """The run's duration: printed up front (measured on this machine, or remembered from the last
         run) and once this run's own pace is measured; kept for generation starts."""
-        shown = getattr(self, "_estimate_shown", set())
+        seconds_left, basis = e.seconds_left, e.basis
+        shown: set[str] = getattr(self, "_estimate_shown", set())
         self._estimate = (seconds_left, basis)
         first = not shown
         if basis not in shown and (first or basis == "measured"):
@@ -276,8 +360,9 @@ class RichProgress:
             llm = "; the LLM's answers not counted" if self.llm and basis != "measured" else ""
             self.print(f"{what}: ~{duration(seconds_left)}{llm}")
 
-    def _on_llm_status(self, generation, in_flight, answered, failed, **_):
+    def _on_llm_status(self, e: LLMStatus) -> None:
         """While the LLM is asked: one live row with the requests in flight and the time so far."""
+        generation, in_flight, answered, failed = e.generation, e.in_flight, e.answered, e.failed
         text = f"gen {generation} asking the LLM: {in_flight} request(s) in flight, {answered} answered" + \
             (f", {failed} failed" if failed else "")
         if getattr(self, "_llm_row", None) is None:
@@ -290,13 +375,15 @@ class RichProgress:
             self.bars.update(row, total=1, completed=1)
             self._llm_row = None
 
-    def _on_awaiting_feedback(self, generation, run_dir, **_):
+    def _on_awaiting_feedback(self, e: AwaitingFeedback) -> None:
+        generation, run_dir = e.generation, e.run_dir
         if self.live:
             self.bars.stop()
         self.print(f"generation {generation} is done: watch the videos ({gen_dirname(generation)}/cand-*/{VIDEO_FILE} "
                    f"in {term(run_dir)}, or `rewardgen serve`) and give feedback")
 
-    def _on_generation_finished(self, generation, summary, best, report=None, resumed=False, **_):
+    def _on_generation_finished(self, e: GenerationFinished) -> None:
+        generation, summary, best, report, resumed = e.generation, e.summary, e.best, e.report, e.resumed
         row = self.gen_rows.pop(generation, None)
         if row is not None:
             self.bars.update(row, eta="", count=human_steps(summary.get("steps_spent") or 0) + " steps")
@@ -327,7 +414,7 @@ def loadavg() -> str:
 
 
 def duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -366,8 +453,8 @@ def tasks_text(tasks: list, width: int) -> list[str]:
     import textwrap
 
     width = max(40, width)
-    out = textwrap.wrap(f"{len(tasks)} tasks; train with `rewardgen evolve --task ID`, see what a proposer is "
-                        "told with `rewardgen describe ID`.", width) + [""]
+    out = [*textwrap.wrap(f"{len(tasks)} tasks; train with `rewardgen evolve --task ID`, see what a proposer is "
+                          "told with `rewardgen describe ID`.", width), ""]
     for t in tasks:
         params = ", ".join(f"{k}={v}" for k, v in t.fitness.get("params", {}).items())
         fitness = f"{t.fitness['name']}({params})"
@@ -458,36 +545,42 @@ class SuiteProgress:
         self.console.print(f"{time.strftime('%H:%M:%S')} {term(text, markup=False)}", highlight=False, markup=False,
                            soft_wrap=True)
 
-    def event(self, kind: str, **d: Any) -> None:
-        task = d.get("task")
-        if kind == "suite_started":
-            done = d["done"]
-            self.say(f"suite of {len(d['tasks'])} task(s) in {d['out']}"
-                     + (f"; already done: {', '.join(done)}" if done else ""))
-        elif kind == "suite_task":
-            extra = " (resumed)" if d.get("resumed") else ""
-            self.say(f"[{d['index'] + 1}/{d['count']} {task}] {d['phase']}{extra}: {d['run_dir']}")
-        elif kind == "suite_estimate":
-            now = time.monotonic()
-            if now - self.last_estimate >= 60 or task is None:
-                self.last_estimate = now
-                left = d["seconds_left"]
-                self.say(f"suite: about {duration(left)} left, done near {time.strftime('%H:%M', time.localtime(time.time() + left))} "
-                         f"({d['basis']}: {human_steps(d['env_steps_left'])} of {human_steps(d['env_steps_planned'])} "
-                         f"env-steps to go at {human_steps(d['rate'])}/s; load {loadavg()})")
-        elif kind == "candidate_finished":
-            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
-            self.say(f"  {task} {candidate_label(d['generation'], d['candidate'])}: {d['status']}{fit}"
-                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
-        elif kind == "generation_finished":
-            best = d.get("best") or {}
-            self.say(f"  {task} generation {d['generation']} done; best so far {best.get('fitness', float('nan')):.4g}")
-        elif kind == "final_run":
-            fit = "" if d.get("fitness") is None else f" fitness {d['fitness']:.4g}"
-            self.say(f"  {task} final {d['method']} seed {d['seed_index']}: {d['status']}{fit}"
-                     + (f" ({flatten(d['error'], 160)})" if d.get("error") else ""))
-        elif kind == "warning":
-            self.say(f"  {task} warning: {d.get('message')}")
+    def event(self, event: Event) -> None:
+        match event:
+            case SuiteStarted(tasks=tasks, done=done, out=out):
+                self.say(f"suite of {len(tasks)} task(s) in {out}" + (f"; already done: {', '.join(done)}" if done else ""))
+            case SuiteTask():
+                extra = " (resumed)" if event.resumed else ""
+                self.say(f"[{event.index + 1}/{event.count} {event.task}] {event.phase}{extra}: {event.run_dir}")
+            case SuiteEstimateUpdate():
+                now = time.monotonic()
+                if now - self.last_estimate >= 60 or event.task is None:
+                    self.last_estimate = now
+                    left = event.seconds_left
+                    self.say(f"suite: about {duration(left)} left, done near "
+                             f"{time.strftime('%H:%M', time.localtime(time.time() + left))} "
+                             f"({event.basis}: {human_steps(event.env_steps_left)} of "
+                             f"{human_steps(event.env_steps_planned)} env-steps to go at {human_steps(event.rate)}/s; "
+                             f"load {loadavg()})")
+            case TaskEvent(task=task, event=inner):
+                self._task_event(task, inner)
+
+    def _task_event(self, task: str, event: Event) -> None:
+        match event:
+            case CandidateFinished():
+                fit = "" if event.fitness is None else f" fitness {event.fitness:.4g}"
+                self.say(f"  {task} {candidate_label(event.generation, event.candidate)}: {event.status}{fit}"
+                         + (f" ({flatten(event.error, 160)})" if event.error else ""))
+            case GenerationFinished():
+                best = event.best or {}
+                self.say(f"  {task} generation {event.generation} done; best so far "
+                         f"{best.get('fitness', float('nan')):.4g}")
+            case FinalRun():
+                fit = "" if event.fitness is None else f" fitness {event.fitness:.4g}"
+                self.say(f"  {task} final {event.method} seed {event.seed_index}: {event.status}{fit}"
+                         + (f" ({flatten(event.error, 160)})" if event.error else ""))
+            case RunWarning():
+                self.say(f"  {task} warning: {event.message}")
 
 
 def throughput_table_view(result: dict, width: int = 80):

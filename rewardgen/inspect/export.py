@@ -37,6 +37,7 @@ from rewardgen.store import (
     RUN_FILE,
     RunStore,
     RunStoreError,
+    Stage,
     atomic_write_text,
     candidate_label,
     parse_candidate_label,
@@ -48,8 +49,8 @@ class ExportError(UserError):
 
 
 #: candidate statuses (metrics.json) of a reward that does not work: exporting it would mislead
-BROKEN = {"static": "failed the static checks", "contract": "broke the reward contract",
-          "runtime": "failed at runtime", "proposal": "was never a usable reward"}
+BROKEN = {Stage.STATIC: "failed the static checks", Stage.CONTRACT: "broke the reward contract",
+          Stage.RUNTIME: "failed at runtime", Stage.PROPOSAL: "was never a usable reward"}
 
 
 def parse_candidate(text: str) -> tuple[int, int]:

@@ -31,6 +31,7 @@ from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.safetext import for_llm, llm_name
+from rewardgen.store import Stage
 from rewardgen.tasks.spec import Task
 
 #: most lines of a diff (or of code) shown for a candidate of an older generation
@@ -418,17 +419,18 @@ def request_failure(record: CandidateRecord) -> bool:
     """A candidate that never existed because an LLM request failed (refused, empty, cut): not a reward
     failure, so it is not described as one."""
     return bool((record.proposal or {}).get("failure") or (record.proposal or {}).get("fix_failure")) \
-        and record.status == "proposal"
+        and record.status == Stage.PROPOSAL
 
 
 def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None) -> str:
     """One line: the candidate, its parent, how its training ended, its fitness where measured."""
     who = f"{record.label} (child of {parent.label})" if parent else f"{record.label} (a new design)"
-    if record.status != "ok":
-        stage = {"proposal": "never became a usable reward", "static": "failed the static checks",
-                 "contract": "broke the reward contract", "runtime": "failed while running",
-                 "timeout": "timed out", "evaluation": "failed its trusted evaluation"}.get(record.status,
-                                                                                         f"failed ({record.status})")
+    if record.status != Stage.OK:
+        ended: dict[str, str] = {Stage.PROPOSAL: "never became a usable reward",
+                                 Stage.STATIC: "failed the static checks", Stage.CONTRACT: "broke the reward contract",
+                                 Stage.RUNTIME: "failed while running", Stage.TIMEOUT: "timed out",
+                                 Stage.EVALUATION: "failed its trusted evaluation"}
+        stage = ended.get(record.status, f"failed ({record.status})")
         return f"{who}: {stage}"
     m = measure_at(record)
     if m is None:

@@ -1,4 +1,4 @@
-"""Running the evolve loop: its settings (``config``), the loop (``evolve``), the schedule
-(``schedule``), one train-then-evaluate step shared with the final evaluation (``step``, ``final``),
-where jobs run (``executors``), what a watcher is told (``progress``) and a person's feedback
-(``feedback``, ``interactive``)."""
+"""Running the evolve loop: its settings (``config``), the loop (``evolve``), one candidate's step shared
+by evolve, the confirmation and the final evaluation (``step``), the schedules and their runner
+(``schedule``, ``runner``, ``slices``), videos (``videos``), where jobs run (``executors``), what a
+watcher is told (``events``, ``progress``, ``pace``) and a person's feedback (``feedback``, ``interactive``)."""

@@ -131,7 +131,7 @@ class EvolveConfig:
         return int(self.steps or task.default_steps)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "EvolveConfig":
+    def from_dict(cls, raw: dict) -> EvolveConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 

@@ -16,10 +16,14 @@ finished one. Only trusted numbers decide.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from rewardgen.run.events import ConfirmFinished, ConfirmRun, ConfirmStarted, Event, FinalRun
 from rewardgen.run.final import Retraining, read_record, retrain, seed_results
-from rewardgen.store import RunStore, gen_dirname
+from rewardgen.run.progress import Progress
+from rewardgen.run.step import TrainingSetup
+from rewardgen.store import GenerationSummary, RunStore, Stage, gen_dirname
 from rewardgen.tasks.spec import Task
 
 #: how many candidates, best trusted fitness first, are retrained
@@ -31,11 +35,11 @@ def confirm_train_seed(seed: int, k: int) -> int:
     return 600_000 + 1000 * int(seed) + k
 
 
-def contenders(generations: list[dict], top: int = CONFIRM_TOP) -> list[dict]:
+def contenders(generations: Sequence[GenerationSummary], top: int = CONFIRM_TOP) -> list[dict]:
     """The ``top`` candidates of the whole run with the highest trusted fitness (``run.json``'s generation
     summaries), best first; ties go to the earlier one."""
     ok = [{"generation": g["generation"], "candidate": c["candidate"], "fitness": c["fitness"]}
-          for g in generations for c in g["candidates"] if c.get("status") == "ok" and c.get("fitness") is not None]
+          for g in generations for c in g["candidates"] if c.get("status") == Stage.OK and c.get("fitness") is not None]
     return sorted(ok, key=lambda x: (-x["fitness"], x["generation"], x["candidate"]))[:top]
 
 
@@ -49,8 +53,28 @@ def planned_confirm_steps(seeds: int, steps: int, samples: int, generations: int
     return min(CONFIRM_TOP, samples * generations) * seeds * steps if seeds else 0
 
 
-def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, episodes: int, eval_seed: int,
-                 seed: int, seeds: int, executor, progress=None,
+def confirm_and_name_best(store: RunStore, task: Task, setup: TrainingSetup, episodes: int, eval_seed: int,
+                          seed: int, seeds: int, executor: Any, progress: Progress,
+                          trained: Callable[[int], None] | None = None) -> None:
+    """Retrain the contenders for the run's best on ``seeds`` new seeds (``confirm_best``) and name the
+    best by their mean: ``run.json`` keeps the record as ``confirm`` and, when a contender was
+    judged, ``best`` with its ``confirmed`` mean. The caller holds the run's lock."""
+    result = confirm_best(store, task, setup, setup.budget, setup.trainer, episodes, eval_seed, seed, seeds,
+                          executor, progress, trained=trained)
+    run = store.read_run()
+    run["confirm"] = result
+    if result and result["best"]:
+        b = result["best"]
+        row = next(r for r in result["contenders"]
+                   if (r["generation"], r["candidate"]) == (b["generation"], b["candidate"]))
+        run["best"] = {"generation": b["generation"], "candidate": b["candidate"], "fitness": row["selection_fitness"],
+                       "confirmed": {"seeds": result["seeds"], "mean": row["mean"], "std": row["std"]}}
+    store.write_run(run)
+    progress.event(ConfirmFinished(confirm=result, best=run["best"]))
+
+
+def confirm_best(store: RunStore, task: Task, setup: TrainingSetup, steps: int, trainer: str, episodes: int,
+                 eval_seed: int, seed: int, seeds: int, executor: Any, progress: Progress | None = None,
                  trained: Callable[[int], None] | None = None) -> dict[str, Any] | None:
     """Retrain the run's contenders on ``seeds`` new training seeds; the record ``run.json`` keeps as
     ``confirm`` (per contender: the fitness of each seed, mean, std), with ``best`` the contender of the
@@ -66,14 +90,14 @@ def confirm_best(store: RunStore, task: Task, setup, steps: int, trainer: str, e
                                train_seed=confirm_train_seed(seed, k), episodes=episodes, eval_seed=eval_seed)
                  for k in range(seeds) for p in picks]
     if progress is not None:
-        progress.event("confirm_started", contenders=picks, seeds=seeds, steps=steps)
+        progress.event(ConfirmStarted(contenders=picks, seeds=seeds, steps=steps))
     records = retrain(store, task, setup, trainings, executor, _Relay(progress, len(trainings), trained))
     rows = []
     for p in picks:
         res = seed_results(records, _label(p))
         rows.append(p | {"selection_fitness": p.pop("fitness"), "fitness": res["fitness"],
                          "failed": [{"seed_index": r["seed_index"], "status": r.get("status"), "error": r.get("error")}
-                                    for r in res["records"] if r.get("status") != "ok"],
+                                    for r in res["records"] if r.get("status") != Stage.OK],
                          "mean": res["mean"], "std": res["std"]})
     judged = [r for r in rows if r["mean"] is not None]
     best = max(judged, key=lambda r: (r["mean"], r["selection_fitness"])) if judged else None
@@ -89,20 +113,19 @@ def _label(p: dict) -> str:
 
 
 class _Relay:
-    """``retrain``'s per-training events as ``confirm_run`` events, with how many are done; the
+    """``retrain``'s per-training events as ``ConfirmRun`` events, with how many are done; the
     env-steps of each one trained here go to ``trained``."""
 
-    def __init__(self, progress, total: int, trained: Callable[[int], None] | None = None):
+    def __init__(self, progress: Progress | None, total: int, trained: Callable[[int], None] | None = None):
         self.progress, self.total, self.done, self.trained = progress, total, 0, trained
 
-    def event(self, kind: str, **data: Any) -> None:
-        if kind != "final_run":
+    def event(self, event: Event) -> None:
+        if not isinstance(event, FinalRun):
             return
         self.done += 1
         if self.progress is not None:
-            self.progress.event("confirm_run", ref=data["method"], seed_index=data["seed_index"],
-                                status=data.get("status"), fitness=data.get("fitness"), env_steps=data.get("env_steps"),
-                                error=data.get("error"), reused=bool(data.get("reused")), done=self.done,
-                                total=self.total)
-        if self.trained is not None and not data.get("reused") and data.get("env_steps"):
-            self.trained(int(data["env_steps"]))
+            self.progress.event(ConfirmRun(ref=event.method, seed_index=event.seed_index, status=event.status,
+                                           fitness=event.fitness, env_steps=event.env_steps, error=event.error,
+                                           reused=event.reused, done=self.done, total=self.total))
+        if self.trained is not None and not event.reused and event.env_steps:
+            self.trained(int(event.env_steps))

@@ -29,6 +29,8 @@ from typing import Any
 from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
 
 EventFn = Callable[[dict], None]
+#: the limits a job gets when none are given (``WorkerLimits``'s defaults; one frozen instance)
+NO_LIMITS_GIVEN = WorkerLimits()
 
 
 def usable_cores() -> int:
@@ -51,8 +53,8 @@ class Executor:
 
     name = "executor"
 
-    def submit(self, job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
-               on_event: EventFn | None = None) -> "Future[WorkerResult]":
+    def submit(self, job: dict[str, Any], limits: WorkerLimits = NO_LIMITS_GIVEN,
+               on_event: EventFn | None = None) -> Future[WorkerResult]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -68,7 +70,7 @@ class Executor:
         with two or more)."""
         return 1
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -87,8 +89,8 @@ class LocalExecutor(Executor):
         self.module = module
         self._pool = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="worker-job")
 
-    def submit(self, job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
-               on_event: EventFn | None = None) -> "Future[WorkerResult]":
+    def submit(self, job: dict[str, Any], limits: WorkerLimits = NO_LIMITS_GIVEN,
+               on_event: EventFn | None = None) -> Future[WorkerResult]:
         return self._pool.submit(_run_local, job, limits, on_event, self.module)
 
     def close(self) -> None:
@@ -105,7 +107,7 @@ class LocalExecutor(Executor):
 def _run_local(job: dict, limits: WorkerLimits, on_event: EventFn | None, module: str) -> WorkerResult:
     try:
         return run_worker(job, limits, on_event=on_event, module=module)
-    except Exception as exc:  # noqa: BLE001 - run_worker does not raise for worker faults; an OS error may
+    except Exception as exc:
         return WorkerResult(stage="crash", error=f"could not run the worker: {type(exc).__name__}: {exc}")
 
 
@@ -137,7 +139,7 @@ def ray_worker_task(job: dict, limits: dict, attempt: int = 0) -> dict:
         os.replace(tmp, f"{pid_file}.{attempt}")
     try:
         result = run_worker(job, WorkerLimits(**limits))
-    except Exception as exc:  # noqa: BLE001 - report as data, like run_worker's own faults
+    except Exception as exc:
         result = WorkerResult(stage="crash", error=f"could not run the worker on {os.uname().nodename}: "
                                                    f"{type(exc).__name__}: {exc}")
     data = _result_to_data(result)
@@ -184,8 +186,8 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
         self._closed = False
 
-    def submit(self, job: dict[str, Any], limits: WorkerLimits = WorkerLimits(),
-               on_event: EventFn | None = None) -> "Future[WorkerResult]":
+    def submit(self, job: dict[str, Any], limits: WorkerLimits = NO_LIMITS_GIVEN,
+               on_event: EventFn | None = None) -> Future[WorkerResult]:
         with self._lock:
             if self._closed:
                 raise RuntimeError("RayExecutor is closed")
@@ -197,7 +199,7 @@ class RayExecutor(Executor):
             try:
                 ref = self._remote.remote(job, limits, attempt)
                 data = self._ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - every Ray failure is a lost attempt
+            except Exception as exc:
                 failures.append(f"attempt {attempt + 1}: {_describe_ray_error(exc)}")
                 continue
             result = _result_from_data(data)
@@ -241,5 +243,12 @@ def make_executor(kind: str = "local", *, workers: int | None = None, ray_addres
     raise ValueError(f"unknown executor {kind!r}; choose local or ray")
 
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "default_candidate_workers", "make_executor", "usable_cores",
-           "RAY_MISSING"]
+__all__ = [
+    "RAY_MISSING",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "default_candidate_workers",
+    "make_executor",
+    "usable_cores",
+]

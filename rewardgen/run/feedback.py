@@ -26,18 +26,27 @@ message is for the user, and changes nothing.
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError
-
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from rewardgen.errors import UserError
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import (GENERATION_FILE, METRICS_FILE, RUN_FILE, CorruptFileError, RunStore, RunStoreError,
-    as_label, candidate_label, parse_candidate_label)
+from rewardgen.store import (
+    GENERATION_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    CorruptFileError,
+    RunStore,
+    RunStoreError,
+    as_label,
+    candidate_label,
+    parse_candidate_label,
+)
 
 FEEDBACK_FILE = "feedback.json"
 LOCK_FILE = "feedback.lock"
@@ -153,7 +162,7 @@ def _append(store: RunStore, item: dict) -> dict:
         item = {"id": max((int(x.get("id", 0)) for x in items), default=0) + 1, **item,
                 "applies_to": proposed_generations(store),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "time": time.time()}
-        store.write_json(FEEDBACK_FILE, {"version": 1, "items": items + [item]})
+        store.write_json(FEEDBACK_FILE, {"version": 1, "items": [*items, item]})
     return item
 
 
@@ -171,7 +180,8 @@ def add_text(run_dir: Path, text: str, candidate: str | None = None) -> dict:
     if candidate is not None and str(candidate).strip():
         g, c = parse_ref(candidate)
         _check_candidate(store, g, c)
-        ref, about = candidate_label(g, c), g
+        ref: str | None = candidate_label(g, c)
+        about: int | None = g
     else:
         done = finished_generations(store.path)
         ref, about = None, (done[-1] if done else None)
@@ -244,5 +254,18 @@ def describe(items: list[dict]) -> list[str]:
     return lines
 
 
-__all__ = ["FeedbackError", "add_text", "add_preference", "load", "for_generation", "awaiting", "describe",
-           "parse_ref", "finished_generations", "FEEDBACK_FILE", "MAX_TEXT", "AWAITING", "RUN_FILE"]
+__all__ = [
+    "AWAITING",
+    "FEEDBACK_FILE",
+    "MAX_TEXT",
+    "RUN_FILE",
+    "FeedbackError",
+    "add_preference",
+    "add_text",
+    "awaiting",
+    "describe",
+    "finished_generations",
+    "for_generation",
+    "load",
+    "parse_ref",
+]

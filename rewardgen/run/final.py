@@ -15,9 +15,10 @@ sparse|`` on the means (1: as good as the human reward, 0: no better than the sp
 None, with the reason in ``score_note``, when the task has no env reward or when the human and
 sparse means are equal.
 
-Training runs as worker jobs through an executor (``rewardgen.run.executors``; a ``LocalExecutor`` by
-default), so the rewards run sandboxed; this module runs in the orchestrator process and is the
-only writer: ``runs/<id>/final/<method>-seed<k>/policy.npz``, ``train.log`` and ``final-run.json``
+Each training is one ``Step`` (``rewardgen.run.step``, as in evolve): a worker job through an executor
+(``rewardgen.run.executors``; a ``LocalExecutor`` by default), so the rewards run sandboxed; this
+module runs in the orchestrator process and is the only writer:
+``runs/<id>/final/<method>-seed<k>/policy.npz``, ``train.log`` and ``final-run.json``
 (that training's record, with the key it was made under), then ``runs/<id>/final.json`` (atomic).
 It holds the run's lock meanwhile, so it never races an evolve/resume of the same run.
 
@@ -32,7 +33,7 @@ import hashlib
 import math
 import statistics
 import time
-from concurrent.futures import Future, wait, FIRST_COMPLETED
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,24 @@ from typing import Any
 import numpy as np
 
 from rewardgen import interrupt
+from rewardgen.contract.job import WorkerJob
 from rewardgen.errors import UserError
-
-from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
-from rewardgen.sandbox import WorkerResult
+from rewardgen.run.events import Event, FinalFinished, FinalRun, FinalStarted
+from rewardgen.run.progress import Progress
+from rewardgen.run.step import Step, TrainingSetup, training_setup
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore, final_dirname
+from rewardgen.sandbox import WorkerResult
+from rewardgen.store import (
+    FINAL_FILE,
+    FINAL_RUN_FILE,
+    POLICY_FILE,
+    RUN_FILE,
+    CorruptFileError,
+    RunRecord,
+    RunStore,
+    Stage,
+    final_dirname,
+)
 from rewardgen.tasks.baselines import sparse_reward_source
 from rewardgen.tasks.spec import Task, task_from_dict
 
@@ -68,20 +81,27 @@ def eval_seed(config_seed: int) -> int:
     return 50_000 + 1000 * int(config_seed)
 
 
-def _emit(progress, kind: str, **data: Any) -> None:
+def _emit(progress: Progress | None, event: Event) -> None:
     if progress is not None:
-        progress.event(kind, **data)
+        progress.event(event)
 
 
-def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, executor=None, progress=None,
-                     *, episodes: int | None = None) -> dict:
+def _run_event(record: dict[str, Any], reused: bool = False) -> FinalRun:
+    """The ``FinalRun`` event of a training's record."""
+    return FinalRun(method=record["method"], seed_index=record["seed_index"], status=record["status"],
+                    fitness=record.get("fitness"), error=record.get("error"), env_steps=record.get("env_steps"),
+                    reused=reused, record=record)
+
+
+def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, executor: Any = None,
+                     progress: Progress | None = None, *, episodes: int | None = None) -> dict:
     """Retrain the best reward and the baselines with ``seeds`` seeds each and compare trusted fitness.
 
     :param run_dir: a run directory with a best candidate.
     :param seeds: training seeds per method.
     :param steps: env-steps per training; None uses the run's own budget.
     :param executor: a ``rewardgen.run.executors`` executor; None makes a ``LocalExecutor`` (closed after).
-    :param progress: an object with ``event(kind, **data)`` (like evolve's Progress), or None.
+    :param progress: a ``Progress`` (``event(event)``, like evolve's), or None.
     :param episodes: trusted evaluation episodes per policy; None uses the run's (or the task's).
     :return: what is written to ``runs/<id>/final.json``.
     """
@@ -102,7 +122,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
                "sparse": sparse_reward_source(task)}
 
     started = time.monotonic()
-    _emit(progress, "final_started", run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps)
+    _emit(progress, FinalStarted(run_dir=str(store.path), methods=methods, seeds=seeds, steps=steps))
     trainings = [Retraining.of(method, k, final_dirname(method, k), sources.get(method), steps=steps,
                                trainer=trainer, train_seed=train_seed(config_seed, k), episodes=episodes,
                                eval_seed=eval_seed(config_seed))
@@ -136,7 +156,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         "seconds": round(time.monotonic() - started, 2),
     }
     store.write_json(FINAL_FILE, result)
-    _emit(progress, "final_finished", result=result)
+    _emit(progress, FinalFinished(result=result))
     return result
 
 
@@ -149,18 +169,18 @@ class RunTraining:
     steps: int  # env-steps per training
     trainer: str  # the trainer that actually runs (``effective_trainer``)
     episodes: int  # trusted evaluation episodes per policy
-    setup: Any  # the TrainingSetup that makes the worker jobs
+    setup: TrainingSetup  # makes the worker jobs
 
 
 def run_training(store: RunStore, steps: int | None = None, episodes: int | None = None,
-                 run: dict | None = None) -> RunTraining:
+                 run: RunRecord | None = None) -> RunTraining:
     """The run's training: its task and config, ``steps`` (None: the run's budget), its trainer, and
     ``episodes`` (None: the run's evaluation episodes, else the task's). ``run``: its ``run.json``, if read."""
     from rewardgen.run.config import EvolveConfig, effective_trainer
 
-    run = run if run is not None else store.read_run()
-    task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
-    config = EvolveConfig.from_dict((run.get("config") or {}) | {"task": task.id})
+    record = run if run is not None else store.read_run()
+    task = task_from_dict(record["task"], where=str(store.path / RUN_FILE))
+    config = EvolveConfig.from_dict((record.get("config") or {}) | {"task": task.id})
     steps = int(steps or config.budget(task))
     trainer, _ = effective_trainer(task, config.trainer)
     return RunTraining(task, config, steps, trainer, int(episodes or config.eval_episodes or task.eval_episodes),
@@ -179,15 +199,15 @@ class Retraining:
 
     @classmethod
     def of(cls, method: str, seed_index: int, dirname: str, source: str | None, *, steps: int, trainer: str,
-           train_seed: int, episodes: int, eval_seed: int) -> "Retraining":
+           train_seed: int, episodes: int, eval_seed: int) -> Retraining:
         """A training keyed by everything its result depends on (a rerun reuses it only if all match)."""
         key = {"source_sha256": hashlib.sha256((source or "env reward").encode()).hexdigest(), "steps": steps,
                "trainer": trainer, "train_seed": train_seed, "episodes": episodes, "eval_seed": eval_seed}
         return cls(method, seed_index, dirname, source, key)
 
 
-def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retraining], executor=None,
-                   progress=None) -> tuple[list[dict], dict]:
+def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retraining], executor: Any = None,
+                   progress: Progress | None = None) -> tuple[list[dict], dict]:
     """``retrain`` under the run's lock (``RunStoreError`` when another process holds it). With ``executor``
     None, a ``LocalExecutor`` of the run's workers does the training and is closed after. Returns the
     records and the executor's description (for the result's record of where it ran)."""
@@ -206,7 +226,8 @@ def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retra
             executor.close()
 
 
-def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], executor, progress=None) -> list[dict]:
+def retrain(store: RunStore, task: Task, setup: TrainingSetup, trainings: list[Retraining], executor: Any,
+            progress: Progress | None = None) -> list[dict]:
     """Train every one of ``trainings`` through ``executor`` (all queued at once) and evaluate each
     policy with the trusted evaluator; a training whose record says it finished under the same key
     is reused, not repeated. Each record is written beside its policy (``final-run.json``, atomic)
@@ -218,20 +239,21 @@ def retrain(store: RunStore, task: Task, setup, trainings: list[Retraining], exe
         done_before = _finished_before(store, t.dirname, t.key)
         if done_before is not None:
             runs.append(done_before)
-            _emit(progress, "final_run", **done_before, reused=True)
+            _emit(progress, _run_event(done_before, reused=True))
         else:
             todo.append(t)
     cpu_threads = executor.cpu_threads(len(todo))  # every job is queued at once
-    pending: dict[Future, Retraining] = {}
+    pending: dict[Future[WorkerResult], tuple[Retraining, Step, WorkerJob]] = {}
     for t in todo:
+        step = Step(task, setup, store, executor, t.key["episodes"], t.key["eval_seed"])
         job = setup.job(t.source, t.key["train_seed"], t.key["steps"], cpu_threads)
-        pending[executor.submit(job, setup.limits(t.key["steps"]))] = t
+        pending[step.submit(job)] = (t, step, job)
     while pending:
         interrupt.check()
         done, _ = wait(list(pending), timeout=interrupt.POLL_SECONDS, return_when=FIRST_COMPLETED)
         for fut in done:
-            t = pending.pop(fut)
-            record = _finish_one(store, task, t, fut, progress)
+            t, step, job = pending.pop(fut)
+            record = _finish_one(store, t, step, job, fut, progress)
             store.write_json(store.path / t.dirname / FINAL_RUN_FILE, record | {"key": t.key})
             runs.append(record)
     return runs
@@ -244,14 +266,14 @@ def read_record(store: RunFiles, directory: Path) -> dict | None:
         record = store.read_json(Path(directory) / FINAL_RUN_FILE)
     except CorruptFileError:
         return None
-    return record if isinstance(record, dict) and record.get("status") == "ok" else None
+    return record if isinstance(record, dict) and record.get("status") == Stage.OK else None
 
 
 def seed_results(records: list[dict], method: str) -> dict:
     """One method's trainings among ``records``, in seed order: each seed's fitness (None: it failed), how
     many succeeded, and their mean and population std (None when none did)."""
     mine = sorted((r for r in records if r["method"] == method), key=lambda r: r["seed_index"])
-    values = [r["fitness"] for r in mine if r.get("status") == "ok" and r.get("fitness") is not None]
+    values = [r["fitness"] for r in mine if r.get("status") == Stage.OK and r.get("fitness") is not None]
     return {"records": mine, "fitness": [r.get("fitness") for r in mine], "ok": len(values),
             "mean": statistics.fmean(values) if values else None,
             "std": statistics.pstdev(values) if values else None}
@@ -269,38 +291,37 @@ def _finished_before(store: RunStore, dirname: str, key: dict) -> dict | None:
     return {name: value for name, value in record.items() if name != "key"}
 
 
-def _finish_one(store: RunStore, task: Task, t: Retraining, fut: Future, progress) -> dict:
-    """Write one trained policy and its log, evaluate it with the trusted evaluator; the run's record."""
+def _finish_one(store: RunStore, t: Retraining, step: Step, job: WorkerJob, fut: Future[WorkerResult],
+                progress: Progress | None) -> dict:
+    """The rest of one training's step (its policy and log written, its trusted fitness); the run's record."""
     try:
         res: WorkerResult = interrupt.wait(fut)
-    except Exception as exc:  # noqa: BLE001 - an executor fault fails this seed, not the evaluation
-        res = WorkerResult(stage="crash", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        res = WorkerResult(stage=Stage.CRASH, error=f"{type(exc).__name__}: {exc}")
     d = store.path / t.dirname
-    save_training_output(store, d, res)
+    outcome = step.finish(d, job, res)
     record: dict[str, Any] = {"method": t.method, "seed_index": t.seed_index, "train_seconds": round(res.seconds, 2),
                               "fitness": None, "success": False, "error": None}
-    failure = training_failure(res)
-    if failure is not None:
-        record |= {"status": failure[0], "error": failure[1]}
-        _emit(progress, "final_run", **record)
+    if not outcome.trained:
+        record |= {"status": outcome.status, "error": outcome.error}
+        _emit(progress, _run_event(record))
         return record
-    result = res.result or {}
-    record |= {"env_steps": result.get("env_steps"), "policy": str((d / POLICY_FILE).relative_to(store.path))}
+    record |= {"env_steps": outcome.output.get("env_steps"),
+               "policy": str((d / POLICY_FILE).relative_to(store.path))}
     retried = [w for w in res.warnings if "retried" in w]  # the executor lost an attempt
     if retried:
         record["warnings"] = retried
-    evaluation, error = trusted_fitness(task, store, d, t.key["episodes"], t.key["eval_seed"])
-    if evaluation is None:
-        record |= {"status": "evaluation", "error": error}
+    if outcome.evaluation is None:
+        record |= {"status": Stage.EVALUATION, "error": outcome.error}
     else:
-        record |= {"status": "ok", "fitness": evaluation["fitness"], "fitness_std": evaluation.get("fitness_std"),
-                   "success": bool(evaluation["success"])}
-    _emit(progress, "final_run", **record)
+        record |= {"status": Stage.OK, "fitness": outcome.fitness, "fitness_std": outcome.evaluation.get("fitness_std"),
+                   "success": outcome.success}
+    _emit(progress, _run_event(record))
     return record
 
 
 def _summarise(method: str, runs: list[dict]) -> dict:
-    values = [r["fitness"] for r in runs if r["status"] == "ok" and r["fitness"] is not None]
+    values = [r["fitness"] for r in runs if r["status"] == Stage.OK and r["fitness"] is not None]
     arr = np.asarray(values, dtype=float)
     return {
         "method": method,
@@ -309,9 +330,9 @@ def _summarise(method: str, runs: list[dict]) -> dict:
         "ok": len(values),
         "fitness_mean": float(arr.mean()) if len(arr) else None,
         "fitness_std": float(arr.std()) if len(arr) else None,
-        "success_rate": (sum(1 for r in runs if r["status"] == "ok" and r["success"]) / len(values)) if values else None,
+        "success_rate": (sum(1 for r in runs if r["status"] == Stage.OK and r["success"]) / len(values)) if values else None,
         "failures": [{"seed_index": r["seed_index"], "status": r["status"], "error": r["error"]}
-                     for r in runs if r["status"] != "ok"],
+                     for r in runs if r["status"] != Stage.OK],
     }
 
 
@@ -336,5 +357,15 @@ def read_final(run_dir: Path) -> dict | None:
     return RunStore(Path(run_dir)).read_json(FINAL_FILE)
 
 
-__all__ = ["FinalEvaluationError", "final_evaluation", "read_final", "read_record", "retrain", "Retraining", "RunTraining",
-           "run_training", "seed_results", "METHODS"]
+__all__ = [
+    "METHODS",
+    "FinalEvaluationError",
+    "Retraining",
+    "RunTraining",
+    "final_evaluation",
+    "read_final",
+    "read_record",
+    "retrain",
+    "run_training",
+    "seed_results",
+]

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.job import SmokeCheck
-from rewardgen.store import POLICY_FILE, atomic_write_json
 from rewardgen.runfiles import RunFiles
+from rewardgen.store import POLICY_FILE, atomic_write_json
 
 #: a remembered measurement older than this is measured again
 BOOK_MAX_AGE_S = 14 * 24 * 3600.0
@@ -71,7 +71,7 @@ class Costs:
     seconds: float = 0.0
 
     @classmethod
-    def from_json(cls, raw: Any) -> "Costs | None":
+    def from_json(cls, raw: Any) -> Costs | None:
         try:
             costs = cls(**{k: raw[k] for k in ("job_s", "step_s", "eval_fixed_s", "eval_step_s", "load", "cores",
                                                "measured_at")}, seconds=float(raw.get("seconds", 0.0)))

@@ -8,15 +8,15 @@ without error. Answers are stored with ``rewardgen.run.feedback`` and are used b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError
-from rewardgen.store import RunStore, RunStoreError, candidate_label, parse_candidate_label
-from rewardgen.tables import Col, clip, fitted_table
 from rewardgen.safetext import one_line, term
-from rewardgen.store import VIDEO_FILE
+from rewardgen.store import VIDEO_FILE, RunStore, RunStoreError, candidate_label, parse_candidate_label
+from rewardgen.tables import Col, clip, fitted_table
 
 MAX_TRIES = 3
 
@@ -89,8 +89,8 @@ def ask_in_terminal(run_dir: Path, generation: int, console: Any, input_fn: Call
 
     try:
         given |= _ask(input_fn, console, "Feedback (free text): ", lambda text: feedback.add_text(run_dir, text))
-        if finished and _ask(input_fn, console, f"Best candidate of generation {generation} ({_choices(generation, finished)}): ",
-                             pick("best")):
+        best_prompt = f"Best candidate of generation {generation} ({_choices(generation, finished)}): "
+        if finished and _ask(input_fn, console, best_prompt, pick("best")):
             if len(finished) >= 2:
                 _ask(input_fn, console, f"Worst candidate ({_choices(generation, finished)}): ", pick("worst"))
     except EOFError:

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from rewardgen.run.events import (
+    AwaitingFeedback,
+    CandidateFinished,
+    CandidateProgress,
+    CandidateStarted,
+    ConfirmRun,
+    ConfirmStarted,
+    EstimateUpdate,
+    Evaluating,
+    Event,
+    GenerationFinished,
+    GenerationStarted,
+    LLMStatus,
+    Proposing,
+    RenderingVideo,
+    RunFinished,
+    RungFinished,
+    RunStarted,
+    SliceFinished,
+)
 
 
 class Progress(Protocol):
     """Receives events as the run goes (the CLI shows them; tests may record them)."""
 
-    def event(self, kind: str, **data: Any) -> None: ...
+    def event(self, event: Event) -> None: ...
 
 
 class SilentProgress:
-    def event(self, kind: str, **data: Any) -> None:
+    def event(self, event: Event) -> None:
         pass
 
 
@@ -53,6 +74,10 @@ class Estimate:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def update(self) -> EstimateUpdate:
+        """The estimate now, as the event that tells it."""
+        return EstimateUpdate(**self.fields())
+
     def fields(self) -> dict[str, Any]:
         with self.lock:
             elapsed = time.monotonic() - self.started
@@ -76,17 +101,18 @@ class Fanout:
     def __init__(self, *sinks: Progress):
         self.sinks = sinks
 
-    def event(self, kind: str, **data: Any) -> None:
+    def event(self, event: Event) -> None:
         for sink in self.sinks:
-            sink.event(kind, **data)
+            sink.event(event)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sinks[0], name)
 
 
 #: what a candidate is doing, by the event that last said so
-_STAGES = {"candidate_started": "checking", "candidate_progress": "training", "evaluating": "evaluating",
-           "slice_finished": "waiting", "rendering_video": "rendering its video"}
+_STAGES: dict[type[Event], str] = {CandidateStarted: "checking", CandidateProgress: "training",
+                                   Evaluating: "evaluating", SliceFinished: "waiting",
+                                   RenderingVideo: "rendering its video"}
 
 
 class LiveState:
@@ -99,69 +125,78 @@ class LiveState:
     reader elsewhere can count the time left down."""
 
     def __init__(self) -> None:
-        self.phase, self.generation, self.kind = "starting", None, "evolve"
+        self.phase, self.kind = "starting", "evolve"
+        self.generation: int | None = None
         self.candidates: dict[int, dict[str, Any]] = {}
-        self.plan_total, self.first_target, self.started = 0, 0, None
+        self.plan_total, self.first_target = 0, 0
+        self.started: float | None = None
         self.estimate: dict[str, Any] | None = None
         self.confirm: dict[str, Any] | None = None
 
-    def apply(self, kind: str, d: dict[str, Any]) -> None:
-        g = d.get("generation")
-        if kind == "run_started":
-            self.kind = d.get("run_kind") or "evolve"
-        elif kind == "estimate":
-            self.estimate = {"seconds_left": d.get("seconds_left"), "basis": d.get("basis"), "at": time.time(),
-                             "env_steps_planned": d.get("env_steps_planned"), "env_steps_done": d.get("env_steps_done")}
-        elif kind in ("proposing", "llm_status"):
-            self.phase, self.generation, self.candidates = "proposing", g, {}
-        elif kind == "generation_started":
-            self.phase, self.generation = "training", g
-            plan = d.get("plan") or [{"target": d.get("steps") or 1, "candidates": len(d.get("pending") or [])}]
-            prev, total = 0, 0
-            for p in plan:
-                total += int(p["candidates"]) * (int(p["target"]) - prev)
-                prev = int(p["target"])
-            self.plan_total, self.first_target, self.started = total, int(plan[0]["target"]), time.monotonic()
-            pending = set(d.get("pending") or [])
-            self.candidates = {c: {"candidate": c, "stage": "queued" if c in pending else "finished before",
-                                   "steps": 0, "target": self.first_target, "rung": 0, "rungs": 1,
-                                   "fitness": None, "status": None, "fate": None, "error": None}
-                               for c in range(int(d.get("candidates") or 0))}
-        elif g == self.generation and d.get("candidate") in self.candidates:
-            cand = self.candidates[d["candidate"]]
-            if cand.get("stage") == "finished" and kind == "rendering_video":
-                return
-            if kind in _STAGES:
-                cand["stage"] = _STAGES[kind]
-            if kind == "candidate_started":
-                cand.update(rung=d.get("rung", 0), rungs=d.get("rungs", 1), target=d.get("target") or cand["target"])
-                if d.get("rung"):
+    def apply(self, ev: Event) -> None:
+        match ev:
+            case RunStarted():
+                self.kind = ev.run_kind or "evolve"
+            case EstimateUpdate():
+                self.estimate = {"seconds_left": ev.seconds_left, "basis": ev.basis, "at": time.time(),
+                                 "env_steps_planned": ev.env_steps_planned, "env_steps_done": ev.env_steps_done}
+            case Proposing() | LLMStatus():
+                self.phase, self.generation, self.candidates = "proposing", ev.generation, {}
+            case GenerationStarted():
+                self._generation_started(ev)
+            case CandidateStarted() | CandidateProgress() | Evaluating() | SliceFinished() | RenderingVideo() \
+                    | CandidateFinished() if ev.generation == self.generation and ev.candidate in self.candidates:
+                self._candidate(ev, self.candidates[ev.candidate])
+            case RungFinished() if ev.generation == self.generation:
+                for c in ev.continuing or []:
+                    if c in self.candidates:
+                        self.candidates[c]["stage"] = "queued for the next rung"
+            case GenerationFinished() if ev.generation == self.generation:
+                self.phase = "generation finished"
+            case ConfirmStarted():
+                self.phase, self.confirm = "confirming", {"done": 0, "total": None}
+            case ConfirmRun() if self.confirm is not None:
+                self.confirm = {"done": ev.done, "total": ev.total}
+            case AwaitingFeedback():
+                self.phase = "awaiting feedback"
+            case RunFinished():
+                self.phase = "finished"
+
+    def _generation_started(self, ev: GenerationStarted) -> None:
+        self.phase, self.generation = "training", ev.generation
+        plan = ev.plan or [{"target": ev.steps or 1, "candidates": len(ev.pending or [])}]
+        prev, total = 0, 0
+        for p in plan:
+            total += int(p["candidates"]) * (int(p["target"]) - prev)
+            prev = int(p["target"])
+        self.plan_total, self.first_target, self.started = total, int(plan[0]["target"]), time.monotonic()
+        pending = set(ev.pending or [])
+        self.candidates = {c: {"candidate": c, "stage": "queued" if c in pending else "finished before",
+                               "steps": 0, "target": self.first_target, "rung": 0, "rungs": 1,
+                               "fitness": None, "status": None, "fate": None, "error": None}
+                           for c in range(ev.candidates)}
+
+    @staticmethod
+    def _candidate(ev: Event, cand: dict[str, Any]) -> None:
+        if cand.get("stage") == "finished" and isinstance(ev, RenderingVideo):
+            return
+        if type(ev) in _STAGES:
+            cand["stage"] = _STAGES[type(ev)]
+        match ev:
+            case CandidateStarted():
+                cand.update(rung=ev.rung, rungs=ev.rungs, target=ev.target or cand["target"])
+                if ev.rung:
                     cand["stage"] = "continuing"
-            elif kind == "candidate_progress":
-                cand.update(steps=int(d.get("steps") or 0), target=d.get("total") or cand["target"],
-                            rung=d.get("rung", 0), rungs=d.get("rungs", 1))
-            elif kind == "slice_finished":
-                cand["fitness"] = d.get("fitness")
-                if d.get("rung", 0) >= d.get("rungs", 1) - 1:
+            case CandidateProgress():
+                cand.update(steps=ev.steps, target=ev.total or cand["target"], rung=ev.rung, rungs=ev.rungs)
+            case SliceFinished():
+                cand["fitness"] = ev.fitness
+                if ev.rung >= ev.rungs - 1:
                     cand["stage"] = "evaluated"
-            elif kind == "candidate_finished":
-                cand.update(stage="finished" if d.get("status") == "ok" else "failed", status=d.get("status"),
-                            fitness=d.get("fitness"), fate=d.get("fate"), error=d.get("error"),
-                            steps=int(d.get("env_steps") or cand["steps"]))
-        elif kind == "rung_finished" and g == self.generation:
-            for c in d.get("continuing") or []:
-                if c in self.candidates:
-                    self.candidates[c]["stage"] = "queued for the next rung"
-        elif kind == "generation_finished" and g == self.generation:
-            self.phase = "generation finished"
-        elif kind == "confirm_started":
-            self.phase, self.confirm = "confirming", {"done": 0, "total": None}
-        elif kind == "confirm_run" and self.confirm is not None:
-            self.confirm = {"done": d.get("done"), "total": d.get("total")}
-        elif kind == "awaiting_feedback":
-            self.phase = "awaiting feedback"
-        elif kind == "run_finished":
-            self.phase = "finished"
+            case CandidateFinished():
+                cand.update(stage="finished" if ev.status == "ok" else "failed", status=ev.status,
+                            fitness=ev.fitness, fate=ev.fate, error=ev.error,
+                            steps=int(ev.env_steps or cand["steps"]))
 
     def snapshot(self) -> dict[str, Any]:
         done = min(sum(int(c["steps"]) for c in self.candidates.values() if c["stage"] != "finished before"),
@@ -181,7 +216,7 @@ class LiveFile:
     terminal shows. Writing is a convenience: a failure stops the writes, never the run."""
 
     #: events that only move a count: written at most once per ``interval``
-    FREQUENT = {"candidate_progress", "llm_status", "estimate"}
+    FREQUENT: tuple[type[Event], ...] = (CandidateProgress, LLMStatus, EstimateUpdate)
 
     def __init__(self, write: Callable[[Any], None], interval: float = 1.0):
         """``write(obj)`` writes ``obj`` as the run's ``live.json`` (atomically, through the run's files)."""
@@ -191,11 +226,11 @@ class LiveFile:
         self.last = 0.0
         self.broken = False
 
-    def event(self, kind: str, **data: Any) -> None:
+    def event(self, event: Event) -> None:
         with self.lock:
-            self.state.apply(kind, data)
+            self.state.apply(event)
             now = time.monotonic()
-            if self.broken or (kind in self.FREQUENT and now - self.last < self.interval):
+            if self.broken or (isinstance(event, self.FREQUENT) and now - self.last < self.interval):
                 return
             self.last = now
             try:

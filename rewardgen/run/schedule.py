@@ -13,9 +13,13 @@ never anything the candidate's reward reported), so a resumed run recomputes the
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
+
+from rewardgen.store import RungRecord, Stage
 
 SCHEDULES = ("adaptive", "halving", "full")
 
@@ -71,14 +75,22 @@ class Evaluation:
     fitness: float | None  # None: the slice failed
     stderr: float = 0.0  # standard error of the mean fitness over the evaluation's episodes
 
+    @property
+    def value(self) -> float:
+        """The fitness of a slice that did not fail (what the rules compare)."""
+        if self.fitness is None:
+            raise ValueError("a failed slice has no fitness to compare")
+        return self.fitness
+
     @classmethod
-    def from_rung(cls, record: dict) -> "Evaluation":
+    def from_rung(cls, record: RungRecord) -> Evaluation:
         ev = record.get("evaluation") or {}
         n = max(1, len(ev.get("episodes") or []))
-        ok = record.get("status") == "ok" and record.get("fitness") is not None
-        return cls(int(record.get("env_steps_total") or 0), int(record.get("env_steps") or 0),
-                   float(record["fitness"]) if ok else None,
-                   float(ev.get("fitness_std") or 0.0) / math.sqrt(max(1, n - 1)) if ok else 0.0)
+        fitness = record.get("fitness") if record.get("status") == Stage.OK else None
+        if fitness is None:  # the slice failed
+            return cls(record.get("env_steps_total", 0), record.get("env_steps", 0), None)
+        return cls(record.get("env_steps_total", 0), record.get("env_steps", 0), float(fitness),
+                   float(ev.get("fitness_std") or 0.0) / math.sqrt(max(1, n - 1)))
 
 
 @dataclass
@@ -106,7 +118,7 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
     (oldest-policy) evaluations."""
     k = len(history)
     total = adaptive_total_steps(k, steps) if total is None else total
-    inc = max(1, int(round(steps * ADAPTIVE_INCREMENT)))
+    inc = max(1, round(steps * ADAPTIVE_INCREMENT))
     out = Decision()
     if k == 0:
         return out
@@ -128,7 +140,7 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
             racing.append(c)
     if not racing:
         return out
-    ranked = sorted(racing, key=lambda c: (-history[c][-1].fitness, c))
+    ranked = sorted(racing, key=lambda c: (-history[c][-1].value, c))
     leader = ranked[0]
     for c in ranked[1:]:
         if _clearly_behind(history[c], history[leader], scale):
@@ -152,8 +164,8 @@ def adaptive_decision(history: Sequence[Sequence[Evaluation]], steps: int, scale
 
 def _behind(e: Evaluation, lead: Evaluation, scale: float) -> bool:
     """Behind beyond both evaluations' noise (ADAPTIVE_Z standard errors) and by a meaningful gap."""
-    return (e.fitness + ADAPTIVE_Z * e.stderr < lead.fitness - ADAPTIVE_Z * lead.stderr
-            and lead.fitness - e.fitness >= ADAPTIVE_GAP * abs(scale))
+    return (e.value + ADAPTIVE_Z * e.stderr < lead.value - ADAPTIVE_Z * lead.stderr
+            and lead.value - e.value >= ADAPTIVE_GAP * abs(scale))
 
 
 def _clearly_behind(mine: Sequence[Evaluation], lead: Sequence[Evaluation], scale: float) -> bool:
@@ -164,7 +176,7 @@ def _clearly_behind(mine: Sequence[Evaluation], lead: Sequence[Evaluation], scal
     (docs/benchmarks.md), and evaluation noise says nothing about when the others will."""
     if len(mine) < 2 or len(lead) < 2 or mine[-2].fitness is None or lead[-2].fitness is None:
         return False
-    gaining = (mine[-1].fitness - mine[-2].fitness) >= (lead[-1].fitness - lead[-2].fitness)
+    gaining = (mine[-1].value - mine[-2].value) >= (lead[-1].value - lead[-2].value)
     return _behind(mine[-1], lead[-1], scale) and _behind(mine[-2], lead[-2], scale) and not gaining
 
 
@@ -196,7 +208,7 @@ def schedule_plan(count: int, steps: int, fractions: list[float], schedule: str 
         return plan
     plan, alive = [], count
     for r, fraction in enumerate(fractions):
-        plan.append({"rung": r, "target": max(1, int(round(steps * fraction))), "candidates": alive})
+        plan.append({"rung": r, "target": max(1, round(steps * fraction)), "candidates": alive})
         alive = survivors(alive, r) if alive else 0
     return plan
 
@@ -209,19 +221,19 @@ def planned_env_steps(samples: int, steps: int, schedule: str) -> int:
     fractions = rung_fractions(samples, schedule)
     total, alive, before = 0, samples, 0.0
     for r, f in enumerate(fractions):
-        total += alive * int(round(steps * (f - before)))
+        total += alive * round(steps * (f - before))
         before = f
         alive = survivors(alive, r)
     return total
 
 
-def merge_training_stats(rungs: list[dict]) -> dict:
+def merge_training_stats(rungs: Sequence[RungRecord]) -> dict:
     """One TrainingStats summary from consecutive slices (steps offset by what came before)."""
     merged: dict[str, Any] = {"components": {}, "total_reward": [], "episodes": [], "num_episodes": 0,
                               "reward_fitness_correlation": None}
     for rung in rungs:
         stats = rung.get("training") or {}
-        offset = int(rung.get("env_steps_total") or 0) - int(rung.get("env_steps") or 0)
+        offset = rung.get("env_steps_total", 0) - rung.get("env_steps", 0)
         for name, points in (stats.get("components") or {}).items():
             merged["components"].setdefault(name, []).extend(dict(p, step=p["step"] + offset) for p in points)
         merged["total_reward"] += [dict(p, step=p["step"] + offset) for p in stats.get("total_reward") or []]
@@ -242,7 +254,7 @@ def describe_schedule(samples: int, steps: int, schedule: str, batch: int | None
         return [f"Every candidate trains the full {n(steps)} env-steps; then they are compared by trusted fitness."]
     past = f" Training stops at the end of an update ({n(batch)} env-steps), a little past each mark." if batch else ""
     if schedule == "adaptive":
-        inc = max(1, int(round(steps * ADAPTIVE_INCREMENT)))
+        inc = max(1, round(steps * ADAPTIVE_INCREMENT))
         total = adaptive_total_steps(samples, steps)
         return [f"The {samples} candidates of a generation train in increments of {n(inc)} env-steps and are evaluated "
                 f"after each.{past} A candidate is dropped when, twice in a row, it is behind the leader by more than "
@@ -253,12 +265,12 @@ def describe_schedule(samples: int, steps: int, schedule: str, batch: int | None
     plan = schedule_plan(samples, steps, rung_fractions(samples, schedule), schedule)
     first = plan[0]
     parts = [f"all {samples} train to {n(first['target'])} env-steps and are evaluated"]
-    for before, rung in zip(plan, plan[1:]):
+    for before, rung in itertools.pairwise(plan):
         last = rung is plan[-1]
         keep = survivors(before["candidates"], before["rung"])
         parts.append(f"the best {keep} {'train' if keep > 1 else 'trains'} on to "
                      f"{'the full ' if last else ''}{n(rung['target'])}" + ("" if last else " and are evaluated again"))
-    return [f"Candidates of a generation are compared in rungs (successive halving): " + "; ".join(parts) + "." + past,
+    return ["Candidates of a generation are compared in rungs (successive halving): " + "; ".join(parts) + "." + past,
             f"A candidate cut early keeps the fitness measured where it was cut, at that budget. So a reward is first "
             f"judged on what the policy learns in its first {n(first['target'])} env-steps "
             f"({first['target'] / steps:.0%} of the budget): a reward that only pays off late is cut before it does."]

@@ -1,28 +1,33 @@
-"""One training of a reward, then its trusted evaluation: the step evolve's schedule and ``final`` share.
+"""One candidate's step: check -> train -> save -> trusted fitness -> outcome (``Step``), the same for
+evolve's schedule, ``final`` and the confirmation, and how a run trains (``TrainingSetup``).
 
 Evolve trains a candidate in slices (rungs) and ``final`` retrains the best reward and the baselines
-with several seeds; both build the worker job, bound it, keep what the worker returned and measure
-the policy the same way, here. The policy's trusted fitness comes from the evaluator process
-(``rewardgen.sandbox.trusted.run_trusted_evaluation``), never from the worker that trained it.
+with several seeds; both build the worker job from the setup and hand it to a ``Step``, which keeps
+what the worker returned and measures the policy. The policy's trusted fitness comes from the
+evaluator process (``rewardgen.sandbox.trusted.run_trusted_evaluation``), never from the worker that
+trained it.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.job import SmokeCheck, WorkerJob
+from rewardgen.contract.policy import MAX_POLICY_BYTES
 from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.run.executors import default_candidate_workers
-from rewardgen.sandbox import WorkerLimits, WorkerResult
-from rewardgen.sandbox.trusted import run_trusted_evaluation
-from rewardgen.contract.policy import MAX_POLICY_BYTES
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import POLICY_FILE, TRAIN_LOG
+from rewardgen.sandbox import WorkerLimits, WorkerResult
+from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, verdict_from_result
+from rewardgen.sandbox.trusted import run_trusted_evaluation
+from rewardgen.store import POLICY_FILE, TRAIN_LOG, Stage
 from rewardgen.tasks.spec import Task
-
 
 
 def ppo_worlds(steps: int, most: int = 128) -> int:
@@ -80,9 +85,11 @@ class TrainingSetup:
 
         worlds = self.worlds()
         if self.trainer == "ppo":
-            from rewardgen.trainers.ppo import describe_ppo
+            from rewardgen.trainers.ppo import PPOTrainer, describe_ppo
 
-            hp = get_trainer("ppo", task_ppo=self.task.ppo, num_envs=worlds).hp
+            trainer = get_trainer("ppo", task_ppo=self.task.ppo, num_envs=worlds)
+            assert isinstance(trainer, PPOTrainer)  # the registry's "ppo"
+            hp = trainer.hp
             lines, batch = describe_ppo(hp), worlds * hp.rollout_steps
         else:
             from rewardgen.trainers.sb3 import describe_sb3, sb3_rollout
@@ -90,7 +97,8 @@ class TrainingSetup:
             lines, batch = describe_sb3(worlds), worlds * sb3_rollout(worlds)
         env = self.task.make_env()
         try:
-            observation = int(env.observation_space.shape[0])
+            shape = env.observation_space.shape
+            observation = int(shape[0]) if shape else 0
         finally:
             env.close()
         return TrainingPlan(steps=self.budget, samples=samples, worlds=worlds, trainer_lines=lines,
@@ -104,12 +112,12 @@ class TrainingSetup:
         return WorkerLimits(wall_seconds=wall, memory_bytes=int(self.memory_gb * 1024**3))
 
 
-def training_failure(res: WorkerResult) -> tuple[str, str] | None:
-    """``(status, error)`` when the training gave no usable policy, else None."""
+def training_failure(res: WorkerResult) -> tuple[Stage, str] | None:
+    """``(stage, error)`` when the training gave no usable policy, else None."""
     if not res.ok:
-        return res.stage, res.error or "the worker failed"
+        return Stage(res.stage), res.error or "the worker failed"
     if res.payload is None:
-        return "protocol", "the worker returned no policy"
+        return Stage.PROTOCOL, "the worker returned no policy"
     return None
 
 
@@ -133,6 +141,99 @@ def trusted_fitness(task: Task, files: RunFiles, directory: Path, episodes: int 
         return run_trusted_evaluation(task, policy, episodes, seed), None
     except (RuntimeError, ValueError, OSError) as exc:
         return None, str(exc)
+
+
+def check_record(verdict: CheckVerdict, seconds: float, by: str) -> dict[str, Any]:
+    """The smoke check's verdict as a rung record keeps it (``check``), whoever ran it: the proposer
+    before it kept the source, or the training worker at the start of the training."""
+    return verdict.to_json() | {"seconds": round(float(seconds), 2), "isolation": verdict.isolation,
+                                "warnings": verdict.warnings, "by": by}
+
+
+@dataclass
+class StepOutcome:
+    """What one step came to. ``status``: ``Stage.OK``, or the stage that failed (with ``error``);
+    ``check``: the smoke check's verdict when the job carried one and the worker answered it;
+    ``evaluation``: the trusted evaluator's answer (``fitness``, ``success``, episodes, ...)."""
+
+    status: Stage
+    error: str | None
+    result: WorkerResult
+    check: CheckVerdict | None = None
+    evaluation: dict[str, Any] | None = None
+    evaluation_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Stage.OK
+
+    @property
+    def trained(self) -> bool:
+        """Training gave a policy (the step failed, if it did, in the trusted evaluation)."""
+        return self.ok or self.status == Stage.EVALUATION
+
+    @property
+    def fitness(self) -> float | None:
+        """The trusted fitness (as the evaluator wrote it); None when there was no evaluation."""
+        return self.evaluation["fitness"] if self.evaluation is not None else None
+
+    @property
+    def success(self) -> bool:
+        return bool(self.evaluation["success"]) if self.evaluation is not None else False
+
+    @property
+    def output(self) -> dict[str, Any]:
+        """The trainer's answer (``env_steps``, ``stats``, ``extra``, ...); empty when training failed."""
+        return self.result.result or {}
+
+
+class Step:
+    """One candidate's step, the same in evolve's schedule, ``final`` and the confirmation: check (the
+    smoke check folded into the training job) -> train (a worker through the executor) -> save (log
+    and policy into the run, atomically) -> trusted fitness (the evaluator's own process) -> outcome.
+
+    Selection reads only the outcome's trusted fitness; the worker's own numbers stay in the record."""
+
+    def __init__(self, task: Task, setup: TrainingSetup, files: RunFiles, executor: Any, episodes: int | None,
+                 eval_seed: int):
+        self.task, self.setup, self.files, self.executor = task, setup, files, executor
+        self.episodes, self.eval_seed = episodes, eval_seed
+
+    def submit(self, job: WorkerJob, on_event: Callable[[dict], None] | None = None) -> Future[WorkerResult]:
+        """Start training ``job`` under the setup's limits; its future gives the ``WorkerResult``."""
+        if on_event is None:
+            return self.executor.submit(job, self.setup.limits(job.steps))
+        return self.executor.submit(job, self.setup.limits(job.steps), on_event)
+
+    def finish(self, directory: Path, job: WorkerJob, res: WorkerResult, log_header: str = "",
+               append: bool = False, trained: Callable[[StepOutcome], None] | None = None) -> StepOutcome:
+        """Everything after training: the check's verdict (a failed check writes its log and ends the
+        step), the log and policy saved in ``directory``, the training's failure, then ``trained`` (told
+        the outcome so far: training is over, the evaluation comes next) and the trusted fitness."""
+        outcome = StepOutcome(Stage.OK, None, res)
+        if job.check is not None and (res.check is not None or res.stage not in (Stage.PROTOCOL, Stage.LOST)):
+            # (a worker that lied, or a lost machine, says nothing about the candidate: failed as such below)
+            limits = self.setup.limits(job.steps)
+            outcome.check = verdict_from_result(res, job.source or "", WorkerLimits(
+                wall_seconds=CHECK_LIMITS.wall_seconds, memory_bytes=limits.memory_bytes,
+                output_bytes=CHECK_LIMITS.output_bytes))
+            if not outcome.check.ok:
+                self.files.write_text(directory / TRAIN_LOG, outcome.check.log)
+                outcome.status, outcome.error = Stage(outcome.check.stage), outcome.check.error
+                return outcome
+        save_training_output(self.files, directory, res, log_header, append=append)
+        failure = training_failure(res)
+        if failure is not None:
+            outcome.status, outcome.error = failure
+            return outcome
+        if trained is not None:
+            trained(outcome)
+        started = time.monotonic()
+        outcome.evaluation, error = trusted_fitness(self.task, self.files, directory, self.episodes, self.eval_seed)
+        outcome.evaluation_seconds = round(time.monotonic() - started, 2)
+        if outcome.evaluation is None:
+            outcome.status, outcome.error = Stage.EVALUATION, error
+        return outcome
 
 
 def training_setup(task: Task, config: Any, trainer: str, budget: int) -> TrainingSetup:
