@@ -388,6 +388,30 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     assert "so by how much is not measured here" in LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
 
 
+def test_the_retrainings_of_rewardgen_final_reach_the_next_generation(runs_dir):
+    """A run continued after `rewardgen final` has its best reward's own seed spread: the request shows it
+    and never says that nothing was retrained (a hostile final.json's non-numbers are left out)."""
+    from test_feedback import fake_run
+
+    from rewardgen.run.evolve import proposer_history
+    from rewardgen.store import RunStore
+
+    run = fake_run(runs_dir, generations=1, samples=3)
+    store = RunStore(run)
+    runs = [{"method": "evolved", "status": "ok", "fitness": f} for f in (2.289, 0.680, 0.883)]
+    runs += [{"method": "evolved", "status": "ok", "fitness": "1e9"}, {"method": "human", "status": "ok", "fitness": 9.0}]
+    store.write_json("final.json", {"steps": 2048, "best": {"generation": 0, "candidate": 2}, "runs": runs})
+    history = proposer_history(store, 1)
+    assert [r.retrained for r in history[0]] == [[], [], [2.289, 0.680, 0.883]]
+    task = get_task("inverted-pendulum-balance")
+    ctx = ProposalContext(task, task.schema, 1, 3, seed=0, history=history, run_dir=run)
+    text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
+    assert "scored 2.289, 0.68, 0.883 when retrained at the full budget on 3 other seeds" in text
+    assert "retrained no reward" not in text
+    store.write_json("final.json", {"steps": 999, "best": {"generation": 0, "candidate": 2}, "runs": runs})
+    assert all(not r.retrained for r in proposer_history(store, 1)[0])  # another budget: not the run's own
+
+
 def test_the_trusted_episode_summary_names_the_rule_that_ended_it():
     from rewardgen.proposers.history import behaviour_line
 

@@ -22,10 +22,11 @@ The orchestrator never executes candidate code, and it records everything atomic
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from rewardgen.run.step import Step, training_setup
 from rewardgen.run.videos import VideoQueue
 from rewardgen.sandbox.check import CheckVerdict, check_reward
 from rewardgen.store import (
+    FINAL_FILE,
     GENERATION_FILE,
     LIVE_FILE,
     PROPOSAL_FILE,
@@ -244,7 +246,9 @@ class Evolution:
                               seed=self.config.seed, history=self.history(g), feedback=self.feedback(g),
                               run_dir=self.store.path, record_dir=self.store.gen_dir(g) / "llm",
                               check=self._proposer_check, event=self._proposer_event,
-                              plan=self.setup.plan(self.config.samples, self.config.schedule, self.config.eval_episodes))
+                              plan=replace(self.setup.plan(self.config.samples, self.config.schedule,
+                                                           self.config.eval_episodes),
+                                           generations=self.config.generations))
         self.progress.event(Proposing(generation=g, proposer=proposer.label))
         proposals = proposer.propose(ctx)
         if len(proposals) != self.config.samples:
@@ -375,6 +379,29 @@ def generation_summary(store: RunStore, g: int, n: int) -> GenerationSummary:
             "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
 
 
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _final_retrainings(store: RunStore) -> dict[tuple, list[float]]:
+    """The best reward's fitness on each new training seed of ``rewardgen final`` (``final.json``), when it
+    retrained at the run's own budget: {(generation, candidate): [fitness, ...]}. The file is read like
+    any in a run (untrusted): only finite numbers of the evolved method's finished trainings count."""
+    try:
+        final = store.read_json(FINAL_FILE)
+    except (OSError, ValueError, RunStoreError):  # a final.json that cannot be read tells nothing
+        return {}
+    budget = (store.read_run().get("config") or {}).get("steps")
+    if not isinstance(final, dict) or not isinstance(final.get("best"), dict) or final.get("steps") != budget:
+        return {}
+    g, c = final["best"].get("generation"), final["best"].get("candidate")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (g, c)):
+        return {}
+    values = [float(r["fitness"]) for r in final.get("runs") or [] if isinstance(r, dict)
+              and r.get("method") == "evolved" and r.get("status") == "ok" and _finite(r.get("fitness"))]
+    return {(g, c): values} if values else {}
+
+
 def proposer_history(store: RunStore, upto: int) -> list[list[CandidateRecord]]:
     """Finished candidates of generations before ``upto``, as proposers see them: each with its trusted
     evaluation after every slice, and the fitness of any retraining a confirmation made."""
@@ -382,9 +409,11 @@ def proposer_history(store: RunStore, upto: int) -> list[list[CandidateRecord]]:
     retrained: dict[tuple, list[float]] = {}  # from a confirmation this run made earlier (an extended run)
     for row in ((store.read_run().get("confirm") or {}).get("contenders") or []):
         if isinstance(row, dict) and isinstance(row.get("fitness"), list):
-            values = [float(x) for x in row["fitness"] if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            values = [float(x) for x in row["fitness"] if _finite(x)]
             if values:
                 retrained[(row.get("generation"), row.get("candidate"))] = values
+    for key, values in _final_retrainings(store).items():  # and from `rewardgen final` on it
+        retrained[key] = retrained.get(key, []) + values
     for g in range(upto):
         gen = store.read_generation(g) or {"candidates": []}
         records = []
