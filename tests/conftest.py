@@ -161,8 +161,8 @@ def small_real_run(tmp_path_factory):
     """A real run, small: inverted pendulum, 3 candidates x 2 generations, 3000 env-steps under the
     halving schedule, one worker (so candidates queue), videos rendered; watched by the CLI's
     display. Returns (run_dir, RecordingProgress)."""
-    from rewardgen.run.evolve import evolve
     from rewardgen.run.config import EvolveConfig
+    from rewardgen.run.evolve import evolve
 
     runs = tmp_path_factory.mktemp("small-real-run") / "runs"
     progress = RecordingProgress()

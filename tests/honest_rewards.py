@@ -116,11 +116,11 @@ _MEANT_TO_FAIL = ("open(", "import os", "__", "getattr", "eval(", "exec(", "torc
 def _test_strings() -> list[tuple[str, str]]:
     """Reward sources written as string constants in the test modules (not the hostile corpus)."""
     out = []
-    for path in sorted(TESTS.glob("test_*.py")) + [TESTS / "conftest.py"]:
+    for path in [*sorted(TESTS.glob("test_*.py")), TESTS / "conftest.py"]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and "def compute_reward" in node.value:
                 text = node.value
-                if any(bad in text for bad in _MEANT_TO_FAIL) or "{" in text and "}}" in text:
+                if any(bad in text for bad in _MEANT_TO_FAIL) or ("{" in text and "}}" in text):
                     continue
                 try:
                     ast.parse(text)

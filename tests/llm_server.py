@@ -97,7 +97,7 @@ class ScriptedServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         self.thread.start()
         return self
 
@@ -116,7 +116,7 @@ def transcript_answers(task: str = "hopper-hop") -> dict[int, list[str]]:
 
     out: dict[int, list[str]] = {}
     for path in sorted((TRANSCRIPTS / task).glob("resp-*.md")):
-        g, c = (int(x) for x in re.fullmatch(r"resp-(\d+)-(\d+)\.md", path.name).groups())
+        g, _c = (int(x) for x in re.fullmatch(r"resp-(\d+)-(\d+)\.md", path.name).groups())
         out.setdefault(g, []).append(path.read_text())
     return out
 

@@ -21,8 +21,8 @@ import warnings
 import numpy as np
 import pytest
 
-from rewardgen.sim.cpu import BatchSim
 from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.sim.cpu import BatchSim
 from rewardgen.tasks.spec import get_task
 
 warnings.filterwarnings("ignore", message=".*settotalmass.*")

@@ -101,8 +101,9 @@ def test_bench_schedule_judges_each_pick_on_new_seeds_and_a_rerun_reuses_everyth
     import statistics
 
     from conftest import cli, last_json
-    from rewardgen.sandbox.trusted import run_trusted_evaluation
+
     from rewardgen.run.final import train_seed as final_train_seed
+    from rewardgen.sandbox.trusted import run_trusted_evaluation
     from rewardgen.tasks.spec import get_task
 
     args = ("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--steps", "4096",
@@ -206,7 +207,8 @@ def test_bench_evolve_quick_reports_every_row(tmp_path):
     # the `rewardgen train` command, timed whole, beside SB3's training-only rate on the same reward
     cmd = run["train_command"]
     assert cmd["env_steps"] >= 4096 and cmd["wall_seconds"] > 0 and cmd["sb3_env_steps_per_s"] > 0
-    assert cmd["train_vs_sb3"] == pytest.approx(cmd["env_steps"] / cmd["wall_seconds"] / cmd["sb3_env_steps_per_s"], rel=1e-3)
+    rate = cmd["env_steps"] / cmd["wall_seconds"]
+    assert cmd["train_vs_sb3"] == pytest.approx(rate / cmd["sb3_env_steps_per_s"], rel=1e-3)
     assert (Path(cmd["run_dir"]) / "gen-000" / "cand-00" / "video.mp4").is_file()
 
 

@@ -3,11 +3,10 @@ run stores, kill -9 and resume, bad input."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 from pathlib import Path
 
+import pytest
 from conftest import cli, kill_9_when, last_json
 
 TINY = ["--steps", "4096", "--samples", "2", "--generations", "1", "--seeds", "2", "--workers", "1"]

@@ -12,15 +12,14 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, cli, last_json
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,9 +41,9 @@ uvicorn = pytest.importorskip("uvicorn")
 def browser_run(tmp_path_factory) -> Path:
     """A finished one-generation run with a video per candidate."""
     from rewardgen.contract.policy import PolicyExport
+    from rewardgen.evaluate.video import render_rollout, video_path
     from rewardgen.store import RunStore
     from rewardgen.tasks.spec import task_from_dict
-    from rewardgen.evaluate.video import render_rollout, video_path
 
     runs = tmp_path_factory.mktemp("browser") / "runs"
     proc = cli("evolve", "--task", "inverted-pendulum-balance", "--samples", "2", "--generations", "1",
@@ -111,7 +110,7 @@ WAIT_METADATA = """async (sel) => {
 
 @pytest.mark.slow
 def test_review_a_generation_and_start_the_next(server, browser_run: Path) -> None:
-    base, app = server
+    base, _app = server
     ARTIFACTS.mkdir(exist_ok=True)
     run_id = browser_run.name
     with sync_playwright() as pw:

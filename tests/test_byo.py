@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import cli, last_json
-from rewardgen.run.evolve import Evolution, start_run
-from rewardgen.run.config import EvolveConfig
-from rewardgen.tasks.fitness import FitnessError
-from rewardgen.proposers.params import render_params, reward_template
+
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.library import term_library
 from rewardgen.proposers.offline import OfflineProposer
+from rewardgen.proposers.params import render_params, reward_template
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.tasks.fitness import FitnessError
 from rewardgen.tasks.spec import TaskError, get_task, load_task_file, task_from_dict, task_from_mjcf, write_task_yaml
 
 # A planar two-legged walker written from scratch: root "base" slides in x and z and pitches about y.

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import cli, last_json
 
 
 def _assert_usage_error(res, fragment: str) -> None:
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+    lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, res.stderr
     assert "Traceback" not in res.stderr
     assert fragment in lines[0]
@@ -31,7 +30,7 @@ def _assert_usage_error(res, fragment: str) -> None:
 ])
 def test_bad_input_exits_2_with_one_line(args, fragment, runs_dir):
     if args[0] in ("evolve", "train"):
-        args = args + ["--runs-dir", str(runs_dir)]
+        args = [*args, "--runs-dir", str(runs_dir)]
     _assert_usage_error(cli(*args), fragment)
     assert list(runs_dir.iterdir()) == []  # nothing was created
 
@@ -112,8 +111,11 @@ def _all_parsers():
 def test_no_parser_takes_prefix_abbreviations():
     parsers = _all_parsers()
     assert len(parsers) > 15 and not [p.prog for p in parsers if p.allow_abbrev]
-    import rewardgen.bench.sandbox as bench_sandbox, rewardgen.inspect.debug as debug, rewardgen.trainers.worker as worker
     import inspect
+
+    import rewardgen.bench.sandbox as bench_sandbox
+    import rewardgen.inspect.debug as debug
+    import rewardgen.trainers.worker as worker
 
     for module in (bench_sandbox, debug, worker):  # the package's internal entry points too
         assert "allow_abbrev=False" in inspect.getsource(module), module.__name__
@@ -155,7 +157,7 @@ def test_every_env_step_flag_takes_100k_1_5m_1e5_and_underscores():
 ])
 def test_flag_mistakes_exit_2_with_one_line(args, fragment, runs_dir):
     if args[0] in ("evolve", "train"):
-        args = args + ["--runs-dir", str(runs_dir)]
+        args = [*args, "--runs-dir", str(runs_dir)]
     _assert_usage_error(cli(*args), fragment)
     assert list(runs_dir.iterdir()) == []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, cli, traceback_runs
+
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import ENVIRONMENTS_DIR

@@ -8,8 +8,8 @@ import statistics
 from pathlib import Path
 
 import pytest
-
 from conftest import RecordingProgress, cli, kill_9_when, last_json
+
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.confirm import CONFIRM_TOP, confirm_train_seed, contenders
 from rewardgen.run.evolve import Evolution, start_run
@@ -80,6 +80,7 @@ def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(t
     assert table.count("<tr>") == 1 + CONFIRM_TOP
     # the web UI's run page says so too (the real run, served by the real app)
     from fastapi.testclient import TestClient
+
     from rewardgen.web import create_app
 
     page = TestClient(create_app(run_dir.parent), base_url="http://127.0.0.1").get(f"/runs/{run_dir.name}").text

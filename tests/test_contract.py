@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, cli, last_json
-from rewardgen.evaluate.evaluator import evaluate_policy
-from rewardgen.run.evolve import Evolution, start_run
-from rewardgen.run.config import EvolveConfig
+
 from rewardgen.contract.policy import PolicyExport
+from rewardgen.evaluate.evaluator import evaluate_policy
 from rewardgen.proposers.base import Proposal
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.tasks.spec import get_task
 
 BROKEN = {
@@ -34,7 +34,8 @@ def test_broken_candidates_are_recorded_not_fatal(runs_dir):
                           workers=2, eval_episodes=2)
     store = start_run(config, runs_dir)
     evo = Evolution(store)
-    proposals = [Proposal(GOOD_PENDULUM_REWARD, origin="test")] + [Proposal(src, origin=k) for k, (src, _, _) in BROKEN.items()]
+    proposals = [Proposal(GOOD_PENDULUM_REWARD, origin="test"),
+                 *(Proposal(src, origin=k) for k, (src, _, _) in BROKEN.items())]
     evo.write_generation(0, proposals, "test")
     summary = evo.run()
     assert summary["status"] == "finished"
@@ -118,8 +119,8 @@ def test_episode_books_kept_on_the_device_match_the_per_episode_rules():
         np.testing.assert_allclose(*np.asarray(closed).T, atol=1e-12, err_msg=aggregate)
 
     task = get_task("inverted-pendulum-balance")
-    from rewardgen.tasks.fitness import make_fitness
     from rewardgen.contract.state import StateBuffers
+    from rewardgen.tasks.fitness import make_fitness
 
     env = task.make_env()
     env.reset(seed=0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import mlp_policy
+
 from rewardgen.inspect.debug import DebugError, DebugReport, analyse, debug_reward
 from rewardgen.tasks.spec import get_task
 

@@ -6,8 +6,8 @@ import ast
 import json
 
 import pytest
-
 from conftest import cli, last_json, mlp_policy
+
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.library import term_library
 from rewardgen.proposers.offline import OfflineProposer
@@ -70,7 +70,8 @@ def test_offline_proposer_writes_valid_distinct_rewards_for_every_task():
 
 def test_offline_proposer_applies_reflection_to_the_best_parent():
     task = get_task("halfcheetah-run")
-    good = [{"term": "progress", "weight": 1.0}, {"term": "posture", "weight": 1.0}, {"term": "upright_torso", "weight": 0.1}]
+    good = [{"term": "progress", "weight": 1.0}, {"term": "posture", "weight": 1.0},
+            {"term": "upright_torso", "weight": 0.1}]
     stats = {"components": {"progress": _points(0.1, -1, 1), "posture": _points(-5.0, -6, -4),
                             "upright_torso": _points(0.0)}, "reward_fitness_correlation": 0.5}
     history = [[_record(task, 0, 0, good, 1.5, stats),

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from rewardgen.contract.reward import load_reward
-from rewardgen.inspect.export import ExportError, export_reward, parse_candidate
 from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.inspect.export import ExportError, export_reward, parse_candidate
 from rewardgen.tasks.spec import get_task
 
 REWARD = '''"""Forward velocity, alive bonus, control cost."""
@@ -204,7 +204,7 @@ def test_export_refuses_what_check_refuses(tmp_path):
     run = make_run(tmp_path, "hopper-hop")
     pwned = tmp_path / "pwned"
     (run / "gen-000" / "cand-01" / "reward.py").write_text(HOSTILE.replace("@PWNED@", str(pwned)))
-    with pytest.raises(ExportError, match="rewardgen check refuses its reward.py .*import of 'os'"):
+    with pytest.raises(ExportError, match=r"rewardgen check refuses its reward\.py .*import of 'os'"):
         export_reward(run, None, tmp_path / "x.py")
     assert not (tmp_path / "x.py").exists() and not pwned.exists()
     from conftest import cli
@@ -241,7 +241,7 @@ def test_sandboxed_forms_give_the_same_rewards_as_the_plain_ones(tmp_path):
             env.reset(seed=5)
         for _ in range(40):
             a = rng.uniform(-1, 1, 3).astype(np.float32)
-            (o1, r1, t1, u1, i1), (o2, r2, t2, u2, i2) = plain.step(a), jailed.step(a)
+            (_o1, r1, t1, u1, i1), (_o2, r2, t2, u2, i2) = plain.step(a), jailed.step(a)
             assert r1 == pytest.approx(r2, abs=1e-6) and i1["reward_components"] == pytest.approx(i2["reward_components"])
             assert (t1, u1) == (t2, u2)
             if t1 or u1:

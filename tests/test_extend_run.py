@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import cli, kill_9_when, last_json
 
 SMALL = ["--task", "inverted-pendulum-balance", "--samples", "2", "--steps", "2048", "--no-video",

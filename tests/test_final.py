@@ -12,15 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import GOOD_PENDULUM_REWARD, EventRecorder
 
-from rewardgen.run.evolve import start_run
-from rewardgen.run.config import EvolveConfig
-from rewardgen.run.final import FinalEvaluationError, normalised_scores, final_evaluation, read_final
 from rewardgen.contract.policy import PolicyExport
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import start_run
+from rewardgen.run.final import FinalEvaluationError, final_evaluation, normalised_scores, read_final
 from rewardgen.store import RunStore, RunStoreError, atomic_write_text
 from rewardgen.tasks.spec import get_task
-
-from conftest import GOOD_PENDULUM_REWARD, EventRecorder
 
 TASK = "inverted-pendulum-balance"
 

@@ -18,7 +18,8 @@ def test_every_planned_slice_is_a_job_plus_an_evaluation_spread_over_the_workers
     # halving, K=4 at 10k: 4 x 2k, then 2 x 3k more, then 1 x 5k more; evaluations of 5 x 1000 steps
     plan = [{"target": 2000, "candidates": 4}, {"target": 5000, "candidates": 2}, {"target": 10_000, "candidates": 1}]
     evaluation = 0.5 + 0.0001 * 5 * 1000
-    one = lambda steps: 1.0 + steps * 0.001 + evaluation
+    def one(steps):
+        return 1.0 + steps * 0.001 + evaluation
     # two workers on two idle cores: no slowdown; rung 0 is two rounds, rung 1 one, rung 2 one
     assert forecast_seconds(COSTS, [plan], 2, 5, 1000, load_now=0.0) == pytest.approx(
         2 * one(2000) + one(3000) + one(5000))

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from llm_server import ScriptedServer
+
 from rewardgen.run import feedback
-from rewardgen.run.config import UserReach
+from rewardgen.run.config import EvolveConfig, UserReach
 from rewardgen.run.evolve import Evolution, resume, start_run
-from rewardgen.run.config import EvolveConfig
 from rewardgen.store import RunStore
 
 PENDULUM = '''```python

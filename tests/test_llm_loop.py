@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import cli, last_json
 from llm_server import ScriptedServer, replaying, transcript_answers
+
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.history import compare, component_block, describe_older, find, leader, measure_at
@@ -227,7 +227,7 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
         source = (d / "reward.py").read_text()
         parent_source = (run_dir / f"gen-{pg:03d}" / f"cand-{pc:02d}" / "reward.py").read_text()
         if source.strip() != parent_source.strip():
-            added = next(l for l in source.splitlines() if l.strip() and l not in parent_source.splitlines())
+            added = next(line for line in source.splitlines() if line.strip() and line not in parent_source.splitlines())
             assert f"--- g{pg}c{pc}\n+++ g1c{c}" in text and f"+{added}" in text
         mine, theirs = rungs(1, c), rungs(pg, pc)
         common = min(mine[-1][0], theirs[-1][0])
@@ -236,7 +236,7 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
         assert (f"compared at equal budget at {common:,} env-steps: g1c{c} {child:.4g}, its parent g{pg}c{pc} "
                 f"{parent_fit:.4g}") in text
         # its fitness at every rung it reached, each with its env-steps, on its own header line
-        head = next(l for l in text.splitlines() if l.startswith(f"### g1c{c} "))
+        head = next(line for line in text.splitlines() if line.startswith(f"### g1c{c} "))
         if len(mine) == 1:
             assert f"fitness {metrics['fitness']:.4g} at {mine[-1][0]:,} env-steps (2 evaluation episodes" in head
         else:
@@ -244,7 +244,7 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
             assert f"fitness {shown} and {mine[-1][1]:.4g} at {mine[-1][0]:,} env-steps (2 evaluation episodes" \
                 in head, head
         # what its policy did names the rule that ended each trusted episode that ended early
-        did = next(l for l in text.split(head, 1)[1].splitlines() if l.startswith("What its policy did"))
+        did = next(line for line in text.split(head, 1)[1].splitlines() if line.startswith("What its policy did"))
         if "ended early by the termination rules at " in did:
             ended = did.split("ended early by the termination rules at ", 1)[1]
             steps = re.findall(r"(?:^|and )step (\d+)", ended)
@@ -480,8 +480,9 @@ def test_the_task_prompt_states_the_initial_pose_and_which_way_a_root_hinge_lean
 
 
 def test_an_evaluation_records_which_rule_ended_each_episode():
-    from rewardgen.evaluate.evaluator import evaluate_policy
     from conftest import mlp_policy
+
+    from rewardgen.evaluate.evaluator import evaluate_policy
 
     task = get_task("hopper-hop")
     result = evaluate_policy(task, mlp_policy(task, scale=0.0), episodes=2, seed=10_000)

@@ -8,13 +8,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rewardgen.sandbox.check import check_reward
-from rewardgen.proposers.offline import OfflineProposer
-from rewardgen.proposers.params import (ParamsError, RewardTemplate, render_params, reward_template,
-                              template_prompt, validate_params)
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
-from rewardgen.tasks.spec import get_task, list_tasks
+from rewardgen.proposers.offline import OfflineProposer
+from rewardgen.proposers.params import (
+    ParamsError,
+    RewardTemplate,
+    render_params,
+    reward_template,
+    template_prompt,
+    validate_params,
+)
+from rewardgen.sandbox.check import check_reward
 from rewardgen.sandbox.validate import validate_source
+from rewardgen.tasks.spec import get_task, list_tasks
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +122,8 @@ def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backf
     stats = {"components": {"spin": moving, "alive": flat, "ctrl": moving}, "reward_fitness_correlation": -0.4}
     parent = CandidateRecord(0, 0, render_params(tpl, parent_params), "ok", 0.3, proposal={"params": parent_params},
                              stats=stats)
-    weak = CandidateRecord(0, 1, render_params(tpl, {"spin": 0.2}), "ok", -0.1, proposal={"params": {"spin": {"weight": 0.2}}})
+    weak = CandidateRecord(0, 1, render_params(tpl, {"spin": 0.2}), "ok", -0.1,
+                           proposal={"params": {"spin": {"weight": 0.2}}})
     children = proposer.propose(ProposalContext(task, task.schema, 1, 4, seed=3, history=[[parent, weak]]))
     assert {c.parent for c in children} == {"g0c0", "g0c1"}
     first = children[0]

@@ -16,13 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import GOOD_PENDULUM_REWARD
 
-from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
 from rewardgen.contract.policy import PolicyExport
+from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
 from rewardgen.sandbox import WorkerLimits
 from rewardgen.tasks.spec import get_task
-
-from conftest import GOOD_PENDULUM_REWARD
 
 TASK = get_task("inverted-pendulum-balance")
 BROKEN = "import torch\n\ndef compute_reward(s):\n    return s.qpos, {}\n"  # wrong shape: contract error

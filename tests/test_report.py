@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from rewardgen.envsteps import fmt
 import torch
 
+from rewardgen.envsteps import fmt
 from rewardgen.inspect.report import lineage, load_run, write_report
 from rewardgen.trainers.base import TrainingStats
 

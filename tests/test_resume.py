@@ -14,16 +14,21 @@ import io
 import numpy as np
 import pytest
 import torch
+from conftest import GOOD_PENDULUM_REWARD
 
 from rewardgen.contract.reward import load_reward
-from rewardgen.tasks.fitness import make_fitness
 from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import get_task
-from rewardgen.trainers.base import (BatchReward, ResumeStateError, TrainConfig, TrainingStats, pack_resume_state,
-                                     unpack_resume_state)
+from rewardgen.trainers.base import (
+    BatchReward,
+    ResumeStateError,
+    TrainConfig,
+    TrainingStats,
+    pack_resume_state,
+    unpack_resume_state,
+)
 from rewardgen.trainers.sb3 import SB3Trainer, export_policy
-
-from conftest import GOOD_PENDULUM_REWARD
 
 N = 2048  # one SB3 rollout (8 envs x 256 steps)
 TASK = "inverted-pendulum-balance"
@@ -85,7 +90,7 @@ def test_second_slice_continues_the_counters(slices):
 @pytest.mark.slow
 def test_slice_two_starts_where_slice_one_ended(task, slices):
     one, _, _ = slices
-    header, arrays = unpack_resume_state(one.resume_state)
+    _header, arrays = unpack_resume_state(one.resume_state)
     model, venv, restored = SB3Trainer().build(task, _reward(task, N), TrainConfig(N, seed=99,
                                                                                      resume=one.resume_state))
     assert restored["env_steps"] == N and model.num_timesteps == N

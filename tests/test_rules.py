@@ -13,14 +13,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_byo import WALKER
 
 import rewardgen.sim as sim_package
 from rewardgen.sim.cpu import BatchSim
 from rewardgen.sim.rules import RULES, rules_for, unsupported_reason
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.spec import get_task, list_tasks, task_from_mjcf
-
-from test_byo import WALKER
 
 warnings.filterwarnings("ignore", message=".*settotalmass.*")
 
@@ -59,7 +58,7 @@ def test_the_simulators_hold_no_per_env_rules(module):
 
 def _quantity(state, quantity: str) -> torch.Tensor:
     """A Bound's quantity (reward-contract code, ``a and b`` for several) evaluated on a State."""
-    parts = [eval(q, {"s": state}) for q in quantity.split(" and ")]  # noqa: S307 - our own rule text
+    parts = [eval(q, {"s": state}) for q in quantity.split(" and ")]
     return torch.cat([p.reshape(p.shape[0], -1) for p in parts], dim=1)
 
 

@@ -7,18 +7,25 @@ every candidate from its saved state, and after ``kill -9`` resumes without retr
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, cli, kill_9_when, last_json
+
 from rewardgen.proposers.base import Proposal
-from rewardgen.tasks.spec import get_task
-from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.config import EvolveConfig
-from rewardgen.run.schedule import (ADAPTIVE_GAP, Evaluation, adaptive_decision, adaptive_total_steps, rung_fractions,
-                                    schedule_plan)
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.schedule import (
+    ADAPTIVE_GAP,
+    Evaluation,
+    adaptive_decision,
+    adaptive_total_steps,
+    rung_fractions,
+    schedule_plan,
+)
+from rewardgen.tasks.spec import get_task
 
 B = 1_000_000
 INC = B // 40
@@ -187,7 +194,7 @@ def adaptive_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_adaptive_spends_less_than_full_and_finishes_one(adaptive_run):
-    run_dir, summary = adaptive_run
+    _run_dir, summary = adaptive_run
     gen = summary["generations"][0]
     assert all(c["status"] == "ok" for c in gen["candidates"])
     full = 3 * STEPS  # full training: every candidate the whole budget (whole batches of 256 divide it)
@@ -221,7 +228,7 @@ def test_every_slice_continues_from_the_saved_state(adaptive_run):
     for c in range(3):
         records = _rung_records(run_dir / f"gen-000/cand-{c:02d}")
         assert len(records) >= 2
-        for before, rung in zip(records, records[1:]):
+        for before, rung in itertools.pairwise(records):
             assert rung["extra"]["resumed_from"] == before["env_steps_total"] and "restarted" not in rung
             assert rung["env_steps_total"] == before["env_steps_total"] + rung["env_steps"]
         assert not list((run_dir / f"gen-000/cand-{c:02d}").glob("state-*.npz"))  # sealed: states removed
@@ -255,7 +262,7 @@ def test_resume_after_kill_9_mid_generation(tmp_path):
     assert after > set(before), "nothing was left to train after the kill"
     for c in range(3):
         records = _rung_records(run_dir / f"gen-000/cand-{c:02d}")
-        for prev, rung in zip(records, records[1:]):
+        for prev, rung in itertools.pairwise(records):
             assert rung["extra"]["resumed_from"] == prev["env_steps_total"] and "restarted" not in rung
     _replay(run_dir, 3, scale=get_task(TASK).success_threshold)
     assert gen["steps_spent"] < 3 * STEPS

@@ -69,7 +69,8 @@ def test_components_final_debug_and_suite_tables_fit_80_columns():
                        "fitness_std": 0.0141234, "success_rate": 0.33333, "human_normalized": 1.0},
                       {"label": "sparse success reward", "ok": 3, "seeds": 3, "fitness_mean": -0.0221234,
                        "fitness_std": 0.0023456, "success_rate": 0.0, "human_normalized": None}]}
-    stats = lambda name, m: ComponentStats(name, m, 0.123456, -1.23456, 9.87654, 0.45, 0.0, 0, -0.123, 0.987, None)
+    def stats(name, m):
+        return ComponentStats(name, m, 0.123456, -1.23456, 9.87654, 0.45, 0.0, 0, -0.123, 0.987, None)
     report = DebugReport("hopper-hop", "forward_velocity(body=torso)", [], 5000,
                          [stats("forward_velocity_of_the_torso_body", 1.23456), stats("ctrl", -0.0123456)],
                          stats("total", 1.2222), [Flag("dominant", "ctrl", "x")], ["random"])

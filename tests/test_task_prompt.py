@@ -3,8 +3,9 @@
 For every built-in task and a brought MJCF robot, in the user message the LLM proposer sends first:
 the rules that end an episode are there with their numbers, and the canonical env (where the trusted
 evaluation runs) ends an episode just outside each bound and not just inside it, with the quantity
-read by the very expression the prompt gives; the fitness's per-step expression and the way an early end counts are stated; a rotation's
-stated sense scores positive; the budget, the worlds, the trainer and the schedule are there.
+read by the very expression the prompt gives; the fitness's per-step expression and the way an early end
+counts are stated; a rotation's stated sense scores positive; the budget, the worlds, the trainer and the
+schedule are there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import mujoco
 import numpy as np
 import pytest
 import torch
+from test_byo import WALKER
 
 from rewardgen.contract.state import StateBuffers
 from rewardgen.proposers.base import ProposalContext
@@ -27,8 +29,6 @@ from rewardgen.run.step import training_setup
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import list_tasks, task_from_mjcf
-
-from test_byo import WALKER
 
 TASKS = list_tasks()
 
@@ -56,7 +56,7 @@ def _prompt(task, samples=4, schedule="halving"):
     return messages[1]["content"], plan
 
 
-def _state(task, data) -> "object":
+def _state(task, data) -> object:
     buffers = StateBuffers(task.schema, task.model, 1)
     buffers.fill(0, data, np.zeros(task.model.nu, dtype=np.float32), 1)
     return buffers.to_state()
@@ -64,7 +64,7 @@ def _state(task, data) -> "object":
 
 def _read(task, data, expr: str) -> float:
     mujoco.mj_forward(task.model, data)
-    return float(eval(expr, {"torch": torch, "math": math}, {"s": _state(task, data)}).reshape(-1)[0])  # noqa: S307
+    return float(eval(expr, {"torch": torch, "math": math}, {"s": _state(task, data)}).reshape(-1)[0])
 
 
 def _place(task, env, expr: str, value: float) -> None:
@@ -80,7 +80,7 @@ def _place(task, env, expr: str, value: float) -> None:
                              int(mujoco.mjtJoint.mjJNT_BALL): range(4)}.get(int(u.model.jnt_type[j]), ())}
     start = u.init_qpos.copy()
     for i in (i for i in range(u.model.nq) if i not in quaternions):
-        def at(x: float) -> float:
+        def at(x: float, i: int = i) -> float:
             data.qpos[:] = start
             data.qpos[i] = x
             return _read(task, data, expr) - value
@@ -107,7 +107,7 @@ def _place(task, env, expr: str, value: float) -> None:
 @pytest.mark.parametrize("task_id", [t.id for t in TASKS] + ["biped"])
 def test_the_prompt_states_the_simulators_termination_rules(task_id, brought):
     task = _task(task_id, brought)
-    text, plan = _prompt(task)
+    text, _plan = _prompt(task)
     rules = termination_of(task)
     assert f"at most {task.episode_length} env steps" in text
     env = task.make_env()

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, ROOT, cli, last_json
+
 from rewardgen.envsteps import fmt
 from rewardgen.safetext import html, one_line, term
 

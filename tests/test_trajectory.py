@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-
 import re
 
 import numpy as np
 import pytest
-
 from conftest import mlp_policy
+
 from rewardgen.evaluate.evaluator import evaluate_policy
-from rewardgen.tasks.spec import get_task
 from rewardgen.evaluate.trajectory import best_and_worst, episode_facts, record_trajectory, summarize_episode
+from rewardgen.tasks.spec import get_task
 
 
 @pytest.mark.parametrize("task_id", ["hopper-hop", "inverted-pendulum-balance"])

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rewardgen.contract.policy import PolicyExport
-from rewardgen.tasks.spec import get_task
 from rewardgen.evaluate.video import frame_plan, render_rollout
+from rewardgen.tasks.spec import get_task
 
 
 def random_export(task_id: str, seed: int = 0) -> PolicyExport:
@@ -46,7 +46,7 @@ def test_pendulum_video_is_h264_yuv420p_and_atomic(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == ["video.mp4"]  # no temp file left behind
     import imageio_ffmpeg
 
-    frames, secs = imageio_ffmpeg.count_frames_and_secs(str(out))
+    frames, _secs = imageio_ffmpeg.count_frames_and_secs(str(out))
     assert frames == info["frames"]
 
 
@@ -136,7 +136,8 @@ def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path)
         "    raise SystemExit('rendered in process without a headless backend')\n"
         "except VideoError as exc:\n"
         "    assert 'MUJOCO_GL=egl' in str(exc), exc\n"
-        "print(json.dumps(render_in_child(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10, width=64, height=48)))\n"
+        "print(json.dumps(render_in_child(t, random_export(t.id), sys.argv[1], seed=0, max_steps=10,\n"
+        "                                  width=64, height=48)))\n"
     )
     out = tmp_path / "child.mp4"
     proc = subprocess.run([sys.executable, "-c", code, str(out), str(Path(__file__).parent)], capture_output=True,

@@ -15,10 +15,10 @@ import torch
 pytest.importorskip("warp", reason="the Warp backend needs warp-lang: pip install 'rewardgen[gpu]'")
 pytest.importorskip("mujoco_warp", reason="the Warp backend needs mujoco-warp: pip install 'rewardgen[gpu]'")
 
-from rewardgen.sim.cpu import BatchSim  # noqa: E402
-from rewardgen.tasks.spec import get_task  # noqa: E402
-from rewardgen.sim import make_sim  # noqa: E402
-from rewardgen.sim.warp import WarpSim, WarpUnavailable  # noqa: E402
+from rewardgen.sim import make_sim
+from rewardgen.sim.cpu import BatchSim
+from rewardgen.sim.warp import WarpSim, WarpUnavailable
+from rewardgen.tasks.spec import get_task
 
 FIELDS = ("qpos", "qvel", "action", "ctrl", "step", "com_pos", "com_vel")
 NAMED = ("body_pos", "body_quat", "body_linvel", "body_angvel", "body_up", "joint_pos", "joint_vel",
@@ -166,5 +166,5 @@ def test_warp_cpu_runs_the_same_rules_as_batchsim(task_id):
 
 def test_warp_refuses_a_model_it_cannot_run_with_a_clear_error():
     """MuJoCo Warp has no PGS solver, which the humanoids use: a clear error, not a crash."""
-    with pytest.raises(WarpUnavailable, match="PGS.*--sim cpu"):
+    with pytest.raises(WarpUnavailable, match=r"PGS.*--sim cpu"):
         WarpSim(get_task("humanoid-run"), 2, device="cpu")

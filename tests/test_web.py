@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from test_feedback import fake_run
 
-from rewardgen.run import feedback  # noqa: E402
-from rewardgen.store import atomic_write_json  # noqa: E402
-from rewardgen.web import JobError, Jobs, check_bind, create_app, serve  # noqa: E402
-from test_feedback import fake_run  # noqa: E402
+from rewardgen.run import feedback
+from rewardgen.store import atomic_write_json
+from rewardgen.web import JobError, Jobs, check_bind, create_app, serve
 
 RID = "20260101-000000-fake"
 
@@ -389,7 +389,7 @@ def test_a_real_server_stops_reading_a_huge_chunked_body(runs: Path) -> None:
             for _ in range(1024):  # 64 MiB
                 sock.sendall(chunk)
                 sent += 65536
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             pass
         answer = b""
         try:
@@ -398,7 +398,7 @@ def test_a_real_server_stops_reading_a_huge_chunked_body(runs: Path) -> None:
                 if not part:
                     break
                 answer += part
-        except (ConnectionResetError, socket.timeout):
+        except (TimeoutError, ConnectionResetError):
             pass
         sock.close()
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -20,7 +20,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, ROOT, last_json
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
