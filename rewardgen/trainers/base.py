@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
-from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.contract.policy import PolicyExport, load_npz
+from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
 from rewardgen.contract.state import State
 from rewardgen.stats import pearson
+from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.tasks.spec import Task
 
 ProgressFn = Callable[[int], None]
@@ -136,7 +136,7 @@ class Trainer(ABC):
     name: str = "trainer"
 
     @abstractmethod
-    def train(self, task: Task, reward: "BatchReward", config: TrainConfig, progress: ProgressFn) -> TrainOutput:
+    def train(self, task: Task, reward: BatchReward, config: TrainConfig, progress: ProgressFn) -> TrainOutput:
         """Train a policy on ``task`` with ``reward`` replacing the env's own reward."""
 
 
