@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
 import pytest
+import torch
 
-from rewardgen.contract.reward import load_reward
-from rewardgen.tasks.fitness import make_fitness
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
+from rewardgen.contract.reward import load_reward
+from rewardgen.sim import make_sim
+from rewardgen.sim.protocol import BatchSimulator, ResumableSimulator, TimedSimulator
+from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import get_task
 from rewardgen.trainers import get_trainer
 from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats
+from rewardgen.trainers.gae import bootstrap_truncations, gae
 from rewardgen.trainers.ppo import PPOHyperparams, PPOTrainer
 
 warnings.filterwarnings("ignore", message=".*precision lowered.*")
@@ -27,12 +32,12 @@ def compute_reward(s):
 """
 
 
-def _train(steps: int, hp: PPOHyperparams, seed: int = 0):
+def _train(steps: int, hp: PPOHyperparams, seed: int = 0, progress=None):
     task = get_task("inverted-pendulum-balance")
     reward = BatchReward(load_reward(ALIVE), make_fitness(task.fitness, task.schema), TrainingStats(steps),
                          hp.num_envs, task.episode_length)
     seen: list[int] = []
-    out = PPOTrainer(hp).train(task, reward, TrainConfig(steps=steps, seed=seed), seen.append)
+    out = PPOTrainer(hp).train(task, reward, TrainConfig(steps=steps, seed=seed), progress or seen.append)
     return task, out, seen
 
 
@@ -46,10 +51,10 @@ def test_ppo_solves_inverted_pendulum():
     lengths = []
     for episode in range(3):
         obs, _ = env.reset(seed=1000 + episode)
-        for n in range(1, task.episode_length + 1):
+        n, terminated, truncated = 0, False, False
+        while not (terminated or truncated) and n < task.episode_length:
             obs, _, terminated, truncated, _ = env.step(policy(obs))
-            if terminated or truncated:
-                break
+            n += 1
         lengths.append(n)
     assert np.mean(lengths) / task.episode_length >= 0.95, lengths
     assert set(out.stats["components"]) == {"alive", "upright"}
@@ -79,10 +84,36 @@ def test_helper_thread_changes_nothing():
     episode books (the pendulum falls often early on, so resets are in)."""
     seq = PPOHyperparams(num_envs=16, rollout_steps=16, epochs=2, minibatches=2, use_helper_thread=False)
     par = PPOHyperparams(num_envs=16, rollout_steps=16, epochs=2, minibatches=2, use_helper_thread=True)
-    _, a, _ = _train(2048, seq, seed=5)
-    _, b, _ = _train(2048, par, seed=5)
+    helpers: dict[bool, list[bool]] = {False: [], True: []}
+
+    def helper_alive(pipelined: bool):
+        return lambda step: helpers[pipelined].append(
+            any(t.name.startswith("rewardgen-ppo") for t in threading.enumerate()))
+
+    _, a, _ = _train(2048, seq, seed=5, progress=helper_alive(False))
+    _, b, _ = _train(2048, par, seed=5, progress=helper_alive(True))
+    assert not any(helpers[False]) and all(helpers[True])  # the two loops really ran
+    assert not any(t.name.startswith("rewardgen-ppo") for t in threading.enumerate())  # and it was shut down
     assert a.stats["num_episodes"] > 16
     assert a.stats == b.stats and a.losses == b.losses
+    for k, v in a.policy.arrays.items():
+        np.testing.assert_array_equal(v, b.policy.arrays[k])
+
+
+def test_helper_thread_changes_nothing_with_every_loss_option():
+    """The same with the loss's options on (clipped value loss, entropy bonus, KL early stop, annealed
+    learning rate), unscaled rewards and a batch the minibatches do not divide: the critic's half of
+    each update runs on the helper thread whatever the loss is made of."""
+    task = get_task("halfcheetah-run")
+    outs = []
+    for helper in (False, True):
+        hp = PPOHyperparams(num_envs=7, rollout_steps=10, minibatches=4, clip_vloss=True, ent_coef=0.01,
+                            target_kl=0.02, anneal_lr=True, normalize_reward=False, use_helper_thread=helper)
+        reward = BatchReward(load_reward(FORWARD), make_fitness(task.fitness, task.schema), TrainingStats(2100), 7,
+                             task.episode_length)
+        outs.append(PPOTrainer(hp).train(task, reward, TrainConfig(steps=2100, seed=6), lambda s: None))
+    a, b = outs
+    assert a.losses == b.losses and a.losses["entropy"] != 0
     for k, v in a.policy.arrays.items():
         np.testing.assert_array_equal(v, b.policy.arrays[k])
 
@@ -130,8 +161,51 @@ def test_an_episode_that_straddles_a_resumed_slice_is_booked_whole():
 
     one, r1 = train(8 * 16 * 12)
     two, r2 = train(8 * 16 * 12, one.resume_state)
-    whole, rw = train(8 * 16 * 24)
+    _, rw = train(8 * 16 * 24)
     assert r1.stats.episode_returns == [] and len(r2.stats.episode_returns) == 8
     assert {e["length"] for e in two.stats["episodes"]} == {300.0}
     np.testing.assert_allclose(r2.stats.episode_returns, rw.stats.episode_returns, rtol=1e-9)
     np.testing.assert_allclose(r2.stats.episode_fitness, rw.stats.episode_fitness, rtol=1e-9)
+
+
+def test_gae_is_the_recursion_written_out():
+    """Two worlds, three steps; world 1's episode ends after step 0, so nothing of step 1 flows back
+    into step 0's advantage, and the last step bootstraps from the value after the rollout."""
+    gamma, lam = 0.9, 0.8
+    rewards = torch.tensor([[1.0, 2.0], [0.5, -1.0], [0.0, 3.0]])
+    values = torch.tensor([[0.2, 0.4], [0.1, -0.3], [0.6, 0.5]])
+    dones = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    next_value = torch.tensor([0.7, -0.2])
+    adv, ret = gae(rewards, values, dones, next_value, gamma, lam)
+    expected = np.zeros((3, 2))
+    for w in range(2):
+        last = 0.0
+        for t in (2, 1, 0):
+            following = float(next_value[w]) if t == 2 else float(values[t + 1, w])
+            alive = 1.0 - float(dones[t, w])
+            delta = float(rewards[t, w]) + gamma * following * alive - float(values[t, w])
+            last = delta + gamma * lam * alive * last
+            expected[t, w] = last
+    np.testing.assert_allclose(adv.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(ret.numpy(), expected + values.numpy(), rtol=1e-6)
+    assert expected[0, 1] == pytest.approx(2.0 - 0.4)  # the ended episode: its reward and nothing after
+
+
+def test_only_worlds_cut_by_the_time_limit_are_bootstrapped():
+    rewards = torch.tensor([[1.0, 1.0]])
+    truncated = torch.tensor([[0.0, 1.0]])
+    final_values = torch.tensor([[5.0, 5.0]])
+    out = bootstrap_truncations(rewards, truncated, final_values, 0.5)
+    np.testing.assert_array_equal(out.numpy(), [[1.0, 3.5]])
+    assert bootstrap_truncations(rewards, truncated, None, 0.5) is rewards
+
+
+def test_the_cpu_simulator_offers_what_ppo_asks_of_it():
+    """PPO continues a resumed training's worlds only on a simulator that can save them, and reports the
+    clocks of one that keeps them: BatchSim does both."""
+    sim = make_sim(get_task("hopper-hop"), 2, seed=0)
+    try:
+        assert isinstance(sim, BatchSimulator)
+        assert isinstance(sim, ResumableSimulator) and isinstance(sim, TimedSimulator)
+    finally:
+        sim.close()

@@ -1,6 +1,6 @@
 """Batched simulation: N worlds of a task stepped together, and the State a reward sees of each.
 
-Two backends with one interface (``BatchSimulator``): ``cpu.BatchSim`` (MuJoCo's native rollout
+Two backends with one interface (``protocol.BatchSimulator``): ``cpu.BatchSim`` (MuJoCo's native rollout
 threads) and ``warp.WarpSim`` (MuJoCo Warp on a GPU, or Warp's CPU device for tests). Both reproduce
 the gymnasium env's rules (observation, termination, env reward, resets) in batch, from one rules
 class per env (``rules``), written once for both. ``termination`` states a task's termination rules
@@ -10,12 +10,10 @@ for prompts; ``episode`` is the canonical one-env loop that trusted evaluation a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from rewardgen.sim.protocol import BatchSimulator
 from rewardgen.tasks.spec import Task
-
-if TYPE_CHECKING:  # torch-heavy, and only a type here: ``rules`` is read by the orchestrator
-    from rewardgen.contract.state import State
 
 #: the simulators ``--sim`` accepts
 SIMS = ("cpu", "warp")
@@ -40,26 +38,6 @@ class StepResult:
     @property
     def done(self) -> Any:
         return self.terminated | self.truncated
-
-
-class BatchSimulator(Protocol):
-    """What a trainer steps (``BatchSim`` and ``WarpSim`` both are one).
-
-    ``step(action)`` takes (N, act_dim) actions in [-1, 1] and auto-resets finished worlds; its result
-    carries observations, env reward, terminated and truncated per world.
-    """
-
-    n: int
-    act_dim: int
-    obs_dim: int
-
-    def reset(self) -> Any: ...
-
-    def step(self, action: Any) -> Any: ...
-
-    def state(self, device: Any = "cpu") -> State: ...
-
-    def close(self) -> None: ...
 
 
 def make_sim(task: Task, num_worlds: int, seed: int = 0, sim: str = "cpu", device: str = "cpu",

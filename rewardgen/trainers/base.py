@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
-from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.contract.policy import PolicyExport, load_npz
+from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
 from rewardgen.contract.state import State
 from rewardgen.stats import pearson
+from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.tasks.spec import Task
 
 ProgressFn = Callable[[int], None]
@@ -65,7 +65,9 @@ def pack_resume_state(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
 
     buf = io.BytesIO()
     meta = json.dumps({"format": RESUME_FORMAT, "version": 1, **header}).encode()
-    np.savez(buf, __header__=np.frombuffer(meta, dtype=np.uint8), **{k: np.asarray(v) for k, v in arrays.items()})
+    payload: dict[str, Any] = {"__header__": np.frombuffer(meta, dtype=np.uint8)}
+    payload |= {k: np.asarray(v) for k, v in arrays.items()}
+    np.savez(buf, **payload)
     return buf.getvalue()
 
 
@@ -136,7 +138,7 @@ class Trainer(ABC):
     name: str = "trainer"
 
     @abstractmethod
-    def train(self, task: Task, reward: "BatchReward", config: TrainConfig, progress: ProgressFn) -> TrainOutput:
+    def train(self, task: Task, reward: BatchReward, config: TrainConfig, progress: ProgressFn) -> TrainOutput:
         """Train a policy on ``task`` with ``reward`` replacing the env's own reward."""
 
 
@@ -257,7 +259,9 @@ class BatchReward:
             if self._prefetched is not state:
                 raise RuntimeError("BatchReward called for another State than the one prefetched")
             self._prefetched = None
-            answer = self.fn.collect()
+            # a reward that runs elsewhere (``prefetch`` saw its ``submit``); the reward function's
+            # Protocol is to declare submit/collect
+            answer = self.fn.collect()  # type: ignore[attr-defined]
         else:
             answer = self.fn(state)
         total, components = check_output(answer, self.n, finite=False)
@@ -267,7 +271,7 @@ class BatchReward:
         except RuntimeError as exc:  # components on different devices than each other
             raise ContractError(f"reward tensors must be on the State's device ({device}): {exc}") from None
         bad = (~torch.isfinite(values)).sum(dim=1)
-        if names != self._labels:
+        if self._bad is None or names != self._labels:
             self._check_finite()
             self._labels, self._bad = names, bad
         else:
@@ -317,7 +321,7 @@ class BatchReward:
         if not self._closed:
             return
         steps = [c[0] for c in self._closed]
-        done, returns, lengths, fits = (torch.stack([c[k] for c in self._closed]).cpu().numpy() for k in range(1, 5))
+        done, returns, lengths, fits = (torch.stack(col).cpu().numpy() for col in zip(*(c[1:] for c in self._closed)))
         self._closed = []
         for t, i in zip(*np.nonzero(done)):
             self.stats.record_episode(steps[t], int(lengths[t, i]), float(returns[t, i]), float(fits[t, i]))
