@@ -18,7 +18,7 @@ from rewardgen.run.evolve import Evolution, start_run, train_file
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.progress import Progress
 from rewardgen.run.evolve import resume as _resume
-from rewardgen.sandbox.check import CheckVerdict, check_reward
+from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import Task, get_task, list_tasks  # noqa: F401 - list_tasks, get_task: public
 

@@ -24,11 +24,12 @@ LAYERS: dict[str, int] = {
     "sim": 3,
     "evaluate": 4, "proposers": 4,
     "sandbox": 5,
-    "trainers": 6,
-    "inspect": 7,
-    "run": 8,
-    "api": 9, "bench": 9, "web": 9,
-    "cli": 10, "__main__": 11, "": 11,
+    "procs": 6,
+    "trainers": 7,
+    "inspect": 8,
+    "run": 9,
+    "api": 10, "bench": 10, "web": 10,
+    "cli": 11, "__main__": 12, "": 12,
 }
 
 

@@ -101,7 +101,7 @@ def test_bench_schedule_judges_each_pick_on_new_seeds_and_a_rerun_reuses_everyth
     import statistics
 
     from conftest import cli, last_json
-    from rewardgen.sandbox.trusted import run_trusted_evaluation
+    from rewardgen.procs.trusted import run_trusted_evaluation
     from rewardgen.run.final import train_seed as final_train_seed
     from rewardgen.tasks.spec import get_task
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import cli, last_json
 from llm_server import ScriptedServer
-from rewardgen.sandbox.check import check_reward
+from rewardgen.procs.check import check_reward
 from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.base import CandidateRecord, ProposalContext

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rewardgen.sandbox.check import check_reward
+from rewardgen.procs.check import check_reward
 from rewardgen.proposers.offline import OfflineProposer
 from rewardgen.proposers.params import (ParamsError, RewardTemplate, render_params, reward_template,
                               template_prompt, validate_params)

@@ -19,7 +19,7 @@ import pytest
 
 from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
 from rewardgen.contract.policy import PolicyExport
-from rewardgen.sandbox import WorkerLimits
+from rewardgen.procs import WorkerLimits
 from rewardgen.tasks.spec import get_task
 
 from conftest import GOOD_PENDULUM_REWARD

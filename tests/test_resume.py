@@ -17,7 +17,7 @@ import torch
 
 from rewardgen.contract.reward import load_reward
 from rewardgen.tasks.fitness import make_fitness
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.tasks.spec import get_task
 from rewardgen.trainers.base import (BatchReward, ResumeStateError, TrainConfig, TrainingStats, pack_resume_state,
                                      unpack_resume_state)

@@ -22,7 +22,7 @@ from rewardgen.tasks.fitness import AGGREGATIONS, FITNESS_FUNCTIONS, make_fitnes
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.library import term_library
 from rewardgen.proposers.offline import OfflineProposer
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.contract.state import StateBuffers, refresh_derived
 from rewardgen.tasks.spec import list_tasks, task_from_dict
 from rewardgen.sandbox.validate import validate_source

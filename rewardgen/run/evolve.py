@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, check_reward, jail_flags, verdict_from_result
+from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, check_reward, jail_flags, verdict_from_result
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.run.config import (ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer,
                                   resolve_proposer)
@@ -35,7 +35,7 @@ from rewardgen.inspect.report import write_report
 from rewardgen.store import (CandidateMetrics, RungRecord, cand_dirname, candidate_label, gen_dirname, GENERATION_FILE, METRICS_FILE, POLICY_FILE, PROPOSAL_FILE, REPORT_FILE,
     LIVE_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError, TRAIN_LOG, VIDEO_FILE, VIDEO_INFO_FILE, as_label, new_run_id,
     rung_file, state_file)
-from rewardgen.sandbox import WorkerLimits
+from rewardgen.procs import WorkerLimits
 from rewardgen.tasks.spec import Task, check_loads, get_task, task_from_dict
 from rewardgen.run.schedule import (HALVING_RUNGS, SCHEDULES, Evaluation, adaptive_decision,  # noqa: F401
                                     merge_training_stats, planned_env_steps, rung_fractions, schedule_plan,
@@ -162,7 +162,7 @@ class Evolution:
             if self.trainer_note:
                 self.progress.event("warning", message=self.trainer_note)
             if self.config.executor == "local":
-                from rewardgen.sandbox import zygote
+                from rewardgen.procs import zygote
 
                 zygote.prestart()  # its imports overlap with the proposer's work
             self._queue_missing_videos()
@@ -677,7 +677,7 @@ class Evolution:
         """Render the candidate's trained policy to ``video.mp4`` (trusted code: plain policy arrays),
         in a process forked from the zygote at idle priority."""
         from rewardgen.evaluate.video import video_path
-        from rewardgen.sandbox.trusted import render_video
+        from rewardgen.procs.trusted import render_video
 
         d = self.store.cand_dir(g, c)
         self.progress.event("rendering_video", generation=g, candidate=c)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
+from rewardgen.procs import WorkerLimits, WorkerResult, run_worker
 
 EventFn = Callable[[dict], None]
 

@@ -43,7 +43,7 @@ from rewardgen import interrupt
 from rewardgen.errors import UserError
 
 from rewardgen.run.step import save_training_output, training_failure, training_setup, trusted_fitness
-from rewardgen.sandbox import WorkerResult
+from rewardgen.procs import WorkerResult
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import FINAL_FILE, FINAL_RUN_FILE, POLICY_FILE, RUN_FILE, CorruptFileError, RunStore, final_dirname
 from rewardgen.tasks.baselines import sparse_reward_source

@@ -16,8 +16,8 @@ from typing import Any
 from rewardgen.contract.job import SmokeCheck, WorkerJob
 from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.run.executors import default_candidate_workers
-from rewardgen.sandbox import WorkerLimits, WorkerResult
-from rewardgen.sandbox.trusted import run_trusted_evaluation
+from rewardgen.procs import WorkerLimits, WorkerResult
+from rewardgen.procs.trusted import run_trusted_evaluation
 from rewardgen.contract.policy import MAX_POLICY_BYTES
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import POLICY_FILE, TRAIN_LOG

@@ -162,7 +162,7 @@ class Guard:
         return None
 
     def _judge_open(self, args: tuple) -> str | None:
-        path, mode, flags = (list(args) + [None, None, None])[:3]
+        path, mode, flags = [*args, None, None, None][:3]
         if isinstance(path, int):
             return None  # an already-open descriptor (os.fdopen)
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
@@ -320,7 +320,7 @@ def load_candidate(source: str, guard: Guard | None, filename: str = CANDIDATE_F
     code = compile(source, filename, "exec")
     namespace: dict[str, Any] = {"__name__": "candidate_reward", "__file__": filename,
                                  "__builtins__": safe_builtins(guard)}
-    exec(code, namespace)  # noqa: S102 - inside the worker, behind the guards
+    exec(code, namespace)  # inside the worker, behind the guards
     wrapped = GuardedReward(namespace.get("compute_reward"), guard, snapshot)
     wrapped.verify()
     if not callable(wrapped.fn):

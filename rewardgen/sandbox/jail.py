@@ -62,10 +62,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewardgen.sandbox.guard import CANDIDATE_FILENAME
-from rewardgen.sandbox.oslevel import close_fds_except
 from rewardgen.contract.schema import Schema
 from rewardgen.contract.state import State, field_shapes
+from rewardgen.sandbox.guard import CANDIDATE_FILENAME
+from rewardgen.sandbox.oslevel import close_fds_except
 
 MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
@@ -303,7 +303,7 @@ class Jail:
                 os.close(self._rep)
                 _intermediate(parent, source, options, filename, self.shared, req_r, rep_w, sync_w, go_r,
                               self._counts)
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
@@ -455,6 +455,16 @@ class Jail:
             return FIRST_CALL_DEADLINE
         return min(DEADLINE_MAX, max(DEADLINE_MIN, DEADLINE_FACTOR * self._slowest * max(n, 1)))
 
+    @property
+    def calls(self) -> int:
+        """Calls answered so far."""
+        return self._calls
+
+    @property
+    def capacity(self) -> int:
+        """The most worlds one call may carry."""
+        return self.shared.capacity
+
     def refused(self) -> tuple[int, dict[str, int]]:
         """System calls the seccomp filter refused the jail, as its supervisor counted them outside it:
         ``(in all, {name: count})``."""
@@ -496,7 +506,7 @@ class Jail:
                 pass
         self._pid = None
 
-    def __enter__(self) -> "Jail":
+    def __enter__(self) -> Jail:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -505,7 +515,7 @@ class Jail:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # interpreter shutdown
             pass
 
     # -- channel -------------------------------------------------------------------------------
@@ -706,7 +716,7 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
         try:
             _jail_main(source, options, filename, shared, made)
             code = 0
-        except BaseException:  # noqa: BLE001 - the trusted side reads EOF and reports the death
+        except BaseException:  # the trusted side reads EOF and reports the death
             traceback.print_exc()
         finally:
             os._exit(code)
@@ -807,7 +817,7 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
     _reply(_HELLO, 0, json.dumps({"layers": layers, "warnings": warnings}).encode())
     try:
         fn = load_candidate(source, guard, filename)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         _reply_error(failure_record(exc, "load", filename))
         fn = None
     else:
@@ -844,7 +854,7 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
             payload = b"" if names == sent else json.dumps(list(names)).encode()
             sent = names
             _reply(_OK, len(names), payload)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported, the loop goes on
+        except BaseException as exc:  # every failure is reported, the loop goes on
             _reply_error(failure_record(exc, "runtime", filename))
         finally:
             try:

@@ -61,7 +61,7 @@ def reap_descendants(grace: float = 5.0, limit: float = 20.0) -> list[int]:
     """Stop this command's zygote, then wait until no child of this process is alive: those still alive
     after ``grace`` seconds are killed (SIGKILL). Returns the pids that had to be killed. Gives up after
     ``limit`` seconds (a process stuck in the kernel cannot be waited for forever)."""
-    from rewardgen.sandbox import zygote
+    from rewardgen.procs import zygote
 
     zygote.reset_shared()
     killed: list[int] = []
