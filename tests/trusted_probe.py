@@ -1,7 +1,8 @@
 """A trusted child that reports what it sees of its own process (tests of the trusted children only).
 
 Run by ``run_trusted_child("tests.trusted_probe", job, ...)`` as the evaluator is: its answer holds its
-limits, which of the orchestrator's secrets it can see, its open descriptors and its job.
+limits, which of the orchestrator's secrets it can see, its open descriptors and its job; given
+``{"lie": true}`` it answers a list instead of an object.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import sys
 from typing import Any
 
 
-def answer(job: dict[str, Any]) -> dict[str, Any]:
+def answer(job: dict[str, Any]) -> Any:
+    if job.get("lie"):  # an answer of the wrong shape (a list, not an object)
+        return ["not", "an", "object"]
     listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     fds = sorted(int(x) for x in os.listdir(listing) if int(x) != listing)
     os.close(listing)

@@ -111,12 +111,13 @@ def _integer(value: Any, what: str, low: int = 0) -> int:
 
 
 def _real(value: Any, what: str, low: float = 0.0) -> float:
-    """A number; finite and at least ``low`` unless ``low`` is ``_ANY`` (statistics keep NaN and inf)."""
+    """A number; finite and at least ``low`` unless ``low`` is ``_ANY`` (statistics keep NaN and inf).
+    Returned as sent (an integer stays one: the run store keeps what the worker sent)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SchemaError(f"{what} is not a number")
     if low != _ANY and not (math.isfinite(value) and value >= low):
         raise SchemaError(f"{what} is not a finite number of at least {low:g}")
-    return float(value)
+    return value
 
 
 def _bool(value: Any, what: str) -> bool:
@@ -185,14 +186,17 @@ def parse_stats(value: Any) -> dict[str, Any]:
     """Training statistics (``TrainingStats.summary``): component names and the numbers reflection reads."""
     stats = _object(value, "stats", ("components", "total_reward", "episodes", "num_episodes",
                                      "reward_fitness_correlation"))
-    components = stats.get("components", {})
-    if not isinstance(components, dict) or len(components) > 64:
-        raise SchemaError("stats.components is not an object of at most 64 components")
-    out: dict[str, Any] = {"components": {
-        _name(name, "a component name"): _points(points, f"component {name!r}", _COMPONENT_POINT)
-        for name, points in components.items()}}
-    out["total_reward"] = _points(stats.get("total_reward", []), "stats.total_reward", _COMPONENT_POINT)
-    out["episodes"] = _points(stats.get("episodes", []), "stats.episodes", _EPISODE_POINT)
+    out: dict[str, Any] = {}  # the keys the worker sent, each checked (nothing added: the run store keeps them)
+    if "components" in stats:
+        components = stats["components"]
+        if not isinstance(components, dict) or len(components) > 64:
+            raise SchemaError("stats.components is not an object of at most 64 components")
+        out["components"] = {_name(name, "a component name"): _points(points, f"component {name!r}", _COMPONENT_POINT)
+                             for name, points in components.items()}
+    if "total_reward" in stats:
+        out["total_reward"] = _points(stats["total_reward"], "stats.total_reward", _COMPONENT_POINT)
+    if "episodes" in stats:
+        out["episodes"] = _points(stats["episodes"], "stats.episodes", _EPISODE_POINT)
     if "num_episodes" in stats:
         out["num_episodes"] = _integer(stats["num_episodes"], "stats.num_episodes")
     if "reward_fitness_correlation" in stats:
@@ -360,14 +364,14 @@ def _parse_extra(value: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainResult(Frame):
-    """A training's result (the policy follows as a bytes frame)."""
+    """A training's result (the policy follows as a bytes frame), or a check job's (no ``extra``)."""
 
     TYPE: ClassVar[str] = "result"
     env_steps: int
     stats: dict[str, Any] = field(default_factory=dict)
     seconds: float | None = None
     trainer: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] | None = None
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"stats": self.stats, "env_steps": self.env_steps}
@@ -375,7 +379,8 @@ class TrainResult(Frame):
             out["seconds"] = self.seconds
         if self.trainer is not None:
             out["trainer"] = self.trainer
-        out["extra"] = self.extra
+        if self.extra is not None:
+            out["extra"] = self.extra
         return out
 
     @classmethod
@@ -384,7 +389,7 @@ class TrainResult(Frame):
         return cls(_integer(v["env_steps"], "result.env_steps"), parse_stats(v.get("stats", {})),
                    _real(v["seconds"], "result.seconds") if "seconds" in v else None,
                    _name(v["trainer"], "result.trainer") if "trainer" in v else None,
-                   _parse_extra(v.get("extra", {})))
+                   _parse_extra(v["extra"]) if "extra" in v else None)
 
 
 _DEBUG_EPISODE = ("kind", "episode", "seed", "length", "terminated", "fitness")
