@@ -81,7 +81,7 @@ NOT_RUN_FILES = {
     ("rewardgen.sandbox.oslevel", "*"): "/proc/self files",
     ("rewardgen.procs.zygote", "*"): "descriptors and its own scratch folder",
     ("rewardgen.procs.process", "*"): "descriptors and the worker's scratch folder",
-    ("rewardgen.procs.trusted", "*"): "descriptors of its children",
+    ("rewardgen.procs.trusted", "*"): "descriptors of its children, and each child's own scratch folder",
     ("rewardgen.sim.warp", "*"): "Warp's kernel cache folder",
     ("rewardgen.run.executors", "*"): "the Ray executor's pid files in its own scratch folder",
     ("rewardgen.bench.evolve", "*"): "the benchmark's own temporary folder and /proc/loadavg",
