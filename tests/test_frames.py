@@ -20,9 +20,28 @@ import tempfile
 import pytest
 
 from rewardgen.procs.confine import DISPLAY_ENV, Confinement
-from rewardgen.procs.frames import (CHILD_FRAMES, DEBUG_FRAMES, JOB_FRAMES, WORKER_FRAMES, Answer, Check, DebugResult,
-                                    Error, FrameError, FrameWriter, Isolation, JailReport, Job, Progress, ResumeHeader,
-                                    SchemaError, TrainResult, parse_frame, read_frames, read_job)
+from rewardgen.procs.frames import (
+    CHILD_FRAMES,
+    DEBUG_FRAMES,
+    JOB_FRAMES,
+    WORKER_FRAMES,
+    Answer,
+    Check,
+    DebugResult,
+    Error,
+    FrameError,
+    FrameWriter,
+    Isolation,
+    JailReport,
+    Job,
+    Progress,
+    ResumeHeader,
+    SchemaError,
+    TrainResult,
+    parse_frame,
+    read_frames,
+    read_job,
+)
 from rewardgen.procs.launch import launch
 from rewardgen.procs.process import WorkerLimits, worker_confinement
 

@@ -74,7 +74,7 @@ def _run(job: WorkerJob, out: FrameWriter) -> None:
     episodes, seed = max(1, job.episodes), job.seed
     max_steps = job.max_steps or task.episode_length
     policy = None
-    env = task.make_env()
+    env: Any = task.make_env()  # a MuJoCo env: gymnasium's Env type declares neither model nor data
     if job.policy_b64:
         export = PolicyExport.from_bytes(base64.b64decode(job.policy_b64))
         export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
@@ -91,11 +91,11 @@ def _run(job: WorkerJob, out: FrameWriter) -> None:
         else:
             from rewardgen.contract.reward import load_reward
 
-            fn = load_reward(job.source, CANDIDATE_FILENAME)
+            fn = load_reward(job.source or "", CANDIDATE_FILENAME)
         stage = "runtime"
         names: list[str] = []
         meta: list[dict] = []
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}  # np.savez's keyword arrays
         kinds = ["random"] + (["policy"] if policy is not None else [])
         for kind in kinds:
             for ep in range(episodes):

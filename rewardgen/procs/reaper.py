@@ -18,6 +18,7 @@ import signal
 import time
 
 _PR_SET_CHILD_SUBREAPER = 36
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover

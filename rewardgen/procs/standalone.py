@@ -214,7 +214,7 @@ def _schema(raw: Any) -> Schema:
     """A Schema from the job's JSON, each field of the type the dataclass holds (tuples, ints, text)."""
     if not isinstance(raw, dict):
         raise ValueError("schema is not an object")
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(Schema):
         if f.name == "description":
             continue

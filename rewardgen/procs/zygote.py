@@ -88,6 +88,7 @@ _MAX_FDS = 8
 _PR_SET_NAME = 15
 _START_TIMEOUT = 120.0
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover
@@ -279,8 +280,11 @@ class Zygote:
             payload = json.dumps({"module": req.module, "argv": list(req.argv), "env": dict(req.env),
                                   "cwd": req.cwd, "fds": targets,
                                   "confinement": req.confinement.to_dict()}).encode()
+            sock = self._sock
+            if sock is None:  # start() either made the socket or raised
+                raise ZygoteUnavailable("the zygote did not start")
             try:
-                socket.send_fds(self._sock, [payload], [theirs.fileno(), *(req.fds[t] for t in targets)])
+                socket.send_fds(sock, [payload], [theirs.fileno(), *(req.fds[t] for t in targets)])
             except OSError as exc:
                 mine.close()
                 self._broken(f"the zygote stopped answering ({exc})")
@@ -476,7 +480,7 @@ def _preload() -> str | None:  # pragma: no cover
         from rewardgen.sandbox.jail import SharedState, _warm_up
         from rewardgen.tasks.spec import get_task, list_tasks
 
-        ids = list_tasks()
+        ids = [t.id for t in list_tasks()]
         task = get_task("inverted-pendulum-balance" if "inverted-pendulum-balance" in ids else ids[0])
         _warm_up(SharedState(task.schema, 4))
     except Exception:  # the worker warms up itself then

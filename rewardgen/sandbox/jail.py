@@ -100,6 +100,7 @@ _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 1,
 _NOBODY = 65534
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)  # glibc has no wrapper for it
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved now: the jail may not open libraries later
 except OSError:  # pragma: no cover
@@ -223,7 +224,8 @@ def _violation_cause(exc: BaseException) -> str | None:
     """A sandbox refusal wrapped in another exception (raise X from violation, or during handling)."""
     from rewardgen.sandbox.guard import RefusedImport, SandboxViolation
 
-    seen, cur = set(), exc
+    seen: set[int] = set()
+    cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, (SandboxViolation, RefusedImport)):
@@ -564,10 +566,13 @@ class Jail:
         if code is not None and code > 128:
             sig = code - 128
             name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
-            why = {signal.SIGXCPU: "it exceeded the CPU-time limit", signal.SIGXFSZ: "it exceeded the file-size limit",
-                   signal.SIGSYS: "it made a system call of another architecture",
-                   signal.SIGKILL: "its CPU-time hard limit, the system's out-of-memory killer, or its worker's end",
-                   signal.SIGSEGV: "it crashed (segmentation fault; out of memory or stack)"}.get(sig, "")
+            reasons: dict[int, str] = {signal.SIGXCPU: "it exceeded the CPU-time limit",
+                                       signal.SIGXFSZ: "it exceeded the file-size limit",
+                                       signal.SIGSYS: "it made a system call of another architecture",
+                                       signal.SIGKILL: "its CPU-time hard limit, the system's out-of-memory killer, "
+                                                       "or its worker's end",
+                                       signal.SIGSEGV: "it crashed (segmentation fault; out of memory or stack)"}
+            why = reasons.get(sig, "")
             return JailError("runtime", f"the reward process was killed by {name}" + (f": {why}" if why else ""))
         return JailError("runtime", f"the reward process exited unexpectedly (code {code})")
 
@@ -757,7 +762,7 @@ def _supervise(pid: int, handoff: socket.socket, counts: mmap.mmap) -> int:  # p
         for _, events in poller.poll(100):
             if events & select.POLLIN:
                 supervisor.serve_one()
-            elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            elif listener is not None and events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 poller.unregister(listener)
                 os.close(listener)
                 listener = None
@@ -871,8 +876,8 @@ def _quiet_source_lookups(source: str, filename: str) -> None:  # pragma: no cov
     import warnings as warnings_module
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    warnings_module.formatwarning = lambda message, category, path, lineno, line=None: \
-        f"{path}:{lineno}: {category.__name__}: {message}\n"
+    warnings_module.formatwarning = lambda message, category, filename, lineno, line=None: \
+        f"{filename}:{lineno}: {category.__name__}: {message}\n"
 
 
 def _reply(kind: int, count: int, payload: bytes) -> None:  # pragma: no cover
@@ -896,11 +901,14 @@ def _libc(name: str, *args: Any) -> int:
 
 def _empty_root() -> str | None:  # pragma: no cover
     """Pivot into an empty read-only tmpfs and detach the host's tree; None on success, else why not."""
+    libc = _LIBC
+    if libc is None:
+        return "no C library"
     c = ctypes.c_char_p
     steps = (
-        ("make mounts private", lambda: _LIBC.mount(None, c(b"/"), None, _MS_REC | _MS_PRIVATE, None)),
-        ("mount tmpfs", lambda: _LIBC.mount(c(b"none"), c(b"/tmp"), c(b"tmpfs"),
-                                            _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, c(b"size=64k,mode=0755"))),
+        ("make mounts private", lambda: libc.mount(None, c(b"/"), None, _MS_REC | _MS_PRIVATE, None)),
+        ("mount tmpfs", lambda: libc.mount(c(b"none"), c(b"/tmp"), c(b"tmpfs"),
+                                           _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, c(b"size=64k,mode=0755"))),
     )
     for what, call in steps:
         if call() != 0:
@@ -910,14 +918,14 @@ def _empty_root() -> str | None:  # pragma: no cover
         os.chdir("/tmp")
     except OSError as exc:
         return f"prepare the new root: {exc.strerror}"
-    if _LIBC.syscall(_PIVOT_ROOT, c(b"."), c(b"old")) != 0:
+    if libc.syscall(_PIVOT_ROOT, c(b"."), c(b"old")) != 0:
         return f"pivot_root: {os.strerror(ctypes.get_errno())}"
     os.chdir("/")
-    if _LIBC.umount2(c(b"/old"), _MNT_DETACH) != 0:
+    if libc.umount2(c(b"/old"), _MNT_DETACH) != 0:
         return f"detach the old root: {os.strerror(ctypes.get_errno())}"
     os.rmdir("/old")
-    if _LIBC.mount(None, c(b"/"), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                   None) != 0:
+    if libc.mount(None, c(b"/"), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                  None) != 0:
         return f"make the new root read-only: {os.strerror(ctypes.get_errno())}"
     return None
 

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import ast
 import string
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from typing import cast
 
 from rewardgen.contract.syntax import parse
 from rewardgen.sandbox import allowed
@@ -201,7 +203,7 @@ def _dotted_problem(dotted: str | None) -> str | None:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, own_names: set[str] = frozenset()) -> None:
+    def __init__(self, own_names: AbstractSet[str] = frozenset()) -> None:
         self.issues: list[Issue] = []
         self.module_aliases: dict[str, str] = {}
         self.own_names = own_names
@@ -395,7 +397,7 @@ def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
     if "\x00" in source:
         return [Issue(0, "reward source contains a NUL character")]
     try:
-        tree = parse(source, filename=filename)
+        tree = cast(ast.Module, parse(source, filename=filename))  # mode "exec" makes a Module
     except SyntaxError as exc:
         return [Issue(exc.lineno or 0, f"SyntaxError: {exc.msg}")]
     except (RecursionError, MemoryError, ValueError) as exc:

@@ -68,6 +68,8 @@ def open_jail(job: WorkerJob, out: FrameWriter, schema: Any, capacity: int) -> C
 
     layers: list[str] = []
     warnings: list[str] = []
+    if job.source is None:
+        raise JobError("the job has no candidate source")
     if job.validate:
         ensure_valid(job.source, CANDIDATE_FILENAME)  # defence in depth: the orchestrator checked already
         layers.append("static-validation")
@@ -126,7 +128,7 @@ def run_job(job: WorkerJob, out: FrameWriter) -> None:
             return
     trainer = get_trainer(job.trainer, env_reward, task.ppo, job.num_envs, job.sim, job.device,
                           job.cpu_threads) if job.mode == "train" else None
-    if resume is not None and not getattr(trainer, "supports_resume", False):
+    if resume is not None and trainer is not None and not getattr(trainer, "supports_resume", False):
         out.send(Error("job", f"trainer {trainer.name!r} cannot resume from a state"))
         return
     if job.mode == "check":
@@ -147,24 +149,25 @@ def run_job(job: WorkerJob, out: FrameWriter) -> None:
         elif job.sandbox:
             fn = jail = open_jail(job, out, task.schema, capacity)
         else:  # overhead measurements only: the candidate in this process, no isolation at all
-            fn = load_reward(job.source, CANDIDATE_FILENAME)
+            fn = load_reward(job.source or "", CANDIDATE_FILENAME)
         # only now may this process touch a GPU: the jail was forked before any device was opened
         _warm_up(job)
         if job.mode == "check":
             stage = "runtime"
-            env_steps, stats = _smoke(SmokeCheck(job.steps or 256, job.seed, job.num_envs or 4), task, fn, fitness,
-                                      jail)
-            out.send(TrainResult(env_steps, stats))
+            env_steps, smoke_stats = _smoke(SmokeCheck(job.steps or 256, job.seed, job.num_envs or 4), task, fn,
+                                            fitness, jail)
+            out.send(TrainResult(env_steps, smoke_stats))
             return
         if job.check is not None:  # the candidate's smoke check, folded into its training
             stage = "runtime"
-            env_steps, stats = _smoke(job.check, task, fn, fitness, jail)
-            out.send(Check(env_steps, stats))
+            env_steps, check_stats = _smoke(job.check, task, fn, fitness, jail)
+            out.send(Check(env_steps, check_stats))
         stage = "runtime"
+        assert trainer is not None  # a train job (a check job returned above)
         config = TrainConfig(steps=job.steps, seed=job.seed, num_envs=job.num_envs or 8, device=job.device,
                              resume=resume)
         stats = TrainingStats(config.steps)
-        reward = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
+        reward: BatchReward | None = BatchReward(fn, fitness, stats, config.num_envs, task.episode_length)
         if env_reward and trainer.name != "sb3":
             reward = None  # trainers other than SB3 read the env reward themselves (PPOTrainer(env_reward=True))
         last = [0.0]
@@ -175,7 +178,9 @@ def run_job(job: WorkerJob, out: FrameWriter) -> None:
                 last[0] = now
                 out.send(Progress(int(steps), int(config.steps)))
 
-        result = trainer.train(task, reward, config, progress)
+        # None: the trainer reads the env's own reward (Trainer.train's signature in trainers/base.py says
+        # BatchReward only)
+        result = trainer.train(task, reward, config, progress)  # type: ignore[arg-type]
         if jail is not None:
             jail.verify()
         if result.resume_state is not None:  # before the result, see the module docstring
