@@ -205,3 +205,21 @@ def test_one_rlimit_builder():
     assert Confinement().rlimits() == [(resource.RLIMIT_CORE, 0, 0)]
     record = Confinement(memory_bytes=1, nice=19, idle=True, env=(("MUJOCO_GL", "egl"),))
     assert Confinement.from_dict(record.to_dict()) == record  # as the zygote receives it
+
+
+def test_a_checked_frame_keeps_what_was_sent_as_sent():
+    """The run store writes what the frames hold: parsing keeps every value and the order of every key
+    (an integer stays an integer), so checking changes no byte of ``metrics.json``."""
+    import json
+
+    sent = {"type": "result", "stats": {"components": {"b": [], "a": [{"step": 64, "max": 1, "min": 0.0, "mean": 0.5}]},
+                                        "total_reward": [], "episodes": [], "num_episodes": 0,
+                                        "reward_fitness_correlation": None},
+            "env_steps": 64, "seconds": 2, "trainer": "ppo",
+            "extra": {"resumed_from": 0, "slice_env_steps": 64, "env_steps_per_second": 32.0,
+                      "losses": {"value_loss": 0.5}, "num_envs": 4, "timing": {"sim_s": 1.0}}}
+    assert json.dumps(parse_frame(sent).to_json()) == json.dumps(sent)
+    debug = {"type": "result", "components": ["a"], "episodes": [{"kind": "policy", "episode": 0, "seed": 5,
+                                                                   "length": 3, "terminated": False, "fitness": 1}],
+             "fitness_name": "upright", "fitness_aggregate": "mean"}
+    assert json.dumps(parse_frame(debug, DEBUG_FRAMES).to_json()) == json.dumps(debug)

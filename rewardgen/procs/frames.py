@@ -186,23 +186,21 @@ def parse_stats(value: Any) -> dict[str, Any]:
     """Training statistics (``TrainingStats.summary``): component names and the numbers reflection reads."""
     stats = _object(value, "stats", ("components", "total_reward", "episodes", "num_episodes",
                                      "reward_fitness_correlation"))
-    out: dict[str, Any] = {}  # the keys the worker sent, each checked (nothing added: the run store keeps them)
-    if "components" in stats:
-        components = stats["components"]
-        if not isinstance(components, dict) or len(components) > 64:
-            raise SchemaError("stats.components is not an object of at most 64 components")
-        out["components"] = {_name(name, "a component name"): _points(points, f"component {name!r}", _COMPONENT_POINT)
-                             for name, points in components.items()}
-    if "total_reward" in stats:
-        out["total_reward"] = _points(stats["total_reward"], "stats.total_reward", _COMPONENT_POINT)
-    if "episodes" in stats:
-        out["episodes"] = _points(stats["episodes"], "stats.episodes", _EPISODE_POINT)
-    if "num_episodes" in stats:
-        out["num_episodes"] = _integer(stats["num_episodes"], "stats.num_episodes")
-    if "reward_fitness_correlation" in stats:
-        corr = stats["reward_fitness_correlation"]
-        out["reward_fitness_correlation"] = None if corr is None else _real(corr, "stats.reward_fitness_correlation",
-                                                                            _ANY)
+    out: dict[str, Any] = {}  # the keys the worker sent, in its order, each checked (the run store keeps them)
+    for key, item in stats.items():
+        if key == "components":
+            if not isinstance(item, dict) or len(item) > 64:
+                raise SchemaError("stats.components is not an object of at most 64 components")
+            out[key] = {_name(name, "a component name"): _points(points, f"component {name!r}", _COMPONENT_POINT)
+                        for name, points in item.items()}
+        elif key == "total_reward":
+            out[key] = _points(item, "stats.total_reward", _COMPONENT_POINT)
+        elif key == "episodes":
+            out[key] = _points(item, "stats.episodes", _EPISODE_POINT)
+        elif key == "num_episodes":
+            out[key] = _integer(item, "stats.num_episodes")
+        else:
+            out[key] = None if item is None else _real(item, "stats.reward_fitness_correlation", _ANY)
     return out
 
 
@@ -346,19 +344,19 @@ _EXTRA_INTEGERS = ("slice_env_steps", "resumed_from", "num_envs")
 
 
 def _parse_extra(value: Any) -> dict[str, Any]:
-    """A trainer's report (``TrainResult.report``: ``result.extra`` on the wire)."""
+    """A trainer's report (``TrainResult.report``: ``result.extra`` on the wire), in the order sent."""
     v = _object(value, "result.extra", (*_EXTRA_INTEGERS, "env_steps_per_second", "losses", "timing", "env_reward"))
     out: dict[str, Any] = {}
-    for key in _EXTRA_INTEGERS:
-        if key in v:
-            out[key] = _integer(v[key], f"result.extra.{key}")
-    if "env_steps_per_second" in v:
-        out["env_steps_per_second"] = _real(v["env_steps_per_second"], "result.extra.env_steps_per_second")
-    for key in ("losses", "timing"):
-        if key in v:
-            out[key] = _numbers(v[key], f"result.extra.{key}")
-    if "env_reward" in v:
-        out["env_reward"] = _bool(v["env_reward"], "result.extra.env_reward")
+    for key, item in v.items():
+        what = f"result.extra.{key}"
+        if key in _EXTRA_INTEGERS:
+            out[key] = _integer(item, what)
+        elif key == "env_steps_per_second":
+            out[key] = _real(item, what)
+        elif key in ("losses", "timing"):
+            out[key] = _numbers(item, what)
+        else:
+            out[key] = _bool(item, what)
     return out
 
 
@@ -418,14 +416,19 @@ class DebugResult(Frame):
         episodes = []
         for ep in _list(v["episodes"], "result.episodes", 10_000):
             e = _object(ep, "result.episodes entry", _DEBUG_EPISODE, ("episode", "seed", "length", "fitness"))
-            checked: dict[str, Any] = {k: _integer(e[k], f"result.episodes.{k}") for k in ("episode", "seed", "length")}
-            checked["fitness"] = _real(e["fitness"], "result.episodes.fitness", _ANY)
-            if "kind" in e:
-                if e["kind"] not in ("random", "policy"):
+            checked: dict[str, Any] = {}  # in the order sent
+            for key, item in e.items():
+                what = f"result.episodes.{key}"
+                if key in ("episode", "seed", "length"):
+                    checked[key] = _integer(item, what)
+                elif key == "fitness":
+                    checked[key] = _real(item, what, _ANY)
+                elif key == "terminated":
+                    checked[key] = _bool(item, what)
+                elif item in ("random", "policy"):
+                    checked[key] = item
+                else:
                     raise SchemaError("result.episodes.kind is not 'random' or 'policy'")
-                checked["kind"] = e["kind"]
-            if "terminated" in e:
-                checked["terminated"] = _bool(e["terminated"], "result.episodes.terminated")
             episodes.append(checked)
         return cls(names, episodes, _text(v.get("fitness_name", ""), "result.fitness_name", 200),
                    _text(v.get("fitness_aggregate", ""), "result.fitness_aggregate", 200))
