@@ -329,7 +329,7 @@ class RunFiles:
         """A read-write descriptor of the lock file ``path`` (created if missing), for ``flock``."""
         return self._own_file(path, os.O_RDWR)
 
-    def copy_from(self, source: "RunFiles", folder: str) -> int:
+    def copy_from(self, source: RunFiles, folder: str) -> int:
         """Copy the regular files of ``source``'s ``folder`` (one level; another run's) into this run's
         ``folder``; returns how many. Links and anything else are skipped, each read is bounded."""
         n = 0
@@ -340,4 +340,4 @@ class RunFiles:
         return n
 
 
-__all__ = ["CorruptFileError", "MAX_JSON_BYTES", "MAX_READ_BYTES", "RefusedFileError", "RunFiles", "RunStoreError"]
+__all__ = ["MAX_JSON_BYTES", "MAX_READ_BYTES", "CorruptFileError", "RefusedFileError", "RunFiles", "RunStoreError"]

@@ -107,4 +107,4 @@ def llm_name(x: Any, fallback: str = "(unnamed)") -> str:
     return text if _LLM_NAME.fullmatch(text) else fallback
 
 
-__all__ = ["clean", "html", "term", "one_line", "for_llm", "llm_name", "LLM_TEXT_LIMIT"]
+__all__ = ["LLM_TEXT_LIMIT", "clean", "for_llm", "html", "llm_name", "one_line", "term"]

@@ -41,7 +41,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from rewardgen.errors import UserError
 from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401
@@ -115,7 +115,7 @@ class RunRecord(TypedDict, total=False):
     config: dict[str, Any]  # an EvolveConfig as a dict, ``steps`` resolved
     task: dict[str, Any]  # Task.to_dict()
     proposer: str
-    generations: list["GenerationSummary"]
+    generations: list[GenerationSummary]
     best: dict[str, Any] | None  # {"generation", "candidate", "fitness"}
     tokens: dict[str, int]
     error: str | None
@@ -136,7 +136,7 @@ class GenerationRecord(TypedDict, total=False):
 
     generation: int
     proposer: str
-    candidates: list["ProposalRecord"]
+    candidates: list[ProposalRecord]
     tokens: dict[str, int] | None
     created: str
 
@@ -337,7 +337,7 @@ class RunStore(RunFiles):
 
     # ----- creation and loading
     @classmethod
-    def create(cls, runs_dir: Path, run_id: str, run: dict) -> "RunStore":
+    def create(cls, runs_dir: Path, run_id: str, run: dict) -> RunStore:
         """Create ``runs_dir/run_id`` (a suffix when taken) with its ``run.json``.
 
         Raises RunStoreError, with nothing left behind, when ``runs_dir`` is not a directory that
@@ -355,7 +355,7 @@ class RunStore(RunFiles):
                                 f"choose a writable --runs-dir") from None
         store = cls(path)
         try:
-            store.write_run(dict(run, id=path.name))
+            store.write_run(cast(RunRecord, {**run, "id": path.name}))  # the caller's run.json, named
         except OSError as exc:
             shutil.rmtree(path, ignore_errors=True)  # never leave a run without its run.json
             raise RunStoreError(f"cannot write a run in {runs_dir} ({exc.strerror or exc}); "
@@ -363,7 +363,7 @@ class RunStore(RunFiles):
         return store
 
     @classmethod
-    def open(cls, path: Path) -> "RunStore":
+    def open(cls, path: Path) -> RunStore:
         path = Path(path)
         if not path.is_dir():
             raise RunStoreError(f"no run directory at {path}")
@@ -384,7 +384,7 @@ class RunStore(RunFiles):
             raise RunStoreError(f"{self.path} has no {RUN_FILE}")
         if not isinstance(run, dict):
             raise RunStoreError(f"corrupt run file {self.path / RUN_FILE}: not an object")
-        return run
+        return cast(RunRecord, run)  # an object: its known keys are read as RunRecord types them
 
     def write_run(self, run: RunRecord) -> None:
         self.write_json(RUN_FILE, run)

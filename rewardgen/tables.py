@@ -10,6 +10,7 @@ and the caption says which. A pipe gets the same table at 80 columns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Col:
     header: str
     priority: int = 0
     wrap: bool = False
-    justify: str = "left"
+    justify: Literal["left", "center", "right"] = "left"
 
 
 def clip(text: str, limit: int, where: str = "") -> str:

@@ -148,7 +148,7 @@ def test_python_source_is_parsed_in_one_place():
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "parse"
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "ast"):
                 calls.append(f"{name}:{node.lineno}")
-    assert calls == ["rewardgen.contract.syntax:21"], calls
+    assert [c.split(":")[0] for c in calls] == ["rewardgen.contract.syntax"], calls
 
 
 #: where a process may be started: the one launch (and the zygote it forks from, which starts itself),

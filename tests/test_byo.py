@@ -226,3 +226,14 @@ def test_cli_evolve_with_env_flags(robot, runs_dir):
     bad = cli("evolve", "--env", str(robot), "--describe", "walk", "--fitness", "forward_velocity(body=torso)",
               "--runs-dir", str(runs_dir), timeout=60)
     assert bad.returncode == 2 and "no body named 'torso'" in bad.stderr
+
+
+@pytest.mark.parametrize("text", ['forward_velocity(body=-"torso")', "forward_velocity(body=-None)",
+                                  "forward_velocity(**params)"])
+def test_fitness_text_with_a_negated_word_or_unnamed_parameters_is_a_fitness_error(text):
+    """A negated string or None, or ``**params``, is refused as the user's mistake (FitnessError, one
+    line), not a TypeError traceback or a parameter named None."""
+    from rewardgen.tasks.fitness import parse_fitness
+
+    with pytest.raises(FitnessError, match="fitness"):
+        parse_fitness(text)

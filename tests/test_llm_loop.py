@@ -133,6 +133,29 @@ def test_older_generations_are_compressed_to_the_budget_never_the_newest(tmp_pat
     assert proposer.reflection(ctx, room=10).count("### g3c") == 3
 
 
+def test_older_generations_keep_their_trusted_episode_line_until_the_room_runs_out(tmp_path):
+    """An older generation keeps the one-line summary of its trusted episodes it had when it was the
+    newest; it goes with its code when the request is over budget, never before."""
+    task = get_task("hopper-hop")
+    facts = {"length": 412, "terminated": True, "fitness": 0.3, "main_body": "torso", "height_min": 0.69,
+             "height_max": 1.3, "height_mean": 1.1, "max_tilt_deg": 40.0, "max_tilt_toward": "-x",
+             "tilt_body": "torso", "upside_down_fraction": 0.0, "ended_by": ["the torso's height 0.69 m, not above 0.7 m"]}
+    history = []
+    for g in range(3):
+        gen = [_record(g, c, [(1000, 0.1 * g + 0.01 * c)], parent=None if g == 0 else f"{g - 1}/0") for c in range(2)]
+        for r in gen:
+            r.stats = {"trajectories": {"best": {"facts": facts | {"length": 400 + 10 * g + r.candidate}}}}
+        history.append(gen)
+    proposer = LLMProposer(LLMSettings(base_url="http://unused"))
+    ctx = ProposalContext(task, task.schema, 4, 2, seed=0, history=history, run_dir=tmp_path)
+    full = proposer.reflection(ctx)
+    older = full.split("Earlier generations")[1]
+    assert "ended early by the termination rules at step 400" in older  # g0c0, not the best so far
+    assert "tilted at most 40 deg (0.70 rad) from its initial pose, its top toward -x" in full
+    tight = proposer.reflection(ctx, room=len(full) - 1)  # the oldest generation loses it first
+    assert "at step 400 " not in tight and "at step 410 " in tight
+
+
 # ----- the real loop, with a real model's answers
 @pytest.fixture(scope="module")
 def replayed_run(tmp_path_factory):
@@ -334,7 +357,8 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     assert "do not repeat" not in text
     assert "From its evaluation episodes alone a fitness here is uncertain by about +-0.01" in text
-    assert "this run has retrained no reward on other seeds, so by how much is not measured here" in text
+    assert "this run has retrained no reward on other seeds, so the spread to expect is the one measured on " \
+           "this task before" in text  # hopper-hop's task file records the suite's retrainings
     # the evaluation's uncertainty is not offered as the whole noise: the training seed is left out of it
     assert "which leaves the training seed out" in text and "can still be the seed's luck" in text
     # a child level with its parent within the evaluation's noise is said to be
@@ -345,10 +369,23 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     assert ("in this run, g1c1 was behind g0c1 at 61,440 env-steps (0.156 against 0.2064) and ahead at 301,056 "
             "(2.289 against 1.464)") in text
     assert "stalled" not in text or "moved slower than" in text
+    # the best so far is the top of several single-seed draws; the answers compete side by side
+    assert "The best so far is the highest of 4 single-seed results, so on a new seed its reward most likely " \
+           "scores lower" in text
+    assert "This request is answered 4 times" in text and "a reward submitted unchanged is retrained" in text
+    from dataclasses import replace as _replace
+
+    from rewardgen.proposers.taskfacts import TrainingPlan
+    last = _replace(ctx, plan=TrainingPlan(steps=301_056, samples=4, worlds=64, generations=3))
+    assert "This is generation 2 of the run's 3 (numbered from 0), the last" in \
+        LLMProposer(LLMSettings(base_url="http://unused")).reflection(last)
     gen0[0].retrained = [0.40, 2.09, 2.21]  # a confirmation on other seeds, where the run has one
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     assert "g0c1 (1.464 on its own training seed) scored 0.4, 2.09, 2.21 when retrained" in text
-    assert "not measured here" not in text
+    assert "not measured here" not in text and "the spread to expect" not in text
+    task = get_task("halfcheetah-backflip")  # a task never measured: nothing but what the run has
+    ctx = ProposalContext(task, task.schema, 2, 4, seed=0, history=[gen0[1:], gen1], run_dir=tmp_path)
+    assert "so by how much is not measured here" in LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
 
 
 def test_the_trusted_episode_summary_names_the_rule_that_ended_it():
@@ -405,6 +442,7 @@ def test_the_task_prompt_states_the_initial_pose_and_which_way_a_root_hinge_lean
     assert ('s.joint_pos["rooty"] (hinge of torso) starts at 0 rad; it turns the body about world +y: a positive '
             "value turns its top (its local +z) toward world +x.") in hopper
     assert "s.body_pos, s.site_pos and s.com_pos are world positions (not relative to a parent body)" in hopper
+    assert "torso: parent world, mass 3.67 kg, initial world position (0, 0, 1.25)" in hopper  # not the parent's frame
     assert "Each reset adds uniform noise of up to +-0.005 to every entry of s.qpos and s.qvel" in hopper
     assert "the trusted fitness runs the mean action alone. The two can behave very differently" in hopper
     # checked against MuJoCo itself: a positive rooty moves the torso's z axis toward +x

@@ -115,6 +115,11 @@ def test_report_on_empty_and_broken_runs(tmp_path):
     fresh.mkdir()
     (fresh / "run.json").write_text(json.dumps({"status": "created", "task": TASK, "config": {}}))
     assert "no candidate has been evaluated yet" in write_report(fresh).read_text()
+    # run.json is untrusted: a schedule that is a list (not a name) is shown as unknown, not a TypeError
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "run.json").write_text(json.dumps({"status": "created", "task": TASK, "config": {"schedule": ["x"]}}))
+    assert "Schedule: [&#39;x&#39;]" in write_report(odd).read_text()
     with pytest.raises(FileNotFoundError):
         write_report(tmp_path / "missing")
 

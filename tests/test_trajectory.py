@@ -152,3 +152,25 @@ def test_a_fixed_base_arm_pointing_down_has_not_flipped_over():
     assert not behaviour_facts({"best": {"facts": facts}}, pusher).flipped
     walker = {"best": {"facts": episode_facts(traj)}}  # the main body itself turned over: a fall
     assert behaviour_facts(walker, pusher).flipped and behaviour_facts(walker, pusher).upside_down == pytest.approx(0.45)
+
+
+def test_the_largest_tilt_says_which_way_the_body_leaned_in_degrees_and_radians():
+    """A hopper given no action falls over; the summary's direction is checked against MuJoCo itself: the
+    same episode replayed, a positive rooty turns the torso's top toward +x."""
+    task = get_task("hopper-hop")
+    traj = record_trajectory(task, mlp_policy(task, scale=0.0), seed=3)
+    f = episode_facts(traj)
+    env = task.make_env()
+    env.reset(seed=3)
+    rooty = []
+    for _ in range(int(traj["length"])):
+        env.step(np.zeros(env.action_space.shape))
+        rooty.append(float(env.unwrapped.data.qpos[2]))
+    env.close()
+    at = int(np.argmax(np.abs(rooty)))
+    assert f["max_tilt_deg"] == pytest.approx(np.degrees(abs(rooty[at])), abs=0.5)
+    assert f["max_tilt_toward"] == ("+x" if rooty[at] > 0 else "-x")
+    text = summarize_episode(traj)
+    assert f"max tilt {f['max_tilt_deg']:.0f} deg ({np.radians(f['max_tilt_deg']):.2f} rad) from its initial pose, " \
+           f"its top toward {f['max_tilt_toward']}" in text
+

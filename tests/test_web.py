@@ -147,6 +147,10 @@ def test_text_feedback_is_stored_and_escaped(client: Client, runs: Path) -> None
     ("prefer", {"generation": "0", "best": "9"}, 400, "does not exist"),
     ("prefer", {"generation": "x", "best": "0"}, 400, "must be a number"),
     ("prefer", {"generation": "5", "best": "0"}, 400, "does not exist"),
+    # numbers as the page's URLs spell them, nothing int() would also read ("+1", " 0", Arabic-Indic digits)
+    ("prefer", {"generation": "1", "best": "+1"}, 400, "best must be a number"),
+    ("prefer", {"generation": "1", "best": "1", "worst": " 0"}, 400, "worst must be a number"),
+    ("prefer", {"generation": "\u0661", "best": "0"}, 400, "generation must be a number"),
 ])
 def test_bad_forms_get_a_clear_4xx_page_and_change_nothing(client: Client, runs: Path, path: str, data: dict,
                                                            status: int, message: str) -> None:

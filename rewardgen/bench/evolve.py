@@ -34,17 +34,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from rewardgen.run.evolve import Evolution, start_run
-from rewardgen.run.config import EvolveConfig
-from rewardgen.run.step import ppo_worlds
-from rewardgen.run.executors import usable_cores
-from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.bench.train import sb3_throughput
-from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.procs import WorkerLimits, run_worker
+from rewardgen.proposers import ProposalContext, get_proposer
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, start_run
+from rewardgen.run.executors import usable_cores
+from rewardgen.run.step import ppo_worlds
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import get_task
 
@@ -188,4 +189,4 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
     return out
 
 
-__all__ = ["bench_evolve", "evolve_once", "trainer_alone", "train_command", "ROWS"]
+__all__ = ["ROWS", "bench_evolve", "evolve_once", "train_command", "trainer_alone"]

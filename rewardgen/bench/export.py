@@ -24,8 +24,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,8 @@ def _module(text: str, folder: Path):
     path = folder / "rewardgen_bench_export.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("rewardgen_bench_export", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -57,7 +60,7 @@ class _Clock:
     def __init__(self) -> None:
         self.wall = self.cpu = 0.0
 
-    def __enter__(self) -> "_Clock":
+    def __enter__(self) -> _Clock:
         self._w, self._c = time.perf_counter(), time.process_time()
         return self
 
@@ -119,7 +122,8 @@ def bench_export(task_id: str, reward: str | None = None, steps: int = 2000, rep
         forms: dict[str, Callable[[], tuple[float, float]]] = {
             "raw": lambda: _per_step(raw, actions), "plain": lambda: _per_step(plain, actions),
             "state": lambda: _per_step(state, actions), "sandboxed": lambda: _per_step(jailed, actions),
-            "vec_raw": lambda: _per_env_step(vec_raw, vec_actions), "vec_plain": lambda: _per_env_step(vec_plain, vec_actions),
+            "vec_raw": lambda: _per_env_step(vec_raw, vec_actions),
+            "vec_plain": lambda: _per_env_step(vec_plain, vec_actions),
             "vec_sandboxed": lambda: _per_env_step(vec_jailed, vec_actions)}
         for f in forms.values():  # warm-up
             f()
@@ -133,21 +137,21 @@ def bench_export(task_id: str, reward: str | None = None, steps: int = 2000, rep
             say(f"repeat {r + 1}/{repeats} (cpu us): " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in cpu.items()))
         for env in (raw, plain, state, jailed, vec_raw, vec_plain, vec_jailed):
             env.close()
-    w = {k: statistics.median(v) for k, v in wall.items()}
-    c = {k: statistics.median(v) for k, v in cpu.items()}
+    wm = {k: statistics.median(v) for k, v in wall.items()}
+    cm = {k: statistics.median(v) for k, v in cpu.items()}
     return {"task": task.id, "env": task.env_id, "steps": steps, "repeats": repeats, "envs": envs,
             "reward": "given" if reward else "the offline proposer's canonical reward",
-            "us_per_step_wall": {k: round(v, 1) for k, v in w.items()},
-            "us_per_step_cpu": {k: round(v, 1) for k, v in c.items()},
+            "us_per_step_wall": {k: round(v, 1) for k, v in wm.items()},
+            "us_per_step_cpu": {k: round(v, 1) for k, v in cm.items()},
             # this process's CPU time: the plain forms run here entirely
-            "plain_ratio": round(c["plain"] / c["raw"], 3),
-            "state_ratio": round(c["state"] / c["raw"], 3),
-            "reward_us": round(c["plain"] - c["state"], 1),
-            "vec_plain_ratio": round(c["vec_plain"] / c["vec_raw"], 3),
+            "plain_ratio": round(cm["plain"] / cm["raw"], 3),
+            "state_ratio": round(cm["state"] / cm["raw"], 3),
+            "reward_us": round(cm["plain"] - cm["state"], 1),
+            "vec_plain_ratio": round(cm["vec_plain"] / cm["vec_raw"], 3),
             # wall time: the jail and its host are other processes
-            "plain_ratio_wall": round(w["plain"] / w["raw"], 3),
-            "sandboxed_ratio_wall": round(w["sandboxed"] / w["raw"], 3),
-            "vec_sandboxed_ratio_wall": round(w["vec_sandboxed"] / w["vec_raw"], 3),
+            "plain_ratio_wall": round(wm["plain"] / wm["raw"], 3),
+            "sandboxed_ratio_wall": round(wm["sandboxed"] / wm["raw"], 3),
+            "vec_sandboxed_ratio_wall": round(wm["vec_sandboxed"] / wm["vec_raw"], 3),
             "samples_cpu_us": {k: [round(x, 1) for x in v] for k, v in cpu.items()},
             "samples_wall_us": {k: [round(x, 1) for x in v] for k, v in wall.items()}}
 

@@ -20,17 +20,17 @@ import itertools
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
-from rewardgen.run.evolve import Evolution, resume, start_run
+from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.config import EvolveConfig, resolve_proposer
+from rewardgen.run.evolve import Evolution, resume, start_run
 from rewardgen.run.final import Retraining, eval_seed, retrain_in_run, run_training, seed_results
 from rewardgen.run.progress import Progress
-from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.schedule import Evaluation
-from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.store import RUN_FILE, CorruptFileError, RunStore, candidate_label, rung_file
 from rewardgen.tasks.spec import get_task
 
@@ -169,8 +169,8 @@ def judge_text(seed: int, judged: dict, per: dict) -> str:
         parts.append(f"{name}'s pick ({candidate_label(0, j['candidate'])}) {j['mean']:.3f}, rank {j['rank']}"
                      + (f", {j['gap']:.1%} below" if j["gap"] else ""))
     spread = judged["spread"]
-    return (f"seed {seed} judged on {judged['seeds']} new training seeds per candidate: best reward {candidate_label(0, best)} "
-            f"{b['mean']:.3f} ± {b['std']:.3f}; " + "; ".join(parts)
+    return (f"seed {seed} judged on {judged['seeds']} new training seeds per candidate: "
+            f"best reward {candidate_label(0, best)} {b['mean']:.3f} ± {b['std']:.3f}; " + "; ".join(parts)
             + ("" if spread is None else f"; one reward's seed-to-seed spread: median {spread:.0%} of its mean"))
 
 
@@ -209,7 +209,7 @@ def compare_schedules(task_id: str, samples: int = 8, steps: int | None = None, 
             per[schedule] = r
             if say:
                 say(row_text(s, schedule, r))
-                if r.get("race"):
+                if r.get("race") and full:  # a race is ranked against the full schedule's best
                     say(race_text(s, r["race"], full["best"]["candidate"]))
         if judge_seeds:
             judged = judge_rewards(Path(per[schedules[0]]["run_dir"]), judge_seeds, say=say)
@@ -250,16 +250,18 @@ def race_ranks(run_dir: Path, full_fitness: dict, best: int) -> list[dict]:
     store = RunStore(run_dir)
     out = []
     for r in itertools.count():  # the race ends with one candidate (or none) left: the loop breaks there
-        seen = {}
+        seen: dict[int, float] = {}  # candidate -> its fitness at this rung
+        steps = 0
         for c in map(int, full_fitness):
             rec = store.read_json(store.cand_dir(0, c) / rung_file(r))
             e = Evaluation.from_rung(rec) if rec else None
             if e is not None and e.fitness is not None:
-                seen[c] = e
+                seen[c] = e.fitness
+                steps = max(steps, e.steps)
         if len(seen) < 2:
             break
-        order = sorted(seen, key=lambda c: (-seen[c].fitness, c))
-        out.append({"rung": r, "env_steps": max(e.steps for e in seen.values()), "racing": len(seen),
+        order = sorted(seen, key=lambda c: (-seen[c], c))
+        out.append({"rung": r, "env_steps": steps, "racing": len(seen),
                     "best_rank": order.index(best) + 1 if best in seen else None})
     return out
 
@@ -282,4 +284,5 @@ def row_text(seed: int, schedule: str, r: dict) -> str:
     fit = best.get("fitness")
     pick = "none" if best.get("candidate") is None else candidate_label(0, best["candidate"])
     return (f"seed {seed} {schedule:>8}: {fmt_steps(r['env_steps'])} env-steps{share}, best {pick} "
-            f"fitness {fit if fit is None else round(fit, 3)}{gap_text}" + (" (the run made before)" if r.get("reused") else ""))
+            f"fitness {fit if fit is None else round(fit, 3)}{gap_text}"
+            + (" (the run made before)" if r.get("reused") else ""))

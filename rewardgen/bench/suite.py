@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardgen.envsteps import fmt as fmt_steps, parse as parse_env_steps
+from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.envsteps import parse as parse_env_steps
 from rewardgen.errors import UserError
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
@@ -224,7 +225,7 @@ class Suite:
             return {"version": 1, "tasks": {}}
         try:
             state = read_json(path)
-        except Exception as exc:  # noqa: BLE001 - a corrupt state file is the user's to remove
+        except Exception as exc:  # a corrupt state file is the user's to remove
             raise SuiteError(f"{path} is not a suite state file ({exc}); remove it or choose another --out") from None
         if not isinstance(state, dict) or not isinstance(state.get("tasks"), dict):
             raise SuiteError(f"{path} is not a suite state file; remove it or choose another --out")
@@ -286,8 +287,8 @@ class Suite:
         return result
 
     def _run_task(self, i: int, task_id: str) -> None:
-        from rewardgen.run.evolve import Evolution, start_run
         from rewardgen.run.config import EvolveConfig
+        from rewardgen.run.evolve import Evolution, start_run
         from rewardgen.run.final import final_evaluation
         from rewardgen.store import RunStore
 
@@ -337,7 +338,7 @@ class Suite:
                 rows.append({"task": task_id, "finished": True, "failed": entry["failed"],
                              "run_dir": str(self.out / entry["run_dir"]), "evolved_ge_human": False, "score": None})
                 continue
-            if final is None:
+            if entry is None or final is None:  # no entry has no final either
                 rows.append({"task": task_id, "finished": False})
                 continue
             rows.append(task_row(task_id, final, self.out / entry["run_dir"], entry))

@@ -13,6 +13,7 @@ repeat going over all of them before the next.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -25,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.sim.cpu import BatchSim
+from rewardgen.contract.policy import PolicyExport
 from rewardgen.contract.reward import load_reward
+from rewardgen.sim.cpu import BatchSim
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import Task, get_task
 from rewardgen.trainers.base import BatchReward, TrainConfig, TrainingStats, TrainOutput
@@ -139,6 +141,7 @@ class _torch_threads:
 def sb3_throughput(task: Task, source: str, steps: int, seed: int = 0, num_envs: int = 8) -> dict:
     """(c) SB3 PPO with its defaults (our SB3Trainer setup) over DummyVecEnv of ``num_envs`` envs, 1 torch thread."""
     import stable_baselines3  # noqa: F401 - imported before the clock starts: training speed only
+
     from rewardgen.trainers.sb3 import SB3Trainer
 
     reward = _batch_reward(task, source, steps, num_envs)
@@ -165,7 +168,8 @@ def _measure_worker_main() -> None:
     rss_kb = res.peak_rss_kb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r = res.result or {}
     print(json.dumps({"stage": res.stage, "error": res.error, "env_steps": r.get("env_steps"),
-                      "seconds": r.get("seconds"), "timing": (r.get("extra") or {}).get("timing"), "wall_seconds": res.seconds, "isolation": res.isolation,
+                      "seconds": r.get("seconds"), "timing": (r.get("extra") or {}).get("timing"),
+                      "wall_seconds": res.seconds, "isolation": res.isolation,
                       "worker_peak_rss_mb": rss_kb / 1024.0 if sys.platform != "darwin" else rss_kb / 2**20}))
 
 
@@ -302,7 +306,7 @@ def throughput_table(tasks: list[str] | tuple[str, ...] = THROUGHPUT_TASKS, ppo_
     for task_id in tasks:
         task = get_task(task_id)
         n = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
-        run = runner or (lambda t, src, cfg, n=n: in_process_ppo(t, src, cfg, num_envs=n, **ppo_hp))
+        run = runner or functools.partial(in_process_ppo, num_envs=n, **ppo_hp)
         plan.append((task_id, task, n, run))
     load_before = _loadavg()
     per_task: dict[str, list[dict]] = {task_id: [] for task_id, *_ in plan}
@@ -327,31 +331,10 @@ def _loadavg() -> str:
         return "unknown"
 
 
-def _fitness(task: Task, export, episodes: int, seed: int) -> float:
-    try:
-        from rewardgen.evaluate.evaluator import evaluate_policy
-    except ImportError:  # pragma: no cover - evaluate.py is optional at import time
-        evaluate_policy = None
-    if evaluate_policy is not None:
-        return float(evaluate_policy(task, export, episodes, seed)["fitness"])
-    from rewardgen.contract.policy import DeterministicPolicy
-    from rewardgen.contract.state import StateBuffers, refresh_derived
+def _fitness(task: Task, export: PolicyExport, episodes: int, seed: int) -> float:
+    from rewardgen.evaluate.evaluator import evaluate_policy
 
-    fit, policy, env = make_fitness(task.fitness, task.schema), DeterministicPolicy(export), task.make_env()
-    buf = StateBuffers(task.schema, env.unwrapped.model, 1)
-    values_all = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        values, done, n = [], False, 0
-        while not done:
-            obs, _, term, trunc, _ = env.step(policy(obs))
-            n += 1
-            refresh_derived(env.unwrapped.model, env.unwrapped.data)
-            buf.fill(0, env.unwrapped.data, np.zeros(env.action_space.shape), n)
-            values.append(float(fit.per_step(buf.to_state())[0]))
-            done = term or trunc
-        values_all.append(fit.episode_value(values, task.episode_length))
-    return float(np.mean(values_all))
+    return float(evaluate_policy(task, export, episodes, seed)["fitness"])
 
 
 def learning(task_id: str, steps: int, seeds: list[int] | tuple[int, ...] = (0, 1, 2), episodes: int | None = None,
@@ -388,9 +371,9 @@ def _sb3_env_reward(task: Task, steps: int, seed: int):
 
     from rewardgen.trainers.sb3 import export_policy
 
-    venv = DummyVecEnv([task.make_env for _ in range(8)])
-    venv.seed(seed)
-    venv = VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=0.99)
+    envs = DummyVecEnv([task.make_env for _ in range(8)])
+    envs.seed(seed)
+    venv = VecNormalize(envs, norm_obs=True, norm_reward=True, gamma=0.99)
     model = PPO("MlpPolicy", venv, n_steps=256, batch_size=64, n_epochs=10, learning_rate=3e-4,
                 gae_lambda=0.95, gamma=0.99, ent_coef=0.0, seed=seed, verbose=0)
     with _torch_threads(1):

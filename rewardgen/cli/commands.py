@@ -25,11 +25,11 @@ from rewardgen.cli.common import (
 from rewardgen.cli.display import (
     RichProgress,
     SuiteProgress,
-    final_table,
-    suite_table,
     components_table,
+    final_table,
     human_steps,
     loadavg,
+    suite_table,
     summary_table,
     tasks_text,
     throughput_table_view,
@@ -133,9 +133,8 @@ def _run_or_stop(args, fn, run_dir: Path) -> int:
         summary = _run_with_progress(args, fn)
     except EndpointFailure as exc:
         if args.json:
-            from rewardgen.store import RunStore
-
             from rewardgen.run.evolve import labelled
+            from rewardgen.store import RunStore
 
             run = RunStore(run_dir).read_run()
             emit_json({"run_dir": str(run_dir), **labelled(run.get("best"), run.get("generations", [])),
@@ -202,8 +201,9 @@ def cmd_resume(args) -> int:
     elif run.get("status") == "finished" and not args.json:
         done = len(run.get("generations", []))
         print(term(f"rewardgen resume: {args.run} already finished all {done} generation(s); nothing to do. To "
-                   f"train more generations: `rewardgen resume {shlex.quote(str(args.run))} --generations {done + 1}` (the new total), "
-                   "or start the next one from the web UI (`rewardgen serve`).", markup=False), file=sys.stderr)
+                   f"train more generations: `rewardgen resume {shlex.quote(str(args.run))} --generations {done + 1}` "
+                   "(the new total), or start the next one from the web UI (`rewardgen serve`).", markup=False),
+              file=sys.stderr)
     return _run_or_stop(args, lambda progress: resume(Path(args.run), progress, reach), Path(args.run))
 
 
@@ -319,8 +319,8 @@ def cmd_bench(args) -> int:
                 gap = med.get("fitness_gap")
                 fit = med.get("best_fitness")
                 judged = med.get("judged_gap")
-                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {human_steps(med['env_steps'])} env-steps{share}, "
-                              f"best fitness {fit if fit is None else round(fit, 3)}"
+                console.print(f"median over {len(seeds)} seed(s) {name:>8}: {human_steps(med['env_steps'])} "
+                              f"env-steps{share}, best fitness {fit if fit is None else round(fit, 3)}"
                               + ("" if gap is None else f", {abs(gap):.1%} {'below' if gap > 0 else 'above'} "
                                  "full's best")
                               + ("" if judged is None else f"; judged pick {abs(judged):.1%} "
@@ -335,8 +335,9 @@ def cmd_bench(args) -> int:
         samples = args.samples or (2 if quick else 4)
         repeats = args.repeats or (1 if quick else 3)
         halving = args.halving_steps or (4096 if quick else None)
-        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {human_steps(steps)} env-steps, full "
-                      f"schedule, with and without video; halving at {human_steps(halving) if halving else 'the default'} budget), "
+        console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {human_steps(steps)} "
+                      f"env-steps, full schedule, with and without video; halving at "
+                      f"{human_steps(halving) if halving else 'the default'} budget), "
                       f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {loadavg()}")
         result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
                               workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
@@ -346,8 +347,9 @@ def cmd_bench(args) -> int:
             console.print(f"trainer alone: {human_steps(result['trainer_alone_env_steps_per_s'])} env-steps/s (median)")
             for row in ("full", "full+video", "halving"):
                 r = result[row]
-                console.print(f"{row:>10}: {human_steps(r['env_steps_per_s'])} env-steps/s, efficiency {r['efficiency']:.2f}, "
-                              f"overhead {r['overhead_per_candidate_s']:.2f} s/candidate (measured "
+                console.print(f"{row:>10}: {human_steps(r['env_steps_per_s'])} env-steps/s, "
+                              f"efficiency {r['efficiency']:.2f}, overhead {r['overhead_per_candidate_s']:.2f} "
+                              f"s/candidate (measured "
                               f"{r['overhead_measured_s']:.2f} s), wall {r['wall_seconds']:.1f} s (medians)")
             r = result["train_command"]
             console.print(f"`rewardgen train`: {human_steps(r['env_steps_per_s'])} env-steps/s whole command, "
@@ -440,8 +442,8 @@ def cmd_bench_suite(args) -> int:
     from rewardgen.bench.suite import SuiteConfig, parse_tasks, run_suite, share_line
 
     tasks, task_steps = parse_tasks(args.tasks)
-    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps, workers=args.workers,
-                         samples=args.samples or 4, generations=args.generations, seed=args.seed,
+    config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps,
+                         workers=args.workers, samples=args.samples or 4, generations=args.generations, seed=args.seed,
                          confirm_seeds=args.confirm_seeds)
     console = Console(stderr=args.json)
     result = run_suite(config, SuiteProgress(console))

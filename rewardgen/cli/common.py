@@ -1,4 +1,5 @@
-"""What every command shares: the one-line usage error, reading a task, a reward file or the run settings from arguments, JSON output."""
+"""What every command shares: the one-line usage error, reading a task, a reward file or the run settings from
+arguments, JSON output."""
 
 from __future__ import annotations
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
+from rewardgen import interrupt
 from rewardgen.cli.commands import cmd_evolve, cmd_resume, cmd_serve, cmd_train
 from rewardgen.cli.common import CURRENT_RUN, EXIT_USAGE, resume_command
 from rewardgen.cli.parser import build_parser
-from rewardgen import interrupt
 from rewardgen.errors import UserError
 from rewardgen.safetext import one_line, term
 

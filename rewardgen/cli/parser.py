@@ -54,7 +54,8 @@ def _add_training_args(p: argparse.ArgumentParser, task_required: bool = True) -
     p.add_argument("--runs-dir", default="runs", help="where run directories are created (default ./runs)")
     p.add_argument("--workers", type=positive_int, default=None, help="candidates trained in parallel (default: CPU cores)")
     p.add_argument("--trainer", default="ppo", choices=["ppo", "sb3"],
-                   help="RL trainer run in the worker: ppo (rewardgen's batched PPO, default) or sb3 (stable-baselines3 PPO)")
+                   help="RL trainer run in the worker: ppo (rewardgen's batched PPO, default) or sb3 "
+                        "(stable-baselines3 PPO)")
     p.add_argument("--num-envs", type=positive_int, default=None,
                    help="simulated worlds per training batch (default: the trainer's own)")
     p.add_argument("--timeout", type=positive_float, default=None,
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog="Exit codes: 0 done; 1 the command ran but produced nothing usable (e.g. a run in which "
                             "no candidate trained, or the LLM endpoint failed: the cause is named in one line); "
                             "2 bad input (one line on stderr, nothing on disk changed).")
-    parser.add_argument("--version", action=_Version, nargs=0, help="print rewardgen's version, MuJoCo's and the renderer in force, and exit")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print rewardgen's version, MuJoCo's and the renderer in force, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -117,12 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray-address", default=None, help="Ray cluster address for --executor ray (default: local)")
     p.add_argument("--schedule", choices=["halving", "adaptive", "full"], default="halving",
                    help="halving (default): train all candidates to a fifth of the budget, continue the best 3/8 "
-                        "(trusted fitness) from their saved state to half, then the best third to the full budget; adaptive: all train in small "
-                        "increments from their saved state, a candidate stops when the trusted fitness shows it "
-                        "clearly behind or the generation's step budget (1 + 0.18 log2 K budgets) cannot carry "
-                        "it, the last one trains the full budget (about half of halving's env-steps; it picks as well as "
-                        "halving only where candidates separate early, as on halfcheetah-run, not on hopper-hop: "
-                        "docs/benchmarks.md); full: every candidate gets it all")
+                        "(trusted fitness) from their saved state to half, then the best third to the full budget; "
+                        "adaptive: all train in small increments from their saved state, a candidate stops when the "
+                        "trusted fitness shows it clearly behind or the generation's step budget (1 + 0.18 log2 K "
+                        "budgets) cannot carry it, the last one trains the full budget (about half of halving's "
+                        "env-steps; it picks as well as halving only where candidates separate early, as on "
+                        "halfcheetah-run, not on hopper-hop: docs/benchmarks.md); full: every candidate gets it all")
     p.add_argument("--confirm-seeds", type=non_negative_int, default=0, metavar="N",
                    help="before naming the run's best, retrain the 3 candidates with the highest trusted fitness "
                         "from scratch on N new training seeds each and name the one with the highest mean: one "
@@ -214,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="task id (default halfcheetah-run; throughput: every env's task, "
                    "see --tasks)")
     p.add_argument("--steps", type=env_steps, default=None,
-                   help="throughput: env-steps of each b training (default 200000); learning: env-steps per run; evolve: per candidate of the full-schedule rows (default 300000); "
+                   help="throughput: env-steps of each b training (default 200000); learning: env-steps per run; "
+                        "evolve: per candidate of the full-schedule rows (default 300000); "
                         "schedule: the full budget per candidate (default: the task's; same as --schedule-steps); "
                         "suite: every task's budget instead of its own (quick runs)")
     p.add_argument("--seeds", type=positive_int, default=None, help="learning: number of seeds, 0..N-1 (default 3; PPO's "

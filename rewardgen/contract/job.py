@@ -96,7 +96,7 @@ class WorkerJob:
         return out
 
     @classmethod
-    def from_dict(cls, raw: Any) -> "WorkerJob":
+    def from_dict(cls, raw: Any) -> WorkerJob:
         """Rebuild and check a job; raises ``JobError`` naming the first bad key."""
         if isinstance(raw, WorkerJob):
             return raw
@@ -120,7 +120,7 @@ class WorkerJob:
             elif name == "check":
                 values[name] = None if value is None else _smoke_check(value)
             else:
-                values[name] = _typed(name, value, _allowed(cls, name))
+                values[name] = _typed(name, value, _allowed(WorkerJob, name))
         job = cls(**values)
         if job.source is None and not job.env_reward:
             raise JobError("job key 'source' is missing (only env_reward training runs without one)")

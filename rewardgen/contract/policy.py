@@ -80,11 +80,13 @@ class PolicyExport:
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         header = np.frombuffer(f"{self.activation}|{self.clip_obs}|{self.epsilon}".encode(), dtype=np.uint8)
-        np.savez(buf, __header__=header, **{k: np.asarray(v, dtype=np.float32) for k, v in self.arrays.items()})
+        # Any: numpy types savez's keywords as allow_pickle's bool, and these are arrays named by the policy
+        named: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in self.arrays.items()}
+        np.savez(buf, __header__=header, **named)
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, raw: bytes) -> "PolicyExport":
+    def from_bytes(cls, raw: bytes) -> PolicyExport:
         try:
             arrays = load_npz(raw, MAX_POLICY_BYTES, max_arrays=64)
         except ValueError as exc:

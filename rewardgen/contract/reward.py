@@ -24,7 +24,7 @@ def load_reward(source: str, filename: str = "reward.py") -> RewardFn:
     """Execute the reward source in a fresh module namespace and return its ``compute_reward``."""
     code = compile(source, filename, "exec")
     namespace: dict[str, Any] = {"__name__": "candidate_reward", "__file__": filename}
-    exec(code, namespace)  # noqa: S102 - the worker is the sandbox
+    exec(code, namespace)  # the worker is the sandbox
     fn = namespace.get("compute_reward")
     if not callable(fn):
         raise ContractError("the reward file defines no function compute_reward(s)")

@@ -147,13 +147,14 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
     robot = body_name.get(schema.robot_root, "world")
     add(f"The robot is the subtree of body '{robot}'; s.com_pos / s.com_vel are its centre of mass.")
     add("")
-    add("Bodies (keys of s.body_pos, s.body_quat, s.body_linvel, s.body_angvel, s.body_up, s.contact_force):")
+    add("Bodies (keys of s.body_pos, s.body_quat, s.body_linvel, s.body_angvel, s.body_up, s.contact_force; a "
+        "body's position is its frame's origin, which need not be its centre or a joint):")
     total_mass = float(model.body_subtreemass[schema.robot_root]) if schema.robot_root else 0.0
     for b, name in zip(schema.body_ids, schema.bodies):
         parent = body_name.get(int(model.body_parentid[b]), "world")
         pos = data.xpos[b]
         note = f"  {name}: parent {parent}, mass {model.body_mass[b]:.3g} kg, " \
-               f"initial position ({pos[0]:.3g}, {pos[1]:.3g}, {pos[2]:.3g})"
+               f"initial world position ({pos[0]:.3g}, {pos[1]:.3g}, {pos[2]:.3g})"
         if b == schema.robot_root:
             note += f", robot root (total robot mass {total_mass:.3g} kg)"
         free = [j for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b])
@@ -169,8 +170,11 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
         kind = _JOINT_KIND[int(model.jnt_type[j])]
         unit = "rad" if kind == "hinge" else "m"
         axis_world = data.xaxis[j]
-        rng = _fmt_range(*model.jnt_range[j], bool(model.jnt_limited[j]), unit)
-        add(f"  {name}: {kind} on body {body_name[int(model.jnt_bodyid[j])]}, "
+        lo, hi = model.jnt_range[j]
+        rng = _fmt_range(lo, hi, bool(model.jnt_limited[j]), unit)
+        anchor = data.xanchor[j]
+        at = f" at ({anchor[0]:.3g}, {anchor[1]:.3g}, {anchor[2]:.3g})" if kind == "hinge" else ""
+        add(f"  {name}: {kind} on body {body_name[int(model.jnt_bodyid[j])]}{at}, "
             f"axis {_axis_label(axis_world)} (world, initial), range {rng}, s.qpos[:, {qadr}]")
     for j in (j for j in range(model.njnt) if j not in schema.joint_ids):
         kind = _JOINT_KIND[int(model.jnt_type[j])]
@@ -193,5 +197,6 @@ def _with_description(schema: Schema, model: mujoco.MjModel) -> Schema:
             target = f"drives joint {_name(model, mujoco.mjtObj.mjOBJ_JOINT, int(model.actuator_trnid[a, 0]), 'joint')}"
         lo, hi = model.actuator_ctrlrange[a]
         rng = _fmt_range(lo, hi, bool(model.actuator_ctrllimited[a]), "")
-        add(f"  [{a}] {name}: {target or 'other transmission'}, gear {model.actuator_gear[a, 0]:.3g}, ctrl range {rng.strip()}")
+        add(f"  [{a}] {name}: {target or 'other transmission'}, gear {model.actuator_gear[a, 0]:.3g}, "
+            f"ctrl range {rng.strip()}")
     return replace(schema, description="\n".join(lines))

@@ -21,7 +21,7 @@ from rewardgen.contract.schema import Schema
 class Named(Mapping[str, torch.Tensor]):
     """Read-only ``name -> tensor[:, i]`` view over one stacked (N, K, ...) tensor."""
 
-    __slots__ = ("_names", "_index", "_stacked")
+    __slots__ = ("_index", "_names", "_stacked")
 
     def __init__(self, names: tuple[str, ...], stacked: torch.Tensor):
         self._names = names
@@ -96,7 +96,7 @@ class State:
         return out
 
     @classmethod
-    def from_arrays(cls, schema: Schema, arrays: Mapping[str, Any], convert: Callable[[Any], torch.Tensor]) -> "State":
+    def from_arrays(cls, schema: Schema, arrays: Mapping[str, Any], convert: Callable[[Any], torch.Tensor]) -> State:
         """Assemble a State from stacked per-field arrays (``arrays[field]``), each through ``convert``
         (which must copy, so the reward never holds simulator memory)."""
         c, a = convert, arrays

@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import ast
 import threading
+from typing import Literal, overload
 
 _PARSE_LOCK = threading.Lock()
 
 
+@overload
+def parse(source: str, filename: str = "<unknown>", mode: Literal["exec"] = "exec") -> ast.Module: ...
+
+
+@overload
+def parse(source: str, filename: str = "<unknown>", *, mode: Literal["eval"]) -> ast.Expression: ...
+
+
 def parse(source: str, filename: str = "<unknown>", mode: str = "exec") -> ast.AST:
-    """``ast.parse(source, filename, mode)``, one thread at a time; raises what ``ast.parse`` raises."""
+    """``ast.parse(source, filename, mode)``, one thread at a time; raises what ``ast.parse`` raises
+    (a Module for ``exec``, an Expression for ``eval``)."""
     with _PARSE_LOCK:
         return ast.parse(source, filename=filename, mode=mode)

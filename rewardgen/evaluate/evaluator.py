@@ -17,7 +17,7 @@ from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_
 from rewardgen.evaluate.trajectory import best_and_worst, main_body, trajectory_from_episode
 from rewardgen.sim.episode import run_episode
 from rewardgen.tasks.fitness import make_fitness
-from rewardgen.tasks.spec import Task, task_from_dict
+from rewardgen.tasks.spec import Task, space_dims, task_from_dict
 
 
 def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = None, seed: int = 10_000,
@@ -29,7 +29,7 @@ def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = Non
     worst episode need not be replayed."""
     episodes = episodes or task.eval_episodes
     env = task.make_env()
-    export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+    export.validate(*space_dims(env))
     policy = DeterministicPolicy(export)
     fitness = make_fitness(task.fitness, task.schema)
     body = None

@@ -6,15 +6,16 @@ filled by ``StateBuffers`` after ``refresh_derived``) and returns plain arrays. 
 candidate code, so it may run in the trusted evaluator process.
 
 ``summarize_episode(traj)`` turns one record into a few sentences: how long it lasted and why it
-ended (the termination rule that fired, with the value that broke it), the main body's height over time, falls, time upside-down (from ``body_up``), distance covered
-by the robot's centre of mass, and where it stalled. ``best_and_worst(task, export, evaluation)``
-does this for the best and the worst episode of an evaluation.
+ended (the termination rule that fired, with the value that broke it), the main body's height over time, falls,
+time upside-down (from ``body_up``), distance covered by the robot's centre of mass, and where it stalled.
+``best_and_worst(task, export, evaluation)`` does this for the best and the worst episode of an evaluation.
 
 Definitions (all from the State of each step):
 - main body: the fitness's ``body`` parameter if it names one, else the robot's root body;
 - tilt: angle between a body's z axis (``body_up``) and the same axis in the model's initial pose
-  (``qpos0``: a body built lying on its side is not tilted); upside-down: the main body tilted more
-  than 90 degrees (up_z < 0);
+  (``qpos0``: a body built lying on its side is not tilted), with the way the main body's top pointed
+  at its most tilted step (+x, -x, +y or -y: the larger move of its z axis along world x or y); upside-down: the
+  main body tilted more than 90 degrees (up_z < 0);
 - a fall: entering a state where the main body is tilted more than 60 degrees, or (for a body that
   starts above 5 cm) its height drops below half its starting height. Not reported where the fitness
   is a rotation (a flip): turning over is the task there, not a failure;
@@ -29,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.sim.episode import run_episode
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import make_fitness
-from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
-from rewardgen.tasks.spec import Task
+from rewardgen.tasks.spec import Task, space_dims
 
 FALL_TILT_DEG = 60.0
 STALL_SPEED = 0.05
@@ -61,7 +62,7 @@ def record_trajectory(task: Task, export: PolicyExport, seed: int) -> dict[str, 
     """
     env = task.make_env()
     try:
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
         policy = DeterministicPolicy(export)
         fitness = make_fitness(task.fitness, task.schema)
         run = run_episode(task, env, policy, fitness, seed, task.schema.body_index(main_body(task)))
@@ -77,6 +78,8 @@ def trajectory_from_episode(task: Task, fitness, run: dict[str, Any], seed: int)
     n = len(out["height"])
     out["tilt_deg"] = out["tilt_deg"].reshape(n, len(schema.bodies))
     out["com"] = out["com"].reshape(n, 3)
+    if "lean_xy" in out:
+        out["lean_xy"] = out["lean_xy"].reshape(n, 2)
     out["com_vel"] = out["com_vel"].reshape(n, 3)
     out["step"] = np.arange(1, n + 1)
     out["time"] = out["step"] * float(schema.dt)
@@ -147,13 +150,18 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     falls = _segments(fallen)
     facts.update(tilt_body=tilt_body, falls=len(falls), first_fall_step=(falls[0][0] + 1) if falls else None,
                  upside_down_fraction=float(np.mean(up < 0)), max_tilt_deg=float(tilt.max()))
+    lean = traj.get("lean_xy")
+    if tilt_body == traj["main_body"] and lean is not None and len(lean) == n and float(tilt.max()) >= 1.0:
+        dx, dy = (float(v) for v in np.asarray(lean)[int(np.argmax(tilt))])
+        axis, v = ("x", dx) if abs(dx) >= abs(dy) else ("y", dy)
+        facts["max_tilt_toward"] = f"{'+' if v > 0 else '-'}{axis}"  # where its top pointed at the most tilted step
     com = np.asarray(traj["com"])
     start = np.asarray(traj.get("start_com", com[0]))
     disp = com[-1] - start
     path = float(np.linalg.norm(np.diff(np.vstack([start[None, :2], com[:, :2]]), axis=0), axis=1).sum())
     facts.update(displacement=[float(x) for x in disp], path_length=path,
                  mean_speed_x=float(disp[0] / max(n * dt, 1e-9)))
-    win = max(1, int(round(STALL_SECONDS / dt)))
+    win = max(1, round(STALL_SECONDS / dt))
     if n >= win:
         xy = np.vstack([start[None, :2], com[:, :2]])
         speed = np.linalg.norm(xy[win:] - xy[:-win], axis=1) / (win * dt)  # window ending at each step
@@ -167,6 +175,16 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
         else:
             facts.update(stalled_fraction=0.0, longest_stall=None)
     return facts
+
+
+def tilt_text(f: dict[str, Any]) -> str:
+    """The largest tilt in degrees and radians (the env's termination rules are in radians) from the
+    initial pose, and which way the body's top pointed then: '23 deg (0.40 rad) from its initial pose,
+    its top toward -x'."""
+    deg = float(f["max_tilt_deg"])
+    toward = f.get("max_tilt_toward")
+    return f"{deg:.0f} deg ({math.radians(deg):.2f} rad) from its initial pose" + (
+        f", its top toward {toward}" if toward in ("+x", "-x", "+y", "-y") else "")
 
 
 def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
@@ -203,8 +221,7 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
                      "the env ended the episode.")
     else:
         lines.append(f"No falls of {tb}.")
-    tilt = (f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {f['max_tilt_deg']:.0f} deg "
-            "from its initial pose")
+    tilt = (f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {tilt_text(f)}")
     if f.get("most_tilted_body") and f["most_tilted_body"] != tb:
         tilt += f"; most tilted body from its initial pose: {f['most_tilted_body']} ({f['most_tilted_deg']:.0f} deg)"
     lines.append(tilt + ".")

@@ -33,7 +33,7 @@ import numpy as np
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
 from rewardgen.glbackend import has_display
 from rewardgen.store import VIDEO_FILE, publish
-from rewardgen.tasks.spec import Task, task_from_dict
+from rewardgen.tasks.spec import Task, mujoco_env, space_dims, task_from_dict
 
 #: frames per second of simulated time above which steps are skipped (rendering is the slow part)
 MAX_FPS = 30.0
@@ -99,9 +99,9 @@ def _render_here(task: Task, export: PolicyExport, path: Path, seed: int, max_st
     width, height = max(16, int(width) // 2 * 2), max(16, int(height) // 2 * 2)  # yuv420p needs even sizes
     env = task.make_env()
     try:
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
         policy = DeterministicPolicy(export)
-        base = env.unwrapped
+        base = mujoco_env(env)
         model, data = base.model, base.data
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
@@ -176,7 +176,7 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
         raise ValueError(f"max_steps must be positive, got {max_steps}")
     env = task.make_env()
     try:  # a policy for another robot fails here, as PolicyFormatError, whichever process renders
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
     finally:
         env.close()
     if _gl_backend() in HEADLESS_BACKENDS or has_display():

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport, policy_from_job
-from rewardgen.tasks.spec import Task, task_from_dict
+from rewardgen.tasks.spec import Task, mujoco_env, space_dims, task_from_dict
 
 
 def display_available() -> bool:
@@ -34,9 +34,9 @@ def watch_rollout(task: Task, export: PolicyExport, seed: int, max_seconds: floa
 
     env = task.make_env()
     try:
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
         policy = DeterministicPolicy(export)
-        base = env.unwrapped
+        base = mujoco_env(env)
         dt = float(base.dt)
         steps = min(task.episode_length, max(1, int(max_seconds / dt)))
         obs, _ = env.reset(seed=seed)

@@ -1,9 +1,9 @@
 """Small inline SVG charts built from numbers (no JavaScript, no chart library), for the web UI and the report.
 
 One drawing for both: the web UI's pages and ``report.html`` show the same fitness-per-generation and
-reward-component charts, so they come from the same functions here. Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k; whole numbers only on an integer axis such as
-generations, each one labelled when there are few), an axis label with its unit, and optional
-horizontal reference lines (the task's success threshold). Every label goes through
+reward-component charts, so they come from the same functions here. Axes get "nice" ticks (1, 2, 2.5, 5 x 10^k;
+whole numbers only on an integer axis such as generations, each one labelled when there are few), an axis label
+with its unit, and optional horizontal reference lines (the task's success threshold). Every label goes through
 ``rewardgen.safetext.html``.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeGuard
 
 from markupsafe import Markup
 
@@ -52,11 +54,15 @@ def nice_ticks(lo: float, hi: float, most: int = 6, integer: bool = False) -> li
     return ticks
 
 
-def _number(v: object) -> bool:
+#: a chart's points as run files hold them: ``_finite`` keeps those whose x and y are real numbers
+Points = list[tuple[Any, Any]]
+
+
+def _number(v: object) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _finite(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+def _finite(points: Points) -> list[tuple[float, float]]:
     """The points whose x and y are finite numbers (run files may hold anything else: it is skipped)."""
     return [(float(x), float(y)) for x, y in points if _number(x) and _number(y)]
 
@@ -75,16 +81,16 @@ class _Scale:
         return self.top + (1 - (y - self.lo) / (self.hi - self.lo)) * self.ph
 
 
-def _right_axis(seconds: dict[str, list[tuple[float, float]]], top: float, ph: float) -> _Scale:
+def _right_axis(seconds: dict[str, Points], top: float, ph: float) -> _Scale:
     ys = [y for v in seconds.values() for _, y in v] or [0.0]
     return _Scale(min(ys), max(ys), top, ph)
 
 
-def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360, height: int = 180,
+def line_chart(series: dict[str, Points], *, width: int = 360, height: int = 180,
                title: str = "", x_label: str = "", y_label: str = "",
-               dots: dict[str, list[tuple[float, float]]] | None = None,
+               dots: dict[str, Points] | None = None,
                hlines: dict[str, float] | None = None, integer_x: bool = False, empty: str = "no data",
-               styles: dict[str, dict] | None = None, right: dict[str, list[tuple[float, float]]] | None = None,
+               styles: dict[str, dict[str, Any]] | None = None, right: dict[str, Points] | None = None,
                right_label: str = "") -> Markup:
     """Polylines for ``series`` (name -> [(x, y)]), scattered points for ``dots`` and dashed horizontal
     ``hlines`` (label -> y), with ticks on both axes, axis labels and a legend.
@@ -199,7 +205,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, width: int = 360
 
 def component_chart(training: dict, *, width: int = 320, height: int = 160) -> Markup:
     """Mean of each reward component (and the total) through training, from metrics.json's ``training``."""
-    series: dict[str, list[tuple[float, float]]] = {}
+    series: dict[str, Points] = {}
     comps = training.get("components") if isinstance(training, dict) else None
     if isinstance(comps, dict):
         for name, curve in list(comps.items())[:8]:
@@ -222,7 +228,8 @@ def training_chart(training: dict, fitness: float | None = None, *, width: int =
     returns = [(p.get("step"), p.get("return")) for p in eps]
     fits = [(p.get("step"), p.get("fitness")) for p in eps]
     right = {"fitness while training": fits}
-    styles = {"episode return (its reward)": {"color": "#d6604d"}, "fitness while training": {"color": "#1b7837"}}
+    styles: dict[str, dict[str, Any]] = {"episode return (its reward)": {"color": "#d6604d"},
+                                         "fitness while training": {"color": "#1b7837"}}
     done = _finite(fits)
     if _number(fitness) and done:
         right["trusted fitness (evaluation)"] = [(done[-1][0], fitness)]
@@ -232,7 +239,8 @@ def training_chart(training: dict, fitness: float | None = None, *, width: int =
                       y_label="return", right_label="fitness", empty="no finished training episodes")
 
 
-def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 220, threshold: float | None = None,
+def fitness_chart(generations: Sequence[Mapping[str, Any]], *, width: int = 560, height: int = 220,
+                  threshold: float | None = None,
                   fitness_label: str = "trusted fitness", median: bool = False,
                   winner: tuple[int, float, str] | None = None) -> Markup:
     """Trusted fitness of every candidate (dots) and the best so far (line), per generation, with the
@@ -241,7 +249,10 @@ def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 22
 
     ``generations`` are run.json's generation summaries (``generation``, ``best``, ``candidates`` with
     ``fitness``), which the web UI reads and the report rebuilds from the candidates' files."""
-    dots, best, medians, so_far = [], [], [], None
+    dots: Points = []
+    best: Points = []
+    medians: Points = []
+    so_far: float | None = None
     for gen in sorted(generations, key=lambda g: g.get("generation", 0)):
         g = gen.get("generation", 0)
         fits = [c["fitness"] for c in gen.get("candidates", []) if _number(c.get("fitness"))]
@@ -254,7 +265,7 @@ def fitness_chart(generations: list[dict], *, width: int = 560, height: int = 22
         if so_far is not None:
             best.append((g, so_far))
     series = {"best so far": best}
-    styles = {"best so far": {"color": "#1b7837"}, "candidates": {"color": "#999"},
+    styles: dict[str, dict[str, Any]] = {"best so far": {"color": "#1b7837"}, "candidates": {"color": "#999"},
               "median": {"color": "#2166ac", "dash": "5,3"}}
     if median:
         series["median"] = medians

@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 
-from rewardgen.errors import UserError
 from rewardgen.contract.job import WorkerJob
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError, load_npz
+from rewardgen.errors import UserError
 from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.stats import pearson
-from rewardgen.tasks.spec import Task
+from rewardgen.tasks.spec import Task, space_dims
 
 DOMINANT_SHARE = 0.8
 CONSTANT_FRACTION = 0.99
@@ -194,7 +194,7 @@ def check_policy_fits(policy: PolicyExport, task: Task) -> None:
     in this process before any worker starts, so the reward is never blamed for a wrong policy."""
     env = task.make_env()
     try:
-        obs_dim, act_dim = int(env.observation_space.shape[0]), int(env.action_space.shape[0])
+        obs_dim, act_dim = space_dims(env)
     finally:
         env.close()
     try:
@@ -383,15 +383,16 @@ def _flags(comps: list[ComponentStats], total: ComponentStats, eps: list[dict]) 
         # ended (a hopper that sped up until it fell) says nothing about them
         values = [np.asarray(e["components"][c.name]) for e in eps if not e.get("terminated")]
         rho, ratio, late = _growth(values)
-        if (rho is not None and rho > GROWTH_RANK_CORRELATION and ratio >= GROWTH_RATIO
-                and late >= LATE_GROWTH_RATIO):  # still growing in the second half: not a start-up that levels off
+        # still growing in the second half: not a start-up that levels off
+        if (rho is not None and ratio is not None and late is not None and rho > GROWTH_RANK_CORRELATION
+                and ratio >= GROWTH_RATIO and late >= LATE_GROWTH_RATIO):
             flags.append(Flag("unbounded_growth", c.name,
                               f"'{c.name}' grows steadily with the episode step (|value| x{min(ratio, 1e9):.3g} from "
                               f"the first to the last tenth of the episode): late steps outweigh everything"))
     live = [c for c in comps if c.abs_mean > 1e-12]
     if len(live) >= 2:
         mags = {c.name: c.abs_mean for c in live}
-        big = max(mags, key=mags.get)
+        big = max(mags, key=lambda name: mags[name])
         for c in live:
             if c.name != big and mags[big] > SCALE_RATIO * mags[c.name]:
                 flags.append(Flag("scale", c.name,

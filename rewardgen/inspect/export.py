@@ -22,16 +22,25 @@ public ones: ``RewardWrapper``, ``make_env``...), so the reward's helpers are no
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, flatten
-
 import ast
 import math
 from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.syntax import parse
-from rewardgen.store import (MAX_SOURCE_BYTES, METRICS_FILE, REWARD_FILE, RUN_FILE, RunStore, RunStoreError,
-                             atomic_write_text, candidate_label, parse_candidate_label)
+from rewardgen.errors import UserError, flatten
+from rewardgen.inspect.pages import as_dict
+from rewardgen.store import (
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    RunStore,
+    RunStoreError,
+    atomic_write_text,
+    candidate_label,
+    parse_candidate_label,
+)
 
 
 class ExportError(UserError):
@@ -155,7 +164,9 @@ def _source_literal(source: str) -> str:
     body = "".join(f"    {_literal(line)},\n" for line in lines)
     text = f'"\\n".join([\n{body}]) + "\\n"'
     expr = parse(text, mode="eval").body
-    items = expr.left.args[0].elts if isinstance(expr, ast.BinOp) and isinstance(expr.left, ast.Call) else None
+    call = expr.left if isinstance(expr, ast.BinOp) and isinstance(expr.left, ast.Call) else None
+    joined = call.args[0] if call is not None and call.args else None
+    items = joined.elts if isinstance(joined, ast.List) else None
     if items is None or [getattr(x, "value", None) for x in items] != lines \
             or not all(isinstance(x, ast.Constant) for x in items):
         raise ExportError("the reward's source does not read back as itself; cannot export it")
@@ -179,8 +190,8 @@ def state_fields_read(source: str) -> list[str]:
 
 def render_export(source: str, task: dict, origin: str = "", fitness: float | None = None) -> str:
     """The exported file's text for a reward ``source`` and a task dict (``Task.to_dict()``)."""
-    fit = task.get("fitness") if isinstance(task.get("fitness"), dict) else {}
-    params = fit.get("params") if isinstance(fit.get("params"), dict) else {}
+    fit = as_dict(task.get("fitness"))
+    params = as_dict(fit.get("params"))
     env_id = task.get("env") if isinstance(task.get("env"), str) else None
     consts = (
         f"RUN = {_literal(origin or 'a reward file')}  # where it was exported from\n"

@@ -14,23 +14,34 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 
+from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.inspect.charts import component_chart
-from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.safetext import html
 from rewardgen.store import as_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def finite(x: Any) -> bool:
+def finite(x: Any) -> TypeGuard[float]:
     """A real number (not bool, NaN or infinite): what a chart or a formatted figure can use."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def as_dict(x: Any) -> dict[str, Any]:
+    """``x`` if it is a dict, else an empty one: a run's files are JSON that may hold anything."""
+    return x if isinstance(x, dict) else {}
+
+
+def as_list(x: Any) -> list[Any]:
+    """``x`` if it is a list, else an empty one (as ``as_dict``)."""
+    return x if isinstance(x, list) else []
 
 
 def fit(v: Any) -> str:
@@ -106,7 +117,7 @@ def reward_diff(parent_source: str | None, source: str | None, parent_ref: str |
     return {"parent": parent_ref, "lines": lines, "note": "" if lines else f"identical to its parent {parent_ref}"}
 
 
-def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str | None, diff: dict,
+def card(ref: str, key: str, metrics: dict | None, proposal: Mapping[str, Any], source: str | None, diff: dict,
          video: str | None, budget: Any = None, status: str | None = None, video_info: dict | None = None) -> dict:
     """What ``_candidate.html``'s ``card`` shows of one candidate, from its files.
 
@@ -116,23 +127,36 @@ def card(ref: str, key: str, metrics: dict | None, proposal: dict, source: str |
     :param video_info: the candidate's ``video.json`` (its ``error`` says why there is no video).
     """
     m = metrics or {}
-    evaluation = m.get("evaluation") if isinstance(m.get("evaluation"), dict) else {}
-    training = m.get("training") if isinstance(m.get("training"), dict) else {}
+    evaluation = as_dict(m.get("evaluation"))
+    training = as_dict(m.get("training"))
     status = status or str(m.get("status", "pending"))
     video_error = video_info.get("error") if isinstance(video_info, dict) else None
-    notes = proposal.get("notes") if isinstance(proposal.get("notes"), list) else []
+    notes = as_list(proposal.get("notes"))
     return {
         "ref": ref, "key": key, "finished": bool(m), "status": status, "fitness": m.get("fitness"),
         "fitness_std": evaluation.get("fitness_std"), "success": m.get("success"), "error": m.get("error"),
         "traceback": m.get("traceback"), "origin": proposal.get("origin"), "parent": as_label(proposal.get("parent")),
         "notes": notes, "hacking": hacking(metrics), "source": source, "diff": diff, "video": video,
         "video_note": ("no video" + (f": {video_error}" if video_error else "")) if m else "training...",
-        "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None, "fate": fate_text(metrics, budget) if m else "",
+        "chart": component_chart(training) if training.get("components") or training.get("total_reward") else None,
+        "fate": fate_text(metrics, budget) if m else "",
         "train_seconds": m.get("train_seconds"), "env_steps": m.get("env_steps"),
         "evaluation": evaluation, "training": training,
         # what the reward tried in its jail (refused system calls, its guard switched off): said, not hidden
-        "flags": [str(f) for f in m.get("flags")][:8] if isinstance(m.get("flags"), list) else [],
+        "flags": [str(f) for f in as_list(m.get("flags"))][:8],
     }
 
 
-__all__ = ["TEMPLATES", "card", "environment", "fate_text", "finite", "fit", "hacking", "reward_diff", "steps_text"]
+__all__ = [
+    "TEMPLATES",
+    "as_dict",
+    "as_list",
+    "card",
+    "environment",
+    "fate_text",
+    "finite",
+    "fit",
+    "hacking",
+    "reward_diff",
+    "steps_text",
+]

@@ -13,11 +13,13 @@ from typing import Any
 
 from rewardgen.evaluate.window import display_available
 from rewardgen.inspect.policy_export import PolicyExportError, TrainedPolicy, trained_policy
+from rewardgen.store import RunRecord
 
 
-def evaluation_seed(run: dict) -> int:
+def evaluation_seed(run: RunRecord) -> int:
     """The first seed of the run's trusted evaluation (``Evolution.eval_seed``)."""
-    seed = (run.get("config") or {}).get("seed") if isinstance(run.get("config"), dict) else 0
+    config = run.get("config")
+    seed = config.get("seed") if isinstance(config, dict) else 0
     return 10_000 + 1000 * (seed if isinstance(seed, int) and not isinstance(seed, bool) else 0)
 
 

@@ -29,8 +29,8 @@ import numpy as np
 
 from rewardgen.contract.policy import MAX_POLICY_BYTES, DeterministicPolicy, PolicyExport, PolicyFormatError
 from rewardgen.errors import UserError, flatten
-from rewardgen.store import RUN_FILE, RunStore, atomic_write_bytes, candidate_label
-from rewardgen.tasks.spec import Task, task_from_dict
+from rewardgen.store import RUN_FILE, RunRecord, RunStore, atomic_write_bytes, candidate_label
+from rewardgen.tasks.spec import Task, box, space_dims, task_from_dict
 
 LOADER = Path(__file__).resolve().parent / "policy_loader.py"
 POLICY_PT, POLICY_PY, POLICY_ONNX = "policy.pt", "policy.py", "policy.onnx"
@@ -45,7 +45,7 @@ class TrainedPolicy:
     """One candidate's trained policy, with the run and task it belongs to."""
 
     store: RunStore
-    run: dict
+    run: RunRecord
     task: Task
     generation: int
     candidate: int
@@ -94,7 +94,7 @@ def trained_policy(run_dir: Path, candidate: tuple[int, int] | None = None) -> T
     task = task_from_dict(run["task"], where=str(store.path / RUN_FILE))
     env = task.make_env()
     try:
-        export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
+        export.validate(*space_dims(env))
     except PolicyFormatError as exc:
         raise PolicyExportError(f"the policy of {label} does not fit the task {task.id}: {exc}") from None
     finally:
@@ -107,7 +107,7 @@ def action_range(task: Task) -> tuple[np.ndarray, np.ndarray, bool]:
     """The env's own action range (low, high) and whether ``Task.make_env`` rescales [-1, 1] onto it."""
     env = task.make_env()
     try:
-        space = env.unwrapped.action_space
+        space = box(env.unwrapped.action_space)
         low, high = np.asarray(space.low, dtype=np.float32), np.asarray(space.high, dtype=np.float32)
     finally:
         env.close()

@@ -19,6 +19,10 @@ with MuJoCo for that).
 
 from __future__ import annotations
 
+import itertools
+import os
+from typing import BinaryIO
+
 import torch
 
 FORMAT = "rewardgen-policy/1"
@@ -29,14 +33,21 @@ class Policy(torch.nn.Module):
     """Observation normalisation, an MLP with ``activation`` between its layers, a clip to [-1, 1]
     and the rescaling to the env's action range."""
 
+    # buffers (``register_buffer``): saved in the state dict with the weights
+    obs_mean: torch.Tensor
+    obs_var: torch.Tensor
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+
     def __init__(self, obs_dim: int, hidden: list[int], act_dim: int, activation: str = "tanh",
                  clip_obs: float = 10.0, epsilon: float = 1e-8, rescale: bool = True):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
         sizes = [int(obs_dim), *[int(h) for h in hidden], int(act_dim)]
-        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.activation, self.clip_obs, self.epsilon, self.rescale = activation, float(clip_obs), float(epsilon), bool(rescale)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.activation, self.clip_obs = activation, float(clip_obs)
+        self.epsilon, self.rescale = float(epsilon), bool(rescale)
         self.register_buffer("obs_mean", torch.zeros(int(obs_dim)))
         self.register_buffer("obs_var", torch.ones(int(obs_dim)))
         self.register_buffer("action_low", -torch.ones(int(act_dim)))
@@ -49,6 +60,7 @@ class Policy(torch.nn.Module):
         x = torch.clamp((x - self.obs_mean) / torch.sqrt(self.obs_var + self.epsilon), -self.clip_obs, self.clip_obs)
         act = ACTIVATIONS[self.activation]
         for i, layer in enumerate(self.layers):
+            assert isinstance(layer, torch.nn.Linear)  # the layers are built Linear in __init__
             x = x @ layer.weight.T + layer.bias  # as rewardgen's evaluator computes it, op for op
             if i < len(self.layers) - 1:
                 x = act(x)
@@ -68,8 +80,9 @@ class Policy(torch.nn.Module):
         return out.numpy() if type(obs).__module__ == "numpy" else out
 
 
-def load(path: str = "policy.pt", map_location: str = "cpu") -> Policy:
-    """The policy saved at ``path`` (``rewardgen export RUN --policy -o DIR`` writes ``DIR/policy.pt``)."""
+def load(path: str | os.PathLike[str] | BinaryIO = "policy.pt", map_location: str = "cpu") -> Policy:
+    """The policy saved at ``path`` (``rewardgen export RUN --policy -o DIR`` writes ``DIR/policy.pt``), or
+    read from an open binary file."""
     data = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path} is not a rewardgen policy ({FORMAT})")

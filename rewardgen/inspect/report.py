@@ -20,6 +20,7 @@ autoescaping passes it through ``rewardgen.safetext.html``; nothing here builds 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import statistics
@@ -32,12 +33,24 @@ from markupsafe import Markup
 
 from rewardgen.inspect import pages
 from rewardgen.inspect.charts import fitness_chart, training_chart
-from rewardgen.inspect.pages import finite, num, steps_text
-from rewardgen.safetext import html
+from rewardgen.inspect.pages import as_dict, finite, num, steps_text
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import (FINAL_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
-                             VIDEO_FILE, VIDEO_INFO_FILE, CorruptFileError, as_label, atomic_write_text,
-                             candidate_label, parse_candidate_label)
+from rewardgen.safetext import html
+from rewardgen.store import (
+    FINAL_FILE,
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    PROPOSAL_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    VIDEO_FILE,
+    VIDEO_INFO_FILE,
+    CorruptFileError,
+    as_label,
+    atomic_write_text,
+    candidate_label,
+    parse_candidate_label,
+)
 
 REPORT_NAME = "report.html"
 
@@ -157,13 +170,18 @@ def lineage(gens: list[list[Cand]], cand: Cand) -> list[Cand]:
     return chain
 
 
+def _fitness_key(c: Cand) -> float:
+    """A candidate's fitness to rank by (the callers rank only candidates that have one)."""
+    return c.fitness if c.fitness is not None else -math.inf
+
+
 def _best(run: dict, gens: list[list[Cand]]) -> Cand | None:
     index = {(c.g, c.c): c for cands in gens for c in cands}
     b = run.get("best")
     if isinstance(b, dict) and (b.get("generation"), b.get("candidate")) in index:
         return index[(b["generation"], b["candidate"])]
     ok = [c for cands in gens for c in cands if c.status == "ok" and c.fitness is not None]
-    return max(ok, key=lambda c: c.fitness) if ok else None
+    return max(ok, key=_fitness_key) if ok else None
 
 
 def _confirm_rows(run: dict) -> dict | None:
@@ -172,16 +190,17 @@ def _confirm_rows(run: dict) -> dict | None:
     if not isinstance(conf, dict) or not isinstance(conf.get("contenders"), list) or not conf.get("best"):
         return None
     chosen = (conf["best"].get("generation"), conf["best"].get("candidate"))
-    rows = [{"ref": as_label(f"{r.get('generation')}/{r.get('candidate')}"), "key": f"{r.get('generation')}-{r.get('candidate')}",
-             "selection": r.get("selection_fitness"), "fitness": r.get("fitness") or [], "mean": r.get("mean"),
-             "std": r.get("std"), "chosen": (r.get("generation"), r.get("candidate")) == chosen}
+    rows = [{"ref": as_label(f"{r.get('generation')}/{r.get('candidate')}"),
+             "key": f"{r.get('generation')}-{r.get('candidate')}", "selection": r.get("selection_fitness"),
+             "fitness": r.get("fitness") or [], "mean": r.get("mean"), "std": r.get("std"),
+             "chosen": (r.get("generation"), r.get("candidate")) == chosen}
             for r in conf["contenders"] if isinstance(r, dict)]
     return {"seeds": conf.get("seeds"), "rows": rows, "changed": bool(conf.get("changed"))}
 
 
 def _runner_up(gens: list[list[Cand]], best: Cand | None) -> Cand | None:
     ok = [c for cands in gens for c in cands if c.status == "ok" and c.fitness is not None and c is not best]
-    return max(ok, key=lambda c: c.fitness) if ok else None
+    return max(ok, key=_fitness_key) if ok else None
 
 
 def fate_text(c: Cand, budget: int | None) -> str:
@@ -231,7 +250,7 @@ def _safe_chart(draw) -> Markup | None:
     """A chart, or a note when its data broke it: one bad chart must not lose the report."""
     try:
         return draw()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return Markup("<p class='status-bad'>plot failed: {}</p>").format(html(f"{type(exc).__name__}: {str(exc)[:200]}"))
 
 
@@ -240,8 +259,9 @@ def _card(c: Cand, gens: list[list[Cand]], best: Cand | None, budget: Any, out_d
     video = c.path / VIDEO_FILE
     rel = Path(os.path.relpath(video, out_dir)).as_posix() if c.files is not None and c.files.is_file(video) else None
     diff, parent = _diff(gens, c)
+    # a damaged video.json: just "no video"
     item = pages.card(c.ref, f"{c.g}-{c.c}", c.metrics, c.proposal, c.source, diff, rel, budget, status=c.status,
-                      video_info=_read_json(c.files, c.path / VIDEO_INFO_FILE, []) if c.files else None)  # a damaged video.json: just "no video"
+                      video_info=_read_json(c.files, c.path / VIDEO_INFO_FILE, []) if c.files else None)
     m = c.metrics or {}
     facts = [f"{label}: {num(m[key])}" for key, label in (("env_steps", "env steps"), ("train_seconds", "training s"),
                                                             ("env_steps_per_second", "env-steps/s"), ("trainer", "trainer"))
@@ -277,7 +297,7 @@ SCHEDULE_TEXT = {
 
 def _setup(run: dict) -> list[str]:
     """The run's configuration in words, one phrase each."""
-    cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+    cfg = as_dict(run.get("config"))
     bits = []
     if cfg.get("samples") is not None and cfg.get("generations") is not None:
         bits.append(f"{cfg['samples']} candidates per generation, {cfg['generations']} generation(s)")
@@ -303,7 +323,7 @@ def _setup(run: dict) -> list[str]:
 
 def _fitness(task: dict, gens: list[list[Cand]]) -> dict:
     """The task's fitness: its name with parameters, its meaning (from an evaluation) and the threshold."""
-    fit = task.get("fitness") if isinstance(task.get("fitness"), dict) else {}
+    fit = as_dict(task.get("fitness"))
     params = fit.get("params") or {}
     name = str(fit.get("name", "?")) + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
     doc = next((ev.get("fitness_doc") for cands in gens for c in cands
@@ -325,15 +345,15 @@ def _generation_summaries(gens: list[list[Cand]]) -> list[dict]:
 def render_html(run_dir: Path, out_dir: Path) -> str:
     """The report's HTML text (links relative to ``out_dir``)."""
     run, gens, notes = load_run(run_dir)
-    task = run.get("task") if isinstance(run.get("task"), dict) else {}
-    cfg = run.get("config") if isinstance(run.get("config"), dict) else {}
+    task = as_dict(run.get("task"))
+    cfg = as_dict(run.get("config"))
     budget = cfg.get("steps") if finite(cfg.get("steps")) else None
     all_c = [c for cands in gens for c in cands]
     best = _best(run, gens)
     runner = _runner_up(gens, best)
     cards = {id(c): _card(c, gens, best, budget, out_dir) for c in all_c}
     fitness = _fitness(task, gens)
-    fit_name = (task.get("fitness") or {}).get("name") if isinstance(task.get("fitness"), dict) else None
+    fit_name = as_dict(task.get("fitness")).get("name")
     summaries = _generation_summaries(gens)
     chart = _safe_chart(lambda: fitness_chart(
         summaries, width=720, threshold=fitness["threshold"], median=True,
@@ -357,7 +377,7 @@ def render_html(run_dir: Path, out_dir: Path) -> str:
         "lineage": [cards[id(c)] for c in lineage(gens, best)] if best is not None else [],
         "written": time.strftime("%Y-%m-%d %H:%M:%S"), "has_tokens": "tokens" in run, "tokens": run.get("tokens"),
         "notes": notes, "fitness_chart": chart, "gen_rows": gen_rows,
-        "schedule_text": SCHEDULE_TEXT.get(cfg.get("schedule"), f"Schedule: {cfg.get('schedule', '?')}"),
+        "schedule_text": SCHEDULE_TEXT.get(str(cfg.get("schedule")), f"Schedule: {cfg.get('schedule', '?')}"),
         "final": final if isinstance(final, dict) and final.get("rows") else None,
         "confirm": _confirm_rows(run),
     }

@@ -9,24 +9,50 @@ OpenAI-compatible endpoint through ``client``, with ``prompts``, ``extract`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 
-__all__ = ["CandidateRecord", "Proposal", "ProposalContext", "Proposer", "get_proposer", "PROPOSERS"]
+__all__ = ["PROPOSERS", "CandidateRecord", "Proposal", "ProposalContext", "Proposer", "ProposerSettings",
+           "get_proposer"]
 
 #: the names ``--llm`` accepts (``offline-params`` is ``offline`` with ``--mode params``)
 PROPOSERS = ("offline", "offline-params", "openai")
 
 
-def get_proposer(name: str, config: Any = None) -> Proposer:
-    """The proposer called ``name``; ``config`` (an EvolveConfig) carries the LLM settings."""
-    mode = getattr(config, "mode", "code")
+class ProposerSettings(Protocol):
+    """What ``get_proposer`` reads of a run's settings (``rewardgen.run.config.EvolveConfig`` is one)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def llm_timeout(self) -> float: ...
+    @property
+    def critic(self) -> str: ...
+    @property
+    def prompts(self) -> str | None: ...
+    @property
+    def prompt_chars(self) -> int: ...
+    @property
+    def replay(self) -> str | None: ...
+
+
+def get_proposer(name: str, config: ProposerSettings | None = None) -> Proposer:
+    """The proposer called ``name``; ``config`` carries the mode and the LLM settings (the LLM needs it)."""
+    mode = config.mode if config is not None else "code"
     if name in ("offline", "offline-params"):
         from rewardgen.proposers.offline import OfflineProposer  # imported on use: each pulls its own deps
 
         return OfflineProposer(mode="params" if name == "offline-params" or mode == "params" else "code")
     if name == "openai":
+        if config is None:
+            raise ValueError("the openai proposer needs the run's LLM settings")
         from rewardgen.proposers.client import LLMSettings
         from rewardgen.proposers.llm import LLMProposer
 
@@ -34,5 +60,5 @@ def get_proposer(name: str, config: Any = None) -> Proposer:
                                timeout=config.llm_timeout)
         return LLMProposer(settings, prompts_dir=Path(config.prompts) if config.prompts else None,
                            critic=config.critic, replay=bool(config.replay), mode=mode,
-                           prompt_chars=int(getattr(config, "prompt_chars", 60_000)))
+                           prompt_chars=int(config.prompt_chars))
     raise ValueError(f"unknown proposer {name!r}; available: offline, openai")

@@ -74,8 +74,8 @@ class ProposalContext:
 
     def ranked(self) -> list[CandidateRecord]:
         """All successful candidates so far, best trusted fitness first."""
-        ok = [c for gen in self.history for c in gen if c.status == "ok" and c.fitness is not None]
-        return sorted(ok, key=lambda c: c.fitness, reverse=True)
+        ok = [(c.fitness, c) for gen in self.history for c in gen if c.status == "ok" and c.fitness is not None]
+        return [c for _, c in sorted(ok, key=lambda pair: pair[0], reverse=True)]
 
 
 @dataclass

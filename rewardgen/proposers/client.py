@@ -201,12 +201,11 @@ class _Predicates:
         return self.usable(text)
 
 
-def _pick(choice: _Choice, usable: Callable[[str], bool] | None) -> tuple[str, str]:
+def _pick(choice: _Choice, usable: _Predicates | None) -> tuple[str, str]:
     """(text, source) of a choice: the content when it holds an answer (even a broken one: a fix
     round repairs it), else usable code from a tool call or the reasoning (drafts in the thinking
     are never preferred to the answer)."""
-    answered = getattr(usable, "answered", usable)
-    if usable is None or usable(choice.content) or answered(choice.content):
+    if usable is None or usable(choice.content) or usable.answered(choice.content):
         return choice.content, "content"
     for source, texts in (("tool_calls", choice.tools), ("reasoning", [choice.reasoning, choice.thinking])):
         for text in texts:
@@ -335,7 +334,7 @@ def fold_system(messages: list[dict]) -> list[dict]:
         if m.get("role") == "user":
             m["content"] = f"{system}\n\n{m['content']}"
             return rest
-    return [{"role": "user", "content": system}] + rest
+    return [{"role": "user", "content": system}, *rest]
 
 
 class LLMClient:
@@ -435,7 +434,7 @@ class LLMClient:
         ``usable(text)`` tells whether an answer holds what was asked for (code): an answer cut by
         the output limit that is not usable is asked again with more room; code is looked for in
         tool calls and reasoning when the content has no answer at all (``answered(text)`` false)."""
-        usable = _Predicates(usable, answered) if usable else None
+        checks = _Predicates(usable, answered) if usable else None
         slots = [f"{tag}#{i}" for i in range(k)]
         keys = [self._key(messages, s) for s in slots]
         answers: list[Answer | None] = [None] * k
@@ -466,19 +465,19 @@ class LLMClient:
                     choices.append(got_one if isinstance(got_one, LLMError) else
                                    (got_one[0] if got_one else LLMError("the server returned no choice", "empty")))
             with ThreadPoolExecutor(max_workers=min(4, len(part))) as pool:
-                finished = list(pool.map(lambda ic: self._finish(messages, ic[1], tag, usable), zip(part, choices)))
+                finished = list(pool.map(lambda ic: self._finish(messages, ic[1], tag, checks), zip(part, choices)))
             for i, ans in zip(part, finished):
                 answers[i] = ans
-        for i, ans in enumerate(answers):
-            if ans is not None and ans.text is not None and not ans.cached:
-                self._cache_put(keys[i], ans.text, ans.source)
+        for i, kept in enumerate(answers):
+            if kept is not None and kept.text is not None and not kept.cached:
+                self._cache_put(keys[i], kept.text, kept.source)
         return [a if a is not None else Answer(None, "no answer", "empty") for a in answers]
 
     def _failure(self, err: LLMError) -> Answer:
         return Answer(None, str(err), err.kind, fatal=err.fatal)
 
     def _finish(self, messages: list[dict], choice: _Choice | LLMError, tag: str,
-                usable: Callable[[str], bool] | None) -> Answer:
+                usable: _Predicates | None) -> Answer:
         """One choice made into an Answer: asked again when it was cut or empty."""
         if isinstance(choice, LLMError):
             return self._failure(choice)
@@ -498,7 +497,7 @@ class LLMClient:
         return Answer(text, source=source, finish_reason=choice.finish_reason)
 
     def _longer(self, messages: list[dict], choice: _Choice, tag: str,
-                usable: Callable[[str], bool] | None) -> Answer:
+                usable: _Predicates | None) -> Answer:
         """An answer cut by the output limit: the cut answer goes back as the model's turn and a follow-up
         turn asks for only the code, with a larger output budget (some servers cut every first answer at
         their own limit whatever ``max_tokens`` says, yet answer a follow-up whole); twice, then named."""
@@ -509,8 +508,8 @@ class LLMClient:
                 self.adapted(f"answers were cut by the output limit (finish_reason length at {cut_at or '?'} tokens): "
                              f"asking in a follow-up turn for only the code, with {self.adapt.token_param}={budget}",
                              max_tokens=budget)
-            follow_up = messages + [{"role": "assistant", "content": cut.content or "(cut off before any text)"},
-                                    {"role": "user", "content": FOLLOW_UP}]
+            follow_up = [*messages, {"role": "assistant", "content": cut.content or "(cut off before any text)"},
+                         {"role": "user", "content": FOLLOW_UP}]
             got = self._call(follow_up, 1, tag)
             if isinstance(got, LLMError):
                 return self._failure(got)
@@ -559,7 +558,7 @@ class LLMClient:
             self._status(+1)
             try:
                 resp = self._openai().chat.completions.create(**request)
-            except Exception as exc:  # noqa: BLE001 - every failure is classified below
+            except Exception as exc:  # every failure is classified below
                 import openai
 
                 self._status(-1)
@@ -616,10 +615,11 @@ class LLMClient:
                 self.adapted(f"the server rejected max_tokens ({_said(err)}): using max_completion_tokens instead",
                              token_param="max_completion_tokens")
                 return True
-            what = {"temperature": f"temperature={request.get('temperature')}", "n": f"n={request.get('n')}"}.get(param, param)
+            what = {"temperature": f"temperature={request.get('temperature')}",
+                    "n": f"n={request.get('n')}"}.get(param, param)
             then = {"temperature": "asking without it (the server's default) for the rest of the run",
                     "n": "asking for one answer per request instead"}.get(param, "asking without it")
-            self.adapted(f"the server rejected {what} ({_said(err)}): {then}", dropped=a.dropped + [param])
+            self.adapted(f"the server rejected {what} ({_said(err)}): {then}", dropped=[*a.dropped, param])
             return True
         if err.kind == "system_role" and not a.fold_system:
             self.adapted(f"the server refused the system role ({_said(err)}): the system prompt now opens the user "
@@ -634,8 +634,8 @@ class LLMClient:
 
 def _complete_block(text: str) -> bool:
     """Whether a cut answer still holds a closed code block (code cut mid-way may parse and be wrong)."""
-    return text.count("```") >= 2 and text.count("```") % 2 == 0 or text.lstrip().startswith("{") and \
-        text.rstrip().endswith("}")
+    return (text.count("```") >= 2 and text.count("```") % 2 == 0) or (text.lstrip().startswith("{") and \
+        text.rstrip().endswith("}"))
 
 
 def _said(err: LLMError) -> str:

@@ -72,7 +72,7 @@ def _from_fences(text: str) -> str | None:
             if i in keep or i in mains:
                 continue
             defined = _defined_names(body)
-            imports_only = all(l.startswith(("import ", "from ")) or not l.strip() for l in body.splitlines())
+            imports_only = all(line.startswith(("import ", "from ")) or not line.strip() for line in body.splitlines())
             if (defined & needed) or imports_only:
                 keep.add(i)
                 needed |= _used_names(body)
@@ -87,10 +87,10 @@ def _is_code_line(line: str) -> bool:
 
 def _from_plain(text: str) -> str | None:
     lines = text.splitlines()
-    start = next((i for i, l in enumerate(lines) if _CODE_START.match(l)), None)
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
     if start is None or not re.search(r"^def compute_reward\s*\(", text, re.MULTILINE):
         return None
-    lines = [l for l in lines[start:] if _is_code_line(l)]  # prose at column 0 is dropped
+    lines = [line for line in lines[start:] if _is_code_line(line)]  # prose at column 0 is dropped
     start, end = 0, len(lines)
     while end > start:  # drop trailing leftovers until the rest parses
         code = "\n".join(lines[start:end]).rstrip()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
@@ -200,7 +201,7 @@ def fresh(space: GeneSpace, rng: np.random.Generator) -> Genome:
 
 
 def child(parent: CandidateRecord, space: GeneSpace, rng: np.random.Generator,
-          behaviour: list[Edit] = ()) -> tuple[Genome, list[str]]:
+          behaviour: Sequence[Edit] = ()) -> tuple[Genome, list[str]]:
     """The parent's genome after reflection on its statistics and ``behaviour`` edits, then mutated."""
     keys = set(space.keys())
     genome = [dict(g) for g in space.genome_of(parent) or [] if g["term"] in keys]

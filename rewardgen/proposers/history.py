@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED
+from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.safetext import for_llm, llm_name
@@ -185,7 +185,9 @@ def leader(records: list[CandidateRecord]) -> CandidateRecord | None:
 
     def score(c: CandidateRecord) -> tuple:
         wins = sum(1 for o in ok if o is not c and _beats(c, o))
-        peak = max((m.fitness for m in measures(c)), default=measure_at(c).fitness)
+        last = measure_at(c)
+        assert last is not None  # ok holds the candidates with a measure
+        peak = max((m.fitness for m in measures(c)), default=last.fitness)
         return wins, peak, -c.generation, -c.candidate
 
     return max(ok, key=score)
@@ -207,9 +209,10 @@ def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:
     return out
 
 
-def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[str]:
+def noise_lines(records: list[CandidateRecord], episodes: int | None, reference: bool = False) -> list[str]:
     """How much a fitness here can move by chance, from what the run measured: the evaluation episodes'
-    standard error, and retrainings on other seeds where the run has any (never a number it lacks)."""
+    standard error, and retrainings on other seeds where the run has any (never a number it lacks; with
+    ``reference``, the task's earlier measurement, stated with the task, gives the seed's scale)."""
     ses = []
     for c in records:
         for m in measures(c):
@@ -219,7 +222,8 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
                 ses.append(math.sqrt(var / len(m.episodes)))
     n = episodes or (len(measures(records[0])[0].episodes) if records and measures(records[0]) else None)
     count = f"{n} evaluation episode{'s' if n != 1 else ''}" if n else "its evaluation episodes"
-    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed."]
+    lines = [f"Each fitness is the mean of {count} of a policy trained on one seed (each candidate its own "
+             "seed; every policy evaluated from the same starts)."]
     if ses:
         ses.sort()
         median = ses[len(ses) // 2]
@@ -236,7 +240,9 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None) -> list[st
         lines.append("Training the same reward on another seed can move it further, often far more than the "
                      "evaluation's uncertainty above (which leaves the training seed out): a difference many times "
                      "that uncertainty can still be the seed's luck; this run has retrained no reward on other "
-                     "seeds, so by how much is not measured here.")
+                     "seeds" + (", so the spread to expect is the one measured on this task before (the ± in "
+                                "the task's 'For scale' line)." if reference else ", so by how much is not "
+                                "measured here."))
     return lines
 
 
@@ -366,7 +372,6 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if not episodes:
         return None
     parts = []
-    lengths = sorted({int(f["length"]) for f in episodes})
     ended = [f for f in episodes if f.get("terminated") and int(f["length"]) < horizon]
     if not ended:
         parts.append(f"every shown episode ran to the time limit ({horizon} steps)")
@@ -379,11 +384,13 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     body = episodes[0].get("main_body") or "main body"
     if all("height_mean" in f for f in episodes):
         lo, hi = min(f["height_min"] for f in episodes), max(f["height_max"] for f in episodes)
-        parts.append(f"{body} height {lo:.2f}-{hi:.2f} m (mean {sum(f['height_mean'] for f in episodes) / len(episodes):.2f})")
+        mean = sum(f['height_mean'] for f in episodes) / len(episodes)
+        parts.append(f"{body} height {lo:.2f}-{hi:.2f} m (mean {mean:.2f})")
     if all("max_tilt_deg" in f for f in episodes):
         tilt_body = episodes[0].get("tilt_body") or body
         up = max(float(f.get("upside_down_fraction") or 0.0) for f in episodes)
-        parts.append(f"{tilt_body} tilted at most {max(f['max_tilt_deg'] for f in episodes):.0f} deg from its initial pose"
+        most = max(episodes, key=lambda f: f["max_tilt_deg"])
+        parts.append(f"{tilt_body} tilted at most {tilt_text(most)}"
                      + (f", upside-down up to {up:.0%} of an episode" if up > 0 else ""))
     facts = behaviour_facts(trajectories, task)
     falls = [f for f in episodes if f.get("falls") and f.get("falls_matter", True)]
@@ -393,7 +400,8 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if all("displacement" in f for f in episodes):
         dx = [f["displacement"][0] for f in episodes]
         sp = [f["mean_speed_x"] for f in episodes]
-        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x ({min(sp):+.2f} to {max(sp):+.2f} m/s)")
+        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x "
+                     f"({min(sp):+.2f} to {max(sp):+.2f} m/s)")
     stalled = [float(f.get("stalled_fraction") or 0.0) for f in episodes if "stalled_fraction" in f]
     if stalled and max(stalled) > 0:
         parts.append(f"its centre of mass stalled (moved slower than {100 * STALL_SPEED:.0f} cm/s over "
@@ -429,7 +437,7 @@ def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int 
             "eliminated": "cut by the schedule"}.get(record.fate or "", "trained")
     line = f"{who}: {fate}; {fitness_text(record)}"
     cmp = compare(record, parent)
-    if cmp is not None:
+    if cmp is not None and parent is not None:  # a comparison has a parent
         line += "; " + cmp.text(record.label, parent.label)
     elif parent is not None:
         line += f"; its parent {parent.label} has no fitness to compare with"
@@ -471,13 +479,18 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
 
 
 def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None,
-                   with_change: bool | str) -> str:
-    """A candidate of an older generation: its line, and its change. ``with_change``: True, its whole
-    diff (or code); "short", the change only when it has at most ``OLDER_CHANGE_LINES`` lines (never cut
-    in the middle: a longer one is named by its size); False, the size of its change only."""
+                   with_change: bool | str, task: Task | None = None) -> str:
+    """A candidate of an older generation: its line, what its policy did in the trusted episodes (with
+    ``task``: the newest generation's one-line summary, kept until the prompt has no room for it), and
+    its change. ``with_change``: True, its whole diff (or code); "short", the change only when it has at
+    most ``OLDER_CHANGE_LINES`` lines (never cut in the middle: a longer one is named by its size); False,
+    the size of its change only."""
     line = "- " + header(record, parent, budget)
     if record.status != "ok":
         line += ": " + for_llm(record.error or "", limit=200)
+    behaviour = behaviour_line(record.stats or {}, task, task.episode_length) if task is not None else None
+    if behaviour:
+        line += "\n  " + behaviour
     if with_change == "short" and record.source.strip():
         size = len(diff_lines(parent, record)) if parent is not None and parent.source.strip() else \
             len(record.source.strip().splitlines())
@@ -489,7 +502,7 @@ def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budg
     elif with_change and record.source.strip():
         line += "\n" + change_block(record, parent)
     elif record.source.strip() and parent is not None:
-        changed = [l for l in diff_lines(parent, record)[2:] if l[:1] in "+-"]
+        changed = [line for line in diff_lines(parent, record)[2:] if line[:1] in "+-"]
         line += f" ({len(changed)} lines changed from {parent.label})"
     return line
 
@@ -499,6 +512,7 @@ def generation_summary(records: list[CandidateRecord]) -> str:
     if not ok:
         return f"{len(records)} candidates, none trained successfully"
     best = leader(ok)
+    assert best is not None  # ok is not empty
     return f"{len(records)} candidates, {len(ok)} trained; best like with like {best.label}: {fitness_text(best)}"
 
 

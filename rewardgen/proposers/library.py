@@ -16,8 +16,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from rewardgen.proposers.base import CandidateRecord, Proposal
 from rewardgen.contract.schema import AXES, Schema
+from rewardgen.proposers.base import CandidateRecord, Proposal
 from rewardgen.tasks.spec import Task
 
 
@@ -183,7 +183,8 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
 def render_source(task: Task, genome: list[dict], header: str) -> str:
     """Reward source for a genome, in the reward contract."""
     library = term_library(task, task.schema)
-    lines = [f'"""Reward for {task.id}: {header}', "", "Written by rewardgen's offline proposer (term library, no LLM).", '"""',
+    lines = [f'"""Reward for {task.id}: {header}', "",
+             "Written by rewardgen's offline proposer (term library, no LLM).", '"""',
              "import torch", "", "", "def compute_reward(s):", "    components = {"]
     for gene in genome:
         term = library[gene["term"]]

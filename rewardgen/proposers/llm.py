@@ -16,14 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from rewardgen.contract.syntax import parse
-from rewardgen.proposers.extract import extract_code
+from rewardgen.proposers.base import Proposal, ProposalContext, Proposer
 from rewardgen.proposers.client import Answer, LLMClient, LLMSettings
+from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.prompts import render, task_prompts
-from rewardgen.proposers.base import CandidateRecord, Proposal, ProposalContext, Proposer
 from rewardgen.proposers.reflection import component_facts
 from rewardgen.safetext import for_llm, llm_name
 from rewardgen.store import candidate_label
-
 
 #: the default ``prompt_chars``: about 15k tokens, which leaves room for the answer in a 32k context
 DEFAULT_PROMPT_CHARS = 60_000
@@ -133,15 +132,16 @@ class LLMProposer(Proposer):
                                 newest=[h.header(c, parent_of(c), budget) for c in newest])
         detail = None
         if best.generation != last:  # described in full with its own generation: its facts again here
-            detail = h.describe_candidate(best, parent_of(best), ctx.task, ends_early, budget,
-                                          show_change=False).split("\n", 1)[1:]
-            detail = detail[0] if detail else None
+            after_header = h.describe_candidate(best, parent_of(best), ctx.task, ends_early, budget,
+                                                show_change=False).split("\n", 1)[1:]
+            detail = after_header[0] if after_header else None
         entries = [h.describe_candidate(c, parent_of(c), ctx.task, ends_early, budget) for c in newest]
         skipped = sum(1 for c in (ctx.history[-1] if ctx.history else []) if h.request_failure(c))
         # older generations: 0 with their whole changes, 1 with their short changes only (a long one is left
-        # out whole, never cut), 2 one line each, 3 one line in all
+        # out whole, never cut), both with each candidate's trusted-episode line; 2 one line each, 3 one
+        # line in all
         levels = [0] * last
-        changes = {0: True, 1: "short", 2: False}
+        changes: dict[int, bool | str] = {0: True, 1: "short", 2: False}
         first_rung = min((m.steps for c in everyone for m in h.measures(c)[:1]), default=None)
         flip = h.rank_flip(everyone)
 
@@ -155,7 +155,7 @@ class LLMProposer(Proposer):
                 out.append(f"Generation {g}:")
                 for c in gen:
                     line = h.describe_older(c, parent_of(c), budget, with_change=changes[level] if c is not best
-                                            else False)
+                                            else False, task=ctx.task if level < 2 and c is not best else None)
                     out.append(line + (" (the best so far: its code is above)" if c is best else ""))
             return out
 
@@ -168,10 +168,13 @@ class LLMProposer(Proposer):
                       "success": max((m.fitness for m in h.measures(best)), default=best.fitness or 0)
                       >= ctx.task.success_threshold},
                 leaders=h.budget_leaders(everyone),
-                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None),
+                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None,
+                                    reference=bool(ctx.task.reference)),
                 first_rung=h.steps_text(first_rung) if first_rung is not None and len(
                     {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
-                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params")
+                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params",
+                samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
+                results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))
 
         out = text()
         while room is not None and len(out) > room and any(level < 3 for level in levels):
@@ -190,7 +193,9 @@ class LLMProposer(Proposer):
             if f.get("kind") == "text" and f.get("candidate"):
                 refs.append(f["candidate"])
             elif f.get("kind") == "preference":
-                refs += [candidate_label(f['generation'], f['best'])] + ([candidate_label(f['generation'], f['worst'])] if f.get("worst") is not None else [])
+                refs.append(candidate_label(f['generation'], f['best']))
+                if f.get("worst") is not None:
+                    refs.append(candidate_label(f['generation'], f['worst']))
         from rewardgen.proposers.history import code_block
 
         named = [find(ctx.history, r) for r in refs]  # "g0c2", or "0/2" as older feedback files wrote it
@@ -272,8 +277,9 @@ class LLMProposer(Proposer):
                               "vLLM --max-model-len, Ollama num_ctx) or use a model with a longer context",
                         "context_length", fatal=True) for a in answers]
             with ThreadPoolExecutor(max_workers=2) as pool:
-                proposals = list(pool.map(lambda ia: self._refine(client, ctx, messages, ia[1], ia[0], attempt, parent),
-                                          enumerate(answers)))
+                futures = [pool.submit(self._refine, client, ctx, messages, answer, i, attempt, parent)
+                           for i, answer in enumerate(answers)]
+                proposals = [f.result() for f in futures]
             if any(p.error is None for p in proposals) or client.fatal is not None \
                     or any(a.fatal for a in answers):
                 break

@@ -22,8 +22,6 @@ parameters within bounds with the same genome operators as code mode.
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError
-
 import json
 import math
 from dataclasses import dataclass, field
@@ -33,9 +31,10 @@ import mujoco
 import numpy as np
 
 from rewardgen.contract.schema import AXES
-from rewardgen.tasks.fitness import format_fitness
+from rewardgen.errors import UserError
 from rewardgen.proposers.base import CandidateRecord, Proposal
 from rewardgen.proposers.library import term_library
+from rewardgen.tasks.fitness import format_fitness
 from rewardgen.tasks.spec import Task
 
 
@@ -323,7 +322,7 @@ def template_prompt(template: RewardTemplate) -> str:
 # ----- the template as a gene space for the offline proposer (rewardgen.proposers.genome)
 def _tidy(template: RewardTemplate, params: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Four significant digits, still within bounds (readable sources and proposal records)."""
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for key, entry in params.items():
         term = template.terms[key]
         out[key] = {}

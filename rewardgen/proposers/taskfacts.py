@@ -11,7 +11,6 @@ Tests check these lines against the simulator and the fitness functions for ever
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import mujoco
@@ -36,6 +35,7 @@ class TrainingPlan:
     :param eval_episodes: trusted evaluation episodes behind each fitness.
     :param training_seeds: training seeds behind each fitness (evolve trains each candidate once).
     :param observation_size: length of the observation vector the policy sees.
+    :param generations: generations the run plans in all (None: not told).
     """
 
     steps: int
@@ -47,6 +47,7 @@ class TrainingPlan:
     eval_episodes: int = 1
     training_seeds: int = 1
     observation_size: int | None = None
+    generations: int | None = None
 
 
 def _num(x: float) -> str:
@@ -60,7 +61,7 @@ def hinge_rates(task: Task, body: str, axis: int) -> list[tuple[str, float]]:
     State, in the initial pose). Only joints that turn the body about that axis and no other count."""
     model = task.model
     schema = task.schema
-    out = []
+    out: list[tuple[str, float]] = []
     for name, dof in zip(schema.joints, schema.joint_dof_adr):
         j = schema.joint_ids[schema.joints.index(name)]
         if int(model.jnt_type[j]) != int(mujoco.mjtJoint.mjJNT_HINGE):
@@ -76,9 +77,9 @@ def hinge_rates(task: Task, body: str, axis: int) -> list[tuple[str, float]]:
     return out
 
 
-def _rotation_sense(task: Task, fitness: Fitness) -> str | None:
+def _rotation_sense(task: Task, fitness: Fitness) -> str:
     params = fitness.params
-    body, axis_name = params.get("body"), params.get("axis", "y")
+    body, axis_name = str(params["body"]), params.get("axis", "y")  # make_fitness checked the body name
     axis = "xyz".index(axis_name)
     sign = -1.0 if float(params.get("sign", 1)) < 0 else 1.0
     field_expr = f's.body_angvel["{body}"][:, {axis}]'
@@ -166,7 +167,8 @@ def plan_lines(plan: TrainingPlan, task: Task) -> list[str]:
     per_world = plan.steps / max(plan.worlds, 1)
     lines = [f"Each candidate trains for {_num(plan.steps)} env-steps (one env-step is one step of one world): "
              f"{plan.worlds} worlds in parallel, about {_num(round(per_world))} steps per world, "
-             f"{per_world / task.episode_length:.2g} times the {task.episode_length}-step time limit."]
+             f"{per_world / task.episode_length:.2g} times the {task.episode_length}-step time limit. Every "
+             "candidate trains from scratch: nothing but its code comes from its parent."]
     lines += plan.trainer_lines
     if plan.observation_size:
         lines.append(f"The policy observes the env's own observation vector ({plan.observation_size} numbers, "
@@ -185,10 +187,41 @@ def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
                  if seeds == 1 else f"{seeds} training seeds")
     return [f"A candidate's fitness is the mean over {episodes} evaluation episode{'s' if episodes != 1 else ''} of its "
             f"trained policy, run with its mean action (no exploration noise) from new random starts; it comes from "
-            f"{seed_text}. Success means at least {task.success_threshold:g}.",
+            f"{seed_text}. Each candidate trains on a training seed of its own, and every candidate's policy is "
+            f"evaluated from the same random starts. Success means at least {task.success_threshold:g}.",
             "Training episodes (reported later as tables) are of the exploring policy, which samples its actions "
             "around the mean action; the trusted fitness runs the mean action alone. The two can behave very "
-            "differently: a policy that runs while exploring can stand still with its mean action, or the reverse."]
+            "differently: a policy that runs while exploring can stand still with its mean action, or the reverse.",
+            *reference_lines(plan, task)]
+
+
+def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
+    """What rewardgen measured on this task before (the task file's ``reference``): a scale for the
+    fitness, and the training seed's noise, which one run's single-seed fitnesses cannot show."""
+    from rewardgen.tasks.fitness import make_fitness
+    from rewardgen.tasks.spec import REFERENCE_REWARDS
+
+    ref = task.reference
+    if not ref:
+        return []
+    names = dict(REFERENCE_REWARDS, env=f"the env's own reward ({task.env_id}'s)" if task.env_id else "the env's reward")
+    if "sparse" in ref["rewards"]:
+        fitness = make_fitness(task.fitness, task.schema)
+        pace = fitness.step_threshold(task.success_threshold, task.episode_length)
+        names["sparse"] = f"the sparse success reward (1 on each step where {fitness.expr} >= {pace:.3g}, else 0)"
+    rewards = "; ".join(f"{names[k]} {mean:.3g} ± {std:.2g}" for k, (mean, std) in ref["rewards"].items())
+    budget = f"{ref['steps']:,} env-steps"
+    if plan is not None and plan.steps != ref["steps"]:
+        budget += f" (this run trains to {plan.steps:,})"
+    widest = max(std for _, std in ref["rewards"].values())
+    return [f"For scale, rewardgen measured this task before at {budget}, retraining each reward from scratch on "
+            f"{ref['seeds']} training seeds (mean ± standard deviation over the seeds; {ref['measured']}): "
+            f"{rewards}.",
+            f"The ± is how far one reward's fitness moves with the training seed alone, and it depends on the "
+            f"reward: the widest here, ±{widest:.2g}, is what to expect of a reward that finds the behaviour on "
+            f"some seeds and not on others. Two candidates each trained once differ by the luck of two draws, "
+            f"about 1.4 times that (about {1.4 * widest:.2g} here), so a smaller gap between them is no evidence "
+            f"either way. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
 
 
 # ----- the robot at reset: initial joint values, which way the root's hinges lean, frames
@@ -227,7 +260,8 @@ def pose_lines(task: Task) -> list[str]:
     root = schema.robot_root
     root_name = schema.robot_root_name
     lines = []
-    root_joints, others = [], []
+    root_joints: list[tuple[str, int, int]] = []
+    others: list[tuple[str, int, int]] = []
     for name, j, adr in zip(schema.joints, schema.joint_ids, schema.joint_qpos_adr):
         (root_joints if int(model.jnt_bodyid[j]) == root else others).append((name, j, int(adr)))
     pos = data.xpos[root]

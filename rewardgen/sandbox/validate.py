@@ -31,7 +31,6 @@ import ast
 import string
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import cast
 
 from rewardgen.contract.syntax import parse
 from rewardgen.sandbox import allowed
@@ -397,7 +396,7 @@ def validate_source(source: str, filename: str = "reward.py") -> list[Issue]:
     if "\x00" in source:
         return [Issue(0, "reward source contains a NUL character")]
     try:
-        tree = cast(ast.Module, parse(source, filename=filename))  # mode "exec" makes a Module
+        tree = parse(source, filename=filename)
     except SyntaxError as exc:
         return [Issue(exc.lineno or 0, f"SyntaxError: {exc.msg}")]
     except (RecursionError, MemoryError, ValueError) as exc:

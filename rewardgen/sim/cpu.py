@@ -42,7 +42,7 @@ from mujoco import _rollout
 
 from rewardgen.contract.state import State
 from rewardgen.sim import StepResult
-from rewardgen.sim.rules import init_from_env
+from rewardgen.sim.rules import EnvMirror, init_from_env
 from rewardgen.tasks.spec import Task
 
 _S = mujoco.mjtSensor
@@ -137,7 +137,7 @@ class _SensorView:
     reads after its step (or reset), ``fresh`` the probe's evaluation of the new state. Each quantity
     is computed on first use; only those the rules declare (``EnvRules.reads``) are available."""
 
-    def __init__(self, sim: "BatchSim", qpos: np.ndarray, qvel: np.ndarray, sens: np.ndarray, fresh: np.ndarray,
+    def __init__(self, sim: BatchSim, qpos: np.ndarray, qvel: np.ndarray, sens: np.ndarray, fresh: np.ndarray,
                  *, qpos_before: np.ndarray | None = None, action: np.ndarray | None = None,
                  ctrl: np.ndarray | None = None, after_reset: bool = False):
         self._sim, self._sens, self._fresh = sim, sens, fresh
@@ -253,7 +253,7 @@ class _SensorView:
         return out
 
 
-class BatchSim:
+class BatchSim(EnvMirror):
     """N worlds of ``task`` stepped in lockstep; gymnasium semantics per world, auto-reset.
 
     :param task: the task (gymnasium v5 env or MJCF file).

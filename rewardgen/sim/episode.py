@@ -17,7 +17,7 @@ from rewardgen.tasks.spec import Task
 
 #: steps whose States are measured together (one ``fitness.per_step`` call per chunk, not per step)
 FITNESS_CHUNK = 256
-TRAJECTORY_ROWS = ("height", "up_z", "tilt_deg", "com", "com_vel", "fitness", "env_reward", "action_sq")
+TRAJECTORY_ROWS = ("height", "up_z", "lean_xy", "tilt_deg", "com", "com_vel", "fitness", "env_reward", "action_sq")
 
 
 def initial_up(task: Task, model: mujoco.MjModel) -> np.ndarray:
@@ -87,7 +87,9 @@ def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int
     depends on where the episode ends). Evaluation and trajectory recording both run episodes
     through here, so a recorded trajectory is exactly an evaluation episode. With ``record_body``
     (a body index) the per-step trajectory rows (``TRAJECTORY_ROWS``) are kept as well: ``up_z`` and
-    ``tilt_deg`` measure each body's z axis against its own in the initial pose (``initial_up``)."""
+    ``tilt_deg`` measure each body's z axis against its own in the initial pose (``initial_up``);
+    ``lean_xy`` is how far the recorded body's z axis has moved along world x and y from it (which
+    way it leans: +x is its top ahead along x)."""
     schema = task.schema
     model, data = env.unwrapped.model, env.unwrapped.data
     buffers = StateBuffers(schema, model, FITNESS_CHUNK)
@@ -113,10 +115,12 @@ def run_episode(task: Task, env, policy: DeterministicPolicy, fitness, seed: int
             rows["action_sq"].append(float(np.sum(np.square(action))))
         if filled == FITNESS_CHUNK or done:
             values.extend(float(v) for v in fitness.per_step(buffers.to_state())[:filled].tolist())
-            if record_body is not None:
+            if record_body is not None and up0 is not None:  # up0 is drawn exactly when a body is recorded
                 cos = np.clip((buffers.body_up[:filled].astype(np.float64) * up0).sum(axis=-1), -1.0, 1.0)
                 rows["height"].extend(buffers.body_pos[:filled, record_body, 2].astype(np.float64))
                 rows["up_z"].extend(cos[:, record_body])
+                rows["lean_xy"].extend(buffers.body_up[:filled, record_body, :2].astype(np.float64)
+                                       - up0[record_body, :2])
                 rows["tilt_deg"].extend(np.degrees(np.arccos(cos)))
                 rows["com"].extend(buffers.com_pos[:filled].copy())
                 rows["com_vel"].extend(buffers.com_vel[:filled].copy())

@@ -57,8 +57,8 @@ from array_api_compat import torch as xt
 from rewardgen.contract.state import State
 from rewardgen.sim import StepResult
 from rewardgen.sim.cpu import BatchSim
-from rewardgen.sim.rules import init_from_env
-from rewardgen.tasks.spec import Task
+from rewardgen.sim.rules import EnvMirror, init_from_env
+from rewardgen.tasks.spec import Task, box
 
 #: redraws of every world's sample in ``_DeviceDraw.until`` (no host round trip to ask whether all
 #: were accepted): with an acceptance rate of 0.6 or more a world is left unaccepted with probability
@@ -106,13 +106,13 @@ def load_warp() -> tuple[Any, Any]:
         raise WarpUnavailable(f"the Warp backend needs warp-lang and mujoco-warp: pip install \"rewardgen[gpu]\" "
                               f"({exc})") from None
     # must be set before wp.init() for the first time; harmless if warp was initialised already
-    if not getattr(wp.config, "_rewardgen_cache_set", False):
+    if not getattr(wp.config, "_rewardgen_cache_set", False):  # our own flag on warp's config module
         wp.config.kernel_cache_dir = str(kernel_cache_dir())
-        wp.config._rewardgen_cache_set = True
+        setattr(wp.config, "_rewardgen_cache_set", True)  # noqa: B010 - not an attribute warp declares
     if hasattr(wp, "LOG_WARNING"):  # no init banner / per-module load lines in worker logs
         wp.config.log_level = wp.LOG_WARNING
-    else:  # older warp
-        wp.config.quiet = True
+    else:  # older warp, whose config has ``quiet`` instead
+        setattr(wp.config, "quiet", True)  # noqa: B010 - absent from the installed warp's config
     wp.init()
     try:
         import mujoco_warp as mjw
@@ -135,6 +135,15 @@ def _resolve_device(wp: Any, device: str) -> Any:
 class _TensorView:
     """``rules.base.GymView`` of every world, from MuJoCo Warp's arrays (``gym``: copies of what the
     env reads after its step; ``xpos_now``: positions after the refresh)."""
+
+    # set from ``gym``: the quantities the rules read (``EnvRules.reads``), the others are absent
+    xpos: torch.Tensor
+    xipos: torch.Tensor
+    cinert: torch.Tensor
+    cvel: torch.Tensor
+    site_xpos: torch.Tensor
+    qfrc_actuator: torch.Tensor
+    qfrc_constraint: torch.Tensor
 
     def __init__(self, n: int, qpos: torch.Tensor, qvel: torch.Tensor, gym: dict[str, torch.Tensor],
                  xpos_now: torch.Tensor, cfrc_ext: torch.Tensor, *, qpos_before: torch.Tensor | None = None,
@@ -168,7 +177,7 @@ class _DeviceDraw:
         return x
 
 
-class WarpSim:
+class WarpSim(EnvMirror):
     """N worlds of ``task`` on MuJoCo Warp; ``BatchSim``'s API, gymnasium semantics per world, auto-reset.
 
     :param task: the task (gymnasium v5 env or MJCF file).
@@ -244,7 +253,8 @@ class WarpSim:
         dev, f32 = self.device, torch.float32
         self._init_qpos = torch.as_tensor(np.asarray(u.init_qpos), dtype=f32, device=dev)
         self._init_qvel = torch.as_tensor(np.asarray(u.init_qvel), dtype=f32, device=dev)
-        low, high = u.action_space.low, u.action_space.high
+        act = box(u.action_space)
+        low, high = act.low, act.high
         self._act_low = torch.as_tensor(low, dtype=f32, device=dev)
         self._act_high = torch.as_tensor(high, dtype=f32, device=dev)
         self._gen = torch.Generator(device=dev).manual_seed(int(seed))
@@ -311,7 +321,7 @@ class WarpSim:
             try:
                 with wp.ScopedCapture(stream=self._stream) as cap:
                     fn()
-            except Exception as exc:  # noqa: BLE001 - fall back to plain launches, keep going
+            except Exception as exc:  # fall back to plain launches, keep going
                 warnings.warn(f"WarpSim: CUDA graph capture of {name!r} failed ({exc}); running without graphs",
                               RuntimeWarning, stacklevel=2)
                 self._use_graph = False

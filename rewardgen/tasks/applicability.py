@@ -16,16 +16,17 @@ from rewardgen.contract.schema import Schema
 from rewardgen.tasks.fitness import FitnessError, _axis, format_fitness, make_fitness
 
 
-def _chain_joints(model: "mujoco.MjModel", body_id: int) -> list[int]:
+def _chain_joints(model: mujoco.MjModel, body_id: int) -> list[int]:
     """Every joint between a body and the world (its own and its ancestors')."""
-    joints, b = [], body_id
+    joints: list[int] = []
+    b = body_id
     while b > 0:
         joints += range(int(model.body_jntadr[b]), int(model.body_jntadr[b]) + int(model.body_jntnum[b]))
         b = int(model.body_parentid[b])
     return joints
 
 
-def _freedom(model: "mujoco.MjModel", body_id: int) -> tuple[set[int], set[int]]:
+def _freedom(model: mujoco.MjModel, body_id: int) -> tuple[set[int], set[int]]:
     """World axes along which (translation) and about which (rotation) a body can move freely."""
     import mujoco
 
@@ -51,7 +52,7 @@ def _freedom(model: "mujoco.MjModel", body_id: int) -> tuple[set[int], set[int]]
     return trans, rot
 
 
-def check_applies(spec: dict[str, Any], model: "mujoco.MjModel", schema: Schema, *, terminates: bool = True) -> None:
+def check_applies(spec: dict[str, Any], model: mujoco.MjModel, schema: Schema, *, terminates: bool = True) -> None:
     """Raise FitnessError (one line, with the reason) when a valid spec cannot measure anything on this model.
 
     ``forward_velocity`` and ``circle_laps`` need the body to be free to translate along the axis

@@ -26,8 +26,6 @@ the pace that reaches the threshold by the episode's end.
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError
-
 import ast
 import math
 from collections.abc import Callable
@@ -39,7 +37,7 @@ import torch
 from rewardgen.contract.schema import AXES, Schema
 from rewardgen.contract.state import State
 from rewardgen.contract.syntax import parse
-
+from rewardgen.errors import UserError
 
 AGGREGATIONS = ("horizon", "final", "max", "total")
 TWO_PI = 2.0 * math.pi
@@ -362,11 +360,14 @@ def parse_fitness(text: str) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for kw in node.keywords:
         v = kw.value
+        if kw.arg is None:  # name(**x)
+            raise FitnessError(f"fitness must look like name(key=value, ...), got {text!r}")
         if isinstance(v, ast.Constant):
             params[kw.arg] = v.value
         elif isinstance(v, ast.Name):
             params[kw.arg] = v.id
-        elif isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub) and isinstance(v.operand, ast.Constant):
+        elif (isinstance(v, ast.UnaryOp) and isinstance(v.op, ast.USub) and isinstance(v.operand, ast.Constant)
+              and isinstance(v.operand.value, int | float)):
             params[kw.arg] = -v.operand.value
         else:
             raise FitnessError(f"fitness parameter {kw.arg} must be a name or a number")

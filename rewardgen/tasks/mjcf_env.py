@@ -44,7 +44,7 @@ def _position_prefix(model: mujoco.MjModel) -> int:
 
 
 class MjcfEnv(MujocoEnv):
-    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}
+    metadata = {"render_modes": ["human", "rgb_array", "depth_array", "rgbd_tuple"]}  # noqa: RUF012 - gym.Env's class dict
 
     def __init__(self, model_path: str, frame_skip: int = 5, reset_noise: float = 0.1,
                  healthy_z_range: tuple[float, float] | list[float] | None = None,
@@ -78,6 +78,7 @@ class MjcfEnv(MujocoEnv):
     def is_healthy(self) -> bool:
         if not self._terminate_when_unhealthy:
             return True
+        assert self._healthy_z_range is not None  # set exactly when unhealthy ends an episode
         lo, hi = self._healthy_z_range
         mujoco.mj_kinematics(self.model, self.data)  # positions after the step, not before its last substep
         z = float(self.data.xpos[self._healthy_body][2])

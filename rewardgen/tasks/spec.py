@@ -14,22 +14,23 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 
 from __future__ import annotations
 
-from rewardgen.errors import UserError, flatten
-
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import os
-import re
-
 import gymnasium as gym
 import mujoco
 import numpy as np
 import yaml
+from gymnasium import spaces
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 from rewardgen.contract.schema import Schema, derive_schema
+from rewardgen.errors import UserError, flatten
 from rewardgen.resources import ENVIRONMENTS_DIR
 
 BASELINES = ("env", "sparse")
@@ -60,6 +61,9 @@ class Task:
     # rewardgen PPO settings this task trains better with (PPOHyperparams fields, see PPO_TASK_KEYS);
     # explicit settings of a caller still win
     ppo: dict[str, Any] = field(default_factory=dict)
+    # what rewardgen measured on this task, for scale (see REFERENCE_REWARDS): {"steps", "seeds",
+    # "measured", "rewards": {name: [mean, std over training seeds]}}; {} when never measured
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def baseline_kind(self) -> str:
@@ -76,7 +80,7 @@ class Task:
         """The compiled model (loaded once per process)."""
         env = self.make_env()
         try:
-            return env.unwrapped.model
+            return mujoco_env(env).model
         finally:
             env.close()
 
@@ -84,8 +88,8 @@ class Task:
     def schema(self) -> Schema:
         env = self.make_env()
         try:
-            frame_skip = int(getattr(env.unwrapped, "frame_skip", self.frame_skip))
-            return derive_schema(env.unwrapped.model, model_name=self.robot_label, frame_skip=frame_skip)
+            u = mujoco_env(env)
+            return derive_schema(u.model, model_name=self.robot_label, frame_skip=int(u.frame_skip))
         finally:
             env.close()
 
@@ -101,6 +105,8 @@ class Task:
         raw["env" if self.env_id else "mjcf"] = self.env_id or self.mjcf
         if self.ppo:
             raw["ppo"] = dict(self.ppo)
+        if self.reference:
+            raw["reference"] = {**self.reference, "rewards": {k: list(v) for k, v in self.reference["rewards"].items()}}
         return raw
 
     @property
@@ -115,14 +121,36 @@ class Task:
         else:
             from rewardgen.tasks.mjcf_env import MjcfEnv
 
+            assert self.mjcf is not None, "a task names an env id or an MJCF file"  # task_from_dict checks it
             env = gym.wrappers.TimeLimit(
                 MjcfEnv(self.mjcf, frame_skip=self.frame_skip, reset_noise=self.reset_noise,
                         render_mode=render_mode, **self.env_kwargs),
                 max_episode_steps=self.episode_length)
-        low, high = env.action_space.low, env.action_space.high
-        if not (np.allclose(low, -1.0) and np.allclose(high, 1.0)):
-            env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        act = box(env.action_space)
+        if not (np.allclose(act.low, -1.0) and np.allclose(act.high, 1.0)):
+            env = gym.wrappers.RescaleAction(env, np.float64(-1.0), np.float64(1.0))
         return env
+
+
+def mujoco_env(env: gym.Env) -> MujocoEnv:
+    """The MuJoCo env under a task env's wrappers (every task's env is one: a gymnasium MuJoCo env or
+    ``MjcfEnv``), typed as such for what it holds (``model``, ``data``, ``frame_skip``, ``dt``)."""
+    u = env.unwrapped
+    if not isinstance(u, MujocoEnv):
+        raise TypeError(f"{type(u).__name__} is not a MuJoCo env")
+    return u
+
+
+def box(space: gym.Space) -> spaces.Box:
+    """A task env's observation or action space, which is a flat Box (``low``, ``high``, ``shape``)."""
+    if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+        raise TypeError(f"expected a flat Box space, got {space}")
+    return space
+
+
+def space_dims(env: gym.Env) -> tuple[int, int]:
+    """``(obs_dim, act_dim)`` of a task env."""
+    return int(box(env.observation_space).shape[0]), int(box(env.action_space).shape[0])
 
 
 def _require(raw: dict, key: str, kind: type, where: str):
@@ -190,6 +218,7 @@ def task_from_dict(raw: dict, *, where: str, base_dir: Path | None = None) -> Ta
         source=where,
         baseline=baseline,
         ppo=ppo,
+        reference=_reference(raw.get("reference"), where),
     )
 
 
@@ -207,8 +236,10 @@ def _env_frame_skip(env_id: str, env_kwargs: dict[str, Any]) -> int | None:
         from gymnasium.envs.registration import load_env_creator
 
         creator = load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) else spec.entry_point
+        if creator is None:
+            return None
         default = inspect.signature(creator).parameters.get("frame_skip")
-    except Exception:  # noqa: BLE001 - an env that cannot be looked up is reported when it is built
+    except Exception:  # an env that cannot be looked up is reported when it is built
         return None
     return int(default.default) if default is not None and isinstance(default.default, int) else None
 
@@ -227,14 +258,14 @@ def _check_env_id(env_id: Any, where: str) -> None:
     raise TaskError(f"{where}: unknown gymnasium env id {env_id!r}{hint}")
 
 
-def check_loads(task: "Task") -> None:
+def check_loads(task: Task) -> None:
     """Build the task's env once (its schema), turning any failure into a one-line TaskError, so a
     run is never created for a task whose robot cannot be simulated."""
     try:
         task.schema  # noqa: B018 - builds the env and derives the schema (cached)
     except TaskError:
         raise
-    except Exception as exc:  # noqa: BLE001 - gymnasium, mujoco and import errors all mean "cannot load"
+    except Exception as exc:  # gymnasium, mujoco and import errors all mean "cannot load"
         raise TaskError(f"task {task.id} ({task.source or task.robot_label}): the environment cannot be built: "
                         f"{type(exc).__name__}: {flatten(exc, 300)}") from None
 
@@ -264,6 +295,39 @@ def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
             raise TaskError(f"{where}: ppo.{key} must be positive, got {value!r}")
         out[key] = value
     return out
+
+
+#: the rewards a task's ``reference`` may report, and what each is
+REFERENCE_REWARDS: dict[str, str] = {
+    "env": "the env's own reward",
+    "sparse": "the sparse success reward",
+    "evolved": "the offline proposer's evolved reward",
+}
+
+
+def _reference(raw: Any, where: str) -> dict[str, Any]:
+    """A task file's ``reference``: the final retrainings of rewardgen's suite at one budget, shown to the
+    proposer for scale and as the training seed's noise. Numbers only (a task file is untrusted)."""
+    if raw is None:
+        return {}
+    shape = "like {steps: 300000, seeds: 3, measured: '2026-12-05, commit 8b9307a', rewards: {env: [0.54, 0.24]}}"
+    if not isinstance(raw, dict) or set(raw) - {"steps", "seeds", "measured", "rewards"}:
+        raise TaskError(f"{where}: 'reference' must be a mapping {shape}")
+    steps, seeds, measured, rewards = raw.get("steps"), raw.get("seeds"), raw.get("measured"), raw.get("rewards")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (steps, seeds)):
+        raise TaskError(f"{where}: reference.steps and reference.seeds must be positive integers")
+    if not isinstance(measured, str) or not 0 < len(measured) <= 60 or not measured.isprintable():
+        raise TaskError(f"{where}: reference.measured must be a short line (a date and a commit)")
+    if not isinstance(rewards, dict) or not rewards or set(rewards) - set(REFERENCE_REWARDS):
+        raise TaskError(f"{where}: reference.rewards must map some of {', '.join(REFERENCE_REWARDS)} to [mean, std]")
+    out: dict[str, tuple[float, float]] = {}
+    for name, pair in rewards.items():
+        ok = isinstance(pair, list) and len(pair) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in pair)
+        if not ok or pair[1] < 0:
+            raise TaskError(f"{where}: reference.rewards.{name} must be [mean, std] (finite numbers, std >= 0)")
+        out[name] = (float(pair[0]), float(pair[1]))
+    return {"steps": steps, "seeds": seeds, "measured": measured, "rewards": out}
 
 
 def load_task_file(path: Path) -> Task:

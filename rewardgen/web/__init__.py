@@ -3,4 +3,4 @@
 from rewardgen.web.app import check_bind, create_app, serve
 from rewardgen.web.jobs import JobError, Jobs
 
-__all__ = ["create_app", "serve", "check_bind", "Jobs", "JobError"]
+__all__ = ["JobError", "Jobs", "check_bind", "create_app", "serve"]

@@ -55,8 +55,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import FastAPI, Request
@@ -65,15 +66,30 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rewardgen.errors import flatten
+from rewardgen.inspect.charts import fitness_chart
+from rewardgen.inspect.pages import as_dict, as_list, card, environment, reward_diff
 from rewardgen.run import feedback
 from rewardgen.run.feedback import FeedbackError, parse_ref, proposed_generations
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import (GENERATION_FILE, MAX_SOURCE_BYTES, METRICS_FILE, PROPOSAL_FILE, REWARD_FILE, RUN_FILE,
-    CorruptFileError, RunStore, RunStoreError)
-from rewardgen.store import VIDEO_FILE, VIDEO_INFO_FILE, as_label, candidate_label, cand_dirname, gen_dirname
-from rewardgen.errors import flatten
-from rewardgen.inspect.charts import fitness_chart
-from rewardgen.inspect.pages import card, environment, reward_diff
+from rewardgen.store import (
+    GENERATION_FILE,
+    MAX_SOURCE_BYTES,
+    METRICS_FILE,
+    PROPOSAL_FILE,
+    REWARD_FILE,
+    RUN_FILE,
+    VIDEO_FILE,
+    VIDEO_INFO_FILE,
+    CorruptFileError,
+    GenerationRecord,
+    RunStore,
+    RunStoreError,
+    as_label,
+    cand_dirname,
+    candidate_label,
+    gen_dirname,
+)
 from rewardgen.web.jobs import JobError, Jobs
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -123,7 +139,7 @@ class Runs:
             raise WebError(500, str(exc)) from None
 
     def list(self) -> list[dict]:
-        out = []
+        out: list[dict] = []
         if not self.root.is_dir():
             return out
         for d in sorted(self.root.iterdir(), key=lambda p: p.name, reverse=True):
@@ -143,7 +159,7 @@ class Runs:
         return out
 
 
-def _generation_index(store: RunStore, raw: str) -> tuple[int, dict]:
+def _generation_index(store: RunStore, raw: str) -> tuple[int, GenerationRecord]:
     g = _number(raw, "generation")
     try:
         gen = store.read_generation(g)
@@ -183,7 +199,7 @@ def _diff(store: RunStore, g: int, c: int, source: str | None, parent: Any) -> d
     return reward_diff(_source(store, pg, pc), source, candidate_label(pg, pc), candidate_label(g, c))
 
 
-def _candidates(store: RunStore, run_id: str, g: int, gen: dict, budget: Any = None) -> list[dict]:
+def _candidates(store: RunStore, run_id: str, g: int, gen: GenerationRecord, budget: Any = None) -> list[dict]:
     """Each candidate of generation ``g`` as the shared card shows it (``pages.card``)."""
     out = []
     for c, proposal in enumerate(gen.get("candidates", [])):
@@ -202,7 +218,7 @@ def duration(seconds: Any) -> str:
     """A time left for people: "2 min 05 s", "40 s"."""
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
         return "-"
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
@@ -219,7 +235,7 @@ def live_view(raw: dict | None, now: float) -> dict | None:
     updated = _num(raw.get("updated")) or now
     g = raw.get("generation") if isinstance(raw.get("generation"), int) else None
     rows = []
-    for cand in raw.get("candidates") if isinstance(raw.get("candidates"), list) else []:
+    for cand in as_list(raw.get("candidates")):
         if not isinstance(cand, dict) or not isinstance(cand.get("candidate"), int) or g is None:
             continue
         steps, target = int(_num(cand.get("steps")) or 0), int(_num(cand.get("target")) or 0)
@@ -230,15 +246,15 @@ def live_view(raw: dict | None, now: float) -> dict | None:
                      "error": flatten(cand["error"], 160) if cand.get("error") else None,
                      "rung": cand.get("rung") if isinstance(cand.get("rung"), int) else 0,
                      "rungs": cand.get("rungs") if isinstance(cand.get("rungs"), int) else 1})
-    steps = raw.get("generation_env_steps") if isinstance(raw.get("generation_env_steps"), dict) else {}
+    gen_steps = as_dict(raw.get("generation_env_steps"))
     gen_left = _num(raw.get("generation_seconds_left"))
-    est = raw.get("estimate") if isinstance(raw.get("estimate"), dict) else {}
+    est = as_dict(raw.get("estimate"))
     run_left = _num(est.get("seconds_left"))
     if run_left is not None:
         run_left = max(0.0, run_left - max(0.0, now - (_num(est.get("at")) or updated)))
-    confirm = raw.get("confirm") if isinstance(raw.get("confirm"), dict) else None
+    confirm = as_dict(raw.get("confirm"))
     return {"phase": str(raw.get("phase") or ""), "generation": g, "rows": rows,
-            "gen_done": int(_num(steps.get("done")) or 0), "gen_planned": int(_num(steps.get("planned")) or 0),
+            "gen_done": int(_num(gen_steps.get("done")) or 0), "gen_planned": int(_num(gen_steps.get("planned")) or 0),
             "generation_left": None if gen_left is None else max(0.0, gen_left - max(0.0, now - updated)),
             "run_left": run_left, "basis": str(est.get("basis") or ""),
             "confirm": {"done": _num(confirm.get("done")), "total": _num(confirm.get("total"))} if confirm else None,
@@ -432,18 +448,19 @@ def create_app(runs_dir: Path, token: str | None = None,
             gens.append({"generation": g, "finished": s is not None, "best": (s or {}).get("best"),
                          "candidates": (s or {}).get("candidates", [])})
             g += 1
+        feedback_error = None
         try:
-            items = feedback.load(store.path)
+            notes = feedback.load(store.path)
         except FeedbackError as exc:
-            items, run["feedback_error"] = [], str(exc)
-        task = run.get("task") if isinstance(run.get("task"), dict) else {}
+            notes, feedback_error = [], str(exc)
+        task = as_dict(run.get("task"))
         threshold = task.get("success_threshold")
-        fit_name = (task.get("fitness") or {}).get("name") if isinstance(task.get("fitness"), dict) else None
+        fit_name = as_dict(task.get("fitness")).get("name")
         chart = fitness_chart(run.get("generations", []),
                               threshold=threshold if isinstance(threshold, (int, float)) else None,
                               fitness_label=f"trusted fitness ({fit_name})" if fit_name else "trusted fitness")
         return page(request, "run.html", run=run, run_id=store.path.name, gens=gens,
-                    chart=chart, feedback=items, gens_proposed=len(gens),
+                    chart=chart, feedback=notes, feedback_error=feedback_error, gens_proposed=len(gens),
                     progress=progress(store, jobs.status(store.path)))
 
     @app.get("/runs/{run_id}/gen/{gen}", response_class=HTMLResponse)
@@ -469,7 +486,7 @@ def create_app(runs_dir: Path, token: str | None = None,
             raise WebError(404, f"candidate {candidate_label(g, c)} does not exist (generation {g} has {count})")
         run = store.read_run()
         item = _candidates(store, store.path.name, g, record, (run.get("config") or {}).get("steps"))[c]
-        best = run.get("best") if isinstance(run.get("best"), dict) else {}
+        best = as_dict(run.get("best"))
         prog = progress(store, jobs.status(store.path))
         live = prog.get("live") or {}
         now = next((r for r in live.get("rows", []) if r["candidate"] == c and live.get("generation") == g), None)
@@ -541,6 +558,13 @@ def create_app(runs_dir: Path, token: str | None = None,
                                 "wrong); reload the page and try again")
         return data
 
+    def form_number(value: str, what: str) -> int:
+        """A generation or candidate number as a form sends it: the digits the page's URLs use (``NUMBER``),
+        so what is stored is what the page shows; anything else is the user's mistake (400)."""
+        if not NUMBER.match(value):
+            raise WebError(400, f"preference not saved: {what} must be a number, got {value!r}")
+        return int(value)
+
     def back(run_id: str, gen: str | None, cand: str | None = None, **query: str) -> RedirectResponse:
         url = f"/runs/{quote(run_id)}" + (f"/gen/{int(gen)}" if gen and NUMBER.match(gen) else "")
         if gen and NUMBER.match(gen) and cand and NUMBER.match(cand):
@@ -568,7 +592,9 @@ def create_app(runs_dir: Path, token: str | None = None,
         if not best:
             raise WebError(400, "preference not saved: choose the best candidate")
         try:
-            item = feedback.add_preference(store.path, gen, best=best, worst=worst or None)
+            item = feedback.add_preference(store.path, form_number(gen, "generation"),
+                                           best=form_number(best, "best"),
+                                           worst=form_number(worst, "worst") if worst else None)
         except FeedbackError as exc:
             raise WebError(400, f"preference not saved: {exc}") from None
         text = f"preference #{item['id']} saved: best {candidate_label(item['generation'], item['best'])}"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.errors import UserError
+from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import RunStore, RunStoreError
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
+from rewardgen.contract.schema import Schema
 from rewardgen.sim.rules.base import Bound, EnvRules, GymView, Termination
-from rewardgen.tasks.spec import Task
+from rewardgen.tasks.spec import Task, box, mujoco_env
 
-__all__ = ["Bound", "EnvRules", "GymView", "Termination", "RULES", "rules_for", "unsupported_reason",
-           "init_from_env"]
+__all__ = ["RULES", "Bound", "EnvMirror", "EnvRules", "GymView", "Termination", "init_from_env", "rules_for",
+           "unsupported_reason"]
 
 
 def _load_all() -> dict[str, type[EnvRules]]:
@@ -41,7 +45,7 @@ def _load_all() -> dict[str, type[EnvRules]]:
 RULES: dict[str, type[EnvRules]] = _load_all()
 
 
-def rules_for(env) -> EnvRules:
+def rules_for(env: gym.Env) -> EnvRules:
     """The rules of a (wrapped or unwrapped) env instance; ValueError for an env class no rules reproduce."""
     u = env.unwrapped
     cls = RULES.get(type(u).__name__)
@@ -62,7 +66,29 @@ def unsupported_reason(task: Task) -> str | None:
     return None
 
 
-def init_from_env(sim, task: Task) -> None:
+class EnvMirror:
+    """What a batched simulator (BatchSim, WarpSim) reproduces of its task's gymnasium env, set by
+    ``init_from_env``."""
+
+    _env: gym.Env
+    #: the RescaleAction wrapper's function, or None
+    _rescale: Callable[[Any], Any] | None
+    u: MujocoEnv
+    kind: str
+    rules: EnvRules
+    model: Any  # mujoco.MjModel
+    frame_skip: int
+    dt: float
+    episode_length: int
+    schema: Schema
+    act_dim: int
+    obs_dim: int
+    nq: int
+    nv: int
+    nu: int
+
+
+def init_from_env(sim: EnvMirror, task: Task) -> None:
     """Build the task's gymnasium env and set on a batched simulator (BatchSim and WarpSim alike)
     what it reproduces of it: the env itself (``_env``, closed by ``close``), the unwrapped env
     ``u``, its class name ``kind``, its ``rules``, ``model``, ``frame_skip``, ``dt``,
@@ -75,7 +101,7 @@ def init_from_env(sim, task: Task) -> None:
         if isinstance(w, gym.wrappers.RescaleAction):
             sim._rescale = w.func
         w = w.env
-    u = env.unwrapped
+    u = mujoco_env(env)
     sim.u, sim.kind, sim.model = u, type(u).__name__, u.model
     try:
         sim.rules = rules_for(u)
@@ -84,5 +110,5 @@ def init_from_env(sim, task: Task) -> None:
         raise
     sim.frame_skip, sim.dt = int(u.frame_skip), float(u.dt)
     sim.episode_length, sim.schema = int(task.episode_length), task.schema
-    sim.act_dim, sim.obs_dim = int(env.action_space.shape[0]), int(env.observation_space.shape[0])
+    sim.act_dim, sim.obs_dim = int(box(env.action_space).shape[0]), int(box(env.observation_space).shape[0])
     sim.nq, sim.nv, sim.nu = u.model.nq, u.model.nv, u.model.nu

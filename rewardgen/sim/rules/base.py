@@ -12,8 +12,9 @@ objects decide when an episode ends and tell the prompt why (``Termination.descr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import mujoco
 
@@ -53,15 +54,34 @@ class GymView(Protocol):
     qpos_before: Array
     action: Array
     ctrl: Array
-    xpos: Array
-    xipos: Array
-    cinert: Array
-    cvel: Array
-    cfrc_ext: Array
-    site_xpos: Array
-    qfrc_actuator: Array
-    qfrc_constraint: Array
-    xpos_now: Array
+
+    # derived quantities: read-only (a view may compute them on first use)
+    @property
+    def xpos(self) -> Array: ...
+
+    @property
+    def xipos(self) -> Array: ...
+
+    @property
+    def cinert(self) -> Array: ...
+
+    @property
+    def cvel(self) -> Array: ...
+
+    @property
+    def cfrc_ext(self) -> Array: ...
+
+    @property
+    def site_xpos(self) -> Array: ...
+
+    @property
+    def qfrc_actuator(self) -> Array: ...
+
+    @property
+    def qfrc_constraint(self) -> Array: ...
+
+    @property
+    def xpos_now(self) -> Array: ...
 
 
 class Draw(Protocol):
@@ -137,6 +157,7 @@ class Bound:
             return f"between {_num(self.low)} and {_num(self.high)}{u} ({how})"
         if self.low is not None:
             return f"{gt} {_num(self.low)}{u}"
+        assert self.high is not None, "a Bound has a low or a high side"
         return f"{lt} {_num(self.high)}{u}"
 
 

@@ -19,4 +19,4 @@ class HopperRules(PlanarWalkerRules):
                               *range_of(env._healthy_state_range), False),)
 
     def bounded(self, xp: Any, v: GymView) -> tuple:
-        return super().bounded(xp, v) + (xp.concat([v.qpos, v.qvel], axis=1)[:, 2:],)
+        return (*super().bounded(xp, v), xp.concat([v.qpos, v.qvel], axis=1)[:, 2:])

@@ -16,35 +16,44 @@ from rewardgen.sim.rules.base import Bound, EnvRules, GymView, range_of
 HUMANOID_READS = frozenset({"cinert", "cvel", "qfrc_actuator", "cfrc_ext"})
 
 
-def humanoid_observation(rules: EnvRules, xp: Any, v: GymView) -> Any:
-    """The observation of Humanoid-v5 and HumanoidStandup-v5 (the world's rows left out)."""
-    parts = [v.qpos[:, rules.excl:], v.qvel]
-    if rules.with_cinert:
-        parts.append(xp.reshape(v.cinert[:, 1:], (v.n, -1)))
-    if rules.with_cvel:
-        parts.append(xp.reshape(v.cvel[:, 1:], (v.n, -1)))
-    if rules.with_qfrc_actuator:
-        parts.append(v.qfrc_actuator[:, 6:])
-    if rules.with_cfrc_ext:
-        parts.append(xp.reshape(v.cfrc_ext[:, 1:], (v.n, -1)))
-    return xp.concat(parts, axis=1)
+class HumanoidObservation(EnvRules):
+    """Rules whose observation is Humanoid-v5's (Humanoid-v5 and HumanoidStandup-v5): the env's
+    observation switches, read once, and the observation they shape (the world's rows left out)."""
+
+    #: leading qpos entries left out of the observation (the root's x and y, or none)
+    excl: int
+    with_cinert: bool
+    with_cvel: bool
+    with_qfrc_actuator: bool
+    with_cfrc_ext: bool
+
+    def __init__(self, env: Any):
+        super().__init__(env)
+        self.excl = 2 if env._exclude_current_positions_from_observation else 0
+        self.with_cinert = env._include_cinert_in_observation is True
+        self.with_cvel = env._include_cvel_in_observation is True
+        self.with_qfrc_actuator = env._include_qfrc_actuator_in_observation is True
+        self.with_cfrc_ext = env._include_cfrc_ext_in_observation is True
+
+    def observation(self, xp: Any, v: GymView) -> Any:
+        parts = [v.qpos[:, self.excl:], v.qvel]
+        if self.with_cinert:
+            parts.append(xp.reshape(v.cinert[:, 1:], (v.n, -1)))
+        if self.with_cvel:
+            parts.append(xp.reshape(v.cvel[:, 1:], (v.n, -1)))
+        if self.with_qfrc_actuator:
+            parts.append(v.qfrc_actuator[:, 6:])
+        if self.with_cfrc_ext:
+            parts.append(xp.reshape(v.cfrc_ext[:, 1:], (v.n, -1)))
+        return xp.concat(parts, axis=1)
 
 
-def observation_switches(rules: EnvRules, env: Any) -> None:
-    rules.excl = 2 if env._exclude_current_positions_from_observation else 0
-    rules.with_cinert = env._include_cinert_in_observation is True
-    rules.with_cvel = env._include_cvel_in_observation is True
-    rules.with_qfrc_actuator = env._include_qfrc_actuator_in_observation is True
-    rules.with_cfrc_ext = env._include_cfrc_ext_in_observation is True
-
-
-class HumanoidRules(EnvRules):
+class HumanoidRules(HumanoidObservation):
     env_class = "HumanoidEnv"
     reads = HUMANOID_READS | {"xipos"}
 
     def __init__(self, env: Any):
         super().__init__(env)
-        observation_switches(self, env)
         self.w_forward = env._forward_reward_weight
         self.w_ctrl = env._ctrl_cost_weight
         self.w_contact = env._contact_cost_weight
@@ -58,9 +67,6 @@ class HumanoidRules(EnvRules):
 
     def bounded(self, xp: Any, v: GymView) -> tuple:
         return (v.qpos[:, 2],)
-
-    def observation(self, xp: Any, v: GymView) -> Any:
-        return humanoid_observation(self, xp, v)
 
     def progress(self, xp: Any, v: GymView) -> Any:
         """gymnasium's ``mass_center``: body masses times ``xipos``, over the total mass; x and y."""

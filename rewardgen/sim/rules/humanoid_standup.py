@@ -1,29 +1,26 @@
 """HumanoidStandup-v5: the humanoid starts lying down and is paid for its root's height over the
-physics timestep (gymnasium keeps ``uph_cost_weight`` but does not apply it; nor does this), against ``data.ctrl`` squared and squared contact forces (clipped in total), plus
-1 per step; episodes never end early. Observation as Humanoid-v5's."""
+physics timestep (gymnasium keeps ``uph_cost_weight`` but does not apply it; nor does this), against
+``data.ctrl`` squared and squared contact forces (clipped in total), plus 1 per step; episodes never end
+early. Observation as Humanoid-v5's."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rewardgen.sim.rules.base import EnvRules, GymView
-from rewardgen.sim.rules.humanoid import HUMANOID_READS, humanoid_observation, observation_switches
+from rewardgen.sim.rules.base import GymView
+from rewardgen.sim.rules.humanoid import HUMANOID_READS, HumanoidObservation
 
 
-class HumanoidStandupRules(EnvRules):
+class HumanoidStandupRules(HumanoidObservation):
     env_class = "HumanoidStandupEnv"
     reads = HUMANOID_READS
 
     def __init__(self, env: Any):
         super().__init__(env)
-        observation_switches(self, env)
         self.w_ctrl = env._ctrl_cost_weight
         self.w_impact = env._impact_cost_weight
         self.impact_cost_range = tuple(env._impact_cost_range)
         self.timestep = float(self.model.opt.timestep)
-
-    def observation(self, xp: Any, v: GymView) -> Any:
-        return humanoid_observation(self, xp, v)
 
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         uph_cost = (v.qpos[:, 2] - 0) / self.timestep
