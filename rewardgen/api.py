@@ -14,11 +14,11 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.inspect.debug import DebugReport, debug_reward
 from rewardgen.inspect.export import export_reward, parse_candidate
 from rewardgen.inspect.report import write_report
+from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.evolve import Evolution, start_run, train_file
 from rewardgen.run.evolve import resume as _resume
 from rewardgen.run.progress import Progress
-from rewardgen.sandbox.check import CheckVerdict, check_reward
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import Task, get_task, list_tasks  # noqa: F401 - list_tasks, get_task: public
 

@@ -6,7 +6,9 @@ trained honestly by ``rewardgen.trainers.worker``. Modes:
 - ``bad-env-steps``: a result whose env_steps is not an integer, then a policy;
 - ``bytes-flood``: 40 bytes frames of 8 MiB (the old checkpoint pile-up);
 - ``forged-stage``: an error frame with a stage no worker may report and 1 MB of text;
-- ``garbage``: bytes that are not a frame at all.
+- ``garbage``: bytes that are not a frame at all;
+- ``extra-field``: a well-typed result carrying a field no result has (a path for the orchestrator);
+- ``nan-seconds``: a result whose training time is NaN.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import re
 
 
-def _run(job: dict, out) -> None:
+def _run(job, out) -> None:
     from rewardgen.trainers.worker import run_job as honest
 
     match = re.search(r"# EVIL: (\S+)", job.source or "")
@@ -30,6 +32,13 @@ def _run(job: dict, out) -> None:
             out.bytes(b"\0" * (8 * 1024 * 1024))
     elif mode == "forged-stage":
         out.json({"type": "error", "stage": "ok", "error": "x" * 1_000_000})
+    elif mode == "extra-field":
+        out.json({"type": "result", "stats": {}, "env_steps": 64, "seconds": 1.0, "trainer": "ppo",
+                  "policy_path": "/etc/passwd"})
+        out.bytes(b"not a policy")
+    elif mode == "nan-seconds":
+        out.json({"type": "result", "stats": {}, "env_steps": 64, "seconds": float("nan"), "trainer": "ppo"})
+        out.bytes(b"not a policy")
     elif mode == "garbage":
         import os
 

@@ -24,11 +24,12 @@ LAYERS: dict[str, int] = {
     "sim": 3,
     "evaluate": 4, "proposers": 4,
     "sandbox": 5,
-    "trainers": 6,
-    "inspect": 7,
-    "run": 8,
-    "api": 9, "bench": 9, "web": 9,
-    "cli": 10, "__main__": 11, "": 11,
+    "procs": 6,
+    "trainers": 7,
+    "inspect": 8,
+    "run": 9,
+    "api": 10, "bench": 10, "web": 10,
+    "cli": 11, "__main__": 12, "": 12,
 }
 
 
@@ -148,3 +149,34 @@ def test_python_source_is_parsed_in_one_place():
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "ast"):
                 calls.append(f"{name}:{node.lineno}")
     assert [c.split(":")[0] for c in calls] == ["rewardgen.contract.syntax"], calls
+
+
+#: where a process may be started: the one launch (and the zygote it forks from, which starts itself),
+#: the jail (forked by its worker), and whole rewardgen commands started by the web UI and benchmarks
+PROCESS_STARTERS = {"rewardgen.procs.launch", "rewardgen.procs.zygote", "rewardgen.sandbox.jail",
+                    "rewardgen.web.jobs", "rewardgen.bench.evolve", "rewardgen.bench.train"}
+
+
+def test_processes_are_started_in_one_place():
+    """A worker, the evaluator, the renderer, the window and the jail host are all started by
+    ``rewardgen.procs.launch.launch`` (one confinement record, zygote or fresh): no other module
+    forks or spawns."""
+    starts = {("subprocess", n) for n in ("Popen", "run", "call", "check_call", "check_output")}
+    starts |= {("os", n) for n in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve")}
+    found = set()
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in starts):
+                found.add(name)
+    assert found == PROCESS_STARTERS, found ^ PROCESS_STARTERS
+
+
+def test_the_untrusted_boundary_holds_no_process_machinery():
+    """``rewardgen.sandbox`` is the jail and what checks candidate code; the processes around it (the
+    zygote, launching, frames, the trusted children, the reaper) are ``rewardgen.procs``, above it."""
+    sandbox = {m for m in MODULES if _package(m) == "sandbox"}
+    assert not {t for m in sandbox for t in GRAPH[m] if _package(t) == "procs"}
+    assert {m.rsplit(".", 1)[-1] for m in sandbox} >= {"jail", "seccomp", "guard", "validate", "allowed"}
+    assert not {m.rsplit(".", 1)[-1] for m in sandbox} & {"zygote", "process", "frames", "ipc", "trusted", "reaper"}
+    assert LAYERS["procs"] > LAYERS["sandbox"]

@@ -116,7 +116,7 @@ def test_selection_and_errors(tmp_path):
     # rewardgen is imported only by the sandboxed forms, when they are made (the plain form never needs it)
     top = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not [n for n in top if "rewardgen" in ast.unparse(n)]
-    assert "from rewardgen.sandbox.standalone import JailedReward" in text
+    assert "from rewardgen.procs.standalone import JailedReward" in text
     with pytest.raises(ExportError, match="no reward for candidate g0c5"):
         export_reward(run, (0, 5), tmp_path / "y.py")
     assert parse_candidate("g0c1") == parse_candidate("0/1") == (0, 1)  # the label, or the older form
@@ -267,7 +267,7 @@ def test_the_sandboxed_form_contains_a_hostile_reward(tmp_path, monkeypatch):
     """A tampered exported file (the reward writes the user's key to a file when it sees one world): the
     sandboxed form refuses it (static check), and with the check switched off the jail contains it."""
     from rewardgen.inspect.export import render_export
-    from rewardgen.sandbox.standalone import JailedReward, JailedRewardError
+    from rewardgen.procs.standalone import JailedReward, JailedRewardError
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-user-key-999")
     pwned = tmp_path / "pwned"

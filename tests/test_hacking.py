@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rewardgen.evaluate.hacking import hacking_alarm
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.tasks.spec import get_task
 
 REACH_FAR = '''

@@ -30,8 +30,9 @@ from rewardgen.run.config import EvolveConfig
 from rewardgen.run.executors import LocalExecutor
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError
 from rewardgen.proposers.base import Proposal
-from rewardgen.sandbox import Jail, JailOptions, WorkerLimits, run_worker
-from rewardgen.sandbox.ipc import SchemaError, check_frame
+from rewardgen.procs import WorkerLimits, run_worker
+from rewardgen.sandbox import Jail, JailOptions
+from rewardgen.procs.frames import SchemaError, TrainResult, parse_frame
 from rewardgen.contract.state import StateBuffers
 from rewardgen.tasks.spec import get_task
 
@@ -149,7 +150,8 @@ def test_forged_result_changes_nothing(task):
     assert forged.payload == honest.payload and b"forged" not in forged.payload
 
 
-EVIL_SOURCES = {mode: ZERO + f"# EVIL: {mode}\n" for mode in ("bad-env-steps", "bytes-flood", "forged-stage", "garbage")}
+EVIL_SOURCES = {mode: ZERO + f"# EVIL: {mode}\n" for mode in ("bad-env-steps", "bytes-flood", "forged-stage", "garbage",
+                                                                "extra-field", "nan-seconds")}
 
 
 @pytest.mark.parametrize("mode", list(EVIL_SOURCES))
@@ -184,7 +186,8 @@ def test_lying_worker_fails_its_candidate_not_the_run(tmp_path):
 
 
 def test_frame_schema_refuses_what_no_worker_sends():
-    check_frame({"type": "result", "env_steps": 5, "seconds": 1.0, "stats": {"components": {"a": []}}})
+    ok = parse_frame({"type": "result", "env_steps": 5, "seconds": 1.0, "stats": {"components": {"a": []}}})
+    assert isinstance(ok, TrainResult) and ok.env_steps == 5 and list(ok.stats["components"]) == ["a"]
     bad = [
         {"type": "result", "env_steps": "5"},
         {"type": "result", "env_steps": 5.5},
@@ -202,7 +205,7 @@ def test_frame_schema_refuses_what_no_worker_sends():
     ]
     for frame in bad:
         with pytest.raises(SchemaError):
-            check_frame(frame)
+            parse_frame(frame)
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -251,19 +254,14 @@ def test_zip_bombed_policy_is_refused_before_inflating(tmp_path, declared):
 def test_evaluator_has_limits_and_no_secrets(tmp_path, monkeypatch):
     """The trusted evaluator reads worker output: it runs with an address-space limit and without
     the orchestrator's secrets."""
-    from rewardgen.sandbox.trusted import EVALUATOR_MEMORY_BYTES, run_json_module
+    from rewardgen.procs.trusted import EVALUATOR_MEMORY_BYTES, run_trusted_child
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    (probe / "probe_limits.py").write_text(
-        "import json, os, resource\nprint(json.dumps({'as': resource.getrlimit(resource.RLIMIT_AS)[0], "
-        "'secrets': [k for k, v in os.environ.items() if v in ('sk-test-secret', 'tok-secret')]}))\n")
-    monkeypatch.setenv("PYTHONPATH", str(probe))
-    answer = run_json_module("probe_limits", {}, 60, "probe")
-    assert answer["as"] == EVALUATOR_MEMORY_BYTES
-    assert answer["secrets"] == []
+    answer = run_trusted_child("tests.trusted_probe", {"seed": 3}, 60, "probe")
+    assert answer["as"] == EVALUATOR_MEMORY_BYTES and answer["core"] == 0
+    assert answer["secrets"] == [] and answer["job"] == {"seed": 3}
+    assert answer["fds"] == [0, 1, 2, answer["result_fd"]]  # nothing of the orchestrator's came along
 
 
 def test_killed_jail_is_reported_not_fatal(task):

@@ -14,7 +14,7 @@ from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.llm import LLMProposer
-from rewardgen.sandbox.check import check_reward
+from rewardgen.procs.check import check_reward
 from rewardgen.tasks.spec import get_task
 
 GOOD = '''```python

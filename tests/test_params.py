@@ -18,7 +18,7 @@ from rewardgen.proposers.params import (
     template_prompt,
     validate_params,
 )
-from rewardgen.sandbox.check import check_reward
+from rewardgen.procs.check import check_reward
 from rewardgen.sandbox.validate import validate_source
 from rewardgen.tasks.spec import get_task, list_tasks
 

@@ -20,7 +20,7 @@ from conftest import GOOD_PENDULUM_REWARD
 
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
-from rewardgen.sandbox import WorkerLimits
+from rewardgen.procs import WorkerLimits
 from rewardgen.tasks.spec import get_task
 
 TASK = get_task("inverted-pendulum-balance")

@@ -17,7 +17,7 @@ import torch
 from conftest import GOOD_PENDULUM_REWARD
 
 from rewardgen.contract.reward import load_reward
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import get_task
 from rewardgen.trainers.base import (

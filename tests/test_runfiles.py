@@ -79,9 +79,9 @@ NOT_RUN_FILES = {
                                                   "through RunFiles)",
     ("rewardgen.sandbox.jail", "*"): "/proc of the jail it made, and the jail's own empty root",
     ("rewardgen.sandbox.oslevel", "*"): "/proc/self files",
-    ("rewardgen.sandbox.zygote", "*"): "descriptors and its own scratch folder",
-    ("rewardgen.sandbox.process", "*"): "descriptors and the worker's scratch folder",
-    ("rewardgen.sandbox.trusted", "*"): "descriptors of its children",
+    ("rewardgen.procs.zygote", "*"): "descriptors and its own scratch folder",
+    ("rewardgen.procs.process", "*"): "descriptors and the worker's scratch folder",
+    ("rewardgen.procs.trusted", "*"): "descriptors of its children, and each child's own scratch folder",
     ("rewardgen.sim.warp", "*"): "Warp's kernel cache folder",
     ("rewardgen.run.executors", "*"): "the Ray executor's pid files in its own scratch folder",
     ("rewardgen.bench.evolve", "*"): "the benchmark's own temporary folder and /proc/loadavg",
@@ -95,7 +95,7 @@ NOT_RUN_FILES = {
     ("rewardgen.bench.train", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.sandbox", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.export", "*"): "the benchmark's own temporary folder",
-    ("rewardgen.sandbox.reaper", "*"): "/proc of this process's children",
+    ("rewardgen.procs.reaper", "*"): "/proc of this process's children",
 }
 
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardgen.sandbox.check import CheckVerdict, check_reward
+from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.sandbox.guard import reward_torch
 from rewardgen.sandbox.seccomp import ALLOWED as SECCOMP_ALLOWED
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.tasks.spec import get_task
 from rewardgen.sandbox.validate import ValidationError, ensure_valid, validate_source
 
@@ -271,7 +271,7 @@ def corpus(task, tmp_path_factory):
         victim_alive = victim.poll() is None
         victim_after = _sched_facts(victim.pid)
     finally:
-        from rewardgen.sandbox import zygote
+        from rewardgen.procs import zygote
 
         zygote.reset_shared()  # as at the command's end: the zygote goes too, and is checked with the workers
         tempfile.tempdir = old_tempdir

@@ -127,7 +127,7 @@ def test_renders_in_a_child_when_mujoco_was_imported_without_egl(tmp_path: Path)
         "sys.path.insert(0, sys.argv[2])\n"
         "from test_video import random_export\n"
         "from rewardgen.evaluate.video import render_rollout, _gl_backend, VideoError\n"
-        "from rewardgen.sandbox.trusted import render_in_child\n"
+        "from rewardgen.procs.trusted import render_in_child\n"
         "from rewardgen.tasks.spec import get_task\n"
         "assert _gl_backend() not in ('egl', 'osmesa'), _gl_backend()\n"
         "t = get_task('inverted-pendulum-balance')\n"

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from rewardgen.sandbox import WorkerLimits, run_worker, zygote
-from rewardgen.sandbox.process import worker_env
+from rewardgen.procs import WorkerLimits, run_worker, zygote
+from rewardgen.procs.confine import Confinement
+from rewardgen.procs.process import worker_env
 from rewardgen.tasks.spec import get_task
 
 #: a well-formed job (no candidate code: env-reward training) for the probe module, which only reports facts
@@ -141,7 +142,7 @@ def test_zygote_and_its_workers_die_with_the_orchestrator():
     """kill -9 of the orchestrator: the zygote (its child) and a worker forked from it (a grandchild,
     busy) are gone at once."""
     script = (f"import sys, threading, time\nsys.path.insert(0, {str(ROOT)!r})\n"
-              "from rewardgen.sandbox import WorkerLimits, run_worker, zygote\n"
+              "from rewardgen.procs import WorkerLimits, run_worker, zygote\n"
               "from rewardgen.tasks.spec import get_task\n"
               "t = get_task('inverted-pendulum-balance')\n"
               f"job = {{'mode': 'train', 'task': t.to_dict(), 'source': {ZERO!r}, 'steps': 10**7, 'seed': 0,"
@@ -196,7 +197,7 @@ def test_two_threads_waiting_on_one_child_never_time_out_early(fresh_zygote, tmp
         try:
             child = fresh_zygote.spawn(zygote.SpawnRequest(
                 module="rewardgen.trainers.worker", argv=["--result-fd", "3"], env=worker_env(str(tmp_path), 1),
-                cwd=str(tmp_path), fds={0: in_r, 3: out_w}, rlimits=[]))
+                cwd=str(tmp_path), fds={0: in_r, 3: out_w}, confinement=Confinement()))
         finally:
             os.close(in_r)
             os.close(out_w)

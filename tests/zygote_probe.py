@@ -13,12 +13,14 @@ import os
 import resource
 import sys
 
+from rewardgen.procs.frames import FrameWriter, TrainResult, read_job
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--result-fd", type=int, required=True)
     args = parser.parse_args()
-    job = json.loads(sys.stdin.read())
+    job = read_job(sys.stdin.buffer)
     listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
     fds = sorted(int(x) for x in os.listdir(listing) if int(x) != listing)
     os.close(listing)
@@ -37,9 +39,7 @@ def main() -> None:
         "job": job.get("seed"),
     }
     print("FACTS " + json.dumps(facts), flush=True)
-    from rewardgen.sandbox.ipc import FrameWriter
-
-    FrameWriter(args.result_fd).json({"type": "result", "stats": {}, "env_steps": 0})
+    FrameWriter(args.result_fd).send(TrainResult(0))
 
 
 if __name__ == "__main__":

@@ -40,12 +40,12 @@ from typing import Any
 
 from rewardgen.bench.train import sb3_throughput
 from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.executors import usable_cores
 from rewardgen.run.step import ppo_worlds
-from rewardgen.sandbox import WorkerLimits, run_worker
 from rewardgen.store import RunStore
 from rewardgen.tasks.spec import get_task
 
@@ -79,7 +79,7 @@ def trainer_alone(task, source: str, steps: int, seed: int = 0) -> dict[str, Any
 def evolve_once(task_id: str, proposals: list, steps: int, schedule: str, video: bool, workers: int,
                 runs_dir: Path, seed: int = 0, eval_episodes: int | None = None) -> dict[str, Any]:
     """One generation of evolve on ``proposals``; wall seconds, env-steps, training seconds."""
-    from rewardgen.sandbox import zygote
+    from rewardgen.procs import zygote
 
     zygote.reset_shared()  # a command starts its own zygote: so does every measured run
     config = EvolveConfig(task=task_id, samples=len(proposals), generations=1, steps=steps, seed=seed,

@@ -7,7 +7,7 @@ import statistics
 from typing import Any
 
 from rewardgen.contract.job import WorkerJob
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 
 
 def sandbox_overhead(task_id: str = "inverted-pendulum-balance", steps: int = 8192, repeats: int = 3,

@@ -159,7 +159,7 @@ def _measure_worker_main() -> None:
     The worker's peak RSS: as the zygote reaped it (``WorkerResult.peak_rss_kb``), or, for a fresh
     worker (the only child of this process), RUSAGE_CHILDREN's max RSS.
     """
-    from rewardgen.sandbox import WorkerLimits, run_worker
+    from rewardgen.procs import WorkerLimits, run_worker
 
     job = json.loads(sys.stdin.read())
     wall = float(job.pop("wall_seconds", 1800.0))

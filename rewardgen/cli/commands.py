@@ -256,7 +256,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from rewardgen.sandbox.check import check_reward
+    from rewardgen.procs.check import check_reward
 
     source = read_reward(args.reward)
     task = task_named(args.task)

@@ -28,13 +28,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if argv is None and args.func is not cmd_serve:
             # every process this command starts, at any depth, becomes ours to wait for when it is
-            # orphaned: the command returns only once they are all gone (rewardgen/sandbox/reaper.py).
+            # orphaned: the command returns only once they are all gone (rewardgen/procs/reaper.py).
             # (Not serve: the runs it starts in the background are commands of their own.)
-            from rewardgen.sandbox.reaper import become_subreaper
+            from rewardgen.procs.reaper import become_subreaper
 
             reap = become_subreaper()
         if args.func in (cmd_evolve, cmd_train, cmd_resume):
-            from rewardgen.sandbox import zygote
+            from rewardgen.procs import zygote
 
             zygote.prestart()  # its imports overlap this command's own (docs/speed.md)
         return args.func(args)
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if reap:
-            from rewardgen.sandbox.reaper import reap_descendants
+            from rewardgen.procs.reaper import reap_descendants
 
             reap_descendants()
 

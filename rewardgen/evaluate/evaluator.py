@@ -1,16 +1,14 @@
 """Trusted evaluation: run a trained policy and measure the task's fitness.
 
-This runs in its own process (``python -m rewardgen.evaluate.evaluator``), started by the orchestrator
-through ``rewardgen.sandbox.trusted.run_trusted_evaluation``, and imports nothing that loads candidate
-code (``tests/test_architecture.py`` holds ``rewardgen.evaluate`` to that). Its inputs are the task spec and a
-policy file of plain arrays (``rewardgen.contract.policy``); its output is one JSON object. Selection uses only
-its fitness.
+This runs in a confined process of its own (``answer``, run by ``rewardgen.procs.child``), started by
+the orchestrator through ``rewardgen.procs.trusted.run_trusted_evaluation``, and imports nothing that
+loads candidate code (``tests/test_architecture.py`` holds ``rewardgen.evaluate`` to that). Its
+inputs are the task spec and a policy file of plain arrays (``rewardgen.contract.policy``); its
+output is one JSON object. Selection uses only its fitness.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import numpy as np
@@ -67,11 +65,11 @@ def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = Non
     return out
 
 
-def main() -> None:
+def answer(job: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation ``job`` asks for (task, policy, episodes, seed): fitness and trajectories."""
     import torch
 
     torch.set_num_threads(1)
-    job = json.loads(sys.stdin.buffer.read())
     task = task_from_dict(job["task"], where="evaluation job")
     export = policy_from_job(job)
     seed = int(job.get("seed", 10_000))
@@ -80,8 +78,4 @@ def main() -> None:
     recorded = result.pop("_recorded", None)
     if trajectories:
         result["trajectories"] = best_and_worst(task, export, result, seed, recorded=recorded)
-    print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
+    return result

@@ -8,7 +8,7 @@ browser plays and can seek over HTTP Range requests.
 MuJoCo picks its OpenGL backend when ``mujoco`` is imported; importing ``rewardgen`` first picks a
 headless one (``egl``) when ``MUJOCO_GL`` is unset and there is no display (``rewardgen.glbackend``).
 A process whose mujoco took the windowed default with no display to open gets a ``VideoError`` that
-says so; ``rewardgen.sandbox.trusted.render_in_child`` renders the same video in a confined child
+says so; ``rewardgen.procs.trusted.render_in_child`` renders the same video in a confined child
 (``python -m rewardgen.evaluate.video`` started with ``MUJOCO_GL=egl``). The result names the backend
 that drew it (``renderer``).
 
@@ -21,10 +21,8 @@ rename), so a reader never sees half a video.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -188,18 +186,14 @@ def render_rollout(task: Task, export: PolicyExport, path: Path, seed: int, max_
             raise VideoError(f"rendering failed ({_gl_backend() or 'glfw'} backend): {exc}") from exc
     raise VideoError(f"this process's MuJoCo renders with {_gl_backend() or 'glfw'!r}, which needs a display, and "
                      "there is none: mujoco was imported before rewardgen without MUJOCO_GL (import rewardgen "
-                     "first, or set MUJOCO_GL=egl), or use rewardgen.sandbox.trusted.render_in_child")
+                     "first, or set MUJOCO_GL=egl), or use rewardgen.procs.trusted.render_in_child")
 
 
-def main() -> None:
-    job = json.loads(sys.stdin.buffer.read())
+def answer(job: dict[str, Any]) -> dict[str, Any]:
+    """Render the video ``job`` asks for (run by ``rewardgen.procs.child``, see ``render_in_child``)."""
     task = task_from_dict(job["task"], where="video job")
     export = policy_from_job(job)
     out = _render_here(task, export, Path(job["path"]), int(job["seed"]), job.get("max_steps"),
                        int(job.get("width", 480)), int(job.get("height", 360)), job.get("fps"),
                        float(job.get("max_seconds", 10.0)))
-    print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    main()
+    return out

@@ -2,16 +2,14 @@
 
 ``rewardgen play`` shows it when a display exists, after writing the video. It needs MuJoCo's
 windowed backend (glfw), which a process chooses when it first imports mujoco, so it always runs in a
-fresh child started with ``MUJOCO_GL=glfw`` (``rewardgen.sandbox.trusted.show_in_window``), never in a
+fresh child started with ``MUJOCO_GL=glfw`` (``rewardgen.procs.trusted.show_in_window``), never in a
 process that renders offscreen. The camera follows the robot like the videos' (``video._camera``).
 Closing the window ends the rollout early.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -68,18 +66,11 @@ def watch_rollout(task: Task, export: PolicyExport, seed: int, max_seconds: floa
     return {"steps": step, "seconds": round(step * dt, 3), "closed": closed, "terminated": bool(terminated)}
 
 
-def main() -> None:
+def answer(job: dict[str, Any]) -> dict[str, Any]:
+    """Show the rollout ``job`` asks for (run by ``rewardgen.procs.child`` in a fresh process)."""
     import warnings
 
-    warnings.filterwarnings("ignore")  # stderr's last line is the error the caller reports, not a warning
-    job = json.loads(sys.stdin.buffer.read())
+    warnings.filterwarnings("ignore")  # the output's last line is the error the caller reports, not a warning
     task = task_from_dict(job["task"], where="window job")
     export = policy_from_job(job)
-    print(json.dumps(watch_rollout(task, export, int(job["seed"]), float(job.get("max_seconds", 10.0)))), flush=True)
-    # the viewer's GL context and render thread do not always survive interpreter teardown (a crash
-    # after the answer is out); nothing is left to clean up, so leave at once
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    main()
+    return watch_rollout(task, export, int(job["seed"]), float(job.get("max_seconds", 10.0)))

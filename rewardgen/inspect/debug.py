@@ -1,7 +1,7 @@
 """``debug_reward``: what a reward actually pays for, measured on rollouts, with flagged defects.
 
 The reward runs only inside a sandboxed worker (``rewardgen.inspect.debug_worker`` through
-``rewardgen.sandbox.run_worker``), on rollouts of a random policy and, when given, a trained policy.
+``rewardgen.procs.run_worker``), on rollouts of a random policy and, when given, a trained policy.
 The worker sends raw per-step values back (every component, the total, and the trusted per-step
 fitness computed from the same State *before* the reward was called); all the analysis below runs
 here, in the orchestrator, on plain arrays.
@@ -50,7 +50,7 @@ import numpy as np
 from rewardgen.contract.job import WorkerJob
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError, load_npz
 from rewardgen.errors import UserError
-from rewardgen.sandbox import WorkerLimits, run_worker
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.stats import pearson
 from rewardgen.tasks.spec import Task, space_dims
 
@@ -229,7 +229,7 @@ def debug_reward(source: str, task: Task, policy: PolicyExport | None = None, ep
 
 
 def _load_arrays(payload: bytes) -> dict[str, np.ndarray]:
-    from rewardgen.sandbox.ipc import MAX_POLICY_BYTES
+    from rewardgen.procs.frames import MAX_POLICY_BYTES
 
     return {k: np.asarray(v, dtype=np.float64) for k, v in load_npz(payload, MAX_POLICY_BYTES, 100_000).items()}
 

@@ -1,6 +1,7 @@
 """Worker process for ``rewardgen.inspect.debug``: runs a candidate reward on rollouts and sends raw per-step data.
 
-Started by ``rewardgen.sandbox.run_worker(job, limits, module="rewardgen.inspect.debug_worker")``. Like
+Started by ``rewardgen.procs.run_worker(job, limits, module="rewardgen.inspect.debug_worker")``, its job a
+``Job`` frame on stdin. Like
 ``rewardgen.trainers.worker`` it runs no candidate code itself: the candidate runs in its jail
 (``rewardgen.trainers.worker.open_jail``), which sees each step's State and answers the reward. Nothing is
 written to disk; the data leaves as frames on the result fd.
@@ -10,9 +11,9 @@ Job keys: ``task`` (``Task.to_dict()``), ``source``, ``episodes``, ``seed``, opt
 
 For every rollout kind ("random": uniform actions in [-1, 1]; "policy": the deterministic policy)
 and episode, each step fills one State from the env's MjData, computes the trusted per-step fitness
-from it *before* the reward runs, then calls the reward. Results: one JSON frame
-``{"type": "result", "components": [...], "episodes": [{"kind", "episode", "length", "terminated",
-"fitness"}...]}`` followed by one bytes frame, an ``.npz`` (no pickles) holding per episode ``i``:
+from it *before* the reward runs, then calls the reward. Results: one ``DebugResult`` frame
+(``rewardgen.procs.frames``: the component names, and per episode its kind, number, seed, length,
+whether it terminated and its fitness) followed by one bytes frame, an ``.npz`` (no pickles) holding per episode ``i``:
 ``i/fitness``, ``i/total``, ``i/c/<k>`` (component index ``k`` of ``components``).
 Non-finite values are kept (the debugger counts them); wrong shapes or types are contract errors.
 """
@@ -21,8 +22,11 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import Any
 
 from rewardgen.contract.job import WorkerJob
+from rewardgen.procs.frames import DebugResult, FrameWriter
+from rewardgen.sandbox.confined import ConfinedReward
 
 
 def _as_batch(label: str, value, n: int):
@@ -54,13 +58,13 @@ def _check(result, n: int):
     return _as_batch("total", total, n), checked
 
 
-def _run(job: WorkerJob, out) -> None:
+def _run(job: WorkerJob, out: FrameWriter) -> None:
     import numpy as np
     import torch
 
-    from rewardgen.tasks.fitness import make_fitness
     from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
     from rewardgen.contract.state import StateBuffers, refresh_derived
+    from rewardgen.tasks.fitness import make_fitness
     from rewardgen.tasks.spec import task_from_dict
     from rewardgen.trainers.worker import CANDIDATE_FILENAME, open_jail, report_failure
 
@@ -70,7 +74,7 @@ def _run(job: WorkerJob, out) -> None:
     episodes, seed = max(1, job.episodes), job.seed
     max_steps = job.max_steps or task.episode_length
     policy = None
-    env = task.make_env()
+    env: Any = task.make_env()  # a MuJoCo env: gymnasium's Env type declares neither model nor data
     if job.policy_b64:
         export = PolicyExport.from_bytes(base64.b64decode(job.policy_b64))
         export.validate(obs_dim=env.observation_space.shape[0], act_dim=env.action_space.shape[0])
@@ -79,18 +83,19 @@ def _run(job: WorkerJob, out) -> None:
     buffers = StateBuffers(task.schema, model, 1)
     rng = np.random.default_rng(seed)
     stage = "load"
-    fn = None
+    fn: Any = None  # what is called: the jail, or the candidate in this process (overhead measurements)
+    jail: ConfinedReward | None = None
     try:
         if job.sandbox:
-            fn = open_jail(job, out, task.schema, 1)
+            fn = jail = open_jail(job, out, task.schema, 1)
         else:
             from rewardgen.contract.reward import load_reward
 
-            fn = load_reward(job.source, CANDIDATE_FILENAME)
+            fn = load_reward(job.source or "", CANDIDATE_FILENAME)
         stage = "runtime"
         names: list[str] = []
         meta: list[dict] = []
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, Any] = {}  # np.savez's keyword arrays
         kinds = ["random"] + (["policy"] if policy is not None else [])
         for kind in kinds:
             for ep in range(episodes):
@@ -118,7 +123,7 @@ def _run(job: WorkerJob, out) -> None:
                         if name not in comp_v:
                             comp_v[name] = [float("nan")] * (t - 1)  # appeared late: earlier steps missing
                         comp_v[name].append(float(value[0]))
-                    for name, values in comp_v.items():
+                    for values in comp_v.values():
                         if len(values) < t:
                             values.append(float("nan"))
                 i = len(meta)
@@ -131,19 +136,18 @@ def _run(job: WorkerJob, out) -> None:
                     if name not in names:
                         names.append(name)
                     arrays[f"{i}/c/{names.index(name)}"] = np.asarray(values, np.float64)
-        if hasattr(fn, "verify"):
-            fn.verify()
+        if jail is not None:
+            jail.verify()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        out.json({"type": "result", "components": names, "episodes": meta,
-                  "fitness_name": fitness.name, "fitness_aggregate": fitness.aggregate})
+        out.send(DebugResult(names, meta, fitness.name, fitness.aggregate))
         out.bytes(buf.getvalue())
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded verdict
+    except Exception as exc:  # every failure becomes a recorded verdict
         report_failure(out, exc, stage)
     finally:
         env.close()
-        if hasattr(fn, "close"):
-            fn.close()
+        if jail is not None:
+            jail.close()
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ it. So the export:
 - says in plain words at the top that the reward runs unsandboxed in the user's process with
   ``RewardWrapper``/``make_env()``/``make_vec_env()``, and offers the sandboxed form
   (``SandboxedRewardWrapper``, ``make_env(sandboxed=True)``, ``make_vec_env(sandboxed=True)``), which
-  evaluates it in rewardgen's jail (``rewardgen.sandbox.standalone``) when rewardgen is installed;
+  evaluates it in rewardgen's jail (``rewardgen.procs.standalone``) when rewardgen is installed;
 - builds the State once per step into preallocated arrays (the fields of
   ``rewardgen.contract.state.StateBuffers``, names derived from the MjModel as
   ``rewardgen.contract.schema`` does), and the vectorised form evaluates all its envs in one call.
@@ -565,9 +565,9 @@ class RewardWrapper(_rg_gym.Wrapper):
 
 
 def _rg_jailed(model, frame_skip, capacity):
-    """rewardgen's jail for REWARD_SOURCE (``rewardgen.sandbox.standalone.JailedReward``)."""
+    """rewardgen's jail for REWARD_SOURCE (``rewardgen.procs.standalone.JailedReward``)."""
     try:
-        from rewardgen.sandbox.standalone import JailedReward
+        from rewardgen.procs.standalone import JailedReward
     except ImportError as exc:
         raise ImportError("the sandboxed form evaluates the reward in rewardgen's jail and needs rewardgen "
                           f"installed ({exc}); the unsandboxed form runs the reward in this process") from None

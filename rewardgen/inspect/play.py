@@ -2,7 +2,7 @@
 
 The rollout is the trusted evaluator's first episode by default (the run's evaluation seed), so what
 you watch is what was measured. Both the video and the window are drawn in confined children that read
-the policy as plain arrays (``rewardgen.sandbox.trusted``): the video with the offscreen renderer
+the policy as plain arrays (``rewardgen.procs.trusted``): the video with the offscreen renderer
 (``MUJOCO_GL=egl``, works on a headless machine), the window with MuJoCo's viewer.
 """
 
@@ -38,7 +38,7 @@ def play(run_dir: Path, candidate: tuple[int, int] | None = None, out: Path | No
         "window_error": str | None, "seed"}``.
     :param trained: the candidate's policy when the caller has read it already (``trained_policy``).
     :raises PolicyExportError: (a UserError) no such candidate or no trained policy."""
-    from rewardgen.sandbox.trusted import render_in_child, show_in_window
+    from rewardgen.procs.trusted import render_in_child, show_in_window
 
     if not seconds > 0:
         raise PolicyExportError(f"--seconds must be positive, got {seconds}")

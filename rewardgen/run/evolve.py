@@ -52,7 +52,7 @@ from rewardgen.run.schedule import planned_env_steps, rung_fractions, schedule_p
 from rewardgen.run.slices import CandidateSlices, source_key
 from rewardgen.run.step import Step, training_setup
 from rewardgen.run.videos import VideoQueue
-from rewardgen.sandbox.check import CheckVerdict, check_reward
+from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.store import (
     FINAL_FILE,
     GENERATION_FILE,
@@ -188,7 +188,7 @@ class Evolution:
             if self.trainer_note:
                 self.progress.event(RunWarning(message=self.trainer_note))
             if self.config.executor == "local":
-                from rewardgen.sandbox import zygote
+                from rewardgen.procs import zygote
 
                 zygote.prestart()  # its imports overlap with the proposer's work
             if self.config.video:

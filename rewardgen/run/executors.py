@@ -1,6 +1,6 @@
 """Where worker jobs run: threads on this machine, or Ray tasks across a cluster.
 
-The orchestrator hands a worker job (the dict ``rewardgen.sandbox.run_worker`` takes) to an
+The orchestrator hands a worker job (the dict ``rewardgen.procs.run_worker`` takes) to an
 executor and gets a ``concurrent.futures.Future`` of the ``WorkerResult`` back. Wherever the job
 runs, it runs through ``run_worker`` - the sandboxed worker process with every isolation layer -
 and its results come back as data. Only the orchestrator writes the run store.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
+from rewardgen.procs import WorkerLimits, WorkerResult, run_worker
 
 EventFn = Callable[[dict], None]
 #: the limits a job gets when none are given (``WorkerLimits``'s defaults; one frozen instance)

@@ -47,7 +47,7 @@ from rewardgen.run.events import Event, FinalFinished, FinalRun, FinalStarted
 from rewardgen.run.progress import Progress
 from rewardgen.run.step import Step, TrainingSetup, training_setup
 from rewardgen.runfiles import RunFiles
-from rewardgen.sandbox import WorkerResult
+from rewardgen.procs import WorkerResult
 from rewardgen.store import (
     FINAL_FILE,
     FINAL_RUN_FILE,

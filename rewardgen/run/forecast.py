@@ -127,7 +127,7 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
 
     started = time.monotonic()
     if getattr(executor, "name", "") == "local":
-        from rewardgen.sandbox import zygote
+        from rewardgen.procs import zygote
 
         zygote.ready()  # started once per command: not a cost of every slice
     load = loadavg()

@@ -29,7 +29,7 @@ from rewardgen.run.progress import Progress
 from rewardgen.run.schedule import merge_training_stats
 from rewardgen.run.step import Step, StepOutcome, check_record
 from rewardgen.run.videos import VideoQueue
-from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, jail_flags
+from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, jail_flags
 from rewardgen.store import (
     METRICS_FILE,
     TRAIN_LOG,

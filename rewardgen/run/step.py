@@ -4,7 +4,7 @@ evolve's schedule, ``final`` and the confirmation, and how a run trains (``Train
 Evolve trains a candidate in slices (rungs) and ``final`` retrains the best reward and the baselines
 with several seeds; both build the worker job from the setup and hand it to a ``Step``, which keeps
 what the worker returned and measures the policy. The policy's trusted fitness comes from the
-evaluator process (``rewardgen.sandbox.trusted.run_trusted_evaluation``), never from the worker that
+evaluator process (``rewardgen.procs.trusted.run_trusted_evaluation``), never from the worker that
 trained it.
 """
 
@@ -23,9 +23,9 @@ from rewardgen.contract.policy import MAX_POLICY_BYTES
 from rewardgen.proposers.taskfacts import TrainingPlan
 from rewardgen.run.executors import default_candidate_workers
 from rewardgen.runfiles import RunFiles
-from rewardgen.sandbox import WorkerLimits, WorkerResult
-from rewardgen.sandbox.check import CHECK_LIMITS, CheckVerdict, verdict_from_result
-from rewardgen.sandbox.trusted import run_trusted_evaluation
+from rewardgen.procs import WorkerLimits, WorkerResult
+from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, verdict_from_result
+from rewardgen.procs.trusted import run_trusted_evaluation
 from rewardgen.store import POLICY_FILE, TRAIN_LOG, Stage
 from rewardgen.tasks.spec import Task
 

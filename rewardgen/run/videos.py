@@ -71,7 +71,7 @@ class VideoQueue:
     def _video(self, g: int, c: int) -> dict[str, Any]:
         """Render the candidate's trained policy to ``video.mp4``; its description, or the error."""
         from rewardgen.evaluate.video import video_path
-        from rewardgen.sandbox.trusted import render_video
+        from rewardgen.procs.trusted import render_video
 
         d = self.store.cand_dir(g, c)
         self.progress.event(RenderingVideo(generation=g, candidate=c))

@@ -156,7 +156,7 @@ def reachable_names() -> frozenset[str]:
     objects: list[Any] = [torch, torch.nn, torch.nn.functional, torch.linalg, torch.special, math, torch.zeros(1),
                           torch.float32, torch.device("cpu"), torch.Size([1]), torch.finfo(torch.float32),
                           torch.max(torch.zeros(1, 1), 1), torch.Tensor, {}, [], (), "", 0, 0.0, 1j, set(), range(1),
-                          slice(1), (lambda: 0), len, (x for x in ()), [].append, type("C", (), {})]
+                          slice(1), (lambda: 0), len, (x for x in [0]), [].append, type("C", (), {})]
     names: set[str] = set()
     for obj in objects:
         names.update(n for n in dir(obj) if not (n.startswith("__") and n.endswith("__")))

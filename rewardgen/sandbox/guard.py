@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
 from rewardgen.sandbox.validate import BANNED_BUILTINS, module_allowed
@@ -102,7 +103,7 @@ class Guard:
         tls = self._tls
         was, tls.busy = getattr(tls, "busy", False), True  # sys._getframe is itself an audit event
         try:
-            f = sys._getframe(1)
+            f: FrameType | None = sys._getframe(1)
             while f is not None:
                 if f.f_code.co_filename == self.candidate_filename:
                     return f.f_lineno
@@ -113,7 +114,7 @@ class Guard:
 
     def _innermost_is_candidate(self) -> bool:
         """Whether the innermost frame that is neither this module nor import machinery is the reward's."""
-        f = sys._getframe(1)
+        f: FrameType | None = sys._getframe(1)
         here = __file__
         while f is not None:
             name = f.f_code.co_filename
@@ -162,7 +163,7 @@ class Guard:
         return None
 
     def _judge_open(self, args: tuple) -> str | None:
-        path, mode, flags = (list(args) + [None, None, None])[:3]
+        path, mode, flags = [*args, None, None, None][:3]
         if isinstance(path, int):
             return None  # an already-open descriptor (os.fdopen)
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
@@ -289,7 +290,9 @@ class GuardedReward:
 
     CHECK_EVERY = 64
 
-    def __init__(self, fn: Callable, guard: Guard | None, snapshot: _Snapshot):
+    def __init__(self, fn: Any, guard: Guard | None, snapshot: _Snapshot):
+        """``fn``: whatever the candidate bound to ``compute_reward`` (``load_candidate`` refuses it
+        unless it is callable, after ``verify``)."""
         self.fn = fn
         self.guard = guard
         self.snapshot = snapshot
@@ -320,7 +323,7 @@ def load_candidate(source: str, guard: Guard | None, filename: str = CANDIDATE_F
     code = compile(source, filename, "exec")
     namespace: dict[str, Any] = {"__name__": "candidate_reward", "__file__": filename,
                                  "__builtins__": safe_builtins(guard)}
-    exec(code, namespace)  # noqa: S102 - inside the worker, behind the guards
+    exec(code, namespace)  # inside the worker, behind the guards
     wrapped = GuardedReward(namespace.get("compute_reward"), guard, snapshot)
     wrapped.verify()
     if not callable(wrapped.fn):

@@ -62,10 +62,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewardgen.sandbox.guard import CANDIDATE_FILENAME
-from rewardgen.sandbox.oslevel import close_fds_except
 from rewardgen.contract.schema import Schema
 from rewardgen.contract.state import State, field_shapes
+from rewardgen.sandbox.guard import CANDIDATE_FILENAME
+from rewardgen.sandbox.oslevel import close_fds_except
 
 MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
@@ -100,6 +100,7 @@ _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_SET_DUMPABLE = 1,
 _NOBODY = 65534
 _PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, -1)  # glibc has no wrapper for it
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)  # resolved now: the jail may not open libraries later
 except OSError:  # pragma: no cover
@@ -223,7 +224,8 @@ def _violation_cause(exc: BaseException) -> str | None:
     """A sandbox refusal wrapped in another exception (raise X from violation, or during handling)."""
     from rewardgen.sandbox.guard import RefusedImport, SandboxViolation
 
-    seen, cur = set(), exc
+    seen: set[int] = set()
+    cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, (SandboxViolation, RefusedImport)):
@@ -303,7 +305,7 @@ class Jail:
                 os.close(self._rep)
                 _intermediate(parent, source, options, filename, self.shared, req_r, rep_w, sync_w, go_r,
                               self._counts)
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
@@ -455,6 +457,16 @@ class Jail:
             return FIRST_CALL_DEADLINE
         return min(DEADLINE_MAX, max(DEADLINE_MIN, DEADLINE_FACTOR * self._slowest * max(n, 1)))
 
+    @property
+    def calls(self) -> int:
+        """Calls answered so far."""
+        return self._calls
+
+    @property
+    def capacity(self) -> int:
+        """The most worlds one call may carry."""
+        return self.shared.capacity
+
     def refused(self) -> tuple[int, dict[str, int]]:
         """System calls the seccomp filter refused the jail, as its supervisor counted them outside it:
         ``(in all, {name: count})``."""
@@ -496,7 +508,7 @@ class Jail:
                 pass
         self._pid = None
 
-    def __enter__(self) -> "Jail":
+    def __enter__(self) -> Jail:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -505,7 +517,7 @@ class Jail:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # interpreter shutdown
             pass
 
     # -- channel -------------------------------------------------------------------------------
@@ -554,10 +566,13 @@ class Jail:
         if code is not None and code > 128:
             sig = code - 128
             name = signal.Signals(sig).name if sig in signal.Signals.__members__.values() else str(sig)
-            why = {signal.SIGXCPU: "it exceeded the CPU-time limit", signal.SIGXFSZ: "it exceeded the file-size limit",
-                   signal.SIGSYS: "it made a system call of another architecture",
-                   signal.SIGKILL: "its CPU-time hard limit, the system's out-of-memory killer, or its worker's end",
-                   signal.SIGSEGV: "it crashed (segmentation fault; out of memory or stack)"}.get(sig, "")
+            reasons: dict[int, str] = {signal.SIGXCPU: "it exceeded the CPU-time limit",
+                                       signal.SIGXFSZ: "it exceeded the file-size limit",
+                                       signal.SIGSYS: "it made a system call of another architecture",
+                                       signal.SIGKILL: "its CPU-time hard limit, the system's out-of-memory killer, "
+                                                       "or its worker's end",
+                                       signal.SIGSEGV: "it crashed (segmentation fault; out of memory or stack)"}
+            why = reasons.get(sig, "")
             return JailError("runtime", f"the reward process was killed by {name}" + (f": {why}" if why else ""))
         return JailError("runtime", f"the reward process exited unexpectedly (code {code})")
 
@@ -706,7 +721,7 @@ def _intermediate(parent: int, source: str, options: JailOptions, filename: str,
         try:
             _jail_main(source, options, filename, shared, made)
             code = 0
-        except BaseException:  # noqa: BLE001 - the trusted side reads EOF and reports the death
+        except BaseException:  # the trusted side reads EOF and reports the death
             traceback.print_exc()
         finally:
             os._exit(code)
@@ -747,7 +762,7 @@ def _supervise(pid: int, handoff: socket.socket, counts: mmap.mmap) -> int:  # p
         for _, events in poller.poll(100):
             if events & select.POLLIN:
                 supervisor.serve_one()
-            elif events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            elif listener is not None and events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
                 poller.unregister(listener)
                 os.close(listener)
                 listener = None
@@ -807,7 +822,7 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
     _reply(_HELLO, 0, json.dumps({"layers": layers, "warnings": warnings}).encode())
     try:
         fn = load_candidate(source, guard, filename)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         _reply_error(failure_record(exc, "load", filename))
         fn = None
     else:
@@ -844,7 +859,7 @@ def _jail_main(source: str, options: JailOptions, filename: str, shared: SharedS
             payload = b"" if names == sent else json.dumps(list(names)).encode()
             sent = names
             _reply(_OK, len(names), payload)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported, the loop goes on
+        except BaseException as exc:  # every failure is reported, the loop goes on
             _reply_error(failure_record(exc, "runtime", filename))
         finally:
             try:
@@ -861,8 +876,8 @@ def _quiet_source_lookups(source: str, filename: str) -> None:  # pragma: no cov
     import warnings as warnings_module
 
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    warnings_module.formatwarning = lambda message, category, path, lineno, line=None: \
-        f"{path}:{lineno}: {category.__name__}: {message}\n"
+    warnings_module.formatwarning = lambda message, category, filename, lineno, line=None: \
+        f"{filename}:{lineno}: {category.__name__}: {message}\n"
 
 
 def _reply(kind: int, count: int, payload: bytes) -> None:  # pragma: no cover
@@ -886,11 +901,14 @@ def _libc(name: str, *args: Any) -> int:
 
 def _empty_root() -> str | None:  # pragma: no cover
     """Pivot into an empty read-only tmpfs and detach the host's tree; None on success, else why not."""
+    libc = _LIBC
+    if libc is None:
+        return "no C library"
     c = ctypes.c_char_p
     steps = (
-        ("make mounts private", lambda: _LIBC.mount(None, c(b"/"), None, _MS_REC | _MS_PRIVATE, None)),
-        ("mount tmpfs", lambda: _LIBC.mount(c(b"none"), c(b"/tmp"), c(b"tmpfs"),
-                                            _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, c(b"size=64k,mode=0755"))),
+        ("make mounts private", lambda: libc.mount(None, c(b"/"), None, _MS_REC | _MS_PRIVATE, None)),
+        ("mount tmpfs", lambda: libc.mount(c(b"none"), c(b"/tmp"), c(b"tmpfs"),
+                                           _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, c(b"size=64k,mode=0755"))),
     )
     for what, call in steps:
         if call() != 0:
@@ -900,14 +918,14 @@ def _empty_root() -> str | None:  # pragma: no cover
         os.chdir("/tmp")
     except OSError as exc:
         return f"prepare the new root: {exc.strerror}"
-    if _LIBC.syscall(_PIVOT_ROOT, c(b"."), c(b"old")) != 0:
+    if libc.syscall(_PIVOT_ROOT, c(b"."), c(b"old")) != 0:
         return f"pivot_root: {os.strerror(ctypes.get_errno())}"
     os.chdir("/")
-    if _LIBC.umount2(c(b"/old"), _MNT_DETACH) != 0:
+    if libc.umount2(c(b"/old"), _MNT_DETACH) != 0:
         return f"detach the old root: {os.strerror(ctypes.get_errno())}"
     os.rmdir("/old")
-    if _LIBC.mount(None, c(b"/"), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                   None) != 0:
+    if libc.mount(None, c(b"/"), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                  None) != 0:
         return f"make the new root read-only: {os.strerror(ctypes.get_errno())}"
     return None
 

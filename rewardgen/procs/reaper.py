@@ -18,6 +18,7 @@ import signal
 import time
 
 _PR_SET_CHILD_SUBREAPER = 36
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover
@@ -61,7 +62,7 @@ def reap_descendants(grace: float = 5.0, limit: float = 20.0) -> list[int]:
     """Stop this command's zygote, then wait until no child of this process is alive: those still alive
     after ``grace`` seconds are killed (SIGKILL). Returns the pids that had to be killed. Gives up after
     ``limit`` seconds (a process stuck in the kernel cannot be waited for forever)."""
-    from rewardgen.sandbox import zygote
+    from rewardgen.procs import zygote
 
     zygote.reset_shared()
     killed: list[int] = []

@@ -8,10 +8,10 @@ runs its module's ``main``.
 
 What the zygote is, and what it holds
 -------------------------------------
-- Started (``Zygote.start``) as ``python -s -m rewardgen.sandbox.zygote`` by a dedicated keeper thread
-  of the orchestrator, in its own session, from an empty scratch directory, with a *scrubbed*
-  environment (``zygote_env``: PATH, locale, MUJOCO_GL, one thread for OpenMP/MKL, PYTHONHASHSEED=0,
-  PYTHONPATH = the package's parent) and no descriptor of the orchestrator's but its end of the
+- Started (``Zygote.start``) as ``python -s -m rewardgen.procs.zygote`` by a dedicated keeper thread
+  of the orchestrator, in its own session, from an empty scratch directory, with the environment
+  every child gets (``rewardgen.procs.confine.Confinement.environment``, a headless MUJOCO_GL) and no
+  descriptor of the orchestrator's but its end of the
   control socket (``close_fds``). So a fork of it carries no API key, no run-store path, no open
   file: it holds imports (``PRELOAD``), torch's warmed-up CPU kernels (``jail._warm_up``) and
   nothing else. It never opens a GPU: CUDA is initialised, if ever, by the worker after it forked
@@ -28,8 +28,8 @@ Protocol (how descriptors reach it)
 The control socket is one end of a ``socketpair(AF_UNIX, SOCK_SEQPACKET)`` made by the orchestrator:
 no path in the file system, nobody else can connect. For each job the orchestrator makes the
 child's pipes itself and a fresh per-job socketpair, and sends one message: a JSON request
-(``module``, ``argv``, ``env``, ``cwd``, ``fds`` - the descriptor numbers the child gets -,
-``rlimits``, ``netns``, ``nice``, ``idle``, ``path``) with the job socket's end and the pipe ends
+(``module``, ``argv``, ``env``, ``cwd``, ``fds`` - the descriptor numbers the child gets -, and the
+``confinement``: ``rewardgen.procs.confine.Confinement`` as a dict) with the job socket's end and the pipe ends
 attached as ``SCM_RIGHTS``. The zygote forks; the child, before it runs any job code:
 
 1. resets the zygote's signal plumbing, starts its own session (``setsid``: own process group,
@@ -37,9 +37,9 @@ attached as ``SCM_RIGHTS``. The zygote forks; the child, before it runs any job 
 2. moves the received descriptors to the requested numbers and closes every other descriptor
    (the control socket, the job socket and the zygote's wake-up pipe among them);
 3. changes to the requested directory and *replaces* its environment with the requested one
-   (``worker_env``: a scrubbed one) - nothing of the zygote's environment survives;
-4. enters a new network namespace when asked (as a fresh worker's ``preexec`` did), then applies
-   the rlimits (address space, CPU, file size, core), niceness / ``SCHED_IDLE`` when asked;
+   (``Confinement.environment``) - nothing of the zygote's environment survives;
+4. applies the confinement (``Confinement.apply``, the same call a fresh child makes before exec):
+   a new network namespace when asked, the rlimits, niceness / ``SCHED_IDLE`` when asked;
 5. tells the zygote it is locked; the zygote then answers the orchestrator ``{"pid": N}`` on the
    job socket, so everything the orchestrator observes in ``/proc/N`` (e.g. the network
    namespace) is already in force;
@@ -53,8 +53,8 @@ the wall-clock limit) and, from the zygote, ``{"pid": N, "status": S}`` when the
 group *before* reaping it (``waitid(WNOWAIT)``), so the group id is never a recycled pid. If the
 orchestrator closes the job socket early, the child's group is killed too.
 
-Fallback: when the zygote cannot be started or dies, ``run_worker`` and ``run_json_module`` start
-today's fresh process instead and say so in the result's warnings. ``REWARDGEN_ZYGOTE=0`` in the
+Fallback: when the zygote cannot be started or dies, ``rewardgen.procs.confine.launch`` starts a
+fresh process instead and says so (``Child.started``). ``REWARDGEN_ZYGOTE=0`` in the
 orchestrator's environment switches the zygote off (overhead measurements; tests of the fallback).
 """
 
@@ -63,7 +63,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -74,21 +73,22 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rewardgen.procs.confine import Confinement, headless_gl
 from rewardgen.sandbox.oslevel import close_fds_except, set_parent_death_signal
 
 #: what the zygote imports once (each child has them for free)
 PRELOAD = ("numpy", "torch", "mujoco", "gymnasium", "rewardgen.trainers.worker", "rewardgen.inspect.debug_worker",
            "rewardgen.sandbox.jail", "rewardgen.sandbox.guard", "rewardgen.sandbox.seccomp", "rewardgen.contract.reward",
            "rewardgen.sandbox.validate", "rewardgen.trainers.ppo", "rewardgen.trainers.sb3", "rewardgen.sim.cpu",
-           "rewardgen.evaluate.evaluator", "rewardgen.evaluate.trajectory", "rewardgen.evaluate.video", "rewardgen.tasks.fitness", "rewardgen.tasks.spec",
-           "rewardgen.sandbox.standalone",
+           "rewardgen.evaluate.evaluator", "rewardgen.evaluate.trajectory", "rewardgen.evaluate.video",
+           "rewardgen.tasks.fitness", "rewardgen.tasks.spec", "rewardgen.procs.standalone", "rewardgen.procs.child",
            "torch._dynamo", "imageio_ffmpeg")
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _MAX_FDS = 8
 _PR_SET_NAME = 15
 _START_TIMEOUT = 120.0
-_ENV_PASSED = ("PATH", "LANG", "LC_ALL", "TZ")
 
+_LIBC: ctypes.CDLL | None
 try:
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover
@@ -103,20 +103,11 @@ def enabled() -> bool:
     return os.environ.get("REWARDGEN_ZYGOTE", "1").strip().lower() not in ("0", "no", "off", "false")
 
 
-def zygote_env(scratch: str) -> dict[str, str]:
-    """The whole environment the zygote starts with: no secret, nothing of the user's but PATH and
-    locale (its children get their own environment per job)."""
-    from rewardgen.resources import PACKAGE_PARENT
-
-    env = {k: os.environ[k] for k in _ENV_PASSED if k in os.environ}
-    env.update({"HOME": scratch, "TMPDIR": scratch, "PYTHONPATH": PACKAGE_PARENT, "PYTHONDONTWRITEBYTECODE": "1",
-                "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "SB3_LOGDIR": scratch,
-                # its children render videos headless: mujoco picks its GL backend when imported (here)
-                "MUJOCO_GL": os.environ.get("MUJOCO_GL") if os.environ.get("MUJOCO_GL") in ("egl", "osmesa") else "egl"})
-    if os.environ.get("PYOPENGL_PLATFORM"):
-        env["PYOPENGL_PLATFORM"] = os.environ["PYOPENGL_PLATFORM"]
-    return env
+def own_confinement() -> Confinement:
+    """The zygote's own: the environment every child gets (its children get their own per job) with a
+    headless GL backend (mujoco picks it when imported, here, and its children render videos); no
+    core dumps; it dies with the keeper thread that started it."""
+    return Confinement(env=(("MUJOCO_GL", headless_gl()),))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -126,18 +117,14 @@ def zygote_env(scratch: str) -> dict[str, str]:
 @dataclass
 class SpawnRequest:
     """One child: run ``module`` with ``argv``; ``fds`` maps the child's descriptor numbers to the
-    orchestrator's descriptors to pass; ``rlimits`` is ``[(resource, soft, hard), ...]``."""
+    orchestrator's descriptors to pass; ``confinement`` is what holds it."""
 
     module: str
     argv: list[str]
     env: dict[str, str]
     cwd: str
     fds: dict[int, int]
-    rlimits: list[tuple[int, int, int]]
-    netns: bool = False
-    nice: int = 0
-    idle: bool = False
-    path: tuple[str, ...] = ()
+    confinement: Confinement
 
 
 class ZygoteChild:
@@ -235,15 +222,16 @@ class Zygote:
         scratch = self._scratch.name
         box: dict[str, Any] = {}
         launched = threading.Event()
+        confinement = own_confinement()
 
         def keeper() -> None:  # lives as long as the zygote: its parent-death signal is tied to this thread
             try:
                 box["proc"] = subprocess.Popen(
-                    [sys.executable, "-s", "-m", "rewardgen.sandbox.zygote", str(theirs.fileno())],
+                    [sys.executable, "-s", "-m", "rewardgen.procs.zygote", str(theirs.fileno())],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=scratch,
-                    env=zygote_env(scratch), pass_fds=(theirs.fileno(),), start_new_session=True,
-                    preexec_fn=_zygote_preexec)
-            except Exception as exc:  # noqa: BLE001 - reported as ZygoteUnavailable
+                    env=confinement.environment(scratch), pass_fds=(theirs.fileno(),), start_new_session=True,
+                    preexec_fn=confinement.apply)
+            except Exception as exc:  # reported as ZygoteUnavailable
                 box["error"] = f"{type(exc).__name__}: {exc}"
                 launched.set()
                 return
@@ -290,11 +278,13 @@ class Zygote:
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             targets = sorted(req.fds)
             payload = json.dumps({"module": req.module, "argv": list(req.argv), "env": dict(req.env),
-                                  "cwd": req.cwd, "fds": targets, "rlimits": [list(x) for x in req.rlimits],
-                                  "netns": bool(req.netns), "nice": int(req.nice), "idle": bool(req.idle),
-                                  "path": list(req.path)}).encode()
+                                  "cwd": req.cwd, "fds": targets,
+                                  "confinement": req.confinement.to_dict()}).encode()
+            sock = self._sock
+            if sock is None:  # start() either made the socket or raised
+                raise ZygoteUnavailable("the zygote did not start")
             try:
-                socket.send_fds(self._sock, [payload], [theirs.fileno(), *(req.fds[t] for t in targets)])
+                socket.send_fds(sock, [payload], [theirs.fileno(), *(req.fds[t] for t in targets)])
             except OSError as exc:
                 mine.close()
                 self._broken(f"the zygote stopped answering ({exc})")
@@ -357,12 +347,6 @@ class Zygote:
             if self._scratch is not None:
                 self._scratch.cleanup()
                 self._scratch = None
-
-
-def _zygote_preexec() -> None:
-    """In the zygote before exec: die with the keeper thread; no core dumps."""
-    set_parent_death_signal()
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 _SHARED: Zygote | None = None
@@ -487,19 +471,19 @@ def _preload() -> str | None:  # pragma: no cover
     for name in PRELOAD:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - a missing optional module makes no zygote
+        except Exception as exc:  # a missing optional module makes no zygote
             if name in ("imageio_ffmpeg", "torch._dynamo", "rewardgen.evaluate.video"):
                 continue
             return f"could not import {name}: {type(exc).__name__}: {exc}"
     try:  # torch's lazy initialisation, done once here (each jail would repeat it otherwise)
-        from rewardgen.sandbox.jail import SharedState, _warm_up
         from rewardgen.contract.schema import Schema  # noqa: F401
+        from rewardgen.sandbox.jail import SharedState, _warm_up
         from rewardgen.tasks.spec import get_task, list_tasks
 
-        ids = list_tasks()
+        ids = [t.id for t in list_tasks()]
         task = get_task("inverted-pendulum-balance" if "inverted-pendulum-balance" in ids else ids[0])
         _warm_up(SharedState(task.schema, 4))
-    except Exception:  # noqa: BLE001 - the worker warms up itself then
+    except Exception:  # the worker warms up itself then
         pass
     sys.stdout.flush()
     sys.stderr.flush()
@@ -535,19 +519,19 @@ def _fork_job(msg: bytes, fds: list[int], control: socket.socket, wake_r: int, w
             code = _child(req, dict(zip(targets, passed)), zygote, sync_w)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             try:
                 import traceback
 
                 traceback.print_exc()
-            except BaseException:  # noqa: BLE001
+            except BaseException:
                 pass
             code = 1
         finally:
             for stream in (sys.stdout, sys.stderr):
                 try:
                     stream.flush()
-                except BaseException:  # noqa: BLE001
+                except BaseException:
                     pass
             os._exit(code)
     os.close(sync_w)
@@ -622,7 +606,6 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
     """In the forked child: lock it (module docstring, steps 1-5), then run the module."""
     import io
 
-
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
@@ -646,26 +629,8 @@ def _child(req: dict, fds: dict[int, int], zygote: int, sync_w: int) -> int:  # 
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in req["env"].items()})
         tempfile.tempdir = None
-        if req.get("netns"):
-            from rewardgen.sandbox.oslevel import enter_netns as _enter_netns
-
-            try:
-                _enter_netns()
-            except Exception:  # noqa: BLE001 - the orchestrator observes whether it worked
-                pass
-        for res, soft, hard in req.get("rlimits", []):
-            resource.setrlimit(int(res), (int(soft), int(hard)))
-        if req.get("nice"):
-            os.nice(int(req["nice"]))
-        if req.get("idle") and hasattr(os, "SCHED_IDLE"):
-            try:
-                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            except OSError:
-                pass
-        for entry in reversed(req.get("path") or []):
-            if entry and entry not in sys.path:
-                sys.path.insert(0, entry)
-    except BaseException as exc:  # noqa: BLE001
+        Confinement.from_dict(req["confinement"]).apply()
+    except BaseException as exc:
         _write_all(sync_w, b"E" + f"{type(exc).__name__}: {exc}".encode()[:1000])
         return 70
     _write_all(sync_w, b"R")
@@ -703,7 +668,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def main() -> None:  # pragma: no cover
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m rewardgen.sandbox.zygote CONTROL_FD (started by rewardgen itself)")
+        sys.exit("usage: python -m rewardgen.procs.zygote CONTROL_FD (started by rewardgen itself)")
     _serve(int(sys.argv[1]))
     os._exit(0)  # nothing to flush or save: skip tearing down torch and friends
 

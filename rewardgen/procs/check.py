@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rewardgen.contract.job import WorkerJob
-from rewardgen.sandbox import WorkerLimits, WorkerResult, run_worker
+from rewardgen.procs import WorkerLimits, WorkerResult, run_worker
 from rewardgen.sandbox.validate import validate_source
 
 CHECK_LIMITS = WorkerLimits(wall_seconds=60.0, memory_bytes=4 * 1024**3, output_bytes=64 * 1024)

@@ -9,18 +9,20 @@ calls ``JailedReward`` instead, which gives the reward the same isolation it had
     fill(i, data, ...)             session, network namespace, rlimits, output       namespaces, empty root,
     __call__(n) -> arrays          captured and bounded)                              seccomp, rlimits)
 
-The host is ``python -m rewardgen.sandbox.standalone`` started like a training worker
-(``rewardgen.sandbox.process``), so the jail is forked from a process that holds nothing of the user's
-(no environment, no open file, no memory of theirs). Per call the client writes the batch's State
+The host is ``rewardgen.procs.standalone`` started and held like a training worker
+(``rewardgen.procs.launch`` with ``rewardgen.procs.process.worker_confinement``), so the jail is
+forked from a process that holds nothing of the user's (no environment, no open file, no memory of
+theirs). Per call the client writes the batch's State
 fields (float32, ``field_shapes`` order) to the host's stdin; the host copies them into the jail's
 shared memory, and answers on its result pipe with the total and the components, which the client
 checks again (sizes, names, finite values). One call carries a whole batch, so a vectorised env pays
 the round trip once per step, not once per world.
 
-Wire format: the job (stdin, first): 4-byte length + JSON ``{"source", "schema", "capacity"}``. Then
-requests ``<BI`` (op 1 = call, worlds) + the fields' bytes; replies ``<BHI`` (kind, components, payload
-bytes) + payload (JSON: the hello's layers, the component names when they change, or an error) +
-``(1 + components) * worlds`` float32 values (calls only).
+Wire format: the job (stdin, first): a ``Job`` frame (``rewardgen.procs.frames``) holding
+``{"source", "schema", "capacity"}``. Then, for speed, a protocol of its own: requests ``<BI`` (op 1 =
+call, worlds) + the fields' bytes; replies ``<BHI`` (kind, components, payload bytes) + payload
+(JSON: the hello's layers, the component names when they change, or an error) + ``(1 + components)
+* worlds`` float32 values (calls only).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import select
 import struct
 import sys
 import tempfile
-import threading
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -39,6 +40,8 @@ import numpy as np
 
 from rewardgen.contract.schema import Schema, derive_schema
 from rewardgen.contract.state import StateBuffers, field_shapes
+from rewardgen.procs.frames import read_job
+from rewardgen.procs.launch import Child
 
 _REQUEST = struct.Struct("<BI")
 _REPLY = struct.Struct("<BHI")
@@ -69,7 +72,9 @@ class JailedReward:
     """
 
     def __init__(self, source: str, model: Any, frame_skip: int, capacity: int = 1, validate: bool = True):
-        from rewardgen.sandbox.process import WorkerLimits, _BoundedLog, _start, worker_env
+        from rewardgen.procs.frames import FrameWriter, Job
+        from rewardgen.procs.launch import launch
+        from rewardgen.procs.process import WorkerLimits, worker_confinement
         from rewardgen.sandbox.validate import ValidationError, ensure_valid
 
         try:
@@ -84,19 +89,15 @@ class JailedReward:
         self._names: tuple[str, ...] = ()
         self._scratch = tempfile.TemporaryDirectory(prefix="rewardgen-jailed-")
         limits = WorkerLimits(wall_seconds=START_TIMEOUT, memory_bytes=4 * 1024**3, cpu_seconds=2**31 - 1)
-        self._proc, self._stdin, stdout, self._result, self.started = _start(
-            "rewardgen.sandbox.standalone", self._scratch.name, worker_env(self._scratch.name), limits, True, True)
-        self.log = _BoundedLog(64 * 1024)
-
-        def pump() -> None:
-            with stdout:
-                for chunk in iter(lambda: stdout.read1(65536), b""):
-                    self.log.feed(chunk)
-
-        threading.Thread(target=pump, daemon=True, name="rewardgen-jailed-output").start()
+        self._proc: Child | None = launch("rewardgen.procs.standalone", worker_confinement(limits),
+                                          home=self._scratch.name, output_bytes=64 * 1024, what="jail host")
+        self._stdin, self._result, self.started = self._proc.stdin, self._proc.results, self._proc.started
+        self.log = self._proc.log
         schema = {k: v for k, v in asdict(self.schema).items() if k != "description"}
-        job = json.dumps({"source": source, "schema": schema, "capacity": self.capacity}).encode()
-        self._write(struct.pack("<I", len(job)) + job)
+        try:
+            FrameWriter(self._stdin.fileno()).send(Job({"source": source, "schema": schema, "capacity": self.capacity}))
+        except OSError:
+            raise JailedRewardError(f"the jail's host went away: {self._tail()}") from None
         kind, _, payload = self._read_reply(START_TIMEOUT)
         hello = _json(payload)
         if kind == _ERROR:
@@ -145,21 +146,14 @@ class JailedReward:
             pass
         try:
             self._proc.wait(5)
-        except Exception:  # noqa: BLE001 - it is killed below
+        except Exception:  # it is killed below
             pass
         self._proc.kill_group()
-        try:
-            self._proc.wait(10)
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            os.close(self._result)
-        except OSError:
-            pass
+        self._proc.finish()
         self._proc = None
         self._scratch.cleanup()
 
-    def __enter__(self) -> "JailedReward":
+    def __enter__(self) -> JailedReward:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -168,7 +162,7 @@ class JailedReward:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
+        except Exception:  # interpreter shutdown
             pass
 
     # ----- the pipes
@@ -220,7 +214,7 @@ def _schema(raw: Any) -> Schema:
     """A Schema from the job's JSON, each field of the type the dataclass holds (tuples, ints, text)."""
     if not isinstance(raw, dict):
         raise ValueError("schema is not an object")
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(Schema):
         if f.name == "description":
             continue
@@ -244,11 +238,7 @@ def serve(stdin, out_fd: int) -> None:  # pragma: no cover - runs in the host pr
         data = stdin.read(n)
         return data if len(data) == n else b""
 
-    head = read(4)
-    size = struct.unpack("<I", head)[0] if head else 0
-    if not 0 < size <= _MAX_JOB_BYTES:
-        return
-    job = json.loads(read(size))
+    job = read_job(stdin, _MAX_JOB_BYTES)
     schema, capacity = _schema(job["schema"]), int(job["capacity"])
     try:
         jail = Jail(str(job["source"]), schema, capacity)
@@ -299,7 +289,7 @@ def serve(stdin, out_fd: int) -> None:  # pragma: no cover - runs in the host pr
 def main() -> None:  # pragma: no cover
     import argparse
 
-    parser = argparse.ArgumentParser(prog="rewardgen.sandbox.standalone")
+    parser = argparse.ArgumentParser(prog="rewardgen.procs.standalone")
     parser.add_argument("--result-fd", type=int, required=True)
     args = parser.parse_args()
     os.set_inheritable(args.result_fd, False)
