@@ -19,8 +19,8 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-
 from honest_rewards import honest_rewards
+
 from rewardgen.sandbox import allowed
 from rewardgen.sandbox.validate import validate_source
 
@@ -133,7 +133,7 @@ def test_allowlisted_names_reach_nothing_dangerous():
             for name in sorted(allowed.ATTRIBUTES - set(allowed.NAMESPACES)):
                 try:
                     value = getattr(obj, name)
-                except Exception:  # noqa: BLE001 - absent, or raising: reaches nothing
+                except Exception:
                     continue
                 if isinstance(value, types.ModuleType) or isinstance(value, (types.FrameType, types.CodeType)) \
                         or (isinstance(value, type) and value.__module__ in ("builtins",) and value not in

@@ -102,8 +102,8 @@ def test_bench_schedule_judges_each_pick_on_new_seeds_and_a_rerun_reuses_everyth
 
     from conftest import cli, last_json
 
-    from rewardgen.run.final import train_seed as final_train_seed
     from rewardgen.procs.trusted import run_trusted_evaluation
+    from rewardgen.run.final import train_seed as final_train_seed
     from rewardgen.tasks.spec import get_task
 
     args = ("bench", "schedule", "--task", "inverted-pendulum-balance", "--samples", "3", "--steps", "4096",

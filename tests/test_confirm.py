@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import RecordingProgress, cli, kill_9_when, last_json
 
+from rewardgen.procs.trusted import run_trusted_evaluation
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.confirm import CONFIRM_TOP, confirm_train_seed, contenders
 from rewardgen.run.evolve import Evolution, start_run
 from rewardgen.run.final import train_seed as final_train_seed
-from rewardgen.procs.trusted import run_trusted_evaluation
 from rewardgen.tasks.spec import get_task
 
 TASK = "inverted-pendulum-balance"

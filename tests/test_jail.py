@@ -24,16 +24,16 @@ import numpy as np
 import pytest
 import torch
 
-from rewardgen.contract.reward import load_reward
-from rewardgen.run.evolve import Evolution, resume, start_run
-from rewardgen.run.config import EvolveConfig
-from rewardgen.run.executors import LocalExecutor
 from rewardgen.contract.policy import PolicyExport, PolicyFormatError
-from rewardgen.proposers.base import Proposal
-from rewardgen.procs import WorkerLimits, run_worker
-from rewardgen.sandbox import Jail, JailOptions
-from rewardgen.procs.frames import SchemaError, TrainResult, parse_frame
+from rewardgen.contract.reward import load_reward
 from rewardgen.contract.state import StateBuffers
+from rewardgen.procs import WorkerLimits, run_worker
+from rewardgen.procs.frames import SchemaError, TrainResult, parse_frame
+from rewardgen.proposers.base import Proposal
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, resume, start_run
+from rewardgen.run.executors import LocalExecutor
+from rewardgen.sandbox import Jail, JailOptions
 from rewardgen.tasks.spec import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +64,7 @@ def task():
 def _random_state(task, n: int, seed: int = 0):
     buffers = StateBuffers(task.schema, task.model, n)
     rng = np.random.default_rng(seed)
-    for name, value in vars(buffers).items():
+    for value in vars(buffers).values():
         if isinstance(value, np.ndarray) and value.dtype == np.float32:
             value[:] = rng.normal(size=value.shape)
     return buffers.to_state()
@@ -398,11 +398,11 @@ def compute_reward(s):
 def test_flags_reach_the_report_and_the_web_page(tmp_path):
     """A candidate whose reward was flagged says so on its card, in the report and the web UI alike."""
     from fastapi.testclient import TestClient
+    from test_feedback import fake_run
 
     from rewardgen.inspect.report import write_report
     from rewardgen.store import RunStore
     from rewardgen.web import create_app
-    from test_feedback import fake_run
 
     run = fake_run(tmp_path / "runs", samples=1)
     store = RunStore(run)

@@ -10,11 +10,11 @@ import pytest
 from conftest import cli, last_json
 from llm_server import ScriptedServer
 
+from rewardgen.procs.check import check_reward
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.extract import extract_code
 from rewardgen.proposers.llm import LLMProposer
-from rewardgen.procs.check import check_reward
 from rewardgen.tasks.spec import get_task
 
 GOOD = '''```python

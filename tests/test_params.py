@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from rewardgen.procs.check import check_reward
 from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.offline import OfflineProposer
 from rewardgen.proposers.params import (
@@ -18,7 +19,6 @@ from rewardgen.proposers.params import (
     template_prompt,
     validate_params,
 )
-from rewardgen.procs.check import check_reward
 from rewardgen.sandbox.validate import validate_source
 from rewardgen.tasks.spec import get_task, list_tasks
 

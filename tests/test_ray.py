@@ -19,8 +19,8 @@ import pytest
 from conftest import GOOD_PENDULUM_REWARD
 
 from rewardgen.contract.policy import PolicyExport
-from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
 from rewardgen.procs import WorkerLimits
+from rewardgen.run.executors import RAY_MISSING, LocalExecutor, RayExecutor
 from rewardgen.tasks.spec import get_task
 
 TASK = get_task("inverted-pendulum-balance")

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, ROOT
 
 HARNESS = r'''

@@ -25,12 +25,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.sandbox.guard import reward_torch
 from rewardgen.sandbox.seccomp import ALLOWED as SECCOMP_ALLOWED
-from rewardgen.procs import WorkerLimits, run_worker
-from rewardgen.tasks.spec import get_task
 from rewardgen.sandbox.validate import ValidationError, ensure_valid, validate_source
+from rewardgen.tasks.spec import get_task
 
 HOSTILE = Path(__file__).parent / "hostile"
 SECRET = "sk-test-secret"
@@ -164,7 +164,7 @@ def _listener():
         while not stop.is_set():
             try:
                 conn, _ = srv.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             hits.append(conn.recv(100) or b"(connected)")
             conn.close()

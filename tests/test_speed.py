@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import GOOD_PENDULUM_REWARD, EventRecorder
-from rewardgen.procs.check import verdict_from_result
-from rewardgen.run.evolve import Evolution, planned_env_steps, start_run
-from rewardgen.run.config import EvolveConfig
-from rewardgen.proposers.base import Proposal
+
 from rewardgen.procs import WorkerLimits, run_worker
+from rewardgen.procs.check import verdict_from_result
+from rewardgen.proposers.base import Proposal
+from rewardgen.run.config import EvolveConfig
+from rewardgen.run.evolve import Evolution, planned_env_steps, start_run
 from rewardgen.tasks.spec import get_task
 
 OTHER = GOOD_PENDULUM_REWARD.replace("alive + upright", "alive + 2.0 * upright")

@@ -17,10 +17,10 @@ import torch
 from conftest import cli, last_json
 
 from rewardgen.contract.state import StateBuffers, refresh_derived
+from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.proposers.base import ProposalContext
 from rewardgen.proposers.library import term_library
 from rewardgen.proposers.offline import OfflineProposer
-from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.sandbox.validate import validate_source
 from rewardgen.tasks.applicability import check_applies
 from rewardgen.tasks.baselines import sparse_reward_source

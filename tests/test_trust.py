@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import cli
 from llm_server import ScriptedServer
+from test_feedback import fake_run
+
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.evolve import start_run
 from rewardgen.store import RunStore, atomic_write_json
-from test_feedback import fake_run
 
 KEY = "sk-victim-key-123"
 SECRET = "the user's private text: ssh-ed25519 AAAA-private"

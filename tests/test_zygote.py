@@ -62,7 +62,7 @@ def fresh_zygote(monkeypatch):
 @pytest.mark.slow
 def test_forked_worker_is_locked_like_a_fresh_one(fresh_zygote, tmp_path):
     limits = WorkerLimits(wall_seconds=60, memory_bytes=3 * 1024**3, file_bytes=5 * 1024**2)
-    with open(tmp_path / "held-open.txt", "w") as held:  # an open file of the orchestrator's
+    with open(tmp_path / "held-open.txt", "w"):  # an open file of the orchestrator's
         res = run_worker(PROBE_JOB | {"seed": 7}, limits, module="tests.zygote_probe")
     assert res.ok and res.started == "zygote", (res.stage, res.error, res.log[-2000:])
     f = _facts(res)
@@ -203,7 +203,7 @@ def test_two_threads_waiting_on_one_child_never_time_out_early(fresh_zygote, tmp
             os.close(out_w)
         got: dict[str, object] = {}
 
-        def wait(name: str, timeout: float) -> None:
+        def wait(name: str, timeout: float, child=child, got=got) -> None:
             try:
                 got[name] = child.wait(timeout)
             except subprocess.TimeoutExpired as exc:

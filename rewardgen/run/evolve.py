@@ -32,6 +32,7 @@ from typing import Any
 
 from rewardgen.errors import flatten
 from rewardgen.inspect.report import write_report
+from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.run.config import ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer, resolve_proposer
 from rewardgen.run.confirm import confirm_and_name_best
@@ -52,7 +53,6 @@ from rewardgen.run.schedule import planned_env_steps, rung_fractions, schedule_p
 from rewardgen.run.slices import CandidateSlices, source_key
 from rewardgen.run.step import Step, training_setup
 from rewardgen.run.videos import VideoQueue
-from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.store import (
     FINAL_FILE,
     GENERATION_FILE,

@@ -43,11 +43,11 @@ import numpy as np
 from rewardgen import interrupt
 from rewardgen.contract.job import WorkerJob
 from rewardgen.errors import UserError
+from rewardgen.procs import WorkerResult
 from rewardgen.run.events import Event, FinalFinished, FinalRun, FinalStarted
 from rewardgen.run.progress import Progress
 from rewardgen.run.step import Step, TrainingSetup, training_setup
 from rewardgen.runfiles import RunFiles
-from rewardgen.procs import WorkerResult
 from rewardgen.store import (
     FINAL_FILE,
     FINAL_RUN_FILE,

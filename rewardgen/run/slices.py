@@ -16,6 +16,7 @@ from typing import Any
 
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.evaluate.hacking import hacking_alarm
+from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, jail_flags
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.events import (
     CandidateFinished,
@@ -29,7 +30,6 @@ from rewardgen.run.progress import Progress
 from rewardgen.run.schedule import merge_training_stats
 from rewardgen.run.step import Step, StepOutcome, check_record
 from rewardgen.run.videos import VideoQueue
-from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, jail_flags
 from rewardgen.store import (
     METRICS_FILE,
     TRAIN_LOG,

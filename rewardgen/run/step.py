@@ -20,12 +20,12 @@ from typing import Any
 
 from rewardgen.contract.job import SmokeCheck, WorkerJob
 from rewardgen.contract.policy import MAX_POLICY_BYTES
-from rewardgen.proposers.taskfacts import TrainingPlan
-from rewardgen.run.executors import default_candidate_workers
-from rewardgen.runfiles import RunFiles
 from rewardgen.procs import WorkerLimits, WorkerResult
 from rewardgen.procs.check import CHECK_LIMITS, CheckVerdict, verdict_from_result
 from rewardgen.procs.trusted import run_trusted_evaluation
+from rewardgen.proposers.taskfacts import TrainingPlan
+from rewardgen.run.executors import default_candidate_workers
+from rewardgen.runfiles import RunFiles
 from rewardgen.store import POLICY_FILE, TRAIN_LOG, Stage
 from rewardgen.tasks.spec import Task
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rewardgen.trainers.base import Trainer
 
-__all__ = ["Trainer", "get_trainer", "TRAINERS"]
+__all__ = ["TRAINERS", "Trainer", "get_trainer"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,18 +20,29 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.contract.state import StateBuffers, refresh_derived
-from rewardgen.tasks.spec import Task
-from rewardgen.trainers.base import (BatchReward, ProgressFn, ResumeStateError, TrainConfig, Trainer, TrainingStats,
-                                     TrainOutput, pack_resume_state, unpack_resume_state)
+from rewardgen.tasks.spec import Task, mujoco_env
+from rewardgen.trainers.base import (
+    BatchReward,
+    ProgressFn,
+    ResumeStateError,
+    TrainConfig,
+    Trainer,
+    TrainingStats,
+    TrainOutput,
+    pack_resume_state,
+    unpack_resume_state,
+)
 
 
 class EnvRewardFn:
@@ -61,8 +72,7 @@ class RewardVecEnv(DummyVecEnv):
             raise ValueError("env_reward=True needs a BatchReward over EnvRewardFn")
         self._env_rews = np.zeros(num_envs)
         self.total_steps = 0
-        first = self.envs[0].unwrapped
-        self.buffers = StateBuffers(task.schema, first.model, num_envs)
+        self.buffers = StateBuffers(task.schema, mujoco_env(self.envs[0]).model, num_envs)
         self._episode_step = np.zeros(num_envs, dtype=np.int64)
 
     def step_wait(self):
@@ -113,12 +123,30 @@ class _Progress(BaseCallback):
 def export_policy(model: PPO, venv: VecNormalize) -> PolicyExport:
     """The deterministic actor of an SB3 MlpPolicy plus its observation normalisation."""
     layers = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, torch.nn.Linear)]
-    layers.append(model.policy.action_net)
-    arrays = {"obs_mean": venv.obs_rms.mean, "obs_var": venv.obs_rms.var}
+    head = model.policy.action_net
+    if not isinstance(head, torch.nn.Linear):  # a Gaussian MlpPolicy's action head is one Linear layer
+        raise TypeError(f"unexpected SB3 action head {type(head).__name__}")
+    layers.append(head)
+    obs_rms = _rms(venv.obs_rms)
+    arrays = {"obs_mean": obs_rms.mean, "obs_var": obs_rms.var}
     for i, layer in enumerate(layers):
         arrays[f"w{i}"] = layer.weight.detach().cpu().numpy()
         arrays[f"b{i}"] = layer.bias.detach().cpu().numpy()
     return PolicyExport(arrays, activation="tanh", clip_obs=float(venv.clip_obs), epsilon=float(venv.epsilon))
+
+
+def _rms(rms: object) -> RunningMeanStd:
+    """One running mean/variance (VecNormalize's are one each here: the observation is a Box)."""
+    if not isinstance(rms, RunningMeanStd):
+        raise TypeError(f"expected one RunningMeanStd, got {type(rms).__name__}")
+    return rms
+
+
+def _box_size(space: object) -> int:
+    shape = getattr(space, "shape", None)
+    if not shape:
+        raise TypeError("the env's spaces must be flat Boxes")
+    return int(shape[0])
 
 
 def _rms_arrays(prefix: str, rms) -> dict[str, np.ndarray]:
@@ -138,7 +166,9 @@ def resume_state(model: PPO, venv: VecNormalize, extra_header: dict | None = Non
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in optim["param_groups"]]
     arrays |= _rms_arrays("obs_rms", venv.obs_rms) | _rms_arrays("ret_rms", venv.ret_rms)
     arrays["rng/torch"] = torch.get_rng_state().numpy()
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    if not isinstance(np_state, tuple):  # MT19937's legacy form, which set_state takes back
+        raise TypeError("numpy's global generator is not MT19937")
     arrays["rng/numpy"] = np.asarray(np_state[1], dtype=np.uint32)
     py_state = random.getstate()
     arrays["rng/python"] = np.asarray(py_state[1], dtype=np.uint64)
@@ -148,8 +178,8 @@ def resume_state(model: PPO, venv: VecNormalize, extra_header: dict | None = Non
         "n_updates": int(getattr(model, "_n_updates", 0)),
         "episode_num": int(getattr(model, "_episode_num", 0)),
         "num_envs": int(venv.num_envs),
-        "obs_dim": int(venv.observation_space.shape[0]),
-        "act_dim": int(venv.action_space.shape[0]),
+        "obs_dim": _box_size(venv.observation_space),
+        "act_dim": _box_size(venv.action_space),
         "optim_param_groups": groups,
         "optim_state_keys": sorted(int(i) for i in optim["state"]),
         "rng_numpy": [str(np_state[0]), int(np_state[2]), int(np_state[3]), float(np_state[4])],
@@ -163,7 +193,7 @@ def restore_state(model: PPO, venv: VecNormalize, raw: bytes) -> dict:
 
     ResumeStateError when the state does not fit (other trainer, other observation/action sizes)."""
     header, arrays = unpack_resume_state(raw, trainer="sb3")
-    obs_dim, act_dim = int(venv.observation_space.shape[0]), int(venv.action_space.shape[0])
+    obs_dim, act_dim = _box_size(venv.observation_space), _box_size(venv.action_space)
     if header.get("obs_dim") != obs_dim or header.get("act_dim") != act_dim:
         raise ResumeStateError(f"resume state is for obs/act sizes {header.get('obs_dim')}/{header.get('act_dim')}, "
                                f"this task has {obs_dim}/{act_dim}")
@@ -185,7 +215,7 @@ def restore_state(model: PPO, venv: VecNormalize, raw: bytes) -> dict:
         model.policy.optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError) as exc:
         raise ResumeStateError(f"optimizer state does not fit: {exc}") from None
-    for prefix, rms in (("obs_rms", venv.obs_rms), ("ret_rms", venv.ret_rms)):
+    for prefix, rms in (("obs_rms", _rms(venv.obs_rms)), ("ret_rms", venv.ret_rms)):
         mean, var = arrays[f"{prefix}/mean"], arrays[f"{prefix}/var"]
         if np.shape(mean) != np.shape(rms.mean):
             raise ResumeStateError(f"{prefix} has shape {np.shape(mean)}, expected {np.shape(rms.mean)}")
@@ -205,7 +235,8 @@ def restore_state(model: PPO, venv: VecNormalize, raw: bytes) -> dict:
 
 
 #: stable-baselines3 PPO's settings here (its rollout: ``sb3_rollout``)
-SB3_PPO = {"batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gae_lambda": 0.95, "gamma": 0.99, "ent_coef": 0.0}
+SB3_PPO: dict[str, Any] = {"batch_size": 64, "n_epochs": 10, "learning_rate": 3e-4, "gae_lambda": 0.95, "gamma": 0.99,
+                           "ent_coef": 0.0}
 
 
 def sb3_rollout(num_envs: int) -> int:
@@ -256,7 +287,9 @@ class SB3Trainer(Trainer):
     def train(self, task: Task, reward: BatchReward | None, config: TrainConfig, progress: ProgressFn) -> TrainOutput:
         start = time.perf_counter()
         model, venv, header = self.build(task, reward, config)
-        reward = venv.venv.reward
+        inner = venv.venv
+        assert isinstance(inner, RewardVecEnv)  # build() wraps one
+        reward = inner.reward
         begin = int(model.num_timesteps)
         n_steps = model.n_steps
         model.learn(total_timesteps=config.steps, reset_num_timesteps=header is None,
