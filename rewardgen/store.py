@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 from rewardgen.errors import UserError
-from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401
+from rewardgen.runfiles import CorruptFileError, RefusedFileError, RunFiles, RunStoreError  # noqa: F401 - re-exported
 
 # ----- every file name of the run store (the layout above), spelled here only
 RUN_FILE = "run.json"

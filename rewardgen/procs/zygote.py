@@ -476,7 +476,7 @@ def _preload() -> str | None:  # pragma: no cover
                 continue
             return f"could not import {name}: {type(exc).__name__}: {exc}"
     try:  # torch's lazy initialisation, done once here (each jail would repeat it otherwise)
-        from rewardgen.contract.schema import Schema  # noqa: F401
+        from rewardgen.contract.schema import Schema  # noqa: F401 - loaded before the fork, for every job
         from rewardgen.sandbox.jail import SharedState, _warm_up
         from rewardgen.tasks.spec import get_task, list_tasks
 

@@ -119,7 +119,7 @@ class LLMProposer(Proposer):
         best = h.leader(everyone) or ranked[0]
         budget = ctx.plan.steps if ctx.plan else None
         ends_early = termination_of(ctx.task).ends_early
-        parent_of = lambda c: h.find(ctx.history, (c.proposal or {}).get("parent"))  # noqa: E731
+        parent_of = lambda c: h.find(ctx.history, (c.proposal or {}).get("parent"))  # noqa: E731 - a one-line local helper
         last = len(ctx.history) - 1
         newest = records[-1] if records else []
         best_header = h.header(best, parent_of(best), budget).split(": ", 1)[1]

@@ -45,6 +45,7 @@ from rewardgen.contract.job import WorkerJob
 from rewardgen.errors import UserError
 from rewardgen.procs import WorkerResult
 from rewardgen.run.events import Event, FinalFinished, FinalRun, FinalStarted
+from rewardgen.run.executors import Executor
 from rewardgen.run.progress import Progress
 from rewardgen.run.step import Step, TrainingSetup, training_setup
 from rewardgen.runfiles import RunFiles
@@ -93,7 +94,7 @@ def _run_event(record: dict[str, Any], reused: bool = False) -> FinalRun:
                     reused=reused, record=record)
 
 
-def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, executor: Any = None,
+def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, executor: Executor | None = None,
                      progress: Progress | None = None, *, episodes: int | None = None) -> dict:
     """Retrain the best reward and the baselines with ``seeds`` seeds each and compare trusted fitness.
 
@@ -206,24 +207,23 @@ class Retraining:
         return cls(method, seed_index, dirname, source, key)
 
 
-def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retraining], executor: Any = None,
+def retrain_in_run(store: RunStore, training: RunTraining, trainings: list[Retraining], executor: Executor | None = None,
                    progress: Progress | None = None) -> tuple[list[dict], dict]:
     """``retrain`` under the run's lock (``RunStoreError`` when another process holds it). With ``executor``
     None, a ``LocalExecutor`` of the run's workers does the training and is closed after. Returns the
     records and the executor's description (for the result's record of where it ran)."""
-    own_executor = executor is None
-    if own_executor:
-        from rewardgen.run.executors import LocalExecutor
+    from rewardgen.run.executors import LocalExecutor
 
-        executor = LocalExecutor(training.config.workers)
+    own_executor = executor is None
+    used = LocalExecutor(training.config.workers) if executor is None else executor
     store.lock()
     try:
-        records = retrain(store, training.task, training.setup, trainings, executor, progress)
-        return records, executor.describe() if hasattr(executor, "describe") else {"executor": type(executor).__name__}
+        records = retrain(store, training.task, training.setup, trainings, used, progress)
+        return records, used.describe()
     finally:
         store.unlock()
         if own_executor:
-            executor.close()
+            used.close()
 
 
 def retrain(store: RunStore, task: Task, setup: TrainingSetup, trainings: list[Retraining], executor: Any,

@@ -260,7 +260,7 @@ class WarpSim(EnvMirror):
         self._gen = torch.Generator(device=dev).manual_seed(int(seed))
 
         sc = self.schema
-        idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731
+        idx = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64), device=dev)  # noqa: E731 - a one-line local helper
         self._bodies = idx(sc.body_ids)
         self._body_roots = idx(m.body_rootid[np.asarray(sc.body_ids, dtype=np.int64)])
         self._sites = idx(sc.site_ids)

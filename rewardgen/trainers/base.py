@@ -19,6 +19,7 @@ import torch
 from rewardgen.contract.policy import PolicyExport, load_npz
 from rewardgen.contract.reward import ContractError, RewardFn, check_output, nonfinite_error
 from rewardgen.contract.state import State
+from rewardgen.sandbox.confined import ConfinedReward
 from rewardgen.stats import pearson
 from rewardgen.tasks.fitness import EpisodeFitness, Fitness
 from rewardgen.tasks.spec import Task
@@ -245,7 +246,7 @@ class BatchReward:
     def prefetch(self, state: State) -> None:
         """Let a reward that runs elsewhere (the jail: ``submit``/``collect``) start on ``state`` now; the
         call for the same State collects its answer. Changes no number: calls stay in order."""
-        if self._prefetched is None and hasattr(self.fn, "submit"):
+        if self._prefetched is None and isinstance(self.fn, ConfinedReward):
             self.fn.submit(state)
             self._prefetched = state
 
@@ -259,9 +260,8 @@ class BatchReward:
             if self._prefetched is not state:
                 raise RuntimeError("BatchReward called for another State than the one prefetched")
             self._prefetched = None
-            # a reward that runs elsewhere (``prefetch`` saw its ``submit``); the reward function's
-            # Protocol is to declare submit/collect
-            answer = self.fn.collect()  # type: ignore[attr-defined]
+            assert isinstance(self.fn, ConfinedReward)  # prefetch submitted it there
+            answer = self.fn.collect()
         else:
             answer = self.fn(state)
         total, components = check_output(answer, self.n, finite=False)
