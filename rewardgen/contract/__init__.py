@@ -1,2 +1,3 @@
 """What crosses a boundary, and its rules: the State a reward sees (``schema``, ``state``), what a
-reward must return (``reward``), the policy file (``policy``) and the worker job (``job``)."""
+reward must return (``reward``), the policy file (``policy``), the worker job (``job``) and parsing
+Python source from any thread (``syntax``)."""

@@ -1,7 +1,8 @@
 """Trainers turn a reward into a policy; ``get_trainer(name, ...)`` is the registry.
 
 ``base`` holds the interface (``Trainer``, ``TrainConfig``, ``TrainOutput``) and the books every
-trainer keeps (``TrainingStats``, ``BatchReward``); ``ppo`` is rewardgen's own batched PPO, ``sb3``
+trainer keeps (``TrainingStats``, ``BatchReward``); ``ppo`` is rewardgen's own batched PPO, read top to
+bottom from its parts (``agent``, ``normalize``, ``rollout``, ``gae``, ``ppo_loss``), ``sb3``
 Stable-Baselines3's; ``worker`` is the trusted process that drives one of them against a jailed reward.
 """
 
