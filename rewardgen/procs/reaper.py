@@ -12,17 +12,13 @@ left, killing (SIGKILL) any still alive after a grace period, and reaps them all
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import time
 
+from rewardgen.sandbox.oslevel import LIBC as _LIBC
+
 _PR_SET_CHILD_SUBREAPER = 36
-_LIBC: ctypes.CDLL | None
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover
-    _LIBC = None
 
 
 def become_subreaper() -> bool:

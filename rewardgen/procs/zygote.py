@@ -60,7 +60,6 @@ orchestrator's environment switches the zygote off (overhead measurements; tests
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -74,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewardgen.procs.confine import Confinement, headless_gl
+from rewardgen.sandbox.oslevel import LIBC as _LIBC
 from rewardgen.sandbox.oslevel import close_fds_except, set_parent_death_signal
 
 #: what the zygote imports once (each child has them for free)
@@ -88,11 +88,6 @@ _MAX_FDS = 8
 _PR_SET_NAME = 15
 _START_TIMEOUT = 120.0
 
-_LIBC: ctypes.CDLL | None
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover
-    _LIBC = None
 
 
 class ZygoteUnavailable(RuntimeError):

@@ -14,11 +14,12 @@ import signal
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNET = 0x40000000
 _CLONE_NEWUSER = 0x10000000
-_LIBC: ctypes.CDLL | None
+#: the C library (prctl, unshare), None where it cannot be loaded; the trusted processes use it too
+LIBC: ctypes.CDLL | None
 try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)
+    LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover
-    _LIBC = None
+    LIBC = None
 
 
 def close_fds_except(keep: set[int]) -> None:
@@ -39,20 +40,20 @@ def close_fds_except(keep: set[int]) -> None:
 def set_parent_death_signal() -> None:
     """In a just-forked child: die (SIGKILL) when the process that started it dies."""
     try:
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if LIBC is not None:
+            LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
 
 
 def enter_netns() -> None:
     """Move the (pre-exec, single-threaded) child into a fresh network namespace, if allowed."""
-    if _LIBC is None:
+    if LIBC is None:
         return
-    if _LIBC.unshare(_CLONE_NEWNET) == 0:
+    if LIBC.unshare(_CLONE_NEWNET) == 0:
         return
     uid, gid = os.getuid(), os.getgid()
-    if _LIBC.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+    if LIBC.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
         return
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
         try:
