@@ -143,7 +143,7 @@ def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateReco
         upright = [k for k in upright if k == f"upright_{body}"] or upright
         edits.append(Edit(f"{why}: upright terms up", upright, 2.0))
         # what kept the ant on its feet in the measurements was a strong control cost, not the
-        # upright term alone (docs/benchmarks.md, "Session 11")
+        # upright term alone (docs/benchmarks-history.md, "2026-12-05, commits 7f46a96 and 02352d0")
         edits.append(Edit(f"{why}: control cost up to a strong weight", term_keys(space, ("ctrl",)), 2.0, True))
     if own.stood_still:
         why = "its policy stood still to the time limit short of success"
