@@ -4,8 +4,8 @@ Evolve picks a reward by the trusted fitness of one training seed. Where trainin
 widely between seeds, the highest single-seed fitness is partly luck (the winner's curse): on
 hopper-hop one reward reached 2.25 m/s on one training seed and 0.02-0.05 on three others, and the
 suite's hopper and ant winners fell from 2.32 and 1.62 in evolve to 0.25-0.88 and 0.13-0.84 in
-``rewardgen final`` (docs/benchmarks.md, "Confirming the best"). With ``confirm_seeds`` N, the CONFIRM_TOP candidates with
-the highest trusted fitness are each retrained from scratch at the full budget on the same N new
+``rewardgen final`` (docs/benchmarks.md, "Confirming the best"). With ``confirm_seeds`` N, the
+CONFIRM_TOP candidates with the highest trusted fitness are each retrained from scratch at the full budget on the same N new
 training seeds, and the run's best becomes the one with the highest mean over those N: a sample
 that no selection has looked at, so it is not biased upward like the fitness it was picked on.
 
