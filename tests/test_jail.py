@@ -178,7 +178,8 @@ def test_lying_worker_fails_its_candidate_not_the_run(tmp_path):
     cands = summary["generations"][0]["candidates"]
     assert cands[0]["status"] == "ok" and cands[0]["fitness"] is not None
     assert cands[1]["status"] == "protocol" and "env_steps" in cands[1]["error"]
-    # (once, in a CI run on 2026-12-05, before commit 1e80b11, this candidate ended "runtime" instead: the message says why next time)
+    # (once, in a CI run on 2026-12-05, before commit 1e80b11, this candidate ended "runtime" instead: the
+    # message says why next time)
     assert cands[2]["status"] == "protocol" and "bytes frame" in cands[2]["error"], cands[2]
     assert summary["best"]["candidate"] == 0
     again = resume(store.path)  # the malformed results poisoned nothing
