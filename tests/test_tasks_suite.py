@@ -125,12 +125,21 @@ def _train(task, trainer: str = "sb3") -> tuple[str, str, str | None, int, str |
     return task.id, res.stage, res.error, int((res.result or {}).get("env_steps", 0)), (res.result or {}).get("trainer")
 
 
+#: SB3 trains on the task's own gymnasium env whatever it is, so one task of each kind stands for the rest:
+#: a pendulum, a runner that falls, an arm judged at the end of its episode, a task with env_kwargs
+#: and a novel behaviour (rewardgen PPO, whose rules are written per env, trains every task below)
+SB3_TASKS = ("inverted-pendulum-balance", "hopper-hop", "reacher-reach", "halfcheetah-run-backward", "hopper-backflip")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["sb3", "ppo"])
 def test_every_task_trains_for_a_tiny_budget(trainer):
-    """Every task trains in the worker with either trainer (rewardgen PPO on the batched simulator)."""
+    """Every task trains in the worker with rewardgen PPO on the batched simulator; SB3 on one task of
+    each kind."""
+    tasks = TASKS if trainer == "ppo" else [t for t in TASKS if t.id in SB3_TASKS]
+    assert len(tasks) == (len(TASKS) if trainer == "ppo" else len(SB3_TASKS))
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda t: _train(t, trainer), TASKS))
+        results = list(pool.map(lambda t: _train(t, trainer), tasks))
     failed = [r for r in results if r[1] != "ok"]
     assert not failed, failed
     assert all(steps >= 256 for *_, steps, _ in results)
