@@ -341,8 +341,8 @@ class RichProgress:
 
     def _on_calibrating(self, e: Calibrating) -> None:
         task, trainer = e.task, e.trainer
-        self.print(f"measuring how fast {term(task)} trains with {term(trainer)} on this machine, for the time "
-                   "estimate (a few seconds; remembered for the next run)")
+        self.print(f"measuring how fast {term(task)} trains with {term(trainer)} here, for the time estimate")
+        self.print("  (a few seconds on this machine; remembered for the next run)")
 
     def _on_estimate(self, e: EstimateUpdate) -> None:
         """The run's duration: printed up front (measured on this machine, or remembered from the last
