@@ -1,10 +1,18 @@
-"""Statistics shared by the trainers' per-episode books and the reward debugger (plain numpy)."""
+"""Statistics shared by the trainers' per-episode books and the reward debugger (plain numpy), and the
+test every reader of untrusted JSON numbers uses (``finite``)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any, TypeGuard
 
 import numpy as np
+
+
+def finite(x: Any) -> TypeGuard[float]:
+    """A real number (not bool, NaN or infinite): what a figure read from a run's files may be used as."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float | None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rewardgen.stats import finite
+
 REWARD_RISE = 0.20
 FITNESS_FLAT = 0.05
 MIN_POINTS = 3
@@ -40,7 +42,7 @@ def hacking_alarm(stats: dict[str, Any] | None) -> dict[str, Any] | None:
     if not isinstance(stats, dict):
         return None
     points = [p for p in stats.get("episodes") or []
-              if isinstance(p, dict) and _num(p.get("return")) and _num(p.get("fitness"))]
+              if isinstance(p, dict) and finite(p.get("return")) and finite(p.get("fitness"))]
     if len(points) < MIN_POINTS:
         return None
     k = max(1, len(points) // 3)
@@ -65,7 +67,3 @@ def hacking_alarm(stats: dict[str, Any] | None) -> dict[str, Any] | None:
         "steps": [points[0].get("step"), points[-1].get("step")],
         "reward_fitness_correlation": stats.get("reward_fitness_correlation"),
     }
-
-
-def _num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf")

@@ -13,10 +13,9 @@ SVG (``rewardgen.inspect.charts``) enters a page as ``Markup``.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 import jinja2
 
@@ -24,14 +23,10 @@ from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.evaluate.hacking import hacking_alarm
 from rewardgen.inspect.charts import component_chart
 from rewardgen.safetext import html
+from rewardgen.stats import finite
 from rewardgen.store import as_label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-def finite(x: Any) -> TypeGuard[float]:
-    """A real number (not bool, NaN or infinite): what a chart or a formatted figure can use."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def as_dict(x: Any) -> dict[str, Any]:

@@ -21,30 +21,27 @@ path, to start and to tear down).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
-
-def _num(x: Any) -> TypeGuard[float]:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+from rewardgen.stats import finite
 
 
 def _loss_points(raw: Any, last_step: int) -> list[tuple[str, int, float]]:
     out: list[tuple[str, int, float]] = []
     if isinstance(raw, dict):
         for name, v in raw.items():
-            if _num(v):
+            if finite(v):
                 out.append((str(name), last_step, float(v)))
             elif isinstance(v, list):
                 for p in v:
-                    if isinstance(p, dict) and _num(p.get("value")) and _num(p.get("step")):
+                    if isinstance(p, dict) and finite(p.get("value")) and finite(p.get("step")):
                         out.append((str(name), int(p["step"]), float(p["value"])))
     elif isinstance(raw, list):
         for p in raw:
-            if isinstance(p, dict) and _num(p.get("step")):
+            if isinstance(p, dict) and finite(p.get("step")):
                 for name, v in p.items():
-                    if name != "step" and _num(v):
+                    if name != "step" and finite(v):
                         out.append((str(name), int(p["step"]), float(v)))
     return out
 
@@ -71,7 +68,7 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
     writer = EventFileWriter(str(logdir))
     try:
         def add(tag: str, value: Any, step: Any) -> None:
-            if _num(value) and _num(step):
+            if finite(value) and finite(step):
                 # component names come from reward code: a lone surrogate in one made the protobuf
                 # encoder raise and stopped the candidate's logging
                 summary = Summary(value=[Summary.Value(tag=clean(tag), simple_value=float(value))])
@@ -91,7 +88,7 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
             for key in ("return", "length", "fitness"):
                 add(f"episode/{key}", p.get(key), p.get("step"))
             add("episode/count", p.get("episodes"), p.get("step"))
-        last = int(env_steps) if _num(env_steps) else max(steps_seen)
+        last = int(env_steps) if finite(env_steps) else max(steps_seen)
         evaluation = metrics.get("evaluation") or {}
         add("fitness/trusted", metrics.get("fitness"), last)
         add("fitness/trusted_std", evaluation.get("fitness_std"), last)

@@ -22,7 +22,6 @@ The orchestrator never executes candidate code, and it records everything atomic
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from rewardgen.run.schedule import planned_env_steps, rung_fractions, schedule_p
 from rewardgen.run.slices import CandidateSlices, source_key
 from rewardgen.run.step import Step, training_setup
 from rewardgen.run.videos import VideoQueue
+from rewardgen.stats import finite
 from rewardgen.store import (
     FINAL_FILE,
     GENERATION_FILE,
@@ -379,10 +379,6 @@ def generation_summary(store: RunStore, g: int, n: int) -> GenerationSummary:
             "best": {"candidate": best["candidate"], "fitness": best["fitness"]} if best else None}
 
 
-def _finite(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _final_retrainings(store: RunStore) -> dict[tuple, list[float]]:
     """The best reward's fitness on each new training seed of ``rewardgen final`` (``final.json``), when it
     retrained at the run's own budget: {(generation, candidate): [fitness, ...]}. The file is read like
@@ -398,7 +394,7 @@ def _final_retrainings(store: RunStore) -> dict[tuple, list[float]]:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (g, c)):
         return {}
     values = [float(r["fitness"]) for r in final.get("runs") or [] if isinstance(r, dict)
-              and r.get("method") == "evolved" and r.get("status") == "ok" and _finite(r.get("fitness"))]
+              and r.get("method") == "evolved" and r.get("status") == "ok" and finite(r.get("fitness"))]
     return {(g, c): values} if values else {}
 
 
@@ -409,7 +405,7 @@ def proposer_history(store: RunStore, upto: int) -> list[list[CandidateRecord]]:
     retrained: dict[tuple, list[float]] = {}  # from a confirmation this run made earlier (an extended run)
     for row in ((store.read_run().get("confirm") or {}).get("contenders") or []):
         if isinstance(row, dict) and isinstance(row.get("fitness"), list):
-            values = [float(x) for x in row["fitness"] if _finite(x)]
+            values = [float(x) for x in row["fitness"] if finite(x)]
             if values:
                 retrained[(row.get("generation"), row.get("candidate"))] = values
     for key, values in _final_retrainings(store).items():  # and from `rewardgen final` on it

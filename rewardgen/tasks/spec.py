@@ -14,7 +14,6 @@ no YAML, checking that the model loads, that the names exist and that the fitnes
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from rewardgen.contract.schema import Schema, derive_schema
 from rewardgen.errors import UserError, flatten
 from rewardgen.resources import ENVIRONMENTS_DIR
+from rewardgen.stats import finite
 
 BASELINES = ("env", "sparse")
 
@@ -322,8 +322,7 @@ def _reference(raw: Any, where: str) -> dict[str, Any]:
         raise TaskError(f"{where}: reference.rewards must map some of {', '.join(REFERENCE_REWARDS)} to [mean, std]")
     out: dict[str, tuple[float, float]] = {}
     for name, pair in rewards.items():
-        ok = isinstance(pair, list) and len(pair) == 2 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in pair)
+        ok = isinstance(pair, list) and len(pair) == 2 and all(finite(x) for x in pair)
         if not ok or pair[1] < 0:
             raise TaskError(f"{where}: reference.rewards.{name} must be [mean, std] (finite numbers, std >= 0)")
         out[name] = (float(pair[0]), float(pair[1]))
