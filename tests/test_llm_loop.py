@@ -20,6 +20,7 @@ from rewardgen.proposers.base import CandidateRecord, ProposalContext
 from rewardgen.proposers.client import LLMSettings
 from rewardgen.proposers.history import compare, component_block, describe_older, find, leader, measure_at
 from rewardgen.proposers.llm import LLMProposer, based_on
+from rewardgen.proposers.taskfacts import seed_luck
 from rewardgen.safetext import for_llm
 from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.spec import get_task
@@ -66,6 +67,44 @@ def test_a_child_cut_early_is_compared_with_its_parent_at_the_same_env_steps():
     line = describe_older(cut, parent, 300_000, with_change=False)
     assert "fitness 0.046 at 61,440 env-steps (2 evaluation episodes, 0.036 to 0.056)" in line
     assert "compared at equal budget at 61,440 env-steps: g1c2 0.046, its parent g0c1 0.207" in line
+
+
+def test_a_gap_within_the_seeds_luck_is_called_no_evidence_at_the_budget_it_was_measured_at():
+    """The task file's reference measured how far the training seed alone moves a reward's fitness at the
+    full budget; a parent verdict there within that luck says so, one at an early rung or beyond it does not."""
+    hopper = get_task("hopper-hop")
+    luck = seed_luck(hopper)
+    widest = max(std for _, std in hopper.reference["rewards"].values())
+    assert luck is not None and luck.gap == pytest.approx(1.4 * widest) and luck.steps == hopper.reference["steps"]
+    parent = _record(0, 1, [(61_440, 0.15), (301_056, 2.143)])
+    near = _record(1, 0, [(61_440, 0.18), (301_056, 2.143 - luck.gap / 2)], parent="0/1")
+    far = _record(1, 1, [(61_440, 0.18), (301_056, 2.143 - luck.gap * 2)], parent="0/1")
+    early = _record(1, 2, [(61_440, 0.151)], parent="0/1", fate="eliminated")
+    said = "smaller than the luck of two training seeds on this task at this budget"
+    assert said in describe_older(near, parent, 300_000, with_change=False, task=hopper)
+    assert "not better than its parent" in describe_older(near, parent, 300_000, with_change=False, task=hopper)
+    assert said not in describe_older(far, parent, 300_000, with_change=False, task=hopper)
+    assert said not in describe_older(early, parent, 300_000, with_change=False, task=hopper)
+    assert said not in describe_older(near, parent, 300_000, with_change=False)  # no task, no reference: not said
+    assert seed_luck(get_task("halfcheetah-backflip")) is None
+
+
+def test_every_envs_own_reward_is_stated_with_the_envs_own_weights():
+    """The reference names the env's reward by its formula, written by the rules class that computes it,
+    with the weights read from gymnasium's env (a task built with other weights states those)."""
+    from rewardgen.proposers.taskfacts import reference_lines
+    from rewardgen.sim.termination import env_reward_text
+    from rewardgen.tasks.spec import list_tasks, task_from_dict
+
+    for task in list_tasks():
+        assert env_reward_text(task), f"{task.id}: its env's reward is not described"
+    hopper = get_task("hopper-hop")
+    text = reference_lines(None, hopper)[0]
+    assert ("the env's own reward (Hopper-v5's, per step: 1 x the root's forward speed (its x change over the step "
+            "/ dt) + 1 on each healthy step - 0.001 x the sum of squared actions)") in text
+    heavier = task_from_dict(hopper.to_dict() | {"env_kwargs": {"ctrl_cost_weight": 0.25, "healthy_reward": 3.0}},
+                             where="t.yaml")
+    assert "+ 3 on each healthy step - 0.25 x the sum of squared actions" in env_reward_text(heavier)
 
 
 def test_a_constant_term_is_never_called_useless_where_episodes_end_early():

@@ -192,7 +192,7 @@ def test_a_tasks_reference_is_validated_kept_and_told_to_the_proposer():
     assert task_from_dict(hopper.to_dict(), where="run.json").reference == ref  # a resumed run keeps it
     text = task_prompts(hopper)["task"]
     env_mean, env_std = ref["rewards"]["env"]
-    assert (f"the env's own reward (Hopper-v5's) {env_mean:.3g} ± {env_std:.2g}" in text
+    assert (f"0.001 x the sum of squared actions) {env_mean:.3g} ± {env_std:.2g}" in text
             and "how far one reward's fitness moves with the training seed alone" in text)
     sparse_std = ref["rewards"]["sparse"][1]  # the widest, and the sparse reward said in one clause
     assert f"the widest here, ±{sparse_std:.2g}" in text and "1 on each step where s.body_linvel" in text

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
+from rewardgen.proposers.taskfacts import SeedLuck, seed_luck
 from rewardgen.safetext import for_llm, llm_name
 from rewardgen.store import Stage
 from rewardgen.tasks.spec import Task
@@ -142,7 +143,9 @@ class Comparison:
     def better(self) -> bool:
         return self.child.fitness > self.parent.fitness
 
-    def text(self, child: str, parent: str) -> str:
+    def text(self, child: str, parent: str, luck: SeedLuck | None = None) -> str:
+        """The comparison in one line, hedged where the gap is within the evaluation's noise or, at the
+        budget ``luck`` was measured at, within the luck of two training seeds."""
         same = self.child.steps == self.parent.steps
         where = f"at {steps_text(self.child.steps)} env-steps" if same else \
             f"({child} at {steps_text(self.child.steps)}, {parent} at {steps_text(self.parent.steps)} env-steps)"
@@ -150,8 +153,12 @@ class Comparison:
         line = (f"compared at equal budget {where}: {child} {fit_text(self.child.fitness)}, its parent {parent} "
                 f"{fit_text(self.parent.fitness)}: {word} its parent")
         se = math.sqrt(self.child.variance_of_mean() + self.parent.variance_of_mean())
-        if se > 0 and abs(self.child.fitness - self.parent.fitness) <= 2 * se:
+        gap = abs(self.child.fitness - self.parent.fitness)
+        if se > 0 and gap <= 2 * se:
             line += " (a difference within twice the evaluation episodes' standard error: too small to tell from noise)"
+        elif luck is not None and luck.covers(self.child.steps) and gap < luck.gap:
+            line += (f" (a gap of {fit_text(gap)}, smaller than the luck of two training seeds on this task at this "
+                     f"budget, about {luck.gap:.2g}: no evidence either way)")
         return line
 
 
@@ -422,8 +429,10 @@ def request_failure(record: CandidateRecord) -> bool:
         and record.status == Stage.PROPOSAL
 
 
-def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None) -> str:
-    """One line: the candidate, its parent, how its training ended, its fitness where measured."""
+def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int | None,
+           luck: SeedLuck | None = None) -> str:
+    """One line: the candidate, its parent, how its training ended, its fitness where measured, and
+    its comparison with its parent (hedged by ``luck``, the task's seed luck, where known)."""
     who = f"{record.label} (child of {parent.label})" if parent else f"{record.label} (a new design)"
     if record.status != Stage.OK:
         ended: dict[str, str] = {Stage.PROPOSAL: "never became a usable reward",
@@ -440,7 +449,7 @@ def header(record: CandidateRecord, parent: CandidateRecord | None, budget: int 
     line = f"{who}: {fate}; {fitness_text(record)}"
     cmp = compare(record, parent)
     if cmp is not None and parent is not None:  # a comparison has a parent
-        line += "; " + cmp.text(record.label, parent.label)
+        line += "; " + cmp.text(record.label, parent.label, luck)
     elif parent is not None:
         line += f"; its parent {parent.label} has no fitness to compare with"
     return line
@@ -450,7 +459,7 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
                        budget: int | None, show_change: bool = True) -> str:
     """A candidate of the newest generation, in full: a header line, then its error, its change from its
     parent (``show_change``), components, training episodes and trusted episodes."""
-    parts = ["### " + header(record, parent, budget)]
+    parts = ["### " + header(record, parent, budget, seed_luck(task))]
     if record.status != "ok":
         parts.append("Its error:\n" + for_llm(record.error or "no error recorded"))
     if show_change and record.source.strip():
@@ -487,7 +496,7 @@ def describe_older(record: CandidateRecord, parent: CandidateRecord | None, budg
     its change. ``with_change``: True, its whole diff (or code); "short", the change only when it has at
     most ``OLDER_CHANGE_LINES`` lines (never cut in the middle: a longer one is named by its size); False,
     the size of its change only."""
-    line = "- " + header(record, parent, budget)
+    line = "- " + header(record, parent, budget, seed_luck(task))
     if record.status != "ok":
         line += ": " + for_llm(record.error or "", limit=200)
     behaviour = behaviour_line(record.stats or {}, task, task.episode_length) if task is not None else None

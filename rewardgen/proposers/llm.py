@@ -102,6 +102,7 @@ class LLMProposer(Proposer):
         its code, every candidate of the newest generation in full, older ones compressed until the text
         fits ``room`` characters (never the newest). None before the first generation."""
         from rewardgen.proposers import history as h
+        from rewardgen.proposers.taskfacts import seed_luck
         from rewardgen.sim.termination import termination_of
         from rewardgen.tasks.fitness import make_fitness
 
@@ -129,7 +130,7 @@ class LLMProposer(Proposer):
                      for i, f in enumerate(component_facts(best.stats or {})[:8])]
             return self._render("reflection_compact", generation=last, best={"header": best_header}, facts=facts,
                                 ends_early=ends_early, params_mode=self.mode == "params",
-                                newest=[h.header(c, parent_of(c), budget) for c in newest])
+                                newest=[h.header(c, parent_of(c), budget, seed_luck(ctx.task)) for c in newest])
         detail = None
         if best.generation != last:  # described in full with its own generation: its facts again here
             after_header = h.describe_candidate(best, parent_of(best), ctx.task, ends_early, budget,

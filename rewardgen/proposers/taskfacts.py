@@ -17,7 +17,7 @@ import mujoco
 import numpy as np
 
 from rewardgen.contract.state import StateBuffers
-from rewardgen.sim.termination import Termination, termination_of
+from rewardgen.sim.termination import Termination, env_reward_text, termination_of
 from rewardgen.tasks.fitness import Fitness, make_fitness
 from rewardgen.tasks.spec import Task
 
@@ -195,6 +195,32 @@ def judging_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
             *reference_lines(plan, task)]
 
 
+#: two rewards each trained once differ by about sqrt(2) times one reward's spread over seeds
+TWO_DRAWS = 1.4
+
+
+@dataclass(frozen=True)
+class SeedLuck:
+    """How far two candidates, each trained on one seed, may differ by the seed's luck alone on a task:
+    ``TWO_DRAWS`` times the widest spread the task file's ``reference`` measured, at ``steps``."""
+
+    gap: float
+    steps: int
+
+    def covers(self, steps: int) -> bool:
+        """Whether a comparison at ``steps`` env-steps is at the budget the spread was measured at
+        (within a tenth: a run's last rung lands near its budget, not on it)."""
+        return abs(steps - self.steps) <= 0.1 * self.steps
+
+
+def seed_luck(task: Task | None) -> SeedLuck | None:
+    """The task's ``SeedLuck`` (None: no task, or no reference measured for it)."""
+    ref = task.reference if task is not None else None
+    if not ref:
+        return None
+    return SeedLuck(TWO_DRAWS * max(std for _, std in ref["rewards"].values()), int(ref["steps"]))
+
+
 def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     """What rewardgen measured on this task before (the task file's ``reference``): a scale for the
     fitness, and the training seed's noise, which one run's single-seed fitnesses cannot show."""
@@ -204,7 +230,11 @@ def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     ref = task.reference
     if not ref:
         return []
-    names = dict(REFERENCE_REWARDS, env=f"the env's own reward ({task.env_id}'s)" if task.env_id else "the env's reward")
+    formula = env_reward_text(task) if "env" in ref["rewards"] else None
+    owner = f"{task.env_id}'s, per step: " if task.env_id else "per step: "
+    env_name = (f"the env's own reward ({owner}{formula})" if formula
+                else f"the env's own reward ({task.env_id}'s)" if task.env_id else "the env's reward")
+    names = dict(REFERENCE_REWARDS, env=env_name)
     if "sparse" in ref["rewards"]:
         fitness = make_fitness(task.fitness, task.schema)
         pace = fitness.step_threshold(task.success_threshold, task.episode_length)
@@ -214,13 +244,15 @@ def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     if plan is not None and plan.steps != ref["steps"]:
         budget += f" (this run trains to {plan.steps:,})"
     widest = max(std for _, std in ref["rewards"].values())
+    luck = seed_luck(task)
+    assert luck is not None  # the task has a reference
     return [f"For scale, rewardgen measured this task before at {budget}, retraining each reward from scratch on "
             f"{ref['seeds']} training seeds (mean ± standard deviation over the seeds; {ref['measured']}): "
             f"{rewards}.",
             f"The ± is how far one reward's fitness moves with the training seed alone, and it depends on the "
             f"reward: the widest here, ±{widest:.2g}, is what to expect of a reward that finds the behaviour on "
             f"some seeds and not on others. Two candidates each trained once differ by the luck of two draws, "
-            f"about 1.4 times that (about {1.4 * widest:.2g} here), so a smaller gap between them is no evidence "
+            f"about {TWO_DRAWS} times that (about {luck.gap:.2g} here), so a smaller gap between them is no evidence "
             f"either way. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
 
 

@@ -13,7 +13,7 @@ from rewardgen.sim.rules import rules_for
 from rewardgen.sim.rules.base import Bound, Termination
 from rewardgen.tasks.spec import Task
 
-__all__ = ["Bound", "Termination", "termination_of"]
+__all__ = ["Bound", "Termination", "env_reward_text", "termination_of"]
 
 
 def termination_of(task: Task) -> Termination:
@@ -25,5 +25,18 @@ def termination_of(task: Task) -> Termination:
         except ValueError:
             raise ValueError(f"the termination rules of {type(env.unwrapped).__name__} are not known") from None
         return rules.termination(int(task.episode_length))
+    finally:
+        env.close()
+
+
+def env_reward_text(task: Task) -> str | None:
+    """The env's own reward per step in words, from the same rules class that computes it (None: an
+    env no rules reproduce, or one whose rules do not describe it)."""
+    env = task.make_env()
+    try:
+        try:
+            return rules_for(env).reward_text()
+        except ValueError:
+            return None
     finally:
         env.close()

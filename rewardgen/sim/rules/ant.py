@@ -44,6 +44,12 @@ class AntRules(EnvRules):
     def progress(self, xp: Any, v: GymView) -> Any:
         return v.xpos[:, self.main_body, :2]
 
+    def reward_text(self) -> str:
+        lo, hi = self.contact_range
+        return (f"{self.w_forward:g} x the main body's forward speed (its x change over the step / dt) "
+                f"+ {self.healthy_reward:g} on each healthy step - {self.w_ctrl:g} x the sum of squared actions "
+                f"- {self.w_contact:g} x the sum of squared contact forces (each clipped to [{lo:g}, {hi:g}])")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         x_velocity = (v.xpos[:, self.main_body, 0] - before[:, 0]) / self.dt
         healthy = self.healthy(xp, v)

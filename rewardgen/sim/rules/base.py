@@ -308,6 +308,11 @@ class EnvRules:
         ``progress``)."""
         raise NotImplementedError
 
+    def reward_text(self) -> str | None:
+        """The env's own reward per step in words, with this instance's weights, written beside
+        ``reward`` so the two cannot drift (None: not described)."""
+        return None
+
     def after_step(self, xp: Any, v: GymView, before: Array | None) -> tuple[Array, Array, Array, Array | None]:
         """(observation, terminated, reward, progress) for the step that led to ``v``, in the order
         gymnasium computes them (the reward may read ``terminated``); one sequence for every simulator."""

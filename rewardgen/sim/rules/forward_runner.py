@@ -24,6 +24,10 @@ class ForwardRunnerRules(EnvRules):
     def observation(self, xp: Any, v: GymView) -> Any:
         return xp.concat([v.qpos[:, self.excl:], v.qvel], axis=1)
 
+    def reward_text(self) -> str:
+        return (f"{self.w_forward:g} x the root's forward speed (its x change over the step / dt) "
+                f"- {self.w_ctrl:g} x the sum of squared actions")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         x_velocity = (v.qpos[:, 0] - v.qpos_before[:, 0]) / self.dt
         return self.w_forward * x_velocity - self.w_ctrl * xp.sum(xp.square(v.action), axis=1)

@@ -76,6 +76,13 @@ class HumanoidRules(HumanoidObservation):
             mass = self._mass[key] = xp.asarray(self.mass, dtype=v.xipos.dtype, device=v.xipos.device)
         return (xp.sum(mass[None, :, None] * v.xipos, axis=1) / xp.sum(mass))[:, :2]
 
+    def reward_text(self) -> str:
+        lo, hi = self.contact_cost_range
+        return (f"{self.w_forward:g} x the whole body's centre-of-mass forward speed (its x change over the step "
+                f"/ dt) + {self.healthy_reward:g} on each healthy step - {self.w_ctrl:g} x the sum of squared "
+                f"controls - {self.w_contact:g} x the sum of squared contact forces (that cost clipped to "
+                f"[{lo:g}, {hi:g}])")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         x_velocity = (self.progress(xp, v)[:, 0] - before[:, 0]) / self.dt
         forward = self.w_forward * x_velocity

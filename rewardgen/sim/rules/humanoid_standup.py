@@ -22,6 +22,12 @@ class HumanoidStandupRules(HumanoidObservation):
         self.impact_cost_range = tuple(env._impact_cost_range)
         self.timestep = float(self.model.opt.timestep)
 
+    def reward_text(self) -> str:
+        lo, hi = self.impact_cost_range
+        return (f"the root's height divided by the physics timestep ({self.timestep:g} s) + 1 - {self.w_ctrl:g} x "
+                f"the sum of squared controls - {self.w_impact:g} x the sum of squared contact forces (that cost "
+                f"clipped to [{lo:g}, {hi:g}])")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         uph_cost = (v.qpos[:, 2] - 0) / self.timestep
         quad_ctrl_cost = self.w_ctrl * xp.sum(xp.square(v.ctrl), axis=1)

@@ -30,6 +30,10 @@ class InvertedDoublePendulumRules(EnvRules):
         return xp.concat([v.qpos[:, :1], xp.sin(v.qpos[:, 1:]), xp.cos(v.qpos[:, 1:]), xp.clip(v.qvel, -10, 10),
                           xp.clip(v.qfrc_constraint, -10, 10)[:, :1]], axis=1)
 
+    def reward_text(self) -> str:
+        return (f"{self.healthy_reward:g} on each step that does not end the episode - (0.01 x the upper tip's x^2 "
+                f"+ (its height - 2)^2) - (0.001 x the first hinge's velocity^2 + 0.005 x the second's^2)")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         x, y = v.site_xpos[:, 0, 0], v.site_xpos[:, 0, 2]
         v1, v2 = v.qvel[:, 1], v.qvel[:, 2]

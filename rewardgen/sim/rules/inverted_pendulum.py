@@ -22,5 +22,8 @@ class InvertedPendulumRules(EnvRules):
     def observation(self, xp: Any, v: GymView) -> Any:
         return xp.concat([v.qpos, v.qvel], axis=1)
 
+    def reward_text(self) -> str:
+        return "1 on each step the pole stays up, nothing else"
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         return xp.astype(~terminated, v.qpos.dtype)  # 1 per step the pole stays up

@@ -34,5 +34,8 @@ class MjcfRules(EnvRules):
     def observation(self, xp: Any, v: GymView) -> Any:
         return xp.concat([v.qpos[:, self.excl:], v.qvel], axis=1)
 
+    def reward_text(self) -> str:
+        return "none: 0 on every step (a brought robot has no reward of its own)"
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         return xp.zeros(v.n, dtype=v.qpos.dtype, device=v.qpos.device)

@@ -33,6 +33,10 @@ class PlanarWalkerRules(EnvRules):
     def observation(self, xp: Any, v: GymView) -> Any:
         return xp.concat([v.qpos[:, self.excl:], xp.clip(v.qvel, -10, 10)], axis=1)
 
+    def reward_text(self) -> str:
+        return (f"{self.w_forward:g} x the root's forward speed (its x change over the step / dt) "
+                f"+ {self.healthy_reward:g} on each healthy step - {self.w_ctrl:g} x the sum of squared actions")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         x_velocity = (v.qpos[:, 0] - v.qpos_before[:, 0]) / self.dt
         healthy = self.healthy(xp, v)

@@ -29,6 +29,10 @@ class PusherRules(EnvRules):
         return xp.concat([v.qpos[:, :7], v.qvel[:, :7], v.xpos[:, self.tips], v.xpos[:, self.object],
                           v.xpos[:, self.goal]], axis=1)
 
+    def reward_text(self) -> str:
+        return (f"-{self.w_dist:g} x the puck's distance to the goal - {self.w_near:g} x the arm tip's distance "
+                f"to the puck - {self.w_ctrl:g} x the sum of squared actions")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         to_object = v.xpos[:, self.object] - v.xpos[:, self.tips]
         to_goal = v.xpos[:, self.object] - v.xpos[:, self.goal]

@@ -25,6 +25,10 @@ class ReacherRules(EnvRules):
         th = v.qpos[:, :2]
         return xp.concat([xp.cos(th), xp.sin(th), v.qpos[:, 2:], v.qvel[:, :2], self._to_target(v)[:, :2]], axis=1)
 
+    def reward_text(self) -> str:
+        return (f"-{self.w_dist:g} x the fingertip's distance to the target - {self.w_ctrl:g} x the sum of "
+                f"squared actions")
+
     def reward(self, xp: Any, v: GymView, before: Any, terminated: Any) -> Any:
         dist = xp.linalg.vector_norm(self._to_target(v), axis=1)
         return -dist * self.w_dist - xp.sum(xp.square(v.action), axis=1) * self.w_ctrl
