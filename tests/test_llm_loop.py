@@ -386,6 +386,34 @@ def test_every_rung_is_shown_and_the_best_so_far_is_chosen_like_with_like(tmp_pa
     assert "`Based on: g0c0`" in text
 
 
+def test_the_best_so_far_is_the_highest_at_the_largest_budget_not_the_one_with_most_early_wins(tmp_path):
+    """A real request named g0c1 (0.8775 at 301k, after a peak of 1.79) the best so far over g1c2 (2.006
+    at the same 301k), by counting its wins over candidates cut at 61k; and called 0.8775 "a success: at
+    least 1.0" from its peak."""
+    task = get_task("hopper-hop")
+    full = (61_440, 151_552, 301_056)
+    g0 = [_record(0, 0, [(full[0], 0.15)], fate="eliminated"),
+          _record(0, 1, list(zip(full, (0.2116, 1.79, 0.8775), strict=True))),
+          _record(0, 2, [(full[0], 0.18), (full[1], 0.9)], fate="eliminated"),
+          _record(0, 3, [(full[0], 0.17), (full[1], 0.8)], fate="eliminated")]
+    g1 = [_record(1, 0, [(full[0], 0.16)], parent="g0c1", fate="eliminated"),
+          _record(1, 1, [(full[0], 0.14)], parent="g0c1", fate="eliminated"),
+          _record(1, 2, list(zip(full, (0.13, 0.7, 2.006), strict=True)), parent="g0c1"),
+          _record(1, 3, [(full[0], 0.12), (full[1], 0.6)], parent="g0c1", fate="eliminated")]
+    assert leader(g0 + g1) is g1[2]
+    assert leader(g0) is g0[1]  # the only one at 301k, though it fell there
+    ctx = ProposalContext(task, task.schema, 2, 4, seed=0, history=[g0, g1], run_dir=tmp_path)
+    text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
+    best = text.split("The best so far, compared like with like", 1)[1].split("Its code:", 1)[0]
+    assert "the largest budget any candidate reached, 301,056 env-steps" in best
+    assert best.split("): ", 1)[1].startswith("g1c2") and "(a success: its last fitness is at least 1" in best
+    assert "`Based on: g1c2`" in text
+    ctx = ProposalContext(task, task.schema, 1, 4, seed=0, history=[g0], run_dir=tmp_path)
+    text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
+    best = text.split("The best so far, compared like with like", 1)[1].split("Its code:", 1)[0]
+    assert "a success" not in best and "reached the success threshold, 1.0, at its peak but not at its last" in best
+
+
 def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakness(tmp_path):
     task = get_task("hopper-hop")
     gen0 = [_record(0, 1, [(61_440, 0.2064), (151_552, 0.4876), (301_056, 1.464)]),

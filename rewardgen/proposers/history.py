@@ -175,30 +175,16 @@ def compare(child: CandidateRecord, parent: CandidateRecord | None) -> Compariso
 
 
 # ----- like with like across the whole run
-def _beats(a: CandidateRecord, b: CandidateRecord) -> bool | None:
-    """Whether ``a`` is ahead of ``b`` at the larger budget both were evaluated at (None: no common budget)."""
-    cmp = compare(a, b)
-    if cmp is None or cmp.child.steps != cmp.parent.steps:
-        return None
-    return cmp.child.fitness > cmp.parent.fitness
-
-
 def leader(records: list[CandidateRecord]) -> CandidateRecord | None:
-    """The best candidate so far compared like with like: each pair at the larger budget both reached;
-    the one that is ahead in the most pairs leads (ties: its highest fitness at any rung). Never a
-    fitness at one budget against another's at a larger one."""
-    ok = [c for c in records if c.status == "ok" and measure_at(c) is not None]
+    """The best candidate so far compared like with like: the highest fitness at the largest budget
+    any candidate was measured at (ties: the earliest). A candidate cut before that budget cannot
+    lead, and its fitness is never set against another's at a larger budget."""
+    ok = [(c, m) for c in records if c.status == "ok" and (m := measure_at(c)) is not None]
     if not ok:
         return None
-
-    def score(c: CandidateRecord) -> tuple:
-        wins = sum(1 for o in ok if o is not c and _beats(c, o))
-        last = measure_at(c)
-        assert last is not None  # ok holds the candidates with a measure
-        peak = max((m.fitness for m in measures(c)), default=last.fitness)
-        return wins, peak, -c.generation, -c.candidate
-
-    return max(ok, key=score)
+    top = max(m.steps for _, m in ok)
+    return max((cm for cm in ok if cm[1].steps == top),
+               key=lambda cm: (cm[1].fitness, -cm[0].generation, -cm[0].candidate))[0]
 
 
 def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:

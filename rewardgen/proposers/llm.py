@@ -10,6 +10,7 @@ again ``generation_retries`` times. The trusted fitness's code is never in a pro
 
 from __future__ import annotations
 
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -160,13 +161,17 @@ class LLMProposer(Proposer):
                     out.append(line + (" (the best so far: its code is above)" if c is best else ""))
             return out
 
+        best_fitness = h.measure_at(best)  # its fitness: its last measurement
+
         def text() -> str:
             return self._render(
                 "reflection", generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
                 threshold=ctx.task.success_threshold, ends_early=ends_early,
                 best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
                       "detail": detail,
-                      "success": max((m.fitness for m in h.measures(best)), default=best.fitness or 0)
+                      "steps": h.steps_text(best_fitness.steps) if best_fitness and best_fitness.steps else None,
+                      "success": best_fitness is not None and best_fitness.fitness >= ctx.task.success_threshold,
+                      "peak_success": max((m.fitness for m in h.measures(best)), default=-math.inf)
                       >= ctx.task.success_threshold},
                 leaders=h.budget_leaders(everyone),
                 noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None,
