@@ -301,7 +301,7 @@ def _ppo_settings(raw: Any, where: str) -> dict[str, Any]:
 REFERENCE_REWARDS: dict[str, str] = {
     "env": "the env's own reward",
     "sparse": "the sparse success reward",
-    "evolved": "the offline proposer's evolved reward",
+    "evolved": "the offline proposer's evolved reward (rule-based, its code not shown here)",
 }
 
 
