@@ -203,6 +203,11 @@ class SuiteEstimate:
         self.current = task
         self.current_left = float(seconds_left) if basis == "measured" else None
 
+    def evolve_finished(self, task: str) -> None:
+        """The task's evolve is over (here or in an earlier process): only its final is left."""
+        self.done[task] = max(self.done[task], self.plans[task][0])
+        self.current_left = None
+
     def final_run(self, task: str, env_steps: int | None, reused: bool = False) -> None:
         steps = int(env_steps or 0)
         if not reused:  # a training an interrupted final had finished: done, but not at this process's speed
@@ -364,6 +369,7 @@ class Suite:
             entry["failed"] = failure_summary(store.read_run().get("generations") or []) or "no best reward"
             self._write_state()
             return
+        self.estimate.evolve_finished(task_id)
         _emit(self.progress, SuiteTask(task=task_id, index=i, count=count, phase="final", run_dir=str(run_dir)))
         t0 = time.monotonic()
         final_evaluation(run_dir, seeds=self.config.seeds, progress=progress)
