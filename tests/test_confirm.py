@@ -18,7 +18,7 @@ from rewardgen.run.final import train_seed as final_train_seed
 from rewardgen.tasks.spec import get_task
 
 TASK = "inverted-pendulum-balance"
-STEPS = 4096
+STEPS = 2048
 
 
 def _evolve_args(runs: Path, *extra: str) -> list[str]:
