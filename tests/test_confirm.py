@@ -18,7 +18,7 @@ from rewardgen.run.final import train_seed as final_train_seed
 from rewardgen.tasks.spec import get_task
 
 TASK = "inverted-pendulum-balance"
-STEPS = 4096
+STEPS = 2048
 
 
 def _evolve_args(runs: Path, *extra: str) -> list[str]:
@@ -30,15 +30,24 @@ def _records(run_dir: Path) -> dict[Path, dict]:
     return {p: json.loads(p.read_text()) for p in sorted(run_dir.glob("confirm/*/final-run.json"))}
 
 
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One real uninterrupted `evolve --confirm-seeds 2` run, built once: the first test checks it, the
+    kill -9 test compares its resumed run with it. Returns the run directory and its run.json as written
+    by the evolve (read before any test runs `final` in it)."""
+    where = tmp_path_factory.mktemp("confirm-whole")
+    res = cli(*_evolve_args(where / "runs"), "--json", cwd=where, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = Path(last_json(res.stdout)["run_dir"])
+    return run_dir, json.loads((run_dir / "run.json").read_text())
+
+
 @pytest.mark.slow
-def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(tmp_path):
+def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(whole_run, tmp_path):
     """The three candidates with the highest trusted fitness, each retrained from scratch with its own
     reward on two seeds apart from evolve's and final's; every record is the trusted evaluator's number
     for the policy beside it; the best is the highest mean, and report, CLI and `final` all name it."""
-    res = cli(*_evolve_args(tmp_path / "runs"), "--json", cwd=tmp_path, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    run_dir = Path(last_json(res.stdout)["run_dir"])
-    run = json.loads((run_dir / "run.json").read_text())
+    run_dir, run = whole_run
     conf = run["confirm"]
     every = [(g["generation"], c["candidate"], c["fitness"]) for g in run["generations"] for c in g["candidates"]
              if c["status"] == "ok"]
@@ -94,7 +103,7 @@ def test_confirmed_best_is_the_highest_mean_of_the_top_candidates_on_new_seeds(t
 
 
 @pytest.mark.slow
-def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_path):
+def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(whole_run, tmp_path):
     """kill -9 while the contenders retrain; `resume` keeps every finished training as it was and
     trains the rest, which come out as an uninterrupted run's (training is deterministic per seed)."""
     run_dir = kill_9_when(_evolve_args(tmp_path / "runs", "--json"), "*/confirm/*/final-run.json",
@@ -115,10 +124,8 @@ def test_kill_9_during_confirmation_then_resume_trains_only_what_was_left(tmp_pa
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["confirm"]["best"] is not None
 
-    # the same run uninterrupted: the same numbers for every training
-    whole = cli(*_evolve_args(tmp_path / "whole"), "--json", cwd=tmp_path, timeout=900)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    other = json.loads((Path(last_json(whole.stdout)["run_dir"]) / "run.json").read_text())
+    # the same run uninterrupted (the module's real run of the same arguments): the same numbers for every training
+    _, other = whole_run
     assert other["confirm"]["contenders"] == run["confirm"]["contenders"]
     assert other["best"] == run["best"]
 

@@ -208,10 +208,11 @@ def compute_reward(s):
 
 @pytest.mark.slow
 def test_evolve_with_llm_reflects_and_replays(runs_dir, tmp_path):
-    """The issue's command: 2 generations against a local server; gen 1 sees gen 0's reflection."""
+    """The issue's command (on a small budget: the reflection and the replay do not depend on it): 2
+    generations against a local server; gen 1 sees gen 0's reflection."""
     with ScriptedServer(lambda body, i: {"texts": [CHEETAH] * body.get("n", 1)}) as server:
         res = cli("evolve", "--task", "halfcheetah-run", "--llm", "openai", "--base-url", server.base_url,
-                  "--model", "scripted-model", "--samples", "4", "--generations", "2", "--steps", "20000",
+                  "--model", "scripted-model", "--samples", "2", "--generations", "2", "--steps", "8000",
                   "--trainer", "ppo", "--eval-episodes", "1", "--no-video", "--runs-dir", str(runs_dir), "--json",
                   timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]

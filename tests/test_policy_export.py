@@ -114,12 +114,14 @@ print(json.dumps({"gap": gap, "env_id": pi.meta["env_id"], "candidate": pi.meta[
 
 @pytest.fixture(scope="session")
 def torch_only_python(tmp_path_factory) -> Path:
-    """A fresh virtual environment with torch alone (the pinned CPU wheel), no rewardgen."""
+    """A fresh virtual environment with torch alone (the pinned CPU wheel), no rewardgen. pip's
+    --no-compile leaves byte-compiling to the first import, of only the modules the check imports: most of
+    the install's time went to compiling all of torch's files."""
     venv = tmp_path_factory.mktemp("torch-only") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    res = subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0"], capture_output=True, text=True,
-                         timeout=900)
+    res = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "torch==2.13.0"],
+                         capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     return python
 

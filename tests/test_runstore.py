@@ -125,7 +125,7 @@ def _alive(pid: int) -> bool:
 def test_resume_after_kill_9(runs_dir):
     """kill -9 the orchestrator mid-run; resume finishes without retraining finished candidates."""
     args = [sys.executable, "-m", "rewardgen", "evolve", "--task", "inverted-pendulum-balance", "--samples", "3",
-            "--generations", "2", "--steps", "6000", "--workers", "1", "--schedule", "full", "--runs-dir", str(runs_dir),
+            "--generations", "2", "--steps", "2048", "--workers", "1", "--schedule", "full", "--runs-dir", str(runs_dir),
             "--json"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             stdin=subprocess.DEVNULL)
