@@ -256,11 +256,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from rewardgen.procs.check import check_reward
+    from dataclasses import replace
+
+    from rewardgen.procs.check import CHECK_LIMITS, check_reward
 
     source = read_reward(args.reward)
     task = task_named(args.task)
-    verdict = check_reward(source, task, steps=args.steps, seed=args.seed)
+    limits = replace(CHECK_LIMITS, wall_seconds=args.timeout) if args.timeout else None
+    verdict = check_reward(source, task, steps=args.steps, seed=args.seed, limits=limits)
     if args.json:
         emit_json(verdict.to_json())
     else:

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 
             reap = become_subreaper()
         if args.func in (cmd_evolve, cmd_train, cmd_resume):
+            if isinstance(getattr(args, "task", None), str):  # a task that is not there: one line, before any fork
+                from rewardgen.tasks.spec import get_task
+
+                get_task(args.task)
             from rewardgen.procs import zygote
 
             zygote.prestart()  # its imports overlap this command's own (docs/speed.md)

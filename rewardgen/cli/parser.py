@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="task id or path to a task YAML file")
     p.add_argument("--steps", type=env_steps, default=256, help="env-steps of the smoke run (default 256)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--timeout", type=positive_float, default=None,
+                   help="wall-clock seconds the sandboxed run may take before it is killed (default 60, as "
+                        "evolve's check)")
     p.add_argument("--json", action="store_true",
                    help='print {"ok", "stage", "error", "components"} as the last line of stdout')
     p.set_defaults(func=cmd_check)
