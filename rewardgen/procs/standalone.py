@@ -42,6 +42,7 @@ from rewardgen.contract.schema import Schema, derive_schema
 from rewardgen.contract.state import StateBuffers, field_shapes
 from rewardgen.procs.frames import read_job
 from rewardgen.procs.launch import Child
+from rewardgen.sandbox.confined import Closing
 
 _REQUEST = struct.Struct("<BI")
 _REPLY = struct.Struct("<BHI")
@@ -59,7 +60,7 @@ class JailedRewardError(RuntimeError):
     """The jailed reward failed (its error, as the jail reported it) or the host went away."""
 
 
-class JailedReward:
+class JailedReward(Closing):
     """``source``'s ``compute_reward`` in rewardgen's jail, for a model's worlds filled here.
 
     :param source: the reward's code (checked by rewardgen's static validator first).
@@ -152,18 +153,6 @@ class JailedReward:
         self._proc.finish()
         self._proc = None
         self._scratch.cleanup()
-
-    def __enter__(self) -> JailedReward:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
     # ----- the pipes
     def _write(self, data: bytes) -> None:

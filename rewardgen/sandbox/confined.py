@@ -1,4 +1,5 @@
-"""What callers use of a reward held in its jail: the ``ConfinedReward`` Protocol.
+"""What callers use of a reward held in its jail: the ``ConfinedReward`` Protocol, and ``Closing``,
+which closes whatever holds a jailed process when its holder goes.
 
 ``rewardgen.sandbox.jail.Jail`` is the one implementation; the training and debug workers, and the
 trainers' books, are written against this Protocol, so what they need of it is declared here rather
@@ -9,7 +10,7 @@ or count.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 if TYPE_CHECKING:
     import torch
@@ -47,3 +48,24 @@ class ConfinedReward(Protocol):
     def capacity(self) -> int: ...
 
     def call_deadline(self, n: int) -> float: ...
+
+
+class Closing:
+    """A holder of a jailed process (``Jail``, the exported reward's ``JailedReward``): its ``close``
+    runs on leaving a ``with`` block and, failing that, when the holder is collected, so no jail
+    outlives what held it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown
+            pass

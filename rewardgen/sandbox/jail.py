@@ -64,6 +64,7 @@ import torch
 
 from rewardgen.contract.schema import Schema
 from rewardgen.contract.state import State, field_shapes
+from rewardgen.sandbox.confined import Closing
 from rewardgen.sandbox.guard import CANDIDATE_FILENAME
 from rewardgen.sandbox.oslevel import close_fds_except
 
@@ -257,7 +258,7 @@ def component_name_error(name: Any) -> str | None:
 # the trusted side
 # ----------------------------------------------------------------------------------------------
 
-class Jail:
+class Jail(Closing):
     """Runs one candidate's ``compute_reward`` in a locked child process; call it like the reward.
 
     :param source: the candidate's source (validated statically by the caller).
@@ -507,18 +508,6 @@ class Jail:
             except (ProcessLookupError, ChildProcessError):
                 pass
         self._pid = None
-
-    def __enter__(self) -> Jail:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
     # -- channel -------------------------------------------------------------------------------
     def _send(self, op: int, n: int) -> None:
