@@ -201,11 +201,16 @@ TWO_DRAWS = 1.4
 
 @dataclass(frozen=True)
 class SeedLuck:
-    """How far two candidates, each trained on one seed, may differ by the seed's luck alone on a task:
-    ``TWO_DRAWS`` times the widest spread the task file's ``reference`` measured, at ``steps``."""
+    """How far the training seed alone moves fitness on a task: ``spread``, the widest standard deviation
+    over seeds the task file's ``reference`` measured at ``steps``; ``gap``, how far two candidates each
+    trained on one seed may differ by luck (``TWO_DRAWS`` times it)."""
 
-    gap: float
+    spread: float
     steps: int
+
+    @property
+    def gap(self) -> float:
+        return TWO_DRAWS * self.spread
 
     def covers(self, steps: int) -> bool:
         """Whether a comparison at ``steps`` env-steps is at the budget the spread was measured at
@@ -218,7 +223,7 @@ def seed_luck(task: Task | None) -> SeedLuck | None:
     ref = task.reference if task is not None else None
     if not ref:
         return None
-    return SeedLuck(TWO_DRAWS * max(std for _, std in ref["rewards"].values()), int(ref["steps"]))
+    return SeedLuck(max(std for _, std in ref["rewards"].values()), int(ref["steps"]))
 
 
 def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
@@ -227,9 +232,10 @@ def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     from rewardgen.tasks.fitness import make_fitness
     from rewardgen.tasks.spec import REFERENCE_REWARDS
 
-    ref = task.reference
-    if not ref:
+    luck = seed_luck(task)
+    if luck is None:
         return []
+    ref = task.reference
     formula = env_reward_text(task) if "env" in ref["rewards"] else None
     owner = f"{task.env_id}'s, per step: " if task.env_id else "per step: "
     env_name = (f"the env's own reward ({owner}{formula})" if formula
@@ -243,14 +249,11 @@ def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
     budget = f"{ref['steps']:,} env-steps"
     if plan is not None and plan.steps != ref["steps"]:
         budget += f" (this run trains to {plan.steps:,})"
-    widest = max(std for _, std in ref["rewards"].values())
-    luck = seed_luck(task)
-    assert luck is not None  # the task has a reference
     return [f"For scale, rewardgen measured this task before at {budget}, retraining each reward from scratch on "
             f"{ref['seeds']} training seeds (mean ± standard deviation over the seeds; {ref['measured']}): "
             f"{rewards}.",
             f"The ± is how far one reward's fitness moves with the training seed alone, and it depends on the "
-            f"reward: the widest here, ±{widest:.2g}, is what to expect of a reward that finds the behaviour on "
+            f"reward: the widest here, ±{luck.spread:.2g}, is what to expect of a reward that finds the behaviour on "
             f"some seeds and not on others. Two candidates each trained once differ by the luck of two draws, "
             f"about {TWO_DRAWS} times that (about {luck.gap:.2g} here), so a smaller gap between them is no evidence "
             f"either way. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
