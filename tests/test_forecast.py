@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from rewardgen.run.forecast import BOOK_MAX_AGE_S, Costs, RateBook, calibration_steps, forecast_seconds
+from rewardgen.run import forecast
+from rewardgen.run.forecast import BOOK_MAX_AGE_S, Costs, OtherDemand, RateBook, calibration_steps, forecast_seconds
 
 COSTS = Costs(job_s=1.0, step_s=0.001, eval_fixed_s=0.5, eval_step_s=0.0001, load=0.0, cores=2,
               measured_at=time.time())
@@ -58,10 +59,43 @@ def test_the_rate_book_remembers_bounds_and_forgets(tmp_path):
     assert book.get("k", now=COSTS.measured_at + BOOK_MAX_AGE_S + 1) is None  # too old: measured again
     (tmp_path / "cache" / "rates.json").write_text("{not json")
     assert book.get("k") is None  # a damaged file is no estimate, never an error
-    data = {"version": 1, "setups": {"k": {"costs": dict(COSTS.__dict__, step_s=float("nan"))}}}
+    data = {"version": 2, "setups": {"k": {"costs": dict(COSTS.__dict__, step_s=float("nan"))}}}
     (tmp_path / "cache" / "rates.json").write_text(json.dumps(data))
     assert book.get("k") is None
+    data["setups"]["k"]["costs"]["step_s"] = 0.001
+    (tmp_path / "cache" / "rates.json").write_text(json.dumps(data))
+    assert book.get("k") == (COSTS, 1.0)
+    (tmp_path / "cache" / "rates.json").write_text(json.dumps({**data, "version": 1}))
+    assert book.get("k") is None  # the older format kept the load average as the load: measured again
     blocked = RateBook(tmp_path / "file" / "rates.json")
     (tmp_path / "file").write_text("a file where the folder should be")
     blocked.put("k", COSTS)  # cannot be written: ignored
     assert blocked.get("k") is None
+
+
+def test_other_processes_demand_is_sampled_now_less_our_own(monkeypatch):
+    """Two processes that spin for the whole second are seen as at least 1.5 cores of other demand,
+    whatever else the machine runs; what this run itself runs (``own``) is not counted; where the kernel
+    does not count runnable threads, the load average stands in."""
+    import subprocess
+    import sys
+
+    spin = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 3\nwhile time.time() < t: pass"])
+            for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        with OtherDemand() as busy:
+            time.sleep(1.0)
+        with OtherDemand(own=1000) as ours:
+            time.sleep(0.2)
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert len(busy.samples) >= 10 and busy.cores() >= 1.5, busy.samples
+    assert ours.samples and ours.cores() == 0.0
+    monkeypatch.setattr(forecast, "runnable_now", lambda: None)
+    monkeypatch.setattr(forecast, "loadavg", lambda: 3.25)
+    with OtherDemand() as unknown:
+        time.sleep(0.1)
+    assert unknown.samples == [] and unknown.cores() == 3.25

@@ -60,6 +60,7 @@ NOT_RUN_FILES = {
     ("rewardgen.cli.commands", "cmd_serve"): "the runs folder the user names",
     ("rewardgen.cli.display", "loadavg"): "/proc/loadavg",
     ("rewardgen.run.forecast", "loadavg"): "/proc/loadavg",
+    ("rewardgen.run.forecast", "runnable_now"): "/proc/loadavg",
     ("rewardgen.run.forecast", "calibrate"): "the calibration's own temporary folder",
     ("rewardgen.run.forecast", "RateBook"): "the user's own cache of measured rates ($XDG_CACHE_HOME/rewardgen)",
     ("rewardgen.inspect.debug", "main"): "the debug worker's own job files (scratch)",

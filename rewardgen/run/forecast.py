@@ -17,6 +17,10 @@ measurements of this task's training on this machine:
 cost plus env-steps) and a trusted evaluation of full-length episodes, slowed by the load the extra
 workers add to what the machine was already doing. The run then refines the estimate from its own
 pace (``rewardgen.run.progress.Estimate``), as before.
+
+What the machine was already doing is the other processes' demand for its cores *now*, sampled
+(``OtherDemand``): the 1-minute load average lags a minute behind and counts this process's own recent
+work, which made the first estimate of a small run on an idle machine 1.5x too long.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,6 +41,9 @@ from rewardgen.store import POLICY_FILE, atomic_write_json
 
 #: a remembered measurement older than this is measured again
 BOOK_MAX_AGE_S = 14 * 24 * 3600.0
+#: the rate book's format; a book of another (older) format is measured again (version 1 kept the
+#: 1-minute load average where ``Costs.load`` now keeps the sampled demand of other processes)
+BOOK_VERSION = 2
 #: a remembered correction is kept within these bounds (one odd run must not wreck the next estimate)
 CORRECTION_RANGE = (0.5, 2.0)
 
@@ -48,6 +56,58 @@ def loadavg() -> float:
         return 0.0
 
 
+def runnable_now() -> int | None:
+    """Threads runnable on the machine at this instant, the reader included (``/proc/loadavg``'s
+    fourth field); None where the kernel does not say."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class OtherDemand:
+    """The cores other processes want while this block runs: the machine's runnable threads sampled
+    every ``interval`` seconds, less the sampling thread and ``own`` (threads of this run's own work
+    running meanwhile). A ``with`` block; ``cores()`` is the mean, 0 or more. Where the kernel does
+    not count runnable threads it falls back to the load average."""
+
+    def __init__(self, own: float = 0.0, interval: float = 0.05):
+        self.own, self.interval = own, interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="rewardgen-demand", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            n = runnable_now()
+            if n is None:
+                return
+            self.samples.append(n)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> OtherDemand:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cores(self) -> float:
+        if not self.samples:
+            return loadavg()
+        return max(0.0, sum(self.samples) / len(self.samples) - 1.0 - self.own)
+
+
+def other_demand(seconds: float = 0.5) -> float:
+    """The cores other processes want now, sampled for ``seconds`` while this process waits."""
+    with OtherDemand() as demand:
+        time.sleep(seconds)
+    return demand.cores()
+
+
 @dataclass(frozen=True)
 class Costs:
     """What one slice of training and its evaluation cost on this machine, measured.
@@ -57,7 +117,8 @@ class Costs:
     :param step_s: seconds per env-step of training, one job running.
     :param eval_fixed_s: seconds of a trusted evaluation besides its env-steps (its process, the env).
     :param eval_step_s: seconds per env-step the trusted evaluation simulates.
-    :param load: the machine's 1-minute load average when measured; :param cores: its usable cores.
+    :param load: the cores other processes wanted while it was measured (``OtherDemand``);
+        :param cores: the machine's usable cores.
     :param measured_at: when (``time.time()``); :param seconds: how long the measurement took.
     """
 
@@ -84,9 +145,9 @@ class Costs:
 
     def slowdown(self, workers: int, load_now: float | None = None) -> float:
         """How much slower each of ``workers`` jobs runs than the one job measured: the jobs share the
-        cores with what else the machine runs (its load now, less the measuring job itself)."""
-        load_now = self.load if load_now is None else load_now
-        other = max(0.0, load_now)
+        cores with what other processes want now (``load_now``, cores), the measured job shared them with
+        what they wanted then."""
+        other = max(0.0, self.load if load_now is None else load_now)
         measured = max(1.0, (self.load + 1.0) / self.cores)
         return max(1.0, (other + workers) / self.cores) / measured
 
@@ -94,8 +155,8 @@ class Costs:
 def forecast_seconds(costs: Costs, generations: list[list[dict]], workers: int, episodes: int,
                      episode_length: int, load_now: float | None = None) -> float:
     """Seconds to train and evaluate ``generations`` (each a schedule plan: rungs of ``{"target",
-    "candidates"}``) with ``workers`` jobs at once; evaluations of full-length episodes (a trained
-    policy rarely ends early)."""
+    "candidates"}``) with ``workers`` jobs at once beside other processes that want ``load_now`` cores;
+    evaluations of full-length episodes (a trained policy rarely ends early)."""
     evaluation = costs.eval_fixed_s + costs.eval_step_s * episodes * episode_length
     total = 0.0
     for plan in generations:
@@ -130,14 +191,14 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
         from rewardgen.procs import zygote
 
         zygote.ready()  # started once per command: not a cost of every slice
-    load = loadavg()
     probe = setup.job(None, seed, 1)
     batch = (probe.num_envs or 8) * int(task.ppo.get("rollout_steps", 16)) if setup.trainer == "ppo" else 2048
     steps = calibration_steps(batch, setup.budget)
     check = SmokeCheck(steps=check_steps, seed=seed, num_envs=4, seconds=60.0)
     job = setup.job(sparse_reward_source(task), seed, steps, cpu_threads, None, check)
     began = time.monotonic()
-    res = executor.submit(job, setup.limits(steps)).result()
+    with OtherDemand(own=cpu_threads) as demand:
+        res = executor.submit(job, setup.limits(steps)).result()
     wall = time.monotonic() - began
     failure = training_failure(res)
     if failure is not None:
@@ -162,8 +223,8 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
             raise RuntimeError(f"calibration evaluation failed: {error}")
     simulated = sum(int(e.get("length") or 0) for e in full.get("episodes") or []) or 1
     return Costs(job_s=max(0.0, wall - train_s), step_s=train_s / max(1, trained), eval_fixed_s=fixed,
-                 eval_step_s=max(0.0, whole - fixed) / simulated, load=load, cores=usable_cores(),
-                 measured_at=time.time(), seconds=round(time.monotonic() - started, 2))
+                 eval_step_s=max(0.0, whole - fixed) / simulated, load=round(demand.cores(), 3),
+                 cores=usable_cores(), measured_at=time.time(), seconds=round(time.monotonic() - started, 2))
 
 
 def book_path() -> Path:
@@ -184,7 +245,8 @@ class RateBook:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
-        return data if isinstance(data, dict) and isinstance(data.get("setups"), dict) else {}
+        ok = isinstance(data, dict) and data.get("version") == BOOK_VERSION and isinstance(data.get("setups"), dict)
+        return data if ok else {}
 
     def get(self, key: str, now: float | None = None) -> tuple[Costs, float] | None:
         """The remembered ``(costs, correction)`` of ``key``, None when there are none (or old ones)."""
@@ -197,7 +259,7 @@ class RateBook:
         return costs, min(max(float(correction) if ok else 1.0, CORRECTION_RANGE[0]), CORRECTION_RANGE[1])
 
     def put(self, key: str, costs: Costs, correction: float | None = None) -> None:
-        data = self._read() or {"version": 1, "setups": {}}
+        data = self._read() or {"version": BOOK_VERSION, "setups": {}}
         entry = data["setups"].get(key) if isinstance(data["setups"].get(key), dict) else {}
         entry["costs"] = asdict(costs)
         if correction is not None and math.isfinite(correction) and correction > 0:

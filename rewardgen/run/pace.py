@@ -87,7 +87,7 @@ class RunPace:
     def _forecast(self, planned: int, done: int) -> tuple[float | None, str]:
         """Seconds the work left will take, from costs remembered for this setup or measured now by a
         short calibration, and which of the two; (None, "guess") when neither is possible."""
-        from rewardgen.run.forecast import RateBook, calibrate, forecast_seconds, loadavg
+        from rewardgen.run.forecast import RateBook, calibrate, forecast_seconds, other_demand
 
         key, workers, threads = self._setup_key()
         book = RateBook()
@@ -95,6 +95,11 @@ class RunPace:
         episodes = self.config.eval_episodes or self.task.eval_episodes
         if remembered is not None:
             costs, correction, basis = *remembered, "remembered"
+            if getattr(self.executor(), "name", "") == "local":
+                from rewardgen.procs import zygote
+
+                zygote.ready()  # its start is this run's own work, not another process's demand
+            load_now = other_demand()
         else:
             self.progress.event(Calibrating(task=self.task.id, trainer=self.trainer))
             try:
@@ -105,8 +110,8 @@ class RunPace:
                                                        f"estimate ({flatten(exc, 300)}); it is a rough guess"))
                 return None, "guess"
             book.put(key, costs)
-            correction, basis = 1.0, "calibrated"
-        raw = forecast_seconds(costs, self._plans(), workers, episodes, self.task.episode_length, loadavg())
+            correction, basis, load_now = 1.0, "calibrated", costs.load
+        raw = forecast_seconds(costs, self._plans(), workers, episodes, self.task.episode_length, load_now)
         self._pace = (key, costs, raw * (planned - done) / max(1, planned))
         return correction * raw * (planned - done) / max(1, planned), basis
 
