@@ -11,8 +11,8 @@
   budget, its training episodes, what its policy did in the trusted episodes, and any error, fenced
   as output of the code under test (``safetext.for_llm``).
 - Every fitness is shown at every rung the candidate reached; the best so far is chosen like with like
-  (``leader``: each pair at the larger budget both reached), and a candidate that peaked and then fell
-  is said to have.
+  (``leader``: the highest last fitness at the largest budget any candidate reached), and a candidate
+  that peaked and then fell is said to have.
 - How noisy a fitness is comes from the run's own measurements (``noise_lines``), and where early
   rungs mis-ranked candidates the run's own example is given (``rank_flip``).
 - Older generations are compressed only when the request would exceed its character budget
