@@ -302,10 +302,16 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
         user = _user(body)
         assert "carries no signal" not in user and "drop it" not in user and "CONSTANT" not in user
     assert "alive is constant per step (1): episodes end early on this task, so it pays for living longer" in text
-    # no artefact rows: every training-episode row is of episodes that happened whole (length >= 1)
+    # no artefact rows: every training-episode row is of episodes that happened whole (length >= 1); the
+    # share the termination rules ended is counted (all of a row's episodes where together they lasted less
+    # than one 1000-step time limit) and shown
     for m in (run_dir / "gen-001").glob("cand-*/metrics.json"):
         for row in json.loads(m.read_text())["training"]["episodes"]:
-            assert row["length"] >= 1
+            assert row["length"] >= 1 and 0.0 <= row["ended_early"] <= 1.0
+            if row["length"] * row["episodes"] < 1000:
+                assert row["ended_early"] == 1.0, row
+    assert "ended early: the share the termination rules ended before the time limit" in text
+    assert re.search(r"\n\s+[\d,]+\s+\d+\s+[\d.]+\s+\S+\s+\S+\s+\d+%\n", text)
     assert len(json.dumps(by_gen[2]["messages"])) < 60_000
 
 

@@ -85,7 +85,7 @@ def write_scalars(logdir: Path, metrics: dict[str, Any]) -> Path:
                 add(f"components/{name}_min", p.get("min"), p.get("step"))
                 add(f"components/{name}_max", p.get("max"), p.get("step"))
         for p in training.get("episodes") or []:
-            for key in ("return", "length", "fitness"):
+            for key in ("return", "length", "fitness", "ended_early"):
                 add(f"episode/{key}", p.get(key), p.get("step"))
             add("episode/count", p.get("episodes"), p.get("step"))
         last = int(env_steps) if finite(env_steps) else max(steps_seen)

@@ -174,7 +174,7 @@ def _numbers(value: Any, what: str, limit: int = 32) -> dict[str, float]:
 
 
 _COMPONENT_POINT = ("step", "mean", "min", "max")
-_EPISODE_POINT = ("step", "episodes", "length", "return", "fitness")
+_EPISODE_POINT = ("step", "episodes", "length", "return", "fitness", "ended_early")
 
 
 def _points(value: Any, what: str, keys: tuple[str, ...]) -> list[dict[str, float]]:

@@ -352,9 +352,13 @@ def episode_block(stats: dict) -> str | None:
     rows = stats.get("episodes") or []
     if not rows:
         return None
-    out = [f"{'env-steps':>10} {'episodes':>9} {'length':>8} {'return':>10} {'fitness':>9}"]
+    # the share that the termination rules ended, where any did (runs recorded before it was kept have none)
+    early = all("ended_early" in r for r in rows) and any(r["ended_early"] > 0 for r in rows)
+    out = [f"{'env-steps':>10} {'episodes':>9} {'length':>8} {'return':>10} {'fitness':>9}"
+           + (f" {'ended early':>11}" if early else "")]
     for r in _pick(rows, TABLE_POINTS):
-        out.append(f"{r['step']:>10,} {r['episodes']:>9} {r['length']:>8.1f} {r['return']:>10.4g} {r['fitness']:>9.4g}")
+        out.append(f"{r['step']:>10,} {r['episodes']:>9} {r['length']:>8.1f} {r['return']:>10.4g} {r['fitness']:>9.4g}"
+                   + (f" {r['ended_early']:>11.0%}" if early else ""))
     return fence("\n".join(out), "text")
 
 
@@ -461,7 +465,9 @@ def describe_candidate(record: CandidateRecord, parent: CandidateRecord | None, 
         corr = stats.get("reward_fitness_correlation")
         parts.append("Its training episodes (the exploring policy, which samples actions around its mean action: not "
                      "what the trusted fitness runs, and the two can differ a lot; mean over the episodes that ended "
-                     "in each interval; fitness as the trusted measure scores them):\n" + eps
+                     "in each interval; fitness as the trusted measure scores them"
+                     + ("; ended early: the share the termination rules ended before the time limit"
+                        if "ended early" in eps else "") + "):\n" + eps
                      + (f"\nCorrelation, over all its training episodes, between an episode's return under this "
                         f"reward and its fitness: {corr:.2f} (near 1: the episodes this reward paid more for also "
                         "scored higher; near 0 or below: it paid for something the fitness does not count)."

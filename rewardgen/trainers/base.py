@@ -181,8 +181,11 @@ class TrainingStats:
             acc[2] = torch.minimum(acc[2], lo)
             acc[3] = torch.maximum(acc[3], hi)
 
-    def record_episode(self, step: int, length: int, episode_return: float, fitness: float) -> None:
-        self._bucket(step)["episodes"].append((length, episode_return, fitness))
+    def record_episode(self, step: int, length: int, episode_return: float, fitness: float,
+                       ended_early: bool = False) -> None:
+        """One episode that ended at ``step``; ``ended_early``: the env's termination rules ended it
+        before the time limit."""
+        self._bucket(step)["episodes"].append((length, episode_return, fitness, float(ended_early)))
         self.episode_returns.append(episode_return)
         self.episode_fitness.append(fitness)
 
@@ -203,7 +206,8 @@ class TrainingStats:
             if b["episodes"]:
                 arr = np.asarray(b["episodes"], dtype=float)
                 episodes.append({"step": b["last_step"], "episodes": len(arr), "length": float(arr[:, 0].mean()),
-                                 "return": float(arr[:, 1].mean()), "fitness": float(arr[:, 2].mean())})
+                                 "return": float(arr[:, 1].mean()), "fitness": float(arr[:, 2].mean()),
+                                 "ended_early": float(arr[:, 3].mean())})
         total = components.pop("__total__", [])
         return {
             "components": components,
@@ -324,7 +328,8 @@ class BatchReward:
         done, returns, lengths, fits = (torch.stack(col).cpu().numpy() for col in zip(*(c[1:] for c in self._closed)))
         self._closed = []
         for t, i in zip(*np.nonzero(done)):
-            self.stats.record_episode(steps[t], int(lengths[t, i]), float(returns[t, i]), float(fits[t, i]))
+            length = int(lengths[t, i])
+            self.stats.record_episode(steps[t], length, float(returns[t, i]), float(fits[t, i]), length < self.horizon)
 
     def _check_finite(self) -> None:
         if self._bad is None:
