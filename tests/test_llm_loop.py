@@ -80,7 +80,7 @@ def test_a_gap_within_the_seeds_luck_is_called_no_evidence_at_the_budget_it_was_
     near = _record(1, 0, [(61_440, 0.18), (301_056, 2.143 - luck.gap / 2)], parent="0/1")
     far = _record(1, 1, [(61_440, 0.18), (301_056, 2.143 - luck.gap * 2)], parent="0/1")
     early = _record(1, 2, [(61_440, 0.151)], parent="0/1", fate="eliminated")
-    said = "smaller than the luck of two training seeds on this task at this budget"
+    said = "smaller than the luck of two training seeds on this task at this budget, about"
     assert said in describe_older(near, parent, 300_000, with_change=False, task=hopper)
     assert "not better than its parent" in describe_older(near, parent, 300_000, with_change=False, task=hopper)
     assert said not in describe_older(far, parent, 300_000, with_change=False, task=hopper)
@@ -438,7 +438,8 @@ def test_advice_on_a_worse_child_comes_with_the_noise_and_the_first_rungs_weakne
     level = compare(_record(1, 2, [(61_440, 0.2070)], parent="g0c1"), gen0[0])
     assert "too small to tell from noise" in level.text("g1c2", "g0c1")
     assert "too small to tell from noise" not in compare(gen1[0], gen0[0]).text("g1c0", "g0c1")
-    assert "A comparison at the first rung (61,440 env-steps) is weak evidence" in text
+    assert re.search(r"A comparison at the first rung \(61,440 env-steps; this run's \d+ fitnesses there range from "
+                     r"[\d.]+ to [\d.]+, median [\d.]+\) is weak evidence", text)
     assert ("in this run, g1c1 was behind g0c1 at 61,440 env-steps (0.156 against 0.2064) and ahead at 301,056 "
             "(2.289 against 1.464)") in text
     assert "stalled" not in text or "moved slower than" in text
@@ -563,3 +564,46 @@ def test_an_evaluation_records_which_rule_ended_each_episode():
         if episode["terminated"]:
             assert episode["ended_by"] and all(", not " in t for t in episode["ended_by"])
             assert any(b.meaning in t for b in termination_of(task).bounds for t in episode["ended_by"])
+
+
+def test_a_retrain_of_the_best_code_stands_beside_it_and_the_first_rung_band_is_given(tmp_path):
+    """A real run resubmitted its best reward unchanged: retrained on a new seed it scored 0.20 at 152k
+    against the best's 2.03 there, and the model had to spot "identical" and compare by hand. The best's
+    block now names each retrain beside the best's fitness at the same env-steps; the first rung's
+    comparison says how narrow this run's band there is; any candidate may be built on."""
+    task = get_task("hopper-hop")
+    full = (61_440, 151_552, 301_056)
+    best_code = "import torch\n\ndef compute_reward(s):\n    v = s.qvel[:, 0]\n    return v, {'v': v}\n"
+    g0 = [_record(0, 0, list(zip(full, (0.4216, 2.033, 2.281), strict=True)), source=best_code),
+          _record(0, 1, [(full[0], 0.1515), (full[1], 0.2997)], fate="eliminated"),
+          _record(0, 2, [(full[0], 0.1299)], fate="eliminated"),
+          _record(0, 3, [(full[0], 0.1268)], fate="eliminated")]
+    g1 = [_record(1, 0, [(full[0], 0.1087)], parent="g0c0", fate="eliminated"),
+          _record(1, 1, list(zip(full, (0.1564, 0.3153, 0.9212), strict=True)), parent="g0c0"),
+          _record(1, 2, [(full[0], 0.1263)], parent="g0c0", fate="eliminated"),
+          _record(1, 3, [(full[0], 0.1265), (full[1], 0.2037)], parent="g0c0", fate="eliminated",
+                  source=best_code + "\n")]
+    ctx = ProposalContext(task, task.schema, 2, 4, seed=0, history=[g0, g1], run_dir=tmp_path)
+    text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
+    best = text.split("The best so far, compared like with like", 1)[1].split("The highest fitness at each", 1)[0]
+    assert ("Its code unchanged was trained again in this run, each time on a new training seed: "
+            "g1c3 0.2037 at 151,552 env-steps (g0c0 2.033 there).") in best
+    assert "this run's 8 fitnesses there range from 0.1087 to 0.4216, median 0.1283" in text
+    assert "any candidate that trained, not only the best so far" in text
+    ctx = ProposalContext(task, task.schema, 1, 4, seed=0, history=[g0], run_dir=tmp_path)
+    text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
+    assert "trained again in this run" not in text  # no retrain, nothing said
+
+
+def test_the_discount_horizon_and_the_exploration_noise_are_stated_from_the_trainers_settings():
+    """A real model had to infer that with gamma 0.99 a fall 300 steps away barely lowers the value of the
+    states before it (a constant alive bonus then does little against a slow dive), and read "a std of
+    0.61 of the action range" as twice the true noise. Both are said from the trainer's own settings."""
+    from rewardgen.trainers.ppo import PPOHyperparams, describe_ppo
+
+    text = " ".join(describe_ppo(PPOHyperparams(gamma=0.98, init_log_std=-1.0)))
+    assert "the value PPO learns looks about 50 steps ahead" in text
+    assert f"an episode's end 150 steps off lowers the discounted worth of a constant per-step bonus by only about " \
+           f"{0.98 ** 150:.0%}" in text
+    assert "a learned std starting at 0.37 in action units (each action spans -1 to 1)" in text
+    assert "of the action range" not in text

@@ -158,7 +158,7 @@ class Comparison:
             line += " (a difference within twice the evaluation episodes' standard error: too small to tell from noise)"
         elif luck is not None and luck.covers(self.child.steps) and gap < luck.gap:
             line += (f" (a gap of {fit_text(gap)}, smaller than the luck of two training seeds on this task at this "
-                     f"budget, about {luck.gap:.2g}: no evidence either way)")
+                     f"budget, about {luck.gap:.2g}: weak evidence at best)")
         return line
 
 
@@ -185,6 +185,37 @@ def leader(records: list[CandidateRecord]) -> CandidateRecord | None:
     top = max(m.steps for _, m in ok)
     return max((cm for cm in ok if cm[1].steps == top),
                key=lambda cm: (cm[1].fitness, -cm[0].generation, -cm[0].candidate))[0]
+
+
+def retrained_lines(best: CandidateRecord, records: list[CandidateRecord]) -> list[str]:
+    """The other candidates of the run whose code is the best's unchanged (each trained on a seed of its
+    own), each beside the best's fitness at the same env-steps: how much of the best's lead was its
+    training seed's luck, read without comparing by hand."""
+    out = []
+    for c in records:
+        if c is best or c.status != "ok" or not c.source.strip() or diff_lines(best, c):
+            continue
+        m = measure_at(c)
+        if m is None:
+            continue
+        line = f"{c.label} {fit_text(m.fitness)} at {steps_text(m.steps)} env-steps"
+        theirs = measure_at(best, m.steps)
+        if theirs is not None and theirs.steps == m.steps:
+            line += f" ({best.label} {fit_text(theirs.fitness)} there)"
+        out.append(line)
+    return out
+
+
+def rung_band(records: list[CandidateRecord], steps: int) -> str | None:
+    """How far apart this run's fitnesses at ``steps`` env-steps lie (at least three of them): where most
+    candidates sit in one narrow band, the order there says little about what each reward teaches."""
+    fits = sorted(m.fitness for c in records if c.status == "ok" for m in measures(c) if m.steps == steps)
+    if len(fits) < 3:
+        return None
+    mid = len(fits) // 2
+    median = fits[mid] if len(fits) % 2 else (fits[mid - 1] + fits[mid]) / 2
+    return (f"this run's {len(fits)} fitnesses there range from {fit_text(fits[0])} to {fit_text(fits[-1])}, "
+            f"median {fit_text(median)}")
 
 
 def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:
@@ -522,4 +553,4 @@ def generation_summary(records: list[CandidateRecord]) -> str:
 __all__ = ["Comparison", "Measure", "behaviour_line", "budget_leaders", "change_block", "code_block", "compare",
            "component_block", "describe_candidate", "describe_older", "episode_block", "fence", "find",
            "fitness_text", "generation_summary", "header", "leader", "measure_at", "measures", "noise_lines",
-           "rank_flip", "request_failure"]
+           "rank_flip", "request_failure", "retrained_lines", "rung_band"]

@@ -168,7 +168,7 @@ class LLMProposer(Proposer):
                 "reflection", generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
                 threshold=ctx.task.success_threshold, ends_early=ends_early,
                 best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
-                      "detail": detail,
+                      "detail": detail, "retrained": h.retrained_lines(best, everyone),
                       "steps": h.steps_text(best_fitness.steps) if best_fitness and best_fitness.steps else None,
                       "success": best_fitness is not None and best_fitness.fitness >= ctx.task.success_threshold,
                       "peak_success": max((m.fitness for m in h.measures(best)), default=-math.inf)
@@ -178,6 +178,7 @@ class LLMProposer(Proposer):
                                     reference=bool(ctx.task.reference)),
                 first_rung=h.steps_text(first_rung) if first_rung is not None and len(
                     {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
+                band=h.rung_band(everyone, first_rung) if first_rung is not None else None,
                 flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params",
                 samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
                 results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))

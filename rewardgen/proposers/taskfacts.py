@@ -255,8 +255,8 @@ def reference_lines(plan: TrainingPlan | None, task: Task) -> list[str]:
             f"The ± is how far one reward's fitness moves with the training seed alone, and it depends on the "
             f"reward: the widest here, ±{luck.spread:.2g}, is what to expect of a reward that finds the behaviour on "
             f"some seeds and not on others. Two candidates each trained once differ by the luck of two draws, "
-            f"about {TWO_DRAWS} times that (about {luck.gap:.2g} here), so a smaller gap between them is no evidence "
-            f"either way. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
+            f"about {TWO_DRAWS} times that (about {luck.gap:.2g} here), so a smaller gap between them is weak evidence "
+            f"at best. It was measured at the full budget; the seed's spread at earlier rungs has not been."]
 
 
 # ----- the robot at reset: initial joint values, which way the root's hinges lean, frames

@@ -90,7 +90,8 @@ class PPOHyperparams:
     hidden: tuple[int, ...] = (64, 64)
     """hidden layer sizes of the actor and of the critic"""
     init_log_std: float = -0.5
-    """initial log-std of the exploration noise: std 0.6 of the action range (1.0 learned far worse)"""
+    """initial log-std of the exploration noise: std 0.61 in action units, each action spanning [-1, 1]
+    (1.0 learned far worse)"""
     clip_obs: float = 10.0
     """normalised observations are clipped to +-this (the exported policy does the same)"""
     clip_reward: float = 10.0
@@ -120,7 +121,12 @@ def describe_ppo(hp: PPOHyperparams) -> list[str]:
              f"then runs {hp.epochs} epochs of {hp.minibatches} minibatches at learning rate {hp.learning_rate:g}"
              f"{' (annealed to 0)' if hp.anneal_lr else ''}; discount gamma {hp.gamma:g}, GAE lambda "
              f"{hp.gae_lambda:g}, clip {hp.clip_coef:g}. Policy and critic are separate {hidden} tanh MLPs; exploration "
-             f"is Gaussian noise with a learned std starting at {math.exp(hp.init_log_std):.2f} of the action range."]
+             f"is Gaussian noise with a learned std starting at {math.exp(hp.init_log_std):.2f} in action units (each "
+             "action spans -1 to 1).",
+             f"With gamma {hp.gamma:g} the value PPO learns looks about {1 / (1 - hp.gamma):,.0f} steps ahead (1/(1 - "
+             f"gamma)): an episode's end {3 / (1 - hp.gamma):,.0f} steps off lowers the discounted worth of a constant "
+             f"per-step bonus by only about {hp.gamma ** round(3 / (1 - hp.gamma)):.0%}, so where a failure begins "
+             "long before the episode ends, the states on the way to it have to pay less themselves."]
     if hp.normalize_reward:
         lines.append(f"Before PPO uses your reward it is divided by a running estimate of the standard deviation of "
                      f"the discounted return and clipped to +-{hp.clip_reward:g}: the reward's overall scale matters "
