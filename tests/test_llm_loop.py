@@ -312,6 +312,7 @@ def test_generation_2_sees_every_generation_1_candidate_beside_its_parent_at_equ
                 assert row["ended_early"] == 1.0, row
     assert "ended early: the share the termination rules ended before the time limit" in text
     assert re.search(r"\n\s+[\d,]+\s+\d+\s+[\d.]+\s+\S+\s+\S+\s+\d+%\n", text)
+    assert "After it the run names its best reward: the candidate of the whole run with the highest fitness" in text
     assert len(json.dumps(by_gen[2]["messages"])) < 60_000
 
 
@@ -607,3 +608,30 @@ def test_the_discount_horizon_and_the_exploration_noise_are_stated_from_the_trai
            f"{0.98 ** 150:.0%}" in text
     assert "a learned std starting at 0.37 in action units (each action spans -1 to 1)" in text
     assert "of the action range" not in text
+
+
+def test_the_last_generation_is_told_how_the_runs_best_is_named(tmp_path):
+    """A real model could not tell whether its last answers should be long shots or reliable rewards:
+    nothing said how the run names its best. The last generation's request says it, with or without a
+    confirmation on new seeds; an earlier generation's does not."""
+    from dataclasses import replace as replaced
+
+    from rewardgen.proposers.taskfacts import TrainingPlan
+
+    task = get_task("hopper-hop")
+    g0 = [_record(0, 0, [(61_440, 0.42), (151_552, 2.03), (301_056, 2.28)]),
+          _record(0, 1, [(61_440, 0.15)], fate="eliminated")]
+    plan = TrainingPlan(steps=300_000, samples=2, worlds=64, generations=2)
+    proposer = LLMProposer(LLMSettings(base_url="http://unused"))
+    text = proposer.reflection(ProposalContext(task, task.schema, 1, 2, seed=0, history=[g0], run_dir=tmp_path,
+                                               plan=plan))
+    assert ("the last: nothing learnt from it is used later. After it the run names its best reward: the candidate "
+            "of the whole run with the highest fitness (its last measurement, one training seed); `rewardgen final` "
+            "then retrains the named reward on new seeds beside the env's own reward.") in text
+    text = proposer.reflection(ProposalContext(task, task.schema, 1, 2, seed=0, history=[g0], run_dir=tmp_path,
+                                               plan=replaced(plan, confirm_seeds=2, confirm_top=3)))
+    assert ("the 3 candidates of the whole run with the highest fitness (each its last measurement, one training "
+            "seed) are each trained again on 2 new seeds, and the one with the highest mean is named") in text
+    text = proposer.reflection(ProposalContext(task, task.schema, 1, 2, seed=0, history=[g0], run_dir=tmp_path,
+                                               plan=replaced(plan, generations=3)))
+    assert "names its best reward" not in text

@@ -181,6 +181,7 @@ class LLMProposer(Proposer):
                 band=h.rung_band(everyone, first_rung) if first_rung is not None else None,
                 flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params",
                 samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
+                confirm=ctx.plan.confirm_seeds if ctx.plan else 0, confirm_top=ctx.plan.confirm_top if ctx.plan else 0,
                 results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))
 
         out = text()

@@ -36,6 +36,9 @@ class TrainingPlan:
     :param training_seeds: training seeds behind each fitness (evolve trains each candidate once).
     :param observation_size: length of the observation vector the policy sees.
     :param generations: generations the run plans in all (None: not told).
+    :param confirm_seeds: new training seeds each of the run's top candidates is retrained on after
+        the last generation before the best is named (0: the best is named from its one seed).
+    :param confirm_top: how many of the run's top candidates that confirmation retrains.
     """
 
     steps: int
@@ -48,6 +51,8 @@ class TrainingPlan:
     training_seeds: int = 1
     observation_size: int | None = None
     generations: int | None = None
+    confirm_seeds: int = 0
+    confirm_top: int = 0
 
 
 def _num(x: float) -> str:

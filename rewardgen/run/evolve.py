@@ -34,7 +34,7 @@ from rewardgen.inspect.report import write_report
 from rewardgen.procs.check import CheckVerdict, check_reward
 from rewardgen.proposers import CandidateRecord, Proposal, ProposalContext, get_proposer
 from rewardgen.run.config import ConfigError, EvolveConfig, UserReach, continue_settings, effective_trainer, resolve_proposer
-from rewardgen.run.confirm import confirm_and_name_best
+from rewardgen.run.confirm import CONFIRM_TOP, confirm_and_name_best
 from rewardgen.run.events import (
     AwaitingFeedback,
     GenerationFinished,
@@ -248,7 +248,8 @@ class Evolution:
                               check=self._proposer_check, event=self._proposer_event,
                               plan=replace(self.setup.plan(self.config.samples, self.config.schedule,
                                                            self.config.eval_episodes),
-                                           generations=self.config.generations))
+                                           generations=self.config.generations,
+                                           confirm_seeds=self.config.confirm_seeds or 0, confirm_top=CONFIRM_TOP))
         self.progress.event(Proposing(generation=g, proposer=proposer.label))
         proposals = proposer.propose(ctx)
         if len(proposals) != self.config.samples:
