@@ -44,7 +44,8 @@ def _user(body: dict) -> str:
 
 
 # ----- like with like, in small pieces
-def _record(g, c, fitness_by_steps, parent=None, status="ok", source="x = 1\n", fate="final", error=None):
+def _record(g, c, fitness_by_steps, parent=None, status="ok", source=None, fate="final", error=None):
+    source = f"x = {100 * g + c}\n" if source is None else source  # each its own reward unless told
     rungs = [{"env_steps": s, "fitness": f, "episodes": [f - 0.01, f + 0.01]} for s, f in fitness_by_steps]
     return CandidateRecord(g, c, source=source, status=status, fitness=rungs[-1]["fitness"] if rungs else None,
                            error=error, proposal={"parent": parent}, rungs=rungs, fate=fate)
@@ -583,17 +584,22 @@ def test_a_retrain_of_the_best_code_stands_beside_it_and_the_first_rung_band_is_
           _record(1, 1, list(zip(full, (0.1564, 0.3153, 0.9212), strict=True)), parent="g0c0"),
           _record(1, 2, [(full[0], 0.1263)], parent="g0c0", fate="eliminated"),
           _record(1, 3, [(full[0], 0.1265), (full[1], 0.2037)], parent="g0c0", fate="eliminated",
-                  source=best_code + "\n")]
+                  source="# the same reward on a new seed\n" + best_code.replace("    v = s", "    v  =  s"))]
     ctx = ProposalContext(task, task.schema, 2, 4, seed=0, history=[g0, g1], run_dir=tmp_path)
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     best = text.split("The best so far, compared like with like", 1)[1].split("The highest fitness at each", 1)[0]
-    assert ("Its code unchanged was trained again in this run, each time on a new training seed: "
-            "g1c3 0.2037 at 151,552 env-steps (g0c0 2.033 there).") in best
+    assert ("The same reward (its code unchanged, or changed only in comments and layout) was trained again in this "
+            "run, each time on a new training seed: g1c3 0.2037 at 151,552 env-steps (g0c0 2.033 there).") in best
+    # the noise the run measured itself: the same reward on two seeds, at the largest budget both reached
+    assert ("in this run the same reward, trained again on a new seed, gave g0c0 2.033 and g1c3 0.2037 at 151,552 "
+            "env-steps.") in text and "this run has retrained no reward" not in text
     assert "this run's 8 fitnesses there range from 0.1087 to 0.4216, median 0.1283" in text
     assert "any candidate that trained, not only the best so far" in text
     ctx = ProposalContext(task, task.schema, 1, 4, seed=0, history=[g0], run_dir=tmp_path)
     text = LLMProposer(LLMSettings(base_url="http://unused")).reflection(ctx)
     assert "trained again in this run" not in text  # no retrain, nothing said
+    assert "differs from g0c0's only in comments and layout: the same reward" in describe_older(
+        g1[3], g0[0], 300_000, with_change=True)
 
 
 def test_the_discount_horizon_and_the_exploration_noise_are_stated_from_the_trainers_settings():

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 import re
@@ -193,7 +194,7 @@ def retrained_lines(best: CandidateRecord, records: list[CandidateRecord]) -> li
     training seed's luck, read without comparing by hand."""
     out = []
     for c in records:
-        if c is best or c.status != "ok" or not c.source.strip() or diff_lines(best, c):
+        if c is best or c.status != "ok" or not c.source.strip() or not same_reward(best, c):
             continue
         m = measure_at(c)
         if m is None:
@@ -256,11 +257,17 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None, reference:
                      f"median standard error of the mean over this run's {len(ses)} evaluations with several "
                      "episodes; each candidate's episode range is shown beside its fitness).")
     retrained = [c for c in records if c.retrained]
-    if retrained:
+    repeats = repeated_rewards(records)
+    if repeats and not retrained:
+        lines.append("Training the same reward on another seed can move it far more than the evaluation's "
+                     "uncertainty above (which leaves the training seed out): in this run the same reward, trained "
+                     "again on a new seed, gave " + "; ".join(repeats) + ".")
+    elif retrained:
         c = max(retrained, key=lambda r: len(r.retrained))
         vals = ", ".join(fit_text(x) for x in c.retrained)
         lines.append(f"Training on another seed moves it more: {c.label} ({fit_text(c.fitness)} on its own training "
-                     f"seed) scored {vals} when retrained at the full budget on {len(c.retrained)} other seeds.")
+                     f"seed) scored {vals} when retrained at the full budget on {len(c.retrained)} other seeds."
+                     + (" The same reward trained again in this run gave " + "; ".join(repeats) + "." if repeats else ""))
     else:
         lines.append("Training the same reward on another seed can move it further, often far more than the "
                      "evaluation's uncertainty above (which leaves the training seed out): a difference many times "
@@ -269,6 +276,29 @@ def noise_lines(records: list[CandidateRecord], episodes: int | None, reference:
                                 "the task's 'For scale' line)." if reference else ", so by how much is not "
                                 "measured here."))
     return lines
+
+
+def repeated_rewards(records: list[CandidateRecord]) -> list[str]:
+    """Each reward that more than one candidate of the run trained (``same_reward``), its fitnesses side by
+    side at the largest budget all of them reached: the run's own measure of the training seed's luck."""
+    groups: list[list[CandidateRecord]] = []
+    for c in records:
+        if c.status != "ok" or not c.source.strip() or not measures(c):
+            continue
+        group = next((g for g in groups if same_reward(g[0], c)), None)
+        if group is None:
+            groups.append([c])
+        else:
+            group.append(c)
+    out = []
+    for group in groups:
+        if len(group) < 2:
+            continue
+        common = min(measures(c)[-1].steps for c in group)
+        at = [(c, measure_at(c, common)) for c in group]
+        out.append(" and ".join(f"{c.label} {fit_text(m.fitness)}" for c, m in at if m is not None)
+                   + f" at {steps_text(common)} env-steps")
+    return out
 
 
 def rank_flip(records: list[CandidateRecord]) -> str | None:
@@ -317,6 +347,19 @@ def diff_lines(parent: CandidateRecord, child: CandidateRecord) -> list[str]:
                                      fromfile=parent.label, tofile=child.label, n=2, lineterm=""))
 
 
+def same_reward(a: CandidateRecord, b: CandidateRecord) -> bool:
+    """Whether two candidates' code is the same program: identical, or different only in comments and
+    layout (the same syntax tree); code that does not parse counts as the same only when identical."""
+    if a.source.strip() == b.source.strip():
+        return True
+    from rewardgen.contract.syntax import parse
+
+    try:
+        return ast.dump(parse(a.source)) == ast.dump(parse(b.source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+
+
 def change_block(child: CandidateRecord, parent: CandidateRecord | None) -> str:
     """What the child changed: a unified diff against its parent, or its code when it has none (whole:
     a change that does not fit is left out by the caller, never cut in the middle)."""
@@ -325,6 +368,8 @@ def change_block(child: CandidateRecord, parent: CandidateRecord | None) -> str:
     lines = diff_lines(parent, child)
     if not lines:
         return f"Its code is identical to {parent.label}'s."
+    if same_reward(parent, child):
+        return f"Its code differs from {parent.label}'s only in comments and layout: the same reward."
     return f"What it changed from {parent.label} (unified diff):\n" + fence("\n".join(lines), "diff")
 
 
@@ -553,4 +598,5 @@ def generation_summary(records: list[CandidateRecord]) -> str:
 __all__ = ["Comparison", "Measure", "behaviour_line", "budget_leaders", "change_block", "code_block", "compare",
            "component_block", "describe_candidate", "describe_older", "episode_block", "fence", "find",
            "fitness_text", "generation_summary", "header", "leader", "measure_at", "measures", "noise_lines",
-           "rank_flip", "request_failure", "retrained_lines", "rung_band"]
+           "rank_flip", "repeated_rewards", "request_failure", "retrained_lines", "rung_band",
+           "same_reward"]
