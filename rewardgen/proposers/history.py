@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import math
 import re
+import statistics
 from dataclasses import dataclass
 
 from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
@@ -213,10 +215,8 @@ def rung_band(records: list[CandidateRecord], steps: int) -> str | None:
     fits = sorted(m.fitness for c in records if c.status == "ok" for m in measures(c) if m.steps == steps)
     if len(fits) < 3:
         return None
-    mid = len(fits) // 2
-    median = fits[mid] if len(fits) % 2 else (fits[mid - 1] + fits[mid]) / 2
     return (f"this run's {len(fits)} fitnesses there range from {fit_text(fits[0])} to {fit_text(fits[-1])}, "
-            f"median {fit_text(median)}")
+            f"median {fit_text(statistics.median(fits))}")
 
 
 def budget_leaders(records: list[CandidateRecord], most: int = 6) -> list[str]:
@@ -347,17 +347,25 @@ def diff_lines(parent: CandidateRecord, child: CandidateRecord) -> list[str]:
                                      fromfile=parent.label, tofile=child.label, n=2, lineterm=""))
 
 
+@functools.lru_cache(maxsize=256)
+def _program(source: str) -> str | None:
+    """``source``'s syntax tree as text (comments and layout gone), None when it does not parse; each
+    source is parsed once however many candidates it is compared with."""
+    from rewardgen.contract.syntax import parse
+
+    try:
+        return ast.dump(parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def same_reward(a: CandidateRecord, b: CandidateRecord) -> bool:
     """Whether two candidates' code is the same program: identical, or different only in comments and
     layout (the same syntax tree); code that does not parse counts as the same only when identical."""
     if a.source.strip() == b.source.strip():
         return True
-    from rewardgen.contract.syntax import parse
-
-    try:
-        return ast.dump(parse(a.source)) == ast.dump(parse(b.source))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
+    tree = _program(a.source)
+    return tree is not None and tree == _program(b.source)
 
 
 def change_block(child: CandidateRecord, parent: CandidateRecord | None) -> str:

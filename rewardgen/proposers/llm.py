@@ -162,27 +162,29 @@ class LLMProposer(Proposer):
             return out
 
         best_fitness = h.measure_at(best)  # its fitness: its last measurement
+        # everything but the older generations is the same however far they are compressed: computed once
+        fixed = dict(
+            generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
+            threshold=ctx.task.success_threshold, ends_early=ends_early,
+            best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
+                  "detail": detail, "retrained": h.retrained_lines(best, everyone),
+                  "steps": h.steps_text(best_fitness.steps) if best_fitness and best_fitness.steps else None,
+                  "success": best_fitness is not None and best_fitness.fitness >= ctx.task.success_threshold,
+                  "peak_success": max((m.fitness for m in h.measures(best)), default=-math.inf)
+                  >= ctx.task.success_threshold},
+            leaders=h.budget_leaders(everyone),
+            noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None,
+                                reference=bool(ctx.task.reference)),
+            first_rung=h.steps_text(first_rung) if first_rung is not None and len(
+                {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
+            band=h.rung_band(everyone, first_rung) if first_rung is not None else None,
+            flip=flip, newest=entries, skipped=skipped, params_mode=self.mode == "params",
+            samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
+            confirm=ctx.plan.confirm_seeds if ctx.plan else 0, confirm_top=ctx.plan.confirm_top if ctx.plan else 0,
+            results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))
 
         def text() -> str:
-            return self._render(
-                "reflection", generation=last, fitness_doc=make_fitness(ctx.task.fitness, ctx.schema).doc,
-                threshold=ctx.task.success_threshold, ends_early=ends_early,
-                best={"label": best.label, "header": best_header, "code": h.code_block(best.source),
-                      "detail": detail, "retrained": h.retrained_lines(best, everyone),
-                      "steps": h.steps_text(best_fitness.steps) if best_fitness and best_fitness.steps else None,
-                      "success": best_fitness is not None and best_fitness.fitness >= ctx.task.success_threshold,
-                      "peak_success": max((m.fitness for m in h.measures(best)), default=-math.inf)
-                      >= ctx.task.success_threshold},
-                leaders=h.budget_leaders(everyone),
-                noise=h.noise_lines(everyone, ctx.plan.eval_episodes if ctx.plan else None,
-                                    reference=bool(ctx.task.reference)),
-                first_rung=h.steps_text(first_rung) if first_rung is not None and len(
-                    {m.steps for c in everyone for m in h.measures(c)}) > 1 else None,
-                band=h.rung_band(everyone, first_rung) if first_rung is not None else None,
-                flip=flip, newest=entries, skipped=skipped, older=older_blocks(), params_mode=self.mode == "params",
-                samples=ctx.samples, total=ctx.plan.generations if ctx.plan else None,
-                confirm=ctx.plan.confirm_seeds if ctx.plan else 0, confirm_top=ctx.plan.confirm_top if ctx.plan else 0,
-                results=sum(1 for c in everyone if c.status == "ok" and h.measures(c)))
+            return self._render("reflection", older=older_blocks(), **fixed)
 
         out = text()
         while room is not None and len(out) > room and any(level < 3 for level in levels):

@@ -172,6 +172,15 @@ def forecast_seconds(costs: Costs, generations: list[list[dict]], workers: int, 
     return total
 
 
+def own_start_done(executor) -> None:
+    """Wait for this command's own start (the local executor's zygote, started once per command), so it
+    is measured neither as a cost of every slice nor as another process's demand for the cores."""
+    if getattr(executor, "name", "") == "local":
+        from rewardgen.procs import zygote
+
+        zygote.ready()
+
+
 def calibration_steps(batch: int, budget: int) -> int:
     """Env-steps the calibration trains: four of the trainer's batches, at least 4096 (its rate settles),
     at most a fifth of the budget (a calibration never costs much of a small run)."""
@@ -187,10 +196,7 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
     from rewardgen.tasks.baselines import sparse_reward_source
 
     started = time.monotonic()
-    if getattr(executor, "name", "") == "local":
-        from rewardgen.procs import zygote
-
-        zygote.ready()  # started once per command: not a cost of every slice
+    own_start_done(executor)
     probe = setup.job(None, seed, 1)
     batch = (probe.num_envs or 8) * int(task.ppo.get("rollout_steps", 16)) if setup.trainer == "ppo" else 2048
     steps = calibration_steps(batch, setup.budget)

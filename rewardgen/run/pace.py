@@ -87,7 +87,7 @@ class RunPace:
     def _forecast(self, planned: int, done: int) -> tuple[float | None, str]:
         """Seconds the work left will take, from costs remembered for this setup or measured now by a
         short calibration, and which of the two; (None, "guess") when neither is possible."""
-        from rewardgen.run.forecast import RateBook, calibrate, forecast_seconds, other_demand
+        from rewardgen.run.forecast import RateBook, calibrate, forecast_seconds, other_demand, own_start_done
 
         key, workers, threads = self._setup_key()
         book = RateBook()
@@ -95,10 +95,7 @@ class RunPace:
         episodes = self.config.eval_episodes or self.task.eval_episodes
         if remembered is not None:
             costs, correction, basis = *remembered, "remembered"
-            if getattr(self.executor(), "name", "") == "local":
-                from rewardgen.procs import zygote
-
-                zygote.ready()  # its start is this run's own work, not another process's demand
+            own_start_done(self.executor())
             load_now = other_demand()
         else:
             self.progress.event(Calibrating(task=self.task.id, trainer=self.trainer))
