@@ -58,9 +58,7 @@ NOT_RUN_FILES = {
     ("rewardgen.cli.commands", "cmd_debug"): "the --policy file the user names",
     ("rewardgen.cli.commands", "cmd_export"): "the -o path the user names",
     ("rewardgen.cli.commands", "cmd_serve"): "the runs folder the user names",
-    ("rewardgen.cli.display", "loadavg"): "/proc/loadavg",
-    ("rewardgen.run.forecast", "loadavg"): "/proc/loadavg",
-    ("rewardgen.run.forecast", "runnable_now"): "/proc/loadavg",
+    ("rewardgen.loadavg", "runnable_now"): "/proc/loadavg",
     ("rewardgen.run.forecast", "calibrate"): "the calibration's own temporary folder",
     ("rewardgen.run.forecast", "RateBook"): "the user's own cache of measured rates ($XDG_CACHE_HOME/rewardgen)",
     ("rewardgen.inspect.debug", "main"): "the debug worker's own job files (scratch)",
@@ -85,7 +83,7 @@ NOT_RUN_FILES = {
     ("rewardgen.procs.trusted", "*"): "descriptors of its children, and each child's own scratch folder",
     ("rewardgen.sim.warp", "*"): "Warp's kernel cache folder",
     ("rewardgen.run.executors", "*"): "the Ray executor's pid files in its own scratch folder",
-    ("rewardgen.bench.evolve", "*"): "the benchmark's own temporary folder and /proc/loadavg",
+    ("rewardgen.bench.evolve", "*"): "the benchmark's own temporary folder",
     ("rewardgen.bench.suite", "*"): "the suite's own state and table in the --out folder (its runs are read "
                                     "through RunFiles)",
     ("rewardgen.bench.schedule", "earlier_run"): "lists the benchmark's runs folder (each run read through "

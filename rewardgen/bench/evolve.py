@@ -40,6 +40,7 @@ from typing import Any
 
 from rewardgen.bench.train import sb3_throughput
 from rewardgen.envsteps import fmt as fmt_steps
+from rewardgen.loadavg import load_text
 from rewardgen.procs import WorkerLimits, run_worker
 from rewardgen.proposers import ProposalContext, get_proposer
 from rewardgen.run.config import EvolveConfig
@@ -50,14 +51,6 @@ from rewardgen.store import RunStore
 from rewardgen.tasks.spec import get_task
 
 ROWS = ("full", "full+video", "halving")
-
-
-def _load() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "unknown"
 
 
 def trainer_alone(task, source: str, steps: int, seed: int = 0) -> dict[str, Any]:
@@ -141,14 +134,14 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
     runs_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Any] = {"task": task_id, "steps": steps, "samples": samples, "repeats": repeats,
                            "halving_steps": halving_steps, "workers": workers, "cores": usable_cores(),
-                           "load_before": _load(), "runs_dir": str(runs_dir),
+                           "load_before": load_text(), "runs_dir": str(runs_dir),
                            "zygote": os.environ.get("REWARDGEN_ZYGOTE", "1") not in ("0", "no", "off", "false"),
                            "repeat": []}
     for k in range(repeats):
         alone = trainer_alone(task, proposals[0].source, steps, seed)
         say(f"repeat {k + 1}/{repeats}: trainer alone {fmt_steps(alone['env_steps_per_s'])} env-steps/s "
             f"({fmt_steps(alone['env_steps'])} env-steps in {alone['train_seconds']:.1f} s of training, "
-            f"{alone['wall_seconds']:.1f} s whole job), load {_load()}")
+            f"{alone['wall_seconds']:.1f} s whole job), load {load_text()}")
         rate = alone["env_steps_per_s"]
         one: dict[str, Any] = {"trainer_alone": alone}
         for row in rows:
@@ -162,7 +155,7 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
             one[row] = run
             say(f"  {row:>10}: {fmt_steps(run['env_steps'])} env-steps in {run['wall_seconds']:.1f} s = {fmt_steps(sps)}/s, "
                 f"efficiency {run['efficiency']:.2f}, overhead {run['overhead_per_candidate_s']:.2f} s/candidate "
-                f"(measured {run['overhead_measured_s']:.2f} s), load {_load()}")
+                f"(measured {run['overhead_measured_s']:.2f} s), load {load_text()}")
         if train_row:
             cmd = train_command(task_id, proposals[0].source, steps, runs_dir, seed)
             sb3 = sb3_throughput(task, proposals[0].source, sb3_steps, seed=seed)  # bench throughput's row c
@@ -171,9 +164,9 @@ def bench_evolve(task_id: str = "halfcheetah-run", steps: int = 300_000, samples
             one["train_command"] = cmd
             say(f"  `rewardgen train`: {fmt_steps(cmd['env_steps'])} env-steps in {cmd['wall_seconds']:.1f} s whole "
                 f"command = {fmt_steps(cmd['env_steps_per_s'])}/s; SB3 PPO trains at {fmt_steps(sb3['env_steps_per_s'])}/s: "
-                f"{cmd['train_vs_sb3']:.1f}x, load {_load()}")
+                f"{cmd['train_vs_sb3']:.1f}x, load {load_text()}")
         out["repeat"].append(one)
-    out["load_after"] = _load()
+    out["load_after"] = load_text()
     med = statistics.median
     out["trainer_alone_env_steps_per_s"] = med(r["trainer_alone"]["env_steps_per_s"] for r in out["repeat"])
     out["trainer_alone_wall_env_steps_per_s"] = med(r["trainer_alone"]["wall_env_steps_per_s"] for r in out["repeat"])

@@ -28,6 +28,7 @@ import numpy as np
 
 from rewardgen.contract.policy import PolicyExport
 from rewardgen.contract.reward import load_reward
+from rewardgen.loadavg import load_text
 from rewardgen.sim.cpu import BatchSim
 from rewardgen.tasks.fitness import make_fitness
 from rewardgen.tasks.spec import Task, get_task
@@ -308,7 +309,7 @@ def throughput_table(tasks: list[str] | tuple[str, ...] = THROUGHPUT_TASKS, ppo_
         n = int(num_worlds or task.ppo.get("num_envs") or PPOHyperparams().num_envs or 8)
         run = runner or functools.partial(in_process_ppo, num_envs=n, **ppo_hp)
         plan.append((task_id, task, n, run))
-    load_before = _loadavg()
+    load_before = load_text()
     per_task: dict[str, list[dict]] = {task_id: [] for task_id, *_ in plan}
     for r in range(repeats):
         for task_id, task, n, run in plan:
@@ -317,18 +318,11 @@ def throughput_table(tasks: list[str] | tuple[str, ...] = THROUGHPUT_TASKS, ppo_
             if say is not None:
                 say(f"repeat {r + 1}/{repeats} {task_id}: a {one['a_rollout']:,.0f}, b {one['b']:,.0f}, "
                     f"c {one['c']:,.0f} env-steps/s (b/a {one['b'] / one['a_rollout']:.2f}, "
-                    f"b/c {one['b'] / one['c']:.1f}); load {_loadavg()}")
+                    f"b/c {one['b'] / one['c']:.1f}); load {load_text()}")
     rows = [_summarise(task_id, n, per_task[task_id], mode, ppo_steps, sb3_steps) for task_id, _, n, _ in plan]
     return {"rows": rows, "repeats": repeats, "ppo_steps": ppo_steps, "sb3_steps": sb3_steps,
             "sim_seconds": sim_seconds, "b_mode": mode, "cores": os.cpu_count(),
-            "load": {"before": load_before, "after": _loadavg()}}
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:  # pragma: no cover - no load average on this system
-        return "unknown"
+            "load": {"before": load_before, "after": load_text()}}
 
 
 def _fitness(task: Task, export: PolicyExport, episodes: int, seed: int) -> float:

@@ -27,13 +27,13 @@ from rewardgen.cli.display import (
     components_table,
     final_table,
     human_steps,
-    loadavg,
     suite_table,
     summary_table,
     tasks_text,
     throughput_table_view,
 )
 from rewardgen.errors import UserError, flatten
+from rewardgen.loadavg import load_text
 from rewardgen.safetext import term
 from rewardgen.store import REPORT_FILE, REWARD_FILE, RunStore, candidate_label
 
@@ -311,7 +311,7 @@ def cmd_bench(args) -> int:
             check_runs_dir(args.runs_dir)  # a path that cannot hold runs: one line, exit 2, before any training
         console.print(f"bench schedule on {args.task}: full vs successive halving vs adaptive, {args.samples} "
                       f"candidates, same proposals and seeds per seed (seeds {', '.join(map(str, seeds))}); "
-                      f"load {loadavg()}")
+                      f"load {load_text()}")
         result = compare_schedules(args.task, samples=args.samples, steps=budget, trainer=args.trainer,
                                    seeds=seeds, runs_dir=args.runs_dir, schedules=schedules,
                                    say=lambda line: console.print(line, highlight=False), judge_seeds=args.judge_seeds)
@@ -340,7 +340,7 @@ def cmd_bench(args) -> int:
         console.print(f"bench evolve on {args.task}: trainer alone vs evolve (K={samples}, {human_steps(steps)} "
                       f"env-steps, full schedule, with and without video; halving at "
                       f"{human_steps(halving) if halving else 'the default'} budget), "
-                      f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {loadavg()}")
+                      f"{args.workers} worker(s), {repeats} repeat(s), interleaved; load {load_text()}")
         result = bench_evolve(args.task, steps=steps, samples=samples, repeats=repeats, halving_steps=halving,
                               workers=args.workers, seed=args.seed, eval_episodes=1 if quick else None,
                               sb3_steps=2048 if quick else 16_384,
@@ -369,7 +369,7 @@ def cmd_bench(args) -> int:
         console.print(f"bench throughput on {', '.join(tasks)}: a = bare mujoco.rollout, b = rewardgen PPO "
                       f"(sandboxed worker, {human_steps(ppo_steps)} env-steps), c = SB3 PPO over 8 gymnasium envs "
                       f"({human_steps(args.sb3_steps)} env-steps) - side by side, {repeats} repeat(s); "
-                      f"load {loadavg()}", highlight=False)
+                      f"load {load_text()}", highlight=False)
         result = bench.throughput_table(tasks, ppo_steps=ppo_steps, sb3_steps=args.sb3_steps,
                                         sim_seconds=args.sim_seconds, repeats=repeats, seed=args.seed,
                                         say=lambda line: console.print(line, highlight=False))
@@ -417,10 +417,10 @@ def cmd_bench_export(args) -> int:
     steps, repeats = args.steps or 2000, args.repeats or 5
     console = Console(stderr=args.json, highlight=False)
     console.print(f"bench export on {term(args.task)}: the exported reward's forms against the raw env, "
-                  f"{steps} env-steps x {repeats} repeats, interleaved; load {loadavg()}")
+                  f"{steps} env-steps x {repeats} repeats, interleaved; load {load_text()}")
     result = bench_export(args.task, reward, steps=steps, repeats=repeats, envs=args.envs,
                           say=lambda line: console.print(line))
-    result["load"] = loadavg()
+    result["load"] = load_text()
     if args.json:
         emit_json(result)
         return 0

@@ -12,6 +12,7 @@ from rewardgen.bench.suite import SuiteEstimateUpdate, SuiteStarted, SuiteTask
 from rewardgen.cli.common import CURRENT_RUN
 from rewardgen.envsteps import fmt as human_steps
 from rewardgen.errors import flatten
+from rewardgen.loadavg import load_text
 from rewardgen.run.events import (
     AwaitingFeedback,
     Calibrating,
@@ -406,13 +407,6 @@ def _clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
-
-
 def duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
@@ -561,7 +555,7 @@ class SuiteProgress:
                              f"{time.strftime('%H:%M', time.localtime(time.time() + left))} "
                              f"({event.basis}: {human_steps(event.env_steps_left)} of "
                              f"{human_steps(event.env_steps_planned)} env-steps to go at {human_steps(event.rate)}/s; "
-                             f"load {loadavg()})")
+                             f"load {load_text()})")
             case TaskEvent(task=task, event=inner):
                 self._task_event(task, inner)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rewardgen.contract.job import SmokeCheck
+from rewardgen.loadavg import load_average, runnable_now
 from rewardgen.runfiles import RunFiles
 from rewardgen.store import POLICY_FILE, atomic_write_json
 
@@ -50,20 +51,8 @@ CORRECTION_RANGE = (0.5, 2.0)
 
 def loadavg() -> float:
     """The machine's 1-minute load average (0 where unknown)."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def runnable_now() -> int | None:
-    """Threads runnable on the machine at this instant, the reader included (``/proc/loadavg``'s
-    fourth field); None where the kernel does not say."""
-    try:
-        with open("/proc/loadavg") as f:
-            return int(f.read().split()[3].split("/")[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    load = load_average()
+    return 0.0 if load is None else load[0]
 
 
 class OtherDemand:
