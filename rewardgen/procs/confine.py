@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rewardgen.resources import PACKAGE_PARENT
-from rewardgen.sandbox.oslevel import enter_netns, set_parent_death_signal
+from rewardgen.sandbox.oslevel import enter_netns, keep_priority_in_session, set_parent_death_signal
 
 #: the only variables of the orchestrator's environment a child sees
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "MUJOCO_GL", "PYOPENGL_PLATFORM")
@@ -88,17 +88,11 @@ class Confinement:
         return out
 
     def apply(self) -> None:
-        """In the just-forked child, before its own code runs: die with the parent, leave the network
-        (when asked), set the rlimits and the priority. The session, descriptors and environment are
-        set by the caller (``subprocess`` for a fresh child, the zygote for a forked one)."""
+        """In the just-forked child, before its own code runs: die with the parent, set the priority
+        (its session's too: ``keep_priority_in_session``), leave the network (when asked), set the
+        rlimits. The session, descriptors and environment are set by the caller (``subprocess`` for a
+        fresh child, the zygote for a forked one)."""
         set_parent_death_signal()
-        if self.netns:
-            try:
-                enter_netns()
-            except Exception:  # the parent observes whether it worked (``netns_of``)
-                pass
-        for res, soft, hard in self.rlimits():
-            resource.setrlimit(res, (soft, hard))
         if self.nice:
             os.nice(self.nice)
         if self.idle and hasattr(os, "SCHED_IDLE"):
@@ -106,6 +100,14 @@ class Confinement:
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             except OSError:
                 pass
+        keep_priority_in_session()  # before a user namespace could cost it the privilege to write it at once
+        if self.netns:
+            try:
+                enter_netns()
+            except Exception:  # the parent observes whether it worked (``netns_of``)
+                pass
+        for res, soft, hard in self.rlimits():
+            resource.setrlimit(res, (soft, hard))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -66,7 +66,7 @@ from rewardgen.contract.schema import Schema
 from rewardgen.contract.state import State, field_shapes
 from rewardgen.sandbox.confined import Closing
 from rewardgen.sandbox.guard import CANDIDATE_FILENAME
-from rewardgen.sandbox.oslevel import close_fds_except
+from rewardgen.sandbox.oslevel import close_fds_except, keep_priority_in_session
 
 MAX_COMPONENTS = 64
 MAX_NAME_CHARS = 100
@@ -341,6 +341,8 @@ class Jail(Closing):
         if kind != _HELLO:
             raise JailError("runtime", "the reward process did not start")
         hello = _json_object(payload)
+        if self._jail_pid is not None:  # its own session by now: as nice there as its worker made it
+            keep_priority_in_session(self._jail_pid)
         self.warnings += [str(w)[:300] for w in hello.get("warnings", [])[:20]]
         self.layers = self._observed_layers(hello, options)
         kind, _, payload = self._reply(timeout=None)  # loading runs module-level candidate code
