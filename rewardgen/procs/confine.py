@@ -93,6 +93,10 @@ class Confinement:
         rlimits. The session, descriptors and environment are set by the caller (``subprocess`` for a
         fresh child, the zygote for a forked one)."""
         set_parent_death_signal()
+        # its session as nice as the command (a user's `nice rewardgen`), before a user namespace could
+        # cost the privilege to write it at once; the renderer's own nice 19 and SCHED_IDLE order it
+        # within its session only, so that a video is not starved past its wall-clock limit by training
+        keep_priority_in_session(nice=os.getpriority(os.PRIO_PROCESS, 0))
         if self.nice:
             os.nice(self.nice)
         if self.idle and hasattr(os, "SCHED_IDLE"):
@@ -100,7 +104,6 @@ class Confinement:
                 os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
             except OSError:
                 pass
-        keep_priority_in_session()  # before a user namespace could cost it the privilege to write it at once
         if self.netns:
             try:
                 enter_netns()

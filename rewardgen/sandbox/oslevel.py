@@ -48,23 +48,23 @@ def set_parent_death_signal() -> None:
         pass
 
 
-def keep_priority_in_session(pid: int | None = None) -> None:
-    """After ``setsid``: make the new session's scheduling group as nice as the process (this one,
-    or ``pid``).
+def keep_priority_in_session(pid: int | None = None, nice: int | None = None) -> None:
+    """After ``setsid``: make the new session's scheduling group ``nice`` (default: as nice as the
+    process, this one or ``pid``).
 
     Where the kernel schedules by session (autogroup, on by default in most Linux distributions),
     niceness orders processes only within their session, and each session competes with every other
     as an equal: a process that starts a session of its own takes a whole session's share of the CPU
     however nice it is. Every process rewardgen starts has a session of its own, so a ``nice rewardgen
-    ...``, the renderer's idle priority and the reward jail would otherwise compete with the user's
-    other work as if nobody had lowered them. Writing the niceness to ``/proc/PID/autogroup`` keeps
-    them as nice against the rest of the machine as within rewardgen. Only lowering the priority is
-    asked for, which the process's owner may; the kernel takes one such write per 100 ms from
-    unprivileged users, so a busy moment is waited out. Nothing to do at niceness 0 or without
-    autogroups. (The jail cannot write its own: its user namespace's root does not own its /proc
-    files; its worker writes it.)"""
+    ...`` would otherwise compete with the user's other work as if nobody had lowered it. Writing the
+    niceness to ``/proc/PID/autogroup`` keeps it as nice against the rest of the machine. Only
+    lowering the priority is asked for, which the process's owner may; the kernel takes one such
+    write per 100 ms from unprivileged users, so a busy moment is waited out. Nothing to do at
+    niceness 0 or without autogroups. (The jail cannot write its own: its user namespace's root does
+    not own its /proc files; its worker writes it.)"""
     try:
-        nice = os.getpriority(os.PRIO_PROCESS, pid or 0)
+        if nice is None:
+            nice = os.getpriority(os.PRIO_PROCESS, pid or 0)
     except OSError:
         return
     if nice <= 0:
