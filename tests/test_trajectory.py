@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import mujoco
 import numpy as np
 import pytest
 from conftest import mlp_policy
@@ -119,7 +120,7 @@ def test_tilt_is_measured_from_each_bodys_initial_pose(tmp_path):
     assert traj["tilt_deg"][:, slab].max() < 5.0 and traj["up_z"].min() > 0.99
     f = episode_facts(traj)
     assert f["falls"] == 0 and f["upside_down_fraction"] == 0.0 and f["max_tilt_deg"] < 5.0
-    assert "No falls of slab" in summarize_episode(traj)
+    assert "fell" not in summarize_episode(traj) and "upside-down 0% of the time" in summarize_episode(traj)
 
 
 def test_a_flip_is_not_reported_as_a_fall():
@@ -132,6 +133,28 @@ def test_a_flip_is_not_reported_as_a_fall():
     trajectories = {"best": {"facts": episode_facts(traj)}}
     assert not behaviour_facts(trajectories, get_task("halfcheetah-backflip")).flipped
     assert behaviour_facts(trajectories, get_task("halfcheetah-run")).flipped
+
+
+def test_rising_from_lying_is_not_a_flip_or_a_fall():
+    """The stand-up humanoid lies on its back with its torso's z axis up (out of its chest), so sitting
+    up turns that axis past horizontal: the suite's run read "upside-down 91% of an episode" as a flip,
+    raised the control cost and the torso's upright term (which pays for lying down) in all eight
+    children, and none beat generation 0. A height fitness turns the body as a flip's does."""
+    from rewardgen.proposers.library import term_library
+    from rewardgen.proposers.reflection import behaviour_facts
+
+    standup = get_task("humanoid-stand-up")
+    data = mujoco.MjData(standup.model)
+    mujoco.mj_forward(standup.model, data)
+    torso, pelvis = (standup.model.body(n).id for n in ("torso", "pelvis"))
+    assert data.xpos[torso][2] < 0.15 and abs(data.xpos[pelvis][0] - data.xpos[torso][0]) > 0.3  # lying along x
+    assert data.xmat[torso].reshape(3, 3)[2, 2] > 0.99  # yet "upright" by its z axis
+    traj = _synthetic() | {"fitness_name": "height"}
+    assert "fell" not in summarize_episode(traj) and "upside-down 45% of the time" in summarize_episode(traj)
+    trajectories = {"best": {"facts": episode_facts(traj)}}
+    assert not behaviour_facts(trajectories, standup).flipped
+    assert behaviour_facts(trajectories, get_task("walker-run")).flipped
+    assert not [k for k in term_library(standup, standup.schema) if k.startswith("upright") or k == "posture"]
 
 
 def test_a_fixed_base_arm_pointing_down_has_not_flipped_over():

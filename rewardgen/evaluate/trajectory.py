@@ -33,7 +33,7 @@ import numpy as np
 from rewardgen.contract.policy import DeterministicPolicy, PolicyExport
 from rewardgen.sim.episode import run_episode
 from rewardgen.sim.termination import termination_of
-from rewardgen.tasks.fitness import make_fitness
+from rewardgen.tasks.fitness import TURNING_FITNESSES, make_fitness
 from rewardgen.tasks.spec import Task, space_dims
 
 FALL_TILT_DEG = 60.0
@@ -128,7 +128,8 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     h, up = np.asarray(traj["height"]), np.asarray(traj["up_z"])
     facts: dict[str, Any] = {"seed": traj.get("seed"), "length": n, "horizon": int(traj["horizon"]),
                              "terminated": bool(traj["terminated"]), "fitness": float(traj["fitness_value"]),
-                             "main_body": traj["main_body"], "falls_matter": traj.get("fitness_name") != "rotation",
+                             "main_body": traj["main_body"],
+                             "falls_matter": traj.get("fitness_name") not in TURNING_FITNESSES,
                              "ended_by": list(traj.get("ended_by") or [])}
     if n == 0:
         return facts
@@ -212,7 +213,7 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
                      f"{f['height_min']:.3f} (step {f['height_min_step']}), end {f['height_end']:.3f}; by quarter "
                      + ", ".join(f"{q:.3f}" for q in f["height_quarters"]) + ".")
     if not f.get("falls_matter", True):
-        pass  # a flip: turning over is the task, not a fall
+        pass  # a flip or a rise (TURNING_FITNESSES): turning the body is the task, not a fall
     elif f["falls"]:
         lines.append(f"{tb} fell {f['falls']} time(s) (tilt > {FALL_TILT_DEG:.0f} deg or height below half its "
                      f"start), first at step {f['first_fall_step']}.")

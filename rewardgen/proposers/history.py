@@ -36,6 +36,7 @@ from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.proposers.taskfacts import SeedLuck, seed_luck
 from rewardgen.safetext import for_llm, llm_name
 from rewardgen.store import Stage
+from rewardgen.tasks.fitness import TURNING_FITNESSES
 from rewardgen.tasks.spec import Task
 
 #: most lines of a diff (or of code) shown for a candidate of an older generation
@@ -476,7 +477,7 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
                      + (f", upside-down up to {up:.0%} of an episode" if up > 0 else ""))
     facts = behaviour_facts(trajectories, task)
     falls = [f for f in episodes if f.get("falls") and f.get("falls_matter", True)]
-    if falls and task.fitness.get("name") != "rotation":
+    if falls and task.fitness.get("name") not in TURNING_FITNESSES:
         parts.append(f"{episodes[0].get('tilt_body') or body} fell (first at step "
                      + ", ".join(str(f.get("first_fall_step")) for f in falls) + ")")
     if all("displacement" in f for f in episodes):

@@ -77,7 +77,8 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
 
     Goal terms follow the fitness *spec* (the body, axis, direction, target points, radius named in
     the task), never its code; shaping terms (control effort, survival, posture, uprightness) follow
-    the robot. Uprightness and posture are left out where the goal is to leave them (flips, jumps).
+    the robot. Uprightness and posture are left out where the goal is to leave them (flips, rising;
+    posture for jumps too).
     """
     terms: list[Term] = []
     spec, params = task.fitness["name"], task.fitness.get("params", {})
@@ -124,7 +125,9 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
         terms.append(Term("height", f's.body_pos["{body}"][:, 2]', 0.5, 3.0, True, f"height of {body}"))
         terms.append(Term("rise", f's.body_linvel["{body}"][:, 2].clamp(min=0.0)', 0.05, 0.5, False,
                           f"upward velocity of {body}"))
-        keep_posture = False
+        # rising changes the posture (TURNING_FITNESSES): the stand-up humanoid's torso is "upright"
+        # (its z axis up) while it lies on its back
+        keep_upright = keep_posture = False
     elif spec == "rotation":
         body, ax = params.get("body", root), AXES.get(params.get("axis", "y"), 1)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rewardgen.tasks.fitness import MOVING_FITNESSES
+from rewardgen.tasks.fitness import MOVING_FITNESSES, TURNING_FITNESSES
 from rewardgen.tasks.spec import Task
 
 DOMINANT_SHARE = 0.8
@@ -78,15 +78,17 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
     """``BehaviourFacts`` of an evaluation's ``trajectories`` (``{"best": {"facts": ...}, "worst": ...}``).
 
     Standing still counts only where the task's fitness needs the body to move (``MOVING_FITNESSES``):
-    a fixed-base arm's centre of mass always "stalls". Flipping over never counts where the fitness is
-    a rotation: turning over is the task there. Nor where the robot's main body did not tilt (a
+    a fixed-base arm's centre of mass always "stalls". Flipping over never counts where the fitness
+    turns the body (``TURNING_FITNESSES``): turning over is the flip's task, and rising from lying turns
+    the stand-up humanoid's torso past horizontal (read as upside-down, it raised the control cost and
+    the torso's upright term, which pays for lying on its back). Nor where the robot's main body did not tilt (a
     fixed-base arm, a cart): the episode facts then watch the most tilted link, and an arm's forearm
     pointing down is a pose, not a fall (the pusher's reflection raised its control cost for it).
     """
     episodes = [t.get("facts") or {} for t in (trajectories or {}).values() if isinstance(t, dict)]
-    # where the fitness is a rotation (a flip), being upside-down is the task, not a fall
-    flipping = task.fitness.get("name") == "rotation"
-    upside = 0.0 if flipping else max((float(f.get("upside_down_fraction") or 0.0) for f in episodes
+    # where the fitness turns the body (a flip, rising from lying), being upside-down is the task, not a fall
+    turning = task.fitness.get("name") in TURNING_FITNESSES
+    upside = 0.0 if turning else max((float(f.get("upside_down_fraction") or 0.0) for f in episodes
                                        if f.get("tilt_body", f.get("main_body")) == f.get("main_body")), default=0.0)
     success_threshold = task.success_threshold
     moving = task.fitness.get("name") in MOVING_FITNESSES

@@ -326,6 +326,11 @@ FITNESS_FUNCTIONS: dict[str, Callable[[Schema, dict], Fitness]] = {
 #: Fitnesses that only a body on the move can score: a policy that stands still cannot succeed.
 MOVING_FITNESSES = ("forward_velocity", "circle_laps")
 
+#: Fitnesses whose goal turns the main body away from the way it starts, so that its tilt is no fall:
+#: a flip turns it over; rising (``height``) changes its posture (the stand-up humanoid starts on its
+#: back, its torso's z axis out of its chest, and sits up by turning that axis past horizontal).
+TURNING_FITNESSES = ("rotation", "height")
+
 #: A default success threshold per fitness, used when a task (e.g. a bring-your-own robot) gives none.
 #: They are generic (a robot of about a metre): give your own when your robot's scale differs.
 DEFAULT_SUCCESS: dict[str, float] = {
