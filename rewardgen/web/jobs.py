@@ -24,6 +24,7 @@ from typing import Any
 from rewardgen.errors import UserError
 from rewardgen.resources import PACKAGE_PARENT
 from rewardgen.runfiles import RunFiles
+from rewardgen.sandbox.oslevel import keep_priority_in_session
 from rewardgen.store import RunStore, RunStoreError
 
 LOG_FILE = "web-job.log"
@@ -104,7 +105,8 @@ class Jobs:
                     p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
                 proc = subprocess.Popen([self.python, "-m", "rewardgen", "resume", str(run_dir)],
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        env=env, start_new_session=True)
+                                        env=env, start_new_session=True,
+                                        preexec_fn=keep_priority_in_session)  # as nice as the server
             self._jobs[str(run_dir)] = Job(run_dir, proc, time.time(), log)
 
     @staticmethod
