@@ -77,7 +77,7 @@ NOT_RUN_FILES = {
     ("rewardgen.evaluate.video", "_render_here"): "the scratch path the caller gives (evolve stores the video "
                                                   "through RunFiles)",
     ("rewardgen.sandbox.jail", "*"): "/proc of the jail it made, and the jail's own empty root",
-    ("rewardgen.sandbox.oslevel", "*"): "/proc/self files",
+    ("rewardgen.sandbox.oslevel", "*"): "/proc/self files, and the scheduling group of a jail the worker started",
     ("rewardgen.procs.zygote", "*"): "descriptors and its own scratch folder",
     ("rewardgen.procs.process", "*"): "descriptors and the worker's scratch folder",
     ("rewardgen.procs.trusted", "*"): "descriptors of its children, and each child's own scratch folder",
