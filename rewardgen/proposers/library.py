@@ -18,6 +18,7 @@ import numpy as np
 
 from rewardgen.contract.schema import AXES, Schema
 from rewardgen.proposers.base import CandidateRecord, Proposal
+from rewardgen.tasks.fitness import TURNING_FITNESSES
 from rewardgen.tasks.spec import Task
 
 
@@ -86,7 +87,9 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     model = task.model
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    keep_upright, keep_posture = True, True
+    # a goal that turns the body (a flip; rising from lying, where the stand-up humanoid's torso is
+    # "upright", its z axis up, while it lies on its back) keeps no uprightness or posture term
+    keep_upright = keep_posture = spec not in TURNING_FITNESSES
     if spec == "forward_velocity":
         body, ax = params.get("body", root), AXES.get(params.get("axis", "x"), 0)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
@@ -125,9 +128,6 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
         terms.append(Term("height", f's.body_pos["{body}"][:, 2]', 0.5, 3.0, True, f"height of {body}"))
         terms.append(Term("rise", f's.body_linvel["{body}"][:, 2].clamp(min=0.0)', 0.05, 0.5, False,
                           f"upward velocity of {body}"))
-        # rising changes the posture (TURNING_FITNESSES): the stand-up humanoid's torso is "upright"
-        # (its z axis up) while it lies on its back
-        keep_upright = keep_posture = False
     elif spec == "rotation":
         body, ax = params.get("body", root), AXES.get(params.get("axis", "y"), 1)
         sign = "-" if float(params.get("sign", 1.0)) < 0 else ""
@@ -139,7 +139,6 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
                  0.2, 2.0, True, "turning in the goal direction while the centre of mass is above its start"),
             Term("airborne", "s.com_vel[:, 2].clamp(min=0.0)", 0.05, 1.0, False, "upward centre-of-mass velocity"),
         ]
-        keep_upright = keep_posture = False
     elif spec == "jump_height":
         body = params.get("body", root)
         rest = float(params.get("rest", 0.0))

@@ -81,9 +81,9 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
     a fixed-base arm's centre of mass always "stalls". Flipping over never counts where the fitness
     turns the body (``TURNING_FITNESSES``): turning over is the flip's task, and rising from lying turns
     the stand-up humanoid's torso past horizontal (read as upside-down, it raised the control cost and
-    the torso's upright term, which pays for lying on its back). Nor where the robot's main body did not tilt (a
-    fixed-base arm, a cart): the episode facts then watch the most tilted link, and an arm's forearm
-    pointing down is a pose, not a fall (the pusher's reflection raised its control cost for it).
+    the torso's upright term, which pays for lying on its back). Nor where the robot's main body did not
+    tilt (a fixed-base arm, a cart): the episode facts then watch the most tilted link, and an arm's
+    forearm pointing down is a pose, not a fall (the pusher's reflection raised its control cost for it).
     """
     episodes = [t.get("facts") or {} for t in (trajectories or {}).values() if isinstance(t, dict)]
     # where the fitness turns the body (a flip, rising from lying), being upside-down is the task, not a fall
