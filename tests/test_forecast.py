@@ -36,9 +36,32 @@ def test_a_busier_machine_makes_the_forecast_longer():
     quiet = forecast_seconds(COSTS, [plan], 2, 1, 100, load_now=0.0)
     busy = forecast_seconds(COSTS, [plan], 2, 1, 100, load_now=6.0)
     assert busy == pytest.approx(quiet * (6 + 2) / 2)  # two jobs beside six others on two cores
-    measured_busy = Costs(**{**COSTS.__dict__, "load": 6.0})  # measured under that load already: no extra
-    assert forecast_seconds(measured_busy, [[{"target": 4000, "candidates": 1}]], 1, 1, 100, load_now=6.0) == \
-        pytest.approx(forecast_seconds(COSTS, [[{"target": 4000, "candidates": 1}]], 1, 1, 100, load_now=0.0))
+    measured_busy = Costs(**{**COSTS.__dict__, "load": 6.0})  # without a load now: the load it was measured at
+    assert forecast_seconds(measured_busy, [plan], 2, 1, 100) == pytest.approx(busy)
+
+
+def test_a_measurement_is_made_uncontended_by_its_load_and_never_costs_more_than_its_cpu_time():
+    """Costs are kept as on an idle machine: a job timed beside other work is scaled down by the share
+    of the cores the others wanted; where the kernel says the job ran for less CPU time than that (a
+    burst of load the sampling missed, another guest on the host), its CPU time is what it costs."""
+    assert forecast.uncontended(10.0, None, 0.0, 2) == 10.0  # idle: the wall time stands
+    assert forecast.uncontended(10.0, 14.0, 0.0, 2) == 10.0  # two threads overlapping: still the wall time
+    assert forecast.uncontended(10.0, None, 3.0, 2) == pytest.approx(5.0)  # 4 wanting 2 cores: half its time
+    assert forecast.uncontended(10.0, 3.0, 1.0, 2) == 3.0  # busier than it looked: its CPU time
+
+
+def test_evaluations_grow_from_the_calibrations_episode_length_to_full_length():
+    """A terminating task's first rung ends its episodes early, as the calibration's policy did (trained
+    as long); a candidate trained to the whole budget runs them to full length."""
+    short = Costs(**{**COSTS.__dict__, "eval_length": 0.1, "trained": 2000})
+    assert short.episode_share(2000, 10_000) == pytest.approx(0.1)
+    assert short.episode_share(6000, 10_000) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert short.episode_share(10_000, 10_000) == 1.0
+    assert COSTS.episode_share(2000, 10_000) == 1.0  # full-length episodes in the calibration: always full
+    plan = [{"target": 2000, "candidates": 4}, {"target": 5000, "candidates": 2}, {"target": 10_000, "candidates": 1}]
+    evaluations = (4 * 0.1 + 2 * (0.1 + 0.9 * 3000 / 8000) + 1.0) * 5 * 1000 * COSTS.eval_step_s
+    assert forecast_seconds(COSTS, [plan], 1, 5, 1000, load_now=0.0) - forecast_seconds(
+        short, [plan], 1, 5, 1000, load_now=0.0) == pytest.approx(7 * 5 * 1000 * COSTS.eval_step_s - evaluations)
 
 
 def test_the_calibration_stays_short():
@@ -59,14 +82,15 @@ def test_the_rate_book_remembers_bounds_and_forgets(tmp_path):
     assert book.get("k", now=COSTS.measured_at + BOOK_MAX_AGE_S + 1) is None  # too old: measured again
     (tmp_path / "cache" / "rates.json").write_text("{not json")
     assert book.get("k") is None  # a damaged file is no estimate, never an error
-    data = {"version": 2, "setups": {"k": {"costs": dict(COSTS.__dict__, step_s=float("nan"))}}}
+    data = {"version": forecast.BOOK_VERSION, "setups": {"k": {"costs": dict(COSTS.__dict__, step_s=float("nan"))}}}
     (tmp_path / "cache" / "rates.json").write_text(json.dumps(data))
     assert book.get("k") is None
     data["setups"]["k"]["costs"]["step_s"] = 0.001
     (tmp_path / "cache" / "rates.json").write_text(json.dumps(data))
     assert book.get("k") == (COSTS, 1.0)
-    (tmp_path / "cache" / "rates.json").write_text(json.dumps({**data, "version": 1}))
-    assert book.get("k") is None  # the older format kept the load average as the load: measured again
+    for older in (1, 2):  # kept the load average as the load, or costs as measured under load: measured again
+        (tmp_path / "cache" / "rates.json").write_text(json.dumps({**data, "version": older}))
+        assert book.get("k") is None
     blocked = RateBook(tmp_path / "file" / "rates.json")
     (tmp_path / "file").write_text("a file where the folder should be")
     blocked.put("k", COSTS)  # cannot be written: ignored

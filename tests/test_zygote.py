@@ -138,6 +138,31 @@ def test_training_is_the_same_forked_or_fresh(monkeypatch):
 
 
 @pytest.mark.slow
+def test_the_cpu_time_a_worker_used_counts_its_jails(monkeypatch):
+    """The zygote says how much CPU time a worker it reaped used, its reward jail's included (what the
+    time forecast's calibration trusts where the load it sampled missed something): a reward that
+    spins in its jail costs that much more than one that does not; a fresh worker says nothing."""
+    monkeypatch.setenv("REWARDGEN_ZYGOTE", "1")
+    task = get_task("inverted-pendulum-balance")
+    spin = ("def compute_reward(s):\n    n = 0\n    for i in range(400_000):\n        n += i\n"
+            "    z = s.qpos[:, 0] * 0.0\n    return z, {'z': z}\n")
+    cpu = {}
+    for name, source in (("zero", ZERO), ("spin", spin)):
+        job = {"mode": "train", "task": task.to_dict(), "source": source, "steps": 1024, "seed": 3, "trainer": "ppo",
+               "num_envs": 16}
+        res = run_worker(job, WorkerLimits(wall_seconds=120))
+        assert res.ok and res.started == "zygote", (res.stage, res.error, res.started)
+        calls = res.result["env_steps"] // 16
+        assert 0 < res.cpu_seconds, res.cpu_seconds
+        cpu[name] = (res.cpu_seconds, calls)
+    spin_cpu = cpu["spin"][0] - cpu["zero"][0]
+    assert spin_cpu > 0.5 * cpu["spin"][1] * 0.01, cpu  # each of its calls spun for at least ~10 ms
+    monkeypatch.setenv("REWARDGEN_ZYGOTE", "0")
+    res = run_worker(PROBE_JOB, WorkerLimits(wall_seconds=60), module="tests.zygote_probe")
+    assert res.ok and res.started == "fresh" and res.cpu_seconds is None
+
+
+@pytest.mark.slow
 def test_zygote_and_its_workers_die_with_the_orchestrator():
     """kill -9 of the orchestrator: the zygote (its child) and a worker forked from it (a grandchild,
     busy) are gone at once."""

@@ -66,7 +66,10 @@ def evaluate_policy(task: Task, export: PolicyExport, episodes: int | None = Non
 
 
 def answer(job: dict[str, Any]) -> dict[str, Any]:
-    """The evaluation ``job`` asks for (task, policy, episodes, seed): fitness and trajectories."""
+    """The evaluation ``job`` asks for (task, policy, episodes, seed): fitness and trajectories; with
+    ``cpu_time``, the CPU seconds this process used (``cpu_seconds``: the time forecast's calibration)."""
+    import time
+
     import torch
 
     torch.set_num_threads(1)
@@ -78,4 +81,6 @@ def answer(job: dict[str, Any]) -> dict[str, Any]:
     recorded = result.pop("_recorded", None)
     if trajectories:
         result["trajectories"] = best_and_worst(task, export, result, seed, recorded=recorded)
+    if job.get("cpu_time"):
+        result["cpu_seconds"] = time.process_time()
     return result

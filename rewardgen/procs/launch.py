@@ -65,6 +65,11 @@ class Child:
         """Its peak RSS (its own children's included) as the zygote reaped it; None when fresh."""
         return getattr(self._handle, "maxrss_kb", None)
 
+    @property
+    def cpu_seconds(self) -> float | None:
+        """The CPU time it used (its own children's included) as the zygote reaped it; None when fresh."""
+        return getattr(self._handle, "cpu_seconds", None)
+
     def wait(self, timeout: float | None = None) -> int:
         """Its exit status (negative: the signal); ``subprocess.TimeoutExpired`` after ``timeout``."""
         return self._handle.wait(timeout)

@@ -90,6 +90,7 @@ class WorkerResult:
     zygote), "fresh", or why there was no zygote; ``check``: a train job's folded smoke check as its
     ``check`` frame said (with ``seconds`` from the start and the ``output_bytes`` seen by then);
     ``peak_rss_kb``: the forked worker's peak RSS (its jail included), as the zygote reaped it;
+    ``cpu_seconds``: the CPU time it used (its jail's included), as the zygote reaped it;
     ``jail``: the worker's ``jail`` frame (system calls refused in the jail, guard switched off).
     """
 
@@ -109,6 +110,7 @@ class WorkerResult:
     check: dict[str, Any] | None = None
     timeout_seconds: float | None = None
     peak_rss_kb: int | None = None
+    cpu_seconds: float | None = None
     jail: dict[str, Any] | None = None
 
     @property
@@ -268,6 +270,7 @@ def run_worker(job: WorkerJob | dict[str, Any], limits: WorkerLimits = WorkerLim
         proc.finish()
     result.returncode = proc.returncode
     result.peak_rss_kb = proc.peak_rss_kb
+    result.cpu_seconds = proc.cpu_seconds
     result.isolation = isolation + (worker_layers[0] if worker_layers else [])
     result.output_dropped = log.dropped
     result.log = log.text()

@@ -24,10 +24,11 @@ from rewardgen.tasks.spec import Task
 
 
 def run_trusted_evaluation(task: Task, policy: bytes | Path, episodes: int | None = None, seed: int = 10_000,
-                           timeout: float = 600.0) -> dict[str, Any]:
+                           timeout: float = 600.0, cpu_time: bool = False) -> dict[str, Any]:
     """Evaluate ``policy`` (its bytes, or a policy file) in a confined process of its own (the
-    orchestrator's entry point). Raises RuntimeError on failure."""
-    job = {"task": task.to_dict(), **policy_job(policy), "episodes": episodes, "seed": seed}
+    orchestrator's entry point); ``cpu_time``: the answer says the CPU seconds the evaluation used
+    (``cpu_seconds``). Raises RuntimeError on failure."""
+    job = {"task": task.to_dict(), **policy_job(policy), "episodes": episodes, "seed": seed, "cpu_time": cpu_time}
     return run_trusted_child("rewardgen.evaluate.evaluator", job, timeout, "trusted evaluation")
 
 

@@ -130,6 +130,7 @@ class ZygoteChild:
         self._sock = sock
         self.returncode: int | None = None
         self.maxrss_kb: int | None = None  # the child's peak RSS once it has exited
+        self.cpu_seconds: float | None = None  # and the CPU time it (and the children it reaped) used
         # one reader of the socket at a time: the frame reader's kill and the caller's wait both wait,
         # and two threads changing one socket's timeout under each other's recv made a wait time out
         # at once (a lying worker then ended "timeout" instead of "protocol", about 1 run in 100)
@@ -168,6 +169,7 @@ class ZygoteChild:
             answer = json.loads(data)
             self.returncode = int(answer["status"])
             self.maxrss_kb = int(answer.get("maxrss_kb") or 0) or None
+            self.cpu_seconds = float(answer["cpu_s"]) if "cpu_s" in answer else None
         except (ValueError, KeyError, TypeError):
             self.returncode = -signal.SIGKILL  # the zygote went away; its children die with it
         self._close()
@@ -582,9 +584,10 @@ def _reap(jobs: dict[int, socket.socket], by_sock: dict[int, int]) -> None:  # p
         sock = jobs.pop(pid, None)
         if sock is not None:
             by_sock.pop(sock.fileno(), None)
-            try:  # with the child's peak RSS (its own and that of the children it reaped: the jail)
+            try:  # with the child's peak RSS and CPU time (its own and the children's it reaped: the jail)
                 sock.send(json.dumps({"pid": pid, "status": os.waitstatus_to_exitcode(status),
-                                      "maxrss_kb": int(usage.ru_maxrss)}).encode())
+                                      "maxrss_kb": int(usage.ru_maxrss),
+                                      "cpu_s": round(usage.ru_utime + usage.ru_stime, 4)}).encode())
             except OSError:
                 pass
             sock.close()
