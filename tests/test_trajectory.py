@@ -113,7 +113,7 @@ def test_tilt_is_measured_from_each_bodys_initial_pose(tmp_path):
     from rewardgen.tasks.spec import task_from_mjcf
 
     (tmp_path / "slab.xml").write_text(SLAB)
-    task = task_from_mjcf(tmp_path / "slab.xml", "lie still", "height(body=slab)", episode_length=60,
+    task = task_from_mjcf(tmp_path / "slab.xml", "slide", "forward_velocity(body=slab)", episode_length=60,
                           reset_noise=0.0)
     traj = record_trajectory(task, mlp_policy(task, scale=0.0), seed=1)
     slab = task.schema.bodies.index("slab")
@@ -128,7 +128,8 @@ def test_a_flip_is_not_reported_as_a_fall():
     from rewardgen.proposers.reflection import behaviour_facts
 
     traj = _synthetic() | {"fitness_name": "rotation"}
-    assert "fell" not in summarize_episode(traj) and "upside-down 45% of the time" in summarize_episode(traj)
+    assert "fell" not in summarize_episode(traj) and "turned more than 90 deg for 45% of the time" in \
+        summarize_episode(traj)
     assert "fell 1 time(s)" in summarize_episode(_synthetic() | {"fitness_name": "forward_velocity"})
     trajectories = {"best": {"facts": episode_facts(traj)}}
     assert not behaviour_facts(trajectories, get_task("halfcheetah-backflip")).flipped
@@ -140,6 +141,7 @@ def test_rising_from_lying_is_not_a_flip_or_a_fall():
     up turns that axis past horizontal: the suite's run read "upside-down 91% of an episode" as a flip,
     raised the control cost and the torso's upright term (which pays for lying down) in all eight
     children, and none beat generation 0. A height fitness turns the body as a flip's does."""
+    from rewardgen.proposers.history import behaviour_line
     from rewardgen.proposers.library import term_library
     from rewardgen.proposers.reflection import behaviour_facts
 
@@ -150,10 +152,19 @@ def test_rising_from_lying_is_not_a_flip_or_a_fall():
     assert data.xpos[torso][2] < 0.15 and abs(data.xpos[pelvis][0] - data.xpos[torso][0]) > 0.3  # lying along x
     assert data.xmat[torso].reshape(3, 3)[2, 2] > 0.99  # yet "upright" by its z axis
     traj = _synthetic() | {"fitness_name": "height"}
-    assert "fell" not in summarize_episode(traj) and "upside-down 45% of the time" in summarize_episode(traj)
+    # neither the summary nor the LLM's line calls the sit-up a fall or upside-down, nor the chest the top
+    text = summarize_episode(traj)
+    assert "fell" not in text and "turned more than 90 deg for 45% of the time" in text
+    assert "upside-down" not in text and "its top" not in text
     trajectories = {"best": {"facts": episode_facts(traj)}}
+    line = behaviour_line({"trajectories": trajectories}, standup, standup.episode_length)
+    assert "turned more than 90 deg for up to 45% of an episode" in line, line
+    assert "upside-down" not in line and "its top" not in line and "fell" not in line, line
     assert not behaviour_facts(trajectories, standup).flipped
-    assert behaviour_facts(trajectories, get_task("walker-run")).flipped
+    walker = get_task("walker-run")  # where falls matter, the same turn is upside-down
+    assert behaviour_facts(trajectories, walker).flipped
+    assert "upside-down 45% of the time" in summarize_episode(_synthetic())
+    assert "upside-down up to 45% of an episode" in behaviour_line({"trajectories": trajectories}, walker, 1000)
     assert not [k for k in term_library(standup, standup.schema) if k.startswith("upright") or k == "posture"]
 
 

@@ -15,7 +15,8 @@ Definitions (all from the State of each step):
 - tilt: angle between a body's z axis (``body_up``) and the same axis in the model's initial pose
   (``qpos0``: a body built lying on its side is not tilted), with the way the main body's top pointed
   at its most tilted step (+x, -x, +y or -y: the larger move of its z axis along world x or y); upside-down: the
-  main body tilted more than 90 degrees (up_z < 0);
+  main body tilted more than 90 degrees (up_z < 0), said "turned more than 90 deg" (and its top "its z
+  axis") where the fitness turns the body (``TURNING_FITNESSES``);
 - a fall: entering a state where the main body is tilted more than 60 degrees, or (for a body that
   starts above 5 cm) its height drops below half its starting height. Not reported where the fitness
   is a rotation (a flip): turning over is the task there, not a failure;
@@ -178,14 +179,24 @@ def episode_facts(traj: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-def tilt_text(f: dict[str, Any]) -> str:
+def tilt_text(f: dict[str, Any], turning: bool = False) -> str:
     """The largest tilt in degrees and radians (the env's termination rules are in radians) from the
-    initial pose, and which way the body's top pointed then: '23 deg (0.40 rad) from its initial pose,
-    its top toward -x'."""
+    initial pose, and which way the body's z axis pointed then: '23 deg (0.40 rad) from its initial
+    pose, its top toward -x'. Where the task turns the body (``turning``: a flip, rising from lying,
+    ``TURNING_FITNESSES``) the axis is named, not called its top: the stand-up humanoid lies on its back with
+    its torso's z axis out of its chest, and "its top toward +x" read as a roll onto its front."""
     deg = float(f["max_tilt_deg"])
     toward = f.get("max_tilt_toward")
+    axis = "its z axis" if turning else "its top"
     return f"{deg:.0f} deg ({math.radians(deg):.2f} rad) from its initial pose" + (
-        f", its top toward {toward}" if toward in ("+x", "-x", "+y", "-y") else "")
+        f", {axis} toward {toward}" if toward in ("+x", "-x", "+y", "-y") else "")
+
+
+def turned_text(share: str, turning: bool = False) -> str:
+    """``share`` (of an episode) spent turned more than 90 deg from the initial pose: "upside-down 40%",
+    said as what it is where the task turns the body (``turning``: sitting up from lying turns the
+    torso past 90 deg without putting it upside-down)."""
+    return f"turned more than 90 deg for {share}" if turning else f"upside-down {share}"
 
 
 def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
@@ -222,7 +233,9 @@ def summarize_episode(traj: dict[str, Any], label: str = "") -> str:
                      "the env ended the episode.")
     else:
         lines.append(f"No falls of {tb}.")
-    tilt = (f"{tb} upside-down {100 * f['upside_down_fraction']:.0f}% of the time, max tilt {tilt_text(f)}")
+    turning = not f.get("falls_matter", True)
+    share = f"{100 * f['upside_down_fraction']:.0f}%"
+    tilt = f"{tb} {turned_text(share, turning)} of the time, max tilt {tilt_text(f, turning)}"
     if f.get("most_tilted_body") and f["most_tilted_body"] != tb:
         tilt += f"; most tilted body from its initial pose: {f['most_tilted_body']} ({f['most_tilted_deg']:.0f} deg)"
     lines.append(tilt + ".")

@@ -30,7 +30,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text
+from rewardgen.evaluate.trajectory import STALL_SECONDS, STALL_SPEED, tilt_text, turned_text
 from rewardgen.proposers.base import CandidateRecord
 from rewardgen.proposers.reflection import behaviour_facts, component_facts
 from rewardgen.proposers.taskfacts import SeedLuck, seed_luck
@@ -473,8 +473,9 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
         tilt_body = episodes[0].get("tilt_body") or body
         up = max(float(f.get("upside_down_fraction") or 0.0) for f in episodes)
         most = max(episodes, key=lambda f: f["max_tilt_deg"])
-        parts.append(f"{tilt_body} tilted at most {tilt_text(most)}"
-                     + (f", upside-down up to {up:.0%} of an episode" if up > 0 else ""))
+        turning = task.fitness.get("name") in TURNING_FITNESSES
+        parts.append(f"{tilt_body} tilted at most {tilt_text(most, turning)}"
+                     + (f", {turned_text(f'up to {up:.0%}', turning)} of an episode" if up > 0 else ""))
     facts = behaviour_facts(trajectories, task)
     falls = [f for f in episodes if f.get("falls") and f.get("falls_matter", True)]
     if falls and task.fitness.get("name") not in TURNING_FITNESSES:
