@@ -151,6 +151,12 @@ def test_rising_from_lying_is_not_a_flip_or_a_fall():
     torso, pelvis = (standup.model.body(n).id for n in ("torso", "pelvis"))
     assert data.xpos[torso][2] < 0.15 and abs(data.xpos[pelvis][0] - data.xpos[torso][0]) > 0.3  # lying along x
     assert data.xmat[torso].reshape(3, 3)[2, 2] > 0.99  # yet "upright" by its z axis
+    # as its task says: on its back, head toward -x along the torso's -x axis, feet toward +x, right side -y
+    head, foot, arm = data.geom_xpos[standup.model.geom("head").id], data.xpos[standup.model.body("right_foot").id], \
+        data.xpos[standup.model.body("right_upper_arm").id]
+    assert data.xmat[torso].reshape(3, 3)[0, 0] > 0.99 and head[0] < data.xpos[torso][0] - 0.1 < foot[0] - 0.5
+    assert arm[1] < -0.1  # head toward -x, chest up: the right side is at -y (lying face down, it would be +y)
+    assert "lying on its back" in standup.description and "head toward -x" in standup.description
     traj = _synthetic() | {"fitness_name": "height"}
     # neither the summary nor the LLM's line calls the sit-up a fall or upside-down, nor the chest the top
     text = summarize_episode(traj)
@@ -160,6 +166,8 @@ def test_rising_from_lying_is_not_a_flip_or_a_fall():
     line = behaviour_line({"trajectories": trajectories}, standup, standup.episode_length)
     assert "turned more than 90 deg for up to 45% of an episode" in line, line
     assert "upside-down" not in line and "its top" not in line and "fell" not in line, line
+    # one episode shown: one figure, not "+5.00 to +5.00 m"
+    assert re.search(r"centre of mass moved [+-]\d+\.\d\d m along x \([+-]\d+\.\d\d m/s\)", line), line
     assert not behaviour_facts(trajectories, standup).flipped
     walker = get_task("walker-run")  # where falls matter, the same turn is upside-down
     assert behaviour_facts(trajectories, walker).flipped

@@ -447,6 +447,13 @@ def episode_block(stats: dict) -> str | None:
     return fence("\n".join(out), "text")
 
 
+def _span(values: list[float], spec: str) -> str:
+    """"a to b" over the shown episodes, or one figure where they round alike ("+0.10 to +0.10" read as
+    a typo)."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     """One line on what the policy did in the trusted episodes (rewardgen's own measurements)."""
     trajectories = stats.get("trajectories") or {}
@@ -484,8 +491,7 @@ def behaviour_line(stats: dict, task: Task, horizon: int) -> str | None:
     if all("displacement" in f for f in episodes):
         dx = [f["displacement"][0] for f in episodes]
         sp = [f["mean_speed_x"] for f in episodes]
-        parts.append(f"centre of mass moved {min(dx):+.2f} to {max(dx):+.2f} m along x "
-                     f"({min(sp):+.2f} to {max(sp):+.2f} m/s)")
+        parts.append(f"centre of mass moved {_span(dx, '+.2f')} m along x ({_span(sp, '+.2f')} m/s)")
     stalled = [float(f.get("stalled_fraction") or 0.0) for f in episodes if "stalled_fraction" in f]
     if stalled and max(stalled) > 0:
         parts.append(f"its centre of mass stalled (moved slower than {100 * STALL_SPEED:.0f} cm/s over "
