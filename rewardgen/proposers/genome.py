@@ -127,7 +127,8 @@ def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateReco
     """Edits from what policies did in the trusted episodes (``reflection.behaviour_facts``).
 
     Flipping over is the robot's habit as much as one reward's, so two flipped policies in the last
-    generation count as well as the parent's own; standing still is the parent reward's own doing.
+    generation count as well as the parent's own; standing still, and episodes the env's termination
+    rules ended early, are the parent reward's own doing.
     """
     own = behaviour_facts(parent.stats.get("trajectories"), task)
     others = {c.ref: behaviour_facts(c.stats.get("trajectories"), task)
