@@ -123,41 +123,6 @@ def test_offline_reflection_leans_on_the_goal_when_the_parent_stood_still():
     assert not any("stood still" in n for p in props for n in p.notes)
 
 
-def test_offline_reflection_pays_for_surviving_when_the_env_ends_episodes_early():
-    """A policy whose episodes the env's termination rules end before half the time limit (a hopper
-    given no action falls over, for real): its children carry the survival bonus at a strong weight
-    (added where missing). Not where survival is the goal itself (a pendulum), nor where the episodes
-    ran to the time limit."""
-    hopper = get_task("hopper-hop")
-    trajectories = _trusted_trajectories(hopper, mlp_policy(hopper, scale=0.0))
-    worst = trajectories["worst"]["facts"]
-    assert worst["terminated"] and worst["length"] < 500, worst  # the real facts: it fell, the env ended it
-    history = [[_record(hopper, 0, 0, [{"term": "progress", "weight": 1.0}], 0.01, {"trajectories": trajectories})]]
-    props = OfflineProposer().propose(ProposalContext(hopper, hopper.schema, 1, 4, seed=0, history=history))
-    strong = term_library(hopper, hopper.schema)["alive"].hi
-    why = f"the env's termination rules ended an episode of its policy at step {worst['length']} of 1000"
-    for p in props:
-        assert f"{why}: survival bonus up to a strong weight" in p.notes, p.notes
-        weights = {g["term"]: g["weight"] for g in p.genome}
-        if "alive" in weights:  # at the top of its range, then mutated (log-normal, sigma 0.4)
-            assert weights["alive"] > strong / 3, weights
-        else:
-            assert any("removed alive" in x for x in p.notes), p.notes
-
-    pendulum = get_task("inverted-pendulum-balance")
-    trajectories = _trusted_trajectories(pendulum, mlp_policy(pendulum, scale=0.0))
-    assert trajectories["worst"]["facts"]["terminated"]  # it falls too, but surviving is its goal already
-    history = [[_record(pendulum, 0, 0, [{"term": "alive", "weight": 1.0}], 0.1, {"trajectories": trajectories})]]
-    props = OfflineProposer().propose(ProposalContext(pendulum, pendulum.schema, 1, 4, seed=0, history=history))
-    assert not any("survival bonus" in n for p in props for n in p.notes)
-
-    ant = get_task("ant-run")  # a standing ant lives to the time limit: nothing to pay for
-    trajectories = _trusted_trajectories(ant, mlp_policy(ant, scale=0.0))
-    history = [[_record(ant, 0, 0, [{"term": "progress", "weight": 1.0}], 0.01, {"trajectories": trajectories})]]
-    props = OfflineProposer().propose(ProposalContext(ant, ant.schema, 1, 4, seed=0, history=history))
-    assert not any("survival bonus" in n for p in props for n in p.notes)
-
-
 def test_offline_reflection_keeps_a_robot_that_flips_over_upright():
     """Policies that spend a quarter of an episode upside-down: the parent's own, or two of the last
     generation's, raise the flipped body's upright term and the control cost to a strong weight (each

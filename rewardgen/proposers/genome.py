@@ -127,8 +127,7 @@ def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateReco
     """Edits from what policies did in the trusted episodes (``reflection.behaviour_facts``).
 
     Flipping over is the robot's habit as much as one reward's, so two flipped policies in the last
-    generation count as well as the parent's own; standing still, and episodes the env's termination
-    rules ended early, are the parent reward's own doing.
+    generation count as well as the parent's own; standing still is the parent reward's own doing.
     """
     own = behaviour_facts(parent.stats.get("trajectories"), task)
     others = {c.ref: behaviour_facts(c.stats.get("trajectories"), task)
@@ -146,14 +145,6 @@ def behaviour_edits(parent: CandidateRecord, last_generation: list[CandidateReco
         # what kept the ant on its feet in the measurements was a strong control cost, not the
         # upright term alone (docs/benchmarks-history.md, "2026-12-05, commits 7f46a96 and 02352d0")
         edits.append(Edit(f"{why}: control cost up to a strong weight", term_keys(space, ("ctrl",)), 2.0, True))
-    survival = [k for k in term_keys(space, ("alive",)) if not space.is_goal(k)]
-    if own.ended_early is not None and survival:
-        steps, horizon = own.ended_early
-        # a survival bonus near the goal's own scale kept the ant from ending its episodes by bouncing
-        # out of its healthy range (docs/benchmarks-history.md, "2026-12-05, commits 7f46a96 and
-        # 02352d0", and "2026-12-06: ant-run's rewards on final's seeds")
-        edits.append(Edit(f"the env's termination rules ended an episode of its policy at step {steps} of "
-                          f"{horizon}: survival bonus up to a strong weight", survival, 2.0, True))
     if own.stood_still:
         why = "its policy stood still to the time limit short of success"
         present = {g["term"] for g in space.genome_of(parent) or []}

@@ -7,10 +7,8 @@ flagged, never called useless (``rewardgen.proposers.history`` says which applie
 that dominates the reward's magnitude drowns the others; a reward whose episode return does not track
 fitness is optimising something else. Two more come from what the policy did
 in the trusted evaluator's episodes (``rewardgen.evaluate.trajectory``'s facts), where reward code
-cannot reach: it spent a large share of an episode upside-down (flipped over), it lived to the
-time limit mostly standing still without reaching success (paid for surviving, not for the goal), or
-the env's termination rules ended an episode early (its failure condition came before half the time
-limit: a reward that pays too little for each step lived lets the policy end its episodes).
+cannot reach: it spent a large share of an episode upside-down (flipped over), or it lived to the
+time limit mostly standing still without reaching success (paid for surviving, not for the goal).
 """
 
 from __future__ import annotations
@@ -26,8 +24,6 @@ CONSTANT_RANGE = 1e-6
 FLIPPED_SHARE = 0.25
 #: an episode that ran to its time limit and stalled at least this share of it "stood still"
 STILL_SHARE = 0.5
-#: an episode the env's termination rules ended before this share of its time limit "ended early"
-EARLY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,9 +68,6 @@ class BehaviourFacts:
     stood_still: bool
     #: the body whose uprightness the facts measure (the main body, or the body that tilts where it cannot)
     tilt_body: str | None = None
-    #: the shortest episode the env's termination rules ended before ``EARLY_SHARE`` of its time limit,
-    #: as (its steps, the time limit); None where none did
-    ended_early: tuple[int, int] | None = None
 
     @property
     def flipped(self) -> bool:
@@ -104,7 +97,4 @@ def behaviour_facts(trajectories: dict | None, task: Task) -> BehaviourFacts:
                 and float(f.get("fitness", success_threshold)) < success_threshold for f in episodes)
     bodies = (f.get("tilt_body") or f.get("main_body") for f in episodes)
     body = next((b for b in bodies if isinstance(b, str)), None)
-    early = [(int(f["length"]), int(f["horizon"])) for f in episodes
-             if f.get("terminated") and isinstance(f.get("length"), int) and isinstance(f.get("horizon"), int)
-             and f["length"] < EARLY_SHARE * f["horizon"]]
-    return BehaviourFacts(upside_down=upside, stood_still=still, tilt_body=body, ended_early=min(early, default=None))
+    return BehaviourFacts(upside_down=upside, stood_still=still, tilt_body=body)
