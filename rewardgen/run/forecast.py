@@ -38,7 +38,7 @@ from typing import Any
 from rewardgen.contract.job import SmokeCheck
 from rewardgen.loadavg import load_average, runnable_now
 from rewardgen.runfiles import RunFiles
-from rewardgen.store import POLICY_FILE, atomic_write_json
+from rewardgen.store import atomic_write_json
 
 #: a remembered measurement older than this is measured again
 BOOK_MAX_AGE_S = 14 * 24 * 3600.0
@@ -216,9 +216,8 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
     """Measure ``Costs`` with a real training job (the sparse success reward, smoke check included)
     and two trusted evaluations of its policy, each made ``uncontended`` by the load it met and the
     CPU time it used. RuntimeError when the training or evaluation fails."""
-    from rewardgen.procs.trusted import run_trusted_evaluation
     from rewardgen.run.executors import usable_cores
-    from rewardgen.run.step import save_training_output, training_failure
+    from rewardgen.run.step import save_training_output, training_failure, trusted_fitness
     from rewardgen.tasks.baselines import sparse_reward_source
 
     started = time.monotonic()
@@ -242,16 +241,12 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
         with tempfile.TemporaryDirectory(prefix="rewardgen-calibration-") as tmp:
             files = RunFiles(Path(tmp))
             save_training_output(files, Path(tmp), res)
-            policy = Path(tmp) / POLICY_FILE
-            if not policy.is_file():
-                raise RuntimeError("calibration evaluation failed: the training gave no policy")
             for ep, length in ((1, min(task.episode_length, 10)), (episodes, task.episode_length)):
                 began = time.monotonic()
-                try:
-                    answer = run_trusted_evaluation(replace(task, episode_length=length), policy, ep, seed,
-                                                    cpu_time=True)
-                except (RuntimeError, ValueError, OSError) as exc:
-                    raise RuntimeError(f"calibration evaluation failed: {exc}") from None
+                answer, error = trusted_fitness(replace(task, episode_length=length), files, Path(tmp), ep, seed,
+                                                cpu_time=True)
+                if answer is None:
+                    raise RuntimeError(f"calibration evaluation failed: {error}")
                 timed.append((answer, time.monotonic() - began))
     eval_load, load = demand.cores(since=trained_at), round(demand.cores(), 3)
     result = res.result or {}
@@ -269,8 +264,8 @@ def calibrate(task, setup, executor, episodes: int, seed: int, cpu_threads: int 
     simulated = sum(int(e.get("length") or 0) for e in full.get("episodes") or []) or 1
     fixed = uncontended(short_s, None, eval_load, cores)
     # the full evaluation's steps: its wall time and CPU time beyond the short one's
-    cpu = (float(full.get("cpu_seconds") or 0) - float(short.get("cpu_seconds") or 0)) or None
-    per_step = uncontended(max(0.0, full_s - short_s), max(cpu, 1e-6) if cpu is not None else None, eval_load, cores)
+    cpu = float(full.get("cpu_seconds") or 0) - float(short.get("cpu_seconds") or 0)
+    per_step = uncontended(max(0.0, full_s - short_s), cpu if cpu > 0 else None, eval_load, cores)
     return Costs(job_s=max(0.0, wall - train_s) * scale, step_s=train_s * scale / max(1, trained),
                  eval_fixed_s=fixed, eval_step_s=per_step / simulated, load=load, cores=cores,
                  measured_at=time.time(), seconds=round(time.monotonic() - started, 2),

@@ -133,12 +133,12 @@ def save_training_output(files: RunFiles, directory: Path, res: WorkerResult, lo
 
 
 def trusted_fitness(task: Task, files: RunFiles, directory: Path, episodes: int | None,
-                    seed: int) -> tuple[dict[str, Any] | None, str | None]:
+                    seed: int, cpu_time: bool = False) -> tuple[dict[str, Any] | None, str | None]:
     """Evaluate ``directory/policy.npz`` of the run ``files`` in the trusted evaluator:
-    ``(evaluation, None)`` or ``(None, error)``."""
+    ``(evaluation, None)`` or ``(None, error)``; ``cpu_time``: the evaluation says the CPU seconds it used."""
     try:
         policy = files.read_bytes(directory / POLICY_FILE, MAX_POLICY_BYTES)
-        return run_trusted_evaluation(task, policy, episodes, seed), None
+        return run_trusted_evaluation(task, policy, episodes, seed, cpu_time=cpu_time), None
     except (RuntimeError, ValueError, OSError) as exc:
         return None, str(exc)
 
