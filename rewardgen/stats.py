@@ -28,4 +28,19 @@ def pearson(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) ->
     return float(np.corrcoef(x, y)[0, 1])
 
 
-__all__ = ["pearson"]
+def gap_in_standard_errors(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """How far mean(a) is above mean(b) in standard errors of that difference (Welch's t statistic,
+    each side's sample variance over its count): the seeds' own noise as the unit, so a gap between two
+    rewards' training outcomes can be read as luck or not. None with fewer than 2 values a side;
+    +-inf where neither side varies and the means differ; 0 where they are equal."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) < 2 or len(y) < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return None
+    diff = float(x.mean() - y.mean())
+    se = math.sqrt(float(x.var(ddof=1)) / len(x) + float(y.var(ddof=1)) / len(y))
+    if se <= 1e-12 * (1 + abs(float(x.mean())) + abs(float(y.mean()))):
+        return 0.0 if abs(diff) <= 1e-12 * (1 + abs(float(x.mean()))) else math.copysign(math.inf, diff)
+    return diff / se
+
+
+__all__ = ["finite", "gap_in_standard_errors", "pearson"]

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import cli, kill_9_when, last_json
 
+from rewardgen.bench.suite import gap_verdict, markdown_table, summarise, task_row
+from rewardgen.stats import gap_in_standard_errors
+
 TINY = ["--steps", "4096", "--samples", "2", "--generations", "1", "--seeds", "2", "--workers", "1"]
 TASKS = ["inverted-pendulum-balance", "reacher-reach"]
 
@@ -70,6 +73,9 @@ def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_o
         beats = by["evolved"]["fitness_mean"] >= by["human"]["fitness_mean"]
         assert row["evolved_ge_human"] is beats
         assert row["evolved_ge_both"] is (beats and by["evolved"]["fitness_mean"] >= by["sparse"]["fitness_mean"])
+        seeds = {m: [r["fitness"] for r in final["runs"] if r["method"] == m and r["status"] == "ok"]
+                 for m in ("evolved", "human")}
+        assert row["gap"] == gap_verdict(gap_in_standard_errors(seeds["evolved"], seeds["human"]))
         wins += beats
     assert result["compared"] == 2 and result["evolved_ge_human"] == wins
     assert result["share_evolved_ge_human"] == wins / 2
@@ -173,3 +179,33 @@ def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     task = get_task("reacher-reach")
     for p in OfflineProposer().propose(ProposalContext(task, task.schema, 0, 8, seed=3)):
         assert "upright" not in p.source
+
+
+def test_the_gap_between_evolved_and_human_is_read_against_the_seeds_spread(tmp_path):
+    # Welch's statistic by hand: means 2 and 1, sample variances 1 and 0 over 3 seeds: 1 / sqrt(1/3)
+    assert gap_in_standard_errors([1, 2, 3], [1, 1, 1]) == pytest.approx(3 ** 0.5)
+    assert gap_in_standard_errors([1, 1, 1], [1, 2, 3]) == pytest.approx(-(3 ** 0.5))
+    assert gap_in_standard_errors([1, 1, 1], [1, 1, 1]) == 0.0  # both balanced on every seed: a tie
+    assert gap_in_standard_errors([1, 1], [0.9, 0.9]) == float("inf")  # apart on every seed, neither varies
+    assert gap_in_standard_errors([1], [0, 1]) is None  # one seed says nothing of the spread
+    assert gap_in_standard_errors([1, float("nan")], [0, 1]) is None
+    assert [gap_verdict(g) for g in (2.0, 1.99, -1.99, -2.0, float("-inf"), None)] == \
+        ["above", "within noise", "within noise", "below", "below", None]
+
+    def row(task, evolved, human):
+        final = {"task": task, "steps": 1000, "seeds": 3, "score": None, "score_note": None,
+                 "rows": [{"method": m, "fitness_mean": sum(v) / 3, "fitness_std": 0.0, "ok": 3, "seeds": 3,
+                           "success_rate": 0.0} for m, v in (("evolved", evolved), ("human", human))],
+                 "runs": [{"method": m, "seed_index": i, "status": "ok", "fitness": x}
+                          for m, v in (("evolved", evolved), ("human", human)) for i, x in enumerate(v)]}
+        return task_row(task, final, tmp_path)
+
+    rows = [row("a", [0.9, 1.0, 1.1], [0.1, 0.2, 0.3]),   # far above: 9.8 standard errors
+            row("b", [0.3, 0.5, 0.1], [0.4, 0.2, 0.6]),   # a loss within the seeds' luck
+            row("c", [0.1, 0.2, 0.1], [0.9, 1.0, 1.1]),   # far below
+            row("d", [1, 1, 1], [1, 1, 1])]               # a tie
+    assert [r["gap"] for r in rows] == ["above", "within noise", "below", "within noise"]
+    assert rows[1]["evolved_ge_human"] is False and rows[1]["gap_se"] == pytest.approx(-0.1 / (0.08 / 3) ** 0.5)
+    md = markdown_table(summarise(rows, {"samples": 2, "generations": 1, "seeds": 3}))
+    assert "| +9.8 se (above) |" in md and "| -0.6 se (within noise) |" in md and "| 0 (tie) |" in md
+    assert "below human by 2 standard errors or more on 1" in md

@@ -27,6 +27,7 @@ from rewardgen.errors import UserError
 from rewardgen.run.events import EstimateUpdate, Event, FinalRun, RunWarning, TaskEvent
 from rewardgen.run.progress import Progress
 from rewardgen.runfiles import RunFiles
+from rewardgen.stats import finite, gap_in_standard_errors
 from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
 
 SUITE_FILE = "suite.json"
@@ -411,13 +412,33 @@ def task_row(task_id: str, final: dict, run_dir: Path, entry: dict | None = None
         beats = evolved["mean"] >= human["mean"]
         if sparse and sparse["mean"] is not None:
             beats_both = beats and evolved["mean"] >= sparse["mean"]
+    gap = gap_in_standard_errors(*(_seed_values(final, m) for m in ("evolved", "human")))
     run = RunFiles(run_dir).read_json(RUN_FILE) or {}
     return {"task": task_id, "finished": True, "run_dir": str(run_dir), "steps": final["steps"],
             "seeds": final["seeds"], "evolved": evolved, "human": human, "sparse": sparse,
             "score": final.get("score"), "score_note": final.get("score_note"), "evolved_ge_human": beats,
-            "evolved_ge_both": beats_both,
+            "evolved_ge_both": beats_both, "gap": gap_verdict(gap),
+            "gap_se": gap if gap is not None and math.isfinite(gap) else None,
             "best": final.get("best"), "selection_fitness": (run.get("best") or {}).get("fitness"),
             "evolve_seconds": (entry or {}).get("evolve_seconds"), "final_seconds": (entry or {}).get("final_seconds")}
+
+
+#: a gap between evolved and human of at least this many standard errors is read as more than the seeds' luck
+CLEAR_GAP = 2.0
+
+
+def _seed_values(final: dict, method: str) -> list[float]:
+    """``method``'s trusted fitness on each of final's training seeds that finished."""
+    return [r["fitness"] for r in final.get("runs") or []
+            if isinstance(r, dict) and r.get("method") == method and r.get("status") == "ok" and finite(r.get("fitness"))]
+
+
+def gap_verdict(gap: float | None) -> str | None:
+    """"above" or "below" where evolved's mean is CLEAR_GAP standard errors or more from human's,
+    "within noise" where less, None where the seeds cannot say (fewer than two a side)."""
+    if gap is None:
+        return None
+    return "above" if gap >= CLEAR_GAP else "below" if gap <= -CLEAR_GAP else "within noise"
 
 
 def summarise(rows: list[dict], config: dict) -> dict:
@@ -431,6 +452,7 @@ def summarise(rows: list[dict], config: dict) -> dict:
             "evolved_ge_human": wins, "compared": len(compared),
             "share_evolved_ge_human": wins / len(compared) if compared else None,
             "evolved_ge_both": sum(1 for r in both if r["evolved_ge_both"]), "compared_both": len(both),
+            "evolved_below_human": sum(1 for r in compared if r.get("gap") == "below"),
             "median_score": statistics.median(scores) if scores else None}
 
 
@@ -445,13 +467,23 @@ def _rate(m: dict | None) -> str:
     return "n/a" if not m or m.get("success_rate") is None else f"{m['success_rate']:.0%}"
 
 
+def _gap(row: dict) -> str:
+    """The gap cell: evolved - human in standard errors and what that says."""
+    verdict, gap = row.get("gap"), row.get("gap_se")
+    if verdict is None:
+        return "n/a"
+    if gap is None:  # neither side varied and the means differ
+        return f"{verdict} (every seed)"
+    return f"{gap:+.1f} se ({verdict})" if gap else "0 (tie)"
+
+
 def table_rows(result: dict) -> list[list[str]]:
     """The table's cells (shared by the markdown file and the terminal)."""
     out = []
     for r in result["rows"]:
         if not r.get("finished") or r.get("failed"):
             out.append([r["task"], "", "evolve found no usable reward" if r.get("failed") else "not finished",
-                         "", "", "", "", "no" if r.get("failed") else "", ""])
+                         "", "", "", "", "no" if r.get("failed") else "", "", ""])
             continue
         score = "n/a" if r["score"] is None else f"{r['score']:.2f}"
         human, sparse = (r.get(m) or {} for m in ("human", "sparse"))
@@ -459,13 +491,14 @@ def table_rows(result: dict) -> list[list[str]]:
             score += " (sparse beat human)"  # the denominator is then the sparse reward's lead
         word = {True: "yes", False: "no", None: "n/a"}
         out.append([r["task"], fmt_steps(r["steps"]), _ms(r["evolved"]), _ms(r["human"]), _ms(r["sparse"]), score,
-                    f"{_rate(r['evolved'])} / {_rate(r['human'])}", word[r["evolved_ge_human"]],
+                    f"{_rate(r['evolved'])} / {_rate(r['human'])}", word[r["evolved_ge_human"]], _gap(r),
                     word[r.get("evolved_ge_both")]])
     return out
 
 
 HEADER = ["task", "budget", "evolved (mean ± std)", "human (env reward)", "sparse", "human-normalised score",
-          "success evolved / human", "evolved >= human", "evolved >= human and sparse"]
+          "success evolved / human", "evolved >= human", "evolved - human (standard errors)",
+          "evolved >= human and sparse"]
 
 
 def share_line(result: dict) -> str:
@@ -475,6 +508,8 @@ def share_line(result: dict) -> str:
             + (f" ({share:.0%})" if share is not None else "")
             + (f"; >= both baselines on {result['evolved_ge_both']} of {result['compared_both']}"
                if result.get("compared_both") else "")
+            + (f"; below human by {CLEAR_GAP:g} standard errors or more on {result['evolved_below_human']}"
+               if result.get("evolved_below_human") is not None else "")
             + (f"; median human-normalised score {median:.2f}" if median is not None else "")
             + (f"; {result['tasks'] - result['tasks_finished']} task(s) not finished"
                if result["tasks_finished"] < result["tasks"] else ""))

@@ -506,8 +506,10 @@ def suite_table(result: dict, out: str | Path, width: int = 80):
     from rewardgen.bench.suite import HEADER, table_rows
 
     priority = {"task": 0, "evolved (mean ± std)": 0, "human (env reward)": 0, "evolved >= human": 0,
-                "human-normalised score": 1, "budget": 2, "sparse": 3}  # success, >= both: 4
-    cols = [Col(h, priority.get(h, 4), wrap=h == "human-normalised score") for h in HEADER]
+                "human-normalised score": 1, "evolved - human (standard errors)": 1, "budget": 2,
+                "sparse": 3}  # success, >= both: 4
+    wrapped = ("human-normalised score", "evolved - human (standard errors)")
+    cols = [Col(h, priority.get(h, 4), wrap=h in wrapped) for h in HEADER]
     return fitted_table(cols, [[term(c, markup=False) for c in r] for r in table_rows(result)], width,
                         title=f"bench suite ({out})", more=f"every column: {Path(out) / 'suite.md'}")
 
