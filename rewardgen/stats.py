@@ -36,11 +36,11 @@ def gap_in_standard_errors(a: Sequence[float], b: Sequence[float]) -> float | No
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(x) < 2 or len(y) < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
         return None
-    diff = float(x.mean() - y.mean())
+    mx, my = float(x.mean()), float(y.mean())
     se = math.sqrt(float(x.var(ddof=1)) / len(x) + float(y.var(ddof=1)) / len(y))
-    if se <= 1e-12 * (1 + abs(float(x.mean())) + abs(float(y.mean()))):
-        return 0.0 if abs(diff) <= 1e-12 * (1 + abs(float(x.mean()))) else math.copysign(math.inf, diff)
-    return diff / se
+    if se <= 1e-12 * (1 + abs(mx) + abs(my)):
+        return 0.0 if abs(mx - my) <= 1e-12 * (1 + abs(mx)) else math.copysign(math.inf, mx - my)
+    return (mx - my) / se
 
 
 __all__ = ["finite", "gap_in_standard_errors", "pearson"]

@@ -28,7 +28,7 @@ from rewardgen.run.events import EstimateUpdate, Event, FinalRun, RunWarning, Ta
 from rewardgen.run.progress import Progress
 from rewardgen.runfiles import RunFiles
 from rewardgen.stats import finite, gap_in_standard_errors
-from rewardgen.store import RUN_FILE, atomic_write_json, atomic_write_text, read_json
+from rewardgen.store import RUN_FILE, Stage, atomic_write_json, atomic_write_text, read_json
 
 SUITE_FILE = "suite.json"
 TABLE_FILE = "suite.md"
@@ -430,7 +430,8 @@ CLEAR_GAP = 2.0
 def _seed_values(final: dict, method: str) -> list[float]:
     """``method``'s trusted fitness on each of final's training seeds that finished."""
     return [r["fitness"] for r in final.get("runs") or []
-            if isinstance(r, dict) and r.get("method") == method and r.get("status") == "ok" and finite(r.get("fitness"))]
+            if isinstance(r, dict) and r.get("method") == method and r.get("status") == Stage.OK
+            and finite(r.get("fitness"))]
 
 
 def gap_verdict(gap: float | None) -> str | None:
@@ -508,8 +509,7 @@ def share_line(result: dict) -> str:
             + (f" ({share:.0%})" if share is not None else "")
             + (f"; >= both baselines on {result['evolved_ge_both']} of {result['compared_both']}"
                if result.get("compared_both") else "")
-            + (f"; below human by {CLEAR_GAP:g} standard errors or more on {result['evolved_below_human']}"
-               if result.get("evolved_below_human") is not None else "")
+            + f"; below human by {CLEAR_GAP:g} standard errors or more on {result['evolved_below_human']}"
             + (f"; median human-normalised score {median:.2f}" if median is not None else "")
             + (f"; {result['tasks'] - result['tasks_finished']} task(s) not finished"
                if result["tasks_finished"] < result["tasks"] else ""))
