@@ -160,8 +160,9 @@ def test_the_default_suite_is_every_task_with_an_env_reward_cheapest_first(tmp_p
 
 def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     """The suite's reflection showed candidates spending terms on constants ("dropped drift/upright_body0:
-    constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, and
-    the reacher's target is not the robot. Terms that can vary stay."""
+    constant during training"): a planar robot cannot move sideways, a reacher's links cannot tilt, the
+    reacher's target is not the robot, and a survival bonus pays the same every step where nothing ends
+    an episode early. Terms that can vary stay."""
     from rewardgen.proposers.base import ProposalContext
     from rewardgen.proposers.library import term_library
     from rewardgen.proposers.offline import OfflineProposer
@@ -176,6 +177,11 @@ def test_offline_library_leaves_out_terms_the_robot_cannot_change():
     assert [k for k in libs["inverted-pendulum-balance"] if k.startswith("upright_")] == ["upright_pole"]
     assert {"drift", "upright_torso"} <= set(libs["ant-run"])  # the ant moves and tilts freely
     assert "drift" in libs["swimmer-swim"]  # it swims in the xy plane
+    # a survival bonus only where an episode can end early: elsewhere it is the same every step
+    for never_ends in ("halfcheetah-run", "reacher-reach", "swimmer-swim"):
+        assert "alive" not in libs[never_ends], never_ends
+    assert "alive" in libs["hopper-hop"] and "alive" in libs["ant-run"] and "alive" in libs["walker-run"]
+    assert libs["inverted-pendulum-balance"]["alive"].goal  # surviving is the pendulum's goal
     task = get_task("reacher-reach")
     for p in OfflineProposer().propose(ProposalContext(task, task.schema, 0, 8, seed=3)):
         assert "upright" not in p.source

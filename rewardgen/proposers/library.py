@@ -18,6 +18,7 @@ import numpy as np
 
 from rewardgen.contract.schema import AXES, Schema
 from rewardgen.proposers.base import CandidateRecord, Proposal
+from rewardgen.sim.termination import termination_of
 from rewardgen.tasks.fitness import TURNING_FITNESSES
 from rewardgen.tasks.spec import Task
 
@@ -73,13 +74,24 @@ def _can_move(model: mujoco.MjModel, body: int, rows: tuple[int, ...], rotation:
     return False
 
 
+def _ends_early(task: Task) -> bool:
+    """Whether an episode of ``task`` can end before its time limit. Where none can (a cheetah, a
+    swimmer, an arm), a survival bonus is the same every step whatever the robot does: the policy
+    cannot change it, so it is left out like any other constant term. A task no rules reproduce is
+    assumed to end early, the case where the bonus matters."""
+    try:
+        return termination_of(task).ends_early
+    except ValueError:
+        return True
+
+
 def term_library(task: Task, schema: Schema) -> dict[str, Term]:
     """Every term that makes sense for this task and robot, keyed by component name.
 
     Goal terms follow the fitness *spec* (the body, axis, direction, target points, radius named in
     the task), never its code; shaping terms (control effort, survival, posture, uprightness) follow
-    the robot. Uprightness and posture are left out where the goal is to leave them (flips, rising;
-    posture for jumps too).
+    the robot, and survival only where an episode can end early. Uprightness and posture are left out
+    where the goal is to leave them (flips, rising; posture for jumps too).
     """
     terms: list[Term] = []
     spec, params = task.fitness["name"], task.fitness.get("params", {})
@@ -165,7 +177,7 @@ def term_library(task: Task, schema: Schema) -> dict[str, Term]:
             Term("on_circle", f"-({r} - {radius:.4g}).abs()", 0.1, 1.0, False, f"distance from the {radius:g} m circle"),
         ]
     terms.append(Term("ctrl", "-(s.action ** 2).sum(dim=-1)", 0.01, 0.3, False, "control effort penalty"))
-    if spec != "alive_fraction":
+    if spec != "alive_fraction" and _ends_early(task):
         terms.append(Term("alive", "torch.ones_like(s.step)", 0.1, 1.0, False, "survival bonus"))
     if keep_upright:
         robot = [n for n, b in zip(schema.bodies, schema.body_ids) if int(model.body_rootid[b]) == schema.robot_root]
