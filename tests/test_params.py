@@ -116,10 +116,10 @@ def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backf
         assert validate_source(p.source) == []
     assert props[0].extra["params"] == tpl.defaults()
     # generation 1 descends from the best, dropping a constant shaping term and raising goals on disagreement
-    parent_params = {"spin": {"weight": 1.0}, "alive": {"weight": 0.5}, "ctrl": {"weight": 0.05}}
+    parent_params = {"spin": {"weight": 1.0}, "airborne": {"weight": 0.5}, "ctrl": {"weight": 0.05}}
     flat = [{"step": i, "mean": 1.0, "min": 1.0, "max": 1.0} for i in range(10)]
     moving = [{"step": i, "mean": float(i), "min": float(i) - 1, "max": float(i) + 1} for i in range(10)]
-    stats = {"components": {"spin": moving, "alive": flat, "ctrl": moving}, "reward_fitness_correlation": -0.4}
+    stats = {"components": {"spin": moving, "airborne": flat, "ctrl": moving}, "reward_fitness_correlation": -0.4}
     parent = CandidateRecord(0, 0, render_params(tpl, parent_params), "ok", 0.3, proposal={"params": parent_params},
                              stats=stats)
     weak = CandidateRecord(0, 1, render_params(tpl, {"spin": 0.2}), "ok", -0.1,
@@ -128,6 +128,7 @@ def test_offline_params_proposer_samples_within_bounds_and_uses_reflection(backf
     assert {c.parent for c in children} == {"g0c0", "g0c1"}
     first = children[0]
     assert any("reward and fitness disagreed" in n for n in first.notes)
+    assert "dropped airborne: constant during training" in first.notes and "airborne" not in first.extra["params"]
     assert all(validate_params(tpl, c.extra["params"]) == c.extra["params"] for c in children)
     for c in children:
         for key, entry in c.extra["params"].items():
