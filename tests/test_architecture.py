@@ -18,7 +18,7 @@ PACKAGE = Path(rewardgen.__file__).parent
 #: own layer's packages or lower ones (docs/architecture.md draws the same map)
 LAYERS: dict[str, int] = {
     "envsteps": 0, "errors": 0, "glbackend": 0, "tables": 0, "interrupt": 0, "mjlog": 0, "safetext": 0, "resources": 0,
-    "runfiles": 0, "store": 0, "stats": 0, "loadavg": 0,
+    "runfiles": 0, "store": 0, "stats": 0, "loadavg": 0, "software": 0,
     "contract": 1,
     "tasks": 2,
     "sim": 3,

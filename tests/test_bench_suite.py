@@ -10,6 +10,7 @@ import pytest
 from conftest import cli, kill_9_when, last_json
 
 from rewardgen.bench.suite import gap_verdict, markdown_table, summarise, task_row
+from rewardgen.software import software, software_text
 from rewardgen.stats import gap_in_standard_errors
 
 TINY = ["--steps", "4096", "--samples", "2", "--generations", "1", "--seeds", "2", "--workers", "1"]
@@ -77,7 +78,11 @@ def test_suite_kill_9_resumes_without_redoing_a_task_and_the_table_is_the_runs_o
                  for m in ("evolved", "human")}
         assert row["gap"] == gap_verdict(gap_in_standard_errors(seeds["evolved"], seeds["human"]))
         wins += beats
+        # every training names the install it ran under: this one, the same for all
+        assert {json.dumps(r["software"], sort_keys=True) for r in final["runs"]} == {json.dumps(software(), sort_keys=True)}
+        assert final["software"] == [software()]
     assert result["compared"] == 2 and result["evolved_ge_human"] == wins
+    assert f"Trained with {software_text(software())}." in md and "installs" not in md
     assert result["share_evolved_ge_human"] == wins / 2
     assert f"evolved >= human on {wins} of 2 tasks" in md
     both = sum(bool(r["evolved_ge_both"]) for r in result["rows"])
@@ -215,3 +220,34 @@ def test_the_gap_between_evolved_and_human_is_read_against_the_seeds_spread(tmp_
     md = markdown_table(summarise(rows, {"samples": 2, "generations": 1, "seeds": 3}))
     assert "| +9.8 se (above) |" in md and "| -0.6 se (within noise) |" in md and "| 0 (tie) |" in md
     assert "below human by 2 standard errors or more on 1" in md
+    assert "The trainings do not record their install." in md  # records from before they did
+
+
+def test_a_table_says_which_install_trained_it_and_flags_rows_from_another(tmp_path):
+    """One seed trains another policy after the packages are installed again, so the table names the
+    install and says when its rows (or one row's methods) came from more than one. Records from a run
+    directory are untrusted: only known names with plain version strings are shown."""
+    here = software()
+    older = here | {"numpy": "2.3.0", "mujoco": "3.3.7"}
+    hostile = {"torch": "<script>alert(1)</script>", "mujoco": "4.0\x1b[2J", "numpy": 7, "evil": "1.0",
+               "gymnasium": "1.4.0"}
+
+    def row(task, installs):
+        runs = [{"method": m, "seed_index": i, "status": "ok", "fitness": float(i), "software": sw}
+                for m in ("evolved", "human") for i, sw in enumerate(installs)]
+        final = {"task": task, "steps": 1000, "seeds": 3, "score": None, "score_note": None, "runs": runs,
+                 "rows": [{"method": m, "fitness_mean": 1.0, "fitness_std": 0.8, "ok": 3, "seeds": 3,
+                           "success_rate": 0.0} for m in ("evolved", "human")]}
+        return task_row(task, final, tmp_path)
+
+    config = {"samples": 2, "generations": 1, "seeds": 3}
+    one = markdown_table(summarise([row("a", [here] * 3), row("b", [here] * 3)], config))
+    assert f"Trained with {software_text(here)}." in one and "installs" not in one
+
+    mixed = summarise([row("a", [here] * 3), row("b", [older, here, here]), row("c", [hostile, None, hostile])],
+                      config)
+    md = markdown_table(mixed)
+    assert "Trained under 4 installs" in md
+    assert f"- {software_text(here)}: a, b" in md and f"- {software_text(older)}: b" in md
+    assert "- gymnasium 1.4.0: c" in md and "- not recorded: c" in md  # only the plain version survives
+    assert "<script>" not in md and "\x1b" not in md and "evil" not in md and " 7" not in md

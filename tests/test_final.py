@@ -18,6 +18,7 @@ from rewardgen.contract.policy import PolicyExport
 from rewardgen.run.config import EvolveConfig
 from rewardgen.run.evolve import start_run
 from rewardgen.run.final import FinalEvaluationError, final_evaluation, normalised_scores, read_final
+from rewardgen.software import software
 from rewardgen.store import RunStore, RunStoreError, atomic_write_text
 from rewardgen.tasks.spec import get_task
 
@@ -106,8 +107,15 @@ def test_an_interrupted_final_trains_only_what_is_missing(run_dir: Path):
     (run_dir / "final.json").unlink()
     for name in ("human-seed1", "sparse-seed0"):
         (run_dir / "final" / name / "final-run.json").unlink()
+    assert first["software"] == [software()]  # every training names the install it ran under
+    # one kept training as if trained before the packages were installed again
+    kept = run_dir / "final" / "evolved-seed0" / "final-run.json"
+    older = json.loads(kept.read_text())
+    older["software"] |= {"numpy": "1.26.4"}
+    kept.write_text(json.dumps(older))
     progress = EventRecorder()
     again = final_evaluation(run_dir, seeds=2, steps=2048, episodes=2, progress=progress)
+    assert again["software"] == [older["software"], software()]  # reused from another install: said
     runs = [d for kind, d in progress.events if kind == "final_run"]
     reused = sorted(f"{d['method']}-seed{d['seed_index']}" for d in runs if d.get("reused"))
     assert reused == ["evolved-seed0", "evolved-seed1", "human-seed0", "sparse-seed1"]

@@ -25,8 +25,10 @@ from rewardgen.envsteps import fmt as fmt_steps
 from rewardgen.envsteps import parse as parse_env_steps
 from rewardgen.errors import UserError
 from rewardgen.run.events import EstimateUpdate, Event, FinalRun, RunWarning, TaskEvent
+from rewardgen.run.final import installs_of
 from rewardgen.run.progress import Progress
 from rewardgen.runfiles import RunFiles
+from rewardgen.software import software_text
 from rewardgen.stats import finite, gap_in_standard_errors
 from rewardgen.store import RUN_FILE, Stage, atomic_write_json, atomic_write_text, read_json
 
@@ -420,7 +422,8 @@ def task_row(task_id: str, final: dict, run_dir: Path, entry: dict | None = None
             "evolved_ge_both": beats_both, "gap": gap_verdict(gap),
             "gap_se": gap if gap is not None and math.isfinite(gap) else None,
             "best": final.get("best"), "selection_fitness": (run.get("best") or {}).get("fitness"),
-            "evolve_seconds": (entry or {}).get("evolve_seconds"), "final_seconds": (entry or {}).get("final_seconds")}
+            "evolve_seconds": (entry or {}).get("evolve_seconds"), "final_seconds": (entry or {}).get("final_seconds"),
+            "software": installs_of(final.get("runs") or [])}
 
 
 #: a gap between evolved and human of at least this many standard errors is read as more than the seeds' luck
@@ -454,7 +457,39 @@ def summarise(rows: list[dict], config: dict) -> dict:
             "share_evolved_ge_human": wins / len(compared) if compared else None,
             "evolved_ge_both": sum(1 for r in both if r["evolved_ge_both"]), "compared_both": len(both),
             "evolved_below_human": sum(1 for r in compared if r.get("gap") == "below"),
-            "median_score": statistics.median(scores) if scores else None}
+            "median_score": statistics.median(scores) if scores else None,
+            "software": installs_by_task(rows)}
+
+
+def installs_by_task(rows: list[dict]) -> list[dict]:
+    """The installs the rows' trainings ran under, each with the tasks that used it (``software``: None
+    where a record names none). One entry: the table is one install's; more: its rows are not
+    comparable seed for seed."""
+    out: list[dict] = []
+    for r in rows:
+        for sw in r.get("software") or []:
+            same = next((o for o in out if o["software"] == sw), None)
+            if same is None:
+                out.append(same := {"software": sw, "tasks": []})
+            if r["task"] not in same["tasks"]:
+                same["tasks"].append(r["task"])
+    return out
+
+
+def software_lines(result: dict) -> list[str]:
+    """What the table was trained with, and a warning where its rows ran under more than one install."""
+    installs = result.get("software") or []
+    if not installs:
+        return []
+    if len(installs) == 1:
+        sw = installs[0]["software"]
+        return [f"Trained with {software_text(sw)}." if sw else "The trainings do not record their install."]
+    lines = [f"Trained under {len(installs)} installs, so rows (or one row's methods) are not comparable seed "
+             "for seed: a seed trains another policy under other package versions."]
+    for o in installs:
+        what = software_text(o["software"]) if o["software"] else "not recorded"
+        lines.append(f"- {what}: {', '.join(o['tasks'])}")
+    return lines
 
 
 def _ms(m: dict | None) -> str:
@@ -524,7 +559,8 @@ def markdown_table(result: dict) -> str:
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
     lines += ["", share_line(result) + ".", ""]
-    return "\n".join(lines)
+    software = software_lines(result)
+    return "\n".join(lines + software + ([""] if software else []))
 
 
 def parse_tasks(text: str | None) -> tuple[list[str], dict[str, int]]:

@@ -441,7 +441,7 @@ def cmd_bench_export(args) -> int:
 def cmd_bench_suite(args) -> int:
     from rich.console import Console
 
-    from rewardgen.bench.suite import SuiteConfig, parse_tasks, run_suite, share_line
+    from rewardgen.bench.suite import SuiteConfig, parse_tasks, run_suite, share_line, software_lines
 
     tasks, task_steps = parse_tasks(args.tasks)
     config = SuiteConfig(tasks=tasks, task_steps=task_steps, out=args.out, seeds=args.seeds or 3, steps=args.steps,
@@ -454,6 +454,8 @@ def cmd_bench_suite(args) -> int:
         return 0
     console.print(suite_table(result, args.out, console.width))
     console.print(share_line(result), highlight=False)
+    for line in software_lines(result):
+        console.print(term(line), highlight=False)
     console.print(f"table: {term(Path(args.out) / 'suite.md')}", soft_wrap=True)
     return 0
 

@@ -24,7 +24,10 @@ It holds the run's lock meanwhile, so it never races an evolve/resume of the sam
 
 Resumable: a rerun (after a crash, ``kill -9`` or Ctrl-C) reuses every training whose
 ``final-run.json`` says it finished and was evaluated under the same key (reward source, budget,
-trainer, training seed, evaluation episodes and seed) and trains only the rest.
+trainer, training seed, evaluation episodes and seed) and trains only the rest. Each record names the
+install it was trained under (``rewardgen.software``; with Ray, the orchestrator's, which the cluster
+shares) and ``final.json`` lists the distinct ones: one seed trains another policy under other
+package versions, so a reused training from another install is said, not hidden.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from rewardgen.run.executors import Executor
 from rewardgen.run.progress import Progress
 from rewardgen.run.step import Step, TrainingSetup, training_setup
 from rewardgen.runfiles import RunFiles
+from rewardgen.software import read_software, software
 from rewardgen.store import (
     FINAL_FILE,
     FINAL_RUN_FILE,
@@ -153,6 +157,7 @@ def final_evaluation(run_dir: Path, seeds: int = 5, steps: int | None = None, ex
         "score": scores.get("evolved") if scores else None,
         "score_note": note,
         "runs": runs,
+        "software": installs_of(runs),
         "executor": executor_used,
         "seconds": round(time.monotonic() - started, 2),
     }
@@ -301,7 +306,7 @@ def _finish_one(store: RunStore, t: Retraining, step: Step, job: WorkerJob, fut:
     d = store.path / t.dirname
     outcome = step.finish(d, job, res)
     record: dict[str, Any] = {"method": t.method, "seed_index": t.seed_index, "train_seconds": round(res.seconds, 2),
-                              "fitness": None, "success": False, "error": None}
+                              "fitness": None, "success": False, "error": None, "software": software()}
     if not outcome.trained:
         record |= {"status": outcome.status, "error": outcome.error}
         _emit(progress, _run_event(record))
@@ -318,6 +323,18 @@ def _finish_one(store: RunStore, t: Retraining, step: Step, job: WorkerJob, fut:
                    "success": outcome.success}
     _emit(progress, _run_event(record))
     return record
+
+
+def installs_of(runs: list[dict]) -> list[dict[str, str] | None]:
+    """The distinct installs ``runs`` were trained under (``rewardgen.software``), in first-seen order;
+    None stands for records that name none (trained before trainings recorded it). One entry: the
+    rows are comparable seed for seed; more: a reused training came from another install."""
+    installs: list[dict[str, str] | None] = []
+    for r in runs:
+        sw = read_software(r.get("software")) if isinstance(r, dict) else None
+        if sw not in installs:
+            installs.append(sw)
+    return installs
 
 
 def _summarise(method: str, runs: list[dict]) -> dict:
